@@ -1,1 +1,94 @@
-fn main() {}
+//! The `nono` command line.
+//!
+//! Exit codes (also in README "Exit codes"):
+//! - `0`   success; for `nono run`, the command's own status is passed through;
+//! - `1`   a command failed (an invalid profile for `validate`, a policy error for `compile`...);
+//! - `2`   usage error (bad flags or arguments);
+//! - `125` `nono run` did not start the command: the policy is invalid, a rule cannot be
+//!   enforced on this kernel (fail closed), or sandbox set-up failed;
+//! - `126` the command was found but could not be executed;
+//! - `127` the command was not found;
+//! - `128+N` the command was killed by signal N.
+
+mod cli;
+mod exit;
+mod profiles;
+mod run;
+
+use clap::{Parser, Subcommand};
+
+use crate::exit::Exit;
+
+const EXAMPLES: &str = "\
+Examples:
+  nono run --profile claude-code --allow ~/projects/app -- claude
+  nono run --allow . --allow-domain registry.npmjs.org -- npm install
+  nono policy compile claude-code
+  nono profile list
+  nono profile init my-agent --extends default
+
+Exit codes: 0 ok (run: the command's status), 1 failure, 2 usage,
+125 nono run refused or failed to start, 126 not executable, 127 not found,
+128+N killed by signal N.";
+
+#[derive(Debug, Parser)]
+#[command(name = "nono", version, about = "Confine AI coding agents inside kernel-enforced boundaries", after_help = EXAMPLES)]
+pub struct Cli {
+    /// More logging (-v info, -vv debug, -vvv trace); RUST_LOG overrides.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run a command inside the sandbox.
+    Run(run::RunArgs),
+    /// Explain whether the policy allows an access, and which rule decides.
+    Why(run::WhyArgs),
+    /// Compile policies and inspect what the kernel will enforce.
+    #[command(subcommand)]
+    Policy(cli::policy::PolicyCommand),
+    /// List, show, create and check profiles.
+    #[command(subcommand)]
+    Profile(cli::profile::ProfileCommand),
+}
+
+fn init_tracing(verbose: u8) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "info",
+        2 => "debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .without_time()
+        .init();
+}
+
+fn main() {
+    let cli = Cli::parse();
+    init_tracing(cli.verbose);
+    let result = match cli.command {
+        Command::Run(args) => run::run(args),
+        Command::Why(args) => run::why(args),
+        Command::Policy(cmd) => cli::policy::main(cmd),
+        Command::Profile(cmd) => cli::profile::main(cmd),
+    };
+    let code = match result {
+        Ok(code) => code,
+        Err(Exit { code, message }) => {
+            if let Some(m) = message {
+                eprintln!("{m}");
+            }
+            code
+        }
+    };
+    std::process::exit(code);
+}

@@ -458,6 +458,23 @@ impl Policy {
         strip(self) == strip(other)
     }
 
+    /// The policy with every path variable replaced by its value for one run, so that paths can
+    /// be compared as the kernel will see them (a deny under `$XDG_CONFIG_HOME` inside a grant on
+    /// `$HOME` is only visible once both are expanded). Rule ids and provenance are kept.
+    pub fn expand(&self, vars: &crate::path::PathVars) -> Result<Policy, String> {
+        let mut p = self.clone();
+        for r in &mut p.fs {
+            r.path = r.path.expanded(vars)?;
+        }
+        for r in p.exec.deny.iter_mut().chain(p.exec.allow_only.iter_mut().flatten()) {
+            r.path = r.path.expanded(vars)?;
+        }
+        for r in &mut p.ipc.unix_sockets {
+            r.path = r.path.expanded(vars)?;
+        }
+        Ok(p)
+    }
+
     /// Every rule id in the policy with a one-line description, in id order.
     pub fn rule_summaries(&self) -> Vec<(RuleId, String)> {
         let mut out = Vec::new();

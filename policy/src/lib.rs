@@ -15,3 +15,5 @@ pub mod path;
 
 pub use diag::{Diagnostic, Loc, PolicyError};
 pub use ir::Policy;
+pub mod lang;
+pub mod source;

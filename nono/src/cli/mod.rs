@@ -1,0 +1,3 @@
+//! The policy and profile commands.
+pub mod policy;
+pub mod profile;

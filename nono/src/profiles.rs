@@ -1,0 +1,1 @@
+//! Where profiles come from on this machine: built-ins, the user's profile directory, files.
