@@ -17,3 +17,4 @@ pub use diag::{Diagnostic, Loc, PolicyError};
 pub use ir::Policy;
 pub mod lang;
 pub mod source;
+pub mod load;
