@@ -16,5 +16,6 @@ pub mod path;
 pub use diag::{Diagnostic, Loc, PolicyError};
 pub use ir::Policy;
 pub mod lang;
-pub mod source;
 pub mod load;
+pub mod resolve;
+pub mod source;

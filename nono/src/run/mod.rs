@@ -57,7 +57,10 @@ pub struct WhyArgs {
 }
 
 pub fn run(_args: RunArgs) -> CmdResult {
-    Err(Exit::new(crate::exit::RUN_REFUSED, "nono run: not implemented yet"))
+    Err(Exit::new(
+        crate::exit::RUN_REFUSED,
+        "nono run: not implemented yet",
+    ))
 }
 
 pub fn why(_args: WhyArgs) -> CmdResult {
