@@ -466,7 +466,12 @@ impl Policy {
         for r in &mut p.fs {
             r.path = r.path.expanded(vars)?;
         }
-        for r in p.exec.deny.iter_mut().chain(p.exec.allow_only.iter_mut().flatten()) {
+        for r in p
+            .exec
+            .deny
+            .iter_mut()
+            .chain(p.exec.allow_only.iter_mut().flatten())
+        {
             r.path = r.path.expanded(vars)?;
         }
         for r in &mut p.ipc.unix_sockets {

@@ -113,6 +113,9 @@ struct OpenGroup {
     /// False when the name repeats an earlier group, or the group line itself was malformed:
     /// the body is still checked, then dropped.
     keep: bool,
+    /// The group line was malformed and reported: a missing `}` may be part of that mistake,
+    /// so it is not reported again.
+    malformed: bool,
 }
 
 /// The rule sections a statement adds to: the profile's own, or the open group's.
@@ -144,7 +147,7 @@ impl<'s> Walker<'s> {
     }
 
     fn finish(mut self) -> Result<ProfileDoc, PolicyError> {
-        if let Some(group) = self.group.take() {
+        if let Some(group) = self.group.take().filter(|group| !group.malformed) {
             self.error(
                 group.doc.loc,
                 format!("group `{}` is never closed", group.name),
@@ -182,10 +185,15 @@ impl<'s> Walker<'s> {
             Err(error) => {
                 let diagnostic = self.explain(line, &error);
                 self.diagnostics.push(diagnostic);
-                // A malformed `group` line still opens a block: otherwise its `}` would be
-                // reported as unmatched and its body checked as profile statements.
-                if line.first_word() == "group" && self.group.is_none() {
-                    self.open_group(String::new(), Some(line.loc(line.indent())), false);
+                // A malformed `group` line still opens a block and a malformed `}` line still
+                // closes one: otherwise each error would echo as a brace mismatch, and a body
+                // be checked against the wrong rules.
+                match line.first_word() {
+                    "group" if self.group.is_none() => {
+                        self.open_malformed_group(Some(line.loc(line.indent())));
+                    }
+                    "}" => self.group = None,
+                    _ => {}
                 }
             }
         }
@@ -246,7 +254,9 @@ impl<'s> Walker<'s> {
                     "groups cannot be nested".into(),
                     keyword_span,
                     Some(match opened_on {
-                        Some(n) => format!("close group `{name}` (opened on line {n}) with `}}` first"),
+                        Some(n) => {
+                            format!("close group `{name}` (opened on line {n}) with `}}` first")
+                        }
                         None => format!("close group `{name}` with `}}` first"),
                     }),
                 );
@@ -266,29 +276,28 @@ impl<'s> Walker<'s> {
                 return;
             }
         }
+        if let Some(setting) = single_setting(rule) {
+            if !self.claim(setting, loc, keyword_span) {
+                return;
+            }
+        }
         let pairs = statement.into_inner();
         match rule {
             Rule::profile_stmt => {
                 if let Some(name) = self.values(line, pairs, Rule::profile_name).pop() {
-                    if self.claim("profile", loc, keyword_span) {
-                        self.doc.name = Some(name.value);
-                    }
+                    self.doc.name = Some(name.value);
                 }
             }
             Rule::version_stmt => {
                 if let Some(version) = self.values(line, pairs, Rule::version_text).pop() {
-                    if self.claim("version", loc, keyword_span) {
-                        self.doc.version = Some(version.value);
-                    }
+                    self.doc.version = Some(version.value);
                 }
             }
             Rule::description_stmt => {
                 if let Some(text) = self.values(line, pairs, Rule::description_text).pop() {
-                    if self.claim("description", loc, keyword_span) {
-                        match &mut self.group {
-                            Some(group) => group.doc.description = Some(text.value),
-                            None => self.doc.description = Some(text.value),
-                        }
+                    match &mut self.group {
+                        Some(group) => group.doc.description = Some(text.value),
+                        None => self.doc.description = Some(text.value),
                     }
                 }
             }
@@ -327,9 +336,7 @@ impl<'s> Walker<'s> {
                 list.extend(paths);
             }
             Rule::net_allow_all_stmt => {
-                if self.claim("net allow all", loc, keyword_span) {
-                    self.sections().network.allow_all = Some(true);
-                }
+                self.sections().network.allow_all = Some(true);
             }
             Rule::net_allow_domain_stmt => {
                 let mut domains = Vec::new();
@@ -403,28 +410,22 @@ impl<'s> Walker<'s> {
                 }
             }
             Rule::ipc_signals_stmt => {
-                if self.claim("ipc signals", loc, keyword_span) {
-                    self.doc.ipc.scope_signals = Some(has(pairs, Rule::kw_scoped));
-                }
+                self.doc.ipc.scope_signals = Some(has(pairs, Rule::kw_scoped));
             }
             Rule::ipc_abstract_unix_stmt => {
-                if self.claim("ipc abstract-unix", loc, keyword_span) {
-                    self.doc.ipc.scope_abstract_unix = Some(has(pairs, Rule::kw_scoped));
-                }
+                self.doc.ipc.scope_abstract_unix = Some(has(pairs, Rule::kw_scoped));
             }
             Rule::ipc_unix_socket_stmt => {
                 let paths = self.values(line, pairs, Rule::path);
                 self.doc.ipc.unix_sockets.extend(paths);
             }
             Rule::env_mode_stmt => {
-                if self.claim("env mode", loc, keyword_span) {
-                    let mode = if has(pairs, Rule::kw_clean) {
-                        EnvModeDoc::Clean
-                    } else {
-                        EnvModeDoc::Inherit
-                    };
-                    self.sections().env.mode = Some(mode);
-                }
+                let mode = if has(pairs, Rule::kw_clean) {
+                    EnvModeDoc::Clean
+                } else {
+                    EnvModeDoc::Inherit
+                };
+                self.sections().env.mode = Some(mode);
             }
             Rule::env_pass_stmt => {
                 let names = self.values(line, pairs, Rule::var_name);
@@ -435,35 +436,25 @@ impl<'s> Walker<'s> {
                 self.sections().env.strip.extend(names);
             }
             Rule::audit_stmt => {
-                if self.claim("audit", loc, keyword_span) {
-                    let level = pairs.fold(AuditLevel::Denied, |level, pair| {
-                        match pair.as_rule() {
-                            Rule::kw_off => AuditLevel::Off,
-                            Rule::kw_all => AuditLevel::All,
-                            _ => level,
-                        }
-                    });
-                    self.doc.audit.level = Some(level);
-                }
+                let level = pairs.fold(AuditLevel::Denied, |level, pair| match pair.as_rule() {
+                    Rule::kw_off => AuditLevel::Off,
+                    Rule::kw_all => AuditLevel::All,
+                    _ => level,
+                });
+                self.doc.audit.level = Some(level);
             }
             Rule::rollback_stmt => {
-                if self.claim("rollback", loc, keyword_span) {
-                    self.doc.rollback.enabled = Some(has(pairs, Rule::kw_on));
-                }
+                self.doc.rollback.enabled = Some(has(pairs, Rule::kw_on));
             }
             Rule::rollback_gitignore_stmt => {
-                if self.claim("rollback gitignore", loc, keyword_span) {
-                    self.doc.rollback.gitignore = Some(has(pairs, Rule::kw_on));
-                }
+                self.doc.rollback.gitignore = Some(has(pairs, Rule::kw_on));
             }
             Rule::rollback_exclude_stmt => {
                 let patterns = self.values(line, pairs, Rule::exclude_pattern);
                 self.doc.rollback.exclude.extend(patterns);
             }
             Rule::override_stmt => {
-                if self.claim("override allow-broad-write", loc, keyword_span) {
-                    self.doc.overrides.allow_broad_write = Some(true);
-                }
+                self.doc.overrides.allow_broad_write = Some(true);
             }
             Rule::group_open => {
                 let name = pairs
@@ -481,10 +472,10 @@ impl<'s> Walker<'s> {
                                 help,
                             );
                         }
-                        self.open_group(name.value, name.loc, earlier.is_none());
+                        self.open_group(name.value, name.loc, earlier.is_none(), false);
                     }
                     // The name was malformed (and reported); still match the `}`.
-                    None => self.open_group(String::new(), Some(loc), false),
+                    None => self.open_malformed_group(Some(loc)),
                 }
             }
             Rule::group_close => match self.group.take() {
@@ -503,7 +494,12 @@ impl<'s> Walker<'s> {
         }
     }
 
-    fn open_group(&mut self, name: String, loc: Option<Loc>, keep: bool) {
+    /// Opens a block for a `group` line that was reported as malformed.
+    fn open_malformed_group(&mut self, loc: Option<Loc>) {
+        self.open_group(String::new(), loc, false, true);
+    }
+
+    fn open_group(&mut self, name: String, loc: Option<Loc>, keep: bool, malformed: bool) {
         self.group = Some(OpenGroup {
             name,
             doc: GroupDoc {
@@ -512,6 +508,7 @@ impl<'s> Walker<'s> {
             },
             settings: HashMap::new(),
             keep,
+            malformed,
         });
     }
 
@@ -623,7 +620,10 @@ impl<'s> Walker<'s> {
         if let Some(c) = rest.chars().next().filter(|&c| is_invisible(c)) {
             return self
                 .source
-                .error(loc, format!("invisible character {} is not allowed", name_char(c)))
+                .error(
+                    loc,
+                    format!("invisible character {} is not allowed", name_char(c)),
+                )
                 .with_help(
                     "it would make this line mean something other than what it shows; \
                      delete it (inside a string, write it as `\\u{...}` if it is really meant)",
@@ -643,6 +643,10 @@ impl<'s> Walker<'s> {
             } => (positives.as_slice(), negatives.as_slice()),
             ErrorVariant::CustomError { .. } => (&[][..], &[][..]),
         };
+        // Pest lists what it tried in no useful order; the grammar declares values first and
+        // keywords in reading order (`on` before `off`...), so sort by declaration.
+        let mut positives = positives.to_vec();
+        positives.sort();
         let mut expected: Vec<String> = Vec::new();
         for phrase in positives.iter().filter_map(|&rule| expectation(rule)) {
             if !expected.contains(&phrase) {
@@ -667,8 +671,13 @@ impl<'s> Walker<'s> {
         if expected.is_empty() {
             let help = if matches!(statement, "profile" | "version" | "description") {
                 "a value with spaces goes in double quotes: \"like this\"".to_string()
+            } else if matches!(statement, "group" | "}") {
+                "a group's braces end their lines: put each statement on its own line".to_string()
             } else {
-                format!("the `{statement}` statement ends after `{}`", shown(previous))
+                format!(
+                    "the `{statement}` statement ends after `{}`",
+                    shown(previous)
+                )
             };
             return self
                 .source
@@ -718,6 +727,24 @@ impl<'s> Walker<'s> {
             .with_span(span)
             .with_help(help)
     }
+}
+
+/// The settings a profile (or group) gives one value, named for messages.
+fn single_setting(rule: Rule) -> Option<&'static str> {
+    Some(match rule {
+        Rule::profile_stmt => "profile",
+        Rule::version_stmt => "version",
+        Rule::description_stmt => "description",
+        Rule::net_allow_all_stmt => "net allow all",
+        Rule::ipc_signals_stmt => "ipc signals",
+        Rule::ipc_abstract_unix_stmt => "ipc abstract-unix",
+        Rule::env_mode_stmt => "env mode",
+        Rule::audit_stmt => "audit",
+        Rule::rollback_stmt => "rollback",
+        Rule::rollback_gitignore_stmt => "rollback gitignore",
+        Rule::override_stmt => "override allow-broad-write",
+        _ => return None,
+    })
 }
 
 fn rule_is_statement(rule: Rule) -> bool {
@@ -860,10 +887,7 @@ fn token_at(rest: &str) -> &str {
     } else {
         None
     };
-    let end = end.unwrap_or_else(|| {
-        rest.find(|c: char| c == ' ' || c == '\t')
-            .unwrap_or(rest.len())
-    });
+    let end = end.unwrap_or_else(|| rest.find([' ', '\t']).unwrap_or(rest.len()));
     rest.get(..end).unwrap_or(rest)
 }
 
@@ -988,4 +1012,37 @@ fn shown(token: &str) -> String {
         out.push('…');
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `keyword_of` is written out by hand; it must say exactly what each `kw_*` rule matches.
+    #[test]
+    fn keyword_table_matches_the_grammar() {
+        let keyword_rules: Vec<Rule> = Rule::all_rules()
+            .iter()
+            .copied()
+            .filter(|rule| format!("{rule:?}").starts_with("kw_"))
+            .collect();
+        assert!(keyword_rules.len() > 40);
+        for rule in keyword_rules {
+            let keyword = keyword_of(rule).unwrap_or_else(|| panic!("{rule:?} has no text"));
+            let matched = LineParser::parse(rule, keyword).map(|pairs| pairs.as_str().to_owned());
+            assert_eq!(matched.as_deref(), Ok(keyword), "{rule:?}");
+        }
+    }
+
+    #[test]
+    fn every_statement_keyword_starts_a_statement() {
+        for keyword in STATEMENT_KEYWORDS {
+            let error = LineParser::parse(Rule::line, keyword).expect_err("incomplete");
+            let offset = match error.location {
+                InputLocation::Pos(offset) => offset,
+                InputLocation::Span((start, _)) => start,
+            };
+            assert_eq!(offset, keyword.len(), "`{keyword}` should be recognised");
+        }
+    }
 }

@@ -16,5 +16,5 @@ pub mod path;
 pub use diag::{Diagnostic, Loc, PolicyError};
 pub use ir::Policy;
 pub mod lang;
-pub mod source;
 pub mod load;
+pub mod source;
