@@ -1089,3 +1089,158 @@ fn long_tokens_are_shortened_in_messages() {
     assert!(e.message.len() < 200, "{}", e.message);
     assert!(e.message.contains('…'));
 }
+
+// ---------------------------------------------------------------------------------------------
+// The built-in profiles in `profiles/`
+
+/// Every `.nono` file under `profiles/`, as (path relative to it, text).
+fn builtin_files() -> Vec<(String, String)> {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../profiles");
+    let mut files = Vec::new();
+    for dir in [root.clone(), root.join("groups")] {
+        for entry in std::fs::read_dir(&dir).expect("profiles/ is readable") {
+            let path = entry.expect("directory entry").path();
+            if path.extension().is_some_and(|ext| ext == "nono") {
+                let text = std::fs::read_to_string(&path).expect("profile is UTF-8");
+                let relative = path.strip_prefix(&root).expect("under root");
+                files.push((relative.display().to_string(), text));
+            }
+        }
+    }
+    files.sort();
+    files
+}
+
+fn builtin(relative: &str) -> ProfileDoc {
+    let (_, text) = builtin_files()
+        .into_iter()
+        .find(|(name, _)| name == relative)
+        .unwrap_or_else(|| panic!("no profiles/{relative}"));
+    parse(relative, &text).unwrap_or_else(|error| panic!("{error}"))
+}
+
+fn values_of(list: &[Located<String>]) -> Vec<&str> {
+    list.iter().map(|v| v.value.as_str()).collect()
+}
+
+#[test]
+fn every_builtin_file_parses() {
+    let files = builtin_files();
+    assert_eq!(
+        files.len(),
+        9,
+        "{:?}",
+        files.iter().map(|f| &f.0).collect::<Vec<_>>()
+    );
+    let mut failures = String::new();
+    for (name, text) in &files {
+        if let Err(error) = parse(&format!("profiles/{name}"), text) {
+            failures.push_str(&error.to_string());
+        }
+    }
+    assert!(failures.is_empty(), "{failures}");
+}
+
+#[test]
+fn builtin_profiles_are_named_versioned_described_and_deny_credentials() {
+    let profiles: std::collections::BTreeMap<String, ProfileDoc> = builtin_files()
+        .into_iter()
+        .filter(|(name, _)| !name.starts_with("groups"))
+        .map(|(name, text)| {
+            let stem = name.trim_end_matches(".nono").to_string();
+            (stem, parse(&name, &text).expect("parses"))
+        })
+        .collect();
+    for (stem, profile) in &profiles {
+        assert_eq!(profile.name.as_deref(), Some(stem.as_str()));
+        assert!(profile.version.is_some(), "{stem} has no version");
+        assert!(profile.description.is_some(), "{stem} has no description");
+        assert!(profile.groups.is_empty(), "{stem} defines groups inline");
+        // Through `extends`, every profile must reach one that uses the credentials group.
+        let mut current = profile;
+        let mut hops = 0;
+        while !values_of(&current.use_groups).contains(&"credentials") {
+            let parent = current.extends.first().unwrap_or_else(|| {
+                panic!("{stem} neither uses credentials nor extends a profile that does")
+            });
+            current = &profiles[&parent.value];
+            hops += 1;
+            assert!(hops < 10, "extends cycle from {stem}");
+        }
+    }
+}
+
+#[test]
+fn builtin_group_files_hold_one_group_named_after_the_file() {
+    for (name, text) in builtin_files()
+        .into_iter()
+        .filter(|(name, _)| name.starts_with("groups"))
+    {
+        let parsed = parse(&name, &text).expect("parses");
+        let stem = name.trim_start_matches("groups/").trim_end_matches(".nono");
+        assert_eq!(parsed.groups.keys().collect::<Vec<_>>(), [stem], "{name}");
+        let only_groups = ProfileDoc {
+            groups: parsed.groups.clone(),
+            ..ProfileDoc::default()
+        };
+        assert_eq!(
+            parsed, only_groups,
+            "{name} has statements outside its group"
+        );
+        assert!(parsed.groups[stem].description.is_some(), "{name}");
+    }
+}
+
+#[test]
+fn builtin_values_land_in_their_fields() {
+    let credentials = builtin("groups/credentials.nono");
+    let credentials = &credentials.groups["credentials"];
+    assert!(values_of(&credentials.filesystem.deny).contains(&"$HOME/.ssh/**"));
+    assert!(values_of(&credentials.filesystem.deny).contains(&"$HOME/.cargo/credentials.toml"));
+    assert!(values_of(&credentials.env.strip).contains(&"AWS_*"));
+    assert!(values_of(&credentials.env.strip).contains(&"GITHUB_TOKEN"));
+
+    let base = builtin("groups/system-base.nono");
+    let base = &base.groups["system-base"];
+    assert!(values_of(&base.filesystem.read).contains(&"/etc/**"));
+    assert!(values_of(&base.filesystem.exec).contains(&"/usr/**"));
+    assert!(values_of(&base.filesystem.deny).contains(&"/etc/shadow"));
+    assert!(values_of(&base.filesystem.readwrite).contains(&"/dev/null"));
+    assert!(base.filesystem.write.is_empty());
+
+    let default = builtin("default.nono");
+    assert_eq!(
+        values_of(&default.use_groups),
+        ["system-base", "credentials"]
+    );
+    assert!(values_of(&default.filesystem.readwrite).contains(&"$WORKDIR/**"));
+    assert!(values_of(&default.filesystem.deny_write).contains(&"$WORKDIR/.git/hooks/**"));
+    assert!(
+        default.network.is_empty(),
+        "the default profile has no network"
+    );
+
+    let rust = builtin("rust-dev.nono");
+    assert_eq!(values_of(&rust.extends), ["default"]);
+    assert!(values_of(&rust.filesystem.readwrite).contains(&"$HOME/.cargo/registry/**"));
+    assert!(values_of(&rust.filesystem.exec).contains(&"$HOME/.rustup/**"));
+    assert!(!values_of(&rust.filesystem.readwrite).contains(&"$HOME/.rustup/**"));
+    let domains = |doc: &ProfileDoc| -> Vec<String> {
+        doc.network
+            .domains
+            .iter()
+            .map(|d| d.value.domain().to_string())
+            .collect()
+    };
+    assert!(domains(&rust).contains(&"index.crates.io".to_string()));
+    assert!(domains(&builtin("node-dev.nono")).contains(&"registry.npmjs.org".to_string()));
+    assert!(domains(&builtin("python-dev.nono")).contains(&"files.pythonhosted.org".to_string()));
+    assert!(domains(&builtin("go-dev.nono")).contains(&"sum.golang.org".to_string()));
+    let claude = builtin("claude-code.nono");
+    assert_eq!(values_of(&claude.extends), ["node-dev"]);
+    assert!(domains(&claude).contains(&"api.anthropic.com".to_string()));
+    assert!(values_of(&claude.filesystem.readwrite).contains(&"$HOME/.claude.json"));
+    let codex = builtin("codex.nono");
+    assert!(domains(&codex).contains(&"api.openai.com".to_string()));
+    assert!(values_of(&codex.filesystem.deny_write).contains(&"$HOME/.codex/config.toml"));
+}
