@@ -8,6 +8,7 @@
 //! makes sense is [`crate::resolve`]'s job, so that it reports the same errors for every
 //! front-end.
 
+use std::cell::Cell;
 use std::collections::HashMap;
 
 use pest::error::{ErrorVariant, InputLocation};
@@ -62,16 +63,11 @@ pub fn parse(source_name: &str, text: &str) -> Result<ProfileDoc, PolicyError> {
     let mut walker = Walker::new(&source);
     // `str::lines` is also what `SourceText` uses for snippets: "\n" and "\r\n" both end a line.
     for (index, text) in text.lines().enumerate() {
-        if walker.diagnostics.len() >= MAX_DIAGNOSTICS {
-            walker.diagnostics.push(Diagnostic::new(
-                source_name,
-                None,
-                format!("too many errors; stopped after {MAX_DIAGNOSTICS}"),
-            ));
+        if walker.truncated {
             break;
         }
         let number = u32::try_from(index + 1).unwrap_or(u32::MAX);
-        walker.line(&Line { number, text });
+        walker.line(&Line::new(number, text));
     }
     walker.finish()
 }
@@ -80,14 +76,31 @@ pub fn parse(source_name: &str, text: &str) -> Result<ProfileDoc, PolicyError> {
 struct Line<'t> {
     number: u32,
     text: &'t str,
+    /// The last offset located and its column. Values are located left to right, so counting
+    /// on from here keeps a line with many values linear rather than quadratic.
+    cursor: Cell<(usize, usize)>,
 }
 
-impl Line<'_> {
+impl<'t> Line<'t> {
+    fn new(number: u32, text: &'t str) -> Self {
+        Line {
+            number,
+            text,
+            cursor: Cell::new((0, 1)),
+        }
+    }
+
     fn loc(&self, offset: usize) -> Loc {
-        let before = self.text.get(..offset).unwrap_or(self.text);
+        let offset = offset.min(self.text.len());
+        let (mut from, mut column) = self.cursor.get();
+        if offset < from {
+            (from, column) = (0, 1);
+        }
+        column += self.text.get(from..offset).map_or(0, |s| s.chars().count());
+        self.cursor.set((offset, column));
         Loc {
             line: self.number,
-            column: u32::try_from(before.chars().count() + 1).unwrap_or(u32::MAX),
+            column: u32::try_from(column).unwrap_or(u32::MAX),
         }
     }
 
@@ -133,6 +146,8 @@ struct Walker<'s> {
     settings: HashMap<&'static str, Loc>,
     group: Option<OpenGroup>,
     diagnostics: Vec<Diagnostic>,
+    /// Set once `MAX_DIAGNOSTICS` errors are reported; later ones are dropped unbuilt.
+    truncated: bool,
 }
 
 impl<'s> Walker<'s> {
@@ -143,6 +158,7 @@ impl<'s> Walker<'s> {
             settings: HashMap::new(),
             group: None,
             diagnostics: Vec::new(),
+            truncated: false,
         }
     }
 
@@ -155,6 +171,11 @@ impl<'s> Walker<'s> {
                 Some("end the group with a line holding only `}`".into()),
             );
         }
+        if self.truncated {
+            let note = format!("too many errors; stopped after {MAX_DIAGNOSTICS}");
+            self.diagnostics
+                .push(Diagnostic::new(self.source.name, None, note));
+        }
         if self.diagnostics.is_empty() {
             Ok(self.doc)
         } else {
@@ -164,7 +185,17 @@ impl<'s> Walker<'s> {
         }
     }
 
+    /// Whether there is room for another diagnostic. Past the limit they are not even built:
+    /// building one scans the source for its snippet line.
+    fn room_for_error(&mut self) -> bool {
+        self.truncated = self.diagnostics.len() >= MAX_DIAGNOSTICS;
+        !self.truncated
+    }
+
     fn error(&mut self, loc: Option<Loc>, message: String, span: usize, help: Option<String>) {
+        if !self.room_for_error() {
+            return;
+        }
         let mut diagnostic = self.source.error(loc, message).with_span(span);
         if let Some(help) = help {
             diagnostic = diagnostic.with_help(help);
@@ -183,8 +214,10 @@ impl<'s> Walker<'s> {
                 }
             }
             Err(error) => {
-                let diagnostic = self.explain(line, &error);
-                self.diagnostics.push(diagnostic);
+                if self.room_for_error() {
+                    let diagnostic = self.explain(line, &error);
+                    self.diagnostics.push(diagnostic);
+                }
                 // A malformed `group` line still opens a block and a malformed `}` line still
                 // closes one: otherwise each error would echo as a brace mismatch, and a body
                 // be checked against the wrong rules.
@@ -524,13 +557,14 @@ impl<'s> Walker<'s> {
     /// One value position (`path`, `domain`...), whose single child is a word or a string.
     fn value(&mut self, line: &Line, position: Pair<Rule>) -> Option<Located<String>> {
         let token = position.into_inner().next()?;
-        let start = token.as_span().start();
+        // Located before decoding, which locates escapes further right.
+        let loc = line.loc(token.as_span().start());
         let value = match token.as_rule() {
             Rule::word => self.word(line, token)?,
             Rule::string => self.string(line, token)?,
             _ => return None,
         };
-        Some(Located::new(value, Some(line.loc(start))))
+        Some(Located::new(value, Some(loc)))
     }
 
     fn word(&mut self, line: &Line, word: Pair<Rule>) -> Option<String> {

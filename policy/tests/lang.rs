@@ -1244,3 +1244,24 @@ fn builtin_values_land_in_their_fields() {
     assert!(domains(&codex).contains(&"api.openai.com".to_string()));
     assert!(values_of(&codex.filesystem.deny_write).contains(&"$HOME/.codex/config.toml"));
 }
+
+#[test]
+fn errors_stop_after_a_hundred_even_on_one_line() {
+    let one_line = format!("read {}\n", "\"\\q\" ".repeat(10_000));
+    let all = errors(&one_line);
+    assert_eq!(all.len(), 101);
+    assert_eq!(all[99].loc, at(1, 7 + 99 * 5), "the 100th escape");
+}
+
+#[test]
+fn a_long_line_of_values_parses_in_linear_time() {
+    let values = 200_000;
+    let line = format!("read {}\n", "/a ".repeat(values));
+    let started = std::time::Instant::now();
+    let parsed = doc(&line);
+    assert_eq!(parsed.filesystem.read.len(), values);
+    let last = parsed.filesystem.read[values - 1].loc.expect("located");
+    assert_eq!(last.column as usize, 6 + (values - 1) * 3);
+    // Generous for debug builds on a loaded machine; quadratic column counting took minutes.
+    assert!(started.elapsed() < std::time::Duration::from_secs(20));
+}
