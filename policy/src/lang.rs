@@ -129,6 +129,8 @@ struct OpenGroup {
     /// The group line was malformed and reported: a missing `}` may be part of that mistake,
     /// so it is not reported again.
     malformed: bool,
+    /// `group` lines reported as nested inside this one whose `}` is still to come.
+    nested_blocks: u32,
 }
 
 /// The rule sections a statement adds to: the profile's own, or the open group's.
@@ -279,8 +281,10 @@ impl<'s> Walker<'s> {
         let loc = line.loc(start);
         let keyword = line.first_word();
         let keyword_span = keyword.chars().count();
-        if let Some(group) = &self.group {
+        if let Some(group) = &mut self.group {
             if rule == Rule::group_open {
+                // Its `}` is part of the same mistake: let it close the nested block, not this.
+                group.nested_blocks += 1;
                 let (name, opened_on) = (group.name.clone(), group.doc.loc.map(|l| l.line));
                 self.error(
                     Some(loc),
@@ -512,6 +516,10 @@ impl<'s> Walker<'s> {
                 }
             }
             Rule::group_close => match self.group.take() {
+                Some(mut group) if group.nested_blocks > 0 => {
+                    group.nested_blocks -= 1;
+                    self.group = Some(group);
+                }
                 Some(group) if group.keep => {
                     self.doc.groups.insert(group.name, group.doc);
                 }
@@ -542,6 +550,7 @@ impl<'s> Walker<'s> {
             settings: HashMap::new(),
             keep,
             malformed,
+            nested_blocks: 0,
         });
     }
 

@@ -602,6 +602,11 @@ fn statements_a_group_cannot_hold() {
 #[test]
 fn groups_cannot_nest() {
     let all = errors("group a {\n  group b {\n  }\n}\n");
+    assert_eq!(
+        all.len(),
+        1,
+        "the inner `}}` closes the inner block: {all:#?}"
+    );
     assert_eq!(all[0].loc, at(2, 3));
     assert_eq!(all[0].message, "groups cannot be nested");
     assert_eq!(
