@@ -1250,7 +1250,7 @@ fn builtin_values_land_in_their_fields() {
     assert!(values_of(&claude.filesystem.readwrite).contains(&"$HOME/.claude.json"));
     let codex = builtin("codex.nono");
     assert!(domains(&codex).contains(&"api.openai.com".to_string()));
-    assert!(values_of(&codex.filesystem.deny_write).contains(&"$HOME/.codex/config.toml"));
+    assert!(values_of(&codex.filesystem.readwrite).contains(&"$HOME/.codex/**"));
 }
 
 #[test]
