@@ -6,12 +6,14 @@
 //! [`backend`]s turn that into a Landlock plan, an eBPF map plan and a macOS Seatbelt profile,
 //! all carried by the [`artifact::CompiledPolicy`].
 
+pub mod artifact;
 pub mod backend;
 pub mod diag;
 pub mod doc;
 pub mod ir;
 pub mod net;
 pub mod path;
+pub mod report;
 
 pub use diag::{Diagnostic, Loc, PolicyError};
 pub use ir::Policy;
