@@ -397,6 +397,9 @@ pub fn plan(policy: &Policy, target: &Target) -> LandlockPlan {
         ))
     });
     gaps.dedup();
+    let mut notes = planner.notes;
+    notes.sort();
+    notes.dedup();
     LandlockPlan {
         abi,
         handled_fs: planner.handled_fs,
@@ -407,7 +410,7 @@ pub fn plan(policy: &Policy, target: &Target) -> LandlockPlan {
         port_rules,
         seccomp,
         gaps,
-        notes: planner.notes,
+        notes,
     }
 }
 
@@ -1112,7 +1115,11 @@ fn merge_pieces(pieces: Vec<Piece>) -> Vec<PathRule> {
     rules
 }
 
+/// `r1, r4`: sorted, so messages do not depend on rule order.
 fn join_ids(ids: &[RuleId]) -> String {
+    let mut ids = ids.to_vec();
+    ids.sort();
+    ids.dedup();
     ids.iter()
         .map(|id| id.to_string())
         .collect::<Vec<_>>()
