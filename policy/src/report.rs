@@ -30,12 +30,14 @@ pub fn abi_losses_with(policy: &Policy, kernel_layer: bool) -> Vec<(u8, Vec<Gap>
         )
         .gaps
     };
-    let newest = gaps(Target::LATEST_ABI);
+    // A gap is the same loss whatever its reason says (the rights listed differ by ABI).
+    let key = |g: &Gap| (g.rule, g.rule_text.clone(), g.feature.clone());
+    let newest: Vec<_> = gaps(Target::LATEST_ABI).iter().map(key).collect();
     (1..=Target::LATEST_ABI)
         .map(|abi| {
             let lost = gaps(abi)
                 .into_iter()
-                .filter(|g| !newest.contains(g))
+                .filter(|g| !newest.contains(&key(g)))
                 .collect();
             (abi, lost)
         })
@@ -111,6 +113,14 @@ pub fn render_text(compiled: &CompiledPolicy) -> String {
             .unwrap_or_else(|| "(unknown)".into());
         let _ = writeln!(out, "        source:   {origins}");
         let mut lines: Vec<String> = mechanisms.get(id).cloned().unwrap_or_default();
+        for g in &ll.covered_by_kernel_layer {
+            if g.rule == Some(*id) {
+                lines.push(format!(
+                    "Landlock alone cannot ({}); the eBPF kernel layer closes this",
+                    g.feature
+                ));
+            }
+        }
         for g in gaps_by_rule.get(id).into_iter().flatten() {
             lines.push(format!("NOT AS WRITTEN: {} ({})", g.feature, direction(g)));
         }
@@ -154,7 +164,7 @@ pub fn render_text(compiled: &CompiledPolicy) -> String {
     if ll.seccomp.deny_other_families {
         let _ = writeln!(
             out,
-            "  sockets:      seccomp refuses AF_PACKET, AF_NETLINK (but route queries), AF_VSOCK and other families"
+            "  sockets:      seccomp refuses AF_PACKET, AF_NETLINK (except route queries), AF_VSOCK and other families"
         );
     }
     let mut scopes = Vec::new();
@@ -180,6 +190,13 @@ pub fn render_text(compiled: &CompiledPolicy) -> String {
         let _ = writeln!(
             out,
             "  none: every rule is enforced as written on this target"
+        );
+    }
+    if !ll.covered_by_kernel_layer.is_empty() {
+        let _ = writeln!(
+            out,
+            "  ({} more closed by the eBPF kernel layer; they become warnings if it fails to load)",
+            ll.covered_by_kernel_layer.len()
         );
     }
     for g in &ll.gaps {
@@ -310,7 +327,13 @@ fn mechanisms(compiled: &CompiledPolicy) -> BTreeMap<RuleId, Vec<String>> {
         );
     }
 
-    let has_gap = |id: RuleId| ll.gaps.iter().any(|g| g.rule == Some(id));
+    // Landlock's default deny holds a deny only when no grant above it reaches it.
+    let has_gap = |id: RuleId| {
+        ll.gaps
+            .iter()
+            .chain(&ll.covered_by_kernel_layer)
+            .any(|g| g.rule == Some(id))
+    };
     let landlock_denies = ll.abi > 0;
     for r in policy.fs.iter().filter(|r| r.effect == Effect::Deny) {
         if landlock_denies && !has_gap(r.id) {

@@ -1042,3 +1042,30 @@ fn report_lists_rules_mechanisms_and_warnings() {
     ));
     assert!(text.contains("WARNINGS (0)"));
 }
+
+#[test]
+fn kernel_layer_closes_gaps_and_says_which() {
+    let p = default_like();
+    let without = ll(&p, 7, false);
+    let with = ll(&p, 7, true);
+    assert!(with.gaps.is_empty());
+    assert_eq!(with.covered_by_kernel_layer, without.gaps);
+    assert!(without.covered_by_kernel_layer.is_empty());
+    // The report must not claim Landlock's default deny holds a deny inside a grant.
+    let text = render_text(&CompiledPolicy::build(
+        &p,
+        Target {
+            landlock_abi: 7,
+            kernel_layer: true,
+        },
+    ));
+    let r40 = text
+        .split("  r40 ")
+        .nth(1)
+        .unwrap()
+        .split("  r41 ")
+        .next()
+        .unwrap();
+    assert!(!r40.contains("Landlock default deny"), "{r40}");
+    assert!(r40.contains("Landlock alone cannot (deny inside an allowed tree)"));
+}

@@ -30,8 +30,9 @@
 //! no grant above it carries the rights it takes away; a grant *inside* a deny loses the denied
 //! rights (denies win), so that case is exact. A deny *inside* a grant with intersecting rights
 //! (`deny $HOME/.ssh/**` under `readwrite $HOME/**`) cannot be expressed: without the eBPF kernel
-//! layer it is a [`Gap`]; with it, the kernel layer's deny map enforces it and no gap is
-//! recorded. Containment is symbolic (see `containment`): the runtime plans the expanded
+//! layer it is a [`Gap`]; with it, the kernel layer's deny map enforces it and the gap is
+//! recorded in [`LandlockPlan::covered_by_kernel_layer`] instead (the runtime needs it should
+//! the kernel layer fail to load). Containment is symbolic (see `containment`): the runtime plans the expanded
 //! policy again so overlaps that only exist on one machine are found too.
 //!
 //! **exec.** `exec deny` is a deny of `execute`. `exec only` intersects the exec grants with the
@@ -296,6 +297,9 @@ pub struct LandlockPlan {
     /// Rules the Landlock + seccomp layer cannot enforce on this target. The runtime refuses to
     /// start when this is non-empty, unless `--best-effort` (or the kernel layer covers them).
     pub gaps: Vec<Gap>,
+    /// What would be a gap without the eBPF kernel layer, and which the kernel layer closes on
+    /// this target. Should the kernel layer fail to load at run time, these become gaps.
+    pub covered_by_kernel_layer: Vec<Gap>,
     /// Known limitations that are not a rule this target fails to enforce (path unix sockets,
     /// exact grants on directories...). Shown to reviewers; never block a run.
     pub notes: Vec<String>,
@@ -379,6 +383,7 @@ pub fn plan(policy: &Policy, target: &Target) -> LandlockPlan {
         handled_fs: FsRights::for_abi(abi),
         texts: policy.rule_summaries().into_iter().collect(),
         gaps: Vec::new(),
+        covered: Vec::new(),
         notes: Vec::new(),
     };
     let path_rules = planner.filesystem();
@@ -387,16 +392,8 @@ pub fn plan(policy: &Policy, target: &Target) -> LandlockPlan {
     planner.unix_socket_note();
     planner.abi_notes(&path_rules);
 
-    let mut gaps = planner.gaps;
-    gaps.sort_by(|a, b| {
-        (a.rule.is_none(), a.rule, &a.rule_text, &a.feature).cmp(&(
-            b.rule.is_none(),
-            b.rule,
-            &b.rule_text,
-            &b.feature,
-        ))
-    });
-    gaps.dedup();
+    let gaps = sorted_gaps(planner.gaps);
+    let covered_by_kernel_layer = sorted_gaps(planner.covered);
     let mut notes = planner.notes;
     notes.sort();
     notes.dedup();
@@ -410,8 +407,23 @@ pub fn plan(policy: &Policy, target: &Target) -> LandlockPlan {
         port_rules,
         seccomp,
         gaps,
+        covered_by_kernel_layer,
         notes,
     }
+}
+
+/// Rule gaps in id order, then the implicit-default ones.
+fn sorted_gaps(mut gaps: Vec<Gap>) -> Vec<Gap> {
+    gaps.sort_by(|a, b| {
+        (a.rule.is_none(), a.rule, &a.rule_text, &a.feature).cmp(&(
+            b.rule.is_none(),
+            b.rule,
+            &b.rule_text,
+            &b.feature,
+        ))
+    });
+    gaps.dedup();
+    gaps
 }
 
 struct Planner<'p> {
@@ -422,6 +434,8 @@ struct Planner<'p> {
     /// Every rule's one-line text, for gap and note messages.
     texts: HashMap<RuleId, String>,
     gaps: Vec<Gap>,
+    /// Gaps the kernel layer closes (see [`LandlockPlan::covered_by_kernel_layer`]).
+    covered: Vec<Gap>,
     notes: Vec<String>,
 }
 
@@ -454,6 +468,29 @@ impl<'p> Planner<'p> {
             .join(", ")
     }
 
+    /// Record a gap the kernel layer closes when the target has it.
+    fn push_kernel_gap(&mut self, gap: Gap) {
+        if self.kernel_layer {
+            self.covered.push(gap);
+        } else {
+            self.gaps.push(gap);
+        }
+    }
+
+    /// A gap on a rule, closed by the kernel layer when the target has it.
+    fn kernel_gap(
+        &mut self,
+        rule: RuleId,
+        feature: &str,
+        needs: &str,
+        reason: String,
+        direction: GapDirection,
+    ) {
+        let gap = self.make_gap(Some(rule), feature, needs, reason, direction);
+        self.push_kernel_gap(gap);
+    }
+
+    /// A gap on a rule that no layer closes on this target.
     fn gap(
         &mut self,
         rule: Option<RuleId>,
@@ -462,11 +499,23 @@ impl<'p> Planner<'p> {
         reason: String,
         direction: GapDirection,
     ) {
+        let gap = self.make_gap(rule, feature, needs, reason, direction);
+        self.gaps.push(gap);
+    }
+
+    fn make_gap(
+        &self,
+        rule: Option<RuleId>,
+        feature: &str,
+        needs: &str,
+        reason: String,
+        direction: GapDirection,
+    ) -> Gap {
         let rule_text = match rule {
             Some(id) => self.text(id),
             None => String::new(),
         };
-        self.gaps.push(Gap {
+        Gap {
             rule,
             related: Vec::new(),
             rule_text,
@@ -474,7 +523,7 @@ impl<'p> Planner<'p> {
             needs: needs.to_string(),
             reason,
             direction,
-        });
+        }
     }
 
     // -----------------------------------------------------------------------------------------
@@ -534,9 +583,7 @@ impl<'p> Planner<'p> {
         }
         self.apply_denies(&mut pieces, &denies);
         let rules = merge_pieces(pieces);
-        if !self.kernel_layer {
-            self.denies_inside_grants(&rules, &denies);
-        }
+        self.denies_inside_grants(&rules, &denies);
 
         let exact: Vec<RuleId> = policy
             .fs
@@ -615,7 +662,7 @@ impl<'p> Planner<'p> {
                 .iter()
                 .fold(FsRights::empty(), |acc, i| acc.union(rules[*i].rights))
                 .intersection(d.rights);
-            self.gaps.push(Gap {
+            self.push_kernel_gap(Gap {
                 rule: Some(d.id),
                 rule_text: format!("{} (inside {})", self.text(d.id), self.texts_of(&related)),
                 related,
@@ -649,9 +696,6 @@ impl<'p> Planner<'p> {
                 GapDirection::AllowsMore,
             );
         }
-        if self.kernel_layer {
-            return;
-        }
         let deny_ids: Vec<RuleId> = policy
             .fs
             .iter()
@@ -662,8 +706,8 @@ impl<'p> Planner<'p> {
             .collect();
         let needs = format!("{needs}, or {KERNEL_LAYER}");
         for id in deny_ids {
-            self.gap(
-                Some(id),
+            self.kernel_gap(
+                id,
                 &feature,
                 &needs,
                 "without Landlock or the kernel layer nothing enforces this rule".into(),
@@ -727,10 +771,10 @@ impl<'p> Planner<'p> {
         let k = self.kernel_layer;
 
         seccomp.deny_udp_and_raw = !(k && has_udp);
-        if has_udp && !k {
+        if has_udp {
             for id in &udp_rules {
-                self.gap(
-                    Some(*id),
+                self.kernel_gap(
+                    *id,
                     "UDP filtering by address and port",
                     KERNEL_LAYER,
                     "seccomp can only allow or deny UDP as a whole; UDP stays blocked".into(),
@@ -741,12 +785,12 @@ impl<'p> Planner<'p> {
 
         if self.abi < 4 {
             seccomp.deny_inet = !(k && (has_tcp || has_udp));
-            if has_tcp && !k {
+            if has_tcp {
                 let mut ids: Vec<RuleId> = connects.iter().map(|c| c.id()).collect();
                 ids.extend(tcp_listens.iter().map(|r| r.id));
                 for id in ids {
-                    self.gap(
-                        Some(id),
+                    self.kernel_gap(
+                        id,
                         &format!("Landlock ABI 4 (Linux {})", linux_release_for_abi(4)),
                         &format!("Linux {}, or {KERNEL_LAYER}", linux_release_for_abi(4)),
                         format!(
@@ -786,20 +830,18 @@ impl<'p> Planner<'p> {
         for c in &connects {
             let count = c.ports().count();
             if count > MAX_PORTS_PER_RULE {
+                if !open_everywhere {
+                    self.too_wide_gap(c.id(), c.ports());
+                }
                 if k {
                     connect_to_kernel.push(c.id());
-                } else if !open_everywhere {
-                    self.too_wide_gap(c.id(), c.ports());
                 }
                 continue;
             }
             allow(c.ports(), NetRight::ConnectTcp, c.id());
-            if k {
-                continue;
-            }
             match c {
-                Connect::Domain(r) => self.gap(
-                    Some(r.id),
+                Connect::Domain(r) => self.kernel_gap(
+                    r.id,
                     "domain allowlist",
                     "the eBPF kernel layer or the local proxy (not yet available)",
                     format!(
@@ -808,8 +850,8 @@ impl<'p> Planner<'p> {
                     ),
                     GapDirection::AllowsMore,
                 ),
-                Connect::Cidr(r) if r.net.prefix_len() != 0 => self.gap(
-                    Some(r.id),
+                Connect::Cidr(r) if r.net.prefix_len() != 0 => self.kernel_gap(
+                    r.id,
                     "TCP address filtering",
                     KERNEL_LAYER,
                     format!(
@@ -819,8 +861,8 @@ impl<'p> Planner<'p> {
                     ),
                     GapDirection::AllowsMore,
                 ),
-                Connect::Cidr(r) if !other_family_covers(r, &net.cidrs) => self.gap(
-                    Some(r.id),
+                Connect::Cidr(r) if !other_family_covers(r, &net.cidrs) => self.kernel_gap(
+                    r.id,
                     "TCP address filtering",
                     KERNEL_LAYER,
                     format!(
@@ -837,10 +879,9 @@ impl<'p> Planner<'p> {
         let mut bind_to_kernel: Vec<RuleId> = Vec::new();
         for r in &tcp_listens {
             if r.ports.count() > MAX_PORTS_PER_RULE {
+                self.too_wide_gap(r.id, &r.ports);
                 if k {
                     bind_to_kernel.push(r.id);
-                } else {
-                    self.too_wide_gap(r.id, &r.ports);
                 }
                 continue;
             }
@@ -905,8 +946,8 @@ impl<'p> Planner<'p> {
     }
 
     fn too_wide_gap(&mut self, id: RuleId, ports: &PortSet) {
-        self.gap(
-            Some(id),
+        self.kernel_gap(
+            id,
             "port range too wide for Landlock rules",
             KERNEL_LAYER,
             format!(

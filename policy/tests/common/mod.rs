@@ -326,3 +326,23 @@ pub fn assert_golden(name: &str, actual: &str) {
         );
     }
 }
+
+/// Compile `policy` for `target` and compare the text report, the Seatbelt profile and the
+/// artifact JSON with `tests/golden/<stem>.report.txt`, `<stem>.sb` and `<stem>.json`. Also
+/// checks that the artifact verifies after a round trip. For built-in profiles, pass the
+/// loaded IR and a stem such as `builtin-default-abi7`.
+pub fn assert_compiled_goldens(stem: &str, policy: &Policy, target: nono_policy::backend::Target) {
+    use nono_policy::artifact::CompiledPolicy;
+    let compiled = CompiledPolicy::build(policy, target);
+    let json = compiled.to_json_pretty();
+    CompiledPolicy::from_json(&json)
+        .expect("artifact parses")
+        .verify()
+        .expect("artifact verifies");
+    assert_golden(
+        &format!("{stem}.report.txt"),
+        &nono_policy::report::render_text(&compiled),
+    );
+    assert_golden(&format!("{stem}.sb"), &compiled.seatbelt);
+    assert_golden(&format!("{stem}.json"), &json);
+}
