@@ -87,7 +87,7 @@ fn serde_diagnostic(src: &SourceText, loc: Option<Loc>, raw: &str) -> PolicyErro
         None => raw.to_string(),
     };
     let message = message
-        .trim_start_matches(|c: char| c == '.' || c == ':' || c == ' ')
+        .trim_start_matches(['.', ':', ' '])
         .to_string();
     let mut loc = loc;
     let mut help = None;
