@@ -15,7 +15,10 @@ pub struct Exit {
 
 impl Exit {
     pub fn new(code: i32, message: impl Into<String>) -> Exit {
-        Exit { code, message: Some(message.into()) }
+        Exit {
+            code,
+            message: Some(message.into()),
+        }
     }
     pub fn failure(message: impl Into<String>) -> Exit {
         Exit::new(FAILURE, message)
@@ -25,7 +28,10 @@ impl Exit {
     }
     /// Already reported; exit quietly.
     pub fn silent(code: i32) -> Exit {
-        Exit { code, message: None }
+        Exit {
+            code,
+            message: None,
+        }
     }
 }
 

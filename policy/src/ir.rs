@@ -41,7 +41,12 @@ pub struct Origin {
 
 impl fmt::Display for Origin {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}:{}", self.source, self.line, self.column)
+        if self.line == 0 {
+            // Rules built in memory (command-line flags) have no line to point at.
+            f.write_str(&self.source)
+        } else {
+            write!(f, "{}:{}:{}", self.source, self.line, self.column)
+        }
     }
 }
 
@@ -466,7 +471,12 @@ impl Policy {
         for r in &mut p.fs {
             r.path = r.path.expanded(vars)?;
         }
-        for r in p.exec.deny.iter_mut().chain(p.exec.allow_only.iter_mut().flatten()) {
+        for r in p
+            .exec
+            .deny
+            .iter_mut()
+            .chain(p.exec.allow_only.iter_mut().flatten())
+        {
             r.path = r.path.expanded(vars)?;
         }
         for r in &mut p.ipc.unix_sockets {

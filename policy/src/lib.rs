@@ -15,6 +15,9 @@ pub mod path;
 
 pub use diag::{Diagnostic, Loc, PolicyError};
 pub use ir::Policy;
+pub mod builtin;
+pub mod export;
 pub mod lang;
-pub mod source;
 pub mod load;
+pub mod resolve;
+pub mod source;

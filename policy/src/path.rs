@@ -243,12 +243,22 @@ impl PolicyPath {
     /// The same path with its variable replaced by its value for one run. The value must be
     /// absolute UTF-8; the result has no variable root.
     pub fn expanded(&self, vars: &PathVars) -> Result<PolicyPath, String> {
-        let Some(var) = self.root else { return Ok(self.clone()) };
-        let base = vars.get(var).ok_or_else(|| format!("${} is not set", var.name()))?;
-        let text = base.to_str().ok_or_else(|| format!("${} is not valid UTF-8: {}", var.name(), base.display()))?;
-        let mut p = PolicyPath::parse(text).map_err(|e| format!("${} = `{text}`: {e}", var.name()))?;
+        let Some(var) = self.root else {
+            return Ok(self.clone());
+        };
+        let base = vars
+            .get(var)
+            .ok_or_else(|| format!("${} is not set", var.name()))?;
+        let text = base
+            .to_str()
+            .ok_or_else(|| format!("${} is not valid UTF-8: {}", var.name(), base.display()))?;
+        let mut p =
+            PolicyPath::parse(text).map_err(|e| format!("${} = `{text}`: {e}", var.name()))?;
         if p.root.is_some() {
-            return Err(format!("${} must be an absolute path, not `{text}`", var.name()));
+            return Err(format!(
+                "${} must be an absolute path, not `{text}`",
+                var.name()
+            ));
         }
         p.components.extend(self.components.iter().cloned());
         p.scope = self.scope;

@@ -42,3 +42,63 @@ pub trait ProfileSource {
     fn profile_names(&self) -> Vec<String>;
     fn group_names(&self) -> Vec<String>;
 }
+
+/// Profiles and groups held in memory, by name. Used by tests and by callers that assemble
+/// sources themselves.
+#[derive(Debug, Clone, Default)]
+pub struct MemorySource {
+    pub profiles: std::collections::BTreeMap<String, SourceFile>,
+    pub groups: std::collections::BTreeMap<String, SourceFile>,
+}
+
+impl MemorySource {
+    pub fn with_profile(mut self, name: &str, file: SourceFile) -> Self {
+        self.profiles.insert(name.to_string(), file);
+        self
+    }
+    pub fn with_group(mut self, name: &str, file: SourceFile) -> Self {
+        self.groups.insert(name.to_string(), file);
+        self
+    }
+}
+
+impl ProfileSource for MemorySource {
+    fn profile(&self, name: &str) -> Option<SourceFile> {
+        self.profiles.get(name).cloned()
+    }
+    fn group(&self, name: &str) -> Option<SourceFile> {
+        self.groups.get(name).cloned()
+    }
+    fn profile_names(&self) -> Vec<String> {
+        self.profiles.keys().cloned().collect()
+    }
+    fn group_names(&self) -> Vec<String> {
+        self.groups.keys().cloned().collect()
+    }
+}
+
+/// Chain two sources: names are looked up in `first`, then `second`.
+pub struct Layered<'a>(pub &'a dyn ProfileSource, pub &'a dyn ProfileSource);
+
+impl ProfileSource for Layered<'_> {
+    fn profile(&self, name: &str) -> Option<SourceFile> {
+        self.0.profile(name).or_else(|| self.1.profile(name))
+    }
+    fn group(&self, name: &str) -> Option<SourceFile> {
+        self.0.group(name).or_else(|| self.1.group(name))
+    }
+    fn profile_names(&self) -> Vec<String> {
+        let mut v = self.0.profile_names();
+        v.extend(self.1.profile_names());
+        v.sort();
+        v.dedup();
+        v
+    }
+    fn group_names(&self) -> Vec<String> {
+        let mut v = self.0.group_names();
+        v.extend(self.1.group_names());
+        v.sort();
+        v.dedup();
+        v
+    }
+}

@@ -4,9 +4,7 @@ use crate::exit::{CmdResult, Exit};
 #[derive(Debug, clap::Subcommand)]
 pub enum PolicyCommand {
     /// Compile a profile and show what each rule becomes in the kernel.
-    Compile {
-        profile: String,
-    },
+    Compile { profile: String },
 }
 
 pub fn main(_cmd: PolicyCommand) -> CmdResult {

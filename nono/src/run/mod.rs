@@ -1,5 +1,7 @@
 //! `nono run` and `nono why`.
 
+mod sandbox;
+
 use std::path::PathBuf;
 
 use crate::exit::{CmdResult, Exit};
@@ -57,7 +59,10 @@ pub struct WhyArgs {
 }
 
 pub fn run(_args: RunArgs) -> CmdResult {
-    Err(Exit::new(crate::exit::RUN_REFUSED, "nono run: not implemented yet"))
+    Err(Exit::new(
+        crate::exit::RUN_REFUSED,
+        "nono run: not implemented yet",
+    ))
 }
 
 pub fn why(_args: WhyArgs) -> CmdResult {

@@ -1,0 +1,521 @@
+//! The Landlock ruleset, built in the parent from a [`LandlockPlan`].
+//!
+//! Privilege: none. Landlock is unprivileged by design; building a ruleset needs only the
+//! ability to open (with `O_PATH`) the paths it names.
+//! Kernel assumptions: Landlock ABI >= 1 (Linux 5.13). Every feature above ABI 1 is used only
+//! when the plan asks for it, and the plan is computed for the ABI this kernel reports, so a
+//! request above the kernel's ABI is a bug and is refused here rather than dropped.
+//!
+//! Raw syscalls rather than the `landlock` crate: the crate (0.4.8, which does know ABI 7 and
+//! the audit flags) couples building a ruleset with restricting the *calling* thread and
+//! degrades to best effort by default. nono needs the opposite split: the ruleset fd is
+//! prepared in the parent before `fork`, and the child calls only `landlock_restrict_self`
+//! (async-signal-safe). The back-end's plan is the single source of truth on what is enforced;
+//! nothing is silently downgraded here.
+//!
+//! Paths are resolved at run time, in the parent: each rule's path is opened with
+//! `O_PATH | O_CLOEXEC`, which follows symlinks, so a rule binds to the object the path names
+//! now (a grant on `~/proj` where `proj -> /data/p` grants `/data/p`). A grant whose path does
+//! not exist is skipped and reported; rights that only mean something for directories are
+//! masked off for files (the kernel rejects them there).
+
+use std::ffi::CString;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use nono_policy::backend::landlock::{FsRights, LandlockPlan, NetRight, PathRule};
+use nono_policy::ir::{AuditLevel, RuleId};
+use nono_policy::path::PathVars;
+
+/// The kernel ABI (`include/uapi/linux/landlock.h`).
+pub mod uapi {
+    pub const LANDLOCK_CREATE_RULESET_VERSION: u32 = 1 << 0;
+    pub const LANDLOCK_RULE_PATH_BENEATH: u32 = 1;
+    pub const LANDLOCK_RULE_NET_PORT: u32 = 2;
+    pub const LANDLOCK_ACCESS_NET_BIND_TCP: u64 = 1 << 0;
+    pub const LANDLOCK_ACCESS_NET_CONNECT_TCP: u64 = 1 << 1;
+    pub const LANDLOCK_SCOPE_ABSTRACT_UNIX_SOCKET: u64 = 1 << 0;
+    pub const LANDLOCK_SCOPE_SIGNAL: u64 = 1 << 1;
+    pub const LANDLOCK_RESTRICT_SELF_LOG_SAME_EXEC_OFF: u32 = 1 << 0;
+    pub const LANDLOCK_RESTRICT_SELF_LOG_NEW_EXEC_ON: u32 = 1 << 1;
+    pub const LANDLOCK_RESTRICT_SELF_LOG_SUBDOMAINS_OFF: u32 = 1 << 2;
+
+    #[repr(C)]
+    #[derive(Debug, Default)]
+    pub struct RulesetAttr {
+        pub handled_access_fs: u64,
+        /// ABI 4.
+        pub handled_access_net: u64,
+        /// ABI 6.
+        pub scoped: u64,
+    }
+
+    #[repr(C, packed)]
+    pub struct PathBeneathAttr {
+        pub allowed_access: u64,
+        pub parent_fd: i32,
+    }
+
+    #[repr(C)]
+    pub struct NetPortAttr {
+        pub allowed_access: u64,
+        pub port: u64,
+    }
+
+    /// How many bytes of [`RulesetAttr`] an ABI knows: older kernels reject a larger struct
+    /// unless the extra bytes are zero, and we never set fields they do not know anyway.
+    pub fn ruleset_attr_size(abi: u8) -> usize {
+        match abi {
+            0..=3 => 8,
+            4 | 5 => 16,
+            _ => 24,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LandlockError {
+    #[error("the plan targets Landlock ABI {plan}, but this kernel offers ABI {kernel}")]
+    AbiMismatch { plan: u8, kernel: u8 },
+    #[error(
+        "the plan asks for {what}, which Landlock ABI {abi} does not provide (needs ABI {needs})"
+    )]
+    Unsupported {
+        what: &'static str,
+        abi: u8,
+        needs: u8,
+    },
+    #[error(
+        "Landlock rule for `{path}` ({rules}) grants {rights}, which the ruleset does not handle"
+    )]
+    Unhandled {
+        path: String,
+        rules: String,
+        rights: String,
+    },
+    #[error("Landlock rule path `{0}` still contains a variable; the policy was not expanded")]
+    Unexpanded(String),
+    #[error("landlock_create_ruleset failed: {0}")]
+    Create(io::Error),
+    #[error("landlock_add_rule for `{path}` ({rules}) failed: {source}")]
+    AddPathRule {
+        path: PathBuf,
+        rules: String,
+        source: io::Error,
+    },
+    #[error("landlock_add_rule for TCP port {port} ({rules}) failed: {source}")]
+    AddPortRule {
+        port: u16,
+        rules: String,
+        source: io::Error,
+    },
+}
+
+/// A grant that was not added to the ruleset, and why; reported with `-v`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SkippedRule {
+    pub path: PathBuf,
+    pub rules: Vec<RuleId>,
+    pub reason: String,
+}
+
+/// One path rule as it was added: the object it bound to, and the rights after masking.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AddedRule {
+    pub path: PathBuf,
+    pub rights: FsRights,
+    pub is_dir: bool,
+    pub rules: Vec<RuleId>,
+}
+
+/// A ruleset ready to be enforced with `landlock_restrict_self(fd, flags)`.
+#[derive(Debug)]
+pub struct Ruleset {
+    fd: OwnedFd,
+    restrict_flags: u32,
+    pub added: Vec<AddedRule>,
+    pub skipped: Vec<SkippedRule>,
+}
+
+impl Ruleset {
+    pub fn raw_fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+    pub fn restrict_flags(&self) -> u32 {
+        self.restrict_flags
+    }
+}
+
+fn rule_list(ids: &[RuleId]) -> String {
+    if ids.is_empty() {
+        return "implicit".into();
+    }
+    ids.iter()
+        .map(|r| r.to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn net_bits(rights: &[NetRight]) -> u64 {
+    rights.iter().fold(0, |acc, r| {
+        acc | match r {
+            NetRight::BindTcp => uapi::LANDLOCK_ACCESS_NET_BIND_TCP,
+            NetRight::ConnectTcp => uapi::LANDLOCK_ACCESS_NET_CONNECT_TCP,
+        }
+    })
+}
+
+/// The flags for `landlock_restrict_self`: on ABI 7, log the sandboxed program's denials
+/// (they happen after `execve`, which the kernel does not log by default) unless auditing is
+/// off, in which case nested domains the program creates are not logged either.
+pub fn restrict_flags(abi: u8, audit: AuditLevel) -> u32 {
+    if abi < 7 {
+        return 0;
+    }
+    match audit {
+        AuditLevel::Off => {
+            uapi::LANDLOCK_RESTRICT_SELF_LOG_SAME_EXEC_OFF
+                | uapi::LANDLOCK_RESTRICT_SELF_LOG_SUBDOMAINS_OFF
+        }
+        AuditLevel::Denied | AuditLevel::All => uapi::LANDLOCK_RESTRICT_SELF_LOG_NEW_EXEC_ON,
+    }
+}
+
+/// The concrete path of a rule of an expanded plan.
+pub fn concrete_path(rule: &PathRule) -> Result<PathBuf, LandlockError> {
+    if rule.path.root().is_some() {
+        return Err(LandlockError::Unexpanded(rule.path.to_string()));
+    }
+    rule.path
+        .expand(&PathVars::new())
+        .map_err(|_| LandlockError::Unexpanded(rule.path.to_string()))
+}
+
+/// Open a rule's path for `landlock_add_rule`: follows symlinks, never reads or writes.
+pub fn open_path(path: &Path) -> io::Result<(OwnedFd, bool)> {
+    let c = CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    // SAFETY: `c` is a valid NUL-terminated string; the returned fd is owned below.
+    let fd = unsafe { libc::open(c.as_ptr(), libc::O_PATH | libc::O_CLOEXEC) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` was just returned by open and is owned by nothing else.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    // SAFETY: stat is plain data, filled by fstat.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: `fd` is a live descriptor and `st` is writable.
+    if unsafe { libc::fstat(fd.as_raw_fd(), &mut st) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok((fd, st.st_mode & libc::S_IFMT == libc::S_IFDIR))
+}
+
+/// The rights a rule keeps on an object: directory-only rights are dropped for anything that is
+/// not a directory.
+pub fn rights_for_object(rights: FsRights, is_dir: bool) -> FsRights {
+    if is_dir {
+        rights
+    } else {
+        rights.difference(FsRights::directory_only())
+    }
+}
+
+/// Check the plan against the kernel's ABI, without touching the kernel.
+pub fn check_plan(plan: &LandlockPlan, kernel_abi: u8) -> Result<(), LandlockError> {
+    if plan.abi > kernel_abi || plan.abi == 0 {
+        return Err(LandlockError::AbiMismatch {
+            plan: plan.abi,
+            kernel: kernel_abi,
+        });
+    }
+    let abi = plan.abi;
+    let supported = FsRights::for_abi(abi);
+    if !supported.contains(plan.handled_fs) {
+        return Err(LandlockError::Unsupported {
+            what: "filesystem rights",
+            abi,
+            needs: 5,
+        });
+    }
+    if !plan.handled_net.is_empty() && abi < 4 {
+        return Err(LandlockError::Unsupported {
+            what: "TCP port rules",
+            abi,
+            needs: 4,
+        });
+    }
+    if (plan.scope_signals || plan.scope_abstract_unix) && abi < 6 {
+        return Err(LandlockError::Unsupported {
+            what: "signal and abstract unix socket scoping",
+            abi,
+            needs: 6,
+        });
+    }
+    for r in &plan.path_rules {
+        if !plan.handled_fs.contains(r.rights) {
+            return Err(LandlockError::Unhandled {
+                path: r.path.to_string(),
+                rules: rule_list(&r.rules),
+                rights: r.rights.difference(plan.handled_fs).names().join("|"),
+            });
+        }
+    }
+    let handled_net = net_bits(&plan.handled_net);
+    for p in &plan.port_rules {
+        let bits = net_bits(&p.rights);
+        if bits & !handled_net != 0 {
+            return Err(LandlockError::Unhandled {
+                path: format!("TCP port {}", p.port),
+                rules: rule_list(&p.rules),
+                rights: format!("{:?}", p.rights),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Create the ruleset and add every rule of the plan. Runs in the parent, before `fork`.
+pub fn build(
+    plan: &LandlockPlan,
+    kernel_abi: u8,
+    audit: AuditLevel,
+) -> Result<Ruleset, LandlockError> {
+    check_plan(plan, kernel_abi)?;
+    let attr = uapi::RulesetAttr {
+        handled_access_fs: plan.handled_fs.bits(),
+        handled_access_net: net_bits(&plan.handled_net),
+        scoped: if plan.abi >= 6 {
+            (if plan.scope_signals {
+                uapi::LANDLOCK_SCOPE_SIGNAL
+            } else {
+                0
+            }) | (if plan.scope_abstract_unix {
+                uapi::LANDLOCK_SCOPE_ABSTRACT_UNIX_SOCKET
+            } else {
+                0
+            })
+        } else {
+            0
+        },
+    };
+    // SAFETY: `attr` is a live repr(C) struct and the size never exceeds it.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_landlock_create_ruleset,
+            &attr as *const uapi::RulesetAttr,
+            uapi::ruleset_attr_size(plan.abi),
+            0u32,
+        )
+    };
+    if fd < 0 {
+        return Err(LandlockError::Create(io::Error::last_os_error()));
+    }
+    // SAFETY: the kernel returned a new O_CLOEXEC descriptor that nothing else owns.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd as RawFd) };
+    let mut ruleset = Ruleset {
+        fd,
+        restrict_flags: restrict_flags(plan.abi, audit),
+        added: Vec::new(),
+        skipped: Vec::new(),
+    };
+
+    for rule in &plan.path_rules {
+        let path = concrete_path(rule)?;
+        let (obj, is_dir) = match open_path(&path) {
+            Ok(v) => v,
+            Err(e) => {
+                // A grant on a path that is missing (or that this user cannot reach) only
+                // grants less; it is skipped, never widened.
+                let reason = if e.raw_os_error() == Some(libc::ENOENT) {
+                    "does not exist".to_string()
+                } else {
+                    format!("cannot be opened: {e}")
+                };
+                ruleset.skipped.push(SkippedRule {
+                    path,
+                    rules: rule.rules.clone(),
+                    reason,
+                });
+                continue;
+            }
+        };
+        let rights = rights_for_object(rule.rights, is_dir);
+        if rights.is_empty() {
+            ruleset.skipped.push(SkippedRule {
+                path,
+                rules: rule.rules.clone(),
+                reason: "is not a directory, and every right granted applies to directories only"
+                    .into(),
+            });
+            continue;
+        }
+        let attr = uapi::PathBeneathAttr {
+            allowed_access: rights.bits(),
+            parent_fd: obj.as_raw_fd(),
+        };
+        // SAFETY: both fds are live; `attr` is a live packed struct of the kernel's layout.
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_landlock_add_rule,
+                ruleset.fd.as_raw_fd(),
+                uapi::LANDLOCK_RULE_PATH_BENEATH,
+                &attr as *const uapi::PathBeneathAttr,
+                0u32,
+            )
+        };
+        if r != 0 {
+            return Err(LandlockError::AddPathRule {
+                path,
+                rules: rule_list(&rule.rules),
+                source: io::Error::last_os_error(),
+            });
+        }
+        ruleset.added.push(AddedRule {
+            path,
+            rights,
+            is_dir,
+            rules: rule.rules.clone(),
+        });
+    }
+
+    for p in &plan.port_rules {
+        let attr = uapi::NetPortAttr {
+            allowed_access: net_bits(&p.rights),
+            port: u64::from(p.port),
+        };
+        // SAFETY: the ruleset fd is live; `attr` is a live repr(C) struct.
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_landlock_add_rule,
+                ruleset.fd.as_raw_fd(),
+                uapi::LANDLOCK_RULE_NET_PORT,
+                &attr as *const uapi::NetPortAttr,
+                0u32,
+            )
+        };
+        if r != 0 {
+            return Err(LandlockError::AddPortRule {
+                port: p.port,
+                rules: rule_list(&p.rules),
+                source: io::Error::last_os_error(),
+            });
+        }
+    }
+    Ok(ruleset)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nono_policy::backend::landlock::SeccompPlan;
+    use nono_policy::path::PolicyPath;
+
+    pub(crate) fn plan(abi: u8, rules: Vec<(&str, FsRights)>) -> LandlockPlan {
+        LandlockPlan {
+            abi,
+            handled_fs: FsRights::for_abi(abi),
+            handled_net: vec![],
+            scope_signals: false,
+            scope_abstract_unix: false,
+            path_rules: rules
+                .into_iter()
+                .enumerate()
+                .map(|(i, (p, r))| PathRule {
+                    path: PolicyPath::parse(p).unwrap(),
+                    rights: r,
+                    rules: vec![RuleId(i as u32 + 1)],
+                })
+                .collect(),
+            port_rules: vec![],
+            seccomp: SeccompPlan::default(),
+            gaps: vec![],
+        }
+    }
+
+    #[test]
+    fn attr_layout_matches_the_kernel() {
+        assert_eq!(std::mem::size_of::<uapi::RulesetAttr>(), 24);
+        assert_eq!(std::mem::size_of::<uapi::PathBeneathAttr>(), 12);
+        assert_eq!(std::mem::size_of::<uapi::NetPortAttr>(), 16);
+    }
+
+    #[test]
+    fn directory_rights_are_masked_on_files() {
+        let all = FsRights::for_abi(7);
+        let f = rights_for_object(all, false);
+        assert!(f.contains(FsRights::READ_FILE.union(FsRights::WRITE_FILE)));
+        assert!(!f.contains(FsRights::READ_DIR));
+        assert!(!f.contains(FsRights::MAKE_REG));
+        assert_eq!(rights_for_object(all, true), all);
+    }
+
+    #[test]
+    fn plan_above_kernel_abi_is_refused() {
+        let p = plan(6, vec![]);
+        assert!(matches!(
+            check_plan(&p, 5),
+            Err(LandlockError::AbiMismatch { plan: 6, kernel: 5 })
+        ));
+        let mut p = plan(5, vec![]);
+        p.scope_signals = true;
+        assert!(matches!(
+            check_plan(&p, 7),
+            Err(LandlockError::Unsupported { needs: 6, .. })
+        ));
+    }
+
+    #[test]
+    fn unhandled_rights_name_the_rule() {
+        let mut p = plan(3, vec![("/tmp", FsRights::IOCTL_DEV)]);
+        p.handled_fs = FsRights::for_abi(3);
+        let e = check_plan(&p, 7).unwrap_err().to_string();
+        assert!(
+            e.contains("/tmp") && e.contains("r1") && e.contains("ioctl_dev"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn audit_flags_only_on_abi7() {
+        assert_eq!(restrict_flags(6, AuditLevel::Denied), 0);
+        assert_eq!(
+            restrict_flags(7, AuditLevel::Denied),
+            uapi::LANDLOCK_RESTRICT_SELF_LOG_NEW_EXEC_ON
+        );
+        assert_ne!(
+            restrict_flags(7, AuditLevel::Off) & uapi::LANDLOCK_RESTRICT_SELF_LOG_SUBDOMAINS_OFF,
+            0
+        );
+    }
+
+    #[test]
+    fn builds_a_ruleset_and_skips_missing_grants() {
+        let abi = super::super::probe::landlock_abi();
+        if abi == 0 {
+            eprintln!("no Landlock on this kernel; skipping");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("f");
+        std::fs::write(&file, b"x").unwrap();
+        let all = FsRights::for_abi(abi.min(7));
+        let p = plan(
+            abi.min(7),
+            vec![
+                (dir.path().to_str().unwrap(), all),
+                (file.to_str().unwrap(), all),
+                ("/nonexistent/nono/test", all),
+            ],
+        );
+        let rs = build(&p, abi, AuditLevel::Denied).unwrap();
+        assert_eq!(rs.added.len(), 2);
+        assert!(!rs.added[1].is_dir);
+        assert!(!rs.added[1].rights.contains(FsRights::READ_DIR));
+        assert_eq!(rs.skipped.len(), 1);
+        assert_eq!(rs.skipped[0].reason, "does not exist");
+        assert_eq!(rs.skipped[0].rules, vec![RuleId(3)]);
+    }
+}

@@ -1,0 +1,249 @@
+//! The unprivileged sandbox: a Landlock ruleset plus seccomp filters, applied by the child of
+//! `nono run` to itself between `fork` and `execve`.
+//!
+//! Privilege: none; runs the same as root or as any user (root keeps its capabilities inside,
+//! but Landlock and seccomp apply to root too). Kernel assumptions: Landlock ABI >= 1 (the
+//! caller refuses without it) and seccomp filters.
+//!
+//! Module boundaries: [`probe`] asks the kernel what it offers; [`landlock`] and [`seccomp`]
+//! turn a plan into kernel objects in the parent; [`spawn`] is the only code that runs between
+//! `fork` and `execve`; [`supervise`] is the parent until the command ends.
+
+pub mod landlock;
+pub mod probe;
+pub mod seccomp;
+pub mod spawn;
+pub mod supervise;
+
+use std::os::fd::BorrowedFd;
+
+use nono_policy::backend::landlock::LandlockPlan;
+use nono_policy::ir::AuditLevel;
+
+/// Everything the child needs, prepared before `fork`.
+#[derive(Debug)]
+pub struct Sandbox {
+    pub ruleset: landlock::Ruleset,
+    pub filters: seccomp::Filters,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    #[error(transparent)]
+    Landlock(#[from] landlock::LandlockError),
+    #[error(transparent)]
+    Seccomp(#[from] seccomp::SeccompError),
+}
+
+impl Sandbox {
+    pub fn prepare(
+        plan: &LandlockPlan,
+        kernel_abi: u8,
+        audit: AuditLevel,
+    ) -> Result<Sandbox, SetupError> {
+        Ok(Sandbox {
+            ruleset: landlock::build(plan, kernel_abi, audit)?,
+            filters: seccomp::build(&plan.seccomp)?,
+        })
+    }
+}
+
+#[derive(Debug)]
+pub enum RunError {
+    /// Set-up before the command started (signals, subreaper).
+    Setup(std::io::Error),
+    Spawn(spawn::SpawnError),
+    Supervise(std::io::Error),
+}
+
+/// Start the command confined by `sandbox`, forward signals until it ends, clean up survivors.
+pub fn run(sandbox: &Sandbox, launch: &spawn::Launch) -> Result<supervise::Ended, RunError> {
+    supervise::become_subreaper().map_err(RunError::Setup)?;
+    let blocked = supervise::BlockedSignals::block().map_err(RunError::Setup)?;
+    // SAFETY: the ruleset owns the fd and outlives this borrow.
+    let fd = unsafe { BorrowedFd::borrow_raw(sandbox.ruleset.raw_fd()) };
+    let conf = spawn::Confinement {
+        landlock: Some((fd, sandbox.ruleset.restrict_flags())),
+        seccomp: &sandbox.filters.programs,
+    };
+    let child = spawn::spawn(launch, &conf, &blocked.previous).map_err(RunError::Spawn)?;
+    let ended = supervise::supervise(&blocked, child).map_err(RunError::Supervise)?;
+    match supervise::kill_survivors(child) {
+        Ok(0) => {}
+        Ok(n) => tracing::info!("killed {n} process(es) the command left running"),
+        Err(e) => tracing::warn!(
+            "could not look for processes the command left running ({e}); any survivor stays confined"
+        ),
+    }
+    Ok(ended)
+}
+
+#[cfg(test)]
+mod tests {
+    //! The whole sandbox against hand-built plans, on this kernel. Skipped without Landlock.
+    use super::*;
+    use nono_policy::backend::landlock::{FsRights, PathRule, SeccompPlan};
+    use nono_policy::ir::RuleId;
+    use nono_policy::path::PolicyPath;
+    use std::path::Path;
+
+    fn read_exec() -> FsRights {
+        FsRights::READ_FILE
+            .union(FsRights::READ_DIR)
+            .union(FsRights::EXECUTE)
+    }
+
+    fn plan(abi: u8, rules: Vec<(String, FsRights)>) -> LandlockPlan {
+        LandlockPlan {
+            abi,
+            handled_fs: FsRights::for_abi(abi),
+            handled_net: vec![],
+            scope_signals: abi >= 6,
+            scope_abstract_unix: abi >= 6,
+            path_rules: rules
+                .into_iter()
+                .enumerate()
+                .map(|(i, (p, r))| PathRule {
+                    path: PolicyPath::parse(&p).unwrap(),
+                    rights: r,
+                    rules: vec![RuleId(i as u32 + 1)],
+                })
+                .collect(),
+            port_rules: vec![],
+            seccomp: SeccompPlan {
+                deny_udp_and_raw: true,
+                deny_inet: false,
+                deny_other_families: true,
+                deny_escape_syscalls: true,
+            },
+            gaps: vec![],
+        }
+    }
+
+    /// Run `sh -c script` confined, in a forked helper so that subreaper and signal mask
+    /// changes do not leak into the test harness.
+    fn confined(plan: &LandlockPlan, script: &str) -> i32 {
+        let abi = probe::landlock_abi();
+        let sandbox = Sandbox::prepare(plan, abi, AuditLevel::Off).unwrap();
+        let launch = spawn::Launch::new(
+            Path::new("/bin/sh"),
+            &["sh".into(), "-c".into(), script.into()],
+            &[("PATH".into(), "/usr/bin:/bin".into())],
+            Path::new("/"),
+        )
+        .unwrap();
+        // SAFETY: the helper only runs `run` and _exits; the harness' other threads are not
+        // touched (the helper is single-threaded after fork, and only makes syscalls and the
+        // allocations `run` needs, which is acceptable in a test).
+        let helper = unsafe { libc::fork() };
+        if helper == 0 {
+            let code = match run(&sandbox, &launch) {
+                Ok(e) => e.exit_code(),
+                Err(_) => 125,
+            };
+            // SAFETY: leave the helper without running the harness' atexit handlers.
+            unsafe { libc::_exit(code) };
+        }
+        let mut status = 0;
+        // SAFETY: our helper.
+        unsafe { libc::waitpid(helper, &mut status, 0) };
+        libc::WEXITSTATUS(status)
+    }
+
+    fn base(abi: u8, extra: Vec<(String, FsRights)>) -> LandlockPlan {
+        let mut rules: Vec<(String, FsRights)> =
+            ["/usr", "/bin", "/lib", "/lib64", "/etc", "/proc", "/dev"]
+                .iter()
+                .map(|p| (p.to_string(), read_exec()))
+                .collect();
+        rules.push(("/dev/null".into(), FsRights::WRITE_FILE));
+        rules.extend(extra);
+        plan(abi, rules)
+    }
+
+    #[test]
+    fn landlock_and_seccomp_confine_the_command() {
+        let abi = probe::landlock_abi().min(7);
+        if abi == 0 {
+            eprintln!("no Landlock here; skipping");
+            return;
+        }
+        let granted = tempfile::tempdir().unwrap();
+        let secret = tempfile::tempdir().unwrap();
+        std::fs::write(secret.path().join("id_rsa"), "KEY").unwrap();
+        let g = granted.path().display().to_string();
+        let s = secret.path().display().to_string();
+        let rw = FsRights::for_abi(abi).difference(FsRights::EXECUTE);
+        let p = base(abi, vec![(g.clone(), rw)]);
+
+        assert_eq!(
+            confined(
+                &p,
+                &format!("echo hi > {g}/out && test \"$(cat {g}/out)\" = hi")
+            ),
+            0
+        );
+        assert_ne!(
+            confined(&p, &format!("cat {s}/id_rsa")),
+            0,
+            "read outside every grant"
+        );
+        assert_ne!(
+            confined(&p, &format!("echo x > {s}/new")),
+            0,
+            "write outside every grant"
+        );
+        assert_ne!(
+            confined(&p, &format!("ln -s {s}/id_rsa {g}/l && cat {g}/l")),
+            0,
+            "symlink out"
+        );
+        assert!(!secret.path().join("new").exists());
+        // Read-only grants stay read-only.
+        assert_ne!(confined(&p, "echo x >> /etc/hostname"), 0);
+        // seccomp: UDP and netlink refused; TCP socket creation allowed.
+        if Path::new("/usr/bin/python3").exists() {
+            let py = |code: &str| format!("python3 -c '{code}'");
+            assert_eq!(confined(&p, &py("import socket; socket.socket()")), 0);
+            assert_ne!(
+                confined(
+                    &p,
+                    &py("import socket; socket.socket(type=socket.SOCK_DGRAM)")
+                ),
+                0
+            );
+            assert_ne!(
+                confined(
+                    &p,
+                    &py("import socket; socket.socket(socket.AF_NETLINK, socket.SOCK_RAW)")
+                ),
+                0
+            );
+            assert_eq!(
+                confined(&p, &py("import socket,errno\ntry: socket.socket(type=socket.SOCK_DGRAM)\nexcept OSError as e: raise SystemExit(0 if e.errno==errno.EPERM else 9)\nraise SystemExit(8)")),
+                0,
+                "EPERM, as documented"
+            );
+        }
+    }
+
+    #[test]
+    fn survivors_are_killed_when_the_command_exits() {
+        let abi = probe::landlock_abi().min(7);
+        if abi == 0 {
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().display().to_string();
+        let rw = FsRights::for_abi(abi).difference(FsRights::EXECUTE);
+        let p = base(abi, vec![(d.clone(), rw)]);
+        // A double-forked, setsid'd survivor writes its pid, then would touch a file later.
+        let script = format!(
+            "setsid sh -c 'echo $$ > {d}/pid; sleep 2; touch {d}/late' </dev/null >/dev/null 2>&1 & \
+             while ! test -s {d}/pid; do sleep 0.05; done; exit 0"
+        );
+        assert_eq!(confined(&p, &script), 0);
+        std::thread::sleep(std::time::Duration::from_millis(2500));
+        assert!(!dir.path().join("late").exists(), "survivor kept running");
+    }
+}

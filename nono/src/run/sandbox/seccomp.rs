@@ -1,0 +1,528 @@
+//! The seccomp filter: what Landlock cannot express, built with `seccompiler`.
+//!
+//! Privilege: none. Loading a filter needs `no_new_privs`, which the child sets first.
+//! Kernel assumptions: seccomp filters with `SECCOMP_RET_ERRNO` (Linux 3.5; probed). The
+//! programs are compiled here, in the parent; the child only calls `seccomp(2)` with them.
+//!
+//! Errno policy: every denied call returns **EPERM**, socket families included (EACCES would
+//! read as a file permission problem; EPERM is what "the policy forbids this operation" means
+//! for sockets, and one errno keeps tests and agents' error handling simple). The one exception
+//! is `clone3`, which returns **ENOSYS**: its flags live in a struct seccomp cannot read, and
+//! ENOSYS makes libc fall back to `clone`, whose flags the filter does check. Because one
+//! `seccompiler` filter has one match action, that exception is a second, tiny filter.
+//!
+//! What is denied (each only if the plan asks; the back-end always asks for the escape set):
+//! - sockets: `AF_INET`/`AF_INET6` entirely (`deny_inet`), or everything but TCP on them
+//!   (`deny_udp_and_raw`: datagram, raw, seqpacket... and stream sockets whose protocol is not
+//!   TCP, e.g. SCTP or MPTCP, which Landlock's TCP rules would not see), and every family but
+//!   `AF_UNIX`/`AF_INET`/`AF_INET6` (`deny_other_families`: packet, netlink, vsock, ...). The
+//!   same rules apply to `socketpair`. All of netlink is denied: glibc copes without route
+//!   queries, and as root a netlink socket could reconfigure the host's network.
+//! - escapes: io_uring, ptrace, process_vm_readv/writev, ioctl TIOCSTI and TIOCLINUX (terminal
+//!   injection), bpf, module loading, kexec, the mount family (mount, umount2, pivot_root,
+//!   move_mount, open_tree(_attr), fsopen/fsmount/fsconfig/fspick, mount_setattr), chroot,
+//!   setns, open_by_handle_at, user namespaces (`unshare`/`clone` with `CLONE_NEWUSER`), and
+//!   the kernel keyring (keyctl, add_key, request_key).
+//!
+//! Architecture: the filter checks `AUDIT_ARCH` and kills the process on a mismatch, so 32-bit
+//! (`int 0x80`) syscalls cannot bypass it. On x86_64 the x32 numbers of every denied call are
+//! denied too, for kernels built with `CONFIG_X86_X32_ABI`.
+
+use std::collections::BTreeMap;
+
+use nono_policy::backend::landlock::SeccompPlan;
+use seccompiler::{
+    BpfProgram, SeccompAction, SeccompCmpArgLen as Len, SeccompCmpOp as Op, SeccompCondition,
+    SeccompFilter, SeccompRule, TargetArch,
+};
+
+/// Not yet in `libc`: `open_tree_attr` (Linux 6.15), same number on every architecture.
+const SYS_OPEN_TREE_ATTR: i64 = 467;
+const IPPROTO_TCP: u64 = 6;
+const SOCK_TYPE_MASK: u64 = 0xf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SeccompError {
+    #[error("seccomp: unsupported architecture `{0}`")]
+    Arch(String),
+    #[error("seccomp: cannot build the filter: {0}")]
+    Build(#[from] seccompiler::BackendError),
+}
+
+/// The compiled programs, in the order they are loaded.
+#[derive(Debug, Clone)]
+pub struct Filters {
+    pub programs: Vec<BpfProgram>,
+    /// One line per denied class, for `--dry-run`.
+    pub summary: Vec<String>,
+}
+
+type Rules = BTreeMap<i64, Vec<SeccompRule>>;
+
+fn cond(arg: u8, len: Len, op: Op, value: u64) -> Result<SeccompCondition, SeccompError> {
+    Ok(SeccompCondition::new(arg, len, op, value)?)
+}
+
+fn rule(conds: Vec<SeccompCondition>) -> Result<SeccompRule, SeccompError> {
+    Ok(SeccompRule::new(conds)?)
+}
+
+/// The conditions on `socket(domain, type, protocol)` that the plan denies. Rules are OR-ed,
+/// the conditions inside one rule AND-ed.
+fn socket_rules(plan: &SeccompPlan) -> Result<Vec<SeccompRule>, SeccompError> {
+    let inet = [libc::AF_INET as u64, libc::AF_INET6 as u64];
+    let mut rules = Vec::new();
+    if plan.deny_inet {
+        for fam in inet {
+            rules.push(rule(vec![cond(0, Len::Dword, Op::Eq, fam)?])?);
+        }
+    } else if plan.deny_udp_and_raw {
+        for fam in inet {
+            // Every socket type but SOCK_STREAM (flags such as SOCK_CLOEXEC masked off)...
+            for ty in (0..=SOCK_TYPE_MASK).filter(|t| *t != libc::SOCK_STREAM as u64) {
+                rules.push(rule(vec![
+                    cond(0, Len::Dword, Op::Eq, fam)?,
+                    cond(1, Len::Dword, Op::MaskedEq(SOCK_TYPE_MASK), ty)?,
+                ])?);
+            }
+            // ...and stream sockets that are not TCP (SCTP, MPTCP).
+            rules.push(rule(vec![
+                cond(0, Len::Dword, Op::Eq, fam)?,
+                cond(
+                    1,
+                    Len::Dword,
+                    Op::MaskedEq(SOCK_TYPE_MASK),
+                    libc::SOCK_STREAM as u64,
+                )?,
+                cond(2, Len::Dword, Op::Ne, 0)?,
+                cond(2, Len::Dword, Op::Ne, IPPROTO_TCP)?,
+            ])?);
+        }
+    }
+    if plan.deny_other_families {
+        rules.push(rule(vec![
+            cond(0, Len::Dword, Op::Ne, libc::AF_UNIX as u64)?,
+            cond(0, Len::Dword, Op::Ne, libc::AF_INET as u64)?,
+            cond(0, Len::Dword, Op::Ne, libc::AF_INET6 as u64)?,
+        ])?);
+    }
+    Ok(rules)
+}
+
+/// Syscalls denied whatever their arguments.
+const ESCAPE_SYSCALLS: &[(i64, &str)] = &[
+    (libc::SYS_io_uring_setup, "io_uring_setup"),
+    (libc::SYS_io_uring_enter, "io_uring_enter"),
+    (libc::SYS_io_uring_register, "io_uring_register"),
+    (libc::SYS_ptrace, "ptrace"),
+    (libc::SYS_process_vm_readv, "process_vm_readv"),
+    (libc::SYS_process_vm_writev, "process_vm_writev"),
+    (libc::SYS_bpf, "bpf"),
+    (libc::SYS_init_module, "init_module"),
+    (libc::SYS_finit_module, "finit_module"),
+    (libc::SYS_delete_module, "delete_module"),
+    (libc::SYS_kexec_load, "kexec_load"),
+    (libc::SYS_kexec_file_load, "kexec_file_load"),
+    (libc::SYS_mount, "mount"),
+    (libc::SYS_umount2, "umount2"),
+    (libc::SYS_pivot_root, "pivot_root"),
+    (libc::SYS_move_mount, "move_mount"),
+    (libc::SYS_open_tree, "open_tree"),
+    (SYS_OPEN_TREE_ATTR, "open_tree_attr"),
+    (libc::SYS_fsopen, "fsopen"),
+    (libc::SYS_fsmount, "fsmount"),
+    (libc::SYS_fsconfig, "fsconfig"),
+    (libc::SYS_fspick, "fspick"),
+    (libc::SYS_mount_setattr, "mount_setattr"),
+    (libc::SYS_chroot, "chroot"),
+    (libc::SYS_setns, "setns"),
+    (libc::SYS_open_by_handle_at, "open_by_handle_at"),
+    (libc::SYS_keyctl, "keyctl"),
+    (libc::SYS_add_key, "add_key"),
+    (libc::SYS_request_key, "request_key"),
+];
+
+/// x32 system calls whose numbers differ from the x86_64 ones (`arch/x86/entry/syscalls`).
+#[cfg(target_arch = "x86_64")]
+const X32_RENUMBERED: &[(i64, i64)] = &[
+    (libc::SYS_ioctl, 514),
+    (libc::SYS_ptrace, 521),
+    (libc::SYS_kexec_load, 528),
+    (libc::SYS_process_vm_readv, 539),
+    (libc::SYS_process_vm_writev, 540),
+];
+
+/// Add the x32 aliases of every rule (no-op on other architectures).
+fn with_x32_aliases(rules: Rules) -> Rules {
+    #[cfg(target_arch = "x86_64")]
+    {
+        const X32_BIT: i64 = 0x4000_0000;
+        let mut out = rules.clone();
+        for (nr, chain) in rules {
+            let x32 = X32_RENUMBERED
+                .iter()
+                .find(|(n, _)| *n == nr)
+                .map_or(nr, |(_, x)| *x);
+            out.insert(x32 | X32_BIT, chain);
+        }
+        out
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        rules
+    }
+}
+
+/// The rule map of the EPERM filter.
+pub fn eperm_rules(plan: &SeccompPlan) -> Result<(Rules, Vec<String>), SeccompError> {
+    let mut rules = Rules::new();
+    let mut summary = Vec::new();
+    let sock = socket_rules(plan)?;
+    if !sock.is_empty() {
+        rules.insert(libc::SYS_socket, sock.clone());
+        rules.insert(libc::SYS_socketpair, sock);
+        if plan.deny_inet {
+            summary.push("sockets: every AF_INET/AF_INET6 socket".to_string());
+        } else if plan.deny_udp_and_raw {
+            summary.push("sockets: AF_INET/AF_INET6 other than TCP (UDP, raw, SCTP...)".into());
+        }
+        if plan.deny_other_families {
+            summary.push(
+                "sockets: every family but AF_UNIX, AF_INET, AF_INET6 (packet, netlink, vsock...)"
+                    .into(),
+            );
+        }
+    }
+    if plan.deny_escape_syscalls {
+        for (nr, _) in ESCAPE_SYSCALLS {
+            rules.insert(*nr, vec![]);
+        }
+        let tty = [libc::TIOCSTI as u64, libc::TIOCLINUX as u64]
+            .into_iter()
+            // The kernel truncates the request to 32 bits: compare the low word only, so high
+            // bits set by the caller cannot dodge the rule.
+            .map(|req| Ok(rule(vec![cond(1, Len::Dword, Op::Eq, req)?])?))
+            .collect::<Result<Vec<_>, SeccompError>>()?;
+        rules.insert(libc::SYS_ioctl, tty);
+        let newuser = || -> Result<Vec<SeccompRule>, SeccompError> {
+            let flag = libc::CLONE_NEWUSER as u64;
+            Ok(vec![rule(vec![cond(
+                0,
+                Len::Qword,
+                Op::MaskedEq(flag),
+                flag,
+            )?])?])
+        };
+        rules.insert(libc::SYS_unshare, newuser()?);
+        rules.insert(libc::SYS_clone, newuser()?);
+        summary.push(format!(
+            "syscalls: {}",
+            ESCAPE_SYSCALLS
+                .iter()
+                .map(|(_, n)| *n)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+        summary.push("ioctl: TIOCSTI, TIOCLINUX (terminal injection)".into());
+        summary.push("user namespaces: unshare/clone with CLONE_NEWUSER; clone3 -> ENOSYS".into());
+    }
+    Ok((with_x32_aliases(rules), summary))
+}
+
+fn arch() -> Result<TargetArch, SeccompError> {
+    TargetArch::try_from(std::env::consts::ARCH)
+        .map_err(|_| SeccompError::Arch(std::env::consts::ARCH.into()))
+}
+
+/// Compile the plan's filters.
+pub fn build(plan: &SeccompPlan) -> Result<Filters, SeccompError> {
+    let arch = arch()?;
+    let (rules, summary) = eperm_rules(plan)?;
+    let mut programs = Vec::new();
+    if !rules.is_empty() {
+        let f = SeccompFilter::new(
+            rules,
+            SeccompAction::Allow,
+            SeccompAction::Errno(libc::EPERM as u32),
+            arch,
+        )?;
+        programs.push(BpfProgram::try_from(f)?);
+    }
+    if plan.deny_escape_syscalls {
+        let clone3: Rules = with_x32_aliases([(libc::SYS_clone3, vec![])].into_iter().collect());
+        let f = SeccompFilter::new(
+            clone3,
+            SeccompAction::Allow,
+            SeccompAction::Errno(libc::ENOSYS as u32),
+            arch,
+        )?;
+        programs.push(BpfProgram::try_from(f)?);
+    }
+    Ok(Filters { programs, summary })
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use seccompiler::sock_filter;
+
+    /// The slice of `struct seccomp_data` a filter reads.
+    pub struct Data {
+        pub nr: i64,
+        pub arch: u32,
+        pub args: [u64; 6],
+    }
+
+    /// A classic-BPF interpreter for the instructions seccompiler emits, so tests check what the
+    /// filter *does*, not how it is spelt.
+    pub fn eval(prog: &[sock_filter], d: &Data) -> u32 {
+        let word = |off: u32| -> u32 {
+            match off {
+                0 => d.nr as u32,
+                4 => d.arch,
+                16..=63 => {
+                    let i = ((off - 16) / 8) as usize;
+                    let a = d.args[i];
+                    if (off - 16) % 8 == 0 {
+                        a as u32
+                    } else {
+                        (a >> 32) as u32
+                    }
+                }
+                _ => panic!("load at {off}"),
+            }
+        };
+        let (mut acc, mut pc) = (0u32, 0usize);
+        loop {
+            let i = &prog[pc];
+            let (class, op) = (i.code & 0x07, i.code & 0xf0);
+            match class {
+                0x00 => acc = word(i.k),          // BPF_LD|BPF_W|BPF_ABS
+                0x04 if op == 0x50 => acc &= i.k, // BPF_ALU|BPF_AND|BPF_K
+                0x06 => return i.k,               // BPF_RET|BPF_K
+                0x05 => {
+                    let taken = match op {
+                        0x00 => {
+                            pc += i.k as usize + 1;
+                            continue;
+                        } // BPF_JA
+                        0x10 => acc == i.k,
+                        0x20 => acc > i.k,
+                        0x30 => acc >= i.k,
+                        0x40 => acc & i.k != 0,
+                        _ => panic!("jump op {op:#x}"),
+                    };
+                    pc += 1 + if taken { i.jt as usize } else { i.jf as usize };
+                    continue;
+                }
+                _ => panic!("opcode {:#x}", i.code),
+            }
+            pc += 1;
+        }
+    }
+
+    pub const ALLOW: u32 = libc::SECCOMP_RET_ALLOW;
+    pub const EPERM: u32 = libc::SECCOMP_RET_ERRNO | libc::EPERM as u32;
+
+    fn run(f: &Filters, nr: i64, args: [u64; 6]) -> u32 {
+        let arch = if cfg!(target_arch = "x86_64") {
+            0xc000_003e
+        } else {
+            0xc000_00b7
+        };
+        let d = Data { nr, arch, args };
+        // The kernel applies the most restrictive verdict of all filters.
+        f.programs
+            .iter()
+            .map(|p| eval(p, &d))
+            .min_by_key(|v| v & libc::SECCOMP_RET_ACTION_FULL)
+            .unwrap()
+    }
+
+    fn full() -> SeccompPlan {
+        SeccompPlan {
+            deny_udp_and_raw: true,
+            deny_inet: false,
+            deny_other_families: true,
+            deny_escape_syscalls: true,
+        }
+    }
+
+    const AF_INET: u64 = libc::AF_INET as u64;
+    const STREAM: u64 = libc::SOCK_STREAM as u64;
+    const DGRAM: u64 = libc::SOCK_DGRAM as u64;
+
+    #[test]
+    fn sockets_tcp_only() {
+        let f = build(&full()).unwrap();
+        let s = libc::SYS_socket;
+        assert_eq!(run(&f, s, [AF_INET, STREAM, 0, 0, 0, 0]), ALLOW);
+        assert_eq!(
+            run(
+                &f,
+                s,
+                [AF_INET, STREAM | libc::SOCK_CLOEXEC as u64, 6, 0, 0, 0]
+            ),
+            ALLOW
+        );
+        assert_eq!(
+            run(&f, s, [libc::AF_INET6 as u64, STREAM, 0, 0, 0, 0]),
+            ALLOW
+        );
+        assert_eq!(run(&f, s, [libc::AF_UNIX as u64, DGRAM, 0, 0, 0, 0]), ALLOW);
+        assert_eq!(run(&f, s, [AF_INET, DGRAM, 0, 0, 0, 0]), EPERM);
+        assert_eq!(
+            run(
+                &f,
+                s,
+                [AF_INET, DGRAM | libc::SOCK_NONBLOCK as u64, 0, 0, 0, 0]
+            ),
+            EPERM
+        );
+        assert_eq!(
+            run(&f, s, [AF_INET, libc::SOCK_RAW as u64, 1, 0, 0, 0]),
+            EPERM
+        );
+        assert_eq!(run(&f, s, [AF_INET, STREAM, 132, 0, 0, 0]), EPERM, "SCTP");
+        assert_eq!(
+            run(
+                &f,
+                s,
+                [libc::AF_PACKET as u64, libc::SOCK_RAW as u64, 0, 0, 0, 0]
+            ),
+            EPERM
+        );
+        assert_eq!(
+            run(
+                &f,
+                s,
+                [libc::AF_NETLINK as u64, libc::SOCK_RAW as u64, 0, 0, 0, 0]
+            ),
+            EPERM
+        );
+        assert_eq!(
+            run(&f, s, [libc::AF_VSOCK as u64, STREAM, 0, 0, 0, 0]),
+            EPERM
+        );
+        assert_eq!(
+            run(
+                &f,
+                libc::SYS_socketpair,
+                [libc::AF_UNIX as u64, STREAM, 0, 0, 0, 0]
+            ),
+            ALLOW
+        );
+    }
+
+    #[test]
+    fn deny_inet_blocks_tcp_too() {
+        let f = build(&SeccompPlan {
+            deny_inet: true,
+            ..full()
+        })
+        .unwrap();
+        assert_eq!(
+            run(&f, libc::SYS_socket, [AF_INET, STREAM, 0, 0, 0, 0]),
+            EPERM
+        );
+        assert_eq!(
+            run(
+                &f,
+                libc::SYS_socket,
+                [libc::AF_UNIX as u64, STREAM, 0, 0, 0, 0]
+            ),
+            ALLOW
+        );
+    }
+
+    #[test]
+    fn unrestricted_network_leaves_sockets_alone() {
+        let f = build(&SeccompPlan {
+            deny_escape_syscalls: true,
+            ..SeccompPlan::default()
+        })
+        .unwrap();
+        assert_eq!(
+            run(&f, libc::SYS_socket, [AF_INET, DGRAM, 0, 0, 0, 0]),
+            ALLOW
+        );
+        assert_eq!(run(&f, libc::SYS_ptrace, [0; 6]), EPERM);
+    }
+
+    #[test]
+    fn escapes() {
+        let f = build(&full()).unwrap();
+        for nr in [
+            libc::SYS_ptrace,
+            libc::SYS_io_uring_setup,
+            libc::SYS_bpf,
+            libc::SYS_mount,
+            libc::SYS_process_vm_readv,
+            libc::SYS_keyctl,
+            libc::SYS_finit_module,
+        ] {
+            assert_eq!(run(&f, nr, [0; 6]), EPERM, "syscall {nr}");
+        }
+        let tiocsti = libc::TIOCSTI as u64;
+        assert_eq!(run(&f, libc::SYS_ioctl, [0, tiocsti, 0, 0, 0, 0]), EPERM);
+        assert_eq!(
+            run(&f, libc::SYS_ioctl, [0, tiocsti | 1 << 32, 0, 0, 0, 0]),
+            EPERM,
+            "high bits"
+        );
+        assert_eq!(
+            run(
+                &f,
+                libc::SYS_ioctl,
+                [0, libc::TIOCGWINSZ as u64, 0, 0, 0, 0]
+            ),
+            ALLOW
+        );
+        let newuser = libc::CLONE_NEWUSER as u64;
+        assert_eq!(
+            run(
+                &f,
+                libc::SYS_unshare,
+                [newuser | libc::CLONE_NEWNS as u64, 0, 0, 0, 0, 0]
+            ),
+            EPERM
+        );
+        assert_eq!(
+            run(
+                &f,
+                libc::SYS_unshare,
+                [libc::CLONE_NEWNS as u64, 0, 0, 0, 0, 0]
+            ),
+            ALLOW
+        );
+        assert_eq!(
+            run(&f, libc::SYS_clone, [libc::SIGCHLD as u64, 0, 0, 0, 0, 0]),
+            ALLOW
+        );
+        assert_eq!(run(&f, libc::SYS_clone, [newuser, 0, 0, 0, 0, 0]), EPERM);
+        assert_eq!(
+            run(&f, libc::SYS_clone3, [0; 6]),
+            libc::SECCOMP_RET_ERRNO | libc::ENOSYS as u32
+        );
+        assert_eq!(run(&f, libc::SYS_read, [0; 6]), ALLOW);
+        assert_eq!(run(&f, libc::SYS_execve, [0; 6]), ALLOW);
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn x32_aliases_and_foreign_arch() {
+        let f = build(&full()).unwrap();
+        assert_eq!(run(&f, 0x4000_0000 | 521, [0; 6]), EPERM, "x32 ptrace");
+        assert_eq!(
+            run(&f, 0x4000_0000 | libc::SYS_bpf, [0; 6]),
+            EPERM,
+            "x32 bpf"
+        );
+        let d = Data {
+            nr: 26,
+            arch: 0x4000_0003,
+            args: [0; 6],
+        }; // i386 ptrace
+        assert_eq!(eval(&f.programs[0], &d), libc::SECCOMP_RET_KILL_PROCESS);
+    }
+}
