@@ -1,6 +1,18 @@
 //! `nono run` and `nono why`.
+//!
+//! - [`command`]: the `run` flow (compile, check on this machine, refuse or confine, run);
+//! - [`layer`] and [`load`]: the flags as a "command line" profile layer, compiled;
+//! - [`concrete`]: the policy for this run (variables expanded, nono's state denied,
+//!   deny-inside-grant on canonical paths);
+//! - [`sandbox`]: the kernel side (Landlock, seccomp, fork/exec, supervision);
+//! - [`why`]: which rule decides an access.
 
+mod command;
+mod concrete;
+mod layer;
+mod load;
 mod sandbox;
+mod why;
 
 use std::path::PathBuf;
 
@@ -56,15 +68,54 @@ pub struct WhyArgs {
     pub host: Option<String>,
     #[arg(long)]
     pub port: Option<u16>,
+    /// Print the decision as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
-pub fn run(_args: RunArgs) -> CmdResult {
-    Err(Exit::new(
-        crate::exit::RUN_REFUSED,
-        "nono run: not implemented yet",
-    ))
+pub fn run(args: RunArgs) -> CmdResult {
+    command::run(args)
 }
 
-pub fn why(_args: WhyArgs) -> CmdResult {
-    Err(Exit::failure("nono why: not implemented yet"))
+pub fn why(args: WhyArgs) -> CmdResult {
+    let cwd = std::env::current_dir()
+        .map_err(|e| Exit::failure(format!("nono: cannot read the current directory: {e}")))?;
+    let flags = layer::Flags {
+        profile: args.profile.clone(),
+        ..layer::Flags::default()
+    };
+    let policy = load::compile(&flags, &cwd).map_err(Exit::failure)?;
+    let vars = nono_policy::path::PathVars::from_env(|k| std::env::var(k).ok(), &cwd);
+    let policy = concrete::expand(&policy, &vars)
+        .map_err(|e| Exit::failure(format!("nono: cannot expand the policy's paths: {e}")))?;
+    let decision = match (&args.path, &args.host) {
+        (Some(path), None) => {
+            let op = why::Op::parse(&args.op).ok_or_else(|| {
+                Exit::usage(format!(
+                    "nono why: unknown --op `{}` (read, write or exec)",
+                    args.op
+                ))
+            })?;
+            why::decide_path(&policy, &cwd.join(path), op)
+        }
+        (None, Some(host)) => {
+            let port = args
+                .port
+                .ok_or_else(|| Exit::usage("nono why: --host needs --port"))?;
+            why::decide_net(&policy, host, port)
+        }
+        _ => {
+            return Err(Exit::usage(
+                "nono why: give either --path P [--op read|write|exec] or --host H --port N",
+            ))
+        }
+    };
+    if args.json {
+        let text = serde_json::to_string_pretty(&decision)
+            .map_err(|e| Exit::failure(format!("nono why: {e}")))?;
+        println!("{text}");
+    } else {
+        print!("{decision}");
+    }
+    Ok(0)
 }

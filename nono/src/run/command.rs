@@ -1,0 +1,500 @@
+//! `nono run`: compile, check on this machine, refuse or confine, run, pass the status on.
+//!
+//! Privilege: none (see [`super::sandbox`]). Fail closed: the plan is computed for the Landlock
+//! ABI this kernel reports with no kernel layer; any gap, any deny that a grant would expose on
+//! this machine, or a missing seccomp refuses the run (exit 125) with each rule, the feature and
+//! the kernel needed, unless `--best-effort`, which runs and lists what is not enforced. No
+//! Landlock at all refuses even with `--best-effort`: there would be no sandbox.
+
+use std::ffi::{OsStr, OsString};
+use std::fmt::Write as _;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use nono_policy::backend::landlock::{plan as landlock_plan, FsRights, LandlockPlan};
+use nono_policy::backend::{linux_release_for_abi, Target};
+use nono_policy::ir::{NetPolicy, Policy};
+use nono_policy::path::PathVars;
+
+use super::concrete::{self, Conflict, RuleRef};
+use super::layer::Flags;
+use super::sandbox::landlock::AddedRule;
+use super::sandbox::probe::{abi_features, KernelFeatures};
+use super::sandbox::spawn::{Launch, Step};
+use super::sandbox::{self, RunError, Sandbox};
+use super::RunArgs;
+use crate::exit::{self, CmdResult, Exit};
+
+fn refused(message: impl Into<String>) -> Exit {
+    Exit::new(exit::RUN_REFUSED, message)
+}
+
+/// One reason the sandbox would not enforce the policy as written.
+#[derive(Debug, Clone)]
+struct Problem(String);
+
+fn problems(
+    policy: &Policy,
+    plan: &LandlockPlan,
+    conflicts: &[Conflict],
+    kernel: &KernelFeatures,
+) -> Vec<Problem> {
+    let mut out = Vec::new();
+    for g in &plan.gaps {
+        let rule = match g.rule {
+            Some(id) => RuleRef::of(policy, id).to_string(),
+            None => "the default deny".to_string(),
+        };
+        out.push(Problem(format!(
+            "{rule}: `{}` needs {} ({}); {}",
+            g.rule_text, g.feature, g.needs, g.reason
+        )));
+    }
+    for c in conflicts {
+        out.push(Problem(format!(
+            "{c}: Landlock can only grant, so the grant would expose what the deny protects \
+             (grant narrower paths, or drop the grant)"
+        )));
+    }
+    if !kernel.seccomp_errno {
+        out.push(Problem(
+            "seccomp filters are unavailable: non-TCP sockets, io_uring, ptrace, TIOCSTI, \
+             mount and module loading would not be blocked (needs CONFIG_SECCOMP_FILTER)"
+                .into(),
+        ));
+    }
+    out
+}
+
+fn kernel_summary(kernel: &KernelFeatures, plan_abi: u8) -> String {
+    let mut s = format!("Kernel: Linux {}\n", kernel.release);
+    if kernel.landlock_abi == 0 {
+        s.push_str("  Landlock: not available (nono run refuses to start)\n");
+    } else {
+        let _ = writeln!(
+            s,
+            "  Landlock ABI {} (plan uses ABI {plan_abi}): {}",
+            kernel.landlock_abi,
+            abi_features(plan_abi).join(", ")
+        );
+    }
+    let _ = writeln!(
+        s,
+        "  seccomp filters: {}",
+        if kernel.seccomp_errno {
+            "available"
+        } else {
+            "not available"
+        }
+    );
+    s
+}
+
+fn render_plan(policy: &Policy, plan: &LandlockPlan) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "Policy: {}", policy.meta.name);
+    if !policy.meta.extends.is_empty() {
+        let _ = writeln!(s, "  extends: {}", policy.meta.extends.join(", "));
+    }
+    let _ = writeln!(
+        s,
+        "Filesystem (Landlock path rules; everything else denied):"
+    );
+    for r in &plan.path_rules {
+        let path = concrete_text(&r.path);
+        let state = match std::fs::metadata(&path) {
+            Ok(_) => "",
+            Err(_) => "  [missing: skipped at run time]",
+        };
+        let rules = r
+            .rules
+            .iter()
+            .map(|i| i.to_string())
+            .collect::<Vec<_>>()
+            .join(",");
+        let _ = writeln!(
+            s,
+            "  {path}  {}  [{rules}]{state}",
+            r.rights.names().join("|")
+        );
+    }
+    let _ = writeln!(s, "Network:");
+    if plan.handled_net.is_empty() {
+        let _ = writeln!(s, "  TCP: not restricted by Landlock");
+    } else {
+        let ports: Vec<String> = plan
+            .port_rules
+            .iter()
+            .map(|p| format!("{} {:?}", p.port, p.rights))
+            .collect();
+        let _ = writeln!(
+            s,
+            "  TCP ports allowed: {}",
+            if ports.is_empty() {
+                "none".into()
+            } else {
+                ports.join(", ")
+            }
+        );
+    }
+    let _ = writeln!(
+        s,
+        "Scopes: signals {}, abstract unix sockets {}",
+        if plan.scope_signals {
+            "scoped"
+        } else {
+            "not scoped"
+        },
+        if plan.scope_abstract_unix {
+            "scoped"
+        } else {
+            "not scoped"
+        }
+    );
+    let _ = writeln!(s, "seccomp (EPERM):");
+    match sandbox::seccomp::build(&plan.seccomp) {
+        Ok(f) if f.summary.is_empty() => {
+            let _ = writeln!(s, "  nothing");
+        }
+        Ok(f) => {
+            for line in f.summary {
+                let _ = writeln!(s, "  {line}");
+            }
+        }
+        Err(e) => {
+            let _ = writeln!(s, "  {e}");
+        }
+    }
+    s
+}
+
+fn concrete_text(p: &nono_policy::path::PolicyPath) -> String {
+    p.expand(&PathVars::new())
+        .map(|b| b.display().to_string())
+        .unwrap_or_else(|_| p.to_string())
+}
+
+fn list(problems: &[Problem]) -> String {
+    problems
+        .iter()
+        .map(|p| format!("  - {}", p.0))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Where `execvp` would find the command.
+#[derive(Debug, PartialEq, Eq)]
+enum Found {
+    Executable(PathBuf),
+    NotExecutable(PathBuf),
+    Missing,
+}
+
+fn is_executable_file(p: &Path) -> Option<bool> {
+    let m = std::fs::metadata(p).ok()?;
+    Some(m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+fn find_command(cmd: &OsStr, path_var: Option<&OsStr>, cwd: &Path) -> Found {
+    let as_path = Path::new(cmd);
+    if cmd.as_encoded_bytes().contains(&b'/') {
+        let p = if as_path.is_absolute() {
+            as_path.to_path_buf()
+        } else {
+            cwd.join(as_path)
+        };
+        return match is_executable_file(&p) {
+            Some(true) => Found::Executable(p),
+            Some(false) => Found::NotExecutable(p),
+            None => Found::Missing,
+        };
+    }
+    let default = OsStr::new("/usr/local/bin:/usr/bin:/bin");
+    let mut not_exec = None;
+    for dir in std::env::split_paths(path_var.unwrap_or(default)) {
+        let dir = if dir.as_os_str().is_empty() {
+            cwd.to_path_buf()
+        } else {
+            dir
+        };
+        let p = dir.join(cmd);
+        match is_executable_file(&p) {
+            Some(true) => return Found::Executable(p),
+            Some(false) if not_exec.is_none() => not_exec = Some(p),
+            _ => {}
+        }
+    }
+    not_exec.map_or(Found::Missing, Found::NotExecutable)
+}
+
+/// The environment the command gets: the caller's, filtered by the policy. Names that are not
+/// UTF-8 cannot be matched against the policy and are dropped.
+fn filtered_env(policy: &Policy) -> Vec<(OsString, OsString)> {
+    std::env::vars_os()
+        .filter(|(k, _)| match k.to_str() {
+            Some(name) => {
+                let pass = policy.env.passes(name);
+                if !pass {
+                    tracing::debug!("environment: {name} not passed");
+                }
+                pass
+            }
+            None => false,
+        })
+        .collect()
+}
+
+fn exec_grant<'a>(added: &'a [AddedRule], bin: &Path) -> Option<&'a AddedRule> {
+    added.iter().find(|r| {
+        r.rights.contains(FsRights::EXECUTE)
+            && (r.path == bin || (r.is_dir && bin.starts_with(&r.path)))
+    })
+}
+
+fn spawn_failure(
+    e: super::sandbox::spawn::SpawnError,
+    cmd: &str,
+    bin: &Path,
+    policy: &Policy,
+    sandbox: &Sandbox,
+) -> Exit {
+    let err = e.io();
+    if e.step != Step::Exec {
+        return refused(format!(
+            "nono: sandbox set-up failed before starting {cmd}: {}: {err}",
+            e.step.describe()
+        ));
+    }
+    match e.errno {
+        libc::ENOENT => Exit::new(
+            exit::NOT_FOUND,
+            format!(
+                "nono: {cmd}: not found ({} exists, so its #! interpreter or dynamic loader is missing)",
+                bin.display()
+            ),
+        ),
+        libc::EACCES | libc::EPERM => {
+            let canon = std::fs::canonicalize(bin).unwrap_or_else(|_| bin.to_path_buf());
+            let msg = match exec_grant(&sandbox.ruleset.added, &canon) {
+                None => {
+                    let grants: Vec<String> = sandbox
+                        .ruleset
+                        .added
+                        .iter()
+                        .filter(|r| r.rights.contains(FsRights::EXECUTE))
+                        .map(|r| r.path.display().to_string())
+                        .collect();
+                    format!(
+                        "nono: {cmd}: permission denied: no exec grant covers {} \
+                         (profile `{}` grants exec on: {}).\n  hint: add an exec grant for it \
+                         (e.g. `filesystem.exec: [\"{}\"]` in a profile)",
+                        canon.display(),
+                        policy.meta.name,
+                        if grants.is_empty() { "nothing".into() } else { grants.join(", ") },
+                        canon.parent().map_or("/".into(), |p| format!("{}/**", p.display()))
+                    )
+                }
+                Some(r) => format!(
+                    "nono: {cmd}: permission denied although {} grants exec on {} \
+                     (via {}); its #! interpreter or dynamic loader may lack an exec grant",
+                    r.rules
+                        .first()
+                        .map(|id| RuleRef::of(policy, *id).to_string())
+                        .unwrap_or_else(|| "a rule".into()),
+                    canon.display(),
+                    r.path.display()
+                ),
+            };
+            Exit::new(exit::NOT_EXECUTABLE, msg)
+        }
+        _ => Exit::new(
+            exit::NOT_EXECUTABLE,
+            format!("nono: {cmd}: cannot execute: {err}"),
+        ),
+    }
+}
+
+pub fn run(args: RunArgs) -> CmdResult {
+    if args.block_net && !args.allow_domain.is_empty() {
+        return Err(Exit::usage(
+            "nono: --block-net and --allow-domain contradict each other; use one",
+        ));
+    }
+    let cwd = std::env::current_dir()
+        .map_err(|e| refused(format!("nono: cannot read the current directory: {e}")))?;
+    let workdir = match &args.workdir {
+        None => cwd.clone(),
+        Some(w) => std::fs::canonicalize(cwd.join(w))
+            .ok()
+            .filter(|p| p.is_dir())
+            .ok_or_else(|| refused(format!("nono: --workdir {}: not a directory", w.display())))?,
+    };
+    let flags = Flags {
+        profile: args.profile.clone(),
+        allow: args.allow.clone(),
+        read: args.read.clone(),
+        write: args.write.clone(),
+        allow_domain: args.allow_domain.clone(),
+    };
+    let mut policy = super::load::compile(&flags, &cwd).map_err(refused)?;
+    if args.block_net {
+        policy.net = NetPolicy::default();
+    }
+    let vars = PathVars::from_env(|k| std::env::var(k).ok(), &workdir);
+    let policy = concrete::expand(&policy, &vars)
+        .map_err(|e| refused(format!("nono: cannot expand the policy's paths: {e}")))?;
+
+    let kernel = KernelFeatures::probe();
+    let target = Target {
+        landlock_abi: kernel.landlock_abi.min(Target::LATEST_ABI),
+        kernel_layer: false,
+    };
+    let plan = landlock_plan(&policy, &target);
+    let conflicts = concrete::conflicts(&policy);
+    let problems = problems(&policy, &plan, &conflicts, &kernel);
+
+    if args.dry_run {
+        print!("{}", render_plan(&policy, &plan));
+        println!();
+        print!("{}", kernel_summary(&kernel, plan.abi));
+        if kernel.landlock_abi == 0 {
+            println!("Would refuse: no Landlock on this kernel.");
+        } else if problems.is_empty() {
+            println!("Would run: every rule is enforced on this kernel.");
+        } else {
+            println!(
+                "Would refuse (exit 125) unless --best-effort; not enforced here:\n{}",
+                list(&problems)
+            );
+        }
+        return Ok(0);
+    }
+
+    if kernel.landlock_abi == 0 {
+        return Err(refused(format!(
+            "nono: refusing to run: this kernel (Linux {}) has no Landlock, so nothing could be \
+             confined.\n  Landlock needs Linux {} or later with CONFIG_SECURITY_LANDLOCK=y and \
+             `landlock` in the lsm= boot parameter.",
+            kernel.release,
+            linux_release_for_abi(1)
+        )));
+    }
+    if !problems.is_empty() {
+        if !args.best_effort {
+            return Err(refused(format!(
+                "nono: refusing to run: {} rule(s) cannot be enforced on this kernel \
+                 (Linux {}, Landlock ABI {}):\n{}\n  Run with --best-effort to run anyway \
+                 without them, or --dry-run to see the whole plan.",
+                problems.len(),
+                kernel.release,
+                kernel.landlock_abi,
+                list(&problems)
+            )));
+        }
+        eprintln!(
+            "nono: warning: --best-effort: running WITHOUT these protections (Linux {}, \
+             Landlock ABI {}):\n{}",
+            kernel.release,
+            kernel.landlock_abi,
+            list(&problems)
+        );
+    }
+
+    let env = filtered_env(&policy);
+    let cmd = &args.command[0];
+    let shown = cmd.to_string_lossy().into_owned();
+    let path_var = env
+        .iter()
+        .find(|(k, _)| k == "PATH")
+        .map(|(_, v)| v.as_os_str());
+    let bin = match find_command(cmd, path_var, &cwd) {
+        Found::Executable(p) => p,
+        Found::NotExecutable(p) => {
+            return Err(Exit::new(
+                exit::NOT_EXECUTABLE,
+                format!(
+                    "nono: {shown}: permission denied ({} is not executable)",
+                    p.display()
+                ),
+            ))
+        }
+        Found::Missing => {
+            return Err(Exit::new(
+                exit::NOT_FOUND,
+                format!("nono: {shown}: command not found"),
+            ))
+        }
+    };
+
+    let sandbox = Sandbox::prepare(&plan, kernel.landlock_abi, policy.audit.level)
+        .map_err(|e| refused(format!("nono: cannot set up the sandbox: {e}")))?;
+    for s in &sandbox.ruleset.skipped {
+        let rules: Vec<String> = s
+            .rules
+            .iter()
+            .map(|id| RuleRef::of(&policy, *id).to_string())
+            .collect();
+        tracing::info!(
+            "grant skipped: {} {} ({})",
+            s.path.display(),
+            s.reason,
+            rules.join("; ")
+        );
+    }
+    let launch = Launch::new(&bin, &args.command, &env, &workdir)
+        .map_err(|e| Exit::new(exit::NOT_EXECUTABLE, format!("nono: {shown}: {e}")))?;
+    match sandbox::run(&sandbox, &launch) {
+        Ok(ended) => Ok(ended.exit_code()),
+        Err(RunError::Spawn(e)) => Err(spawn_failure(e, &shown, &bin, &policy, &sandbox)),
+        Err(RunError::Setup(e)) => Err(refused(format!("nono: cannot start {shown}: {e}"))),
+        Err(RunError::Supervise(e)) => {
+            Err(Exit::failure(format!("nono: lost track of {shown}: {e}")))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_commands_like_execvp() {
+        let d = tempfile::tempdir().unwrap();
+        let bin = d.path().join("tool");
+        std::fs::write(&bin, "#!/bin/sh\n").unwrap();
+        std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let path = d.path().as_os_str();
+        assert_eq!(
+            find_command(OsStr::new("tool"), Some(path), Path::new("/")),
+            Found::NotExecutable(bin.clone())
+        );
+        std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
+        assert_eq!(
+            find_command(OsStr::new("tool"), Some(path), Path::new("/")),
+            Found::Executable(bin.clone())
+        );
+        assert_eq!(
+            find_command(OsStr::new("./tool"), None, d.path()),
+            Found::Executable(d.path().join("./tool"))
+        );
+        assert_eq!(
+            find_command(OsStr::new("no-such-tool-nono"), Some(path), Path::new("/")),
+            Found::Missing
+        );
+    }
+
+    #[test]
+    fn exec_grants_cover_subtrees_of_directories_only() {
+        let r = |p: &str, dir| AddedRule {
+            path: p.into(),
+            rights: FsRights::EXECUTE,
+            is_dir: dir,
+            rules: vec![],
+        };
+        let added = vec![r("/usr/bin", true), r("/opt/tool", false)];
+        assert!(exec_grant(&added, Path::new("/usr/bin/git")).is_some());
+        assert!(exec_grant(&added, Path::new("/opt/tool")).is_some());
+        assert!(exec_grant(&added, Path::new("/opt/tool2")).is_none());
+        assert!(exec_grant(&added, Path::new("/usr/lib/x")).is_none());
+    }
+}
