@@ -269,23 +269,37 @@ fn cgroup2_mount() -> Option<String> {
     })
 }
 
-/// Case 17: a daemonised grandchild (`setsid`, double fork) outlives the sandboxed command.
-/// Whether nono kills it or lets it run, it must stay confined: it tries to copy the key into
-/// the workspace after the command has exited, and the copy must fail.
+/// Case 17: a daemonised grandchild (`setsid`, in the background) outlives the sandboxed
+/// command. Whether nono kills it or lets it run, it must stay confined: once the command has
+/// exited it tries to copy the key into the workspace, and the copy must fail. The command
+/// waits until the survivor has written its pid, so the test knows which process to watch.
 fn case17_background_survivor_stays_confined(user: User) {
     let w = World::new(user);
     let watch = Watch::new(&[w.key()]);
     let script = format!(
-        "setsid sh -c 'sleep 0.3; cat {key} > {work}/leak 2> {work}/leak.err; echo $? > {work}/survivor-done' \
-         </dev/null >/dev/null 2>&1 & exit 0",
+        "setsid sh -c 'echo $$ > {work}/survivor-pid; sleep 0.3; \
+           cat {key} > {work}/leak 2> {work}/leak.err; echo $? > {work}/survivor-done' \
+           </dev/null >/dev/null 2>&1 & \
+         while [ ! -s {work}/survivor-pid ]; do sleep 0.01; done; exit 0",
         key = w.key().display(),
         work = w.work.display()
     );
     let out = nono_e2e::run(&mut w.sandbox(&[] as &[&str], &["/bin/sh", "-c", &script]));
     assert_eq!(out.code(), Some(0), "{}", out.describe());
+    let pid: i32 = std::fs::read_to_string(w.work.join("survivor-pid"))
+        .expect("survivor-pid")
+        .trim()
+        .parse()
+        .expect("a pid");
+    // SAFETY: kill(pid, 0) only checks for existence.
+    let alive = || unsafe { libc::kill(pid, 0) } == 0;
     let done = w.work.join("survivor-done");
-    if wait_until(Duration::from_secs(3), || done.exists()) {
-        // It survived: it must have been confined.
+    assert!(
+        wait_until(Duration::from_secs(10), || done.exists() || !alive()),
+        "the survivor neither finished nor died"
+    );
+    if done.exists() {
+        // It survived the sandbox: it must have stayed confined.
         let leak = std::fs::read_to_string(w.work.join("leak")).unwrap_or_default();
         assert!(
             !leak.contains("nono-e2e-fake-key"),
@@ -296,6 +310,6 @@ fn case17_background_survivor_stays_confined(user: User) {
             err.contains("Permission denied"),
             "survivor's error: {err:?}"
         );
-    } // else it was killed with the sandbox: also confined.
+    } // else nono killed it with the sandbox: nothing ran unconfined either.
     watch.assert_unchanged();
 }
