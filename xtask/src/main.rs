@@ -1,1 +1,183 @@
-fn main() {}
+//! `cargo xtask`: set-up, the main-job demo, every test, and benchmarks.
+//!
+//! Every command installs what it needs first, idempotently: a package already present is not
+//! reinstalled, and `apt-get update` runs only when something is missing.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{bail, Context, Result};
+
+mod bench_run;
+mod demo;
+
+const USAGE: &str = "\
+usage: cargo xtask <command>
+
+commands:
+  setup   install the system packages and tools the build and tests need
+  demo    build nono and run the main job on the built-in default profile
+  test    every test: fmt, clippy, unit, end-to-end (root and unprivileged), fuzz smoke
+  bench   benchmarks: policy compile (criterion) and `nono run` start-up vs /bin/true and bwrap
+  fuzz    run the fuzz targets for longer (FUZZ_SECONDS, default 60 each)";
+
+/// Debian packages: what the tests and the demo use.
+const APT_PACKAGES: &[&str] = &[
+    "bubblewrap", // the bench's baseline
+    "curl",       // an end-to-end case: curl --noproxy '*'
+    "python3",    // end-to-end probes report exact errnos
+    "tmux",       // interactive (pty) test
+    "util-linux", // setpriv: the unprivileged runs
+    "iproute2",
+    "procps",
+];
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        Some("setup") => setup(),
+        Some("demo") => demo_cmd(),
+        Some("test") => test(),
+        Some("bench") => bench(),
+        Some("fuzz") => fuzz(std::env::var("FUZZ_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(60)),
+        Some("-h" | "--help" | "help") => {
+            println!("{USAGE}");
+            Ok(())
+        }
+        _ => {
+            eprintln!("{USAGE}");
+            std::process::exit(2)
+        }
+    }
+}
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the workspace").to_path_buf()
+}
+
+fn run(cmd: &mut Command) -> Result<()> {
+    eprintln!("xtask: $ {}", describe(cmd));
+    let status = cmd.status().with_context(|| format!("cannot start {}", describe(cmd)))?;
+    if !status.success() {
+        bail!("`{}` failed with {status}", describe(cmd));
+    }
+    Ok(())
+}
+
+fn describe(cmd: &Command) -> String {
+    std::iter::once(cmd.get_program().to_string_lossy().to_string())
+        .chain(cmd.get_args().map(|a| a.to_string_lossy().to_string()))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn cargo() -> Command {
+    let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    c.current_dir(root());
+    c
+}
+
+fn dpkg_installed(pkg: &str) -> bool {
+    Command::new("dpkg-query")
+        .args(["-W", "-f=${Status}", pkg])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).contains("install ok installed"))
+        .unwrap_or(false)
+}
+
+fn apt_install(packages: &[&str]) -> Result<()> {
+    let missing: Vec<&str> = packages.iter().copied().filter(|p| !dpkg_installed(p)).collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let sudo = if nix_is_root() { vec![] } else { vec!["sudo"] };
+    let apt = |args: &[&str]| {
+        let mut all: Vec<&str> = sudo.clone();
+        all.push("apt-get");
+        all.extend_from_slice(args);
+        let mut c = Command::new(all[0]);
+        c.args(&all[1..]).env("DEBIAN_FRONTEND", "noninteractive");
+        c
+    };
+    run(&mut apt(&["update", "-q"]))?;
+    let mut args = vec!["install", "-y", "-q", "--no-install-recommends"];
+    args.extend(missing);
+    run(&mut apt(&args))
+}
+
+fn nix_is_root() -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}
+
+fn have(cmd: &str, args: &[&str]) -> bool {
+    Command::new(cmd).args(args).output().map(|o| o.status.success()).unwrap_or(false)
+}
+
+fn setup() -> Result<()> {
+    apt_install(APT_PACKAGES)?;
+    // The pinned toolchain (rust-toolchain.toml) brings clippy and rustfmt with it.
+    if !have("rustup", &["run", "nightly", "rustc", "--version"]) {
+        run(Command::new("rustup").args(["toolchain", "install", "nightly", "--profile", "minimal"]))?;
+    }
+    if !have("cargo", &["fuzz", "--version"]) {
+        run(cargo().args(["install", "cargo-fuzz", "--locked"]))?;
+    }
+    Ok(())
+}
+
+fn build_nono() -> Result<PathBuf> {
+    run(cargo().args(["build", "--package", "nono"]))?;
+    Ok(root().join("target/debug/nono"))
+}
+
+fn demo_cmd() -> Result<()> {
+    apt_install(&["python3"])?;
+    let nono = build_nono()?;
+    println!("\n== nono policy compile default  (what each rule of the built-in default profile becomes in the kernel)\n");
+    run(Command::new(&nono).args(["policy", "compile", "default"]))?;
+    println!("\n== nono run: the main job, on the built-in default profile\n");
+    demo::demo(&nono)
+}
+
+fn test() -> Result<()> {
+    setup()?;
+    run(cargo().args(["fmt", "--all", "--check"]))?;
+    run(cargo().args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]))?;
+    build_nono()?;
+    run(cargo().args(["test", "--workspace", "--no-fail-fast"]))?;
+    fuzz(10)?;
+    println!("xtask: every test passed");
+    Ok(())
+}
+
+fn fuzz(seconds: u32) -> Result<()> {
+    for target in ["lang", "json"] {
+        let mut c = cargo();
+        c.current_dir(root().join("fuzz")).args([
+            "+nightly",
+            "fuzz",
+            "run",
+            target,
+            "--",
+            &format!("-max_total_time={seconds}"),
+            "-rss_limit_mb=2048",
+        ]);
+        run(&mut c)?;
+    }
+    Ok(())
+}
+
+fn bench() -> Result<()> {
+    apt_install(&["bubblewrap"])?;
+    run(cargo().args(["bench", "--package", "nono-policy", "--bench", "compile"]))?;
+    let nono = build_release_nono()?;
+    let report = bench_run::bench_run(&nono, 300)?;
+    println!("{report}");
+    Ok(())
+}
+
+fn build_release_nono() -> Result<PathBuf> {
+    run(cargo().args(["build", "--release", "--package", "nono"]))?;
+    Ok(root().join("target/release/nono"))
+}

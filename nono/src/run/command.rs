@@ -51,6 +51,10 @@ fn problems(
         )));
     }
     for c in conflicts {
+        // The back-end already reported this deny (symbolically inside a grant).
+        if plan.gaps.iter().any(|g| g.rule == Some(c.deny.id)) {
+            continue;
+        }
         out.push(Problem(format!(
             "{c}: Landlock can only grant, so the grant would expose what the deny protects \
              (grant narrower paths, or drop the grant)"
@@ -337,6 +341,8 @@ pub fn run(args: RunArgs) -> CmdResult {
         allow_domain: args.allow_domain.clone(),
     };
     let mut policy = super::load::compile(&flags, &cwd).map_err(refused)?;
+    // The layer is named "command line"; messages should name the profile the user chose.
+    policy.meta.name = args.profile.clone();
     if args.block_net {
         policy.net = NetPolicy::default();
     }

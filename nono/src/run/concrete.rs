@@ -132,22 +132,32 @@ pub struct Conflict {
 
 impl std::fmt::Display for Conflict {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Show where a rule resolved to only when its text does not already say it.
+        let at = |r: &RuleRef, p: &Path| {
+            let shown = p.display().to_string();
+            if r.text.contains(&shown) {
+                String::new()
+            } else {
+                format!(" [resolves to {shown}]")
+            }
+        };
         if self.grant_inside_deny {
             write!(
                 f,
-                "grant {} resolves to {}, inside deny {}",
+                "grant {}{} lies inside deny {}{}",
                 self.grant,
-                self.grant_path.display(),
-                self.deny
+                at(&self.grant, &self.grant_path),
+                self.deny,
+                at(&self.deny, &self.deny_path)
             )
         } else {
             write!(
                 f,
-                "deny {} ({}) lies inside grant {} ({})",
+                "deny {}{} lies inside grant {}{}",
                 self.deny,
-                self.deny_path.display(),
+                at(&self.deny, &self.deny_path),
                 self.grant,
-                self.grant_path.display()
+                at(&self.grant, &self.grant_path)
             )
         }
     }

@@ -197,11 +197,11 @@ pub fn eperm_rules(plan: &SeccompPlan) -> Result<(Rules, Vec<String>), SeccompEr
         for (nr, _) in ESCAPE_SYSCALLS {
             rules.insert(*nr, vec![]);
         }
-        let tty = [libc::TIOCSTI as u64, libc::TIOCLINUX as u64]
+        let tty = [ioctl_request(libc::TIOCSTI), ioctl_request(libc::TIOCLINUX)]
             .into_iter()
             // The kernel truncates the request to 32 bits: compare the low word only, so high
             // bits set by the caller cannot dodge the rule.
-            .map(|req| Ok(rule(vec![cond(1, Len::Dword, Op::Eq, req)?])?))
+            .map(|req| rule(vec![cond(1, Len::Dword, Op::Eq, req)?]))
             .collect::<Result<Vec<_>, SeccompError>>()?;
         rules.insert(libc::SYS_ioctl, tty);
         let newuser = || -> Result<Vec<SeccompRule>, SeccompError> {
@@ -227,6 +227,12 @@ pub fn eperm_rules(plan: &SeccompPlan) -> Result<(Rules, Vec<String>), SeccompEr
         summary.push("user namespaces: unshare/clone with CLONE_NEWUSER; clone3 -> ENOSYS".into());
     }
     Ok((with_x32_aliases(rules), summary))
+}
+
+/// `libc::Ioctl` is `c_ulong` on glibc and `c_int` on musl.
+#[allow(clippy::unnecessary_cast)]
+fn ioctl_request(r: libc::Ioctl) -> u64 {
+    r as u64
 }
 
 fn arch() -> Result<TargetArch, SeccompError> {
@@ -283,7 +289,7 @@ pub(crate) mod tests {
                 16..=63 => {
                     let i = ((off - 16) / 8) as usize;
                     let a = d.args[i];
-                    if (off - 16) % 8 == 0 {
+                    if (off - 16).is_multiple_of(8) {
                         a as u32
                     } else {
                         (a >> 32) as u32
@@ -463,7 +469,7 @@ pub(crate) mod tests {
         ] {
             assert_eq!(run(&f, nr, [0; 6]), EPERM, "syscall {nr}");
         }
-        let tiocsti = libc::TIOCSTI as u64;
+        let tiocsti = ioctl_request(libc::TIOCSTI);
         assert_eq!(run(&f, libc::SYS_ioctl, [0, tiocsti, 0, 0, 0, 0]), EPERM);
         assert_eq!(
             run(&f, libc::SYS_ioctl, [0, tiocsti | 1 << 32, 0, 0, 0, 0]),
@@ -474,7 +480,7 @@ pub(crate) mod tests {
             run(
                 &f,
                 libc::SYS_ioctl,
-                [0, libc::TIOCGWINSZ as u64, 0, 0, 0, 0]
+                [0, ioctl_request(libc::TIOCGWINSZ), 0, 0, 0, 0]
             ),
             ALLOW
         );

@@ -9,11 +9,13 @@
 //! - SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGWINCH, SIGUSR1, SIGUSR2 are forwarded to the
 //!   command's process group. The command runs in its own session (see `spawn`), so the
 //!   terminal's keys reach nono, the foreground job, and nono passes them on.
-//! - Job control: SIGTSTP (Ctrl-Z), SIGTTIN and SIGTTOU are forwarded; when the command then
-//!   stops, nono stops itself with SIGSTOP so the shell sees the job stopped. When the shell
-//!   continues nono (`fg`/`bg`, SIGCONT), nono sends SIGCONT to the command. A command that
-//!   ignores SIGTSTP therefore does not stop, exactly as without nono. A command stopped by
-//!   anything else (SIGSTOP) stops nono too: nono mirrors the command's state.
+//! - Job control: on SIGTSTP (Ctrl-Z) nono sends the command's group SIGTSTP, for programs that
+//!   catch it to tidy up, and then SIGSTOP. SIGSTOP is needed because the command's group is
+//!   *orphaned* (its parent, nono, is in another session), and the kernel discards SIGTSTP,
+//!   SIGTTIN and SIGTTOU whose default action would stop such a group. When the command has
+//!   stopped, nono stops itself with SIGSTOP so the shell sees the job stopped; when the shell
+//!   continues nono (`fg`/`bg`, SIGCONT), nono sends SIGCONT to the command. A command stopped
+//!   by anything else stops nono too: nono mirrors the command's state.
 //! - Exit: the command's exit status, or 128+N when signal N killed it.
 //!
 //! Survivors: the sandbox lives as long as the command. nono is the child subreaper of
@@ -177,6 +179,10 @@ pub fn supervise(blocked: &BlockedSignals, child: libc::pid_t) -> io::Result<End
         match sig {
             libc::SIGCHLD => {}
             libc::SIGCONT => send(child, libc::SIGCONT),
+            libc::SIGTSTP => {
+                send(child, libc::SIGTSTP);
+                send(child, libc::SIGSTOP);
+            }
             s if FORWARDED.contains(&s) || JOB_CONTROL.contains(&s) => send(child, s),
             _ => {}
         }

@@ -1,0 +1,202 @@
+//! `bench_run`: what `nono run` costs over running the command directly, next to bubblewrap.
+//!
+//! Three variants are timed, interleaved (each round runs every variant once, in a rotating
+//! order, so drift in machine load hits them alike): `/bin/true`, `nono run --profile default
+//! -- /bin/true`, and `bwrap --ro-bind / / /bin/true` when bubblewrap is installed. Each run is
+//! reaped with `wait4`, whose rusage gives the peak RSS of nono's parent process (the maximum
+//! over nono and the children it reaped, and `/bin/true` is far smaller than nono).
+//! Targets: nono adds at most 1.5 ms (median) over `/bin/true`; nono's peak RSS < 10 MiB.
+
+use std::fmt::Write as _;
+use std::os::unix::process::ExitStatusExt;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+
+const TARGET_OVERHEAD: Duration = Duration::from_micros(1500);
+const TARGET_RSS_KIB: i64 = 10 * 1024;
+const WARMUP: usize = 3;
+
+struct Variant {
+    name: &'static str,
+    argv: Vec<String>,
+    times: Vec<Duration>,
+    max_rss_kib: i64,
+}
+
+/// Run once; the wall time from spawn to reap, the exit status, and the peak RSS in KiB.
+fn run_once(argv: &[String]) -> anyhow::Result<(Duration, i32, i64)> {
+    let start = Instant::now();
+    let child = Command::new(&argv[0])
+        .args(&argv[1..])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .with_context(|| format!("cannot start {}", argv[0]))?;
+    let pid = child.id() as libc::pid_t;
+    let mut status = 0;
+    // SAFETY: rusage is plain data filled by the kernel.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: `pid` is our child, not yet reaped (std's Child is not waited on).
+    let r = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    let elapsed = start.elapsed();
+    if r != pid {
+        bail!("wait4 failed: {}", std::io::Error::last_os_error());
+    }
+    Ok((elapsed, status, usage.ru_maxrss))
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let idx = ((sorted.len() - 1) as f64 * p).round() as usize;
+    sorted[idx.min(sorted.len() - 1)]
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+fn installed(tool: &str) -> bool {
+    std::env::var_os("PATH").is_some_and(|paths| {
+        std::env::split_paths(&paths).any(|d| d.join(tool).is_file())
+    })
+}
+
+pub fn bench_run(nono: &Path, runs: usize) -> anyhow::Result<String> {
+    let runs = runs.max(1);
+    let nono_s = nono.display().to_string();
+    let mut variants = vec![
+        Variant {
+            name: "/bin/true",
+            argv: vec!["/bin/true".into()],
+            times: vec![],
+            max_rss_kib: 0,
+        },
+        Variant {
+            name: "nono run --profile default -- /bin/true",
+            argv: [nono_s.as_str(), "run", "--profile", "default", "--", "/bin/true"]
+                .map(String::from)
+                .to_vec(),
+            times: vec![],
+            max_rss_kib: 0,
+        },
+    ];
+    let mut notes = Vec::new();
+    if installed("bwrap") {
+        variants.push(Variant {
+            name: "bwrap --ro-bind / / /bin/true",
+            argv: ["bwrap", "--ro-bind", "/", "/", "/bin/true"]
+                .map(String::from)
+                .to_vec(),
+            times: vec![],
+            max_rss_kib: 0,
+        });
+    } else {
+        notes.push("bwrap skipped: not installed (`apt-get install -y bubblewrap`)".to_string());
+    }
+
+    // Every variant must succeed before it is worth timing; nono's refusal is shown verbatim.
+    for v in &variants {
+        let out = Command::new(&v.argv[0])
+            .args(&v.argv[1..])
+            .output()
+            .with_context(|| format!("cannot start {}", v.argv[0]))?;
+        if !out.status.success() {
+            bail!(
+                "`{}` failed ({}): {}",
+                v.argv.join(" "),
+                out.status
+                    .code()
+                    .map_or_else(|| format!("signal {:?}", out.status.signal()), |c| format!("exit {c}")),
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+    }
+    for round in 0..WARMUP + runs {
+        let n = variants.len();
+        for k in 0..n {
+            let v = &mut variants[(round + k) % n];
+            let (t, status, rss) = run_once(&v.argv)?;
+            if status != 0 {
+                bail!("`{}` failed during the benchmark (status {status:#x})", v.name);
+            }
+            if round >= WARMUP {
+                v.times.push(t);
+                v.max_rss_kib = v.max_rss_kib.max(rss);
+            }
+        }
+    }
+
+    let base = {
+        let mut t = variants[0].times.clone();
+        t.sort();
+        percentile(&t, 0.5)
+    };
+    let mut out = String::new();
+    let _ = writeln!(out, "bench_run: {runs} interleaved runs per variant (+{WARMUP} warm-up)");
+    let _ = writeln!(
+        out,
+        "{:<42} {:>10} {:>10} {:>8} {:>12} {:>10}",
+        "variant", "median ms", "p90 ms", "ratio", "+median ms", "peak RSS"
+    );
+    let mut nono_overhead = Duration::ZERO;
+    let mut nono_rss = 0;
+    for (i, v) in variants.iter().enumerate() {
+        let mut t = v.times.clone();
+        t.sort();
+        let (med, p90) = (percentile(&t, 0.5), percentile(&t, 0.9));
+        let ratio = if base.is_zero() { f64::NAN } else { med.as_secs_f64() / base.as_secs_f64() };
+        let delta = med.saturating_sub(base);
+        if i == 1 {
+            nono_overhead = delta;
+            nono_rss = v.max_rss_kib;
+        }
+        let _ = writeln!(
+            out,
+            "{:<42} {:>10.3} {:>10.3} {:>7.2}x {:>12.3} {:>7.1} MiB",
+            v.name,
+            ms(med),
+            ms(p90),
+            ratio,
+            ms(delta),
+            v.max_rss_kib as f64 / 1024.0
+        );
+    }
+    let verdict = |ok: bool| if ok { "ok" } else { "MISSED" };
+    let _ = writeln!(
+        out,
+        "target: nono adds <= {:.1} ms median: {:.3} ms ({})",
+        ms(TARGET_OVERHEAD),
+        ms(nono_overhead),
+        verdict(nono_overhead <= TARGET_OVERHEAD)
+    );
+    let _ = writeln!(
+        out,
+        "target: nono parent peak RSS < {} MiB: {:.1} MiB ({})",
+        TARGET_RSS_KIB / 1024,
+        nono_rss as f64 / 1024.0,
+        verdict(nono_rss < TARGET_RSS_KIB)
+    );
+    for n in notes {
+        let _ = writeln!(out, "note: {n}");
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles() {
+        let t: Vec<Duration> = (1..=10).map(Duration::from_millis).collect();
+        assert_eq!(percentile(&t, 0.5), Duration::from_millis(6));
+        assert_eq!(percentile(&t, 0.9), Duration::from_millis(9));
+        assert_eq!(percentile(&[], 0.5), Duration::ZERO);
+    }
+}
