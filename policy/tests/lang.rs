@@ -1133,7 +1133,7 @@ fn every_builtin_file_parses() {
     let files = builtin_files();
     assert_eq!(
         files.len(),
-        9,
+        10,
         "{:?}",
         files.iter().map(|f| &f.0).collect::<Vec<_>>()
     );
@@ -1219,7 +1219,10 @@ fn builtin_values_land_in_their_fields() {
         ["system-base", "credentials"]
     );
     assert!(values_of(&default.filesystem.readwrite).contains(&"$WORKDIR/**"));
-    assert!(values_of(&default.filesystem.deny_write).contains(&"$WORKDIR/.git/hooks/**"));
+    // Denies inside the writable project need the kernel layer, so they live in agent-guard.
+    assert!(default.filesystem.deny_write.is_empty());
+    let guard = builtin("groups/agent-guard.nono");
+    assert!(values_of(&guard.groups["agent-guard"].filesystem.deny_write).contains(&"$WORKDIR/.git/hooks/**"));
     assert!(
         default.network.is_empty(),
         "the default profile has no network"
@@ -1247,7 +1250,7 @@ fn builtin_values_land_in_their_fields() {
     assert!(values_of(&claude.filesystem.readwrite).contains(&"$HOME/.claude.json"));
     let codex = builtin("codex.nono");
     assert!(domains(&codex).contains(&"api.openai.com".to_string()));
-    assert!(values_of(&codex.filesystem.deny_write).contains(&"$HOME/.codex/config.toml"));
+    assert!(values_of(&codex.filesystem.readwrite).contains(&"$HOME/.codex/**"));
 }
 
 #[test]
