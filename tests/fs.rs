@@ -65,8 +65,8 @@ show("read_ro", read(P["ro"] + "/README").decode().strip())
     assert!(w.work.join("sub").is_dir());
 }
 
-/// Case 1: the credentials group (`~/.ssh`, `~/.aws`, `~/.config`) is neither readable nor
-/// writable, and can't even be listed.
+/// Case 1: the credentials group's `~/.ssh` and `~/.aws` are neither readable nor writable,
+/// and can't even be listed; the rest of `$HOME` (here `~/.config/app`) is outside every grant.
 fn case01_credentials_read_and_write_denied(user: User) {
     let w = World::new(user);
     let settings = w.home.join(".config/app/settings");

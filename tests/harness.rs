@@ -757,13 +757,15 @@ impl PtyChild {
         let deadline = Instant::now() + timeout;
         while !String::from_utf8_lossy(&self.output).contains(needle) {
             let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
+            let exited = !self.pump(left.min(Duration::from_millis(200)))
+                && self.child.try_wait().unwrap().is_some();
+            if left.is_zero() || exited {
+                while self.pump(Duration::from_millis(50)) {}
                 panic!(
-                    "terminal output never contained {needle:?}; got:\n{}",
+                    "terminal output never contained {needle:?} (child exited: {exited}); got:\n{}",
                     String::from_utf8_lossy(&self.output)
                 );
             }
-            self.pump(left.min(Duration::from_millis(200)));
         }
     }
 
