@@ -6,6 +6,7 @@
 //! the [`ir::Policy`]; the [`backend`]s turn that into a Landlock plan, an eBPF map plan and a
 //! macOS Seatbelt profile, all carried by the compiled artifact.
 
+pub mod artifact;
 pub mod backend;
 pub mod builtin;
 pub mod diag;
@@ -16,6 +17,7 @@ pub mod lang;
 pub mod load;
 pub mod net;
 pub mod path;
+pub mod report;
 pub mod resolve;
 pub mod source;
 

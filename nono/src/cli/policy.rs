@@ -46,10 +46,22 @@ pub enum PolicyCommand {
 }
 
 pub fn main(cmd: PolicyCommand) -> CmdResult {
-    let PolicyCommand::Compile { profile, format, output, target_abi, kernel_layer } = cmd;
+    let PolicyCommand::Compile {
+        profile,
+        format,
+        output,
+        target_abi,
+        kernel_layer,
+    } = cmd;
     let profiles = Profiles::from_env();
     let policy = crate::cli::profile::compile(&profiles, &profile)?;
-    let compiled = CompiledPolicy::build(&policy, Target { landlock_abi: target_abi, kernel_layer });
+    let compiled = CompiledPolicy::build(
+        &policy,
+        Target {
+            landlock_abi: target_abi,
+            kernel_layer,
+        },
+    );
     let text = match format {
         OutputFormat::Text => nono_policy::report::render_text(&compiled),
         OutputFormat::Json => compiled.to_json_pretty(),
@@ -57,15 +69,18 @@ pub fn main(cmd: PolicyCommand) -> CmdResult {
     match output {
         None => {
             let mut out = std::io::stdout().lock();
-            out.write_all(text.as_bytes()).map_err(|e| Exit::failure(format!("error: cannot write output: {e}")))?;
+            out.write_all(text.as_bytes())
+                .map_err(|e| Exit::failure(format!("error: cannot write output: {e}")))?;
         }
         Some(path) => {
             // Write then rename: an artifact is either complete or absent.
             let tmp = path.with_extension("tmp");
-            std::fs::write(&tmp, &text).and_then(|_| std::fs::rename(&tmp, &path)).map_err(|e| {
-                let _ = std::fs::remove_file(&tmp);
-                Exit::failure(format!("error: cannot write `{}`: {e}", path.display()))
-            })?;
+            std::fs::write(&tmp, &text)
+                .and_then(|_| std::fs::rename(&tmp, &path))
+                .map_err(|e| {
+                    let _ = std::fs::remove_file(&tmp);
+                    Exit::failure(format!("error: cannot write `{}`: {e}", path.display()))
+                })?;
             eprintln!("wrote {} ({})", path.display(), compiled.digest);
         }
     }

@@ -51,8 +51,12 @@ fn problems(
         )));
     }
     for c in conflicts {
-        // The back-end already reported this deny (symbolically inside a grant).
-        if plan.gaps.iter().any(|g| g.rule == Some(c.deny.id)) {
+        // The back-end already reported this pair (symbolically, deny inside grant).
+        if plan
+            .gaps
+            .iter()
+            .any(|g| g.rule == Some(c.deny.id) && g.related.contains(&c.grant.id))
+        {
             continue;
         }
         out.push(Problem(format!(
@@ -360,6 +364,10 @@ pub fn run(args: RunArgs) -> CmdResult {
     let problems = problems(&policy, &plan, &conflicts, &kernel);
 
     if args.dry_run {
+        let compiled = nono_policy::artifact::CompiledPolicy::build(&policy, target);
+        print!("{}", nono_policy::report::render_text(&compiled));
+        println!();
+        println!("On this machine (paths expanded for this run):");
         print!("{}", render_plan(&policy, &plan));
         println!();
         print!("{}", kernel_summary(&kernel, plan.abi));

@@ -1,14 +1,79 @@
 //! The Landlock back-end: the unprivileged Linux plan (a Landlock ruleset plus the seccomp
 //! filter that covers what Landlock cannot express).
+//!
+//! # Mapping
+//!
+//! The ruleset handles every filesystem right the target ABI knows ([`FsRights::for_abi`]), so
+//! whatever is not granted is denied. Grants map to rights as follows (rights above the ABI are
+//! masked off, never requested):
+//!
+//! | grant  | Landlock rights |
+//! |--------|-----------------|
+//! | read   | `read_file read_dir` |
+//! | write  | `write_file remove_file remove_dir make_reg make_dir make_sym make_fifo make_sock`, `refer` (ABI 2), `truncate` (ABI 3), `ioctl_dev` (ABI 5, only under `/dev`) |
+//! | exec   | `execute read_file read_dir` (an interpreter must read the script it runs) |
+//!
+//! `make_char` and `make_block` are never granted: a device node made inside the sandbox would
+//! reach any device. Rules on the same path are merged into one [`PathRule`] carrying every rule
+//! id; the plan is sorted by path text and does not depend on rule order.
+//!
+//! **Directory-only rights.** A rule keeps `read_dir`, `make_*`, `remove_*` and `refer` whatever
+//! the path names: only the runtime knows whether the path is a directory on this machine, and it
+//! masks a rule on a non-directory with [`FsRights::directory_only`] (Landlock rejects those
+//! rights on a file with `EINVAL`).
+//!
+//! **Exact scope.** Landlock path-beneath rules always cover the content of a directory, so an
+//! exact grant on a directory grants its content too. The plan treats every grant as a subtree
+//! for containment, and lists exact grants in [`LandlockPlan::notes`].
+//!
+//! **Denies.** Landlock can only add access. A deny is enforced by Landlock's default deny when
+//! no grant above it carries the rights it takes away; a grant *inside* a deny loses the denied
+//! rights (denies win), so that case is exact. A deny *inside* a grant with intersecting rights
+//! (`deny $HOME/.ssh/**` under `readwrite $HOME/**`) cannot be expressed: without the eBPF kernel
+//! layer it is a [`Gap`]; with it, the kernel layer's deny map enforces it and the gap is
+//! recorded in [`LandlockPlan::covered_by_kernel_layer`] instead (the runtime needs it should
+//! the kernel layer fail to load). Containment is symbolic (see `containment`): the runtime plans the expanded
+//! policy again so overlaps that only exist on one machine are found too.
+//!
+//! **exec.** `exec deny` is a deny of `execute`. `exec only` intersects the exec grants with the
+//! listed paths: a grant inside a listed path keeps `execute`, a grant that only contains listed
+//! paths loses it and each listed path inside it gets its own `execute` rule. This is always
+//! representable, so `exec only` never causes a gap on its own.
+//!
+//! **Network** (ABI 4 adds TCP bind/connect port rules; Landlock cannot see addresses, UDP or
+//! domains). With `net allow all` nothing is handled. Otherwise:
+//! - TCP rules with at most [`MAX_PORTS_PER_RULE`] ports become one port rule per port. A port
+//!   rule opens the port to every address, so a CIDR other than `0.0.0.0/0` plus `::/0`, or a
+//!   domain, is a gap (`allows_more`) without the kernel layer: the nearest Landlock rule stays
+//!   bounded by port, so it is taken and reported.
+//! - Wider rules (or "every port") cannot be listed: with the kernel layer Landlock stops
+//!   handling that direction (connect or bind) and the eBPF cgroup programs decide; without it
+//!   the rule is not granted (`allows_less`) — unless the policy allows every TCP port to both
+//!   `0.0.0.0/0` and `::/0`, which is exactly "connect is not handled".
+//! - UDP: seccomp can only allow or deny UDP as a whole, so UDP rules need the kernel layer;
+//!   without it UDP stays blocked (`allows_less`) rather than opening every UDP port everywhere.
+//! - Below ABI 4, TCP rules need the kernel layer; without it every inet socket is refused by
+//!   seccomp (`allows_less`). With no TCP rules that is exactly the policy, so no gap.
+//!
+//! **Scopes** (ABI 6): signal and abstract-unix-socket scoping. The kernel layer does not cover
+//! them yet, so below ABI 6 a requested scope is a gap even with the kernel layer.
+//!
+//! **ABI losses, in short:** ABI 1 refuses every cross-directory rename/link (no `refer`);
+//! below 3 truncate(2) is unrestricted (a gap for the default deny); below 4 no TCP rules;
+//! below 5 ioctl on granted devices is unrestricted (seccomp still blocks `TIOCSTI`); below 6 no
+//! scopes; ABI 7 only adds audit logging, which this plan does not use.
 
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::ir::{Policy, RuleId};
-use crate::path::PolicyPath;
+use crate::ir::{Access, CidrRule, DomainRule, Effect, NetMode, Policy, RuleId};
+use crate::net::{IpNet, PortSet, Protocol};
+use crate::path::{PathVar, PolicyPath, Scope};
 
-use super::Target;
+use super::containment::{covers, PathTrie};
+use super::{linux_release_for_abi, Target};
 
 /// Landlock filesystem rights, with the kernel's own bit positions (`LANDLOCK_ACCESS_FS_*`), so
 /// the runtime hands the bits to the kernel unchanged.
@@ -78,6 +143,9 @@ impl FsRights {
     }
     pub const fn is_empty(self) -> bool {
         self.0 == 0
+    }
+    pub const fn intersects(self, o: FsRights) -> bool {
+        self.0 & o.0 != 0
     }
 
     /// Every filesystem right a kernel with this Landlock ABI can handle.
@@ -181,18 +249,37 @@ pub struct SeccompPlan {
     pub deny_escape_syscalls: bool,
 }
 
+/// Which way a target falls short of a rule. A reviewer needs to know whether the sandbox ends up
+/// looser or stricter than the profile says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GapDirection {
+    /// A restriction does not hold: the sandbox allows more than the profile (a deny inside a
+    /// grant, a port open to every address where the profile named one network).
+    AllowsMore,
+    /// A grant cannot be given: the sandbox allows less than the profile (UDP stays blocked,
+    /// a port range too wide to list).
+    AllowsLess,
+}
+
 /// A rule (or part of one) that this target cannot enforce.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Gap {
+    /// The rule that falls short; `None` for the implicit default (e.g. "everything not granted
+    /// is denied" cannot hold for truncate(2) below ABI 3).
     pub rule: Option<RuleId>,
-    /// The rule as the profile wrote it, e.g. `deny $HOME/.ssh/**`.
+    /// Other rules involved, e.g. the grants a deny lies inside. Sorted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub related: Vec<RuleId>,
+    /// The rule as the profile wrote it, e.g. `deny $HOME/.ssh/** (inside readwrite $HOME/**)`.
     pub rule_text: String,
-    /// The kernel feature that would enforce it, e.g. `Landlock ABI 4 (TCP port rules)`.
+    /// The kernel feature that would enforce it, e.g. `Landlock ABI 4 (Linux 6.7)`.
     pub feature: String,
-    /// What it needs, e.g. `Linux 6.7` or `the eBPF kernel layer (root)`.
+    /// What it needs, e.g. `Linux 6.7` or `the eBPF kernel layer (run nono as root)`.
     pub needs: String,
-    /// Why this target falls short.
+    /// Why this target falls short, and what happens instead.
     pub reason: String,
+    pub direction: GapDirection,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -210,9 +297,872 @@ pub struct LandlockPlan {
     /// Rules the Landlock + seccomp layer cannot enforce on this target. The runtime refuses to
     /// start when this is non-empty, unless `--best-effort` (or the kernel layer covers them).
     pub gaps: Vec<Gap>,
+    /// What would be a gap without the eBPF kernel layer, and which the kernel layer closes on
+    /// this target. Should the kernel layer fail to load at run time, these become gaps.
+    pub covered_by_kernel_layer: Vec<Gap>,
+    /// Known limitations that are not a rule this target fails to enforce (path unix sockets,
+    /// exact grants on directories...). Shown to reviewers; never block a run.
+    pub notes: Vec<String>,
 }
 
-/// Compile the Landlock plan.
-pub fn plan(_policy: &Policy, _target: &Target) -> LandlockPlan {
-    todo!("landlock back-end")
+/// The most ports one rule may turn into Landlock port rules (one `landlock_add_rule` each).
+/// Wider rules are left to the kernel layer, or not granted.
+pub const MAX_PORTS_PER_RULE: u32 = 1024;
+
+/// What a read grant gives.
+const READ_GRANT: FsRights = FsRights::READ_FILE.union(FsRights::READ_DIR);
+/// What a write grant gives before the ABI mask and the `/dev` rule for `ioctl_dev`. Never
+/// `make_char`/`make_block`.
+const WRITE_GRANT: FsRights = FsRights::WRITE_FILE
+    .union(FsRights::REMOVE_FILE)
+    .union(FsRights::REMOVE_DIR)
+    .union(FsRights::MAKE_REG)
+    .union(FsRights::MAKE_DIR)
+    .union(FsRights::MAKE_SYM)
+    .union(FsRights::MAKE_FIFO)
+    .union(FsRights::MAKE_SOCK)
+    .union(FsRights::REFER)
+    .union(FsRights::TRUNCATE);
+/// What an exec grant gives: running, and reading (scripts, `ld.so` mapping libraries).
+const EXEC_GRANT: FsRights = FsRights::EXECUTE.union(READ_GRANT);
+/// What a write deny takes away: every right that changes the file system, including the ones
+/// never granted, so a deny can never be read as leaving a modifying right behind.
+const WRITE_DENIED: FsRights = WRITE_GRANT
+    .union(FsRights::MAKE_CHAR)
+    .union(FsRights::MAKE_BLOCK)
+    .union(FsRights::IOCTL_DEV);
+
+pub(crate) const KERNEL_LAYER: &str = "the eBPF kernel layer (run nono as root)";
+const FEATURE_DENY_INSIDE: &str = "deny inside an allowed tree";
+
+/// The Landlock rights a grant of `access` on `path` asks for, before the ABI mask.
+pub fn granted_rights(access: Access, path: &PolicyPath) -> FsRights {
+    let mut rights = FsRights::empty();
+    if access.contains(Access::READ) {
+        rights = rights.union(READ_GRANT);
+    }
+    if access.contains(Access::WRITE) {
+        rights = rights.union(WRITE_GRANT);
+        if is_under_dev(path) {
+            rights = rights.union(FsRights::IOCTL_DEV);
+        }
+    }
+    if access.contains(Access::EXEC) {
+        rights = rights.union(EXEC_GRANT);
+    }
+    rights
+}
+
+/// The Landlock rights a deny of `access` takes away.
+pub fn denied_rights(access: Access) -> FsRights {
+    let mut rights = FsRights::empty();
+    if access.contains(Access::READ) {
+        rights = rights.union(READ_GRANT);
+    }
+    if access.contains(Access::WRITE) {
+        rights = rights.union(WRITE_DENIED);
+    }
+    if access.contains(Access::EXEC) {
+        rights = rights.union(FsRights::EXECUTE);
+    }
+    rights
+}
+
+fn is_under_dev(path: &PolicyPath) -> bool {
+    path.root().is_none() && path.components().first().is_some_and(|c| c == "dev")
+}
+
+/// Compile the Landlock plan. Pure and deterministic: the same policy and target always give
+/// the same plan, whatever order the policy's rules are in.
+pub fn plan(policy: &Policy, target: &Target) -> LandlockPlan {
+    let abi = target.landlock_abi.min(Target::LATEST_ABI);
+    let mut planner = Planner {
+        policy,
+        abi,
+        kernel_layer: target.kernel_layer,
+        handled_fs: FsRights::for_abi(abi),
+        texts: policy.rule_summaries().into_iter().collect(),
+        gaps: Vec::new(),
+        covered: Vec::new(),
+        notes: Vec::new(),
+    };
+    let path_rules = planner.filesystem();
+    let (handled_net, port_rules, seccomp) = planner.network();
+    let (scope_signals, scope_abstract_unix) = planner.scopes();
+    planner.unix_socket_note();
+    planner.abi_notes(&path_rules);
+
+    let gaps = sorted_gaps(planner.gaps);
+    let covered_by_kernel_layer = sorted_gaps(planner.covered);
+    let mut notes = planner.notes;
+    notes.sort();
+    notes.dedup();
+    LandlockPlan {
+        abi,
+        handled_fs: planner.handled_fs,
+        handled_net,
+        scope_signals,
+        scope_abstract_unix,
+        path_rules,
+        port_rules,
+        seccomp,
+        gaps,
+        covered_by_kernel_layer,
+        notes,
+    }
+}
+
+/// Rule gaps in id order, then the implicit-default ones.
+fn sorted_gaps(mut gaps: Vec<Gap>) -> Vec<Gap> {
+    gaps.sort_by(|a, b| {
+        (a.rule.is_none(), a.rule, &a.rule_text, &a.feature).cmp(&(
+            b.rule.is_none(),
+            b.rule,
+            &b.rule_text,
+            &b.feature,
+        ))
+    });
+    gaps.dedup();
+    gaps
+}
+
+struct Planner<'p> {
+    policy: &'p Policy,
+    abi: u8,
+    kernel_layer: bool,
+    handled_fs: FsRights,
+    /// Every rule's one-line text, for gap and note messages.
+    texts: HashMap<RuleId, String>,
+    gaps: Vec<Gap>,
+    /// Gaps the kernel layer closes (see [`LandlockPlan::covered_by_kernel_layer`]).
+    covered: Vec<Gap>,
+    notes: Vec<String>,
+}
+
+/// A grant on its way to a [`PathRule`]: one IR rule, or one `exec only` path cut out of one.
+struct Piece {
+    path: PolicyPath,
+    rights: FsRights,
+    rules: Vec<RuleId>,
+}
+
+/// A deny in Landlock terms: a filesystem deny, or an `exec deny` (a deny of `execute`).
+struct Deny<'p> {
+    id: RuleId,
+    path: &'p PolicyPath,
+    rights: FsRights,
+}
+
+impl<'p> Planner<'p> {
+    fn text(&self, id: RuleId) -> String {
+        self.texts
+            .get(&id)
+            .cloned()
+            .unwrap_or_else(|| id.to_string())
+    }
+
+    fn texts_of(&self, ids: &[RuleId]) -> String {
+        ids.iter()
+            .map(|id| self.text(*id))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// Record a gap the kernel layer closes when the target has it.
+    fn push_kernel_gap(&mut self, gap: Gap) {
+        if self.kernel_layer {
+            self.covered.push(gap);
+        } else {
+            self.gaps.push(gap);
+        }
+    }
+
+    /// A gap on a rule, closed by the kernel layer when the target has it.
+    fn kernel_gap(
+        &mut self,
+        rule: RuleId,
+        feature: &str,
+        needs: &str,
+        reason: String,
+        direction: GapDirection,
+    ) {
+        let gap = self.make_gap(Some(rule), feature, needs, reason, direction);
+        self.push_kernel_gap(gap);
+    }
+
+    /// A gap on a rule that no layer closes on this target.
+    fn gap(
+        &mut self,
+        rule: Option<RuleId>,
+        feature: &str,
+        needs: &str,
+        reason: String,
+        direction: GapDirection,
+    ) {
+        let gap = self.make_gap(rule, feature, needs, reason, direction);
+        self.gaps.push(gap);
+    }
+
+    fn make_gap(
+        &self,
+        rule: Option<RuleId>,
+        feature: &str,
+        needs: &str,
+        reason: String,
+        direction: GapDirection,
+    ) -> Gap {
+        let rule_text = match rule {
+            Some(id) => self.text(id),
+            None => String::new(),
+        };
+        Gap {
+            rule,
+            related: Vec::new(),
+            rule_text,
+            feature: feature.to_string(),
+            needs: needs.to_string(),
+            reason,
+            direction,
+        }
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Filesystem
+
+    fn filesystem(&mut self) -> Vec<PathRule> {
+        let policy = self.policy;
+        let denies: Vec<Deny<'p>> = policy
+            .fs
+            .iter()
+            .filter(|r| r.effect == Effect::Deny)
+            .map(|r| Deny {
+                id: r.id,
+                path: &r.path,
+                rights: denied_rights(r.access),
+            })
+            .chain(policy.exec.deny.iter().map(|r| Deny {
+                id: r.id,
+                path: &r.path,
+                rights: FsRights::EXECUTE,
+            }))
+            .collect();
+
+        if self.abi == 0 {
+            self.no_landlock_gaps();
+            return Vec::new();
+        }
+        if self.abi < 3 {
+            self.gaps.push(Gap {
+                rule: None,
+                related: Vec::new(),
+                rule_text: "default deny: truncate".into(),
+                feature: "Landlock ABI 3 (Linux 6.2)".into(),
+                needs: "Linux 6.2".into(),
+                reason: format!(
+                    "Landlock ABI {} does not handle truncation: truncate(2) succeeds on any file \
+                     the sandbox can name and open(O_RDONLY|O_TRUNC) on any file it may read, \
+                     denied files included",
+                    self.abi
+                ),
+                direction: GapDirection::AllowsMore,
+            });
+        }
+
+        let mut pieces: Vec<Piece> = policy
+            .fs
+            .iter()
+            .filter(|r| r.effect == Effect::Allow)
+            .map(|r| Piece {
+                path: r.path.clone(),
+                rights: granted_rights(r.access, &r.path).intersection(self.handled_fs),
+                rules: vec![r.id],
+            })
+            .collect();
+        if let Some(only) = &policy.exec.allow_only {
+            restrict_exec(&mut pieces, only);
+        }
+        self.apply_denies(&mut pieces, &denies);
+        let rules = merge_pieces(pieces);
+        self.denies_inside_grants(&rules, &denies);
+
+        let exact: Vec<RuleId> = policy
+            .fs
+            .iter()
+            .filter(|r| r.effect == Effect::Allow && r.path.scope() == Scope::Exact)
+            .map(|r| r.id)
+            .collect();
+        if !exact.is_empty() {
+            self.notes.push(format!(
+                "exact-path grants ({}) also cover the content when the path is a directory: \
+                 Landlock rules apply beneath the object they name",
+                join_ids(&exact)
+            ));
+        }
+        rules
+    }
+
+    /// Denies win: a grant a deny covers loses the denied rights. A grant left with nothing is
+    /// dropped, and a reviewer is told why it has no Landlock rule.
+    fn apply_denies(&mut self, pieces: &mut Vec<Piece>, denies: &[Deny<'_>]) {
+        let mut trie = PathTrie::new();
+        for (i, d) in denies.iter().enumerate() {
+            trie.insert(d.path, i);
+        }
+        for piece in pieces.iter_mut() {
+            let mut removed = FsRights::empty();
+            let mut by = Vec::new();
+            trie.at_or_above(&piece.path, |i, same_object| {
+                let d = &denies[i];
+                if covers(d.path.scope(), piece.path.scope(), same_object)
+                    && d.rights.intersects(piece.rights)
+                {
+                    removed = removed.union(d.rights);
+                    by.push(d.id);
+                }
+            });
+            piece.rights = piece.rights.difference(removed);
+            if piece.rights.is_empty() {
+                by.sort();
+                by.dedup();
+                self.notes.push(format!(
+                    "{} grants nothing: {} covers it, and denies win",
+                    self.texts_of(&piece.rules),
+                    self.texts_of(&by)
+                ));
+            }
+        }
+        pieces.retain(|p| !p.rights.is_empty());
+    }
+
+    /// A deny beneath a Landlock rule that carries a right it takes away cannot be expressed.
+    fn denies_inside_grants(&mut self, rules: &[PathRule], denies: &[Deny<'_>]) {
+        let mut trie = PathTrie::new();
+        for (i, r) in rules.iter().enumerate() {
+            trie.insert(&r.path, i);
+        }
+        for d in denies {
+            let mut inside = Vec::new();
+            trie.at_or_above(d.path, |i, _| {
+                if rules[i].rights.intersects(d.rights) {
+                    inside.push(i);
+                }
+            });
+            if inside.is_empty() {
+                continue;
+            }
+            inside.sort();
+            inside.dedup();
+            let mut related: Vec<RuleId> = inside
+                .iter()
+                .flat_map(|i| rules[*i].rules.iter().copied())
+                .collect();
+            related.sort();
+            related.dedup();
+            let exposed = inside
+                .iter()
+                .fold(FsRights::empty(), |acc, i| acc.union(rules[*i].rights))
+                .intersection(d.rights);
+            self.push_kernel_gap(Gap {
+                rule: Some(d.id),
+                rule_text: format!("{} (inside {})", self.text(d.id), self.texts_of(&related)),
+                related,
+                feature: FEATURE_DENY_INSIDE.into(),
+                needs: KERNEL_LAYER.into(),
+                reason: format!(
+                    "Landlock can only grant: the enclosing grant gives {} beneath it, and no \
+                     Landlock rule can take that back",
+                    exposed.names().join("|")
+                ),
+                direction: GapDirection::AllowsMore,
+            });
+        }
+    }
+
+    /// Without Landlock nothing is denied by default: every grant stops meaning "only this",
+    /// and denies hold only if the kernel layer enforces them.
+    fn no_landlock_gaps(&mut self) {
+        let feature = format!("Landlock (Linux {})", linux_release_for_abi(1));
+        let needs = format!(
+            "Linux {} with Landlock enabled (lsm=landlock)",
+            linux_release_for_abi(1)
+        );
+        let policy = self.policy;
+        for r in policy.fs.iter().filter(|r| r.effect == Effect::Allow) {
+            self.gap(
+                Some(r.id),
+                &feature,
+                &needs,
+                "without Landlock nothing outside this grant is denied".into(),
+                GapDirection::AllowsMore,
+            );
+        }
+        let deny_ids: Vec<RuleId> = policy
+            .fs
+            .iter()
+            .filter(|r| r.effect == Effect::Deny)
+            .map(|r| r.id)
+            .chain(policy.exec.deny.iter().map(|r| r.id))
+            .chain(policy.exec.allow_only.iter().flatten().map(|r| r.id))
+            .collect();
+        let needs = format!("{needs}, or {KERNEL_LAYER}");
+        for id in deny_ids {
+            self.kernel_gap(
+                id,
+                &feature,
+                &needs,
+                "without Landlock or the kernel layer nothing enforces this rule".into(),
+                GapDirection::AllowsMore,
+            );
+        }
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Network
+
+    fn network(&mut self) -> (Vec<NetRight>, Vec<PortRule>, SeccompPlan) {
+        let net = &self.policy.net;
+        let mut seccomp = SeccompPlan {
+            deny_other_families: true,
+            deny_escape_syscalls: true,
+            ..SeccompPlan::default()
+        };
+        if net.mode == NetMode::Unrestricted {
+            let mut redundant: Vec<RuleId> = net.domains.iter().map(|r| r.id).collect();
+            redundant.extend(net.cidrs.iter().map(|r| r.id));
+            redundant.extend(net.listen.iter().map(|r| r.id));
+            if !redundant.is_empty() {
+                redundant.sort();
+                self.notes.push(format!(
+                    "`net allow all` leaves the network unrestricted, bind included: {} change \
+                     nothing",
+                    join_ids(&redundant)
+                ));
+            }
+            return (Vec::new(), Vec::new(), seccomp);
+        }
+
+        let connects: Vec<Connect<'_>> = net
+            .cidrs
+            .iter()
+            .filter(|r| r.protocol == Protocol::Tcp)
+            .map(Connect::Cidr)
+            .chain(net.domains.iter().map(Connect::Domain))
+            .collect();
+        let tcp_listens: Vec<_> = net
+            .listen
+            .iter()
+            .filter(|r| r.protocol == Protocol::Tcp)
+            .collect();
+        let mut udp_rules: Vec<RuleId> = net
+            .cidrs
+            .iter()
+            .filter(|r| r.protocol == Protocol::Udp)
+            .map(|r| r.id)
+            .chain(
+                net.listen
+                    .iter()
+                    .filter(|r| r.protocol == Protocol::Udp)
+                    .map(|r| r.id),
+            )
+            .collect();
+        udp_rules.sort();
+        let has_tcp = !connects.is_empty() || !tcp_listens.is_empty();
+        let has_udp = !udp_rules.is_empty();
+        let k = self.kernel_layer;
+
+        seccomp.deny_udp_and_raw = !(k && has_udp);
+        if has_udp {
+            for id in &udp_rules {
+                self.kernel_gap(
+                    *id,
+                    "UDP filtering by address and port",
+                    KERNEL_LAYER,
+                    "seccomp can only allow or deny UDP as a whole; UDP stays blocked".into(),
+                    GapDirection::AllowsLess,
+                );
+            }
+        }
+
+        if self.abi < 4 {
+            seccomp.deny_inet = !(k && (has_tcp || has_udp));
+            if has_tcp {
+                let mut ids: Vec<RuleId> = connects.iter().map(|c| c.id()).collect();
+                ids.extend(tcp_listens.iter().map(|r| r.id));
+                for id in ids {
+                    self.kernel_gap(
+                        id,
+                        &format!("Landlock ABI 4 (Linux {})", linux_release_for_abi(4)),
+                        &format!("Linux {}, or {KERNEL_LAYER}", linux_release_for_abi(4)),
+                        format!(
+                            "Landlock ABI {} cannot filter TCP; seccomp refuses every inet socket",
+                            self.abi
+                        ),
+                        GapDirection::AllowsLess,
+                    );
+                }
+            }
+            return (Vec::new(), Vec::new(), seccomp);
+        }
+
+        let mut ports: BTreeMap<u16, (BTreeSet<NetRight>, BTreeSet<RuleId>)> = BTreeMap::new();
+        let mut allow = |range_set: &PortSet, right: NetRight, id: RuleId| {
+            for r in range_set.ranges() {
+                for port in r.first..=r.last {
+                    let entry = ports.entry(port).or_default();
+                    entry.0.insert(right);
+                    entry.1.insert(id);
+                }
+            }
+        };
+
+        // Every TCP port to both address families: exactly "connect is not handled".
+        let open_everywhere = [false, true].iter().all(|v6| {
+            connects.iter().any(|c| match c {
+                Connect::Cidr(r) => {
+                    r.net.prefix_len() == 0
+                        && matches!(r.net, IpNet::V6(_)) == *v6
+                        && r.ports.count() == 65535
+                }
+                Connect::Domain(_) => false,
+            })
+        });
+        let mut connect_to_kernel: Vec<RuleId> = Vec::new();
+        for c in &connects {
+            let count = c.ports().count();
+            if count > MAX_PORTS_PER_RULE {
+                if !open_everywhere {
+                    self.too_wide_gap(c.id(), c.ports());
+                }
+                if k {
+                    connect_to_kernel.push(c.id());
+                }
+                continue;
+            }
+            allow(c.ports(), NetRight::ConnectTcp, c.id());
+            match c {
+                Connect::Domain(r) => self.kernel_gap(
+                    r.id,
+                    "domain allowlist",
+                    "the eBPF kernel layer or the local proxy (not yet available)",
+                    format!(
+                        "Landlock filters TCP by port only: port {} is open to every address",
+                        r.ports
+                    ),
+                    GapDirection::AllowsMore,
+                ),
+                Connect::Cidr(r) if r.net.prefix_len() != 0 => self.kernel_gap(
+                    r.id,
+                    "TCP address filtering",
+                    KERNEL_LAYER,
+                    format!(
+                        "address restriction needs the eBPF kernel layer; Landlock filters TCP \
+                         by port only: port {} is open to every address",
+                        r.ports
+                    ),
+                    GapDirection::AllowsMore,
+                ),
+                Connect::Cidr(r) if !other_family_covers(r, &net.cidrs) => self.kernel_gap(
+                    r.id,
+                    "TCP address filtering",
+                    KERNEL_LAYER,
+                    format!(
+                        "Landlock port rules apply to IPv4 and IPv6 alike: port {} is open to \
+                         both families",
+                        r.ports
+                    ),
+                    GapDirection::AllowsMore,
+                ),
+                Connect::Cidr(_) => {}
+            }
+        }
+
+        let mut bind_to_kernel: Vec<RuleId> = Vec::new();
+        for r in &tcp_listens {
+            if r.ports.count() > MAX_PORTS_PER_RULE {
+                self.too_wide_gap(r.id, &r.ports);
+                if k {
+                    bind_to_kernel.push(r.id);
+                }
+                continue;
+            }
+            allow(&r.ports, NetRight::BindTcp, r.id);
+        }
+
+        let mut handled = vec![NetRight::BindTcp, NetRight::ConnectTcp];
+        let mut drop_right = |right: NetRight| {
+            handled.retain(|h| *h != right);
+            for entry in ports.values_mut() {
+                entry.0.remove(&right);
+            }
+        };
+        if !connect_to_kernel.is_empty() {
+            drop_right(NetRight::ConnectTcp);
+            self.notes.push(format!(
+                "TCP connect is left to the eBPF kernel layer: {} cover more than {} ports",
+                join_ids(&connect_to_kernel),
+                MAX_PORTS_PER_RULE
+            ));
+        } else if open_everywhere && !k {
+            drop_right(NetRight::ConnectTcp);
+        }
+        if !bind_to_kernel.is_empty() {
+            drop_right(NetRight::BindTcp);
+            self.notes.push(format!(
+                "TCP bind is left to the eBPF kernel layer: {} cover more than {} ports",
+                join_ids(&bind_to_kernel),
+                MAX_PORTS_PER_RULE
+            ));
+        }
+        let port_rules: Vec<PortRule> = ports
+            .into_iter()
+            .filter(|(_, (rights, _))| !rights.is_empty())
+            .map(|(port, (rights, rules))| PortRule {
+                port,
+                rights: rights.into_iter().collect(),
+                rules: rules.into_iter().collect(),
+            })
+            .collect();
+
+        let connect_open = !handled.contains(&NetRight::ConnectTcp)
+            || port_rules
+                .iter()
+                .any(|p| p.rights.contains(&NetRight::ConnectTcp));
+        if connect_open && !k {
+            let port_80 = !handled.contains(&NetRight::ConnectTcp)
+                || port_rules
+                    .iter()
+                    .any(|p| p.port == 80 && p.rights.contains(&NetRight::ConnectTcp));
+            self.notes.push(format!(
+                "without the kernel layer, link-local and cloud-metadata addresses \
+                 (169.254.169.254) are reachable on every allowed TCP port{}",
+                if port_80 {
+                    ", port 80 (the metadata service) included"
+                } else {
+                    ""
+                }
+            ));
+        }
+        (handled, port_rules, seccomp)
+    }
+
+    fn too_wide_gap(&mut self, id: RuleId, ports: &PortSet) {
+        self.kernel_gap(
+            id,
+            "port range too wide for Landlock rules",
+            KERNEL_LAYER,
+            format!(
+                "Landlock needs one rule per port and this rule covers {} ports (at most {} \
+                 are listed); the rule is not granted",
+                ports.count(),
+                MAX_PORTS_PER_RULE
+            ),
+            GapDirection::AllowsLess,
+        );
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // IPC and ABI notes
+
+    fn scopes(&mut self) -> (bool, bool) {
+        let ipc = &self.policy.ipc;
+        if self.abi >= 6 {
+            return (ipc.scope_signals, ipc.scope_abstract_unix);
+        }
+        let requested = [
+            (ipc.scope_signals, "ipc scope signals", "signals"),
+            (
+                ipc.scope_abstract_unix,
+                "ipc scope abstract-unix",
+                "abstract unix sockets",
+            ),
+        ];
+        for (on, text, what) in requested {
+            if on {
+                self.gaps.push(Gap {
+                    rule: None,
+                    related: Vec::new(),
+                    rule_text: text.into(),
+                    feature: format!("Landlock ABI 6 (Linux {})", linux_release_for_abi(6)),
+                    needs: format!("Linux {}", linux_release_for_abi(6)),
+                    reason: format!(
+                        "{what} can reach processes outside the sandbox; the eBPF kernel layer \
+                         does not cover {what} yet"
+                    ),
+                    direction: GapDirection::AllowsMore,
+                });
+            }
+        }
+        (false, false)
+    }
+
+    fn unix_socket_note(&mut self) {
+        if self.kernel_layer {
+            return;
+        }
+        let granted: Vec<RuleId> = self.policy.ipc.unix_sockets.iter().map(|r| r.id).collect();
+        let list = if granted.is_empty() {
+            String::new()
+        } else {
+            format!(" (granted: {})", join_ids(&granted))
+        };
+        self.notes.push(format!(
+            "Landlock does not restrict connect(2) to path unix sockets: the sandbox can connect \
+             to any socket it can name; only the kernel layer enforces the unix-socket list{list}"
+        ));
+    }
+
+    fn abi_notes(&mut self, rules: &[PathRule]) {
+        if self.abi == 1 {
+            self.notes.push(
+                "Landlock ABI 1 refuses every rename or link across directories (no `refer` \
+                 right), even inside write grants"
+                    .into(),
+            );
+        }
+        if (1..5).contains(&self.abi) && rules.iter().any(|r| is_under_dev(&r.path)) {
+            self.notes.push(format!(
+                "Landlock ABI {} does not filter ioctl(2) on granted devices (ABI 5, Linux {})",
+                self.abi,
+                linux_release_for_abi(5)
+            ));
+        }
+    }
+}
+
+/// A TCP connect rule: a CIDR or a domain (domains are TCP).
+enum Connect<'p> {
+    Cidr(&'p CidrRule),
+    Domain(&'p DomainRule),
+}
+
+impl Connect<'_> {
+    fn id(&self) -> RuleId {
+        match self {
+            Connect::Cidr(r) => r.id,
+            Connect::Domain(r) => r.id,
+        }
+    }
+    fn ports(&self) -> &PortSet {
+        match self {
+            Connect::Cidr(r) => &r.ports,
+            Connect::Domain(r) => &r.ports,
+        }
+    }
+}
+
+/// For a `/0` TCP rule: does a `/0` rule of the other family allow at least its ports? Landlock
+/// cannot tell the families apart, so only then is the port rule exact.
+fn other_family_covers(rule: &CidrRule, all: &[CidrRule]) -> bool {
+    let v6 = matches!(rule.net, IpNet::V6(_));
+    all.iter().any(|o| {
+        o.protocol == Protocol::Tcp
+            && o.net.prefix_len() == 0
+            && matches!(o.net, IpNet::V6(_)) != v6
+            && port_set_covers(&o.ports, &rule.ports)
+    })
+}
+
+/// Does `outer` contain every port of `inner`? (Empty means every port.)
+pub(crate) fn port_set_covers(outer: &PortSet, inner: &PortSet) -> bool {
+    if outer.is_empty() {
+        return true;
+    }
+    if inner.is_empty() {
+        return false;
+    }
+    // Both are merged, so each inner range must fit in one outer range.
+    inner.ranges().iter().all(|i| {
+        outer
+            .ranges()
+            .iter()
+            .any(|o| o.first <= i.first && i.last <= o.last)
+    })
+}
+
+/// `exec only`: keep `execute` on grants inside a listed path; take it off grants that are not,
+/// and give it back on the listed paths inside them.
+fn restrict_exec(pieces: &mut Vec<Piece>, only: &[crate::ir::ExecRule]) {
+    let mut listed = PathTrie::new();
+    for (i, a) in only.iter().enumerate() {
+        listed.insert(&a.path, i);
+    }
+    let mut outside = Vec::new();
+    for (i, piece) in pieces.iter().enumerate() {
+        if !piece.rights.contains(FsRights::EXECUTE) {
+            continue;
+        }
+        let mut inside = false;
+        listed.at_or_above(&piece.path, |a, same_object| {
+            inside |= covers(only[a].path.scope(), piece.path.scope(), same_object);
+        });
+        if !inside {
+            outside.push(i);
+        }
+    }
+    let mut outside_trie = PathTrie::new();
+    for &i in &outside {
+        outside_trie.insert(&pieces[i].path, i);
+    }
+    let mut cut_out = Vec::new();
+    for a in only {
+        let mut rules = Vec::new();
+        outside_trie.at_or_above(&a.path, |i, _| {
+            rules.extend(pieces[i].rules.iter().copied())
+        });
+        if !rules.is_empty() {
+            rules.push(a.id);
+            rules.sort();
+            rules.dedup();
+            cut_out.push(Piece {
+                path: a.path.clone(),
+                rights: FsRights::EXECUTE,
+                rules,
+            });
+        }
+    }
+    for i in outside {
+        pieces[i].rights = pieces[i].rights.difference(FsRights::EXECUTE);
+    }
+    pieces.extend(cut_out);
+}
+
+/// One [`PathRule`] per object: rules on the same path merge (a subtree spelling wins, since
+/// Landlock applies both beneath the object anyway). Sorted by path text.
+fn merge_pieces(pieces: Vec<Piece>) -> Vec<PathRule> {
+    let mut by_object: BTreeMap<(Option<PathVar>, Vec<String>), PathRule> = BTreeMap::new();
+    for piece in pieces {
+        let key = (piece.path.root(), piece.path.components().to_vec());
+        let rule = by_object.entry(key).or_insert_with(|| PathRule {
+            path: piece.path.clone(),
+            rights: FsRights::empty(),
+            rules: Vec::new(),
+        });
+        rule.rights = rule.rights.union(piece.rights);
+        if piece.path.scope() == Scope::Subtree {
+            rule.path = piece.path;
+        }
+        rule.rules.extend(piece.rules);
+    }
+    let mut rules: Vec<PathRule> = by_object
+        .into_values()
+        .filter(|r| !r.rights.is_empty())
+        .map(|mut r| {
+            r.rules.sort();
+            r.rules.dedup();
+            r
+        })
+        .collect();
+    rules.sort_by_cached_key(|r| r.path.to_string());
+    rules
+}
+
+/// `r1, r4`: sorted, so messages do not depend on rule order.
+fn join_ids(ids: &[RuleId]) -> String {
+    let mut ids = ids.to_vec();
+    ids.sort();
+    ids.dedup();
+    ids.iter()
+        .map(|id| id.to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
 }

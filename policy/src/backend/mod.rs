@@ -1,6 +1,9 @@
 //! Back-ends: pure, deterministic functions of a [`Policy`] and a [`Target`].
 
+mod containment;
+pub mod ebpf;
 pub mod landlock;
+pub mod seatbelt;
 
 use serde::{Deserialize, Serialize};
 

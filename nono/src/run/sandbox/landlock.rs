@@ -432,6 +432,8 @@ mod tests {
             port_rules: vec![],
             seccomp: SeccompPlan::default(),
             gaps: vec![],
+            covered_by_kernel_layer: vec![],
+            notes: vec![],
         }
     }
 

@@ -117,6 +117,8 @@ mod tests {
                 deny_escape_syscalls: true,
             },
             gaps: vec![],
+            covered_by_kernel_layer: vec![],
+            notes: vec![],
         }
     }
 

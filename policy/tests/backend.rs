@@ -1,0 +1,1071 @@
+//! Back-end mapping tests on policies built in code.
+
+mod common;
+
+use common::{default_like, path, PolicyBuilder};
+use nono_policy::artifact::{ArtifactError, CompiledPolicy};
+use nono_policy::backend::ebpf::{self, FsOps, ImplicitDeny};
+use nono_policy::backend::landlock::{
+    self, FsRights, Gap, GapDirection, LandlockPlan, NetRight, MAX_PORTS_PER_RULE,
+};
+use nono_policy::backend::{seatbelt, Target};
+use nono_policy::ir::{Access, Policy, RuleId};
+use nono_policy::net::Protocol;
+use nono_policy::report::{abi_losses, render_text};
+
+fn ll(policy: &Policy, abi: u8, kernel_layer: bool) -> LandlockPlan {
+    landlock::plan(
+        policy,
+        &Target {
+            landlock_abi: abi,
+            kernel_layer,
+        },
+    )
+}
+
+fn rights(plan: &LandlockPlan, p: &str) -> FsRights {
+    plan.path_rules
+        .iter()
+        .find(|r| r.path.to_string() == p)
+        .unwrap_or_else(|| panic!("no rule on {p}: {:#?}", plan.path_rules))
+        .rights
+}
+
+fn features(plan: &LandlockPlan) -> Vec<(Option<u32>, String)> {
+    plan.gaps
+        .iter()
+        .map(|g| (g.rule.map(|r| r.0), g.feature.clone()))
+        .collect()
+}
+
+fn gaps_for(plan: &LandlockPlan, id: u32) -> Vec<&Gap> {
+    plan.gaps
+        .iter()
+        .filter(|g| g.rule == Some(RuleId(id)))
+        .collect()
+}
+
+const READ: FsRights = FsRights::READ_FILE.union(FsRights::READ_DIR);
+const WRITE_ABI1: FsRights = FsRights::WRITE_FILE
+    .union(FsRights::REMOVE_FILE)
+    .union(FsRights::REMOVE_DIR)
+    .union(FsRights::MAKE_REG)
+    .union(FsRights::MAKE_DIR)
+    .union(FsRights::MAKE_SYM)
+    .union(FsRights::MAKE_FIFO)
+    .union(FsRights::MAKE_SOCK);
+
+// -------------------------------------------------------------------------------------------
+// Landlock: filesystem rights per ABI
+
+#[test]
+fn handled_rights_follow_the_abi() {
+    let p = PolicyBuilder::new("t").read("/usr/**").build();
+    for abi in 0..=7 {
+        assert_eq!(
+            ll(&p, abi, false).handled_fs,
+            FsRights::for_abi(abi),
+            "abi {abi}"
+        );
+        assert_eq!(ll(&p, abi, false).abi, abi);
+    }
+    // A newer kernel than the compiler knows is planned as the newest known ABI.
+    let plan = ll(&p, 9, false);
+    assert_eq!(plan.abi, Target::LATEST_ABI);
+    assert_eq!(plan.handled_fs, FsRights::for_abi(7));
+}
+
+#[test]
+fn grant_rights_at_each_abi_boundary() {
+    let p = PolicyBuilder::new("t")
+        .read("/usr/**")
+        .read("/etc/hosts")
+        .readwrite("$WORKDIR/**")
+        .exec("/opt/bin/**")
+        .write("/dev/pts/**")
+        .build();
+    let write = |abi: u8| {
+        let mut w = WRITE_ABI1;
+        if abi >= 2 {
+            w = w.union(FsRights::REFER);
+        }
+        if abi >= 3 {
+            w = w.union(FsRights::TRUNCATE);
+        }
+        w
+    };
+    for abi in 1..=7 {
+        let plan = ll(&p, abi, false);
+        assert_eq!(rights(&plan, "/usr/**"), READ, "abi {abi}");
+        // Exact paths keep read_dir: the runtime masks directory-only rights on files.
+        assert_eq!(rights(&plan, "/etc/hosts"), READ, "abi {abi}");
+        assert_eq!(
+            rights(&plan, "$WORKDIR/**"),
+            READ.union(write(abi)),
+            "abi {abi}"
+        );
+        assert_eq!(
+            rights(&plan, "/opt/bin/**"),
+            READ.union(FsRights::EXECUTE),
+            "abi {abi}"
+        );
+        let dev = if abi >= 5 {
+            write(abi).union(FsRights::IOCTL_DEV)
+        } else {
+            write(abi)
+        };
+        assert_eq!(rights(&plan, "/dev/pts/**"), dev, "abi {abi}");
+        for r in &plan.path_rules {
+            assert!(
+                plan.handled_fs.contains(r.rights),
+                "abi {abi}: {r:?} asks for rights the ABI lacks"
+            );
+            assert!(!r
+                .rights
+                .intersects(FsRights::MAKE_CHAR.union(FsRights::MAKE_BLOCK)));
+        }
+    }
+    // ioctl_dev only under /dev.
+    assert!(!rights(&ll(&p, 7, false), "$WORKDIR/**").contains(FsRights::IOCTL_DEV));
+}
+
+#[test]
+fn rules_on_one_path_merge_and_sort_by_path() {
+    let p = PolicyBuilder::new("t")
+        .write("/srv/data/**")
+        .read("/etc/**")
+        .read("/srv/data")
+        .read("/bin/**")
+        .build();
+    let plan = ll(&p, 7, false);
+    let paths: Vec<String> = plan.path_rules.iter().map(|r| r.path.to_string()).collect();
+    assert_eq!(paths, ["/bin/**", "/etc/**", "/srv/data/**"]);
+    let data = &plan.path_rules[2];
+    assert_eq!(data.rules, vec![RuleId(1), RuleId(3)]);
+    assert!(data.rights.contains(READ.union(FsRights::WRITE_FILE)));
+}
+
+#[test]
+fn exact_grants_are_noted() {
+    let plan = ll(&PolicyBuilder::new("t").read("$HOME").build(), 7, false);
+    assert!(plan
+        .notes
+        .iter()
+        .any(|n| n.contains("exact-path grants (r1)")));
+}
+
+#[test]
+fn no_landlock_means_every_fs_rule_is_a_gap() {
+    let p = PolicyBuilder::new("t")
+        .read("/usr/**")
+        .deny("$HOME/.ssh/**")
+        .exec_deny("/usr/bin/sudo")
+        .build();
+    let plan = ll(&p, 0, false);
+    assert!(plan.path_rules.is_empty());
+    assert!(plan.handled_fs.is_empty());
+    let fs_gaps: Vec<_> = features(&plan)
+        .into_iter()
+        .filter(|(_, f)| f == "Landlock (Linux 5.13)")
+        .map(|(r, _)| r.unwrap())
+        .collect();
+    assert_eq!(fs_gaps, [1, 2, 3]);
+    // The kernel layer carries the denies, not the default deny around the grant.
+    let plan = ll(&p, 0, true);
+    let fs_gaps: Vec<_> = features(&plan)
+        .into_iter()
+        .filter(|(_, f)| f == "Landlock (Linux 5.13)")
+        .map(|(r, _)| r.unwrap())
+        .collect();
+    assert_eq!(fs_gaps, [1]);
+}
+
+#[test]
+fn truncate_is_a_default_deny_gap_below_abi_3() {
+    let p = PolicyBuilder::new("t").read("/usr/**").build();
+    for abi in 1..=7 {
+        let has = ll(&p, abi, false)
+            .gaps
+            .iter()
+            .any(|g| g.rule.is_none() && g.feature == "Landlock ABI 3 (Linux 6.2)");
+        assert_eq!(has, abi < 3, "abi {abi}");
+    }
+    assert!(ll(&p, 1, false)
+        .notes
+        .iter()
+        .any(|n| n.contains("no `refer`")));
+    assert!(!ll(&p, 2, false)
+        .notes
+        .iter()
+        .any(|n| n.contains("no `refer`")));
+}
+
+// -------------------------------------------------------------------------------------------
+// Landlock: denies
+
+#[test]
+fn deny_inside_grant_is_a_gap_naming_both_rules() {
+    let p = PolicyBuilder::new("t")
+        .readwrite("$HOME/**")
+        .deny("$HOME/.ssh/**")
+        .build();
+    let plan = ll(&p, 7, false);
+    let gaps = gaps_for(&plan, 2);
+    assert_eq!(gaps.len(), 1, "{:#?}", plan.gaps);
+    let g = gaps[0];
+    assert_eq!(
+        g.rule_text,
+        "deny $HOME/.ssh/** (inside readwrite $HOME/**)"
+    );
+    assert_eq!(g.related, vec![RuleId(1)]);
+    assert_eq!(g.feature, "deny inside an allowed tree");
+    assert_eq!(g.needs, "the eBPF kernel layer (run nono as root)");
+    assert_eq!(g.direction, GapDirection::AllowsMore);
+
+    // With the kernel layer the eBPF deny map carries it.
+    let plan = ll(&p, 7, true);
+    assert!(plan.gaps.is_empty(), "{:#?}", plan.gaps);
+    let e = ebpf::plan(&p, &Target::landlock_only(7));
+    assert_eq!(e.fs_denies.len(), 1);
+    assert_eq!(e.fs_denies[0].path, path("$HOME/.ssh/**"));
+}
+
+#[test]
+fn deny_outside_every_grant_is_landlocks_default_deny() {
+    let p = PolicyBuilder::new("t")
+        .readwrite("$WORKDIR/**")
+        .deny("$HOME/.ssh/**")
+        .deny("/etc/shadow")
+        .build();
+    assert!(ll(&p, 7, false).gaps.is_empty());
+}
+
+#[test]
+fn only_intersecting_rights_matter() {
+    // A write deny under a read grant takes away nothing Landlock granted.
+    let p = PolicyBuilder::new("t")
+        .read("/srv/**")
+        .deny_access(Access::WRITE, "/srv/db/**")
+        .build();
+    assert!(ll(&p, 7, false).gaps.is_empty());
+    // An exec grant carries read_file, so a read deny under it is not expressible.
+    let p = PolicyBuilder::new("t")
+        .exec("/opt/**")
+        .deny_access(Access::READ, "/opt/secret")
+        .build();
+    assert_eq!(
+        features(&ll(&p, 7, false)),
+        [(Some(2), "deny inside an allowed tree".into())]
+    );
+}
+
+#[test]
+fn containment_sees_xdg_defaults_and_the_root() {
+    let inside = |grant: &str, deny: &str| {
+        let p = PolicyBuilder::new("t").read(grant).deny(deny).build();
+        !ll(&p, 7, false).gaps.is_empty()
+    };
+    assert!(inside("$HOME/**", "$XDG_CONFIG_HOME/gcloud/**"));
+    assert!(inside("$XDG_CONFIG_HOME/**", "$HOME/.config/gcloud/**"));
+    assert!(inside("$HOME/.local/**", "$XDG_DATA_HOME/keyrings/**"));
+    assert!(inside("/tmp/**", "$TMPDIR/secret"));
+    assert!(inside("/**", "$HOME/.ssh/**"));
+    assert!(
+        inside("/", "/etc/shadow"),
+        "an exact grant on a directory covers it too"
+    );
+    assert!(
+        inside("$HOME", "$HOME/.ssh/**"),
+        "exact grants are subtrees for Landlock"
+    );
+    assert!(!inside("$HOME/.cache/**", "$XDG_CONFIG_HOME/x"));
+    assert!(!inside("$WORKDIR/**", "$HOME/.ssh/**"));
+    assert!(!inside("/usr/lib/**", "/usr/libexec/x"));
+}
+
+#[test]
+fn grants_inside_denies_lose_the_denied_rights() {
+    let p = PolicyBuilder::new("t")
+        .deny("$HOME/.ssh/**")
+        .read("$HOME/.ssh/known_hosts")
+        .readwrite("/srv/**")
+        .deny_access(Access::WRITE, "/srv/**")
+        .build();
+    let plan = ll(&p, 7, false);
+    assert!(plan.gaps.is_empty(), "{:#?}", plan.gaps);
+    assert!(plan
+        .path_rules
+        .iter()
+        .all(|r| r.path.to_string() != "$HOME/.ssh/known_hosts"));
+    assert!(plan
+        .notes
+        .iter()
+        .any(|n| n.contains("read $HOME/.ssh/known_hosts grants nothing")));
+    assert_eq!(rights(&plan, "/srv/**"), READ);
+}
+
+#[test]
+fn exact_deny_on_a_granted_directory_is_a_gap() {
+    // `deny /srv/x` names the directory only; the grant on its content keeps it reachable.
+    let p = PolicyBuilder::new("t")
+        .read("/srv/x/**")
+        .deny("/srv/x")
+        .build();
+    assert_eq!(gaps_for(&ll(&p, 7, false), 2).len(), 1);
+}
+
+// -------------------------------------------------------------------------------------------
+// Landlock: exec
+
+#[test]
+fn exec_deny_inside_exec_grant() {
+    let p = PolicyBuilder::new("t")
+        .exec("/usr/**")
+        .exec_deny("/usr/bin/sudo")
+        .build();
+    let plan = ll(&p, 7, false);
+    let g = gaps_for(&plan, 2);
+    assert_eq!(g.len(), 1);
+    assert_eq!(
+        g[0].rule_text,
+        "exec deny /usr/bin/sudo (inside exec /usr/**)"
+    );
+    assert!(ll(&p, 7, true).gaps.is_empty());
+    // Outside any exec grant it is the default deny.
+    let p = PolicyBuilder::new("t")
+        .read("/usr/**")
+        .exec_deny("/usr/bin/sudo")
+        .build();
+    assert!(ll(&p, 7, false).gaps.is_empty());
+}
+
+#[test]
+fn exec_only_intersects_the_exec_grants() {
+    let p = PolicyBuilder::new("t")
+        .exec("/usr/**")
+        .exec("$HOME/.cargo/bin/**")
+        .exec_only("/usr/bin/git")
+        .exec_only("$HOME/.cargo/**")
+        .exec_only("/opt/elsewhere/**")
+        .build();
+    let plan = ll(&p, 7, false);
+    assert!(plan.gaps.is_empty(), "{:#?}", plan.gaps);
+    // Outside the list: read stays, execute goes.
+    assert_eq!(rights(&plan, "/usr/**"), READ);
+    // The listed binary inside the grant gets execute back.
+    let git = plan
+        .path_rules
+        .iter()
+        .find(|r| r.path.to_string() == "/usr/bin/git")
+        .unwrap();
+    assert_eq!(git.rights, FsRights::EXECUTE);
+    assert_eq!(git.rules, vec![RuleId(1), RuleId(3)]);
+    // A grant inside a listed subtree keeps execute.
+    assert!(rights(&plan, "$HOME/.cargo/bin/**").contains(FsRights::EXECUTE));
+    // A listed path no grant covers grants nothing.
+    assert!(plan
+        .path_rules
+        .iter()
+        .all(|r| !r.path.to_string().starts_with("/opt")));
+}
+
+#[test]
+fn exec_deny_inside_an_exec_only_path() {
+    let p = PolicyBuilder::new("t")
+        .exec("/usr/**")
+        .exec_only("/usr/bin/**")
+        .exec_deny("/usr/bin/sudo")
+        .build();
+    assert_eq!(gaps_for(&ll(&p, 7, false), 3).len(), 1);
+}
+
+// -------------------------------------------------------------------------------------------
+// Landlock: network
+
+fn port(plan: &LandlockPlan, port: u16) -> Option<&landlock::PortRule> {
+    plan.port_rules.iter().find(|p| p.port == port)
+}
+
+#[test]
+fn unrestricted_network() {
+    let p = PolicyBuilder::new("t")
+        .net_all()
+        .domain("github.com", "")
+        .build();
+    for abi in [3, 7] {
+        let plan = ll(&p, abi, false);
+        assert!(plan.handled_net.is_empty());
+        assert!(plan.port_rules.is_empty());
+        assert!(!plan.seccomp.deny_inet && !plan.seccomp.deny_udp_and_raw);
+        assert!(plan.seccomp.deny_other_families && plan.seccomp.deny_escape_syscalls);
+        assert!(plan.gaps.iter().all(|g| g.rule != Some(RuleId(1))));
+        assert!(plan.notes.iter().any(|n| n.contains("`net allow all`")));
+    }
+    assert!(ebpf::plan(&p, &Target::landlock_only(7)).net.is_none());
+}
+
+#[test]
+fn blocked_network_without_rules() {
+    let p = PolicyBuilder::new("t").build();
+    let plan = ll(&p, 7, false);
+    assert_eq!(plan.handled_net, [NetRight::BindTcp, NetRight::ConnectTcp]);
+    assert!(plan.port_rules.is_empty());
+    assert!(plan.seccomp.deny_udp_and_raw && !plan.seccomp.deny_inet);
+    // Below ABI 4 seccomp refuses inet sockets instead, and nothing is lost.
+    for abi in 0..4 {
+        let plan = ll(&p, abi, false);
+        assert!(plan.handled_net.is_empty());
+        assert!(plan.seccomp.deny_inet, "abi {abi}");
+        assert!(!plan.gaps.iter().any(|g| g.feature.contains("ABI 4")));
+    }
+}
+
+#[test]
+fn tcp_cidr_is_a_port_rule_and_an_address_gap() {
+    let p = PolicyBuilder::new("t")
+        .cidr("10.0.0.0/8", Protocol::Tcp, "443,8000-8002")
+        .build();
+    let plan = ll(&p, 7, false);
+    let ports: Vec<u16> = plan.port_rules.iter().map(|p| p.port).collect();
+    assert_eq!(ports, [443, 8000, 8001, 8002]);
+    assert_eq!(port(&plan, 443).unwrap().rights, [NetRight::ConnectTcp]);
+    let g = gaps_for(&plan, 1);
+    assert_eq!(g.len(), 1);
+    assert_eq!(g[0].feature, "TCP address filtering");
+    assert!(g[0].reason.contains("Landlock filters TCP by port only"));
+    assert_eq!(g[0].direction, GapDirection::AllowsMore);
+    assert!(plan.notes.iter().any(|n| n.contains("169.254.169.254")));
+
+    let plan = ll(&p, 7, true);
+    assert!(plan.gaps.is_empty());
+    assert_eq!(plan.port_rules.len(), 4);
+}
+
+#[test]
+fn zero_prefix_needs_both_families() {
+    let v4 = PolicyBuilder::new("t")
+        .cidr("0.0.0.0/0", Protocol::Tcp, "443")
+        .build();
+    assert_eq!(gaps_for(&ll(&v4, 7, false), 1).len(), 1);
+    let both = PolicyBuilder::new("t")
+        .cidr("0.0.0.0/0", Protocol::Tcp, "443")
+        .cidr("::/0", Protocol::Tcp, "80,443")
+        .build();
+    let plan = ll(&both, 7, false);
+    assert!(gaps_for(&plan, 1).is_empty());
+    // ::/0 allows port 80 that 0.0.0.0/0 does not: IPv4 would get it too.
+    assert_eq!(gaps_for(&plan, 2).len(), 1);
+}
+
+#[test]
+fn every_tcp_port_everywhere_unhandles_connect() {
+    let p = PolicyBuilder::new("t")
+        .cidr("0.0.0.0/0", Protocol::Tcp, "")
+        .cidr("::/0", Protocol::Tcp, "")
+        .listen(Protocol::Tcp, "8080")
+        .build();
+    let plan = ll(&p, 7, false);
+    assert!(plan.gaps.is_empty(), "{:#?}", plan.gaps);
+    assert_eq!(plan.handled_net, [NetRight::BindTcp]);
+    assert_eq!(port(&plan, 8080).unwrap().rights, [NetRight::BindTcp]);
+}
+
+#[test]
+fn ports_too_wide_for_landlock() {
+    let every = PolicyBuilder::new("t")
+        .cidr("10.0.0.0/8", Protocol::Tcp, "")
+        .build();
+    let plan = ll(&every, 7, false);
+    assert_eq!(
+        features(&plan),
+        [(Some(1), "port range too wide for Landlock rules".into())]
+    );
+    assert_eq!(plan.gaps[0].direction, GapDirection::AllowsLess);
+    assert!(plan.port_rules.is_empty());
+    assert_eq!(plan.handled_net, [NetRight::BindTcp, NetRight::ConnectTcp]);
+    // The kernel layer takes TCP connect over.
+    let plan = ll(&every, 7, true);
+    assert!(plan.gaps.is_empty());
+    assert_eq!(plan.handled_net, [NetRight::BindTcp]);
+    assert!(plan
+        .notes
+        .iter()
+        .any(|n| n.contains("TCP connect is left to the eBPF")));
+
+    let limit = PolicyBuilder::new("t")
+        .cidr(
+            "10.0.0.0/8",
+            Protocol::Tcp,
+            &format!("2000-{}", 2000 + MAX_PORTS_PER_RULE - 1),
+        )
+        .build();
+    assert_eq!(
+        ll(&limit, 7, true).port_rules.len() as u32,
+        MAX_PORTS_PER_RULE
+    );
+    let over = PolicyBuilder::new("t")
+        .listen(
+            Protocol::Tcp,
+            &format!("2000-{}", 2000 + MAX_PORTS_PER_RULE),
+        )
+        .build();
+    assert_eq!(features(&ll(&over, 7, false)).len(), 1);
+    assert_eq!(ll(&over, 7, true).handled_net, [NetRight::ConnectTcp]);
+}
+
+#[test]
+fn listen_and_connect_share_port_rules() {
+    let p = PolicyBuilder::new("t")
+        .listen(Protocol::Tcp, "8080")
+        .cidr("127.0.0.0/8", Protocol::Tcp, "8080")
+        .build();
+    let plan = ll(&p, 7, true);
+    let r = port(&plan, 8080).unwrap();
+    assert_eq!(r.rights, [NetRight::BindTcp, NetRight::ConnectTcp]);
+    assert_eq!(r.rules, [RuleId(1), RuleId(2)]);
+}
+
+#[test]
+fn udp_needs_the_kernel_layer() {
+    let p = PolicyBuilder::new("t")
+        .cidr("1.1.1.1", Protocol::Udp, "53")
+        .listen(Protocol::Udp, "5353")
+        .build();
+    let plan = ll(&p, 7, false);
+    assert!(plan.seccomp.deny_udp_and_raw, "UDP stays blocked");
+    assert_eq!(features(&plan).len(), 2);
+    assert!(plan
+        .gaps
+        .iter()
+        .all(|g| g.direction == GapDirection::AllowsLess));
+    let plan = ll(&p, 7, true);
+    assert!(!plan.seccomp.deny_udp_and_raw);
+    assert!(plan.gaps.is_empty());
+}
+
+#[test]
+fn domains_need_the_kernel_layer_or_proxy() {
+    let p = PolicyBuilder::new("t").domain("github.com", "").build();
+    let plan = ll(&p, 7, false);
+    let g = gaps_for(&plan, 1);
+    assert_eq!(g[0].feature, "domain allowlist");
+    assert_eq!(
+        g[0].needs,
+        "the eBPF kernel layer or the local proxy (not yet available)"
+    );
+    assert!(port(&plan, 80).is_some() && port(&plan, 443).is_some());
+    assert!(plan
+        .notes
+        .iter()
+        .any(|n| n.contains("port 80 (the metadata service)")));
+    assert!(ll(&p, 7, true).gaps.is_empty());
+}
+
+#[test]
+fn tcp_below_abi_4() {
+    let p = PolicyBuilder::new("t")
+        .domain("github.com", "443")
+        .listen(Protocol::Tcp, "8080")
+        .build();
+    let plan = ll(&p, 3, false);
+    assert_eq!(
+        features(&plan),
+        [
+            (Some(1), "Landlock ABI 4 (Linux 6.7)".into()),
+            (Some(2), "Landlock ABI 4 (Linux 6.7)".into()),
+            (None, "Landlock ABI 6 (Linux 6.12)".into()),
+            (None, "Landlock ABI 6 (Linux 6.12)".into()),
+        ]
+    );
+    assert!(plan.seccomp.deny_inet);
+    // The kernel layer's cgroup programs filter TCP instead; inet must stay open for them.
+    let plan = ll(&p, 3, true);
+    assert!(!plan.seccomp.deny_inet);
+    assert!(plan.gaps.iter().all(|g| !g.feature.contains("ABI 4")));
+}
+
+// -------------------------------------------------------------------------------------------
+// Landlock: scopes, unix sockets
+
+#[test]
+fn scopes_need_abi_6_even_with_the_kernel_layer() {
+    let p = PolicyBuilder::new("t").build();
+    for abi in 0..=7 {
+        for kernel in [false, true] {
+            let plan = ll(&p, abi, kernel);
+            let scope_gaps = plan
+                .gaps
+                .iter()
+                .filter(|g| g.feature == "Landlock ABI 6 (Linux 6.12)")
+                .count();
+            assert_eq!(scope_gaps, if abi < 6 { 2 } else { 0 }, "abi {abi}");
+            assert_eq!(plan.scope_signals, abi >= 6);
+            assert_eq!(plan.scope_abstract_unix, abi >= 6);
+        }
+    }
+    let off = PolicyBuilder::new("t").scopes(false, false).build();
+    assert!(ll(&off, 5, false).gaps.is_empty());
+    assert!(!ll(&off, 7, false).scope_signals);
+}
+
+#[test]
+fn path_unix_sockets_are_a_note_not_a_gap() {
+    let p = PolicyBuilder::new("t")
+        .unix_socket("/var/run/docker.sock")
+        .build();
+    let plan = ll(&p, 7, false);
+    assert!(plan.gaps.is_empty());
+    assert!(plan
+        .notes
+        .iter()
+        .any(|n| n.contains("path unix sockets") && n.contains("r1")));
+    assert!(!ll(&p, 7, true)
+        .notes
+        .iter()
+        .any(|n| n.contains("unix sockets")));
+}
+
+// -------------------------------------------------------------------------------------------
+// Whole plans at each ABI, determinism
+
+#[test]
+fn default_like_policy_at_every_abi() {
+    let p = default_like();
+    let summary = |abi: u8, kernel: bool| {
+        let mut f: Vec<String> = ll(&p, abi, kernel)
+            .gaps
+            .iter()
+            .map(|g| g.feature.clone())
+            .collect();
+        f.sort();
+        f.dedup();
+        f
+    };
+    // With the kernel layer only the kernel's own limits remain.
+    assert!(summary(7, true).is_empty());
+    assert!(summary(6, true).is_empty());
+    assert_eq!(summary(5, true), ["Landlock ABI 6 (Linux 6.12)"]);
+    assert_eq!(
+        summary(2, true),
+        ["Landlock ABI 3 (Linux 6.2)", "Landlock ABI 6 (Linux 6.12)"]
+    );
+    assert_eq!(
+        summary(7, false),
+        [
+            "TCP address filtering",
+            "deny inside an allowed tree",
+            "domain allowlist"
+        ]
+    );
+    assert_eq!(
+        summary(3, false),
+        [
+            "Landlock ABI 4 (Linux 6.7)",
+            "Landlock ABI 6 (Linux 6.12)",
+            "deny inside an allowed tree"
+        ]
+    );
+    assert_eq!(summary(0, false)[0], "Landlock (Linux 5.13)");
+}
+
+#[test]
+fn deny_inside_grants_in_the_default_like_policy() {
+    let plan = ll(&default_like(), 7, false);
+    let texts: Vec<&str> = plan
+        .gaps
+        .iter()
+        .filter(|g| g.feature == "deny inside an allowed tree")
+        .map(|g| g.rule_text.as_str())
+        .collect();
+    assert_eq!(
+        texts,
+        [
+            "deny $WORKDIR/.env (inside readwrite $WORKDIR/**)",
+            "deny $WORKDIR/.git/hooks/** (inside readwrite $WORKDIR/**)",
+            "deny /etc/shadow (inside read /etc/**)",
+            "deny /etc/sudoers (inside read /etc/**)",
+            "deny /etc/ssl/private/** (inside read /etc/**)",
+            "deny write $HOME/.cargo/registry/cache/** (inside readwrite $HOME/.cargo/registry/**)",
+            "exec deny /usr/bin/sudo (inside exec /usr/**)",
+            "exec deny /usr/bin/su (inside exec /usr/**)",
+            "exec deny /usr/bin/pkexec (inside exec /usr/**)",
+        ]
+    );
+}
+
+fn reversed(p: &Policy) -> Policy {
+    let mut r = p.clone();
+    r.fs.reverse();
+    r.exec.deny.reverse();
+    r.net.domains.reverse();
+    r.net.cidrs.reverse();
+    r.net.listen.reverse();
+    r.ipc.unix_sockets.reverse();
+    r
+}
+
+#[test]
+fn plans_do_not_depend_on_rule_order() {
+    let p = default_like();
+    let r = reversed(&p);
+    for abi in [0, 1, 3, 4, 7] {
+        for kernel in [false, true] {
+            let t = Target {
+                landlock_abi: abi,
+                kernel_layer: kernel,
+            };
+            assert_eq!(landlock::plan(&p, &t), landlock::plan(&r, &t));
+            assert_eq!(ebpf::plan(&p, &t), ebpf::plan(&r, &t));
+        }
+    }
+}
+
+// -------------------------------------------------------------------------------------------
+// eBPF
+
+#[test]
+fn ebpf_fs_denies_pin_their_object() {
+    let p = PolicyBuilder::new("t")
+        .deny_access(Access::READ, "/b/**")
+        .deny("/a")
+        .build();
+    let e = ebpf::plan(&p, &Target::landlock_only(7));
+    let paths: Vec<String> = e.fs_denies.iter().map(|d| d.path.to_string()).collect();
+    assert_eq!(paths, ["/a", "/b/**"]);
+    assert_eq!(
+        e.fs_denies[1].ops,
+        FsOps::READ.union(FsOps::RENAME).union(FsOps::LINK)
+    );
+    assert_eq!(
+        e.fs_denies[0].ops.names(),
+        [
+            "read", "write", "exec", "create", "unlink", "rename", "link", "truncate", "chmod",
+            "setattr"
+        ]
+    );
+}
+
+#[test]
+fn ebpf_lpm_entries_fold_and_keep_implicit_denies() {
+    let p = PolicyBuilder::new("t")
+        .cidr("0.0.0.0/0", Protocol::Tcp, "443")
+        .cidr("10.0.0.0/8", Protocol::Tcp, "22")
+        .cidr("10.1.0.0/16", Protocol::Udp, "53")
+        .cidr("169.254.10.0/24", Protocol::Tcp, "80")
+        .cidr("::/0", Protocol::Tcp, "443")
+        .build();
+    let net = ebpf::plan(&p, &Target::landlock_only(7)).net.unwrap();
+    let v4: Vec<(
+        String,
+        Vec<(u16, u32)>,
+        Vec<(u16, u32)>,
+        Option<ImplicitDeny>,
+    )> = net
+        .v4
+        .iter()
+        .map(|e| {
+            (
+                format!("{:?}", e.key),
+                e.tcp.iter().map(|g| (g.first, g.rule.0)).collect(),
+                e.udp.iter().map(|g| (g.first, g.rule.0)).collect(),
+                e.implicit_deny,
+            )
+        })
+        .collect();
+    assert_eq!(
+        v4,
+        [
+            ("LpmKey(0.0.0.0/0)".into(), vec![(443, 1)], vec![], None),
+            (
+                "LpmKey(10.0.0.0/8)".into(),
+                vec![(22, 2), (443, 1)],
+                vec![],
+                None
+            ),
+            (
+                "LpmKey(10.1.0.0/16)".into(),
+                vec![(22, 2), (443, 1)],
+                vec![(53, 3)],
+                None
+            ),
+            (
+                "LpmKey(100.100.100.200/32)".into(),
+                vec![],
+                vec![],
+                Some(ImplicitDeny::CloudMetadata)
+            ),
+            (
+                "LpmKey(169.254.0.0/16)".into(),
+                vec![],
+                vec![],
+                Some(ImplicitDeny::LinkLocal)
+            ),
+            // Folding stops at the implicit deny: 443 from 0.0.0.0/0 does not reach in.
+            (
+                "LpmKey(169.254.10.0/24)".into(),
+                vec![(80, 4)],
+                vec![],
+                None
+            ),
+            (
+                "LpmKey(169.254.169.254/32)".into(),
+                vec![],
+                vec![],
+                Some(ImplicitDeny::CloudMetadata)
+            ),
+        ]
+    );
+    assert_eq!(net.v6.len(), 4);
+    assert_eq!(net.v6[0].key.prefix_len, 0);
+    assert_eq!(net.v6[0].key.addr, [0; 16]);
+}
+
+#[test]
+fn naming_a_metadata_address_exactly_lifts_its_deny() {
+    let p = PolicyBuilder::new("t")
+        .cidr("169.254.169.254", Protocol::Tcp, "80")
+        .build();
+    let net = ebpf::plan(&p, &Target::landlock_only(7)).net.unwrap();
+    let md = net
+        .v4
+        .iter()
+        .find(|e| e.key.addr == [169, 254, 169, 254])
+        .unwrap();
+    assert_eq!(md.implicit_deny, None);
+    assert_eq!(md.tcp.len(), 1);
+    assert!(net
+        .v4
+        .iter()
+        .any(|e| e.implicit_deny == Some(ImplicitDeny::LinkLocal)));
+}
+
+#[test]
+fn ebpf_rule_table_and_other_maps() {
+    let p = default_like();
+    let e = ebpf::plan(&p, &Target::landlock_only(7));
+    assert_eq!(e.rule_table.len(), 63);
+    assert_eq!(e.rule_table[0].text, "exec /usr/**");
+    assert_eq!(
+        e.rule_table[0].origin.as_ref().unwrap().to_string(),
+        "profiles/default-like.nono:1:1"
+    );
+    assert_eq!(e.exec_denies.len(), 3);
+    assert!(e.exec_allow_only.is_none());
+    assert_eq!(e.unix_socket_grants.len(), 2);
+    let net = e.net.as_ref().unwrap();
+    assert_eq!(net.runtime_resolved_domains.len(), 10);
+    assert_eq!(net.listen.len(), 2);
+    let json = serde_json::to_string(&e).unwrap();
+    assert_eq!(serde_json::from_str::<ebpf::EbpfPlan>(&json).unwrap(), e);
+}
+
+// -------------------------------------------------------------------------------------------
+// Seatbelt
+
+#[test]
+fn seatbelt_puts_denies_after_grants() {
+    let sb = seatbelt::profile(&default_like());
+    let grant = sb
+        .find("(allow file-read* file-write* (subpath (param \"WORKDIR\")))")
+        .unwrap();
+    let deny = sb
+        .find("(deny file-read* file-write* process-exec (subpath (string-append (param \"HOME\") \"/.ssh\")))")
+        .unwrap();
+    assert!(grant < deny);
+    assert!(sb.starts_with(";; nono policy default-like 1.0\n"));
+    assert!(sb.contains("(version 1)\n(deny default)\n"));
+    assert!(sb.contains(";; r1 exec /usr/** from profiles/default-like.nono:1:1\n"));
+    assert!(sb.contains("(allow network-outbound (remote tcp \"localhost:5432\"))"));
+    assert!(sb.contains("(allow file-read* file-write* (subpath \"/private/tmp\"))"));
+}
+
+#[test]
+fn seatbelt_exec_only_and_net_all() {
+    let p = PolicyBuilder::new("t")
+        .exec("/usr/**")
+        .exec_only("/usr/bin/git")
+        .net_all()
+        .build();
+    let sb = seatbelt::profile(&p);
+    assert!(sb.contains(
+        "(deny process-exec (require-not (require-any\n  (literal \"/usr/bin/git\")\n)))"
+    ));
+    assert!(sb.contains("(allow network*)"));
+}
+
+#[test]
+fn seatbelt_cannot_be_injected_through_a_path() {
+    let p = PolicyBuilder::new("t")
+        .read("/x\n(allow default)\n;")
+        .build();
+    let sb = seatbelt::profile(&p);
+    assert!(
+        !sb.lines().any(|l| l.starts_with("(allow default)")),
+        "{sb}"
+    );
+}
+
+// -------------------------------------------------------------------------------------------
+// Artifact
+
+#[test]
+fn artifacts_are_byte_identical_and_round_trip() {
+    let p = default_like();
+    let t = Target::landlock_only(7);
+    let a = CompiledPolicy::build(&p, t);
+    let b = CompiledPolicy::build(&reversed(&p), t);
+    assert_eq!(
+        a.to_json_pretty(),
+        CompiledPolicy::build(&p, t).to_json_pretty()
+    );
+    assert_eq!(a.landlock, b.landlock);
+    assert_eq!(a.ebpf, b.ebpf);
+    assert!(a.digest.starts_with("sha256:") && a.digest.len() == 7 + 64);
+    assert_eq!(a.format, "nono.compiled-policy");
+    assert_eq!(a.format_version, 1);
+    assert_eq!(
+        a.compiler,
+        format!("nono-policy {}", env!("CARGO_PKG_VERSION"))
+    );
+
+    let back = CompiledPolicy::from_json(&a.to_json_pretty()).unwrap();
+    assert_eq!(back, a);
+    back.verify().unwrap();
+    // Whitespace is not part of the digest.
+    let compact = serde_json::to_string(&a).unwrap();
+    CompiledPolicy::from_json(&compact)
+        .unwrap()
+        .verify()
+        .unwrap();
+}
+
+#[test]
+fn tampering_is_detected() {
+    let a = CompiledPolicy::build(&default_like(), Target::landlock_only(7));
+    let json = a.to_json_pretty();
+
+    let edited = json.replacen("\"$HOME/.ssh/**\"", "\"$HOME/.ssh2/**\"", 1);
+    assert_ne!(edited, json);
+    let e = CompiledPolicy::from_json(&edited).unwrap().verify_digest();
+    assert!(matches!(e, Err(ArtifactError::Digest { .. })), "{e:?}");
+
+    // A plan edited by hand, resealed: the digest holds, the recompiled plan does not.
+    let mut forged = a.clone();
+    forged.landlock.gaps.clear();
+    forged.digest = forged.compute_digest();
+    forged.verify_digest().unwrap();
+    assert!(matches!(
+        forged.verify(),
+        Err(ArtifactError::Stale("Landlock", ..))
+    ));
+
+    let wrong = json.replacen("\"format_version\": 1", "\"format_version\": 2", 1);
+    assert!(matches!(
+        CompiledPolicy::from_json(&wrong),
+        Err(ArtifactError::Version(2))
+    ));
+    let wrong = json.replacen("nono.compiled-policy", "something-else", 1);
+    assert!(matches!(
+        CompiledPolicy::from_json(&wrong),
+        Err(ArtifactError::Format(_))
+    ));
+}
+
+// -------------------------------------------------------------------------------------------
+// Report
+
+#[test]
+fn abi_losses_compare_with_the_newest_abi() {
+    let p = PolicyBuilder::new("t")
+        .readwrite("$HOME/**")
+        .deny("$HOME/.ssh/**")
+        .cidr("127.0.0.1", Protocol::Tcp, "8080")
+        .build();
+    let losses = abi_losses(&p);
+    assert_eq!(
+        losses.iter().map(|(a, _)| *a).collect::<Vec<_>>(),
+        [1, 2, 3, 4, 5, 6, 7]
+    );
+    let lost = |abi: usize| -> Vec<String> {
+        losses[abi - 1]
+            .1
+            .iter()
+            .map(|g| g.feature.clone())
+            .collect()
+    };
+    assert!(lost(7).is_empty());
+    assert!(lost(6).is_empty());
+    assert_eq!(
+        lost(5),
+        ["Landlock ABI 6 (Linux 6.12)", "Landlock ABI 6 (Linux 6.12)"]
+    );
+    assert_eq!(lost(4), lost(5));
+    // Below 4 the cidr rule is not granted at all; its ABI-7 address gap is not a loss.
+    assert_eq!(
+        lost(3),
+        [
+            "Landlock ABI 4 (Linux 6.7)",
+            "Landlock ABI 6 (Linux 6.12)",
+            "Landlock ABI 6 (Linux 6.12)"
+        ]
+    );
+    assert!(lost(2).contains(&"Landlock ABI 3 (Linux 6.2)".to_string()));
+}
+
+#[test]
+fn report_lists_rules_mechanisms_and_warnings() {
+    let a = CompiledPolicy::build(&default_like(), Target::landlock_only(7));
+    let text = render_text(&a);
+    assert_eq!(text, render_text(&a));
+    for needle in [
+        "nono compiled policy: default-like 1.0",
+        "target:       Landlock ABI 7 (Linux 6.15+), eBPF kernel layer: no",
+        "source:   profiles/default-like.nono:1:1",
+        "Landlock path-beneath execute|read_file|read_dir on /usr/**",
+        "NOT AS WRITTEN: deny inside an allowed tree",
+        "Landlock net port connect_tcp 3000-3010,5432,8080",
+        "WARNINGS (",
+        "OLDER KERNELS",
+    ] {
+        assert!(text.contains(needle), "missing `{needle}` in\n{text}");
+    }
+    let k = CompiledPolicy::build(
+        &default_like(),
+        Target {
+            landlock_abi: 7,
+            kernel_layer: true,
+        },
+    );
+    let text = render_text(&k);
+    assert!(text.contains(
+        "eBPF LSM deny read|write|exec|create|unlink|rename|link|truncate|chmod|setattr"
+    ));
+    assert!(text.contains("WARNINGS (0)"));
+}
+
+#[test]
+fn kernel_layer_closes_gaps_and_says_which() {
+    let p = default_like();
+    let without = ll(&p, 7, false);
+    let with = ll(&p, 7, true);
+    assert!(with.gaps.is_empty());
+    assert_eq!(with.covered_by_kernel_layer, without.gaps);
+    assert!(without.covered_by_kernel_layer.is_empty());
+    // The report must not claim Landlock's default deny holds a deny inside a grant.
+    let text = render_text(&CompiledPolicy::build(
+        &p,
+        Target {
+            landlock_abi: 7,
+            kernel_layer: true,
+        },
+    ));
+    let r40 = text
+        .split("  r40 ")
+        .nth(1)
+        .unwrap()
+        .split("  r41 ")
+        .next()
+        .unwrap();
+    assert!(!r40.contains("Landlock default deny"), "{r40}");
+    assert!(r40.contains("Landlock alone cannot (deny inside an allowed tree)"));
+}
