@@ -1,0 +1,156 @@
+//! The sandboxed command's life: exit status, signals, terminals; and bad input to `nono run`.
+//!
+//! Exit codes (nono/src/main.rs): the command's own status is passed through, 125 means
+//! nono refused or failed to start, 126 not executable, 127 not found, 128+N killed by
+//! signal N, 2 usage error.
+
+use std::io::{BufRead, BufReader};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use nono_e2e::{
+    as_root_and_nobody, run, spawn, wait_with_timeout, PtyChild, User, World, PYTHON, RUN_TIMEOUT,
+};
+
+as_root_and_nobody!(
+    exit_status_of_command_is_propagated,
+    death_by_signal_reported_as_128_plus_n,
+    sigint_sent_to_nono_reaches_the_child,
+    interactive_program_under_pty_works,
+    missing_profile_is_refused_listing_available_ones,
+    missing_allow_path_is_refused_with_hint,
+    command_not_found_exits_127,
+    command_not_executable_exits_126,
+    empty_command_is_usage_error,
+);
+
+fn exit_status_of_command_is_propagated(user: User) {
+    let w = World::new(user);
+    let out = run(&mut w.sandbox(&[] as &[&str], &["/bin/sh", "-c", "exit 7"]));
+    assert_eq!(out.code(), Some(7), "{}", out.describe());
+}
+
+fn death_by_signal_reported_as_128_plus_n(user: User) {
+    let w = World::new(user);
+    let out = run(&mut w.sandbox(&[] as &[&str], &["/bin/sh", "-c", "kill -TERM $$"]));
+    assert_eq!(out.code(), Some(128 + libc::SIGTERM), "{}", out.describe());
+}
+
+/// Ctrl-C at the user's terminal goes to nono (the child is in its own session); nono must
+/// pass it on, or the agent could never be interrupted cleanly.
+fn sigint_sent_to_nono_reaches_the_child(user: User) {
+    let w = World::new(user);
+    let script = "trap 'echo got-int > int-marker; exit 3' INT; echo ready; \
+                  while :; do sleep 0.05; done";
+    let mut cmd = w.sandbox(&[] as &[&str], &["/bin/sh", "-c", script]);
+    cmd.stdin(std::process::Stdio::null());
+    let mut child = spawn(&mut cmd);
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let _ = tx.send(line.unwrap_or_default());
+        }
+    });
+    let pid = child.id() as i32;
+    match rx.recv_timeout(Duration::from_secs(30)) {
+        Ok(line) if line == "ready" => {}
+        other => {
+            let out = wait_with_timeout(child, RUN_TIMEOUT);
+            panic!("the child never said ready ({other:?})\n{}", out.describe());
+        }
+    }
+    // SAFETY: kill(2) on the nono process we spawned.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGINT) }, 0);
+    let out = wait_with_timeout(child, Duration::from_secs(30));
+    assert_eq!(
+        std::fs::read_to_string(w.work.join("int-marker"))
+            .ok()
+            .as_deref(),
+        Some("got-int\n"),
+        "the child's INT trap did not run\n{}",
+        out.describe()
+    );
+    assert_eq!(out.code(), Some(3), "{}", out.describe());
+}
+
+/// An interactive program on a real pseudo-terminal: it sees a tty, gets typed input and its
+/// output reaches the terminal.
+fn interactive_program_under_pty_works(user: User) {
+    let w = World::new(user);
+    let cmd = w.sandbox(
+        &[] as &[&str],
+        &[
+            PYTHON,
+            "-I",
+            "-c",
+            "import sys; print('tty=%s' % sys.stdin.isatty()); print('got:' + input('name? '))",
+        ],
+    );
+    let mut pty = PtyChild::spawn(cmd);
+    pty.expect("name? ", Duration::from_secs(30));
+    pty.send("sandboxed world\n");
+    pty.expect("got:sandboxed world", Duration::from_secs(30));
+    let (status, output) = pty.wait(Duration::from_secs(30));
+    assert!(output.contains("tty=True"), "{output}");
+    assert_eq!(status.code(), Some(0), "{output}");
+}
+
+fn missing_profile_is_refused_listing_available_ones(user: User) {
+    let w = World::new(user);
+    let out = run(&mut w.nono(["run", "--profile", "no-such-profile-e2e", "--", "/bin/true"]));
+    assert!(
+        matches!(out.code(), Some(1) | Some(125)),
+        "{}",
+        out.describe()
+    );
+    assert!(
+        out.stderr.contains("no-such-profile-e2e") && out.stderr.contains("default"),
+        "the error must name the missing profile and list the available ones\n{}",
+        out.describe()
+    );
+}
+
+fn missing_allow_path_is_refused_with_hint(user: User) {
+    let w = World::new(user);
+    let missing = w.root.join("does-not-exist");
+    let out = run(&mut w.nono([
+        "run".as_ref(),
+        "--allow".as_ref(),
+        missing.as_os_str(),
+        "--".as_ref(),
+        "/bin/true".as_ref(),
+    ]));
+    assert_eq!(out.code(), Some(125), "{}", out.describe());
+    assert!(
+        out.stderr.contains(&missing.display().to_string()),
+        "the error must name the missing path\n{}",
+        out.describe()
+    );
+    assert!(!missing.exists(), "nono must not create a missing grant");
+}
+
+fn command_not_found_exits_127(user: User) {
+    let w = World::new(user);
+    let out = run(&mut w.sandbox(&[] as &[&str], &["no-such-command-e2e"]));
+    assert_eq!(out.code(), Some(127), "{}", out.describe());
+    assert!(
+        out.stderr.contains("no-such-command-e2e"),
+        "{}",
+        out.describe()
+    );
+}
+
+fn command_not_executable_exits_126(user: User) {
+    let w = World::new(user);
+    let script = w.write(&w.work.join("not-executable.sh"), "#!/bin/sh\necho ran\n");
+    let out = run(&mut w.sandbox(&[] as &[&str], &[script.as_os_str()]));
+    assert_eq!(out.code(), Some(126), "{}", out.describe());
+    assert!(!out.stdout.contains("ran"), "{}", out.describe());
+}
+
+fn empty_command_is_usage_error(user: User) {
+    let w = World::new(user);
+    let out = run(&mut w.nono(["run", "--"]));
+    assert_eq!(out.code(), Some(2), "{}", out.describe());
+}

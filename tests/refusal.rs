@@ -1,0 +1,171 @@
+//! Rules the kernel layer can't enforce are refused at start (exit 125, naming the rule and
+//! what's missing), never silently dropped; `--best-effort` runs anyway and warns.
+//!
+//! Threat-cases.md 2 (deny inside a grant: Landlock only grants, it can't carve a deny out of
+//! a granted subtree) and the domain rules of 18/21 (Landlock knows ports, not names: domains
+//! need a proxy or another layer).
+
+use nono_e2e::{
+    as_root_and_nobody, assert_no_tcp_connection, run, tcp_listener, User, Watch, World,
+};
+
+as_root_and_nobody!(
+    case02_allow_home_with_credentials_deny_is_refused_naming_both_rules,
+    case02_read_home_with_credentials_deny_is_refused_naming_both_rules,
+    case02_profile_deny_inside_workspace_grant_is_refused,
+    case02_best_effort_runs_and_warns_what_is_not_enforced,
+    case18_allow_domain_without_proxy_is_refused_naming_rule,
+    case18_allow_domain_best_effort_warns_and_keeps_network_closed,
+);
+
+fn refused_command(w: &World) -> Vec<String> {
+    vec![
+        "/bin/sh".into(),
+        "-c".into(),
+        format!("echo ran > {}/ran", w.work.display()),
+    ]
+}
+
+/// Asserts a refusal: exit 125, the command never ran, stderr contains every `needle`.
+fn assert_refused(w: &World, out: &nono_e2e::Finished, needles: &[&str]) {
+    assert_eq!(out.code(), Some(125), "{}", out.describe());
+    assert!(
+        !w.work.join("ran").exists(),
+        "the command ran although nono refused"
+    );
+    for needle in needles {
+        assert!(
+            out.stderr.contains(needle),
+            "the refusal must mention {needle:?}\n{}",
+            out.describe()
+        );
+    }
+}
+
+/// Case 2: `--allow ~` with the default profile's deny on `~/.ssh`.
+fn case02_allow_home_with_credentials_deny_is_refused_naming_both_rules(user: User) {
+    let w = World::new(user);
+    let watch = Watch::new(&[w.key()]);
+    let home = w.home.display().to_string();
+    let mut args = vec![
+        "run".to_string(),
+        "--allow".into(),
+        home.clone(),
+        "--".into(),
+    ];
+    args.extend(refused_command(&w));
+    let out = run(&mut w.nono(&args));
+    assert_refused(&w, &out, &[".ssh", &home]);
+    watch.assert_unchanged();
+}
+
+/// Case 2 with a read grant on `~`: the same conflict without a broad write grant.
+fn case02_read_home_with_credentials_deny_is_refused_naming_both_rules(user: User) {
+    let w = World::new(user);
+    let home = w.home.display().to_string();
+    let mut args = vec![
+        "run".to_string(),
+        "--read".into(),
+        home.clone(),
+        "--".into(),
+    ];
+    args.extend(refused_command(&w));
+    let out = run(&mut w.nono(&args));
+    assert_refused(&w, &out, &[".ssh", &home]);
+}
+
+/// Case 2 from a profile: a deny written inside the workspace grant.
+fn case02_profile_deny_inside_workspace_grant_is_refused(user: User) {
+    let w = World::new(user);
+    w.write(&w.work.join("secrets/token"), "nono-e2e-token\n");
+    let profile = w.profile_file(
+        "deny-inside",
+        &serde_json::json!({
+            "extends": ["default"],
+            "filesystem": {
+                "readwrite": ["$WORKDIR/**"],
+                "deny": ["$WORKDIR/secrets/**"]
+            }
+        }),
+    );
+    let mut args = vec![
+        "run".to_string(),
+        "--profile".into(),
+        profile.display().to_string(),
+        "--workdir".into(),
+        w.work.display().to_string(),
+        "--".into(),
+    ];
+    args.extend(refused_command(&w));
+    let out = run(&mut w.nono(&args));
+    assert_refused(&w, &out, &["secrets"]);
+}
+
+/// Case 2 with `--best-effort`: it runs, and stderr lists the deny it can't enforce.
+fn case02_best_effort_runs_and_warns_what_is_not_enforced(user: User) {
+    let w = World::new(user);
+    let watch = Watch::new(&[w.key()]);
+    let home = w.home.display().to_string();
+    let mut args = vec![
+        "run".to_string(),
+        "--read".into(),
+        home,
+        "--allow".into(),
+        w.work.display().to_string(),
+        "--best-effort".into(),
+        "--".into(),
+    ];
+    args.extend(refused_command(&w));
+    let out = run(&mut w.nono(&args));
+    assert_eq!(out.code(), Some(0), "{}", out.describe());
+    assert!(w.work.join("ran").exists(), "the command did not run");
+    assert!(
+        out.stderr.contains(".ssh"),
+        "--best-effort must warn about the unenforced deny on ~/.ssh\n{}",
+        out.describe()
+    );
+    watch.assert_unchanged();
+}
+
+/// A domain rule with no layer that can enforce names (no proxy, Landlock has ports only).
+fn case18_allow_domain_without_proxy_is_refused_naming_rule(user: User) {
+    let w = World::new(user);
+    let mut args = vec![
+        "run".to_string(),
+        "--allow".into(),
+        w.work.display().to_string(),
+        "--allow-domain".into(),
+        "example.com".into(),
+        "--".into(),
+    ];
+    args.extend(refused_command(&w));
+    let out = run(&mut w.nono(&args));
+    assert_refused(&w, &out, &["example.com"]);
+}
+
+/// The same with `--best-effort`: it runs and warns, and the unenforceable allow does not
+/// turn into an open network: a loopback listener stays unreachable.
+fn case18_allow_domain_best_effort_warns_and_keeps_network_closed(user: User) {
+    let w = World::new(user);
+    let listener = tcp_listener();
+    let extra = serde_json::json!({ "port": listener.local_addr().unwrap().port() });
+    let out = w.probe_with(
+        &["--allow-domain", "example.com", "--best-effort"],
+        &extra,
+        r#"
+def connect():
+    s = socket.socket()
+    s.settimeout(10)
+    s.connect(("127.0.0.1", P["port"]))
+attempt("tcp", connect)
+"#,
+    );
+    // EACCES from Landlock, or EPERM if nono refuses inet sockets altogether.
+    out.expect_one_of("tcp", &["EACCES", "EPERM"]);
+    assert!(
+        out.stderr.contains("example.com"),
+        "--best-effort must warn about the unenforced domain rule\n{}",
+        out.describe()
+    );
+    assert_no_tcp_connection(&listener);
+}
