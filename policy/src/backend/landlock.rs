@@ -210,13 +210,32 @@ impl<'de> Deserialize<'de> for FsRights {
     }
 }
 
-/// One `landlock_add_rule(LANDLOCK_RULE_PATH_BENEATH)` call.
+/// One `landlock_add_rule(LANDLOCK_RULE_PATH_BENEATH)` call, or, when it has carve-outs, the
+/// set of calls that give the same rights to everything beneath `path` except the carve-outs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PathRule {
     pub path: PolicyPath,
     pub rights: FsRights,
     /// The IR rules this Landlock rule enforces.
     pub rules: Vec<RuleId>,
+    /// Denies inside this (read/exec-only) grant. Landlock cannot take a right back beneath a
+    /// rule, so the runtime splits the grant instead: each directory on the way from `path` to
+    /// a carve-out keeps only the rights no carve-out removes, and every other entry of those
+    /// directories gets its own rule with the full rights. What that costs: those directories
+    /// cannot be listed, and entries that other processes create in them during the run get no
+    /// rights. Only read/exec grants are split, because a writable grant would lose the right
+    /// to create entries in each of those directories.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub carve_outs: Vec<CarveOut>,
+}
+
+/// A deny carved out of a [`PathRule`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CarveOut {
+    pub path: PolicyPath,
+    /// The rights the deny removes beneath `path` (a subset of the grant's).
+    pub rights: FsRights,
+    pub rule: RuleId,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -582,8 +601,8 @@ impl<'p> Planner<'p> {
             restrict_exec(&mut pieces, only);
         }
         self.apply_denies(&mut pieces, &denies);
-        let rules = merge_pieces(pieces);
-        self.denies_inside_grants(&rules, &denies);
+        let mut rules = merge_pieces(pieces);
+        self.denies_inside_grants(&mut rules, &denies);
 
         let exact: Vec<RuleId> = policy
             .fs
@@ -634,17 +653,24 @@ impl<'p> Planner<'p> {
         pieces.retain(|p| !p.rights.is_empty());
     }
 
-    /// A deny beneath a Landlock rule that carries a right it takes away cannot be expressed.
-    fn denies_inside_grants(&mut self, rules: &[PathRule], denies: &[Deny<'_>]) {
+    /// A deny beneath a Landlock rule that carries a right it takes away cannot be expressed as
+    /// one rule. Beneath read/exec-only grants the runtime splits the grant around the deny (see
+    /// [`PathRule::carve_outs`]); beneath a writable grant that would cost the right to create
+    /// entries in every directory on the way, so it is a gap unless the kernel layer enforces
+    /// the deny.
+    fn denies_inside_grants(&mut self, rules: &mut [PathRule], denies: &[Deny<'_>]) {
         let mut trie = PathTrie::new();
         for (i, r) in rules.iter().enumerate() {
             trie.insert(&r.path, i);
         }
         for d in denies {
             let mut inside = Vec::new();
-            trie.at_or_above(d.path, |i, _| {
+            // A rule on the deny's own object cannot be split around it.
+            let mut on_the_object = false;
+            trie.at_or_above(d.path, |i, same_object| {
                 if rules[i].rights.intersects(d.rights) {
                     inside.push(i);
+                    on_the_object |= same_object;
                 }
             });
             if inside.is_empty() {
@@ -662,6 +688,20 @@ impl<'p> Planner<'p> {
                 .iter()
                 .fold(FsRights::empty(), |acc, i| acc.union(rules[*i].rights))
                 .intersection(d.rights);
+            let writable = inside.iter().any(|i| rules[*i].rights.intersects(WRITE_DENIED));
+            if !writable && !on_the_object && !self.kernel_layer {
+                for &i in &inside {
+                    let removed = rules[i].rights.intersection(d.rights);
+                    rules[i].carve_outs.push(CarveOut { path: d.path.clone(), rights: removed, rule: d.id });
+                }
+                self.notes.push(format!(
+                    "{} is carved out of {}: the grant is split around it, so the directories on \
+                     the way cannot be listed",
+                    self.text(d.id),
+                    self.texts_of(&related)
+                ));
+                continue;
+            }
             self.push_kernel_gap(Gap {
                 rule: Some(d.id),
                 rule_text: format!("{} (inside {})", self.text(d.id), self.texts_of(&related)),
@@ -669,12 +709,16 @@ impl<'p> Planner<'p> {
                 feature: FEATURE_DENY_INSIDE.into(),
                 needs: KERNEL_LAYER.into(),
                 reason: format!(
-                    "Landlock can only grant: the enclosing grant gives {} beneath it, and no \
-                     Landlock rule can take that back",
+                    "Landlock can only grant: the enclosing writable grant gives {} beneath \
+                     it, and splitting it would take away creating entries on the way",
                     exposed.names().join("|")
                 ),
                 direction: GapDirection::AllowsMore,
             });
+        }
+        for r in rules.iter_mut() {
+            r.carve_outs.sort_by_cached_key(|c| (c.path.to_string(), c.rule));
+            r.carve_outs.dedup();
         }
     }
 
@@ -1136,6 +1180,7 @@ fn merge_pieces(pieces: Vec<Piece>) -> Vec<PathRule> {
             path: piece.path.clone(),
             rights: FsRights::empty(),
             rules: Vec::new(),
+            carve_outs: Vec::new(),
         });
         rule.rights = rule.rights.union(piece.rights);
         if piece.path.scope() == Scope::Subtree {
