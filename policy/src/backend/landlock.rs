@@ -70,7 +70,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::ir::{Access, CidrRule, DomainRule, Effect, NetMode, Policy, RuleId};
 use crate::net::{IpNet, PortSet, Protocol};
-use crate::path::{PathVar, PolicyPath, Scope};
+use crate::path::{PolicyPath, Scope};
 
 use super::containment::{covers, PathTrie};
 use super::{linux_release_for_abi, Target};
@@ -1128,30 +1128,35 @@ fn restrict_exec(pieces: &mut Vec<Piece>, only: &[crate::ir::ExecRule]) {
 
 /// One [`PathRule`] per object: rules on the same path merge (a subtree spelling wins, since
 /// Landlock applies both beneath the object anyway). Sorted by path text.
-fn merge_pieces(pieces: Vec<Piece>) -> Vec<PathRule> {
-    let mut by_object: BTreeMap<(Option<PathVar>, Vec<String>), PathRule> = BTreeMap::new();
+fn merge_pieces(mut pieces: Vec<Piece>) -> Vec<PathRule> {
+    pieces.sort_by(|a, b| {
+        (a.path.root(), a.path.components()).cmp(&(b.path.root(), b.path.components()))
+    });
+    let mut rules: Vec<PathRule> = Vec::with_capacity(pieces.len());
     for piece in pieces {
-        let key = (piece.path.root(), piece.path.components().to_vec());
-        let rule = by_object.entry(key).or_insert_with(|| PathRule {
-            path: piece.path.clone(),
-            rights: FsRights::empty(),
-            rules: Vec::new(),
-        });
-        rule.rights = rule.rights.union(piece.rights);
-        if piece.path.scope() == Scope::Subtree {
-            rule.path = piece.path;
+        match rules.last_mut() {
+            Some(last)
+                if last.path.root() == piece.path.root()
+                    && last.path.components() == piece.path.components() =>
+            {
+                last.rights = last.rights.union(piece.rights);
+                if piece.path.scope() == Scope::Subtree {
+                    last.path = piece.path;
+                }
+                last.rules.extend(piece.rules);
+            }
+            _ => rules.push(PathRule {
+                path: piece.path,
+                rights: piece.rights,
+                rules: piece.rules,
+            }),
         }
-        rule.rules.extend(piece.rules);
     }
-    let mut rules: Vec<PathRule> = by_object
-        .into_values()
-        .filter(|r| !r.rights.is_empty())
-        .map(|mut r| {
-            r.rules.sort();
-            r.rules.dedup();
-            r
-        })
-        .collect();
+    rules.retain(|r| !r.rights.is_empty());
+    for r in &mut rules {
+        r.rules.sort();
+        r.rules.dedup();
+    }
     rules.sort_by_cached_key(|r| r.path.to_string());
     rules
 }
