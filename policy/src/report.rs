@@ -296,16 +296,30 @@ fn mechanisms(compiled: &CompiledPolicy) -> BTreeMap<RuleId, Vec<String>> {
     let mut m: BTreeMap<RuleId, Vec<String>> = BTreeMap::new();
     let mut add = |id: RuleId, text: String| m.entry(id).or_default().push(text);
 
+    let mut carved: BTreeMap<RuleId, Vec<String>> = BTreeMap::new();
     for r in &ll.path_rules {
+        let split = if r.carve_outs.is_empty() {
+            String::new()
+        } else {
+            format!(", split at run time around {} carve-out(s)", r.carve_outs.len())
+        };
         for id in &r.rules {
             add(
                 *id,
                 format!(
-                    "Landlock path-beneath {} on {}",
+                    "Landlock path-beneath {} on {}{split}",
                     r.rights.names().join("|"),
                     r.path
                 ),
             );
+        }
+        for c in &r.carve_outs {
+            carved.entry(c.rule).or_default().push(format!(
+                "Landlock: {} carved out of the grant on {} (no {} beneath it; the directories on the way cannot be listed)",
+                c.path,
+                r.path,
+                c.rights.names().join("|")
+            ));
         }
     }
     let mut ports: BTreeMap<(RuleId, NetRight), Vec<u16>> = BTreeMap::new();
@@ -336,12 +350,16 @@ fn mechanisms(compiled: &CompiledPolicy) -> BTreeMap<RuleId, Vec<String>> {
     };
     let landlock_denies = ll.abi > 0;
     for r in policy.fs.iter().filter(|r| r.effect == Effect::Deny) {
-        if landlock_denies && !has_gap(r.id) {
+        if let Some(texts) = carved.get(&r.id) {
+            texts.iter().for_each(|t| add(r.id, t.clone()));
+        } else if landlock_denies && !has_gap(r.id) {
             add(r.id, "Landlock default deny (no grant above it)".into());
         }
     }
     for r in &policy.exec.deny {
-        if landlock_denies && !has_gap(r.id) {
+        if let Some(texts) = carved.get(&r.id) {
+            texts.iter().for_each(|t| add(r.id, t.clone()));
+        } else if landlock_denies && !has_gap(r.id) {
             add(r.id, "Landlock default deny of execute".into());
         }
     }

@@ -38,6 +38,15 @@ fn features(plan: &LandlockPlan) -> Vec<(Option<u32>, String)> {
         .collect()
 }
 
+/// The denies carved out of the grant on `grant`, as (deny path, rule id).
+fn carved(plan: &LandlockPlan, grant: &str) -> Vec<(String, u32)> {
+    plan.path_rules
+        .iter()
+        .filter(|r| r.path.to_string() == grant)
+        .flat_map(|r| r.carve_outs.iter().map(|c| (c.path.to_string(), c.rule.0)))
+        .collect()
+}
+
 fn gaps_for(plan: &LandlockPlan, id: u32) -> Vec<&Gap> {
     plan.gaps
         .iter()
@@ -248,22 +257,53 @@ fn only_intersecting_rights_matter() {
         .deny_access(Access::WRITE, "/srv/db/**")
         .build();
     assert!(ll(&p, 7, false).gaps.is_empty());
-    // An exec grant carries read_file, so a read deny under it is not expressible.
+    // An exec grant carries read_file, so a read deny under it needs the grant split.
     let p = PolicyBuilder::new("t")
         .exec("/opt/**")
+        .deny_access(Access::READ, "/opt/secret")
+        .build();
+    let plan = ll(&p, 7, false);
+    assert!(plan.gaps.is_empty(), "{:#?}", plan.gaps);
+    assert_eq!(carved(&plan, "/opt/**"), [("/opt/secret".to_string(), 2)]);
+    assert_eq!(plan.path_rules[0].carve_outs[0].rights, READ);
+    // Under a writable grant, splitting would cost creating entries: a gap instead.
+    let p = PolicyBuilder::new("t")
+        .readwrite("/opt/**")
         .deny_access(Access::READ, "/opt/secret")
         .build();
     assert_eq!(
         features(&ll(&p, 7, false)),
         [(Some(2), "deny inside an allowed tree".into())]
     );
+    assert!(carved(&ll(&p, 7, false), "/opt/**").is_empty());
+}
+
+#[test]
+fn read_only_grants_are_split_and_the_kernel_layer_needs_no_split() {
+    let p = PolicyBuilder::new("t")
+        .read("/etc/**")
+        .deny("/etc/shadow")
+        .deny("/etc/ssh/**")
+        .build();
+    let plan = ll(&p, 7, false);
+    assert!(plan.gaps.is_empty(), "{:#?}", plan.gaps);
+    assert_eq!(
+        carved(&plan, "/etc/**"),
+        [("/etc/shadow".to_string(), 2), ("/etc/ssh/**".to_string(), 3)]
+    );
+    assert!(plan.notes.iter().any(|n| n.contains("carved out of read /etc/**")), "{:#?}", plan.notes);
+    let with = ll(&p, 7, true);
+    assert!(carved(&with, "/etc/**").is_empty());
+    assert_eq!(with.covered_by_kernel_layer.len(), 2);
 }
 
 #[test]
 fn containment_sees_xdg_defaults_and_the_root() {
+    // "Seen inside" means the plan had to do something about it: split the grant, or report.
     let inside = |grant: &str, deny: &str| {
         let p = PolicyBuilder::new("t").read(grant).deny(deny).build();
-        !ll(&p, 7, false).gaps.is_empty()
+        let plan = ll(&p, 7, false);
+        !plan.gaps.is_empty() || plan.path_rules.iter().any(|r| !r.carve_outs.is_empty())
     };
     assert!(inside("$HOME/**", "$XDG_CONFIG_HOME/gcloud/**"));
     assert!(inside("$XDG_CONFIG_HOME/**", "$HOME/.config/gcloud/**"));
@@ -324,13 +364,20 @@ fn exec_deny_inside_exec_grant() {
         .exec_deny("/usr/bin/sudo")
         .build();
     let plan = ll(&p, 7, false);
-    let g = gaps_for(&plan, 2);
-    assert_eq!(g.len(), 1);
-    assert_eq!(
-        g[0].rule_text,
-        "exec deny /usr/bin/sudo (inside exec /usr/**)"
-    );
+    assert!(plan.gaps.is_empty(), "{:#?}", plan.gaps);
+    assert_eq!(carved(&plan, "/usr/**"), [("/usr/bin/sudo".to_string(), 2)]);
+    assert_eq!(plan.path_rules[0].carve_outs[0].rights, FsRights::EXECUTE);
     assert!(ll(&p, 7, true).gaps.is_empty());
+    // Inside a writable exec grant it is a gap naming both rules.
+    let p = PolicyBuilder::new("t")
+        .readwrite("$WORKDIR/**")
+        .exec("$WORKDIR/**")
+        .exec_deny("$WORKDIR/tool")
+        .build();
+    let plan = ll(&p, 7, false);
+    let g = gaps_for(&plan, 3);
+    assert_eq!(g.len(), 1, "{:#?}", plan.gaps);
+    assert!(g[0].rule_text.starts_with("exec deny $WORKDIR/tool (inside "), "{}", g[0].rule_text);
     // Outside any exec grant it is the default deny.
     let p = PolicyBuilder::new("t")
         .read("/usr/**")
@@ -376,7 +423,9 @@ fn exec_deny_inside_an_exec_only_path() {
         .exec_only("/usr/bin/**")
         .exec_deny("/usr/bin/sudo")
         .build();
-    assert_eq!(gaps_for(&ll(&p, 7, false), 3).len(), 1);
+    let plan = ll(&p, 7, false);
+    assert!(gaps_for(&plan, 3).is_empty());
+    assert!(plan.path_rules.iter().any(|r| r.carve_outs.iter().any(|c| c.rule == RuleId(3))));
 }
 
 // -------------------------------------------------------------------------------------------
@@ -682,15 +731,14 @@ fn deny_inside_grants_in_the_default_like_policy() {
         [
             "deny $WORKDIR/.env (inside readwrite $WORKDIR/**)",
             "deny $WORKDIR/.git/hooks/** (inside readwrite $WORKDIR/**)",
-            "deny /etc/shadow (inside read /etc/**)",
-            "deny /etc/sudoers (inside read /etc/**)",
-            "deny /etc/ssl/private/** (inside read /etc/**)",
             "deny write $HOME/.cargo/registry/cache/** (inside readwrite $HOME/.cargo/registry/**)",
-            "exec deny /usr/bin/sudo (inside exec /usr/**)",
-            "exec deny /usr/bin/su (inside exec /usr/**)",
-            "exec deny /usr/bin/pkexec (inside exec /usr/**)",
         ]
     );
+    // The read/exec-only trees are split around their denies instead.
+    let etc: Vec<String> = carved(&plan, "/etc/**").into_iter().map(|c| c.0).collect();
+    assert_eq!(etc, ["/etc/shadow", "/etc/ssl/private/**", "/etc/sudoers"]);
+    let usr: Vec<String> = carved(&plan, "/usr/**").into_iter().map(|c| c.0).collect();
+    assert_eq!(usr, ["/usr/bin/pkexec", "/usr/bin/su", "/usr/bin/sudo"]);
 }
 
 fn reversed(p: &Policy) -> Policy {
@@ -1049,7 +1097,14 @@ fn kernel_layer_closes_gaps_and_says_which() {
     let without = ll(&p, 7, false);
     let with = ll(&p, 7, true);
     assert!(with.gaps.is_empty());
-    assert_eq!(with.covered_by_kernel_layer, without.gaps);
+    // Everything that is a gap without the kernel layer is covered with it; so are the denies
+    // that Landlock alone enforces by splitting a read-only grant.
+    for g in &without.gaps {
+        assert!(with.covered_by_kernel_layer.contains(g), "{g:#?}");
+    }
+    let carved_rules: usize = without.path_rules.iter().map(|r| r.carve_outs.len()).sum();
+    assert!(carved_rules > 0);
+    assert!(with.covered_by_kernel_layer.len() > without.gaps.len());
     assert!(without.covered_by_kernel_layer.is_empty());
     // The report must not claim Landlock's default deny holds a deny inside a grant.
     let text = render_text(&CompiledPolicy::build(

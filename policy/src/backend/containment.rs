@@ -20,30 +20,56 @@ use std::collections::HashMap;
 
 use crate::path::{PathVar, PolicyPath, Scope};
 
-/// One spelling of a path: its root variable (`None` for `/`) and its components.
-pub(crate) type Spelling = (Option<PathVar>, Vec<String>);
+/// One spelling of a path, borrowed: its root variable (`None` for `/`), then a fixed prefix
+/// (the default a variable stands for), then the path's own components.
+#[derive(Clone, Copy)]
+pub(crate) struct Spelling<'a> {
+    pub root: Option<PathVar>,
+    prefix: &'static [&'static str],
+    rest: &'a [String],
+}
+
+impl<'a> Spelling<'a> {
+    pub fn len(&self) -> usize {
+        self.prefix.len() + self.rest.len()
+    }
+    pub fn components(&self) -> impl Iterator<Item = &'a str> + '_ {
+        self.prefix
+            .iter()
+            .copied()
+            .chain(self.rest.iter().map(String::as_str))
+    }
+}
+
+/// The defaults variables stand for when unset, as spelled under another root.
+fn default_spelling(var: PathVar) -> Option<(Option<PathVar>, &'static [&'static str])> {
+    Some(match var {
+        PathVar::Tmpdir => (None, &["tmp"]),
+        PathVar::XdgConfigHome => (Some(PathVar::Home), &[".config"]),
+        PathVar::XdgDataHome => (Some(PathVar::Home), &[".local", "share"]),
+        PathVar::XdgStateHome => (Some(PathVar::Home), &[".local", "state"]),
+        PathVar::XdgCacheHome => (Some(PathVar::Home), &[".cache"]),
+        PathVar::Home | PathVar::Workdir | PathVar::XdgRuntimeDir => return None,
+    })
+}
 
 /// Every spelling a path is compared under: itself, then its default spelling if its variable
 /// has one.
-pub(crate) fn spellings(path: &PolicyPath) -> Vec<Spelling> {
-    let own = (path.root(), path.components().to_vec());
-    let default = match path.root() {
-        Some(PathVar::Tmpdir) => Some((None, vec!["tmp".to_string()])),
-        Some(var) => var.home_default().map(|rel| {
-            (
-                Some(PathVar::Home),
-                rel.split('/').map(str::to_string).collect(),
-            )
-        }),
-        None => None,
+pub(crate) fn spellings(path: &PolicyPath) -> impl Iterator<Item = Spelling<'_>> {
+    let own = Spelling {
+        root: path.root(),
+        prefix: &[],
+        rest: path.components(),
     };
-    match default {
-        Some((root, mut prefix)) => {
-            prefix.extend(path.components().iter().cloned());
-            vec![own, (root, prefix)]
-        }
-        None => vec![own],
-    }
+    let default = path
+        .root()
+        .and_then(default_spelling)
+        .map(|(root, prefix)| Spelling {
+            root,
+            prefix,
+            rest: path.components(),
+        });
+    std::iter::once(own).chain(default)
 }
 
 /// Does a rule on `outer` apply to the object `inner` names, under the policy's own scope
@@ -57,68 +83,79 @@ pub(crate) fn covers(outer: Scope, inner: Scope, same_object: bool) -> bool {
     }
 }
 
+/// Items keyed by path, found by "at or above this path". Nodes live in one vector and edges
+/// in one map keyed by (parent node, component), borrowing the components from the policy, so
+/// building the trie allocates per node, not per component string.
 #[derive(Debug)]
-struct Node<T> {
-    items: Vec<T>,
-    children: HashMap<String, Node<T>>,
+pub(crate) struct PathTrie<'a, T> {
+    /// Node ids of each root's `/`.
+    roots: HashMap<Option<PathVar>, usize>,
+    edges: HashMap<(usize, &'a str), usize>,
+    items: Vec<Vec<T>>,
 }
 
-impl<T> Default for Node<T> {
-    fn default() -> Self {
-        Node {
-            items: Vec::new(),
-            children: HashMap::new(),
-        }
-    }
-}
-
-/// Items keyed by path, found by "at or above this path".
-#[derive(Debug)]
-pub(crate) struct PathTrie<T> {
-    roots: HashMap<Option<PathVar>, Node<T>>,
-}
-
-impl<T: Copy> PathTrie<T> {
+impl<'a, T: Copy> PathTrie<'a, T> {
     pub(crate) fn new() -> Self {
         PathTrie {
             roots: HashMap::new(),
+            edges: HashMap::new(),
+            items: Vec::new(),
         }
     }
 
+    fn new_node(&mut self) -> usize {
+        self.items.push(Vec::new());
+        self.items.len() - 1
+    }
+
     /// Store `item` under every spelling of `path`.
-    pub(crate) fn insert(&mut self, path: &PolicyPath, item: T) {
-        for (root, components) in spellings(path) {
-            let mut node = self.roots.entry(root).or_default();
-            for c in components {
-                node = node.children.entry(c).or_default();
+    pub(crate) fn insert(&mut self, path: &'a PolicyPath, item: T) {
+        for spelling in spellings(path) {
+            let mut node = match self.roots.get(&spelling.root) {
+                Some(n) => *n,
+                None => {
+                    let n = self.new_node();
+                    self.roots.insert(spelling.root, n);
+                    n
+                }
+            };
+            for c in spelling.components() {
+                node = match self.edges.get(&(node, c)) {
+                    Some(n) => *n,
+                    None => {
+                        let n = self.new_node();
+                        self.edges.insert((node, c), n);
+                        n
+                    }
+                };
             }
-            node.items.push(item);
+            self.items[node].push(item);
         }
     }
 
     /// Call `found(item, same_object)` for every item stored at or above any spelling of `path`,
     /// `/` included. An item can be reported more than once (once per matching spelling).
     pub(crate) fn at_or_above(&self, path: &PolicyPath, mut found: impl FnMut(T, bool)) {
-        for (root, components) in spellings(path) {
-            if root.is_some() {
+        for spelling in spellings(path) {
+            if spelling.root.is_some() {
                 // `/` holds every variable's value.
                 if let Some(slash) = self.roots.get(&None) {
-                    slash.items.iter().for_each(|i| found(*i, false));
+                    self.items[*slash].iter().for_each(|i| found(*i, false));
                 }
             }
-            let Some(mut node) = self.roots.get(&root) else {
+            let Some(&root) = self.roots.get(&spelling.root) else {
                 continue;
             };
-            node.items
-                .iter()
-                .for_each(|i| found(*i, components.is_empty()));
-            for (depth, c) in components.iter().enumerate() {
-                match node.children.get(c) {
-                    Some(child) => node = child,
+            let len = spelling.len();
+            self.items[root].iter().for_each(|i| found(*i, len == 0));
+            let mut node = root;
+            for (depth, c) in spelling.components().enumerate() {
+                match self.edges.get(&(node, c)) {
+                    Some(child) => node = *child,
                     None => break,
                 }
-                let same = depth + 1 == components.len();
-                node.items.iter().for_each(|i| found(*i, same));
+                let same = depth + 1 == len;
+                self.items[node].iter().for_each(|i| found(*i, same));
             }
         }
     }
@@ -142,18 +179,23 @@ mod tests {
 
     #[test]
     fn finds_ancestors_across_spellings() {
+        let paths = [
+            p("$HOME/**"),
+            p("/**"),
+            p("$XDG_CONFIG_HOME/gh"),
+            p("/tmp/**"),
+        ];
         let mut t = PathTrie::new();
-        t.insert(&p("$HOME/**"), 1);
-        t.insert(&p("/**"), 2);
-        t.insert(&p("$XDG_CONFIG_HOME/gh"), 3);
-        t.insert(&p("/tmp/**"), 4);
+        for (i, path) in paths.iter().enumerate() {
+            t.insert(path, i as u32 + 1);
+        }
         assert_eq!(
             above(&t, "$XDG_CONFIG_HOME/gh"),
             vec![(1, false), (2, false), (3, true)]
         );
         assert_eq!(
             above(&t, "$HOME/.config/gh/hosts.yml"),
-            vec![(1, false), (3, false)]
+            vec![(1, false), (2, false), (3, false)]
         );
         assert_eq!(above(&t, "$TMPDIR/x"), vec![(2, false), (4, false)]);
         assert_eq!(above(&t, "/"), vec![(2, true)]);

@@ -70,7 +70,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::ir::{Access, CidrRule, DomainRule, Effect, NetMode, Policy, RuleId};
 use crate::net::{IpNet, PortSet, Protocol};
-use crate::path::{PathVar, PolicyPath, Scope};
+use crate::path::{PolicyPath, Scope};
 
 use super::containment::{covers, PathTrie};
 use super::{linux_release_for_abi, Target};
@@ -663,6 +663,7 @@ impl<'p> Planner<'p> {
         for (i, r) in rules.iter().enumerate() {
             trie.insert(&r.path, i);
         }
+        let mut carves: Vec<(usize, CarveOut)> = Vec::new();
         for d in denies {
             let mut inside = Vec::new();
             // A rule on the deny's own object cannot be split around it.
@@ -692,7 +693,7 @@ impl<'p> Planner<'p> {
             if !writable && !on_the_object && !self.kernel_layer {
                 for &i in &inside {
                     let removed = rules[i].rights.intersection(d.rights);
-                    rules[i].carve_outs.push(CarveOut { path: d.path.clone(), rights: removed, rule: d.id });
+                    carves.push((i, CarveOut { path: d.path.clone(), rights: removed, rule: d.id }));
                 }
                 self.notes.push(format!(
                     "{} is carved out of {}: the grant is split around it, so the directories on \
@@ -715,6 +716,10 @@ impl<'p> Planner<'p> {
                 ),
                 direction: GapDirection::AllowsMore,
             });
+        }
+        drop(trie);
+        for (i, carve) in carves {
+            rules[i].carve_outs.push(carve);
         }
         for r in rules.iter_mut() {
             r.carve_outs.sort_by_cached_key(|c| (c.path.to_string(), c.rule));
@@ -1172,31 +1177,36 @@ fn restrict_exec(pieces: &mut Vec<Piece>, only: &[crate::ir::ExecRule]) {
 
 /// One [`PathRule`] per object: rules on the same path merge (a subtree spelling wins, since
 /// Landlock applies both beneath the object anyway). Sorted by path text.
-fn merge_pieces(pieces: Vec<Piece>) -> Vec<PathRule> {
-    let mut by_object: BTreeMap<(Option<PathVar>, Vec<String>), PathRule> = BTreeMap::new();
+fn merge_pieces(mut pieces: Vec<Piece>) -> Vec<PathRule> {
+    pieces.sort_by(|a, b| {
+        (a.path.root(), a.path.components()).cmp(&(b.path.root(), b.path.components()))
+    });
+    let mut rules: Vec<PathRule> = Vec::with_capacity(pieces.len());
     for piece in pieces {
-        let key = (piece.path.root(), piece.path.components().to_vec());
-        let rule = by_object.entry(key).or_insert_with(|| PathRule {
-            path: piece.path.clone(),
-            rights: FsRights::empty(),
-            rules: Vec::new(),
-            carve_outs: Vec::new(),
-        });
-        rule.rights = rule.rights.union(piece.rights);
-        if piece.path.scope() == Scope::Subtree {
-            rule.path = piece.path;
+        match rules.last_mut() {
+            Some(last)
+                if last.path.root() == piece.path.root()
+                    && last.path.components() == piece.path.components() =>
+            {
+                last.rights = last.rights.union(piece.rights);
+                if piece.path.scope() == Scope::Subtree {
+                    last.path = piece.path;
+                }
+                last.rules.extend(piece.rules);
+            }
+            _ => rules.push(PathRule {
+                path: piece.path,
+                rights: piece.rights,
+                rules: piece.rules,
+                carve_outs: Vec::new(),
+            }),
         }
-        rule.rules.extend(piece.rules);
     }
-    let mut rules: Vec<PathRule> = by_object
-        .into_values()
-        .filter(|r| !r.rights.is_empty())
-        .map(|mut r| {
-            r.rules.sort();
-            r.rules.dedup();
-            r
-        })
-        .collect();
+    rules.retain(|r| !r.rights.is_empty());
+    for r in &mut rules {
+        r.rules.sort();
+        r.rules.dedup();
+    }
     rules.sort_by_cached_key(|r| r.path.to_string());
     rules
 }

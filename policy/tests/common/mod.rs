@@ -267,17 +267,20 @@ pub fn default_like() -> Policy {
     b.build()
 }
 
-/// A generated policy with `n` rules of every kind, for the bench.
+/// A generated policy with `n` rules of every kind, for the bench: grants, denies inside them
+/// (so the containment search has work to do), exec, domains and CIDRs.
 pub fn generated(n: u32) -> Policy {
+    let dir = |i: u32| format!("$HOME/projects/p{}/m{}", i % 97, i % 13);
     let mut b = PolicyBuilder::new("generated");
     for i in 0..n {
-        let dir = format!("$HOME/projects/p{}/m{}", i % 97, i % 13);
         b = match i % 10 {
-            0..=2 => b.read(&format!("{dir}/r{i}/**")),
-            3 | 4 => b.readwrite(&format!("{dir}/w{i}/**")),
+            0..=2 => b.read(&format!("{}/r{i}/**", dir(i))),
+            3 | 4 => b.readwrite(&format!("{}/w{i}/**", dir(i))),
             5 => b.exec(&format!("/opt/tool{i}/bin/**")),
-            6 => b.deny(&format!("{dir}/w{}/secret{i}/**", i - 3)),
-            7 => b.deny_access(Access::WRITE, &format!("{dir}/r{}/lock{i}", i - 7)),
+            // Inside the readwrite grant made three rules earlier.
+            6 => b.deny(&format!("{}/w{}/secret/**", dir(i - 3), i - 3)),
+            // Inside the read grant made seven rules earlier: no intersecting right.
+            7 => b.deny_access(Access::WRITE, &format!("{}/r{}/lock", dir(i - 7), i - 7)),
             8 => b.domain(&format!("h{i}.example.com"), "443"),
             _ => b.cidr(
                 &format!("10.{}.{}.0/24", (i / 256) % 256, i % 256),
