@@ -26,13 +26,6 @@ impl Exit {
     pub fn usage(message: impl Into<String>) -> Exit {
         Exit::new(USAGE, message)
     }
-    /// Already reported; exit quietly.
-    pub fn silent(code: i32) -> Exit {
-        Exit {
-            code,
-            message: None,
-        }
-    }
 }
 
 pub type CmdResult = Result<i32, Exit>;

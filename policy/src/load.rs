@@ -86,9 +86,7 @@ fn serde_diagnostic(src: &SourceText, loc: Option<Loc>, raw: &str) -> PolicyErro
         Some(i) => raw[..i].to_string(),
         None => raw.to_string(),
     };
-    let message = message
-        .trim_start_matches(['.', ':', ' '])
-        .to_string();
+    let message = message.trim_start_matches(['.', ':', ' ']).to_string();
     let mut loc = loc;
     let mut help = None;
     let mut span = 1;

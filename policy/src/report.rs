@@ -301,7 +301,10 @@ fn mechanisms(compiled: &CompiledPolicy) -> BTreeMap<RuleId, Vec<String>> {
         let split = if r.carve_outs.is_empty() {
             String::new()
         } else {
-            format!(", split at run time around {} carve-out(s)", r.carve_outs.len())
+            format!(
+                ", split at run time around {} carve-out(s)",
+                r.carve_outs.len()
+            )
         };
         for id in &r.rules {
             add(

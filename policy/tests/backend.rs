@@ -289,9 +289,18 @@ fn read_only_grants_are_split_and_the_kernel_layer_needs_no_split() {
     assert!(plan.gaps.is_empty(), "{:#?}", plan.gaps);
     assert_eq!(
         carved(&plan, "/etc/**"),
-        [("/etc/shadow".to_string(), 2), ("/etc/ssh/**".to_string(), 3)]
+        [
+            ("/etc/shadow".to_string(), 2),
+            ("/etc/ssh/**".to_string(), 3)
+        ]
     );
-    assert!(plan.notes.iter().any(|n| n.contains("carved out of read /etc/**")), "{:#?}", plan.notes);
+    assert!(
+        plan.notes
+            .iter()
+            .any(|n| n.contains("carved out of read /etc/**")),
+        "{:#?}",
+        plan.notes
+    );
     let with = ll(&p, 7, true);
     assert!(carved(&with, "/etc/**").is_empty());
     assert_eq!(with.covered_by_kernel_layer.len(), 2);
@@ -377,7 +386,12 @@ fn exec_deny_inside_exec_grant() {
     let plan = ll(&p, 7, false);
     let g = gaps_for(&plan, 3);
     assert_eq!(g.len(), 1, "{:#?}", plan.gaps);
-    assert!(g[0].rule_text.starts_with("exec deny $WORKDIR/tool (inside "), "{}", g[0].rule_text);
+    assert!(
+        g[0].rule_text
+            .starts_with("exec deny $WORKDIR/tool (inside "),
+        "{}",
+        g[0].rule_text
+    );
     // Outside any exec grant it is the default deny.
     let p = PolicyBuilder::new("t")
         .read("/usr/**")
@@ -425,7 +439,10 @@ fn exec_deny_inside_an_exec_only_path() {
         .build();
     let plan = ll(&p, 7, false);
     assert!(gaps_for(&plan, 3).is_empty());
-    assert!(plan.path_rules.iter().any(|r| r.carve_outs.iter().any(|c| c.rule == RuleId(3))));
+    assert!(plan
+        .path_rules
+        .iter()
+        .any(|r| r.carve_outs.iter().any(|c| c.rule == RuleId(3))));
 }
 
 // -------------------------------------------------------------------------------------------
@@ -803,12 +820,14 @@ fn ebpf_lpm_entries_fold_and_keep_implicit_denies() {
         .cidr("::/0", Protocol::Tcp, "443")
         .build();
     let net = ebpf::plan(&p, &Target::landlock_only(7)).net.unwrap();
-    let v4: Vec<(
+    /// (LPM key, TCP (first port, rule), UDP (first port, rule), implicit deny)
+    type V4Entry = (
         String,
         Vec<(u16, u32)>,
         Vec<(u16, u32)>,
         Option<ImplicitDeny>,
-    )> = net
+    );
+    let v4: Vec<V4Entry> = net
         .v4
         .iter()
         .map(|e| {

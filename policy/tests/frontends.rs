@@ -92,7 +92,11 @@ rollback: {enabled: true, exclude: [vendor]}
 "#;
 
 fn file(name: &str, text: &str, format: Format) -> SourceFile {
-    SourceFile { name: name.into(), text: text.into(), format }
+    SourceFile {
+        name: name.into(),
+        text: text.into(),
+        format,
+    }
 }
 
 #[test]
@@ -101,15 +105,24 @@ fn the_three_front_ends_produce_an_identical_ir() {
     let lang = compile(&file("same.nono", LANG, Format::Lang), &none).unwrap();
     let json = compile(&file("same.json", JSON, Format::Json), &none).unwrap();
     let yaml = compile(&file("same.yaml", YAML, Format::Yaml), &none).unwrap();
-    assert!(lang.semantics_eq(&json), "lang vs json:\n{lang:#?}\n{json:#?}");
-    assert!(json.semantics_eq(&yaml), "json vs yaml:\n{json:#?}\n{yaml:#?}");
+    assert!(
+        lang.semantics_eq(&json),
+        "lang vs json:\n{lang:#?}\n{json:#?}"
+    );
+    assert!(
+        json.semantics_eq(&yaml),
+        "json vs yaml:\n{json:#?}\n{yaml:#?}"
+    );
     // Provenance differs only in where things were written; every rule is located.
     for p in [&lang, &json, &yaml] {
         for origins in p.provenance.rules.values() {
             assert!(origins.iter().all(|o| o.line > 0), "{:?}", p.provenance);
         }
     }
-    assert_eq!(lang.provenance.origin(lang.fs[0].id).unwrap().source, "same.nono");
+    assert_eq!(
+        lang.provenance.origin(lang.fs[0].id).unwrap().source,
+        "same.nono"
+    );
 }
 
 #[test]
@@ -130,22 +143,48 @@ fn json_ir_json_round_trip_is_stable() {
 #[test]
 fn every_builtin_profile_compiles_and_round_trips() {
     let names = Builtins.profile_names();
-    for required in ["default", "python-dev", "node-dev", "rust-dev", "go-dev", "claude-code", "codex"] {
-        assert!(names.contains(&required.to_string()), "missing built-in profile {required}");
+    for required in [
+        "default",
+        "python-dev",
+        "node-dev",
+        "rust-dev",
+        "go-dev",
+        "claude-code",
+        "codex",
+    ] {
+        assert!(
+            names.contains(&required.to_string()),
+            "missing built-in profile {required}"
+        );
     }
     for name in names {
         let root = Builtins.profile(&name).unwrap();
         let p = compile(&root, &Builtins).unwrap_or_else(|e| panic!("{name}:\n{e}"));
         assert_eq!(p.meta.name, name);
-        assert!(p.meta.description.is_some() && p.meta.version.is_some(), "{name} needs a version and a description");
+        assert!(
+            p.meta.description.is_some() && p.meta.version.is_some(),
+            "{name} needs a version and a description"
+        );
         // Every built-in denies the credentials group.
         assert!(
-            p.fs.iter().any(|r| r.effect == nono_policy::ir::Effect::Deny && r.path.to_string() == "$HOME/.ssh/**"),
+            p.fs.iter()
+                .any(|r| r.effect == nono_policy::ir::Effect::Deny
+                    && r.path.to_string() == "$HOME/.ssh/**"),
             "{name} must deny ~/.ssh"
         );
         let json = serde_json::to_string(&export::to_doc(&p)).unwrap();
-        let back = compile(&file("x.json", &json, Format::Json), &MemorySource::default()).unwrap();
-        assert!(p.semantics_eq(&Policy { meta: p.meta.clone(), ..back }), "{name} does not round-trip");
+        let back = compile(
+            &file("x.json", &json, Format::Json),
+            &MemorySource::default(),
+        )
+        .unwrap();
+        assert!(
+            p.semantics_eq(&Policy {
+                meta: p.meta.clone(),
+                ..back
+            }),
+            "{name} does not round-trip"
+        );
     }
 }
 

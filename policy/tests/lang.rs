@@ -1222,7 +1222,10 @@ fn builtin_values_land_in_their_fields() {
     // Denies inside the writable project need the kernel layer, so they live in agent-guard.
     assert!(default.filesystem.deny_write.is_empty());
     let guard = builtin("groups/agent-guard.nono");
-    assert!(values_of(&guard.groups["agent-guard"].filesystem.deny_write).contains(&"$WORKDIR/.git/hooks/**"));
+    assert!(
+        values_of(&guard.groups["agent-guard"].filesystem.deny_write)
+            .contains(&"$WORKDIR/.git/hooks/**")
+    );
     assert!(
         default.network.is_empty(),
         "the default profile has no network"

@@ -62,9 +62,8 @@ fn ms(d: Duration) -> f64 {
 }
 
 fn installed(tool: &str) -> bool {
-    std::env::var_os("PATH").is_some_and(|paths| {
-        std::env::split_paths(&paths).any(|d| d.join(tool).is_file())
-    })
+    std::env::var_os("PATH")
+        .is_some_and(|paths| std::env::split_paths(&paths).any(|d| d.join(tool).is_file()))
 }
 
 pub fn bench_run(nono: &Path, runs: usize) -> anyhow::Result<String> {
@@ -79,9 +78,16 @@ pub fn bench_run(nono: &Path, runs: usize) -> anyhow::Result<String> {
         },
         Variant {
             name: "nono run --profile default -- /bin/true",
-            argv: [nono_s.as_str(), "run", "--profile", "default", "--", "/bin/true"]
-                .map(String::from)
-                .to_vec(),
+            argv: [
+                nono_s.as_str(),
+                "run",
+                "--profile",
+                "default",
+                "--",
+                "/bin/true",
+            ]
+            .map(String::from)
+            .to_vec(),
             times: vec![],
             max_rss_kib: 0,
         },
@@ -110,9 +116,10 @@ pub fn bench_run(nono: &Path, runs: usize) -> anyhow::Result<String> {
             bail!(
                 "`{}` failed ({}): {}",
                 v.argv.join(" "),
-                out.status
-                    .code()
-                    .map_or_else(|| format!("signal {:?}", out.status.signal()), |c| format!("exit {c}")),
+                out.status.code().map_or_else(
+                    || format!("signal {:?}", out.status.signal()),
+                    |c| format!("exit {c}")
+                ),
                 String::from_utf8_lossy(&out.stderr).trim()
             );
         }
@@ -123,7 +130,10 @@ pub fn bench_run(nono: &Path, runs: usize) -> anyhow::Result<String> {
             let v = &mut variants[(round + k) % n];
             let (t, status, rss) = run_once(&v.argv)?;
             if status != 0 {
-                bail!("`{}` failed during the benchmark (status {status:#x})", v.name);
+                bail!(
+                    "`{}` failed during the benchmark (status {status:#x})",
+                    v.name
+                );
             }
             if round >= WARMUP {
                 v.times.push(t);
@@ -138,7 +148,10 @@ pub fn bench_run(nono: &Path, runs: usize) -> anyhow::Result<String> {
         percentile(&t, 0.5)
     };
     let mut out = String::new();
-    let _ = writeln!(out, "bench_run: {runs} interleaved runs per variant (+{WARMUP} warm-up)");
+    let _ = writeln!(
+        out,
+        "bench_run: {runs} interleaved runs per variant (+{WARMUP} warm-up)"
+    );
     let _ = writeln!(
         out,
         "{:<42} {:>10} {:>10} {:>8} {:>12} {:>10}",
@@ -150,7 +163,11 @@ pub fn bench_run(nono: &Path, runs: usize) -> anyhow::Result<String> {
         let mut t = v.times.clone();
         t.sort();
         let (med, p90) = (percentile(&t, 0.5), percentile(&t, 0.9));
-        let ratio = if base.is_zero() { f64::NAN } else { med.as_secs_f64() / base.as_secs_f64() };
+        let ratio = if base.is_zero() {
+            f64::NAN
+        } else {
+            med.as_secs_f64() / base.as_secs_f64()
+        };
         let delta = med.saturating_sub(base);
         if i == 1 {
             nono_overhead = delta;

@@ -39,7 +39,12 @@ fn main() -> Result<()> {
         Some("demo") => demo_cmd(),
         Some("test") => test(),
         Some("bench") => bench(),
-        Some("fuzz") => fuzz(std::env::var("FUZZ_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(60)),
+        Some("fuzz") => fuzz(
+            std::env::var("FUZZ_SECONDS")
+                .ok()
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(60),
+        ),
         Some("-h" | "--help" | "help") => {
             println!("{USAGE}");
             Ok(())
@@ -52,12 +57,17 @@ fn main() -> Result<()> {
 }
 
 fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the workspace").to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the workspace")
+        .to_path_buf()
 }
 
 fn run(cmd: &mut Command) -> Result<()> {
     eprintln!("xtask: $ {}", describe(cmd));
-    let status = cmd.status().with_context(|| format!("cannot start {}", describe(cmd)))?;
+    let status = cmd
+        .status()
+        .with_context(|| format!("cannot start {}", describe(cmd)))?;
     if !status.success() {
         bail!("`{}` failed with {status}", describe(cmd));
     }
@@ -86,7 +96,11 @@ fn dpkg_installed(pkg: &str) -> bool {
 }
 
 fn apt_install(packages: &[&str]) -> Result<()> {
-    let missing: Vec<&str> = packages.iter().copied().filter(|p| !dpkg_installed(p)).collect();
+    let missing: Vec<&str> = packages
+        .iter()
+        .copied()
+        .filter(|p| !dpkg_installed(p))
+        .collect();
     if missing.is_empty() {
         return Ok(());
     }
@@ -111,14 +125,24 @@ fn nix_is_root() -> bool {
 }
 
 fn have(cmd: &str, args: &[&str]) -> bool {
-    Command::new(cmd).args(args).output().map(|o| o.status.success()).unwrap_or(false)
+    Command::new(cmd)
+        .args(args)
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false)
 }
 
 fn setup() -> Result<()> {
     apt_install(APT_PACKAGES)?;
     // The pinned toolchain (rust-toolchain.toml) brings clippy and rustfmt with it.
     if !have("rustup", &["run", "nightly", "rustc", "--version"]) {
-        run(Command::new("rustup").args(["toolchain", "install", "nightly", "--profile", "minimal"]))?;
+        run(Command::new("rustup").args([
+            "toolchain",
+            "install",
+            "nightly",
+            "--profile",
+            "minimal",
+        ]))?;
     }
     if !have("cargo", &["fuzz", "--version"]) {
         run(cargo().args(["install", "cargo-fuzz", "--locked"]))?;
@@ -143,7 +167,14 @@ fn demo_cmd() -> Result<()> {
 fn test() -> Result<()> {
     setup()?;
     run(cargo().args(["fmt", "--all", "--check"]))?;
-    run(cargo().args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]))?;
+    run(cargo().args([
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
     build_nono()?;
     run(cargo().args(["test", "--workspace", "--no-fail-fast"]))?;
     fuzz(10)?;

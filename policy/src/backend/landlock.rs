@@ -689,11 +689,20 @@ impl<'p> Planner<'p> {
                 .iter()
                 .fold(FsRights::empty(), |acc, i| acc.union(rules[*i].rights))
                 .intersection(d.rights);
-            let writable = inside.iter().any(|i| rules[*i].rights.intersects(WRITE_DENIED));
+            let writable = inside
+                .iter()
+                .any(|i| rules[*i].rights.intersects(WRITE_DENIED));
             if !writable && !on_the_object && !self.kernel_layer {
                 for &i in &inside {
                     let removed = rules[i].rights.intersection(d.rights);
-                    carves.push((i, CarveOut { path: d.path.clone(), rights: removed, rule: d.id }));
+                    carves.push((
+                        i,
+                        CarveOut {
+                            path: d.path.clone(),
+                            rights: removed,
+                            rule: d.id,
+                        },
+                    ));
                 }
                 self.notes.push(format!(
                     "{} is carved out of {}: the grant is split around it, so the directories on \
@@ -722,7 +731,8 @@ impl<'p> Planner<'p> {
             rules[i].carve_outs.push(carve);
         }
         for r in rules.iter_mut() {
-            r.carve_outs.sort_by_cached_key(|c| (c.path.to_string(), c.rule));
+            r.carve_outs
+                .sort_by_cached_key(|c| (c.path.to_string(), c.rule));
             r.carve_outs.dedup();
         }
     }

@@ -277,6 +277,149 @@ pub fn check_plan(plan: &LandlockPlan, kernel_abi: u8) -> Result<(), LandlockErr
     Ok(())
 }
 
+/// Add one path-beneath rule. A path that is missing (or that this user cannot reach) is
+/// skipped and reported: it only grants less, never more.
+fn add_path_rule(
+    ruleset: &mut Ruleset,
+    path: PathBuf,
+    rights: FsRights,
+    rules: &[RuleId],
+) -> Result<(), LandlockError> {
+    let (obj, is_dir) = match open_path(&path) {
+        Ok(v) => v,
+        Err(e) => {
+            let reason = if e.raw_os_error() == Some(libc::ENOENT) {
+                "does not exist".to_string()
+            } else {
+                format!("cannot be opened: {e}")
+            };
+            ruleset.skipped.push(SkippedRule {
+                path,
+                rules: rules.to_vec(),
+                reason,
+            });
+            return Ok(());
+        }
+    };
+    let rights = rights_for_object(rights, is_dir);
+    if rights.is_empty() {
+        ruleset.skipped.push(SkippedRule {
+            path,
+            rules: rules.to_vec(),
+            reason: "is not a directory, and every right granted applies to directories only"
+                .into(),
+        });
+        return Ok(());
+    }
+    let attr = uapi::PathBeneathAttr {
+        allowed_access: rights.bits(),
+        parent_fd: obj.as_raw_fd(),
+    };
+    // SAFETY: both fds are live; `attr` is a live packed struct of the kernel's layout.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_landlock_add_rule,
+            ruleset.fd.as_raw_fd(),
+            uapi::LANDLOCK_RULE_PATH_BENEATH,
+            &attr as *const uapi::PathBeneathAttr,
+            0u32,
+        )
+    };
+    if r != 0 {
+        return Err(LandlockError::AddPathRule {
+            path,
+            rules: rule_list(rules),
+            source: io::Error::last_os_error(),
+        });
+    }
+    ruleset.added.push(AddedRule {
+        path,
+        rights,
+        is_dir,
+        rules: rules.to_vec(),
+    });
+    Ok(())
+}
+
+/// Grant `rights` beneath `dir` except beneath the carve-outs (canonical paths, each with the
+/// rights it removes). Landlock cannot take a right back beneath a rule, so the grant is split:
+/// `dir` keeps what no carve-out below it removes, and each entry of `dir` gets its own rule:
+/// the full rights when no carve-out lies at or below it, else the same split one level down.
+///
+/// Symlinks among the entries get no rule: Landlock checks the object a symlink resolves to,
+/// and the unsplit grant would not have covered a target outside `dir` either. Entries created
+/// in the split directories after this point get nothing from the grant, and those
+/// directories cannot be listed (that would need `read_dir` on them, which reaches the
+/// carve-outs); both only ever grant less. So does a directory that cannot be read: it keeps
+/// only its own share.
+fn add_carved(
+    ruleset: &mut Ruleset,
+    dir: &Path,
+    rights: FsRights,
+    carves: &[(PathBuf, FsRights)],
+    rules: &[RuleId],
+) -> Result<(), LandlockError> {
+    // A carve-out on this very object takes its rights away from everything beneath it.
+    let rights = carves
+        .iter()
+        .filter(|(p, _)| p == dir)
+        .fold(rights, |r, (_, removed)| r.difference(*removed));
+    let below: Vec<(PathBuf, FsRights)> = carves
+        .iter()
+        .filter(|(p, _)| p != dir && p.starts_with(dir))
+        .cloned()
+        .collect();
+    if below.is_empty() {
+        if !rights.is_empty() {
+            add_path_rule(ruleset, dir.to_path_buf(), rights, rules)?;
+        }
+        return Ok(());
+    }
+    let removed_below = below
+        .iter()
+        .fold(FsRights::empty(), |acc, (_, removed)| acc.union(*removed));
+    let own_share = rights.difference(removed_below);
+    if !own_share.is_empty() {
+        add_path_rule(ruleset, dir.to_path_buf(), own_share, rules)?;
+    }
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) => {
+            ruleset.skipped.push(SkippedRule {
+                path: dir.to_path_buf(),
+                rules: rules.to_vec(),
+                reason: format!("cannot be listed to split the grant around its denies: {e}"),
+            });
+            return Ok(());
+        }
+    };
+    let mut children: Vec<(PathBuf, bool)> = entries
+        .flatten()
+        .map(|e| {
+            let is_symlink = e.file_type().map(|t| t.is_symlink()).unwrap_or(true);
+            (e.path(), is_symlink)
+        })
+        .collect();
+    // A stable order keeps `-v` output and tests deterministic.
+    children.sort();
+    for (child, is_symlink) in children {
+        if is_symlink {
+            continue;
+        }
+        let relevant: Vec<(PathBuf, FsRights)> = below
+            .iter()
+            .filter(|(p, _)| p.starts_with(&child))
+            .cloned()
+            .collect();
+        if relevant.is_empty() {
+            add_path_rule(ruleset, child, rights, rules)?;
+        } else {
+            add_carved(ruleset, &child, rights, &relevant, rules)?;
+        }
+    }
+    Ok(())
+}
+
 /// Create the ruleset and add every rule of the plan. Runs in the parent, before `fork`.
 pub fn build(
     plan: &LandlockPlan,
@@ -324,61 +467,27 @@ pub fn build(
 
     for rule in &plan.path_rules {
         let path = concrete_path(rule)?;
-        let (obj, is_dir) = match open_path(&path) {
-            Ok(v) => v,
-            Err(e) => {
-                // A grant on a path that is missing (or that this user cannot reach) only
-                // grants less; it is skipped, never widened.
-                let reason = if e.raw_os_error() == Some(libc::ENOENT) {
-                    "does not exist".to_string()
-                } else {
-                    format!("cannot be opened: {e}")
-                };
-                ruleset.skipped.push(SkippedRule {
-                    path,
-                    rules: rule.rules.clone(),
-                    reason,
-                });
-                continue;
-            }
-        };
-        let rights = rights_for_object(rule.rights, is_dir);
-        if rights.is_empty() {
+        if rule.carve_outs.is_empty() {
+            add_path_rule(&mut ruleset, path, rule.rights, &rule.rules)?;
+            continue;
+        }
+        let Ok(root) = std::fs::canonicalize(&path) else {
             ruleset.skipped.push(SkippedRule {
                 path,
                 rules: rule.rules.clone(),
-                reason: "is not a directory, and every right granted applies to directories only"
-                    .into(),
+                reason: "does not exist".into(),
             });
             continue;
-        }
-        let attr = uapi::PathBeneathAttr {
-            allowed_access: rights.bits(),
-            parent_fd: obj.as_raw_fd(),
         };
-        // SAFETY: both fds are live; `attr` is a live packed struct of the kernel's layout.
-        let r = unsafe {
-            libc::syscall(
-                libc::SYS_landlock_add_rule,
-                ruleset.fd.as_raw_fd(),
-                uapi::LANDLOCK_RULE_PATH_BENEATH,
-                &attr as *const uapi::PathBeneathAttr,
-                0u32,
-            )
-        };
-        if r != 0 {
-            return Err(LandlockError::AddPathRule {
-                path,
-                rules: rule_list(&rule.rules),
-                source: io::Error::last_os_error(),
-            });
+        let mut carves = Vec::with_capacity(rule.carve_outs.len());
+        for c in &rule.carve_outs {
+            let p = c
+                .path
+                .expand(&PathVars::new())
+                .map_err(|_| LandlockError::Unexpanded(c.path.to_string()))?;
+            carves.push((crate::run::concrete::canonical_lenient(&p), c.rights));
         }
-        ruleset.added.push(AddedRule {
-            path,
-            rights,
-            is_dir,
-            rules: rule.rules.clone(),
-        });
+        add_carved(&mut ruleset, &root, rule.rights, &carves, &rule.rules)?;
     }
 
     for p in &plan.port_rules {
@@ -424,6 +533,7 @@ mod tests {
                 .into_iter()
                 .enumerate()
                 .map(|(i, (p, r))| PathRule {
+                    carve_outs: vec![],
                     path: PolicyPath::parse(p).unwrap(),
                     rights: r,
                     rules: vec![RuleId(i as u32 + 1)],
@@ -519,5 +629,56 @@ mod tests {
         assert_eq!(rs.skipped.len(), 1);
         assert_eq!(rs.skipped[0].reason, "does not exist");
         assert_eq!(rs.skipped[0].rules, vec![RuleId(3)]);
+    }
+
+    #[test]
+    fn carve_outs_split_a_read_grant_around_its_denies() {
+        let abi = super::super::probe::landlock_abi();
+        if abi == 0 {
+            eprintln!("no Landlock on this kernel; skipping");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let root = std::fs::canonicalize(dir.path()).unwrap();
+        for d in ["etc/ssl/certs", "etc/ssl/private", "etc/ssh"] {
+            std::fs::create_dir_all(root.join(d)).unwrap();
+        }
+        for f in [
+            "etc/hostname",
+            "etc/shadow",
+            "etc/ssl/openssl.cnf",
+            "etc/ssl/private/k",
+        ] {
+            std::fs::write(root.join(f), b"x").unwrap();
+        }
+        std::os::unix::fs::symlink("/", root.join("etc/escape")).unwrap();
+        let etc = root.join("etc");
+        let read = FsRights::READ_FILE.union(FsRights::READ_DIR);
+        let mut p = plan(abi.min(7), vec![(etc.to_str().unwrap(), read)]);
+        for (i, deny) in ["etc/shadow", "etc/ssl/private", "etc/ssh", "etc/not-yet"]
+            .iter()
+            .enumerate()
+        {
+            p.path_rules[0]
+                .carve_outs
+                .push(nono_policy::backend::landlock::CarveOut {
+                    path: PolicyPath::parse(root.join(deny).to_str().unwrap()).unwrap(),
+                    rights: read,
+                    rule: RuleId(10 + i as u32),
+                });
+        }
+        let rs = build(&p, abi, AuditLevel::Denied).unwrap();
+        let added: Vec<String> = rs
+            .added
+            .iter()
+            .map(|a| a.path.strip_prefix(&root).unwrap().display().to_string())
+            .collect();
+        // The directories on the way get nothing of a pure read grant; their other entries get
+        // it all; the denied ones and the symlink get no rule.
+        assert_eq!(
+            added,
+            ["etc/hostname", "etc/ssl/certs", "etc/ssl/openssl.cnf"]
+        );
+        assert!(rs.added.iter().all(|a| a.rules == vec![RuleId(1)]));
     }
 }

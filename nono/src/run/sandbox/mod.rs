@@ -104,6 +104,7 @@ mod tests {
                 .into_iter()
                 .enumerate()
                 .map(|(i, (p, r))| PathRule {
+                    carve_outs: vec![],
                     path: PolicyPath::parse(&p).unwrap(),
                     rights: r,
                     rules: vec![RuleId(i as u32 + 1)],
