@@ -25,7 +25,8 @@ as_root_and_nobody!(
     case06_renaming_ancestor_directory_denied,
     case07_creating_files_in_protected_places_denied,
     case08_truncate_read_only_file_denied,
-    case08_chmod_and_chown_of_protected_files_denied,
+    case08_chown_and_setid_bits_denied,
+    case08_chmod_of_permission_bits_widens_nothing,
     case08_mkfifo_and_mknod_in_read_only_places_denied,
     case09_mount_and_user_namespaces_denied,
     case10_setuid_binary_gains_no_privilege,
@@ -377,24 +378,56 @@ attempt("truncate_key", lambda: os.truncate(P["key"], 0))
     watch.assert_unchanged();
 }
 
-/// Case 8: metadata changes. Landlock (up to ABI 7) has no right for chmod/chown, so it can't
-/// be the layer that denies them; whichever layer does (seccomp gives EPERM) must. The file
-/// is owned by the sandboxed user, so the kernel's own permission checks would allow chmod.
-fn case08_chmod_and_chown_of_protected_files_denied(user: User) {
+/// Case 8: ownership and setuid/setgid bits. Landlock (up to ABI 7) has no right for
+/// chmod/chown; seccomp denies every chown and every mode change that would set a setuid or
+/// setgid bit (chmod, open with O_CREAT, mknod), so a command run by root cannot leave a
+/// setuid-root binary behind. The files are owned by the sandboxed user, so the kernel's own
+/// permission checks would allow all of it.
+fn case08_chown_and_setid_bits_denied(user: User) {
     let w = World::new(user);
-    let watch = Watch::new(&[w.ro.join("README"), w.key()]);
+    let watch = Watch::new(&[w.ro.join("README"), w.key(), w.work.clone()]);
     let out = w.probe(
         r#"
-attempt("chmod_ro", lambda: os.chmod(P["ro"] + "/README", 0o777))
-attempt("chmod_key", lambda: os.chmod(P["key"], 0o644))
 attempt("chown_ro", lambda: os.chown(P["ro"] + "/README", 12345, -1))
 attempt("chown_key", lambda: os.chown(P["key"], 12345, -1))
+attempt("chown_own_work", lambda: os.chown(P["work"], os.getuid(), os.getgid()))
+attempt("setuid_ro", lambda: os.chmod(P["ro"] + "/README", 0o4755))
+attempt("setgid_key", lambda: os.chmod(P["key"], 0o2600))
+attempt("setuid_work", lambda: os.chmod(P["work"], 0o4755))
+attempt("create_setuid", lambda: os.close(os.open(P["work"] + "/suid", os.O_CREAT | os.O_WRONLY, 0o4755)))
 "#,
     );
-    for label in ["chmod_ro", "chmod_key", "chown_ro", "chown_key"] {
-        out.expect_one_of(label, &["EPERM", "EACCES"]);
+    for label in [
+        "chown_ro",
+        "chown_key",
+        "chown_own_work",
+        "setuid_ro",
+        "setgid_key",
+        "setuid_work",
+        "create_setuid",
+    ] {
+        out.expect(label, "EPERM");
     }
     watch.assert_unchanged();
+}
+
+/// Case 8, documented limit: Landlock does not mediate the permission bits of files the user
+/// owns, so a mode change on a read-only file succeeds. It cannot widen access inside the
+/// sandbox (Landlock decides by path, whatever the mode says): after `chmod 0666` the write is
+/// still denied and the content unchanged. The kernel layer denies the chmod itself.
+fn case08_chmod_of_permission_bits_widens_nothing(user: User) {
+    let w = World::new(user);
+    let readme = w.ro.join("README");
+    let before = std::fs::read(&readme).unwrap();
+    let out = w.probe(
+        r#"
+attempt("chmod_ro", lambda: os.chmod(P["ro"] + "/README", 0o666))
+attempt("write_ro_after", lambda: append(P["ro"] + "/README"))
+"#,
+    );
+    out.expect("chmod_ro", "OK")
+        .expect("write_ro_after", "EACCES");
+    assert_eq!(std::fs::read(&readme).unwrap(), before);
 }
 
 /// Case 8: special files in read-only places and outside grants.
@@ -411,15 +444,11 @@ attempt("mknod_reg_ro", lambda: os.mknod(P["ro"] + "/reg", stat.S_IFREG | 0o644)
 attempt("mksock_ro", lambda: socket.socket(socket.AF_UNIX).bind(P["ro"] + "/sock"))
 "#,
     );
-    for label in [
-        "mkfifo_ro",
-        "mkfifo_home",
-        "mknod_char_ro",
-        "mknod_reg_ro",
-        "mksock_ro",
-    ] {
+    for label in ["mkfifo_ro", "mkfifo_home", "mknod_char_ro", "mknod_reg_ro"] {
         out.expect(label, "EACCES");
     }
+    // AF_UNIX sockets are closed by seccomp before bind(2) could try.
+    out.expect("mksock_ro", "EPERM");
     watch.assert_unchanged();
 }
 

@@ -1,17 +1,21 @@
 //! Rules the kernel layer can't enforce are refused at start (exit 125, naming the rule and
 //! what's missing), never silently dropped; `--best-effort` runs anyway and warns.
 //!
-//! Threat-cases.md 2 (deny inside a grant: Landlock only grants, it can't carve a deny out of
-//! a granted subtree) and the domain rules of 18/21 (Landlock knows ports, not names: domains
-//! need a proxy or another layer).
+//! Threat-cases.md 2 (deny inside a *writable* grant: Landlock only grants, and splitting a
+//! writable grant around the deny would take away creating entries; inside a read-only grant
+//! nono splits the grant and enforces the deny), 14 (a granted path unix socket: Landlock cannot
+//! filter connect(2) by path) and the domain rules of 18/21 (Landlock knows ports, not names:
+//! domains need a proxy or another layer).
 
 use nono_e2e::{
     as_root_and_nobody, assert_no_tcp_connection, run, tcp_listener, User, Watch, World,
 };
+use serde_json::json;
 
 as_root_and_nobody!(
     case02_allow_home_with_credentials_deny_is_refused_naming_both_rules,
-    case02_read_home_with_credentials_deny_is_refused_naming_both_rules,
+    case02_read_home_is_split_around_the_credentials,
+    case14_granted_unix_socket_is_refused_without_the_kernel_layer,
     case02_profile_deny_inside_workspace_grant_is_refused,
     case02_best_effort_runs_and_warns_what_is_not_enforced,
     case18_allow_domain_without_proxy_is_refused_naming_rule,
@@ -59,19 +63,58 @@ fn case02_allow_home_with_credentials_deny_is_refused_naming_both_rules(user: Us
     watch.assert_unchanged();
 }
 
-/// Case 2 with a read grant on `~`: the same conflict without a broad write grant.
-fn case02_read_home_with_credentials_deny_is_refused_naming_both_rules(user: User) {
+/// Case 2 with a read grant on `~`: Landlock enforces the credentials deny by splitting the
+/// read grant around it, so the run starts; `~/.ssh` and `~/.aws` stay unreadable (and
+/// unlistable), the rest of `$HOME` is readable.
+fn case02_read_home_is_split_around_the_credentials(user: User) {
     let w = World::new(user);
+    let watch = Watch::new(&[w.key(), w.aws_credentials()]);
+    w.write(&w.home.join("notes.txt"), "notes\n");
     let home = w.home.display().to_string();
+    let out = w.probe_with(
+        &["--read", &home],
+        &json!({}),
+        r#"
+attempt("read_key", lambda: read(P["key"]))
+attempt("read_aws", lambda: read(P["aws"]))
+attempt("list_ssh", lambda: os.listdir(P["home"] + "/.ssh"))
+attempt("read_notes", lambda: read(P["home"] + "/notes.txt"))
+"#,
+    );
+    out.expect("read_key", "EACCES")
+        .expect("read_aws", "EACCES")
+        .expect("list_ssh", "EACCES")
+        .expect("read_notes", "OK");
+    watch.assert_unchanged();
+}
+
+/// Case 14: a profile that grants a path unix socket. Landlock cannot filter connect(2) by
+/// path, so without the kernel layer the AF_UNIX family stays closed and the grant cannot be
+/// honoured: nono refuses, naming the rule.
+fn case14_granted_unix_socket_is_refused_without_the_kernel_layer(user: User) {
+    let w = World::new(user);
+    let profile = w.profile_file(
+        "unix-socket",
+        &json!({
+            "extends": ["default"],
+            "ipc": {"unix_sockets": ["/run/nono-e2e-agent.sock"]}
+        }),
+    );
     let mut args = vec![
         "run".to_string(),
-        "--read".into(),
-        home.clone(),
+        "--profile".into(),
+        profile.display().to_string(),
+        "--allow".into(),
+        w.work.display().to_string(),
         "--".into(),
     ];
     args.extend(refused_command(&w));
     let out = run(&mut w.nono(&args));
-    assert_refused(&w, &out, &[".ssh", &home]);
+    assert_refused(
+        &w,
+        &out,
+        &["/run/nono-e2e-agent.sock", "path unix socket filtering"],
+    );
 }
 
 /// Case 2 from a profile: a deny written inside the workspace grant.
@@ -108,7 +151,7 @@ fn case02_best_effort_runs_and_warns_what_is_not_enforced(user: User) {
     let home = w.home.display().to_string();
     let mut args = vec![
         "run".to_string(),
-        "--read".into(),
+        "--allow".into(),
         home,
         "--allow".into(),
         w.work.display().to_string(),

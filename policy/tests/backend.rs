@@ -675,20 +675,28 @@ fn scopes_need_abi_6_even_with_the_kernel_layer() {
 }
 
 #[test]
-fn path_unix_sockets_are_a_note_not_a_gap() {
+fn path_unix_sockets_close_the_family_without_the_kernel_layer() {
     let p = PolicyBuilder::new("t")
         .unix_socket("/var/run/docker.sock")
         .build();
     let plan = ll(&p, 7, false);
-    assert!(plan.gaps.is_empty());
+    assert!(plan.seccomp.deny_unix_sockets);
+    assert_eq!(
+        features(&plan),
+        [(Some(1), "path unix socket filtering".into())]
+    );
+    assert_eq!(plan.gaps[0].direction, GapDirection::AllowsLess);
     assert!(plan
         .notes
         .iter()
-        .any(|n| n.contains("path unix sockets") && n.contains("r1")));
-    assert!(!ll(&p, 7, true)
-        .notes
-        .iter()
-        .any(|n| n.contains("unix sockets")));
+        .any(|n| n.contains("AF_UNIX sockets are closed")));
+    let with = ll(&p, 7, true);
+    assert!(with.gaps.is_empty() && !with.seccomp.deny_unix_sockets);
+    assert_eq!(with.covered_by_kernel_layer.len(), 1);
+    assert!(!with.notes.iter().any(|n| n.contains("AF_UNIX")));
+    // Without any grant the family is simply closed: no gap.
+    let none = ll(&PolicyBuilder::new("t").build(), 7, false);
+    assert!(none.gaps.is_empty() && none.seccomp.deny_unix_sockets);
 }
 
 // -------------------------------------------------------------------------------------------
@@ -720,7 +728,8 @@ fn default_like_policy_at_every_abi() {
         [
             "TCP address filtering",
             "deny inside an allowed tree",
-            "domain allowlist"
+            "domain allowlist",
+            "path unix socket filtering"
         ]
     );
     assert_eq!(
@@ -728,7 +737,8 @@ fn default_like_policy_at_every_abi() {
         [
             "Landlock ABI 4 (Linux 6.7)",
             "Landlock ABI 6 (Linux 6.12)",
-            "deny inside an allowed tree"
+            "deny inside an allowed tree",
+            "path unix socket filtering"
         ]
     );
     assert_eq!(summary(0, false)[0], "Landlock (Linux 5.13)");

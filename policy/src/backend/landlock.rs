@@ -264,8 +264,13 @@ pub struct SeccompPlan {
     /// Block `AF_PACKET`, `AF_NETLINK` (except route queries), `AF_VSOCK` and other families.
     pub deny_other_families: bool,
     /// Always: `io_uring_setup`, `ptrace`, `process_vm_readv/writev`, ioctl `TIOCSTI`, `bpf`,
-    /// module loading, `kexec`, mount-family calls.
+    /// module loading, `kexec`, mount-family calls, `chown` and setting setuid/setgid bits.
     pub deny_escape_syscalls: bool,
+    /// Block `socket(AF_UNIX)` (`socketpair` stays): Landlock cannot filter `connect(2)` to path
+    /// unix sockets, so without the kernel layer the family is closed rather than left open to
+    /// `docker.sock` or an agent socket.
+    #[serde(default)]
+    pub deny_unix_sockets: bool,
 }
 
 /// Which way a target falls short of a rule. A reviewer needs to know whether the sandbox ends up
@@ -406,7 +411,8 @@ pub fn plan(policy: &Policy, target: &Target) -> LandlockPlan {
         notes: Vec::new(),
     };
     let path_rules = planner.filesystem();
-    let (handled_net, port_rules, seccomp) = planner.network();
+    let (handled_net, port_rules, mut seccomp) = planner.network();
+    seccomp.deny_unix_sockets = !target.kernel_layer;
     let (scope_signals, scope_abstract_unix) = planner.scopes();
     planner.unix_socket_note();
     planner.abi_notes(&path_rules);
@@ -1054,20 +1060,38 @@ impl<'p> Planner<'p> {
         (false, false)
     }
 
+    /// Landlock cannot filter `connect(2)` by socket path, so without the kernel layer the
+    /// seccomp filter closes `socket(AF_UNIX)`: a granted path socket cannot be reached.
     fn unix_socket_note(&mut self) {
+        let policy = self.policy;
+        for r in &policy.ipc.unix_sockets {
+            self.push_kernel_gap(Gap {
+                rule: Some(r.id),
+                related: Vec::new(),
+                rule_text: self.text(r.id),
+                feature: "path unix socket filtering".into(),
+                needs: KERNEL_LAYER.into(),
+                reason: "Landlock cannot filter connect(2) by socket path, so the AF_UNIX socket \
+                         family stays closed (socketpair still works) and this socket cannot be \
+                         reached"
+                    .into(),
+                direction: GapDirection::AllowsLess,
+            });
+        }
         if self.kernel_layer {
             return;
         }
-        let granted: Vec<RuleId> = self.policy.ipc.unix_sockets.iter().map(|r| r.id).collect();
-        let list = if granted.is_empty() {
-            String::new()
-        } else {
-            format!(" (granted: {})", join_ids(&granted))
-        };
-        self.notes.push(format!(
-            "Landlock does not restrict connect(2) to path unix sockets: the sandbox can connect \
-             to any socket it can name; only the kernel layer enforces the unix-socket list{list}"
-        ));
+        self.notes.push(
+            "chmod(2) of permission bits is not mediated by Landlock: a file the user owns can \
+             change mode, which widens nothing inside the sandbox; chown and setuid/setgid \
+             bits are denied by seccomp, and the kernel layer denies the rest"
+                .into(),
+        );
+        self.notes.push(
+            "AF_UNIX sockets are closed by seccomp (socketpair still works): Landlock cannot \
+             restrict connect(2) to path unix sockets such as docker.sock or an ssh-agent"
+                .into(),
+        );
     }
 
     fn abi_notes(&mut self, rules: &[PathRule]) {

@@ -116,6 +116,7 @@ mod tests {
                 deny_inet: false,
                 deny_other_families: true,
                 deny_escape_syscalls: true,
+                deny_unix_sockets: true,
             },
             gaps: vec![],
             covered_by_kernel_layer: vec![],

@@ -23,6 +23,11 @@
 //!   move_mount, open_tree(_attr), fsopen/fsmount/fsconfig/fspick, mount_setattr), chroot,
 //!   setns, open_by_handle_at, user namespaces (`unshare`/`clone` with `CLONE_NEWUSER`), and
 //!   the kernel keyring (keyctl, add_key, request_key).
+//! - ownership: the chown family, and chmod/fchmod/fchmodat(2), open/openat/creat with `O_CREAT`
+//!   and mknod(at) whose mode carries a setuid or setgid bit (Landlock mediates neither);
+//!   `openat2` returns ENOSYS like `clone3`, since its mode sits in a struct.
+//! - `socket(AF_UNIX)` when the plan closes the family (`deny_unix_sockets`: Landlock cannot
+//!   filter `connect(2)` by socket path); `socketpair(AF_UNIX)` stays allowed.
 //!
 //! Architecture: the filter checks `AUDIT_ARCH` and kills the process on a mismatch, so 32-bit
 //! (`int 0x80`) syscalls cannot bypass it. On x86_64 the x32 numbers of every denied call are
@@ -38,6 +43,8 @@ use seccompiler::{
 
 /// Not yet in `libc`: `open_tree_attr` (Linux 6.15), same number on every architecture.
 const SYS_OPEN_TREE_ATTR: i64 = 467;
+/// `fchmodat2` (Linux 6.6), same number on every architecture.
+const SYS_FCHMODAT2: i64 = 452;
 const IPPROTO_TCP: u64 = 6;
 const SOCK_TYPE_MASK: u64 = 0xf;
 
@@ -109,6 +116,63 @@ fn socket_rules(plan: &SeccompPlan) -> Result<Vec<SeccompRule>, SeccompError> {
     Ok(rules)
 }
 
+/// `socket(AF_UNIX)` when the plan closes the family. Not applied to `socketpair`: a pair is
+/// anonymous and connects only to itself, and pipes between processes rely on it.
+fn unix_socket_rule(plan: &SeccompPlan) -> Result<Option<SeccompRule>, SeccompError> {
+    if !plan.deny_unix_sockets {
+        return Ok(None);
+    }
+    Ok(Some(rule(vec![cond(
+        0,
+        Len::Dword,
+        Op::Eq,
+        libc::AF_UNIX as u64,
+    )?])?))
+}
+
+const SETID_BITS: [u64; 2] = [libc::S_ISUID as u64, libc::S_ISGID as u64];
+
+/// Rules matching a `mode` argument (at `arg`) that carries a setuid or setgid bit, plus any
+/// extra conditions (e.g. `O_CREAT` in the flags).
+fn setid_mode_rules(arg: u8, extra: &[(u8, u64)]) -> Result<Vec<SeccompRule>, SeccompError> {
+    SETID_BITS
+        .iter()
+        .map(|bit| {
+            let mut conds = vec![cond(arg, Len::Dword, Op::MaskedEq(*bit), *bit)?];
+            for (a, flag) in extra {
+                conds.push(cond(*a, Len::Dword, Op::MaskedEq(*flag), *flag)?);
+            }
+            rule(conds)
+        })
+        .collect()
+}
+
+/// Calls that change ownership, and calls that would set a setuid/setgid bit. Landlock does not
+/// mediate either: without this, a command run by root could leave a setuid-root binary behind
+/// in the project, or hand a file to another user.
+fn ownership_rules(rules: &mut Rules) -> Result<(), SeccompError> {
+    for nr in [libc::SYS_fchown, libc::SYS_fchownat] {
+        rules.insert(nr, vec![]);
+    }
+    #[cfg(target_arch = "x86_64")]
+    {
+        rules.insert(libc::SYS_chown, vec![]);
+        rules.insert(libc::SYS_lchown, vec![]);
+        rules.insert(libc::SYS_chmod, setid_mode_rules(1, &[])?);
+        rules.insert(libc::SYS_creat, setid_mode_rules(1, &[])?);
+        let creat = libc::O_CREAT as u64;
+        rules.insert(libc::SYS_open, setid_mode_rules(2, &[(1, creat)])?);
+        rules.insert(libc::SYS_mknod, setid_mode_rules(1, &[])?);
+    }
+    rules.insert(libc::SYS_fchmod, setid_mode_rules(1, &[])?);
+    rules.insert(libc::SYS_fchmodat, setid_mode_rules(2, &[])?);
+    rules.insert(SYS_FCHMODAT2, setid_mode_rules(2, &[])?);
+    let creat = libc::O_CREAT as u64;
+    rules.insert(libc::SYS_openat, setid_mode_rules(3, &[(2, creat)])?);
+    rules.insert(libc::SYS_mknodat, setid_mode_rules(2, &[])?);
+    Ok(())
+}
+
 /// Syscalls denied whatever their arguments.
 const ESCAPE_SYSCALLS: &[(i64, &str)] = &[
     (libc::SYS_io_uring_setup, "io_uring_setup"),
@@ -178,8 +242,17 @@ pub fn eperm_rules(plan: &SeccompPlan) -> Result<(Rules, Vec<String>), SeccompEr
     let mut rules = Rules::new();
     let mut summary = Vec::new();
     let sock = socket_rules(plan)?;
+    let unix = unix_socket_rule(plan)?;
+    if let Some(r) = &unix {
+        let mut with_unix = sock.clone();
+        with_unix.push(r.clone());
+        rules.insert(libc::SYS_socket, with_unix);
+        summary.push("sockets: AF_UNIX socket() (path and abstract; socketpair allowed)".into());
+    }
     if !sock.is_empty() {
-        rules.insert(libc::SYS_socket, sock.clone());
+        rules
+            .entry(libc::SYS_socket)
+            .or_insert_with(|| sock.clone());
         rules.insert(libc::SYS_socketpair, sock);
         if plan.deny_inet {
             summary.push("sockets: every AF_INET/AF_INET6 socket".to_string());
@@ -215,6 +288,9 @@ pub fn eperm_rules(plan: &SeccompPlan) -> Result<(Rules, Vec<String>), SeccompEr
         };
         rules.insert(libc::SYS_unshare, newuser()?);
         rules.insert(libc::SYS_clone, newuser()?);
+        ownership_rules(&mut rules)?;
+        summary
+            .push("ownership: chown family; chmod/open/mknod setting setuid or setgid bits".into());
         summary.push(format!(
             "syscalls: {}",
             ESCAPE_SYSCALLS
@@ -255,7 +331,13 @@ pub fn build(plan: &SeccompPlan) -> Result<Filters, SeccompError> {
         programs.push(BpfProgram::try_from(f)?);
     }
     if plan.deny_escape_syscalls {
-        let clone3: Rules = with_x32_aliases([(libc::SYS_clone3, vec![])].into_iter().collect());
+        // openat2's mode lives in a struct seccomp cannot read; ENOSYS sends callers back to
+        // openat, whose mode the EPERM filter checks.
+        let clone3: Rules = with_x32_aliases(
+            [(libc::SYS_clone3, vec![]), (libc::SYS_openat2, vec![])]
+                .into_iter()
+                .collect(),
+        );
         let f = SeccompFilter::new(
             clone3,
             SeccompAction::Allow,
@@ -351,6 +433,7 @@ pub(crate) mod tests {
             deny_inet: false,
             deny_other_families: true,
             deny_escape_syscalls: true,
+            deny_unix_sockets: true,
         }
     }
 
@@ -375,7 +458,12 @@ pub(crate) mod tests {
             run(&f, s, [libc::AF_INET6 as u64, STREAM, 0, 0, 0, 0]),
             ALLOW
         );
-        assert_eq!(run(&f, s, [libc::AF_UNIX as u64, DGRAM, 0, 0, 0, 0]), ALLOW);
+        // Path and abstract unix sockets are closed; anonymous pairs are not (below).
+        assert_eq!(run(&f, s, [libc::AF_UNIX as u64, DGRAM, 0, 0, 0, 0]), EPERM);
+        assert_eq!(
+            run(&f, s, [libc::AF_UNIX as u64, STREAM, 0, 0, 0, 0]),
+            EPERM
+        );
         assert_eq!(run(&f, s, [AF_INET, DGRAM, 0, 0, 0, 0]), EPERM);
         assert_eq!(
             run(
@@ -434,10 +522,66 @@ pub(crate) mod tests {
         assert_eq!(
             run(
                 &f,
+                libc::SYS_socketpair,
+                [libc::AF_UNIX as u64, STREAM, 0, 0, 0, 0]
+            ),
+            ALLOW
+        );
+        let open_unix = build(&SeccompPlan {
+            deny_inet: true,
+            deny_unix_sockets: false,
+            ..full()
+        })
+        .unwrap();
+        assert_eq!(
+            run(
+                &open_unix,
                 libc::SYS_socket,
                 [libc::AF_UNIX as u64, STREAM, 0, 0, 0, 0]
             ),
             ALLOW
+        );
+    }
+
+    #[test]
+    fn ownership_and_setid_bits() {
+        let f = build(&full()).unwrap();
+        for nr in [
+            libc::SYS_chown,
+            libc::SYS_fchown,
+            libc::SYS_lchown,
+            libc::SYS_fchownat,
+        ] {
+            assert_eq!(run(&f, nr, [0, 0, 0, 0, 0, 0]), EPERM, "{nr}");
+        }
+        let suid = libc::S_ISUID as u64;
+        let sgid = libc::S_ISGID as u64;
+        assert_eq!(run(&f, libc::SYS_chmod, [0, 0o755, 0, 0, 0, 0]), ALLOW);
+        assert_eq!(
+            run(&f, libc::SYS_chmod, [0, 0o755 | suid, 0, 0, 0, 0]),
+            EPERM
+        );
+        assert_eq!(run(&f, libc::SYS_fchmod, [3, 0o2755, 0, 0, 0, 0]), EPERM);
+        assert_eq!(run(&f, libc::SYS_fchmodat, [3, 0, 0o644, 0, 0, 0]), ALLOW);
+        assert_eq!(
+            run(&f, libc::SYS_fchmodat, [3, 0, 0o644 | sgid, 0, 0, 0]),
+            EPERM
+        );
+        assert_eq!(run(&f, SYS_FCHMODAT2, [3, 0, 0o4700, 0, 0, 0]), EPERM);
+        let creat = libc::O_CREAT as u64;
+        assert_eq!(run(&f, libc::SYS_openat, [3, 0, creat, 0o644, 0, 0]), ALLOW);
+        assert_eq!(
+            run(&f, libc::SYS_openat, [3, 0, creat, 0o4755, 0, 0]),
+            EPERM
+        );
+        // Without O_CREAT the mode argument is garbage and must not matter.
+        assert_eq!(run(&f, libc::SYS_openat, [3, 0, 0, 0o4755, 0, 0]), ALLOW);
+        assert_eq!(run(&f, libc::SYS_open, [0, creat, 0o6755, 0, 0, 0]), EPERM);
+        assert_eq!(run(&f, libc::SYS_mknodat, [3, 0, 0o104755, 0, 0, 0]), EPERM);
+        assert_eq!(run(&f, libc::SYS_mknodat, [3, 0, 0o10644, 0, 0, 0]), ALLOW);
+        assert_eq!(
+            run(&f, libc::SYS_openat2, [3, 0, 0, 0, 0, 0]),
+            libc::SECCOMP_RET_ERRNO | libc::ENOSYS as u32
         );
     }
 

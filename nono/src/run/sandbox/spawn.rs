@@ -16,8 +16,12 @@
 //! 4. `chdir` to the working directory (before Landlock, so the directory need not be granted);
 //! 5. `close_range(3, ~0, CLOSE_RANGE_CLOEXEC)`: every inherited descriptor but 0, 1 and 2 is
 //!    closed by `execve` (marking rather than closing keeps the error pipe open until then);
-//! 6. `PR_SET_NO_NEW_PRIVS`; 7. `landlock_restrict_self`; 8. `seccomp(SET_MODE_FILTER)` for each
-//!    program; 9. `execve`.
+//! 6. drop every capability: the bounding set (so an `execve` as uid 0 gains none back), the
+//!    ambient set, and the effective, permitted and inheritable sets. nono started as root runs
+//!    the command as uid 0 *without* capabilities: file ownership still applies, but not
+//!    CAP_DAC_OVERRIDE, CAP_CHOWN, CAP_FOWNER, CAP_SYS_ADMIN, CAP_NET_RAW...;
+//! 7. `PR_SET_NO_NEW_PRIVS`; 8. `landlock_restrict_self`; 9. `seccomp(SET_MODE_FILTER)` for each
+//!    program; 10. `execve`.
 //!
 //! A failing step writes `[step, errno]` to a close-on-exec pipe and `_exit`s; the parent reads
 //! that pipe (EOF means `execve` succeeded) and turns it into a message and exit code.
@@ -42,6 +46,7 @@ pub enum Step {
     Landlock,
     Seccomp,
     Exec,
+    Capabilities,
 }
 
 impl Step {
@@ -57,6 +62,7 @@ impl Step {
             Landlock,
             Seccomp,
             Exec,
+            Capabilities,
         ]
         .into_iter()
         .find(|s| *s as u8 == v)
@@ -73,6 +79,7 @@ impl Step {
             Step::Landlock => "landlock_restrict_self",
             Step::Seccomp => "loading the seccomp filter",
             Step::Exec => "execve",
+            Step::Capabilities => "dropping capabilities (capset)",
         }
     }
 }
@@ -87,6 +94,63 @@ impl SpawnError {
     pub fn io(&self) -> io::Error {
         io::Error::from_raw_os_error(self.errno)
     }
+}
+
+/// `struct __user_cap_header_struct` and `__user_cap_data_struct` (`linux/capability.h`).
+#[repr(C)]
+struct CapHeader {
+    version: u32,
+    pid: libc::c_int,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct CapData {
+    effective: u32,
+    permitted: u32,
+    inheritable: u32,
+}
+
+const LINUX_CAPABILITY_VERSION_3: u32 = 0x2008_0522;
+
+/// Drop every capability of the calling process. Async-signal-safe: system calls only.
+///
+/// Shrinking the bounding set needs CAP_SETPCAP, which an unprivileged caller lacks; it then
+/// has no capability that `execve` could restore either, so EPERM there is not a failure. The
+/// final `capset` to empty sets must succeed: dropping is always permitted.
+///
+/// # Safety
+/// Only system calls; meant for the child between `fork` and `execve`.
+unsafe fn drop_capabilities() -> Result<(), ()> {
+    for cap in 0..64 {
+        // EINVAL marks the end of the kernel's capability list.
+        if libc::prctl(libc::PR_CAPBSET_DROP, cap, 0, 0, 0) != 0
+            && *libc::__errno_location() == libc::EINVAL
+        {
+            break;
+        }
+    }
+    // Fails with EINVAL before Linux 4.3, which has no ambient set to clear.
+    libc::prctl(
+        libc::PR_CAP_AMBIENT,
+        libc::PR_CAP_AMBIENT_CLEAR_ALL,
+        0,
+        0,
+        0,
+    );
+    let header = CapHeader {
+        version: LINUX_CAPABILITY_VERSION_3,
+        pid: 0,
+    };
+    let data = [CapData {
+        effective: 0,
+        permitted: 0,
+        inheritable: 0,
+    }; 2];
+    if libc::syscall(libc::SYS_capset, &header as *const CapHeader, data.as_ptr()) != 0 {
+        return Err(());
+    }
+    Ok(())
 }
 
 #[repr(C)]
@@ -219,6 +283,7 @@ fn child(
         {
             fail(Step::CloseFds);
         }
+        drop_capabilities().unwrap_or_else(|()| fail(Step::Capabilities));
         if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 {
             fail(Step::NoNewPrivs);
         }
