@@ -48,6 +48,11 @@ impl<'a> SourceText<'a> {
     }
 }
 
+/// Unicode's Bidi_Control characters: they reorder the text displayed around them.
+fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{061C}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+}
+
 fn floor_char_boundary(s: &str, mut i: usize) -> usize {
     while i > 0 && !s.is_char_boundary(i) {
         i -= 1;
@@ -108,10 +113,17 @@ impl fmt::Display for Diagnostic {
         if let (Some(l), Some(snippet)) = (self.loc, &self.snippet) {
             let num = l.line.to_string();
             let pad = " ".repeat(num.len());
-            // Control characters in a snippet could drive the terminal; show them escaped.
+            // Control characters in a snippet could drive the terminal, and bidirectional
+            // overrides reorder what it shows; show them as `?`.
             let shown: String = snippet
                 .chars()
-                .map(|c| if c.is_control() && c != '\t' { '?' } else { c })
+                .map(|c| {
+                    if (c.is_control() && c != '\t') || is_bidi_control(c) {
+                        '?'
+                    } else {
+                        c
+                    }
+                })
                 .collect();
             writeln!(f, "{pad} |")?;
             writeln!(f, "{num} | {shown}")?;
@@ -223,6 +235,13 @@ mod tests {
         assert!(text.contains("2 | reed /usr/**"), "{text}");
         assert!(text.contains("  | ^^^^"), "{text}");
         assert!(text.contains("help: did you mean `read`?"), "{text}");
+    }
+
+    #[test]
+    fn snippets_cannot_reorder_or_drive_the_terminal() {
+        let src = SourceText::new("p.nono", "read /a\u{202E}b \u{1b}[2J\n");
+        let text = src.error(Some(Loc { line: 1, column: 8 }), "x").to_string();
+        assert!(text.contains("1 | read /a?b ?[2J"), "{text}");
     }
 
     #[test]
