@@ -50,3 +50,21 @@ fn mixed_on_abi_3() {
         .build();
     assert_compiled_goldens("mixed-abi3", &policy, Target::landlock_only(3));
 }
+
+/// Every built-in profile, compiled from its embedded source, on the newest Landlock ABI: a
+/// change to a built-in profile or to a back-end shows up here as a reviewable diff.
+#[test]
+fn builtin_profiles() {
+    use nono_policy::builtin::Builtins;
+    use nono_policy::source::ProfileSource;
+    for name in Builtins.profile_names() {
+        let root = Builtins.profile(&name).unwrap();
+        let policy = nono_policy::resolve::compile(&root, &Builtins)
+            .unwrap_or_else(|e| panic!("{name}:\n{e}"));
+        assert_compiled_goldens(
+            &format!("builtin-{name}"),
+            &policy,
+            Target::landlock_only(7),
+        );
+    }
+}

@@ -57,16 +57,25 @@ pub struct RunArgs {
 }
 
 #[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:
+  nono why --path ~/.ssh/id_rsa
+  nono why --profile rust-dev --path ~/.cargo/bin/cargo --op exec
+  nono why --profile claude-code --host api.anthropic.com --port 443 --json")]
 pub struct WhyArgs {
+    /// Profile name or file to explain.
     #[arg(long, short, default_value = "default")]
     pub profile: String,
-    #[arg(long)]
+    /// A file or directory to explain an access to.
+    #[arg(long, value_name = "PATH")]
     pub path: Option<PathBuf>,
-    #[arg(long, default_value = "read")]
+    /// The access: read, write or exec.
+    #[arg(long, default_value = "read", value_name = "OP")]
     pub op: String,
-    #[arg(long)]
+    /// A host name or IP address to explain an outbound connection to.
+    #[arg(long, value_name = "HOST")]
     pub host: Option<String>,
-    #[arg(long)]
+    /// The port of that connection (required with --host).
+    #[arg(long, value_name = "N")]
     pub port: Option<u16>,
     /// Print the decision as JSON.
     #[arg(long)]
