@@ -277,6 +277,26 @@ pub fn check_plan(plan: &LandlockPlan, kernel_abi: u8) -> Result<(), LandlockErr
     Ok(())
 }
 
+/// `landlock_add_rule(2)`. `attr` must be the kernel's struct for `rule_type`
+/// (`PathBeneathAttr` for `LANDLOCK_RULE_PATH_BENEATH`, `NetPortAttr` for `LANDLOCK_RULE_NET_PORT`).
+fn add_rule<T>(ruleset: &OwnedFd, rule_type: u32, attr: &T) -> io::Result<()> {
+    // SAFETY: the ruleset fd is live and `attr` points to a live struct of the layout the kernel
+    // expects for `rule_type` (callers pass the matching uapi struct).
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_landlock_add_rule,
+            ruleset.as_raw_fd(),
+            rule_type,
+            attr as *const T,
+            0u32,
+        )
+    };
+    if r != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// Add one path-beneath rule. A path that is missing (or that this user cannot reach) is
 /// skipped and reported: it only grants less, never more.
 fn add_path_rule(
@@ -315,21 +335,11 @@ fn add_path_rule(
         allowed_access: rights.bits(),
         parent_fd: obj.as_raw_fd(),
     };
-    // SAFETY: both fds are live; `attr` is a live packed struct of the kernel's layout.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_landlock_add_rule,
-            ruleset.fd.as_raw_fd(),
-            uapi::LANDLOCK_RULE_PATH_BENEATH,
-            &attr as *const uapi::PathBeneathAttr,
-            0u32,
-        )
-    };
-    if r != 0 {
+    if let Err(source) = add_rule(&ruleset.fd, uapi::LANDLOCK_RULE_PATH_BENEATH, &attr) {
         return Err(LandlockError::AddPathRule {
             path,
             rules: rule_list(rules),
-            source: io::Error::last_os_error(),
+            source,
         });
     }
     ruleset.added.push(AddedRule {
@@ -495,21 +505,11 @@ pub fn build(
             allowed_access: net_bits(&p.rights),
             port: u64::from(p.port),
         };
-        // SAFETY: the ruleset fd is live; `attr` is a live repr(C) struct.
-        let r = unsafe {
-            libc::syscall(
-                libc::SYS_landlock_add_rule,
-                ruleset.fd.as_raw_fd(),
-                uapi::LANDLOCK_RULE_NET_PORT,
-                &attr as *const uapi::NetPortAttr,
-                0u32,
-            )
-        };
-        if r != 0 {
+        if let Err(source) = add_rule(&ruleset.fd, uapi::LANDLOCK_RULE_NET_PORT, &attr) {
             return Err(LandlockError::AddPortRule {
                 port: p.port,
                 rules: rule_list(&p.rules),
-                source: io::Error::last_os_error(),
+                source,
             });
         }
     }
