@@ -144,7 +144,7 @@ fn setup() -> Result<()> {
             "minimal",
         ]))?;
     }
-    if !have("cargo", &["fuzz", "--version"]) {
+    if !have("cargo", &["+nightly", "fuzz", "--version"]) {
         run(cargo().args(["install", "cargo-fuzz", "--locked"]))?;
     }
     Ok(())
@@ -184,8 +184,10 @@ fn test() -> Result<()> {
 
 fn fuzz(seconds: u32) -> Result<()> {
     for target in ["lang", "json"] {
-        let mut c = cargo();
-        c.current_dir(root().join("fuzz")).args([
+        // `+nightly` is understood by rustup's `cargo` proxy, not by the toolchain's own cargo
+        // that $CARGO names when xtask runs under `cargo run`.
+        let mut c = Command::new("cargo");
+        c.current_dir(root().join("fuzz")).env_remove("RUSTUP_TOOLCHAIN").args([
             "+nightly",
             "fuzz",
             "run",
