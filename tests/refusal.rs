@@ -16,6 +16,7 @@ as_root_and_nobody!(
     case02_allow_home_with_credentials_deny_is_refused_naming_both_rules,
     case02_read_home_is_split_around_the_credentials,
     case14_granted_unix_socket_is_refused_without_the_kernel_layer,
+    case28_nono_state_is_unreachable_under_a_broad_read_grant,
     case02_profile_deny_inside_workspace_grant_is_refused,
     case02_best_effort_runs_and_warns_what_is_not_enforced,
     case18_allow_domain_without_proxy_is_refused_naming_rule,
@@ -86,6 +87,36 @@ attempt("read_notes", lambda: read(P["home"] + "/notes.txt"))
         .expect("list_ssh", "EACCES")
         .expect("read_notes", "OK");
     watch.assert_unchanged();
+}
+
+/// Case 28: nono's own state (audit database, rollback store, configuration and profiles)
+/// is denied implicitly, so even a read grant on all of `$HOME` cannot reach it; a writable
+/// one is refused (case 2).
+fn case28_nono_state_is_unreachable_under_a_broad_read_grant(user: User) {
+    let w = World::new(user);
+    let state = w.write(&w.home.join(".local/state/nono/audit.db"), "audit\n");
+    let config = w.write(&w.home.join(".config/nono/profiles/mine.json"), "{}\n");
+    let watch = Watch::new(&[state.clone(), config.clone()]);
+    let home = w.home.display().to_string();
+    let out = w.probe_with(
+        &["--read", &home],
+        &json!({"state": state, "config": config}),
+        r#"
+attempt("read_state", lambda: read(P["state"]))
+attempt("append_state", lambda: append(P["state"]))
+attempt("read_config", lambda: read(P["config"]))
+"#,
+    );
+    out.expect("read_state", "EACCES")
+        .expect("append_state", "EACCES")
+        .expect("read_config", "EACCES");
+    watch.assert_unchanged();
+    // The same user can read it outside the sandbox: the denial is nono's.
+    w.unconfined_probe(
+        &json!({"state": state}),
+        r#"attempt("read_state", lambda: read(P["state"]))"#,
+    )
+    .expect("read_state", "OK");
 }
 
 /// Case 14: a profile that grants a path unix socket. Landlock cannot filter connect(2) by

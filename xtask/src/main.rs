@@ -187,15 +187,17 @@ fn fuzz(seconds: u32) -> Result<()> {
         // `+nightly` is understood by rustup's `cargo` proxy, not by the toolchain's own cargo
         // that $CARGO names when xtask runs under `cargo run`.
         let mut c = Command::new("cargo");
-        c.current_dir(root().join("fuzz")).env_remove("RUSTUP_TOOLCHAIN").args([
-            "+nightly",
-            "fuzz",
-            "run",
-            target,
-            "--",
-            &format!("-max_total_time={seconds}"),
-            "-rss_limit_mb=2048",
-        ]);
+        c.current_dir(root().join("fuzz"))
+            .env_remove("RUSTUP_TOOLCHAIN")
+            .args([
+                "+nightly",
+                "fuzz",
+                "run",
+                target,
+                "--",
+                &format!("-max_total_time={seconds}"),
+                "-rss_limit_mb=2048",
+            ]);
         run(&mut c)?;
     }
     Ok(())
