@@ -12,6 +12,9 @@
 
 mod cli;
 mod exit;
+#[cfg(target_os = "linux")]
+pub mod kernel;
+mod layers;
 mod profiles;
 mod run;
 
@@ -32,7 +35,7 @@ Exit codes: 0 ok (run: the command's status), 1 failure, 2 usage,
 128+N killed by signal N.";
 
 #[derive(Debug, Parser)]
-#[command(name = "nono", version, about = "Confine AI coding agents inside kernel-enforced boundaries", after_help = EXAMPLES)]
+#[command(name = "nono", version = layers::VERSION, about = "Confine AI coding agents inside kernel-enforced boundaries", after_help = EXAMPLES)]
 pub struct Cli {
     /// More logging (-v info, -vv debug, -vvv trace); RUST_LOG overrides.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]

@@ -1,1 +1,17 @@
-fn main() {}
+mod ebpf;
+
+fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        // `cargo xtask ebpf [--setup] [--debug]`: build the eBPF object nono embeds.
+        Some("ebpf") => {
+            if args.iter().any(|a| a == "--setup") {
+                ebpf::setup_toolchain()?;
+            }
+            let object = ebpf::build_ebpf(!args.iter().any(|a| a == "--debug"))?;
+            println!("{}", object.display());
+            Ok(())
+        }
+        _ => anyhow::bail!("usage: cargo xtask ebpf [--setup] [--debug]"),
+    }
+}
