@@ -1,4 +1,5 @@
 mod ebpf;
+mod lab;
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -12,6 +13,13 @@ fn main() -> anyhow::Result<()> {
             println!("{}", object.display());
             Ok(())
         }
-        _ => anyhow::bail!("usage: cargo xtask ebpf [--setup] [--debug]"),
+        // `cargo xtask vm-test [6.12] [6.1]`: the kernel-layer tests in VMs (both by default).
+        Some("vm-test") => {
+            let kernels: Vec<&str> = args[1..].iter().map(String::as_str).collect();
+            lab::vm_test(&kernels)
+        }
+        _ => anyhow::bail!(
+            "usage: cargo xtask ebpf [--setup] [--debug] | cargo xtask vm-test [6.12] [6.1]"
+        ),
     }
 }
