@@ -20,7 +20,6 @@ pub struct Test {
 }
 
 /// What every test gets.
-#[allow(dead_code)] // the scratch dir and kernel name serve the kernel-layer tests
 pub struct Ctx {
     /// The real nono binary under test.
     pub nono: PathBuf,

@@ -6,8 +6,13 @@
 //! one `PASS name`, `FAIL name: reason` or `SKIP name: reason` line per test to `--results`.
 
 mod harness;
+mod probe;
 mod tests;
 
 fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("probe") {
+        std::process::exit(probe::main(&args[1..]));
+    }
     std::process::exit(harness::main());
 }

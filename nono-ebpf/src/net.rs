@@ -126,6 +126,10 @@ fn check(ctx: &SockAddrContext, hook: Hook, v6: bool, direction: u32) -> i32 {
         return DENY;
     };
     decision.sandbox_id = sandbox.sandbox_id;
+    if direction == NET_BIND && port == 0 {
+        // An ephemeral port (UDP clients do this): no address is claimed that a rule names.
+        return ALLOW;
+    }
     let allowed = if v6 {
         lookup_v6(sandbox.sandbox_id, protocol, addr, port, direction)
     } else {

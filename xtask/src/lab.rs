@@ -125,6 +125,7 @@ for m in $(cat /mods/order); do insmod /mods/$m || echo "lab: insmod $m failed";
 mount -t 9p -o trans=virtio,version=9p2000.L,ro,cache=loose hostroot /host || echo "lab: no host root"
 mount -t proc proc /host/proc; mount -t sysfs sys /host/sys; mount -t devtmpfs dev /host/dev
 mount -t securityfs securityfs /host/sys/kernel/security; mount -t bpf bpf /host/sys/fs/bpf
+ip link set lo up 2>/dev/null || ifconfig lo 127.0.0.1 up
 mount -t tmpfs tmp /host/run; mkdir -p /host/run/tmp /host/run/lab
 mount -t cgroup2 none /host/sys/fs/cgroup
 mount -t 9p -o trans=virtio,version=9p2000.L results /host/run/lab
