@@ -153,7 +153,10 @@ fn kernel_run_inner(args: KernelRunArgs) -> Result<i32> {
         sandbox.id(),
         sandbox.cgroup_dir().display()
     );
-    let mut events = sandbox.events()?;
+    // Events print live, as `nono run -v` will print them.
+    let printer = super::events::EventPrinter::spawn(sandbox.events()?, |event| {
+        let _ = writeln!(std::io::stderr(), "nono: {event}");
+    })?;
     let procs = std::fs::OpenOptions::new()
         .write(true)
         .open(sandbox.cgroup_procs_path())
@@ -179,12 +182,9 @@ fn kernel_run_inner(args: KernelRunArgs) -> Result<i32> {
         .status()
         .with_context(|| format!("running {:?}", args.command[0]))?;
     drop(procs);
-    let mut stderr = std::io::stderr().lock();
-    for event in events.drain() {
-        let _ = writeln!(stderr, "nono: {event}");
-    }
+    printer.stop();
     let _ = writeln!(
-        stderr,
+        std::io::stderr(),
         "nono: kernel: dropped events: {}",
         layer.dropped_events().unwrap_or(0)
     );

@@ -316,3 +316,69 @@ impl EventStream {
         }
     }
 }
+
+/// Prints a sandbox's events as they arrive, on a thread of its own running a small tokio
+/// runtime, until [`EventPrinter::stop`]; what is still buffered then is printed too. This is
+/// what `nono run -v` uses; a caller with its own runtime can drive
+/// [`EventStream::next_batch`] itself.
+pub struct EventPrinter {
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl EventPrinter {
+    pub fn spawn(
+        mut stream: EventStream,
+        mut print: impl FnMut(&KernelEvent) + Send + 'static,
+    ) -> Result<EventPrinter> {
+        let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_io()
+            .build()
+            .context("starting the event reader's runtime")?;
+        let thread = std::thread::Builder::new()
+            .name("nono-events".into())
+            .spawn(move || {
+                runtime.block_on(async {
+                    loop {
+                        tokio::select! {
+                            batch = stream.next_batch() => match batch {
+                                Ok(events) => events.iter().for_each(&mut print),
+                                Err(e) => {
+                                    tracing::warn!("kernel events: {e:#}");
+                                    break;
+                                }
+                            },
+                            _ = &mut stopped => break,
+                        }
+                    }
+                });
+                stream.drain().iter().for_each(&mut print);
+            })
+            .context("starting the event reader thread")?;
+        Ok(EventPrinter {
+            stop: Some(stop),
+            thread: Some(thread),
+        })
+    }
+
+    /// Stop after printing everything already in the buffer.
+    pub fn stop(mut self) {
+        self.shutdown();
+    }
+
+    fn shutdown(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for EventPrinter {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}

@@ -33,7 +33,7 @@ use aya::programs::{CgroupSockAddr, Lsm};
 use aya::{Btf, EbpfLoader};
 use nono_common::{names, KernelOffsets};
 
-pub use events::{EventStream, KernelEvent};
+pub use events::{EventPrinter, EventStream, KernelEvent};
 pub use maps::Maps;
 pub use sandbox::{Sandbox, SandboxOptions};
 
