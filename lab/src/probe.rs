@@ -69,6 +69,26 @@ fn run_op(op: &str, args: &[String]) -> Result<(), i32> {
                 // Write our pid into another cgroup.procs: leaving the sandbox's cgroup.
                 std::fs::write(a(0), std::process::id().to_string()).map_err(io_errno)
             }
+            "clone-into" => {
+                // clone3(CLONE_INTO_CGROUP): start a child directly in another cgroup, which
+                // opens no cgroupfs file for writing.
+                let dir = std::fs::File::open(a(0)).map_err(io_errno)?;
+                use std::os::fd::AsRawFd;
+                let mut clone_args = [0u64; 11];
+                clone_args[0] = 0x2_0000_0000; // CLONE_INTO_CGROUP
+                clone_args[4] = libc::SIGCHLD as u64; // exit_signal
+                clone_args[10] = dir.as_raw_fd() as u64; // cgroup
+                let pid = libc::syscall(libc::SYS_clone3, clone_args.as_ptr(), 88usize);
+                if pid == 0 {
+                    libc::_exit(0);
+                }
+                if pid < 0 {
+                    return Err(std::io::Error::last_os_error().raw_os_error().unwrap_or(-1));
+                }
+                let mut status = 0;
+                libc::waitpid(pid as libc::pid_t, &mut status, 0);
+                Ok(())
+            }
             "wait" => {
                 let deadline = Instant::now() + Duration::from_secs(20);
                 while !Path::new(a(0)).exists() {

@@ -414,7 +414,8 @@ fn deny_write_blocks_every_write_op(ctx: &Ctx) -> Result<(), String> {
     absent(&ro.join("sym"))
 }
 
-/// The agent can't leave its cgroup or create cgroups: cgroupfs is read-only inside.
+/// The agent can't leave its cgroup or create cgroups: cgroupfs is read-only inside, and a
+/// child can't be started in another cgroup with `clone3(CLONE_INTO_CGROUP)` either.
 fn cgroupfs_writes_are_denied(ctx: &Ctx) -> Result<(), String> {
     let info = fs::read_to_string("/proc/self/cgroup").map_err(|e| e.to_string())?;
     let own = info

@@ -147,6 +147,11 @@ pub struct KernelOffsets {
     /// Non-zero once the loader has filled this in; until then every hook allows (the maps are
     /// empty then anyway) rather than read kernel memory at offset 0.
     pub ready: u32,
+    /// `inode.i_sb`.
+    pub inode_sb: u32,
+    /// Kernel `dev_t` of the cgroup2 filesystem (per boot, not per kernel build): sandboxed
+    /// tasks may not write anything there.
+    pub cgroup2_dev: u32,
     pub _pad: u32,
 }
 
@@ -169,6 +174,7 @@ pub enum Hook {
     PathMknod = 9,
     PathMkdir = 10,
     PathSymlink = 11,
+    InodePermission = 12,
     Connect4 = 20,
     Connect6 = 21,
     Sendmsg4 = 22,
@@ -192,6 +198,7 @@ impl Hook {
             9 => PathMknod,
             10 => PathMkdir,
             11 => PathSymlink,
+            12 => InodePermission,
             20 => Connect4,
             21 => Connect6,
             22 => Sendmsg4,
@@ -216,6 +223,7 @@ impl Hook {
             PathMknod => "path_mknod",
             PathMkdir => "path_mkdir",
             PathSymlink => "path_symlink",
+            InodePermission => "inode_permission",
             Connect4 => "connect4",
             Connect6 => "connect6",
             Sendmsg4 => "sendmsg4",
@@ -283,6 +291,6 @@ const _: () = {
     assert!(core::mem::size_of::<NetKeyV4>() == 12);
     assert!(core::mem::size_of::<NetKeyV6>() == 24);
     assert!(core::mem::size_of::<NetAllow>() == 24);
-    assert!(core::mem::size_of::<KernelOffsets>() == 40);
+    assert!(core::mem::size_of::<KernelOffsets>() == 48);
     assert!(core::mem::size_of::<Event>() == 80);
 };

@@ -349,3 +349,45 @@ pub fn path_chown(ctx: LsmContext) -> i32 {
         access::WRITE,
     )
 }
+
+/// `MAY_WRITE` of `inode_permission`'s mask (include/linux/fs.h).
+const MAY_WRITE: u32 = 0x2;
+
+/// Write permission on any cgroup2 inode is refused to sandboxed tasks. `file_open` already
+/// denies opening cgroupfs files for writing; this hook also covers what opens nothing, above
+/// all `clone3(CLONE_INTO_CGROUP)`, which checks write permission on the target's
+/// `cgroup.procs` and would otherwise let the agent start a child outside its cgroup.
+/// Everything else (lookups, reads) leaves after the sandbox lookup and a mask test.
+#[lsm(hook = "inode_permission")]
+pub fn inode_permission(ctx: LsmContext) -> i32 {
+    let Some(sandbox) = current_sandbox() else {
+        return 0;
+    };
+    let mask: u32 = unsafe { ctx.arg(1) };
+    if mask & MAY_WRITE == 0 {
+        return 0;
+    }
+    let Some(offsets) = NONO_CONFIG.get(0) else {
+        return 0;
+    };
+    if offsets.ready == 0 || offsets.cgroup2_dev == 0 {
+        return 0;
+    }
+    let inode: *const u8 = unsafe { ctx.arg(0) };
+    let dev = unsafe {
+        match read_at::<*const u8>(inode, offsets.inode_sb) {
+            Ok(sb) => read_at::<u32>(sb, offsets.sb_dev).unwrap_or(0),
+            Err(_) => 0,
+        }
+    };
+    if dev != offsets.cgroup2_dev {
+        return 0;
+    }
+    let mut decision = Decision::file(sandbox.sandbox_id, Hook::InodePermission as u16);
+    decision.denied = true;
+    decision.rule_id = nono_common::CGROUPFS_RULE;
+    decision.access = access::WRITE as u8;
+    decision.dev = dev;
+    emit(&decision);
+    -EPERM
+}

@@ -64,6 +64,7 @@ pub const LSM_HOOKS: &[&str] = &[
     "path_truncate",
     "path_chmod",
     "path_chown",
+    "inode_permission",
 ];
 
 /// The cgroup socket-address programs of the network part and their attach types.
@@ -215,7 +216,13 @@ impl KernelLayer {
         })?;
         let (lsm, net) = match reuse_pins(&pin_dir) {
             Some(parts) => parts,
-            None => load_object(object, &pin_dir, &maps_dir, availability.bpf_lsm_listed)?,
+            None => load_object(
+                object,
+                &pin_dir,
+                &maps_dir,
+                availability.bpf_lsm_listed,
+                &cgroup2,
+            )?,
         };
         if let (Part::Unavailable(a), Part::Unavailable(b)) = (&lsm, &net) {
             bail!("kernel layer unavailable: BPF LSM: {a}; cgroup socket programs: {b}");
@@ -321,6 +328,7 @@ fn load_object(
     pin_dir: &Path,
     maps_dir: &Path,
     lsm_listed: Option<bool>,
+    cgroup2: &Path,
 ) -> Result<(Part, Part)> {
     // Maps are declared `pinned`: the loader reuses the pins of an earlier run, or creates and
     // pins them.
@@ -328,7 +336,12 @@ fn load_object(
         .map_pin_path(maps_dir)
         .load(object)
         .context("loading nono's eBPF object (maps)")?;
-    let offsets = offsets::read_kernel_offsets()?;
+    let mut offsets = offsets::read_kernel_offsets()?;
+    {
+        use std::os::unix::fs::MetadataExt;
+        let meta = fs::metadata(cgroup2).with_context(|| format!("stat {}", cgroup2.display()))?;
+        offsets.cgroup2_dev = sandbox::kernel_dev(meta.dev());
+    }
     let mut config: Array<&mut MapData, KernelOffsets> = Array::try_from(
         ebpf.map_mut(names::CONFIG)
             .context("the eBPF object has no config map")?,

@@ -76,6 +76,8 @@ pub fn read_kernel_offsets() -> Result<KernelOffsets> {
         inode_ino: field_offset(&btf, "inode", "i_ino")?,
         sb_dev: field_offset(&btf, "super_block", "s_dev")?,
         ready: 1,
+        inode_sb: field_offset(&btf, "inode", "i_sb")?,
+        cgroup2_dev: 0,
         _pad: 0,
     })
 }
