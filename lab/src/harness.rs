@@ -4,6 +4,16 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::time::Instant;
 
+/// Extra lines a test reports (benchmark figures), written after its result line.
+static INFO: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+
+pub fn info(line: String) {
+    eprintln!("INFO {line}");
+    if let Ok(mut v) = INFO.lock() {
+        v.push(line);
+    }
+}
+
 /// Where a test can run.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum Needs {
@@ -98,6 +108,9 @@ pub fn main() -> i32 {
         };
         eprintln!("{line} ({} ms)", started.elapsed().as_millis());
         lines.push(line);
+        if let Ok(mut v) = INFO.lock() {
+            lines.extend(v.drain(..).map(|l| format!("INFO {l}")));
+        }
         // Results go out as they come, so a hang still shows how far the run got.
         if let Some(path) = &args.results {
             let _ = std::fs::write(path, lines.join("\n") + "\n");

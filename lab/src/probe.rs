@@ -89,6 +89,16 @@ fn run_op(op: &str, args: &[String]) -> Result<(), i32> {
                 libc::waitpid(pid as libc::pid_t, &mut status, 0);
                 Ok(())
             }
+            "openloop" => {
+                // N opens of one file: the workload of the overhead benchmark.
+                let n: usize = a(1).parse().unwrap_or(1000);
+                for _ in 0..n {
+                    let fd = libc::open(cstr(a(0)).as_ptr(), libc::O_RDONLY);
+                    errno_of(fd)?;
+                    libc::close(fd);
+                }
+                Ok(())
+            }
             "wait" => {
                 let deadline = Instant::now() + Duration::from_secs(20);
                 while !Path::new(a(0)).exists() {

@@ -391,3 +391,10 @@ pub fn inode_permission(ctx: LsmContext) -> i32 {
     emit(&decision);
     -EPERM
 }
+
+/// Not attached in production: `nono kernel-bench-noop` attaches it to `file_open` as the
+/// baseline the benchmark compares nono's programs with (the cost of any BPF LSM program).
+#[lsm(hook = "file_open")]
+pub fn bench_noop(_ctx: LsmContext) -> i32 {
+    0
+}

@@ -64,6 +64,10 @@ enum Command {
     #[cfg(target_os = "linux")]
     #[command(hide = true)]
     KernelStatus,
+    /// Run a command with a no-op LSM program attached (overhead benchmark baseline).
+    #[cfg(target_os = "linux")]
+    #[command(hide = true)]
+    KernelBenchNoop(kernel::cli::KernelBenchNoopArgs),
 }
 
 fn init_tracing(verbose: u8) {
@@ -95,6 +99,8 @@ fn main() {
         Command::KernelRun(args) => kernel::cli::kernel_run(args),
         #[cfg(target_os = "linux")]
         Command::KernelStatus => kernel::cli::kernel_status(),
+        #[cfg(target_os = "linux")]
+        Command::KernelBenchNoop(args) => kernel::cli::kernel_bench_noop(args),
     };
     let code = match result {
         Ok(code) => code,

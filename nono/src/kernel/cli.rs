@@ -226,6 +226,54 @@ pub fn kernel_status() -> CmdResult {
         count(maps.net_v4.keys().count() + maps.net_v6.keys().count())
     );
     println!("dropped={}", layer.dropped_events().unwrap_or(0));
+    // Per-program statistics (with kernel.bpf_stats_enabled=1), for the overhead benchmark.
+    for info in aya::programs::loaded_programs().flatten() {
+        if let Some(name) = info.name_as_str() {
+            if super::LSM_HOOKS.iter().any(|h| h.starts_with(name)) || name == "bench_noop" {
+                println!(
+                    "prog.{name}={} {}",
+                    info.run_time().as_nanos(),
+                    info.run_count()
+                );
+            }
+        }
+    }
     println!("{}", layer.describe());
     Ok(0)
+}
+
+#[derive(Debug, clap::Args)]
+pub struct KernelBenchNoopArgs {
+    #[arg(last = true, required = true, value_name = "CMD")]
+    command: Vec<OsString>,
+}
+
+/// Attach the no-op LSM program to `file_open`, run CMD outside any sandbox, print the no-op's
+/// run time and count, detach. The baseline of the overhead benchmark.
+pub fn kernel_bench_noop(args: KernelBenchNoopArgs) -> CmdResult {
+    let inner = || -> Result<i32> {
+        let layer = KernelLayer::load()?;
+        let object = super::EBPF_OBJECT.context("kernel layer not built in")?;
+        let mut ebpf = aya::EbpfLoader::new()
+            .map_pin_path(layer.pin_dir().join("maps"))
+            .load(object)?;
+        let btf = aya::Btf::from_sys_fs()?;
+        let program: &mut aya::programs::Lsm = ebpf
+            .program_mut("bench_noop")
+            .context("no bench_noop program")?
+            .try_into()?;
+        program.load("file_open", &btf)?;
+        program.attach()?;
+        let status = std::process::Command::new(&args.command[0])
+            .args(&args.command[1..])
+            .status()?;
+        let info = program.info()?;
+        println!(
+            "prog.bench_noop={} {}",
+            info.run_time().as_nanos(),
+            info.run_count()
+        );
+        Ok(status.code().unwrap_or(1))
+    };
+    inner().map_err(|e| Exit::failure(format!("nono: {e:#}")))
 }
