@@ -99,6 +99,16 @@ fn run_op(op: &str, args: &[String]) -> Result<(), i32> {
                 }
                 Ok(())
             }
+            "exec" => {
+                let status = std::process::Command::new(a(0))
+                    .status()
+                    .map_err(io_errno)?;
+                if status.success() {
+                    Ok(())
+                } else {
+                    Err(-5)
+                }
+            }
             "wait" => {
                 let deadline = Instant::now() + Duration::from_secs(20);
                 while !Path::new(a(0)).exists() {

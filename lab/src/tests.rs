@@ -31,6 +31,7 @@ tests! {
     preexisting_hard_link_is_denied: Lsm,
     bind_mount_alias_is_denied: Lsm,
     deny_write_blocks_every_write_op: Lsm,
+    exec_of_denied_binary: Lsm,
     cgroupfs_writes_are_denied: Lsm,
     outside_process_unaffected: Lsm,
     events_carry_rule_id_and_drop_counter: Lsm,
@@ -413,6 +414,32 @@ fn deny_write_blocks_every_write_op(ctx: &Ctx) -> Result<(), String> {
     absent(&ro.join("new"))?;
     absent(&ro.join("dir"))?;
     absent(&ro.join("sym"))
+}
+
+/// A denied binary can't be executed (execve opens it with FMODE_EXEC, which `file_open`
+/// sees), nor read, so it can't be copied from inside either. A copy made outside before the
+/// run is another inode and runs: file rules bind objects, not contents (a deny on the
+/// directory would cover copies placed in it).
+fn exec_of_denied_binary(ctx: &Ctx) -> Result<(), String> {
+    let tool = ctx.scratch.join("bin/tool");
+    let copy = ctx.scratch.join("other/tool-copy");
+    let inside_copy = ctx.scratch.join("other/inside-copy");
+    for p in [&tool, &copy] {
+        fs::create_dir_all(p.parent().ok_or("no parent")?).map_err(|e| e.to_string())?;
+        fs::copy("/bin/true", p).map_err(|e| format!("copying /bin/true: {e}"))?;
+    }
+    let run = sandboxed(
+        ctx,
+        &flag("--deny", &tool),
+        &[
+            &["exec", &s(&tool)],
+            &["read", &s(&tool)],
+            &["link", &s(&tool), &s(&inside_copy)],
+            &["exec", &s(&copy)],
+        ],
+    )?;
+    run.expect(&[EPERM, EPERM, EPERM, OK])?;
+    absent(&inside_copy)
 }
 
 /// The agent can't leave its cgroup or create cgroups: cgroupfs is read-only inside, and a
