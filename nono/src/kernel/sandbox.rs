@@ -45,6 +45,15 @@ pub struct SandboxOptions {
     pub audit_all: bool,
 }
 
+impl SandboxOptions {
+    /// The options a policy asks for.
+    pub fn from_policy(policy: &Policy) -> SandboxOptions {
+        SandboxOptions {
+            audit_all: policy.audit.level == nono_policy::ir::AuditLevel::All,
+        }
+    }
+}
+
 /// A file rule as bound in the kernel.
 #[derive(Debug, Clone)]
 pub struct BoundFsRule {
