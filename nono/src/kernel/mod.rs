@@ -26,6 +26,7 @@
 //!    `PR_SET_PDEATHSIG`. The command never runs outside the cgroup.
 //! 4. `EventPrinter::spawn(sandbox.events()?, ...)` for `-v`, stopped after the child exits.
 //! 5. Drop the sandbox (or call `cleanup`) after the child exits.
+//!
 //! On a kernel without BPF LSM (the CI host), the seccomp filter should refuse `clone3` with
 //! ENOSYS: `clone3(CLONE_INTO_CGROUP)` would otherwise start a child outside the sandbox
 //! cgroup, beyond the network programs (with BPF LSM, `inode_permission` denies it).
