@@ -809,38 +809,45 @@ fn bench_lsm_overhead(ctx: &Ctx) -> Result<(), String> {
     write(&denied, "d")?;
     let me = std::env::current_exe().map_err(|e| e.to_string())?;
     let n = "3000";
-    // A live sandbox during the outside loop: processes outside pay the lookup as they do on a
-    // machine where nono runs.
+    // Outside any sandbox: per-run cost of the no-op and of nono's programs on the same opens.
+    let outside = || -> Result<(f64, f64, f64), String> {
+        let before = prog_stats(ctx)?;
+        let out = Command::new(&ctx.nono)
+            .args(["kernel-bench-noop", "--"])
+            .arg(&me)
+            .args(["probe", "openloop", &s(&target), n])
+            .output()
+            .map_err(|e| e.to_string())?;
+        let after = prog_stats(ctx)?;
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let noop = stdout
+            .lines()
+            .find_map(|l| l.strip_prefix("prog.bench_noop="))
+            .and_then(|v| {
+                let (ns, cnt) = v.split_once(' ')?;
+                Some(ns.parse::<f64>().ok()? / cnt.parse::<f64>().ok()?.max(1.0))
+            })
+            .ok_or(format!(
+                "no no-op stats: {stdout} {}",
+                String::from_utf8_lossy(&out.stderr)
+            ))?;
+        let (open, _) = per_run(&before, &after, "file_open")?;
+        let (perm, _) = per_run(&before, &after, "inode_permissio")?;
+        Ok((noop, open, perm))
+    };
+    // With no sandbox anywhere, the programs leave on the active count alone.
+    let (idle_noop, idle_open, idle_perm) = outside()?;
+    // With a live sandbox, processes outside pay the cgroup lookup.
     let go = ctx.scratch.join("go");
     let live = spawn_sandboxed(ctx, &flag("--deny", &denied), &[&["wait", &s(&go)]])?;
     let deadline = Instant::now() + Duration::from_secs(60);
     while sandbox_cgroups().is_empty() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(50));
     }
-    let before = prog_stats(ctx)?;
-    let out = Command::new(&ctx.nono)
-        .args(["kernel-bench-noop", "--"])
-        .arg(&me)
-        .args(["probe", "openloop", &s(&target), n])
-        .output()
-        .map_err(|e| e.to_string())?;
-    let after = prog_stats(ctx)?;
+    let measured = outside();
     write(&go, "")?;
     finish(live)?.expect(&[OK])?;
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let noop = stdout
-        .lines()
-        .find_map(|l| l.strip_prefix("prog.bench_noop="))
-        .and_then(|v| {
-            let (ns, cnt) = v.split_once(' ')?;
-            Some(ns.parse::<f64>().ok()? / cnt.parse::<f64>().ok()?.max(1.0))
-        })
-        .ok_or(format!(
-            "no no-op stats: {stdout} {}",
-            String::from_utf8_lossy(&out.stderr)
-        ))?;
-    let (outside_open, _) = per_run(&before, &after, "file_open")?;
-    let (outside_perm, _) = per_run(&before, &after, "inode_permissio")?;
+    let (noop, outside_open, outside_perm) = measured?;
     let before = prog_stats(ctx)?;
     let run = sandboxed(
         ctx,
@@ -852,7 +859,13 @@ fn bench_lsm_overhead(ctx: &Ctx) -> Result<(), String> {
     let (inside_open, _) = per_run(&before, &after, "file_open")?;
     let (inside_perm, _) = per_run(&before, &after, "inode_permissio")?;
     crate::harness::info(format!(
-        "bench {}: no-op {noop:.0} ns/run; file_open outside {outside_open:.0} ({:.2}x), inside {inside_open:.0} ({:.2}x); inode_permission outside {outside_perm:.0} ({:.2}x), inside {inside_perm:.0} ({:.2}x)",
+        "bench {}: no sandbox live: no-op {idle_noop:.0} ns/run, file_open {idle_open:.0} ({:.2}x), inode_permission {idle_perm:.0} ({:.2}x)",
+        ctx.kernel,
+        idle_open / idle_noop,
+        idle_perm / idle_noop,
+    ));
+    crate::harness::info(format!(
+        "bench {}: sandbox live: no-op {noop:.0} ns/run; file_open outside {outside_open:.0} ({:.2}x), inside {inside_open:.0} ({:.2}x); inode_permission outside {outside_perm:.0} ({:.2}x), inside {inside_perm:.0} ({:.2}x)",
         ctx.kernel,
         outside_open / noop,
         inside_open / noop,

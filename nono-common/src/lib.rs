@@ -15,6 +15,7 @@ pub mod names {
     pub const NET_RULES_V4: &str = "NONO_NET_V4";
     pub const NET_RULES_V6: &str = "NONO_NET_V6";
     pub const CONFIG: &str = "NONO_CONFIG";
+    pub const ACTIVE: &str = "NONO_ACTIVE";
     pub const EVENTS: &str = "NONO_EVENTS";
     pub const DROPPED: &str = "NONO_DROPPED";
 }

@@ -39,6 +39,13 @@ static NONO_NET_V6: LpmTrie<NetKeyV6, NetAllow> = LpmTrie::pinned(65536, 1);
 #[map]
 static NONO_CONFIG: Array<KernelOffsets> = Array::pinned(1, 0);
 
+/// Entry 0: how many cgroups are registered in `NONO_SANDBOXES`. Zero lets every program
+/// return before the cgroup lookup: once loaded, the programs stay attached until reboot, and a
+/// machine where no sandbox runs should not pay for them. The loader raises it before it
+/// registers a cgroup and recounts after every change, under its lock.
+#[map]
+static NONO_ACTIVE: Array<u32> = Array::pinned(1, 0);
+
 /// Every decision worth reporting, as a fixed `nono_common::Event`.
 #[map]
 static NONO_EVENTS: RingBuf = RingBuf::pinned(1 << 20, 0);
@@ -50,6 +57,12 @@ static NONO_DROPPED: PerCpuArray<u64> = PerCpuArray::pinned(1, 0);
 /// The sandbox the current task belongs to, if any: the fast path of every program.
 #[inline(always)]
 fn current_sandbox() -> Option<SandboxInfo> {
+    // An array lookup is inlined by the verifier: a plain load.
+    if let Some(active) = NONO_ACTIVE.get(0) {
+        if *active == 0 {
+            return None;
+        }
+    }
     let cgroup_id = unsafe { bpf_get_current_cgroup_id() };
     // SAFETY: the value is copied out before any other map operation can change it.
     unsafe { NONO_SANDBOXES.get(&cgroup_id) }.copied()

@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use aya::maps::{HashMap, LpmTrie, Map, MapData, PerCpuArray};
+use aya::maps::{Array, HashMap, LpmTrie, Map, MapData, PerCpuArray};
 use nono_common::{names, FsDeny, InodeKey, NetAllow, NetKeyV4, NetKeyV6, SandboxInfo};
 
 pub struct Maps {
@@ -16,6 +16,7 @@ pub struct Maps {
     pub net_v4: LpmTrie<MapData, NetKeyV4, NetAllow>,
     pub net_v6: LpmTrie<MapData, NetKeyV6, NetAllow>,
     pub dropped: PerCpuArray<MapData, u64>,
+    active: Array<MapData, u32>,
 }
 
 fn pinned(dir: &Path, name: &str) -> Result<MapData> {
@@ -32,6 +33,7 @@ impl Maps {
             net_v4: LpmTrie::try_from(Map::LpmTrie(pinned(dir, names::NET_RULES_V4)?))?,
             net_v6: LpmTrie::try_from(Map::LpmTrie(pinned(dir, names::NET_RULES_V6)?))?,
             dropped: PerCpuArray::try_from(Map::PerCpuArray(pinned(dir, names::DROPPED)?))?,
+            active: Array::try_from(Map::Array(pinned(dir, names::ACTIVE)?))?,
         })
     }
 
@@ -43,6 +45,19 @@ impl Maps {
     /// A reader of the shared event ring buffer.
     pub(crate) fn event_ring(&self) -> Result<super::events::RingReader> {
         super::events::RingReader::new(pinned(&self.dir, names::EVENTS)?)
+    }
+
+    /// Set the programs' count of registered cgroups. Callers hold the load lock.
+    pub(crate) fn set_active(&mut self, count: u32) -> Result<()> {
+        self.active
+            .set(0, count, 0)
+            .context("writing the active-sandbox count")
+    }
+
+    /// Recount the registered cgroups and publish the count. Callers hold the load lock.
+    pub(crate) fn publish_active(&mut self) -> Result<()> {
+        let count = self.sandboxes.keys().count() as u32;
+        self.set_active(count)
     }
 
     pub fn dropped_events(&self) -> Result<u64> {

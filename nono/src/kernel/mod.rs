@@ -160,12 +160,30 @@ impl std::fmt::Debug for KernelLayer {
 }
 
 /// An exclusive lock on the load and sweep steps, held by one nono at a time.
-struct LoadLock {
+pub(crate) struct LoadLock {
     _locked: fs::File,
 }
 
 impl LoadLock {
-    fn take() -> Result<LoadLock> {
+    pub(crate) fn take() -> Result<LoadLock> {
+        Self::lock(libc::LOCK_EX)
+    }
+
+    /// The lock if it can be had within about half a second. Cleanup uses this: it may run
+    /// while this very process holds the lock (a failed creation), where waiting would hang.
+    pub(crate) fn try_take() -> Result<LoadLock> {
+        let mut last = None;
+        for _ in 0..50 {
+            match Self::lock(libc::LOCK_EX | libc::LOCK_NB) {
+                Ok(lock) => return Ok(lock),
+                Err(e) => last = Some(e),
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        Err(last.unwrap_or_else(|| anyhow::anyhow!("the kernel-layer lock is busy")))
+    }
+
+    fn lock(operation: libc::c_int) -> Result<LoadLock> {
         fs::create_dir_all(RUN_DIR).with_context(|| format!("creating {RUN_DIR}"))?;
         let file = fs::OpenOptions::new()
             .create(true)
@@ -174,7 +192,7 @@ impl LoadLock {
             .open(Path::new(RUN_DIR).join("kernel.lock"))
             .context("opening the kernel-layer lock")?;
         // SAFETY: flock(2) on an fd we own.
-        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } != 0 {
+        if unsafe { libc::flock(file.as_raw_fd(), operation) } != 0 {
             bail!(
                 "locking {RUN_DIR}/kernel.lock: {}",
                 std::io::Error::last_os_error()
@@ -243,6 +261,7 @@ impl KernelLayer {
         if let (Part::Unavailable(a), Part::Unavailable(b)) = (&lsm, &net) {
             bail!("kernel layer unavailable: BPF LSM: {a}; cgroup socket programs: {b}");
         }
+        remove_unused_versions(&pin_dir);
         let maps = Maps::open(&maps_dir)?;
         let layer = KernelLayer {
             pin_dir,
@@ -292,6 +311,18 @@ impl KernelLayer {
         options: &SandboxOptions,
     ) -> Result<Sandbox> {
         let _lock = LoadLock::take()?;
+        // Another build of nono may have unpinned ours (unused pins are removed at load) between
+        // our load and now: then the programs may be detached, and a sandbox would enforce
+        // nothing. Check under the lock, which that removal also holds.
+        match reuse_pins(&self.pin_dir) {
+            Some((lsm, net))
+                if lsm.is_active() == self.lsm.is_active()
+                    && net.is_active() == self.net.is_active() => {}
+            _ => bail!(
+                "the kernel layer's pins under {} changed since it was loaded; run nono again",
+                self.pin_dir.display()
+            ),
+        }
         Sandbox::create(self, policy, options)
     }
 }
@@ -330,6 +361,37 @@ fn reuse_pins(pin_dir: &Path) -> Option<(Part, Part)> {
         return None;
     };
     Some((lsm, net))
+}
+
+/// Unpin the programs and maps of other builds of nono that no sandbox uses any more: pinned
+/// programs stay attached until reboot otherwise, and every process would keep paying for
+/// them. A build whose sandbox map still has entries is left alone (its sandboxes still run).
+fn remove_unused_versions(current: &Path) {
+    let Ok(entries) = fs::read_dir(PIN_ROOT) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let dir = entry.path();
+        if dir == current {
+            continue;
+        }
+        let sandboxes = dir.join("maps").join(names::SANDBOXES);
+        let in_use = MapData::from_pin(&sandboxes)
+            .ok()
+            .and_then(|data| {
+                aya::maps::HashMap::<_, u64, nono_common::SandboxInfo>::try_from(
+                    aya::maps::Map::HashMap(data),
+                )
+                .ok()
+            })
+            .is_some_and(|map| map.keys().next().is_some());
+        if !in_use {
+            match fs::remove_dir_all(&dir) {
+                Ok(()) => tracing::info!("kernel layer: removed unused pins {}", dir.display()),
+                Err(e) => tracing::warn!("kernel layer: removing {}: {e}", dir.display()),
+            }
+        }
+    }
 }
 
 /// Markers in the pin directory (empty directories: bpffs holds no regular files). The kernel's

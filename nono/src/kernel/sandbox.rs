@@ -249,6 +249,9 @@ pub(crate) fn sweep_stale(maps: &Maps) {
         );
         remove_entries(&mut maps, &stale);
     }
+    if let Err(e) = maps.publish_active() {
+        tracing::warn!("kernel layer: {e:#}");
+    }
 }
 
 /// How many entries of a denied directory are inspected for hard-linked files. Credential
@@ -379,6 +382,9 @@ impl Sandbox {
             }
         }
         // Registering the cgroup is the last step: enforcement starts with every rule in place.
+        // The count goes up first, so the programs never skip a registered cgroup.
+        let registered = maps.sandboxes.keys().count() as u32;
+        maps.set_active(registered + 1)?;
         let flags = if options.audit_all {
             SANDBOX_AUDIT_ALL
         } else {
@@ -394,6 +400,7 @@ impl Sandbox {
                 0,
             )
             .context("registering the sandbox cgroup")?;
+        maps.publish_active()?;
         Ok(sandbox)
     }
 
@@ -508,7 +515,14 @@ impl Sandbox {
             return Ok(());
         }
         let removed = cgroup::kill_and_remove(&self.cgroup_dir);
+        let lock = super::LoadLock::try_take();
         remove_entries(&mut self.maps, &HashSet::from([self.id]));
+        if lock.is_ok() {
+            // Without the lock a concurrent registration could be miscounted; leave the count
+            // high (costs time, never enforcement) and let the next start recount.
+            let _ = self.maps.publish_active();
+        }
+        drop(lock);
         if removed.is_ok() {
             let _ = fs::remove_file(&self.registry);
         }
