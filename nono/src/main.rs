@@ -12,6 +12,9 @@
 
 mod cli;
 mod exit;
+#[cfg(target_os = "linux")]
+pub mod kernel;
+mod layers;
 mod profiles;
 mod run;
 
@@ -32,7 +35,7 @@ Exit codes: 0 ok (run: the command's status), 1 failure, 2 usage,
 128+N killed by signal N.";
 
 #[derive(Debug, Parser)]
-#[command(name = "nono", version, about = "Confine AI coding agents inside kernel-enforced boundaries", after_help = EXAMPLES)]
+#[command(name = "nono", version = layers::VERSION, about = "Confine AI coding agents inside kernel-enforced boundaries", after_help = EXAMPLES)]
 pub struct Cli {
     /// More logging (-v info, -vv debug, -vvv trace); RUST_LOG overrides.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
@@ -53,6 +56,18 @@ enum Command {
     /// List, show, create and check profiles.
     #[command(subcommand)]
     Profile(cli::profile::ProfileCommand),
+    /// Run a command in a kernel-layer sandbox only (VM lab and kernel tests).
+    #[cfg(target_os = "linux")]
+    #[command(hide = true)]
+    KernelRun(kernel::cli::KernelRunArgs),
+    /// Load the kernel layer, sweep stale sandboxes, print its state.
+    #[cfg(target_os = "linux")]
+    #[command(hide = true)]
+    KernelStatus,
+    /// Run a command with a no-op LSM program attached (overhead benchmark baseline).
+    #[cfg(target_os = "linux")]
+    #[command(hide = true)]
+    KernelBenchNoop(kernel::cli::KernelBenchNoopArgs),
 }
 
 fn init_tracing(verbose: u8) {
@@ -80,6 +95,12 @@ fn main() {
         Command::Why(args) => run::why(args),
         Command::Policy(cmd) => cli::policy::main(cmd),
         Command::Profile(cmd) => cli::profile::main(cmd),
+        #[cfg(target_os = "linux")]
+        Command::KernelRun(args) => kernel::cli::kernel_run(args),
+        #[cfg(target_os = "linux")]
+        Command::KernelStatus => kernel::cli::kernel_status(),
+        #[cfg(target_os = "linux")]
+        Command::KernelBenchNoop(args) => kernel::cli::kernel_bench_noop(args),
     };
     let code = match result {
         Ok(code) => code,

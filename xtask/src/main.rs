@@ -10,6 +10,8 @@ use anyhow::{bail, Context, Result};
 
 mod bench_run;
 mod demo;
+mod ebpf;
+mod lab;
 
 const USAGE: &str = "\
 usage: cargo xtask <command>
@@ -17,9 +19,12 @@ usage: cargo xtask <command>
 commands:
   setup   install the system packages and tools the build and tests need
   demo    build nono and run the main job on the built-in default profile
-  test    every test: fmt, clippy, unit, end-to-end (root and unprivileged), fuzz smoke
+  test    every test: fmt, clippy, unit, end-to-end (root and unprivileged), fuzz smoke,
+          and the kernel-layer lab on Debian's 6.12 and 6.1 kernels under QEMU
   bench   benchmarks: policy compile (criterion) and `nono run` start-up vs /bin/true and bwrap
-  fuzz    run the fuzz targets for longer (FUZZ_SECONDS, default 60 each)";
+  fuzz    run the fuzz targets for longer (FUZZ_SECONDS, default 60 each)
+  ebpf [--setup] [--debug]   build the eBPF object nono embeds (--setup installs the toolchain)
+  vm-test [6.12] [6.1]       only the kernel-layer lab (both kernels by default)";
 
 /// Debian packages: what the tests and the demo use.
 const APT_PACKAGES: &[&str] = &[
@@ -45,6 +50,18 @@ fn main() -> Result<()> {
                 .and_then(|s| s.parse().ok())
                 .unwrap_or(60),
         ),
+        Some("ebpf") => {
+            if args.iter().any(|a| a == "--setup") {
+                ebpf::setup_toolchain()?;
+            }
+            let object = ebpf::build_ebpf(!args.iter().any(|a| a == "--debug"))?;
+            println!("{}", object.display());
+            Ok(())
+        }
+        Some("vm-test") => {
+            let kernels: Vec<&str> = args[1..].iter().map(String::as_str).collect();
+            lab::vm_test(&kernels)
+        }
         Some("-h" | "--help" | "help") => {
             println!("{USAGE}");
             Ok(())

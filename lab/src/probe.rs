@@ -1,0 +1,174 @@
+//! `nono-lab-tests probe OP ARGS.. [-- OP ARGS..]..`: the program the tests run inside a
+//! sandbox. It performs each operation and prints one line per operation, `ok` or `errno N`,
+//! so the tests can assert the exact errno the kernel returned.
+
+use std::ffi::CString;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+fn cstr(p: &str) -> CString {
+    CString::new(Path::new(p).as_os_str().as_bytes()).unwrap_or_default()
+}
+
+fn errno_of(rc: libc::c_int) -> Result<(), i32> {
+    if rc < 0 {
+        Err(std::io::Error::last_os_error().raw_os_error().unwrap_or(-1))
+    } else {
+        Ok(())
+    }
+}
+
+fn io_errno(e: std::io::Error) -> i32 {
+    e.raw_os_error().unwrap_or(-1)
+}
+
+fn addr(text: &str) -> Result<SocketAddr, i32> {
+    text.parse().map_err(|_| -2)
+}
+
+fn run_op(op: &str, args: &[String]) -> Result<(), i32> {
+    let a = |i: usize| args.get(i).map(String::as_str).unwrap_or("");
+    // SAFETY (all libc calls): plain syscalls on NUL-terminated paths that outlive the call.
+    unsafe {
+        match op {
+            "read" => {
+                let mut f = std::fs::File::open(a(0)).map_err(io_errno)?;
+                let mut buf = Vec::new();
+                f.read_to_end(&mut buf).map_err(io_errno)?;
+                Ok(())
+            }
+            "append" => {
+                let mut f = std::fs::OpenOptions::new()
+                    .append(true)
+                    .open(a(0))
+                    .map_err(io_errno)?;
+                f.write_all(b"x").map_err(io_errno)
+            }
+            "create" => {
+                let fd = libc::open(
+                    cstr(a(0)).as_ptr(),
+                    libc::O_CREAT | libc::O_EXCL | libc::O_WRONLY,
+                    0o644,
+                );
+                errno_of(fd)?;
+                libc::close(fd);
+                Ok(())
+            }
+            "unlink" => errno_of(libc::unlink(cstr(a(0)).as_ptr())),
+            "rmdir" => errno_of(libc::rmdir(cstr(a(0)).as_ptr())),
+            "mkdir" => errno_of(libc::mkdir(cstr(a(0)).as_ptr(), 0o755)),
+            "rename" => errno_of(libc::rename(cstr(a(0)).as_ptr(), cstr(a(1)).as_ptr())),
+            "link" => errno_of(libc::link(cstr(a(0)).as_ptr(), cstr(a(1)).as_ptr())),
+            "symlink" => errno_of(libc::symlink(cstr(a(0)).as_ptr(), cstr(a(1)).as_ptr())),
+            "truncate" => errno_of(libc::truncate(cstr(a(0)).as_ptr(), 0)),
+            "chmod" => errno_of(libc::chmod(cstr(a(0)).as_ptr(), 0o600)),
+            "cgjoin" => {
+                // Write our pid into another cgroup.procs: leaving the sandbox's cgroup.
+                std::fs::write(a(0), std::process::id().to_string()).map_err(io_errno)
+            }
+            "clone-into" => {
+                // clone3(CLONE_INTO_CGROUP): start a child directly in another cgroup, which
+                // opens no cgroupfs file for writing.
+                let dir = std::fs::File::open(a(0)).map_err(io_errno)?;
+                use std::os::fd::AsRawFd;
+                let mut clone_args = [0u64; 11];
+                clone_args[0] = 0x2_0000_0000; // CLONE_INTO_CGROUP
+                clone_args[4] = libc::SIGCHLD as u64; // exit_signal
+                clone_args[10] = dir.as_raw_fd() as u64; // cgroup
+                let pid = libc::syscall(libc::SYS_clone3, clone_args.as_ptr(), 88usize);
+                if pid == 0 {
+                    libc::_exit(0);
+                }
+                if pid < 0 {
+                    return Err(std::io::Error::last_os_error().raw_os_error().unwrap_or(-1));
+                }
+                let mut status = 0;
+                libc::waitpid(pid as libc::pid_t, &mut status, 0);
+                Ok(())
+            }
+            "openloop" => {
+                // N opens of one file: the workload of the overhead benchmark.
+                let n: usize = a(1).parse().unwrap_or(1000);
+                for _ in 0..n {
+                    let fd = libc::open(cstr(a(0)).as_ptr(), libc::O_RDONLY);
+                    errno_of(fd)?;
+                    libc::close(fd);
+                }
+                Ok(())
+            }
+            "exec" => {
+                let status = std::process::Command::new(a(0))
+                    .status()
+                    .map_err(io_errno)?;
+                if status.success() {
+                    Ok(())
+                } else {
+                    Err(-5)
+                }
+            }
+            "wait" => {
+                let deadline = Instant::now() + Duration::from_secs(20);
+                while !Path::new(a(0)).exists() {
+                    if Instant::now() > deadline {
+                        return Err(-3);
+                    }
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                Ok(())
+            }
+            "sleep" => {
+                std::thread::sleep(Duration::from_secs(a(0).parse().unwrap_or(1)));
+                Ok(())
+            }
+            "connect" => {
+                TcpStream::connect_timeout(&addr(a(0))?, Duration::from_secs(5))
+                    .map_err(io_errno)?;
+                Ok(())
+            }
+            "sendto" => {
+                let target = addr(a(0))?;
+                let local = if target.is_ipv4() {
+                    "0.0.0.0:0"
+                } else {
+                    "[::]:0"
+                };
+                let sock = UdpSocket::bind(local).map_err(io_errno)?;
+                sock.send_to(b"nono-lab", target).map_err(io_errno)?;
+                Ok(())
+            }
+            "bind" => {
+                TcpListener::bind(addr(a(0))?).map_err(io_errno)?;
+                Ok(())
+            }
+            "netns" => {
+                // Enter a network namespace the test made; later operations happen inside it.
+                let f = std::fs::File::open(format!("/run/netns/{}", a(0))).map_err(io_errno)?;
+                use std::os::fd::AsRawFd;
+                errno_of(libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET))
+            }
+            _ => Err(-4),
+        }
+    }
+}
+
+/// Run the operations; a failed `netns` stops the run, so nothing meant for a namespace is
+/// ever sent from the host's.
+pub fn main(args: &[String]) -> i32 {
+    for (i, group) in args.split(|a| a == "--").enumerate() {
+        let Some((op, rest)) = group.split_first() else {
+            continue;
+        };
+        let result = run_op(op, rest);
+        match result {
+            Ok(()) => println!("{i} {op}: ok"),
+            Err(e) => println!("{i} {op}: errno {e}"),
+        }
+        if op == "netns" && result.is_err() {
+            return 3;
+        }
+    }
+    0
+}

@@ -1,0 +1,876 @@
+//! The tests. Each runs the real `nono` binary (`nono kernel-run`, to become `nono run` once the
+//! runtime integrates the kernel layer) with this binary's `probe` inside, and asserts the
+//! errno of every operation and that denied targets are unchanged.
+
+use std::fs;
+use std::io::Read;
+use std::net::{TcpListener, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::harness::{Ctx, Needs, Test};
+
+const OK: &str = "ok";
+const EPERM: &str = "errno 1";
+
+macro_rules! tests {
+    ($($name:ident: $needs:ident),* $(,)?) => {
+        pub const ALL: &[Test] = &[$(Test { name: stringify!($name), needs: Needs::$needs, run: $name }),*];
+    };
+}
+
+tests! {
+    bpf_lsm_listed: Lsm,
+    nono_has_kernel_layer: CgroupSock,
+    deny_inside_grant: Lsm,
+    file_created_later_in_denied_dir: Lsm,
+    rename_and_link_out_of_denied_dir: Lsm,
+    preexisting_hard_link_is_denied: Lsm,
+    bind_mount_alias_is_denied: Lsm,
+    deny_write_blocks_every_write_op: Lsm,
+    exec_of_denied_binary: Lsm,
+    cgroupfs_writes_are_denied: Lsm,
+    outside_process_unaffected: Lsm,
+    events_carry_rule_id_and_drop_counter: Lsm,
+    cleanup_after_exit: CgroupSock,
+    cleanup_after_kill9: CgroupSock,
+    net_connect_denied_by_default: CgroupSock,
+    net_allowed_cidr_and_port: CgroupSock,
+    net_udp_sendto: CgroupSock,
+    net_bind_needs_listen_rule: CgroupSock,
+    net_metadata_address_denied: CgroupSock,
+    bench_lsm_overhead: Lsm,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Helpers
+
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+impl Run {
+    /// The result of each probe operation, in order.
+    fn results(&self) -> Vec<String> {
+        self.stdout
+            .lines()
+            .filter_map(|l| l.split_once(": ").map(|(_, r)| r.to_string()))
+            .collect()
+    }
+
+    fn expect(&self, expected: &[&str]) -> Result<(), String> {
+        let got = self.results();
+        if got.len() != expected.len() || got.iter().zip(expected).any(|(g, e)| g != e) {
+            return Err(format!(
+                "expected {expected:?}, got {got:?} (exit {}); stderr: {}",
+                self.code,
+                self.stderr.trim()
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn command(ctx: &Ctx, flags: &[String], ops: &[&[&str]]) -> Command {
+    let me = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("nono-lab-tests"));
+    let mut cmd = Command::new(&ctx.nono);
+    cmd.arg("kernel-run")
+        .args(flags)
+        .arg("--")
+        .arg(me)
+        .arg("probe");
+    for (i, op) in ops.iter().enumerate() {
+        if i > 0 {
+            cmd.arg("--");
+        }
+        cmd.args(*op);
+    }
+    cmd
+}
+
+fn sandboxed(ctx: &Ctx, flags: &[String], ops: &[&[&str]]) -> Result<Run, String> {
+    let out = command(ctx, flags, ops)
+        .output()
+        .map_err(|e| format!("running {}: {e}", ctx.nono.display()))?;
+    Ok(Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    })
+}
+
+fn spawn_sandboxed(ctx: &Ctx, flags: &[String], ops: &[&[&str]]) -> Result<Child, String> {
+    command(ctx, flags, ops)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("spawning nono: {e}"))
+}
+
+fn finish(child: Child) -> Result<Run, String> {
+    let out = child.wait_with_output().map_err(|e| e.to_string())?;
+    Ok(Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    })
+}
+
+fn flag(name: &str, value: impl AsRef<Path>) -> [String; 2] {
+    [name.to_string(), value.as_ref().display().to_string()]
+}
+
+fn write(path: &Path, text: &str) -> Result<(), String> {
+    if let Some(parent) = path.parent() {
+        fs::create_dir_all(parent).map_err(|e| format!("mkdir {}: {e}", parent.display()))?;
+    }
+    fs::write(path, text).map_err(|e| format!("writing {}: {e}", path.display()))
+}
+
+fn s(p: &Path) -> String {
+    p.display().to_string()
+}
+
+fn unchanged(path: &Path, text: &str) -> Result<(), String> {
+    match fs::read_to_string(path) {
+        Ok(t) if t == text => Ok(()),
+        Ok(t) => Err(format!("{} changed to {t:?}", path.display())),
+        Err(e) => Err(format!("{} is gone or unreadable: {e}", path.display())),
+    }
+}
+
+fn absent(path: &Path) -> Result<(), String> {
+    if path.symlink_metadata().is_ok() {
+        Err(format!(
+            "{} exists but the operation was denied",
+            path.display()
+        ))
+    } else {
+        Ok(())
+    }
+}
+
+fn status_of(ctx: &Ctx) -> Result<String, String> {
+    let out = Command::new(&ctx.nono)
+        .arg("kernel-status")
+        .output()
+        .map_err(|e| e.to_string())?;
+    if !out.status.success() {
+        return Err(format!(
+            "nono kernel-status failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn status_value(status: &str, key: &str) -> Option<u64> {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{key}=")))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// Sandbox cgroups (`nono-*`) under the cgroup2 mount, found by walking it.
+fn sandbox_cgroups() -> Vec<PathBuf> {
+    let info = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let mount = info.lines().find_map(|l| {
+        let (left, right) = l.split_once(" - ")?;
+        (right.split_whitespace().next() == Some("cgroup2"))
+            .then(|| left.split_whitespace().nth(4).map(PathBuf::from))
+            .flatten()
+    });
+    let mut out = Vec::new();
+    let mut stack: Vec<PathBuf> = mount.into_iter().collect();
+    while let Some(d) = stack.pop() {
+        for e in fs::read_dir(&d).into_iter().flatten().flatten() {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                if e.file_name().to_string_lossy().starts_with("nono-") {
+                    out.push(e.path());
+                }
+                stack.push(e.path());
+            }
+        }
+    }
+    out
+}
+
+/// No sandbox left: no registered cgroup, no rule entry, no cgroup directory.
+fn nothing_left(ctx: &Ctx) -> Result<(), String> {
+    let status = status_of(ctx)?;
+    for key in ["sandboxes", "fs_entries", "net_entries"] {
+        if status_value(&status, key) != Some(0) {
+            return Err(format!("{key} left behind: {status}"));
+        }
+    }
+    let left = sandbox_cgroups();
+    if !left.is_empty() {
+        return Err(format!("sandbox cgroups left behind: {left:?}"));
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Smoke
+
+/// The lab kernel must run the BPF LSM, or nothing below proves anything.
+fn bpf_lsm_listed(ctx: &Ctx) -> Result<(), String> {
+    let lsms = fs::read_to_string("/sys/kernel/security/lsm")
+        .map_err(|e| format!("reading /sys/kernel/security/lsm: {e}"))?;
+    if lsms.split(',').any(|l| l.trim() == "bpf") {
+        Ok(())
+    } else {
+        Err(format!(
+            "bpf is not in the active LSM list `{lsms}` on {}",
+            ctx.kernel
+        ))
+    }
+}
+
+/// The binary under test was built with the eBPF object embedded.
+fn nono_has_kernel_layer(ctx: &Ctx) -> Result<(), String> {
+    let out = Command::new(&ctx.nono)
+        .arg("--version")
+        .output()
+        .map_err(|e| format!("running {}: {e}", ctx.nono.display()))?;
+    let version = String::from_utf8_lossy(&out.stdout);
+    if version.contains("kernel [") {
+        Ok(())
+    } else {
+        Err(format!("nono --version says `{}`", version.trim()))
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Files (BPF LSM)
+
+/// A deny inside an otherwise accessible tree: `.ssh` is denied, the rest of home works.
+fn deny_inside_grant(ctx: &Ctx) -> Result<(), String> {
+    let home = ctx.scratch.join("home");
+    let key = home.join(".ssh/id_rsa");
+    let notes = home.join("notes.txt");
+    write(&key, "PRIVATE KEY")?;
+    write(&notes, "notes")?;
+    let run = sandboxed(
+        ctx,
+        &flag("--deny", home.join(".ssh")),
+        &[
+            &["read", &s(&key)],
+            &["append", &s(&key)],
+            &["read", &s(&notes)],
+            &["append", &s(&notes)],
+        ],
+    )?;
+    run.expect(&[EPERM, EPERM, OK, OK])?;
+    unchanged(&key, "PRIVATE KEY")?;
+    unchanged(&notes, "notesx")
+}
+
+/// Files created in a denied directory after the sandbox started are denied too, whoever
+/// created them; creating one from inside is denied and leaves nothing.
+fn file_created_later_in_denied_dir(ctx: &Ctx) -> Result<(), String> {
+    let secret = ctx.scratch.join("secret");
+    fs::create_dir_all(&secret).map_err(|e| e.to_string())?;
+    let later = secret.join("later.txt");
+    let inside = secret.join("inside.txt");
+    let child = spawn_sandboxed(
+        ctx,
+        &flag("--deny", &secret),
+        &[
+            &["wait", &s(&later)],
+            &["read", &s(&later)],
+            &["create", &s(&inside)],
+            &["mkdir", &s(&secret.join("d"))],
+        ],
+    )?;
+    std::thread::sleep(Duration::from_millis(300));
+    write(&later, "made after start")?;
+    let run = finish(child)?;
+    run.expect(&[OK, EPERM, EPERM, EPERM])?;
+    absent(&inside)?;
+    absent(&secret.join("d"))
+}
+
+/// Moving or linking a denied file out of its denied directory is denied (it would leave the
+/// subtree the rule covers), and the file stays where it was.
+fn rename_and_link_out_of_denied_dir(ctx: &Ctx) -> Result<(), String> {
+    let secret = ctx.scratch.join("secret");
+    let work = ctx.scratch.join("work");
+    let file = secret.join("a.txt");
+    write(&file, "A")?;
+    fs::create_dir_all(&work).map_err(|e| e.to_string())?;
+    let moved = work.join("a.txt");
+    let linked = work.join("a-link.txt");
+    let run = sandboxed(
+        ctx,
+        &flag("--deny", &secret),
+        &[
+            &["rename", &s(&file), &s(&moved)],
+            &["link", &s(&file), &s(&linked)],
+            &["read", &s(&moved)],
+        ],
+    )?;
+    run.expect(&[EPERM, EPERM, "errno 2"])?;
+    unchanged(&file, "A")?;
+    absent(&moved)?;
+    absent(&linked)
+}
+
+/// A hard link made outside the denied directory before the run reaches the same inode: denied.
+fn preexisting_hard_link_is_denied(ctx: &Ctx) -> Result<(), String> {
+    let secret = ctx.scratch.join("secret");
+    let file = secret.join("c.txt");
+    write(&file, "C")?;
+    let alias = ctx.scratch.join("work/c-alias.txt");
+    fs::create_dir_all(ctx.scratch.join("work")).map_err(|e| e.to_string())?;
+    fs::hard_link(&file, &alias).map_err(|e| format!("hard link: {e}"))?;
+    // A rule on the file itself (exact) is bound by inode too.
+    let single = ctx.scratch.join("single.txt");
+    write(&single, "S")?;
+    let single_alias = ctx.scratch.join("work/single-alias.txt");
+    fs::hard_link(&single, &single_alias).map_err(|e| format!("hard link: {e}"))?;
+    let mut flags = flag("--deny", &secret).to_vec();
+    flags.extend(flag("--deny", &single));
+    let run = sandboxed(
+        ctx,
+        &flags,
+        &[
+            &["read", &s(&alias)],
+            &["append", &s(&alias)],
+            &["read", &s(&single_alias)],
+        ],
+    )?;
+    run.expect(&[EPERM, EPERM, EPERM])?;
+    unchanged(&file, "C")
+}
+
+/// A bind mount of the denied directory is the same dentries and inodes: denied.
+fn bind_mount_alias_is_denied(ctx: &Ctx) -> Result<(), String> {
+    let secret = ctx.scratch.join("secret");
+    let file = secret.join("d.txt");
+    write(&file, "D")?;
+    let mnt = ctx.scratch.join("mnt");
+    fs::create_dir_all(&mnt).map_err(|e| e.to_string())?;
+    let ok = Command::new("mount")
+        .args(["--bind"])
+        .arg(&secret)
+        .arg(&mnt)
+        .status()
+        .map_err(|e| e.to_string())?
+        .success();
+    if !ok {
+        return Err("mount --bind failed".into());
+    }
+    let result = (|| {
+        let run = sandboxed(
+            ctx,
+            &flag("--deny", &secret),
+            &[
+                &["read", &s(&mnt.join("d.txt"))],
+                &["append", &s(&mnt.join("d.txt"))],
+            ],
+        )?;
+        run.expect(&[EPERM, EPERM])?;
+        unchanged(&file, "D")
+    })();
+    let _ = Command::new("umount").arg(&mnt).status();
+    result
+}
+
+/// `deny write` keeps reads working and blocks every kind of write, target unchanged.
+fn deny_write_blocks_every_write_op(ctx: &Ctx) -> Result<(), String> {
+    let ro = ctx.scratch.join("ro");
+    let file = ro.join("f.txt");
+    write(&file, "RO")?;
+    let run = sandboxed(
+        ctx,
+        &flag("--deny-write", &ro),
+        &[
+            &["read", &s(&file)],
+            &["append", &s(&file)],
+            &["truncate", &s(&file)],
+            &["chmod", &s(&file)],
+            &["unlink", &s(&file)],
+            &["create", &s(&ro.join("new"))],
+            &["mkdir", &s(&ro.join("dir"))],
+            &["symlink", "/etc/passwd", &s(&ro.join("sym"))],
+            &["rename", &s(&file), &s(&ro.join("g.txt"))],
+        ],
+    )?;
+    run.expect(&[OK, EPERM, EPERM, EPERM, EPERM, EPERM, EPERM, EPERM, EPERM])?;
+    unchanged(&file, "RO")?;
+    let mode = fs::metadata(&file)
+        .map_err(|e| e.to_string())?
+        .permissions();
+    use std::os::unix::fs::PermissionsExt;
+    if mode.mode() & 0o777 == 0o600 {
+        return Err("chmod went through".into());
+    }
+    absent(&ro.join("new"))?;
+    absent(&ro.join("dir"))?;
+    absent(&ro.join("sym"))
+}
+
+/// A denied binary can't be executed (execve opens it with FMODE_EXEC, which `file_open`
+/// sees), nor read, so it can't be copied from inside either. A copy made outside before the
+/// run is another inode and runs: file rules bind objects, not contents (a deny on the
+/// directory would cover copies placed in it).
+fn exec_of_denied_binary(ctx: &Ctx) -> Result<(), String> {
+    let tool = ctx.scratch.join("bin/tool");
+    let copy = ctx.scratch.join("other/tool-copy");
+    let inside_copy = ctx.scratch.join("other/inside-copy");
+    for p in [&tool, &copy] {
+        fs::create_dir_all(p.parent().ok_or("no parent")?).map_err(|e| e.to_string())?;
+        fs::copy("/bin/true", p).map_err(|e| format!("copying /bin/true: {e}"))?;
+    }
+    let run = sandboxed(
+        ctx,
+        &flag("--deny", &tool),
+        &[
+            &["exec", &s(&tool)],
+            &["read", &s(&tool)],
+            &["link", &s(&tool), &s(&inside_copy)],
+            &["exec", &s(&copy)],
+        ],
+    )?;
+    run.expect(&[EPERM, EPERM, EPERM, OK])?;
+    absent(&inside_copy)
+}
+
+/// The agent can't leave its cgroup or create cgroups: cgroupfs is read-only inside, and a
+/// child can't be started in another cgroup with `clone3(CLONE_INTO_CGROUP)` either.
+fn cgroupfs_writes_are_denied(ctx: &Ctx) -> Result<(), String> {
+    let info = fs::read_to_string("/proc/self/cgroup").map_err(|e| e.to_string())?;
+    let own = info
+        .lines()
+        .find_map(|l| l.strip_prefix("0::"))
+        .unwrap_or("/")
+        .to_string();
+    let mount = sandbox_cgroups_mount().ok_or("no cgroup2 mount")?;
+    let own_procs = mount.join(own.trim_start_matches('/')).join("cgroup.procs");
+    let run = sandboxed(
+        ctx,
+        &[],
+        &[
+            &["cgjoin", &s(&own_procs)],
+            &["mkdir", &s(&mount.join("nono-escape"))],
+        ],
+    )?;
+    run.expect(&[EPERM, EPERM])?;
+    absent(&mount.join("nono-escape"))
+}
+
+fn sandbox_cgroups_mount() -> Option<PathBuf> {
+    let info = fs::read_to_string("/proc/self/mountinfo").ok()?;
+    info.lines().find_map(|l| {
+        let (left, right) = l.split_once(" - ")?;
+        (right.split_whitespace().next() == Some("cgroup2"))
+            .then(|| left.split_whitespace().nth(4).map(PathBuf::from))
+            .flatten()
+    })
+}
+
+/// While a sandbox denies a file, a process outside it reads the file normally.
+fn outside_process_unaffected(ctx: &Ctx) -> Result<(), String> {
+    let secret = ctx.scratch.join("secret");
+    let file = secret.join("e.txt");
+    let go = ctx.scratch.join("go");
+    write(&file, "E")?;
+    let child = spawn_sandboxed(
+        ctx,
+        &flag("--deny", &secret),
+        &[&["wait", &s(&go)], &["read", &s(&file)]],
+    )?;
+    std::thread::sleep(Duration::from_millis(300));
+    let outside = fs::read_to_string(&file).map_err(|e| format!("outside read denied: {e}"))?;
+    write(&go, "")?;
+    let run = finish(child)?;
+    run.expect(&[OK, EPERM])?;
+    if outside != "E" {
+        return Err(format!("outside read returned {outside:?}"));
+    }
+    Ok(())
+}
+
+/// Denials are reported with the rule that decided, and the drop counter is readable.
+fn events_carry_rule_id_and_drop_counter(ctx: &Ctx) -> Result<(), String> {
+    let a = ctx.scratch.join("a.txt");
+    let b = ctx.scratch.join("b.txt");
+    write(&a, "a")?;
+    write(&b, "b")?;
+    let mut flags = flag("--deny", &a).to_vec();
+    flags.extend(flag("--deny", &b));
+    let run = sandboxed(ctx, &flags, &[&["read", &s(&b)]])?;
+    run.expect(&[EPERM])?;
+    let ino = {
+        use std::os::unix::fs::MetadataExt;
+        fs::metadata(&b).map_err(|e| e.to_string())?.ino()
+    };
+    let event = run
+        .stderr
+        .lines()
+        .find(|l| l.contains("deny file_open"))
+        .ok_or_else(|| format!("no deny event; stderr: {}", run.stderr))?;
+    if !event.contains("rule=r2")
+        || !event.contains(&format!("ino={ino}"))
+        || !event.contains("comm=nono-lab-tests")
+    {
+        return Err(format!("wrong event: {event}"));
+    }
+    let dropped = run
+        .stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("nono: kernel: dropped events: "))
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if dropped.is_none() {
+        return Err(format!("no drop counter; stderr: {}", run.stderr));
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Lifecycle (both parts)
+
+fn cleanup_after_exit(ctx: &Ctx) -> Result<(), String> {
+    let f = ctx.scratch.join("f.txt");
+    write(&f, "f")?;
+    let run = sandboxed(ctx, &flag("--deny", &f), &[&["sleep", "0"]])?;
+    run.expect(&[OK])?;
+    nothing_left(ctx)
+}
+
+/// `kill -9` of nono: the sandboxed process dies with it (parent-death signal), and the next
+/// start removes the cgroup and every map entry the dead run left.
+fn cleanup_after_kill9(ctx: &Ctx) -> Result<(), String> {
+    let f = ctx.scratch.join("f.txt");
+    write(&f, "f")?;
+    let mut child = spawn_sandboxed(ctx, &flag("--deny", &f), &[&["sleep", "30"]])?;
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while sandbox_cgroups().is_empty() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            return Err("the sandbox cgroup never appeared".into());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Give the probe time to enter the cgroup, then kill nono itself.
+    std::thread::sleep(Duration::from_millis(500));
+    child.kill().map_err(|e| e.to_string())?;
+    let _ = child.wait();
+    if sandbox_cgroups().is_empty() {
+        return Err("nothing was left to clean: the test proves nothing".into());
+    }
+    nothing_left(ctx)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Network (cgroup socket programs; loopback and a private network namespace only)
+
+/// A TCP listener on loopback that counts accepted connections.
+fn loopback_listener() -> Result<(u16, Arc<AtomicUsize>), String> {
+    let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+    let port = listener.local_addr().map_err(|e| e.to_string())?.port();
+    let count = Arc::new(AtomicUsize::new(0));
+    let seen = count.clone();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            if conn.is_ok() {
+                seen.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+    });
+    Ok((port, count))
+}
+
+fn net_connect_denied_by_default(ctx: &Ctx) -> Result<(), String> {
+    let (port, seen) = loopback_listener()?;
+    let target = format!("127.0.0.1:{port}");
+    let run = sandboxed(ctx, &[], &[&["connect", &target]])?;
+    run.expect(&[EPERM])?;
+    std::thread::sleep(Duration::from_millis(100));
+    if seen.load(Ordering::SeqCst) != 0 {
+        return Err("the listener saw a connection".into());
+    }
+    if !run.stderr.contains("deny connect4 rule=default") {
+        return Err(format!("no deny event: {}", run.stderr));
+    }
+    Ok(())
+}
+
+fn net_allowed_cidr_and_port(ctx: &Ctx) -> Result<(), String> {
+    let (port, seen) = loopback_listener()?;
+    let (other, other_seen) = loopback_listener()?;
+    let allow = format!("tcp:127.0.0.0/8@{port}");
+    let run = sandboxed(
+        ctx,
+        &["--allow-net".into(), allow],
+        &[
+            &["connect", &format!("127.0.0.1:{port}")],
+            &["connect", &format!("127.0.0.1:{other}")],
+        ],
+    )?;
+    run.expect(&[OK, EPERM])?;
+    std::thread::sleep(Duration::from_millis(100));
+    if seen.load(Ordering::SeqCst) != 1 || other_seen.load(Ordering::SeqCst) != 0 {
+        return Err("listeners saw the wrong connections".into());
+    }
+    Ok(())
+}
+
+fn net_udp_sendto(ctx: &Ctx) -> Result<(), String> {
+    let sock = UdpSocket::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+    sock.set_read_timeout(Some(Duration::from_millis(300)))
+        .map_err(|e| e.to_string())?;
+    let port = sock.local_addr().map_err(|e| e.to_string())?.port();
+    let target = format!("127.0.0.1:{port}");
+    let denied = sandboxed(
+        ctx,
+        &["--allow-net".into(), format!("tcp:127.0.0.1@{port}")],
+        &[&["sendto", &target]],
+    )?;
+    denied.expect(&[EPERM])?;
+    let mut buf = [0u8; 64];
+    if sock.recv(&mut buf).is_ok() {
+        return Err("a denied datagram arrived".into());
+    }
+    let allowed = sandboxed(
+        ctx,
+        &["--allow-net".into(), format!("udp:127.0.0.1@{port}")],
+        &[&["sendto", &target]],
+    )?;
+    allowed.expect(&[OK])?;
+    sock.recv(&mut buf)
+        .map_err(|e| format!("the allowed datagram did not arrive: {e}"))?;
+    Ok(())
+}
+
+fn net_bind_needs_listen_rule(ctx: &Ctx) -> Result<(), String> {
+    let port = {
+        let probe = TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+        probe.local_addr().map_err(|e| e.to_string())?.port()
+    };
+    let target = format!("127.0.0.1:{port}");
+    let denied = sandboxed(ctx, &[], &[&["bind", &target]])?;
+    denied.expect(&[EPERM])?;
+    let allowed = sandboxed(
+        ctx,
+        &["--listen".into(), format!("tcp:{port}")],
+        &[&["bind", &target]],
+    )?;
+    allowed.expect(&[OK])
+}
+
+/// Deletes the namespace however the test ends.
+struct Netns(String);
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+    }
+}
+
+fn ip(args: &[&str]) -> Result<(), String> {
+    let out = Command::new("ip")
+        .args(args)
+        .output()
+        .map_err(|e| format!("ip: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "ip {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}
+
+/// The metadata address, assigned by the test to the loopback of a network namespace
+/// of its own (nothing is ever sent to it from the host's namespace): a broad rule does not
+/// reach it; a rule naming it does.
+fn net_metadata_address_denied(ctx: &Ctx) -> Result<(), String> {
+    let name = format!("nono-lab-{}", std::process::id());
+    ip(&["netns", "add", &name])?;
+    let ns = Netns(name.clone());
+    // The namespace's own loopback carries the address: no dummy/veth module needed, and
+    // nothing can route out of a fresh namespace.
+    ip(&[
+        "-n",
+        &ns.0,
+        "addr",
+        "add",
+        "169.254.169.254/32",
+        "dev",
+        "lo",
+    ])?;
+    ip(&["-n", &ns.0, "link", "set", "lo", "up"])?;
+    // The listener lives in the namespace: a thread that entered it.
+    let (tx, rx) = std::sync::mpsc::channel();
+    let ns_path = format!("/run/netns/{name}");
+    std::thread::spawn(move || {
+        let entered = (|| -> Result<TcpListener, String> {
+            let f = fs::File::open(&ns_path).map_err(|e| e.to_string())?;
+            use std::os::fd::AsRawFd;
+            // SAFETY: setns(2) on this thread only.
+            if unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+                return Err(std::io::Error::last_os_error().to_string());
+            }
+            TcpListener::bind("169.254.169.254:8080").map_err(|e| e.to_string())
+        })();
+        match entered {
+            Ok(listener) => {
+                let _ = tx.send(Ok(()));
+                let mut accepted = 0usize;
+                listener.set_nonblocking(false).ok();
+                for mut c in listener.incoming().flatten() {
+                    accepted += 1;
+                    let mut b = [0u8; 1];
+                    let _ = c.read(&mut b);
+                    let _ = tx.send(Err(format!("accepted {accepted}")));
+                }
+            }
+            Err(e) => {
+                let _ = tx.send(Err(e));
+            }
+        }
+    });
+    rx.recv_timeout(Duration::from_secs(5))
+        .map_err(|e| e.to_string())?
+        .map_err(|e| format!("namespace listener: {e}"))?;
+    let meta = "169.254.169.254:8080";
+    let broad = sandboxed(
+        ctx,
+        &["--allow-net".into(), "tcp:0.0.0.0/0@8080".into()],
+        &[&["netns", &name], &["connect", meta]],
+    )?;
+    broad.expect(&[OK, EPERM])?;
+    if rx.recv_timeout(Duration::from_millis(200)).is_ok() {
+        return Err("the metadata listener saw the denied connection".into());
+    }
+    let explicit = sandboxed(
+        ctx,
+        &["--allow-net".into(), "tcp:169.254.169.254/32@8080".into()],
+        &[&["netns", &name], &["connect", meta]],
+    )?;
+    explicit.expect(&[OK, OK])?;
+    drop(ns);
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Benchmark: what every process pays for the LSM programs
+
+/// (run time ns, run count) of each of nono's programs and the no-op, from `kernel-status`.
+fn prog_stats(ctx: &Ctx) -> Result<std::collections::HashMap<String, (u64, u64)>, String> {
+    let status = status_of(ctx)?;
+    Ok(status
+        .lines()
+        .filter_map(|l| {
+            let (name, rest) = l.strip_prefix("prog.")?.split_once('=')?;
+            let (ns, cnt) = rest.split_once(' ')?;
+            Some((name.to_string(), (ns.parse().ok()?, cnt.parse().ok()?)))
+        })
+        .collect())
+}
+
+fn per_run(
+    before: &std::collections::HashMap<String, (u64, u64)>,
+    after: &std::collections::HashMap<String, (u64, u64)>,
+    prog: &str,
+) -> Result<(f64, u64), String> {
+    let (b_ns, b_cnt) = before.get(prog).copied().unwrap_or((0, 0));
+    let (a_ns, a_cnt) = after
+        .get(prog)
+        .copied()
+        .ok_or(format!("no stats for {prog}"))?;
+    let runs = a_cnt.saturating_sub(b_cnt);
+    if runs == 0 {
+        return Err(format!("{prog} did not run"));
+    }
+    Ok((a_ns.saturating_sub(b_ns) as f64 / runs as f64, runs))
+}
+
+/// Per-run cost of nono's `file_open` and `inode_permission` programs for a task outside every
+/// sandbox and inside one (a deny on the same filesystem, so the walk runs), next to a no-op
+/// LSM program measured on the same opens. Absolute VM times mean nothing; ratios do. Targets
+/// from the issue: outside <= 1.5x the no-op, inside <= 5x; reported, not asserted, because TCG
+/// timing is noisy.
+fn bench_lsm_overhead(ctx: &Ctx) -> Result<(), String> {
+    fs::write("/proc/sys/kernel/bpf_stats_enabled", "1")
+        .map_err(|e| format!("enabling bpf stats: {e}"))?;
+    let target = ctx.scratch.join("dir/a/b/target.txt");
+    let denied = ctx.scratch.join("denied.txt");
+    write(&target, "t")?;
+    write(&denied, "d")?;
+    let me = std::env::current_exe().map_err(|e| e.to_string())?;
+    let n = "3000";
+    // Outside any sandbox: per-run cost of the no-op and of nono's programs on the same opens.
+    let outside = || -> Result<(f64, f64, f64), String> {
+        let before = prog_stats(ctx)?;
+        let out = Command::new(&ctx.nono)
+            .args(["kernel-bench-noop", "--"])
+            .arg(&me)
+            .args(["probe", "openloop", &s(&target), n])
+            .output()
+            .map_err(|e| e.to_string())?;
+        let after = prog_stats(ctx)?;
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let noop = stdout
+            .lines()
+            .find_map(|l| l.strip_prefix("prog.bench_noop="))
+            .and_then(|v| {
+                let (ns, cnt) = v.split_once(' ')?;
+                Some(ns.parse::<f64>().ok()? / cnt.parse::<f64>().ok()?.max(1.0))
+            })
+            .ok_or(format!(
+                "no no-op stats: {stdout} {}",
+                String::from_utf8_lossy(&out.stderr)
+            ))?;
+        let (open, _) = per_run(&before, &after, "file_open")?;
+        let (perm, _) = per_run(&before, &after, "inode_permissio")?;
+        Ok((noop, open, perm))
+    };
+    // With no sandbox anywhere, the programs leave on the active count alone.
+    let (idle_noop, idle_open, idle_perm) = outside()?;
+    // With a live sandbox, processes outside pay the cgroup lookup.
+    let go = ctx.scratch.join("go");
+    let live = spawn_sandboxed(ctx, &flag("--deny", &denied), &[&["wait", &s(&go)]])?;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while sandbox_cgroups().is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let measured = outside();
+    write(&go, "")?;
+    finish(live)?.expect(&[OK])?;
+    let (noop, outside_open, outside_perm) = measured?;
+    let before = prog_stats(ctx)?;
+    let run = sandboxed(
+        ctx,
+        &flag("--deny", &denied),
+        &[&["openloop", &s(&target), n]],
+    )?;
+    run.expect(&[OK])?;
+    let after = prog_stats(ctx)?;
+    let (inside_open, _) = per_run(&before, &after, "file_open")?;
+    let (inside_perm, _) = per_run(&before, &after, "inode_permissio")?;
+    crate::harness::info(format!(
+        "bench {}: no sandbox live: no-op {idle_noop:.0} ns/run, file_open {idle_open:.0} ({:.2}x), inode_permission {idle_perm:.0} ({:.2}x)",
+        ctx.kernel,
+        idle_open / idle_noop,
+        idle_perm / idle_noop,
+    ));
+    crate::harness::info(format!(
+        "bench {}: sandbox live: no-op {noop:.0} ns/run; file_open outside {outside_open:.0} ({:.2}x), inside {inside_open:.0} ({:.2}x); inode_permission outside {outside_perm:.0} ({:.2}x), inside {inside_perm:.0} ({:.2}x)",
+        ctx.kernel,
+        outside_open / noop,
+        inside_open / noop,
+        outside_perm / noop,
+        inside_perm / noop,
+    ));
+    Ok(())
+}

@@ -1,0 +1,297 @@
+//! The `#[repr(C)]` types nono's eBPF programs (`nono-ebpf`) and their userspace loader
+//! (`nono::kernel`) share: map keys and values, the event record, and constants.
+//!
+//! Both halves compile this crate: the kernel half for `bpfel-unknown-none` (`no_std`, no
+//! features), the userspace half with the `user` feature, which adds the `aya::Pod` impls the
+//! loader needs to put these types in maps. Every type has an explicit layout without implicit
+//! padding, so the two compilers agree on it byte for byte.
+#![no_std]
+
+/// Names of the maps and programs, so the loader never spells them differently from the
+/// `#[map]`/`#[lsm]` items in `nono-ebpf`.
+pub mod names {
+    pub const SANDBOXES: &str = "NONO_SANDBOXES";
+    pub const FS_DENY: &str = "NONO_FS_DENY";
+    pub const NET_RULES_V4: &str = "NONO_NET_V4";
+    pub const NET_RULES_V6: &str = "NONO_NET_V6";
+    pub const CONFIG: &str = "NONO_CONFIG";
+    pub const ACTIVE: &str = "NONO_ACTIVE";
+    pub const EVENTS: &str = "NONO_EVENTS";
+    pub const DROPPED: &str = "NONO_DROPPED";
+}
+
+/// How many `d_parent` steps the file hooks walk looking for a denied ancestor. A deny on a
+/// directory covers everything at most this deep below its filesystem's root; a sandboxed access
+/// to anything deeper on a filesystem that carries rules is denied with [`NO_VERDICT_RULE`]
+/// (fail closed), never allowed unchecked.
+pub const MAX_PATH_DEPTH: u32 = 64;
+
+/// Rule id reported when a program could not reach a verdict and denied: the object lies deeper
+/// than [`MAX_PATH_DEPTH`], kernel memory could not be read, or the offsets were not loaded.
+/// Not a policy rule.
+pub const NO_VERDICT_RULE: u32 = u32::MAX;
+/// Rule id of the deny the loader adds to every sandbox for writes to the cgroup2 filesystem,
+/// so the agent can neither leave its cgroup nor create or configure cgroups.
+pub const CGROUPFS_RULE: u32 = u32::MAX - 1;
+/// Rule id used in network events when no rule matched (the default deny).
+pub const NET_DEFAULT_RULE: u32 = 0;
+
+/// Access bits of a deny rule; they mirror `nono_policy::ir::Access` (read 1, write 2, exec 4).
+pub mod access {
+    pub const READ: u32 = 1;
+    pub const WRITE: u32 = 2;
+    pub const EXEC: u32 = 4;
+    pub const ALL: u32 = READ | WRITE | EXEC;
+}
+
+/// Value of the sandbox map, keyed by cgroup v2 id (`u64`, the cgroup directory's inode).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SandboxInfo {
+    /// Non-zero, unique among live sandboxes; keys every rule map.
+    pub sandbox_id: u32,
+    /// `SANDBOX_*` flags.
+    pub flags: u32,
+}
+
+/// Report allowed accesses too, not only denies (the profile's `audit all`).
+pub const SANDBOX_AUDIT_ALL: u32 = 1;
+
+/// Key of the file deny map: one object (or subtree root) denied to one sandbox.
+///
+/// `dev` is the kernel's internal `dev_t` (`super_block.s_dev`, `MAJOR << 20 | MINOR`), which is
+/// *not* the `st_dev` encoding userspace sees; the loader converts.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct InodeKey {
+    pub sandbox_id: u32,
+    pub dev: u32,
+    pub ino: u64,
+}
+
+/// Value of the file deny map.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FsDeny {
+    /// The policy rule (`RuleId`), reported in events.
+    pub rule_id: u32,
+    /// `access::*` bits this rule denies.
+    pub access: u32,
+}
+
+/// Key of the network rule LPM tries (one per address family). The first 64 bits after the
+/// prefix length are always matched in full (sandbox id, protocol, port), so a lookup only
+/// finds rules of its own sandbox, protocol and port; the address is the prefix-matched tail.
+///
+/// The programs look up the exact destination port first, then `port = 0`, whose value carries a
+/// port range (wide ranges and "any port"); short ranges are expanded into exact entries. See
+/// `nono::kernel::net`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NetKey<const N: usize> {
+    pub sandbox_id: u32,
+    /// IPPROTO_TCP or IPPROTO_UDP.
+    pub protocol: u16,
+    /// Host byte order; 0 means any port.
+    pub port: u16,
+    /// Network byte order, as in `sockaddr_in{,6}`.
+    pub addr: [u8; N],
+}
+
+pub type NetKeyV4 = NetKey<4>;
+pub type NetKeyV6 = NetKey<16>;
+
+/// Bits of the LPM key that precede the address and are always matched exactly.
+pub const NET_KEY_FIXED_BITS: u32 = 64;
+
+/// Value of the network rule tries.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NetAllow {
+    pub rule_id: u32,
+    /// For entries keyed with `port = 0`: the inclusive port range the rule allows (`0..=65535`
+    /// for any port). Exact-port entries repeat their port here.
+    pub port_lo: u16,
+    pub port_hi: u16,
+    /// `NET_*` direction bits this rule allows.
+    pub direction: u32,
+    pub _pad: u32,
+    /// Monotonic ns after which the entry no longer counts; 0 means never. Lets the domain
+    /// resolver insert addresses with the DNS TTL without a sweeper racing the programs.
+    pub expires_ns: u64,
+}
+
+pub const NET_CONNECT: u32 = 1;
+pub const NET_BIND: u32 = 2;
+
+/// Kernel struct field offsets, read from the running kernel's BTF by the loader (aya has no
+/// CO-RE) and handed to the programs in the single entry of the config array.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct KernelOffsets {
+    /// `file.f_path` + `path.dentry`.
+    pub file_dentry: u32,
+    /// `file.f_mode` (a `fmode_t`, 32 bits).
+    pub file_mode: u32,
+    /// `path.dentry`.
+    pub path_dentry: u32,
+    /// `dentry.d_parent`.
+    pub dentry_parent: u32,
+    /// `dentry.d_inode`.
+    pub dentry_inode: u32,
+    /// `dentry.d_sb`.
+    pub dentry_sb: u32,
+    /// `inode.i_ino`.
+    pub inode_ino: u32,
+    /// `super_block.s_dev`.
+    pub sb_dev: u32,
+    /// Non-zero once the loader has filled this in; until then every hook allows (the maps are
+    /// empty then anyway) rather than read kernel memory at offset 0.
+    pub ready: u32,
+    /// `inode.i_sb`.
+    pub inode_sb: u32,
+    /// Kernel `dev_t` of the cgroup2 filesystem (per boot, not per kernel build): sandboxed
+    /// tasks may not write anything there.
+    pub cgroup2_dev: u32,
+    pub _pad: u32,
+}
+
+/// Every kernel offset is below this; the programs mask with it so the verifier sees bounded
+/// pointer arithmetic.
+pub const OFFSET_MASK: u32 = 0xfff;
+
+/// Which hook produced an event.
+#[repr(u16)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Hook {
+    FileOpen = 1,
+    PathUnlink = 2,
+    PathRmdir = 3,
+    PathRename = 4,
+    PathLink = 5,
+    PathTruncate = 6,
+    PathChmod = 7,
+    PathChown = 8,
+    PathMknod = 9,
+    PathMkdir = 10,
+    PathSymlink = 11,
+    InodePermission = 12,
+    Connect4 = 20,
+    Connect6 = 21,
+    Sendmsg4 = 22,
+    Sendmsg6 = 23,
+    Bind4 = 24,
+    Bind6 = 25,
+}
+
+impl Hook {
+    pub fn from_u16(v: u16) -> Option<Hook> {
+        use Hook::*;
+        Some(match v {
+            1 => FileOpen,
+            2 => PathUnlink,
+            3 => PathRmdir,
+            4 => PathRename,
+            5 => PathLink,
+            6 => PathTruncate,
+            7 => PathChmod,
+            8 => PathChown,
+            9 => PathMknod,
+            10 => PathMkdir,
+            11 => PathSymlink,
+            12 => InodePermission,
+            20 => Connect4,
+            21 => Connect6,
+            22 => Sendmsg4,
+            23 => Sendmsg6,
+            24 => Bind4,
+            25 => Bind6,
+            _ => return None,
+        })
+    }
+
+    pub fn name(self) -> &'static str {
+        use Hook::*;
+        match self {
+            FileOpen => "file_open",
+            PathUnlink => "path_unlink",
+            PathRmdir => "path_rmdir",
+            PathRename => "path_rename",
+            PathLink => "path_link",
+            PathTruncate => "path_truncate",
+            PathChmod => "path_chmod",
+            PathChown => "path_chown",
+            PathMknod => "path_mknod",
+            PathMkdir => "path_mkdir",
+            PathSymlink => "path_symlink",
+            InodePermission => "inode_permission",
+            Connect4 => "connect4",
+            Connect6 => "connect6",
+            Sendmsg4 => "sendmsg4",
+            Sendmsg6 => "sendmsg6",
+            Bind4 => "bind4",
+            Bind6 => "bind6",
+        }
+    }
+}
+
+pub const DECISION_ALLOW: u8 = 0;
+pub const DECISION_DENY: u8 = 1;
+
+/// One kernel decision, as written to the ring buffer. Fixed size: the programs reserve exactly
+/// this much, and a failed reservation bumps the per-CPU drop counter instead.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Event {
+    /// `bpf_ktime_get_ns`: CLOCK_MONOTONIC.
+    pub time_ns: u64,
+    pub sandbox_id: u32,
+    /// Thread group id (the userspace pid).
+    pub tgid: u32,
+    /// Thread id.
+    pub pid: u32,
+    pub uid: u32,
+    pub rule_id: u32,
+    /// A [`Hook`] value.
+    pub hook: u16,
+    /// `DECISION_*`.
+    pub decision: u8,
+    /// `access::*` bits requested (file hooks) or the IP protocol (network hooks).
+    pub access: u8,
+    /// File hooks: the object that matched (the rule's inode for subtree denies), else the
+    /// object itself. Kernel `dev_t` encoding.
+    pub dev: u32,
+    /// Network hooks: the destination port, host byte order.
+    pub port: u16,
+    /// Network hooks: AF_INET or AF_INET6.
+    pub family: u16,
+    pub ino: u64,
+    /// Network hooks: the destination address, network byte order (IPv4 in the first 4 bytes).
+    pub addr: [u8; 16],
+    pub comm: [u8; 16],
+}
+
+#[cfg(feature = "user")]
+mod user {
+    // SAFETY (all impls): `#[repr(C)]`, only integer fields, no padding bytes (checked by the
+    // size assertions below), so every bit pattern is a valid value.
+    unsafe impl aya::Pod for super::SandboxInfo {}
+    unsafe impl aya::Pod for super::InodeKey {}
+    unsafe impl aya::Pod for super::FsDeny {}
+    unsafe impl<const N: usize> aya::Pod for super::NetKey<N> {}
+    unsafe impl aya::Pod for super::NetAllow {}
+    unsafe impl aya::Pod for super::KernelOffsets {}
+    unsafe impl aya::Pod for super::Event {}
+}
+
+// Layouts are part of the kernel/userspace contract: a silent change of size breaks it.
+const _: () = {
+    assert!(core::mem::size_of::<SandboxInfo>() == 8);
+    assert!(core::mem::size_of::<InodeKey>() == 16);
+    assert!(core::mem::size_of::<FsDeny>() == 8);
+    assert!(core::mem::size_of::<NetKeyV4>() == 12);
+    assert!(core::mem::size_of::<NetKeyV6>() == 24);
+    assert!(core::mem::size_of::<NetAllow>() == 24);
+    assert!(core::mem::size_of::<KernelOffsets>() == 48);
+    assert!(core::mem::size_of::<Event>() == 80);
+};

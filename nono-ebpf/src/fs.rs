@@ -1,0 +1,400 @@
+//! BPF LSM file hooks: the policy's filesystem denies, enforced under Landlock.
+//!
+//! How a rule binds (the userspace loader documents the same in `nono::kernel::fs`):
+//! - A deny is keyed by the (device, inode) of the object the rule names, per sandbox.
+//! - Each hook walks from the object's dentry up its `d_parent` chain to the filesystem root
+//!   (at most `MAX_PATH_DEPTH` steps) and denies if any step is a denied (dev, ino) whose rule
+//!   covers the requested access. So a deny on a directory covers files created in it later,
+//!   renames inside it, every hard link of a denied file (same inode), and bind mounts of any of
+//!   it (same device and inode, whatever the mount).
+//! - Moving or linking anything *out* of a denied subtree would take it out of the walk, so
+//!   `path_rename` and `path_link` deny any source a deny rule covers, whatever access it denies.
+//! - The walk does not cross mount points: a filesystem mounted *below* a denied directory is not
+//!   covered by it (its root's `d_parent` is itself).
+
+use aya_ebpf::{helpers::bpf_probe_read_kernel, macros::lsm, programs::LsmContext};
+use nono_common::{
+    access, FsDeny, Hook, InodeKey, KernelOffsets, SandboxInfo, MAX_PATH_DEPTH, NO_VERDICT_RULE,
+    OFFSET_MASK, SANDBOX_AUDIT_ALL,
+};
+
+use crate::{
+    current_sandbox,
+    events::{emit, Decision},
+    NONO_CONFIG, NONO_FS_DENY,
+};
+
+const EPERM: i32 = 1;
+
+// fmode_t bits (include/linux/fs.h), stable since long before 6.1.
+const FMODE_READ: u32 = 0x1;
+const FMODE_WRITE: u32 = 0x2;
+const FMODE_EXEC: u32 = 0x20;
+
+/// `RENAME_EXCHANGE` swaps the two names: both sides then move.
+const RENAME_EXCHANGE: u32 = 1 << 1;
+
+/// Reads a `T` at `base + offset`. The mask bounds the offset, which the verifier requires
+/// before it allows arithmetic on a BTF pointer.
+#[inline(always)]
+unsafe fn read_at<T>(base: *const u8, offset: u32) -> Result<T, i64> {
+    bpf_probe_read_kernel(base.add((offset & OFFSET_MASK) as usize) as *const T)
+}
+
+enum Verdict {
+    Allow { dev: u32, ino: u64 },
+    Deny { rule_id: u32, dev: u32, ino: u64 },
+}
+
+/// Is `want` access to the object behind `dentry` (or anything above it) denied to `sandbox_id`?
+#[inline(always)]
+unsafe fn check_dentry(
+    offsets: &KernelOffsets,
+    sandbox_id: u32,
+    dentry: *const u8,
+    want: u32,
+) -> Result<Verdict, i64> {
+    let super_block: *const u8 = read_at(dentry, offsets.dentry_sb)?;
+    let dev: u32 = read_at(super_block, offsets.sb_dev)?;
+    let mut key = InodeKey {
+        sandbox_id,
+        dev,
+        ino: 0,
+    };
+    // No rule of this sandbox lives on this filesystem: nothing to walk (procfs, sysfs, ...).
+    if NONO_FS_DENY.get(&key).is_none() {
+        return Ok(Verdict::Allow { dev, ino: 0 });
+    }
+    let mut current = dentry;
+    let mut object_ino = 0u64;
+    for depth in 0..MAX_PATH_DEPTH {
+        let inode: *const u8 = read_at(current, offsets.dentry_inode)?;
+        // A negative dentry (a name about to be created) has no inode; its parents decide.
+        if !inode.is_null() {
+            key.ino = read_at(inode, offsets.inode_ino)?;
+            if depth == 0 {
+                object_ino = key.ino;
+            }
+            if let Some(rule) = NONO_FS_DENY.get(&key) {
+                let rule: FsDeny = *rule;
+                if rule.access & want != 0 {
+                    return Ok(Verdict::Deny {
+                        rule_id: rule.rule_id,
+                        dev,
+                        ino: key.ino,
+                    });
+                }
+            }
+        }
+        let parent: *const u8 = read_at(current, offsets.dentry_parent)?;
+        if parent == current || parent.is_null() {
+            return Ok(Verdict::Allow {
+                dev,
+                ino: object_ino,
+            });
+        }
+        current = parent;
+    }
+    Ok(Verdict::Deny {
+        rule_id: NO_VERDICT_RULE,
+        dev,
+        ino: object_ino,
+    })
+}
+
+/// Decide one access, report it, and return the LSM verdict (0 or -EPERM).
+#[inline(always)]
+fn enforce(sandbox: &SandboxInfo, hook: Hook, dentry: *const u8, want: u32) -> i32 {
+    let mut decision = Decision::file(sandbox.sandbox_id, hook as u16);
+    decision.access = want as u8;
+    let verdict = match NONO_CONFIG.get(0) {
+        Some(offsets) if offsets.ready != 0 => unsafe {
+            check_dentry(offsets, sandbox.sandbox_id, dentry, want)
+        },
+        _ => Err(0),
+    };
+    match verdict {
+        Ok(Verdict::Allow { dev, ino }) => {
+            if sandbox.flags & SANDBOX_AUDIT_ALL != 0 {
+                decision.dev = dev;
+                decision.ino = ino;
+                emit(&decision);
+            }
+            0
+        }
+        Ok(Verdict::Deny { rule_id, dev, ino }) => {
+            decision.denied = true;
+            decision.rule_id = rule_id;
+            decision.dev = dev;
+            decision.ino = ino;
+            emit(&decision);
+            -EPERM
+        }
+        Err(_) => {
+            // Fail closed: a sandboxed access we could not judge is denied, and says why.
+            decision.denied = true;
+            decision.rule_id = NO_VERDICT_RULE;
+            emit(&decision);
+            -EPERM
+        }
+    }
+}
+
+/// The dentry of a `const struct path *` argument.
+#[inline(always)]
+unsafe fn path_dentry(path: *const u8) -> *const u8 {
+    match NONO_CONFIG.get(0) {
+        Some(offsets) => read_at(path, offsets.path_dentry).unwrap_or(core::ptr::null()),
+        None => core::ptr::null(),
+    }
+}
+
+/// Enforce on a path argument; an unreadable path is denied (fail closed).
+#[inline(always)]
+fn enforce_path(sandbox: &SandboxInfo, hook: Hook, path: *const u8, want: u32) -> i32 {
+    let dentry = unsafe { path_dentry(path) };
+    if dentry.is_null() {
+        let mut decision = Decision::file(sandbox.sandbox_id, hook as u16);
+        decision.denied = true;
+        decision.rule_id = NO_VERDICT_RULE;
+        emit(&decision);
+        return -EPERM;
+    }
+    enforce(sandbox, hook, dentry, want)
+}
+
+#[lsm(hook = "file_open")]
+pub fn file_open(ctx: LsmContext) -> i32 {
+    let Some(sandbox) = current_sandbox() else {
+        return 0;
+    };
+    let file: *const u8 = unsafe { ctx.arg(0) };
+    let (dentry, mode) = match NONO_CONFIG.get(0) {
+        Some(o) => unsafe {
+            (
+                read_at::<*const u8>(file, o.file_dentry).unwrap_or(core::ptr::null()),
+                read_at::<u32>(file, o.file_mode).unwrap_or(FMODE_READ | FMODE_WRITE),
+            )
+        },
+        None => (core::ptr::null(), 0),
+    };
+    let mut want = 0;
+    if mode & FMODE_READ != 0 {
+        want |= access::READ;
+    }
+    if mode & FMODE_WRITE != 0 {
+        want |= access::WRITE;
+    }
+    if mode & FMODE_EXEC != 0 {
+        want |= access::EXEC;
+    }
+    if want == 0 {
+        // Opens for neither read nor write (open mode 3, ioctl only) still reach the object.
+        want = access::READ;
+    }
+    if dentry.is_null() {
+        return enforce_path(&sandbox, Hook::FileOpen, core::ptr::null(), want);
+    }
+    enforce(&sandbox, Hook::FileOpen, dentry, want)
+}
+
+#[lsm(hook = "path_unlink")]
+pub fn path_unlink(ctx: LsmContext) -> i32 {
+    let Some(sandbox) = current_sandbox() else {
+        return 0;
+    };
+    enforce(
+        &sandbox,
+        Hook::PathUnlink,
+        unsafe { ctx.arg(1) },
+        access::WRITE,
+    )
+}
+
+#[lsm(hook = "path_rmdir")]
+pub fn path_rmdir(ctx: LsmContext) -> i32 {
+    let Some(sandbox) = current_sandbox() else {
+        return 0;
+    };
+    enforce(
+        &sandbox,
+        Hook::PathRmdir,
+        unsafe { ctx.arg(1) },
+        access::WRITE,
+    )
+}
+
+#[lsm(hook = "path_mknod")]
+pub fn path_mknod(ctx: LsmContext) -> i32 {
+    let Some(sandbox) = current_sandbox() else {
+        return 0;
+    };
+    // Also the hook for `open(O_CREAT)` of a new file: the new, negative dentry's parents decide.
+    enforce(
+        &sandbox,
+        Hook::PathMknod,
+        unsafe { ctx.arg(1) },
+        access::WRITE,
+    )
+}
+
+#[lsm(hook = "path_mkdir")]
+pub fn path_mkdir(ctx: LsmContext) -> i32 {
+    let Some(sandbox) = current_sandbox() else {
+        return 0;
+    };
+    enforce(
+        &sandbox,
+        Hook::PathMkdir,
+        unsafe { ctx.arg(1) },
+        access::WRITE,
+    )
+}
+
+#[lsm(hook = "path_symlink")]
+pub fn path_symlink(ctx: LsmContext) -> i32 {
+    let Some(sandbox) = current_sandbox() else {
+        return 0;
+    };
+    enforce(
+        &sandbox,
+        Hook::PathSymlink,
+        unsafe { ctx.arg(1) },
+        access::WRITE,
+    )
+}
+
+#[lsm(hook = "path_link")]
+pub fn path_link(ctx: LsmContext) -> i32 {
+    let Some(sandbox) = current_sandbox() else {
+        return 0;
+    };
+    // A new name for a covered file outside its denied subtree would escape the walk.
+    let source = enforce(&sandbox, Hook::PathLink, unsafe { ctx.arg(0) }, access::ALL);
+    if source != 0 {
+        return source;
+    }
+    enforce(
+        &sandbox,
+        Hook::PathLink,
+        unsafe { ctx.arg(2) },
+        access::WRITE,
+    )
+}
+
+#[lsm(hook = "path_rename")]
+pub fn path_rename(ctx: LsmContext) -> i32 {
+    let Some(sandbox) = current_sandbox() else {
+        return 0;
+    };
+    // Moving a covered object anywhere (out of its subtree above all) is denied.
+    let source = enforce(
+        &sandbox,
+        Hook::PathRename,
+        unsafe { ctx.arg(1) },
+        access::ALL,
+    );
+    if source != 0 {
+        return source;
+    }
+    let flags: u32 = unsafe { ctx.arg(4) };
+    let target_want = if flags & RENAME_EXCHANGE != 0 {
+        access::ALL
+    } else {
+        access::WRITE
+    };
+    enforce(
+        &sandbox,
+        Hook::PathRename,
+        unsafe { ctx.arg(3) },
+        target_want,
+    )
+}
+
+#[lsm(hook = "path_truncate")]
+pub fn path_truncate(ctx: LsmContext) -> i32 {
+    let Some(sandbox) = current_sandbox() else {
+        return 0;
+    };
+    enforce_path(
+        &sandbox,
+        Hook::PathTruncate,
+        unsafe { ctx.arg(0) },
+        access::WRITE,
+    )
+}
+
+#[lsm(hook = "path_chmod")]
+pub fn path_chmod(ctx: LsmContext) -> i32 {
+    let Some(sandbox) = current_sandbox() else {
+        return 0;
+    };
+    enforce_path(
+        &sandbox,
+        Hook::PathChmod,
+        unsafe { ctx.arg(0) },
+        access::WRITE,
+    )
+}
+
+#[lsm(hook = "path_chown")]
+pub fn path_chown(ctx: LsmContext) -> i32 {
+    let Some(sandbox) = current_sandbox() else {
+        return 0;
+    };
+    enforce_path(
+        &sandbox,
+        Hook::PathChown,
+        unsafe { ctx.arg(0) },
+        access::WRITE,
+    )
+}
+
+/// `MAY_WRITE` of `inode_permission`'s mask (include/linux/fs.h).
+const MAY_WRITE: u32 = 0x2;
+
+/// Write permission on any cgroup2 inode is refused to sandboxed tasks. `file_open` already
+/// denies opening cgroupfs files for writing; this hook also covers what opens nothing, above
+/// all `clone3(CLONE_INTO_CGROUP)`, which checks write permission on the target's
+/// `cgroup.procs` and would otherwise let the agent start a child outside its cgroup.
+/// Everything else (lookups, reads) leaves after the sandbox lookup and a mask test.
+#[lsm(hook = "inode_permission")]
+pub fn inode_permission(ctx: LsmContext) -> i32 {
+    let Some(sandbox) = current_sandbox() else {
+        return 0;
+    };
+    let mask: u32 = unsafe { ctx.arg(1) };
+    if mask & MAY_WRITE == 0 {
+        return 0;
+    }
+    let Some(offsets) = NONO_CONFIG.get(0) else {
+        return 0;
+    };
+    if offsets.ready == 0 || offsets.cgroup2_dev == 0 {
+        return 0;
+    }
+    let inode: *const u8 = unsafe { ctx.arg(0) };
+    let dev = unsafe {
+        match read_at::<*const u8>(inode, offsets.inode_sb) {
+            Ok(sb) => read_at::<u32>(sb, offsets.sb_dev).unwrap_or(0),
+            Err(_) => 0,
+        }
+    };
+    if dev != offsets.cgroup2_dev {
+        return 0;
+    }
+    let mut decision = Decision::file(sandbox.sandbox_id, Hook::InodePermission as u16);
+    decision.denied = true;
+    decision.rule_id = nono_common::CGROUPFS_RULE;
+    decision.access = access::WRITE as u8;
+    decision.dev = dev;
+    emit(&decision);
+    -EPERM
+}
+
+/// Not attached in production: `nono kernel-bench-noop` attaches it to `file_open` as the
+/// baseline the benchmark compares nono's programs with (the cost of any BPF LSM program).
+#[lsm(hook = "file_open")]
+pub fn bench_noop(_ctx: LsmContext) -> i32 {
+    0
+}

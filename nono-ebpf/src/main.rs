@@ -1,0 +1,80 @@
+//! nono's kernel-side programs: BPF LSM file hooks and cgroup socket-address hooks.
+//!
+//! Every program starts with the same fast path: look the current task's cgroup up in the
+//! sandbox map; a task outside every sandbox gets "allow" after that single lookup. The
+//! userspace half (`nono::kernel`) registers each sandbox's cgroup, fills the rule maps and
+//! the kernel offsets, and drains the event ring buffer. Types shared with it live in
+//! `nono-common`.
+#![no_std]
+#![no_main]
+
+mod events;
+mod fs;
+mod net;
+
+use aya_ebpf::{
+    helpers::bpf_get_current_cgroup_id,
+    macros::map,
+    maps::{Array, HashMap, LpmTrie, PerCpuArray, RingBuf},
+};
+use nono_common::{FsDeny, InodeKey, KernelOffsets, NetAllow, NetKeyV4, NetKeyV6, SandboxInfo};
+
+/// cgroup v2 id -> sandbox. The sandbox's own cgroup and every cgroup below it.
+#[map]
+static NONO_SANDBOXES: HashMap<u64, SandboxInfo> = HashMap::pinned(4096, 0);
+
+/// (sandbox, dev, ino) -> the deny rule on that object; a directory's entry covers its subtree.
+/// A marker entry with `ino = 0` says the sandbox has rules on that device at all.
+#[map]
+static NONO_FS_DENY: HashMap<InodeKey, FsDeny> = HashMap::pinned(65536, 0);
+
+/// Network allow rules, longest-prefix matched on the address after an exact
+/// (sandbox, protocol, port) part. See `nono_common::NetKey`.
+#[map]
+static NONO_NET_V4: LpmTrie<NetKeyV4, NetAllow> = LpmTrie::pinned(65536, 1);
+#[map]
+static NONO_NET_V6: LpmTrie<NetKeyV6, NetAllow> = LpmTrie::pinned(65536, 1);
+
+/// Entry 0: the kernel struct offsets of the running kernel.
+#[map]
+static NONO_CONFIG: Array<KernelOffsets> = Array::pinned(1, 0);
+
+/// Entry 0: how many cgroups are registered in `NONO_SANDBOXES`. Zero lets every program
+/// return before the cgroup lookup: once loaded, the programs stay attached until reboot, and a
+/// machine where no sandbox runs should not pay for them. The loader raises it before it
+/// registers a cgroup and recounts after every change, under its lock.
+#[map]
+static NONO_ACTIVE: Array<u32> = Array::pinned(1, 0);
+
+/// Every decision worth reporting, as a fixed `nono_common::Event`.
+#[map]
+static NONO_EVENTS: RingBuf = RingBuf::pinned(1 << 20, 0);
+
+/// Per CPU: events that did not fit in the ring buffer. The decision stands regardless.
+#[map]
+static NONO_DROPPED: PerCpuArray<u64> = PerCpuArray::pinned(1, 0);
+
+/// The sandbox the current task belongs to, if any: the fast path of every program.
+#[inline(always)]
+fn current_sandbox() -> Option<SandboxInfo> {
+    // An array lookup is inlined by the verifier: a plain load.
+    if let Some(active) = NONO_ACTIVE.get(0) {
+        if *active == 0 {
+            return None;
+        }
+    }
+    let cgroup_id = unsafe { bpf_get_current_cgroup_id() };
+    // SAFETY: the value is copied out before any other map operation can change it.
+    unsafe { NONO_SANDBOXES.get(&cgroup_id) }.copied()
+}
+
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    // Unreachable: the verifier rejects programs that could panic.
+    loop {}
+}
+
+/// LSM programs and `bpf_probe_read_kernel` require a GPL-compatible license.
+#[link_section = "license"]
+#[used]
+pub static LICENSE: [u8; 4] = *b"GPL\0";

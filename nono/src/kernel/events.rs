@@ -1,0 +1,384 @@
+//! Kernel decisions, read from the programs' ring buffer.
+//!
+//! There is one ring buffer for all sandboxes. A reader keeps the events of its own sandbox and
+//! discards the others; with several sandboxes reading at once each may therefore miss some of
+//! its events (known limit; the fix is a ring buffer per sandbox in a map-of-maps). Events are
+//! a report, never the enforcement: the programs decide before they try to write one.
+//!
+//! Privileges: opening the pinned ring buffer needs CAP_BPF (root here).
+
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use std::os::fd::{AsFd, AsRawFd, RawFd};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+
+use anyhow::{bail, Context, Result};
+use aya::maps::MapData;
+use nono_common::{Event, Hook, DECISION_DENY, NO_VERDICT_RULE};
+use tokio::io::unix::AsyncFd;
+
+/// One decoded kernel decision.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KernelEvent {
+    /// CLOCK_MONOTONIC nanoseconds.
+    pub time_ns: u64,
+    pub sandbox_id: u32,
+    pub tgid: u32,
+    pub pid: u32,
+    pub uid: u32,
+    pub comm: String,
+    pub hook: Option<Hook>,
+    pub denied: bool,
+    /// The policy rule (`RuleId.0`); 0 for the default decision.
+    pub rule_id: u32,
+    pub object: EventObject,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EventObject {
+    /// Kernel `dev_t` (`MAJOR << 20 | MINOR`) and inode of the object, or of the denied
+    /// ancestor that matched.
+    File { dev: u32, ino: u64, access: u8 },
+    Net {
+        addr: IpAddr,
+        port: u16,
+        protocol: u8,
+    },
+}
+
+impl KernelEvent {
+    pub fn decode(raw: &[u8]) -> Option<KernelEvent> {
+        if raw.len() < std::mem::size_of::<Event>() {
+            return None;
+        }
+        // SAFETY: `Event` is plain old data of this size; read_unaligned copes with alignment.
+        let e: Event = unsafe { std::ptr::read_unaligned(raw.as_ptr().cast::<Event>()) };
+        let hook = Hook::from_u16(e.hook);
+        let comm_len = e.comm.iter().position(|b| *b == 0).unwrap_or(e.comm.len());
+        let object = if e.family == 0 {
+            EventObject::File {
+                dev: e.dev,
+                ino: e.ino,
+                access: e.access,
+            }
+        } else {
+            let addr = if e.family == libc::AF_INET6 as u16 {
+                IpAddr::V6(Ipv6Addr::from(e.addr))
+            } else {
+                IpAddr::V4(Ipv4Addr::new(e.addr[0], e.addr[1], e.addr[2], e.addr[3]))
+            };
+            EventObject::Net {
+                addr,
+                port: e.port,
+                protocol: e.access,
+            }
+        };
+        Some(KernelEvent {
+            time_ns: e.time_ns,
+            sandbox_id: e.sandbox_id,
+            tgid: e.tgid,
+            pid: e.pid,
+            uid: e.uid,
+            comm: String::from_utf8_lossy(&e.comm[..comm_len]).into_owned(),
+            hook,
+            denied: e.decision == DECISION_DENY,
+            rule_id: e.rule_id,
+            object,
+        })
+    }
+}
+
+impl fmt::Display for KernelEvent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let verdict = if self.denied { "deny" } else { "allow" };
+        let hook = self.hook.map(Hook::name).unwrap_or("?");
+        let rule = match self.rule_id {
+            NO_VERDICT_RULE => "no-verdict".to_string(),
+            nono_common::CGROUPFS_RULE => "cgroupfs".to_string(),
+            0 => "default".to_string(),
+            id => format!("r{id}"),
+        };
+        write!(
+            f,
+            "kernel: {verdict} {hook} rule={rule} pid={} comm={} uid={}",
+            self.tgid, self.comm, self.uid
+        )?;
+        match &self.object {
+            EventObject::File { dev, ino, access } => write!(
+                f,
+                " dev={}:{} ino={ino} access={access}",
+                dev >> 20,
+                dev & 0xfffff
+            ),
+            EventObject::Net {
+                addr,
+                port,
+                protocol,
+            } => write!(f, " addr={addr} port={port} proto={protocol}"),
+        }
+    }
+}
+
+/// A consumer of a BPF ring buffer that may have been consumed before (a pinned map reused
+/// by an earlier run). aya 0.13's `RingBuf` assumes the consumer position starts at zero and
+/// loops over stale memory when it does not, so nono reads the ring itself, following the
+/// kernel's protocol (`kernel/bpf/ringbuf.c`): a consumer page (read-write), then the producer
+/// page and the data pages mapped twice (read-only).
+pub(crate) struct RingReader {
+    map: MapData,
+    consumer: *mut u8,
+    producer: *const u8,
+    page: usize,
+    size: usize,
+}
+
+// SAFETY: the mappings are owned by the reader and only touched through `&mut self`.
+unsafe impl Send for RingReader {}
+
+const BUSY_BIT: u32 = 1 << 31;
+const DISCARD_BIT: u32 = 1 << 30;
+const HEADER_LEN: usize = 8;
+
+impl RingReader {
+    pub(crate) fn new(map: MapData) -> Result<RingReader> {
+        let size = map
+            .info()
+            .context("reading the ring buffer's size")?
+            .max_entries() as usize;
+        // SAFETY: sysconf cannot fail for _SC_PAGESIZE.
+        let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as usize;
+        if size == 0 || !size.is_power_of_two() {
+            bail!("ring buffer size {size} is not a power of two");
+        }
+        let fd = map.fd().as_fd().as_raw_fd();
+        // SAFETY: mmap(2) of the ring buffer's fd as the kernel lays it out; checked below.
+        let consumer = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                page,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                fd,
+                0,
+            )
+        };
+        if consumer == libc::MAP_FAILED {
+            bail!(
+                "mapping the ring buffer's consumer page: {}",
+                std::io::Error::last_os_error()
+            );
+        }
+        // SAFETY: as above.
+        let producer = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                page + 2 * size,
+                libc::PROT_READ,
+                libc::MAP_SHARED,
+                fd,
+                page as libc::off_t,
+            )
+        };
+        if producer == libc::MAP_FAILED {
+            let err = std::io::Error::last_os_error();
+            // SAFETY: unmapping what was mapped above.
+            unsafe { libc::munmap(consumer, page) };
+            bail!("mapping the ring buffer's data pages: {err}");
+        }
+        Ok(RingReader {
+            map,
+            consumer: consumer.cast(),
+            producer: producer.cast(),
+            page,
+            size,
+        })
+    }
+
+    /// Pass every complete record to `f`, consuming it.
+    pub(crate) fn consume(&mut self, mut f: impl FnMut(&[u8])) {
+        // SAFETY: both positions are 8-byte aligned words at the start of their pages, shared
+        // with the kernel, hence atomics.
+        let (consumer_pos, producer_pos) = unsafe {
+            (
+                &*(self.consumer as *const AtomicU64),
+                &*(self.producer as *const AtomicU64),
+            )
+        };
+        let mut cons = consumer_pos.load(Ordering::Acquire);
+        let prod = producer_pos.load(Ordering::Acquire);
+        let mask = (self.size - 1) as u64;
+        if cons > prod {
+            // A consumer position past the producer is corrupt (a buggy earlier reader): skip
+            // to the present rather than read stale memory.
+            cons = prod;
+            consumer_pos.store(cons, Ordering::Release);
+        }
+        while cons < prod {
+            let offset = self.page + (cons & mask) as usize;
+            // SAFETY: offset + header lies in the first copy of the data pages; a record never
+            // exceeds the ring size, so the record lies in the double mapping.
+            let header = unsafe { &*(self.producer.add(offset) as *const AtomicU32) }
+                .load(Ordering::Acquire);
+            if header & BUSY_BIT != 0 {
+                break; // being written: stop here, it will be read next time
+            }
+            let len = (header & !(BUSY_BIT | DISCARD_BIT)) as usize;
+            if header & DISCARD_BIT == 0 {
+                // SAFETY: see above.
+                let data = unsafe {
+                    std::slice::from_raw_parts(self.producer.add(offset + HEADER_LEN), len)
+                };
+                f(data);
+            }
+            cons += ((len + HEADER_LEN + 7) & !7) as u64;
+            consumer_pos.store(cons, Ordering::Release);
+        }
+    }
+}
+
+impl AsRawFd for RingReader {
+    fn as_raw_fd(&self) -> RawFd {
+        self.map.fd().as_fd().as_raw_fd()
+    }
+}
+
+impl Drop for RingReader {
+    fn drop(&mut self) {
+        // SAFETY: unmapping exactly what `new` mapped.
+        unsafe {
+            libc::munmap(self.consumer.cast(), self.page);
+            libc::munmap(
+                self.producer as *mut libc::c_void,
+                self.page + 2 * self.size,
+            );
+        }
+    }
+}
+
+/// The events of one sandbox.
+pub struct EventStream {
+    ring: Option<RingReader>,
+    async_ring: Option<AsyncFd<RingReader>>,
+    sandbox_id: u32,
+}
+
+impl EventStream {
+    pub(crate) fn new(ring: RingReader, sandbox_id: u32) -> EventStream {
+        EventStream {
+            ring: Some(ring),
+            async_ring: None,
+            sandbox_id,
+        }
+    }
+
+    /// Everything already in the buffer for this sandbox, without waiting.
+    pub fn drain(&mut self) -> Vec<KernelEvent> {
+        let sandbox_id = self.sandbox_id;
+        let mut out = Vec::new();
+        let ring = match (&mut self.ring, &mut self.async_ring) {
+            (Some(r), _) => r,
+            (None, Some(a)) => a.get_mut(),
+            (None, None) => return out,
+        };
+        ring.consume(|raw| {
+            if let Some(event) = KernelEvent::decode(raw) {
+                if event.sandbox_id == sandbox_id {
+                    out.push(event);
+                }
+            }
+        });
+        out
+    }
+
+    /// Wait for the next batch of this sandbox's events (needs a tokio runtime with IO).
+    pub async fn next_batch(&mut self) -> Result<Vec<KernelEvent>> {
+        if let Some(ring) = self.ring.take() {
+            // SAFETY: the reader owns its map fd, keeps it open and returns the same fd from
+            // as_raw_fd for as long as the AsyncFd owns it.
+            let registered =
+                unsafe { AsyncFd::register_with_interest(ring, tokio::io::Interest::READABLE) };
+            self.async_ring = Some(registered.map_err(|e| anyhow::anyhow!("{e}"))?);
+        }
+        loop {
+            let Some(async_ring) = self.async_ring.as_mut() else {
+                return Ok(Vec::new());
+            };
+            {
+                // Clear readiness before draining: data arriving after the drain re-arms it.
+                let mut guard = async_ring.readable_mut().await?;
+                guard.clear_ready();
+            }
+            let batch = self.drain();
+            if !batch.is_empty() {
+                return Ok(batch);
+            }
+        }
+    }
+}
+
+/// Prints a sandbox's events as they arrive, on a thread of its own running a small tokio
+/// runtime, until [`EventPrinter::stop`]; what is still buffered then is printed too. This is
+/// what `nono run -v` uses; a caller with its own runtime can drive
+/// [`EventStream::next_batch`] itself.
+pub struct EventPrinter {
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl EventPrinter {
+    pub fn spawn(
+        mut stream: EventStream,
+        mut print: impl FnMut(&KernelEvent) + Send + 'static,
+    ) -> Result<EventPrinter> {
+        let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_io()
+            .build()
+            .context("starting the event reader's runtime")?;
+        let thread = std::thread::Builder::new()
+            .name("nono-events".into())
+            .spawn(move || {
+                runtime.block_on(async {
+                    loop {
+                        tokio::select! {
+                            batch = stream.next_batch() => match batch {
+                                Ok(events) => events.iter().for_each(&mut print),
+                                Err(e) => {
+                                    tracing::warn!("kernel events: {e:#}");
+                                    break;
+                                }
+                            },
+                            _ = &mut stopped => break,
+                        }
+                    }
+                });
+                stream.drain().iter().for_each(&mut print);
+            })
+            .context("starting the event reader thread")?;
+        Ok(EventPrinter {
+            stop: Some(stop),
+            thread: Some(thread),
+        })
+    }
+
+    /// Stop after printing everything already in the buffer.
+    pub fn stop(mut self) {
+        self.shutdown();
+    }
+
+    fn shutdown(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for EventPrinter {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}

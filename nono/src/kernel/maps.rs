@@ -1,0 +1,70 @@
+//! Handles on the pinned maps, opened from bpffs so that a sandbox owns its handles and needs
+//! no borrow of the loader.
+//!
+//! Privileges: opening pinned maps needs CAP_BPF (root here).
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use aya::maps::{Array, HashMap, LpmTrie, Map, MapData, PerCpuArray};
+use nono_common::{names, FsDeny, InodeKey, NetAllow, NetKeyV4, NetKeyV6, SandboxInfo};
+
+pub struct Maps {
+    dir: PathBuf,
+    pub sandboxes: HashMap<MapData, u64, SandboxInfo>,
+    pub fs_deny: HashMap<MapData, InodeKey, FsDeny>,
+    pub net_v4: LpmTrie<MapData, NetKeyV4, NetAllow>,
+    pub net_v6: LpmTrie<MapData, NetKeyV6, NetAllow>,
+    pub dropped: PerCpuArray<MapData, u64>,
+    active: Array<MapData, u32>,
+}
+
+fn pinned(dir: &Path, name: &str) -> Result<MapData> {
+    let path = dir.join(name);
+    MapData::from_pin(&path).with_context(|| format!("opening pinned map {}", path.display()))
+}
+
+impl Maps {
+    pub fn open(dir: &Path) -> Result<Maps> {
+        Ok(Maps {
+            dir: dir.to_path_buf(),
+            sandboxes: HashMap::try_from(Map::HashMap(pinned(dir, names::SANDBOXES)?))?,
+            fs_deny: HashMap::try_from(Map::HashMap(pinned(dir, names::FS_DENY)?))?,
+            net_v4: LpmTrie::try_from(Map::LpmTrie(pinned(dir, names::NET_RULES_V4)?))?,
+            net_v6: LpmTrie::try_from(Map::LpmTrie(pinned(dir, names::NET_RULES_V6)?))?,
+            dropped: PerCpuArray::try_from(Map::PerCpuArray(pinned(dir, names::DROPPED)?))?,
+            active: Array::try_from(Map::Array(pinned(dir, names::ACTIVE)?))?,
+        })
+    }
+
+    /// A second set of handles on the same maps (for a sandbox to own).
+    pub fn reopen(&self) -> Result<Maps> {
+        Maps::open(&self.dir)
+    }
+
+    /// A reader of the shared event ring buffer.
+    pub(crate) fn event_ring(&self) -> Result<super::events::RingReader> {
+        super::events::RingReader::new(pinned(&self.dir, names::EVENTS)?)
+    }
+
+    /// Set the programs' count of registered cgroups. Callers hold the load lock.
+    pub(crate) fn set_active(&mut self, count: u32) -> Result<()> {
+        self.active
+            .set(0, count, 0)
+            .context("writing the active-sandbox count")
+    }
+
+    /// Recount the registered cgroups and publish the count. Callers hold the load lock.
+    pub(crate) fn publish_active(&mut self) -> Result<()> {
+        let count = self.sandboxes.keys().count() as u32;
+        self.set_active(count)
+    }
+
+    pub fn dropped_events(&self) -> Result<u64> {
+        let per_cpu = self
+            .dropped
+            .get(&0, 0)
+            .context("reading the dropped-events counter")?;
+        Ok(per_cpu.iter().sum())
+    }
+}

@@ -1,0 +1,99 @@
+//! Kernel struct offsets, read from the running kernel's BTF (`/sys/kernel/btf/vmlinux`).
+//!
+//! aya emits no CO-RE relocations, so a field offset compiled into a program would be right for
+//! one kernel only (`file.f_inode` is at 32 on 6.1 and 6.18 but 40 on 6.12). The loader reads
+//! every offset the programs use here and hands them over in the config map.
+//!
+//! Privileges: none (the BTF file is world-readable).
+
+use anyhow::{bail, Context, Result};
+use btf_rs::{Btf, Type};
+use nono_common::{KernelOffsets, OFFSET_MASK};
+
+pub const VMLINUX_BTF: &str = "/sys/kernel/btf/vmlinux";
+
+/// The members of the struct `name`, from the first struct of that name with members (the
+/// kernel's BTF can also hold forward declarations).
+fn find_struct(btf: &Btf, name: &str) -> Result<btf_rs::Struct> {
+    let types = btf
+        .resolve_types_by_name(name)
+        .with_context(|| format!("struct {name} is not in the kernel's BTF"))?;
+    types
+        .into_iter()
+        .find_map(|t| match t {
+            Type::Struct(s) if !s.members.is_empty() => Some(s),
+            _ => None,
+        })
+        .with_context(|| format!("struct {name} has no definition in the kernel's BTF"))
+}
+
+/// Byte offset of `field` in `strukt`, looking inside anonymous structs and unions (fields move
+/// into those between kernel versions).
+fn field_offset_in(btf: &Btf, strukt: &btf_rs::Struct, field: &str) -> Result<Option<u32>> {
+    for member in &strukt.members {
+        let name = btf.resolve_name(member).unwrap_or_default();
+        if name == field {
+            if member.bitfield_size().is_some_and(|size| size != 0) {
+                bail!("field {field} is a bitfield");
+            }
+            return Ok(Some(member.bit_offset() / 8));
+        }
+        if name.is_empty() {
+            let inner = btf.resolve_chained_type(member)?;
+            if let Type::Struct(s) | Type::Union(s) = inner {
+                if let Some(off) = field_offset_in(btf, &s, field)? {
+                    return Ok(Some(member.bit_offset() / 8 + off));
+                }
+            }
+        }
+    }
+    Ok(None)
+}
+
+fn field_offset(btf: &Btf, strukt: &str, field: &str) -> Result<u32> {
+    let s = find_struct(btf, strukt)?;
+    let offset = field_offset_in(btf, &s, field)?
+        .with_context(|| format!("struct {strukt} has no field {field} in the kernel's BTF"))?;
+    if offset > OFFSET_MASK {
+        bail!("struct {strukt}.{field} is at offset {offset}, beyond what the programs accept");
+    }
+    Ok(offset)
+}
+
+/// Read every offset the programs need from the running kernel.
+pub fn read_kernel_offsets() -> Result<KernelOffsets> {
+    let btf = Btf::from_file(VMLINUX_BTF).with_context(|| {
+        format!("reading kernel BTF from {VMLINUX_BTF} (CONFIG_DEBUG_INFO_BTF)")
+    })?;
+    let path_dentry = field_offset(&btf, "path", "dentry")?;
+    Ok(KernelOffsets {
+        file_dentry: field_offset(&btf, "file", "f_path")? + path_dentry,
+        file_mode: field_offset(&btf, "file", "f_mode")?,
+        path_dentry,
+        dentry_parent: field_offset(&btf, "dentry", "d_parent")?,
+        dentry_inode: field_offset(&btf, "dentry", "d_inode")?,
+        dentry_sb: field_offset(&btf, "dentry", "d_sb")?,
+        inode_ino: field_offset(&btf, "inode", "i_ino")?,
+        sb_dev: field_offset(&btf, "super_block", "s_dev")?,
+        ready: 1,
+        inode_sb: field_offset(&btf, "inode", "i_sb")?,
+        cgroup2_dev: 0,
+        _pad: 0,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_this_kernels_offsets() {
+        if !std::path::Path::new(VMLINUX_BTF).exists() {
+            return; // no BTF on this machine: nothing to read
+        }
+        let o = read_kernel_offsets().expect("offsets");
+        // `struct path` is { vfsmount *mnt; dentry *dentry; } on every kernel nono supports.
+        assert_eq!(o.path_dentry, 8);
+        assert!(o.file_dentry > 0 && o.dentry_parent > 0 && o.dentry_inode > 0);
+    }
+}

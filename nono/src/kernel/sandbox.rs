@@ -1,0 +1,540 @@
+//! One run's sandbox in the kernel layer: its cgroup, its map entries, and their cleanup.
+//!
+//! Identity: the sandbox's cgroup id maps to its sandbox id in `NONO_SANDBOXES`; every program
+//! decides by the current task's cgroup id, a single lookup that also serves as the fast path
+//! for tasks outside every sandbox. The agent stays in its cgroup: the sandbox carries a deny of
+//! every write to the cgroup2 filesystem ([`nono_common::CGROUPFS_RULE`]), so it can neither
+//! write another `cgroup.procs` nor create child cgroups; the network programs deny a task in
+//! an unregistered cgroup below the sandbox (fail closed).
+//!
+//! File rules bind by (device, inode), resolved when the sandbox is created; see
+//! `nono-ebpf/src/fs.rs` for what that covers (later files, renames inside, hard links, bind
+//! mounts) and how renames and links out of a denied subtree are refused. A deny whose path does
+//! not exist yet can't be bound to an inode and is listed in [`Sandbox::unbound`].
+//! Known limits of inode binding: btrfs subvolumes and overlayfs report a `st_dev` that can
+//! differ from the superblock's device the programs see.
+//!
+//! Cleanup: a registry file `/run/nono/sandboxes/<id>` names the owner (pid and start time) and
+//! cgroup. Dropping a [`Sandbox`] kills what is left in its cgroup, removes the cgroup, its map
+//! entries and the registry file. The next [`super::KernelLayer::load`] does the same for every
+//! sandbox whose owner is gone (`kill -9` of nono), and removes map entries of sandboxes that
+//! have no live registry file.
+//!
+//! Privileges: root (cgroup creation, map writes, program attachment).
+
+use std::collections::HashSet;
+use std::fs;
+use std::io::ErrorKind;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use nono_common::{access, FsDeny, InodeKey, SandboxInfo, CGROUPFS_RULE, SANDBOX_AUDIT_ALL};
+use nono_policy::ir::{Effect, Policy};
+use nono_policy::path::PathVars;
+
+use super::cgroup;
+use super::events::EventStream;
+use super::maps::Maps;
+use super::net::NetEntries;
+use super::{pinned_sock_program, KernelLayer, RUN_DIR, SOCK_PROGRAMS};
+
+#[derive(Debug, Clone, Default)]
+pub struct SandboxOptions {
+    /// Report allowed accesses too (the profile's `audit all`).
+    pub audit_all: bool,
+}
+
+impl SandboxOptions {
+    /// The options a policy asks for.
+    pub fn from_policy(policy: &Policy) -> SandboxOptions {
+        SandboxOptions {
+            audit_all: policy.audit.level == nono_policy::ir::AuditLevel::All,
+        }
+    }
+}
+
+/// A file rule as bound in the kernel.
+#[derive(Debug, Clone)]
+pub struct BoundFsRule {
+    pub rule_id: u32,
+    pub path: PathBuf,
+    /// Kernel `dev_t` encoding.
+    pub dev: u32,
+    pub ino: u64,
+    pub access: u32,
+}
+
+pub struct Sandbox {
+    id: u32,
+    cgroup_dir: PathBuf,
+    cgroup_id: u64,
+    maps: Maps,
+    registry: PathBuf,
+    pub fs_rules: Vec<BoundFsRule>,
+    /// Rules the kernel layer could not bind, with the reason (for `-v` and `--dry-run`).
+    pub unbound: Vec<String>,
+    pub net_enforced: bool,
+    cleaned: bool,
+}
+
+/// The kernel's `dev_t` (`MAJOR << 20 | MINOR`) of a userspace `st_dev`.
+pub fn kernel_dev(st_dev: u64) -> u32 {
+    let major = libc::major(st_dev);
+    let minor = libc::minor(st_dev);
+    (major << 20) | (minor & 0xfffff)
+}
+
+fn registry_dir() -> PathBuf {
+    Path::new(RUN_DIR).join("sandboxes")
+}
+
+/// Field 22 of /proc/PID/stat, so a recycled pid is not taken for the owner.
+fn process_start_time(pid: u32) -> Option<u64> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after_comm = stat.rsplit_once(')')?.1;
+    after_comm.split_whitespace().nth(19)?.parse().ok()
+}
+
+struct Registration {
+    owner: u32,
+    start: u64,
+    cgroup: PathBuf,
+}
+
+fn read_registration(path: &Path) -> Option<Registration> {
+    let text = fs::read_to_string(path).ok()?;
+    let mut owner = None;
+    let mut start = None;
+    let mut cgroup = None;
+    for line in text.lines() {
+        match line.split_once('=') {
+            Some(("owner", v)) => owner = v.parse().ok(),
+            Some(("start", v)) => start = v.parse().ok(),
+            Some(("cgroup", v)) => cgroup = Some(PathBuf::from(v)),
+            _ => {}
+        }
+    }
+    Some(Registration {
+        owner: owner?,
+        start: start?,
+        cgroup: cgroup?,
+    })
+}
+
+fn owner_alive(r: &Registration) -> bool {
+    process_start_time(r.owner) == Some(r.start)
+}
+
+fn random_u32() -> u32 {
+    let mut buf = [0u8; 4];
+    // SAFETY: getrandom(2) into a buffer of the given length.
+    let n = unsafe { libc::getrandom(buf.as_mut_ptr().cast(), buf.len(), 0) };
+    if n == 4 {
+        u32::from_ne_bytes(buf)
+    } else {
+        // No entropy source: pid and time still make a collision unlikely, and it is checked.
+        std::process::id()
+            ^ (std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.subsec_nanos())
+                .unwrap_or(0))
+    }
+}
+
+/// Remove every map entry of the sandboxes in `ids`.
+fn remove_entries(maps: &mut Maps, ids: &HashSet<u32>) {
+    let stale_cgroups: Vec<u64> = maps
+        .sandboxes
+        .iter()
+        .filter_map(|r| r.ok())
+        .filter(|(_, info)| ids.contains(&info.sandbox_id))
+        .map(|(cg, _)| cg)
+        .collect();
+    for cg in stale_cgroups {
+        let _ = maps.sandboxes.remove(&cg);
+    }
+    let fs_keys: Vec<InodeKey> = maps
+        .fs_deny
+        .keys()
+        .filter_map(|k| k.ok())
+        .filter(|k| ids.contains(&k.sandbox_id))
+        .collect();
+    for k in fs_keys {
+        let _ = maps.fs_deny.remove(&k);
+    }
+    let v4: Vec<_> = maps
+        .net_v4
+        .keys()
+        .filter_map(|k| k.ok())
+        .filter(|k| ids.contains(&k.data().sandbox_id))
+        .collect();
+    for k in v4 {
+        let _ = maps.net_v4.remove(&k);
+    }
+    let v6: Vec<_> = maps
+        .net_v6
+        .keys()
+        .filter_map(|k| k.ok())
+        .filter(|k| ids.contains(&k.data().sandbox_id))
+        .collect();
+    for k in v6 {
+        let _ = maps.net_v6.remove(&k);
+    }
+}
+
+/// Every sandbox id present in any map.
+fn ids_in_maps(maps: &Maps) -> HashSet<u32> {
+    let mut ids: HashSet<u32> = maps
+        .sandboxes
+        .iter()
+        .filter_map(|r| r.ok())
+        .map(|(_, i)| i.sandbox_id)
+        .collect();
+    ids.extend(
+        maps.fs_deny
+            .keys()
+            .filter_map(|k| k.ok())
+            .map(|k| k.sandbox_id),
+    );
+    ids.extend(
+        maps.net_v4
+            .keys()
+            .filter_map(|k| k.ok())
+            .map(|k| k.data().sandbox_id),
+    );
+    ids.extend(
+        maps.net_v6
+            .keys()
+            .filter_map(|k| k.ok())
+            .map(|k| k.data().sandbox_id),
+    );
+    ids
+}
+
+/// Clean up after runs whose nono is gone. Called with the load lock held.
+pub(crate) fn sweep_stale(maps: &Maps) {
+    let Ok(mut maps) = maps.reopen() else { return };
+    let mut live = HashSet::new();
+    if let Ok(entries) = fs::read_dir(registry_dir()) {
+        for entry in entries.flatten() {
+            let Some(id) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            match read_registration(&entry.path()) {
+                Some(r) if owner_alive(&r) => {
+                    live.insert(id);
+                }
+                other => {
+                    if let Some(r) = other {
+                        if let Err(e) = cgroup::kill_and_remove(&r.cgroup) {
+                            tracing::warn!("removing the cgroup of stale sandbox {id}: {e:#}");
+                            continue; // keep the record so a later start retries
+                        }
+                    }
+                    let _ = fs::remove_file(entry.path());
+                }
+            }
+        }
+    }
+    let stale: HashSet<u32> = ids_in_maps(&maps).difference(&live).copied().collect();
+    if !stale.is_empty() {
+        tracing::info!(
+            "kernel layer: removing entries of {} stale sandbox(es)",
+            stale.len()
+        );
+        remove_entries(&mut maps, &stale);
+    }
+    if let Err(e) = maps.publish_active() {
+        tracing::warn!("kernel layer: {e:#}");
+    }
+}
+
+/// How many entries of a denied directory are inspected for hard-linked files. Credential
+/// directories are small; a huge denied tree is bound by its directory only, and that is
+/// reported in the log.
+const MAX_SCANNED_ENTRIES: usize = 10_000;
+
+/// Regular files below `dir` (same filesystem, symlinks not followed) with more than one link.
+fn multiply_linked_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let Ok(root) = fs::symlink_metadata(dir) else {
+        return out;
+    };
+    if !root.is_dir() {
+        return out;
+    }
+    let mut stack = vec![dir.to_path_buf()];
+    let mut seen = 0usize;
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            seen += 1;
+            if seen > MAX_SCANNED_ENTRIES {
+                tracing::warn!(
+                    "kernel layer: {} has over {MAX_SCANNED_ENTRIES} entries; hard links made into it before the run are not all bound",
+                    dir.display()
+                );
+                return out;
+            }
+            let Ok(meta) = e.metadata() else { continue };
+            if meta.dev() != root.dev() {
+                continue;
+            }
+            if meta.is_dir() {
+                stack.push(e.path());
+            } else if meta.is_file() && meta.nlink() > 1 {
+                out.push(e.path());
+            }
+        }
+    }
+    out
+}
+
+impl Sandbox {
+    pub(crate) fn create(
+        layer: &KernelLayer,
+        policy: &Policy,
+        options: &SandboxOptions,
+    ) -> Result<Sandbox> {
+        let mut maps = layer.maps().reopen()?;
+        fs::create_dir_all(registry_dir()).context("creating the sandbox registry")?;
+        let in_use = ids_in_maps(&maps);
+        let id = loop {
+            let candidate = random_u32();
+            if candidate != 0
+                && !in_use.contains(&candidate)
+                && !registry_dir().join(candidate.to_string()).exists()
+            {
+                break candidate;
+            }
+        };
+        let own = cgroup::own_cgroup(layer.cgroup2_mount())?;
+        let cgroup_dir = own.join(format!("nono-{id}"));
+        let registry = registry_dir().join(id.to_string());
+        let owner = std::process::id();
+        let start = process_start_time(owner).context("reading nono's own start time")?;
+        // The record comes first: from here on, a crash leaves something the sweep can find.
+        fs::write(
+            &registry,
+            format!(
+                "owner={owner}\nstart={start}\ncgroup={}\n",
+                cgroup_dir.display()
+            ),
+        )
+        .with_context(|| format!("writing {}", registry.display()))?;
+        let mut sandbox = Sandbox {
+            id,
+            cgroup_dir: cgroup_dir.clone(),
+            cgroup_id: 0,
+            maps: layer.maps().reopen()?,
+            registry,
+            fs_rules: Vec::new(),
+            unbound: Vec::new(),
+            net_enforced: false,
+            cleaned: false,
+        };
+        fs::create_dir(&cgroup_dir).with_context(|| {
+            format!(
+                "creating the sandbox cgroup {} (nono's cgroup must be writable)",
+                cgroup_dir.display()
+            )
+        })?;
+        sandbox.cgroup_id = cgroup::cgroup_id(&cgroup_dir)?;
+
+        if layer.lsm.is_active() {
+            sandbox.bind_fs_rules(&mut maps, policy, layer.cgroup2_mount())?;
+        } else if policy.fs.iter().any(|r| r.effect == Effect::Deny) {
+            sandbox
+                .unbound
+                .push("file denies: BPF LSM is not available on this kernel".into());
+        }
+        if layer.net.is_active() && NetEntries::enforced(policy) {
+            let entries = NetEntries::from_policy(policy)?;
+            let (v4, v6) = entries.keyed(id);
+            for (key, value) in v4 {
+                maps.net_v4
+                    .insert(&key, value, 0)
+                    .context("inserting an IPv4 network rule")?;
+            }
+            for (key, value) in v6 {
+                maps.net_v6
+                    .insert(&key, value, 0)
+                    .context("inserting an IPv6 network rule")?;
+            }
+            for (name, attach_type, kernel_type) in SOCK_PROGRAMS {
+                let program = pinned_sock_program(layer.pin_dir(), name, *attach_type)?;
+                cgroup::attach_program(&cgroup_dir, program.fd()?, *kernel_type)
+                    .with_context(|| format!("attaching cgroup/{name} to the sandbox"))?;
+            }
+            sandbox.net_enforced = true;
+            for d in &policy.net.domains {
+                sandbox.unbound.push(format!(
+                    "{}: domain rules are not enforced by the kernel layer yet",
+                    d.id
+                ));
+            }
+        }
+        // Registering the cgroup is the last step: enforcement starts with every rule in place.
+        // The count goes up first, so the programs never skip a registered cgroup.
+        let registered = maps.sandboxes.keys().count() as u32;
+        maps.set_active(registered + 1)?;
+        let flags = if options.audit_all {
+            SANDBOX_AUDIT_ALL
+        } else {
+            0
+        };
+        maps.sandboxes
+            .insert(
+                sandbox.cgroup_id,
+                SandboxInfo {
+                    sandbox_id: id,
+                    flags,
+                },
+                0,
+            )
+            .context("registering the sandbox cgroup")?;
+        maps.publish_active()?;
+        Ok(sandbox)
+    }
+
+    fn bind_fs_rules(&mut self, maps: &mut Maps, policy: &Policy, cgroup2: &Path) -> Result<()> {
+        let vars = PathVars::new();
+        let mut devices = HashSet::new();
+        let mut bind = |maps: &mut Maps, rule_id: u32, path: &Path, access: u32| -> Result<bool> {
+            let meta = match fs::metadata(path) {
+                Ok(m) => m,
+                Err(e) if e.kind() == ErrorKind::NotFound => return Ok(false),
+                Err(e) => bail!(
+                    "rule r{rule_id}: can't resolve {} for the kernel layer: {e}",
+                    path.display()
+                ),
+            };
+            let dev = kernel_dev(meta.dev());
+            let key = InodeKey {
+                sandbox_id: self.id,
+                dev,
+                ino: meta.ino(),
+            };
+            // Two rules on one object: deny the union, report the first rule.
+            let value = match maps.fs_deny.get(&key, 0) {
+                Ok(existing) => FsDeny {
+                    rule_id: existing.rule_id,
+                    access: existing.access | access,
+                },
+                Err(_) => FsDeny { rule_id, access },
+            };
+            maps.fs_deny.insert(key, value, 0).with_context(|| {
+                format!("rule r{rule_id}: inserting the deny of {}", path.display())
+            })?;
+            if devices.insert(dev) {
+                // The marker that tells the programs this filesystem carries rules.
+                maps.fs_deny
+                    .insert(
+                        InodeKey {
+                            sandbox_id: self.id,
+                            dev,
+                            ino: 0,
+                        },
+                        FsDeny {
+                            rule_id: 0,
+                            access: 0,
+                        },
+                        0,
+                    )
+                    .context("inserting a device marker")?;
+            }
+            self.fs_rules.push(BoundFsRule {
+                rule_id,
+                path: path.to_path_buf(),
+                dev,
+                ino: meta.ino(),
+                access,
+            });
+            Ok(true)
+        };
+        let mut unbound = Vec::new();
+        for rule in policy.fs.iter().filter(|r| r.effect == Effect::Deny) {
+            let path = rule
+                .path
+                .expand(&vars)
+                .map_err(|e| anyhow::anyhow!("rule {}: {e} (expand the policy first)", rule.id))?;
+            let access = u32::from(rule.access.bits());
+            if !bind(maps, rule.id.0, &path, access)? {
+                unbound.push(format!(
+                    "{}: {} does not exist, so the kernel layer can't bind the deny to an inode",
+                    rule.id,
+                    path.display()
+                ));
+                continue;
+            }
+            // A hard link made before the sandbox started, outside the denied directory, would
+            // reach a file without passing the directory: bind such files by their own inode.
+            for linked in multiply_linked_files(&path) {
+                bind(maps, rule.id.0, &linked, access)?;
+            }
+        }
+        // No write anywhere in cgroupfs: the agent can't leave its cgroup or make new ones.
+        bind(maps, CGROUPFS_RULE, cgroup2, access::WRITE)?;
+        self.unbound.extend(unbound);
+        Ok(())
+    }
+
+    pub fn id(&self) -> u32 {
+        self.id
+    }
+
+    pub fn cgroup_id(&self) -> u64 {
+        self.cgroup_id
+    }
+
+    pub fn cgroup_dir(&self) -> &Path {
+        &self.cgroup_dir
+    }
+
+    /// The file the child writes itself into (`0` or its pid) before exec, or the parent
+    /// writes the child's pid into between fork and exec.
+    pub fn cgroup_procs_path(&self) -> PathBuf {
+        self.cgroup_dir.join("cgroup.procs")
+    }
+
+    /// This sandbox's kernel decisions.
+    pub fn events(&self) -> Result<EventStream> {
+        Ok(EventStream::new(self.maps.event_ring()?, self.id))
+    }
+
+    /// Kill what is left in the cgroup, remove it and every entry of this sandbox.
+    pub fn cleanup(&mut self) -> Result<()> {
+        if self.cleaned {
+            return Ok(());
+        }
+        let removed = cgroup::kill_and_remove(&self.cgroup_dir);
+        let lock = super::LoadLock::try_take();
+        remove_entries(&mut self.maps, &HashSet::from([self.id]));
+        if lock.is_ok() {
+            // Without the lock a concurrent registration could be miscounted; leave the count
+            // high (costs time, never enforcement) and let the next start recount.
+            let _ = self.maps.publish_active();
+        }
+        drop(lock);
+        if removed.is_ok() {
+            let _ = fs::remove_file(&self.registry);
+        }
+        self.cleaned = true;
+        removed
+    }
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        if let Err(e) = self.cleanup() {
+            tracing::warn!("kernel layer: cleaning up sandbox {}: {e:#}", self.id);
+        }
+    }
+}
