@@ -49,6 +49,7 @@ fn main() -> Result<()> {
                 .ok()
                 .and_then(|s| s.parse().ok())
                 .unwrap_or(60),
+            FuzzBuild::Optimised,
         ),
         Some("ebpf") => {
             if args.iter().any(|a| a == "--setup") {
@@ -197,7 +198,7 @@ fn test() -> Result<()> {
     ]))?;
     build_nono()?;
     run(cargo().args(["test", "--workspace", "--no-fail-fast"]))?;
-    fuzz(10)?;
+    fuzz(10, FuzzBuild::Quick)?;
     // BPF LSM programs cannot load on the CI host's kernel: they are tested in VMs booting
     // Debian's 6.12 and 6.1 kernels, which also proves the offsets are read at run time.
     lab::vm_test(&[])?;
@@ -205,7 +206,15 @@ fn test() -> Result<()> {
     Ok(())
 }
 
-fn fuzz(seconds: u32) -> Result<()> {
+/// How the fuzz targets are built: `Quick` (unoptimised) for the test command's smoke run, where
+/// building dominates; `Optimised` for long runs, where executions per second do.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum FuzzBuild {
+    Quick,
+    Optimised,
+}
+
+fn fuzz(seconds: u32, build: FuzzBuild) -> Result<()> {
     for target in ["lang", "json"] {
         // `+nightly` is understood by rustup's `cargo` proxy, not by the toolchain's own cargo
         // that $CARGO names when xtask runs under `cargo run`.
@@ -216,6 +225,11 @@ fn fuzz(seconds: u32) -> Result<()> {
                 "+nightly",
                 "fuzz",
                 "run",
+                if build == FuzzBuild::Quick {
+                    "--dev"
+                } else {
+                    "--release"
+                },
                 target,
                 "--",
                 &format!("-max_total_time={seconds}"),
