@@ -97,15 +97,20 @@ pub enum ArtifactError {
 impl CompiledPolicy {
     /// Compile every back-end for `target` and seal the result.
     pub fn build(policy: &Policy, target: Target) -> CompiledPolicy {
+        // Every back-end names rules by the same one-line texts: make them once.
+        let texts = policy.rule_summaries();
+        let landlock = landlock::plan_with_texts(policy, &target, &texts);
+        let seatbelt = seatbelt::profile_with_texts(policy, &texts);
+        let ebpf = ebpf::plan_with_texts(policy, &target, texts);
         let mut compiled = CompiledPolicy {
             format: FORMAT.to_string(),
             format_version: FORMAT_VERSION,
             compiler: compiler_id(),
             target,
             policy: policy.clone(),
-            landlock: landlock::plan(policy, &target),
-            ebpf: ebpf::plan(policy, &target),
-            seatbelt: seatbelt::profile(policy),
+            landlock,
+            ebpf,
+            seatbelt,
             digest: String::new(),
         };
         compiled.digest = compiled.compute_digest();

@@ -209,18 +209,30 @@ impl PolicyPath {
 
     /// The path without its scope suffix: `$HOME/.ssh`.
     pub fn base_text(&self) -> String {
-        let mut s = match self.root {
-            Some(v) => format!("${}", v.name()),
-            None => String::new(),
-        };
-        for c in &self.components {
-            s.push('/');
-            s.push_str(c);
-        }
-        if s.is_empty() {
-            s.push('/');
-        }
+        let mut s = String::with_capacity(self.text_len());
+        let _ = self.write_base(&mut s);
         s
+    }
+
+    /// The length of the text form, to size buffers.
+    fn text_len(&self) -> usize {
+        self.root.map_or(0, |v| v.name().len() + 1)
+            + self.components.iter().map(|c| c.len() + 1).sum::<usize>()
+            + 3
+    }
+
+    fn write_base(&self, f: &mut impl fmt::Write) -> fmt::Result {
+        if let Some(v) = self.root {
+            f.write_char('$')?;
+            f.write_str(v.name())?;
+        } else if self.components.is_empty() {
+            return f.write_char('/');
+        }
+        for c in &self.components {
+            f.write_char('/')?;
+            f.write_str(c)?;
+        }
+        Ok(())
     }
 
     /// Is `self` the same object as, or below, `other` when `other` covers a subtree? Compares
@@ -282,11 +294,14 @@ impl PolicyPath {
 
 impl fmt::Display for PolicyPath {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let base = self.base_text();
+        // Written piece by piece: no intermediate string.
+        self.write_base(f)?;
         match self.scope {
-            Scope::Exact => f.write_str(&base),
-            Scope::Subtree if base == "/" => f.write_str("/**"),
-            Scope::Subtree => write!(f, "{base}/**"),
+            Scope::Exact => Ok(()),
+            Scope::Subtree if self.root.is_none() && self.components.is_empty() => {
+                f.write_str("**")
+            }
+            Scope::Subtree => f.write_str("/**"),
         }
     }
 }

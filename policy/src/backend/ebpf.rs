@@ -337,7 +337,16 @@ const IMPLICIT_DENIES: [(&str, ImplicitDeny); 6] = [
 /// Compile the kernel layer's maps. They do not depend on the Landlock ABI: the kernel layer
 /// carries every deny whatever Landlock can do, so events name the rule either way. `target`
 /// keeps the back-ends' signatures uniform.
-pub fn plan(policy: &Policy, _target: &Target) -> EbpfPlan {
+pub fn plan(policy: &Policy, target: &Target) -> EbpfPlan {
+    plan_with_texts(policy, target, policy.rule_summaries())
+}
+
+/// [`plan`], given the policy's [`Policy::rule_summaries`] (computed once for every back-end).
+pub(crate) fn plan_with_texts(
+    policy: &Policy,
+    _target: &Target,
+    texts: Vec<(RuleId, String)>,
+) -> EbpfPlan {
     EbpfPlan {
         fs_denies: fs_denies(policy),
         exec_denies: sorted_exec(&policy.exec.deny),
@@ -360,8 +369,7 @@ pub fn plan(policy: &Policy, _target: &Target) -> EbpfPlan {
             signals: policy.ipc.scope_signals,
             abstract_unix: policy.ipc.scope_abstract_unix,
         },
-        rule_table: policy
-            .rule_summaries()
+        rule_table: texts
             .into_iter()
             .map(|(id, text)| RuleTableEntry {
                 id,

@@ -30,10 +30,16 @@ pub const MAX_LISTED_PORTS: u32 = 64;
 
 /// Render the SBPL profile. Deterministic: rules appear in id order.
 pub fn profile(policy: &Policy) -> String {
+    profile_with_texts(policy, &policy.rule_summaries())
+}
+
+/// [`profile`], given the policy's [`Policy::rule_summaries`] (computed once for every
+/// back-end).
+pub(crate) fn profile_with_texts(policy: &Policy, texts: &[(RuleId, String)]) -> String {
     let mut w = Writer {
-        out: String::new(),
+        out: String::with_capacity(4096 + 160 * texts.len()),
         policy,
-        texts: policy.rule_summaries().into_iter().collect(),
+        texts,
     };
     w.header();
     w.basics();
@@ -46,7 +52,8 @@ pub fn profile(policy: &Policy) -> String {
 struct Writer<'p> {
     out: String,
     policy: &'p Policy,
-    texts: std::collections::HashMap<RuleId, String>,
+    /// Every rule's one-line text, in id order.
+    texts: &'p [(RuleId, String)],
 }
 
 impl Writer<'_> {
@@ -65,8 +72,22 @@ impl Writer<'_> {
     }
 
     fn rule_comment(&mut self, id: RuleId) {
-        let text = self.texts.get(&id).cloned().unwrap_or_default();
-        match self.policy.provenance.origin(id) {
+        let text = match self.texts.binary_search_by_key(&id, |(id, _)| *id) {
+            Ok(i) => self.texts[i].1.as_str(),
+            Err(_) => "",
+        };
+        // Written straight into the profile when there is nothing to escape (the usual case).
+        let origin = self.policy.provenance.origin(id);
+        let safe = |s: &str| !s.chars().any(char::is_control);
+        if safe(text) && origin.is_none_or(|o| safe(&o.source)) {
+            let _ = write!(self.out, ";; {id} {text}");
+            if let Some(origin) = origin {
+                let _ = write!(self.out, " from {origin}");
+            }
+            self.out.push('\n');
+            return;
+        }
+        match origin {
             Some(origin) => self.comment(&format!("{id} {text} from {origin}")),
             None => self.comment(&format!("{id} {text}")),
         }
