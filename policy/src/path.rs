@@ -17,6 +17,7 @@
 
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -84,10 +85,13 @@ pub enum Scope {
 }
 
 /// A validated, normalised policy path. Its text form is canonical: `$HOME/.ssh/**`.
+///
+/// Immutable once parsed, and cheap to clone: the components are shared (the back-ends copy
+/// paths into every plan entry). Comparison and hashing are by value.
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct PolicyPath {
     root: Option<PathVar>,
-    components: Vec<String>,
+    components: Arc<[String]>,
     scope: Scope,
 }
 
@@ -164,15 +168,15 @@ impl PolicyPath {
 
         let mut components: Vec<String> = Vec::new();
         let mut scope = Scope::Exact;
-        let parts: Vec<&str> = rest
+        let mut parts = rest
             .split('/')
             .filter(|c| !c.is_empty() && *c != ".")
-            .collect();
-        for (i, part) in parts.iter().enumerate() {
-            if *part == ".." {
+            .peekable();
+        while let Some(part) = parts.next() {
+            if part == ".." {
                 return Err(PathError::DotDot(text.to_string()));
             }
-            if *part == "**" && i == parts.len() - 1 {
+            if part == "**" && parts.peek().is_none() {
                 scope = Scope::Subtree;
                 continue;
             }
@@ -186,7 +190,7 @@ impl PolicyPath {
         }
         Ok(PolicyPath {
             root,
-            components,
+            components: components.into(),
             scope,
         })
     }
@@ -228,7 +232,7 @@ impl PolicyPath {
         } else if self.components.is_empty() {
             return f.write_char('/');
         }
-        for c in &self.components {
+        for c in self.components.iter() {
             f.write_char('/')?;
             f.write_str(c)?;
         }
@@ -272,7 +276,12 @@ impl PolicyPath {
                 var.name()
             ));
         }
-        p.components.extend(self.components.iter().cloned());
+        p.components = p
+            .components
+            .iter()
+            .chain(self.components.iter())
+            .cloned()
+            .collect();
         p.scope = self.scope;
         Ok(p)
     }
@@ -285,7 +294,7 @@ impl PolicyPath {
                 .get(v)
                 .ok_or_else(|| format!("${} is not set", v.name()))?,
         };
-        for c in &self.components {
+        for c in self.components.iter() {
             p.push(c);
         }
         Ok(p)
