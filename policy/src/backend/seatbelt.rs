@@ -138,14 +138,20 @@ impl Writer<'_> {
         self.section("filesystem grants");
         for r in policy.fs.iter().filter(|r| r.effect == Effect::Allow) {
             self.rule_comment(r.id);
-            let ops = operations(r.access, Effect::Allow);
-            let _ = writeln!(self.out, "(allow {} {})", ops, path_filter(&r.path));
+            self.out.push_str("(allow ");
+            self.out.push_str(operations(r.access, Effect::Allow));
+            self.out.push(' ');
+            push_path_filter(&mut self.out, &r.path);
+            self.out.push_str(")\n");
         }
         self.section("filesystem denies (after the grants: the last match wins)");
         for r in policy.fs.iter().filter(|r| r.effect == Effect::Deny) {
             self.rule_comment(r.id);
-            let ops = operations(r.access, Effect::Deny);
-            let _ = writeln!(self.out, "(deny {} {})", ops, path_filter(&r.path));
+            self.out.push_str("(deny ");
+            self.out.push_str(operations(r.access, Effect::Deny));
+            self.out.push(' ');
+            push_path_filter(&mut self.out, &r.path);
+            self.out.push_str(")\n");
         }
     }
 
@@ -171,7 +177,9 @@ impl Writer<'_> {
         }
         for r in &exec.deny {
             self.rule_comment(r.id);
-            let _ = writeln!(self.out, "(deny process-exec {})", path_filter(&r.path));
+            self.out.push_str("(deny process-exec ");
+            push_path_filter(&mut self.out, &r.path);
+            self.out.push_str(")\n");
         }
     }
 
@@ -261,52 +269,85 @@ impl Writer<'_> {
 }
 
 /// The SBPL operations for an access.
-fn operations(access: Access, effect: Effect) -> String {
-    let mut ops = Vec::new();
-    if access.contains(Access::READ) || (effect == Effect::Allow && access.contains(Access::EXEC)) {
-        ops.push("file-read*");
+fn operations(access: Access, effect: Effect) -> &'static str {
+    let read =
+        access.contains(Access::READ) || (effect == Effect::Allow && access.contains(Access::EXEC));
+    match (
+        read,
+        access.contains(Access::WRITE),
+        access.contains(Access::EXEC),
+    ) {
+        (true, true, true) => "file-read* file-write* process-exec",
+        (true, true, false) => "file-read* file-write*",
+        (true, false, true) => "file-read* process-exec",
+        (true, false, false) => "file-read*",
+        (false, true, true) => "file-write* process-exec",
+        (false, true, false) => "file-write*",
+        (false, false, true) => "process-exec",
+        (false, false, false) => "",
     }
-    if access.contains(Access::WRITE) {
-        ops.push("file-write*");
-    }
-    if access.contains(Access::EXEC) {
-        ops.push("process-exec");
-    }
-    ops.join(" ")
 }
 
 fn path_filter(path: &PolicyPath) -> String {
-    match path.scope() {
-        Scope::Exact => format!("(literal {})", path_expr(path)),
-        Scope::Subtree => format!("(subpath {})", path_expr(path)),
+    let mut out = String::new();
+    push_path_filter(&mut out, path);
+    out
+}
+
+/// [`path_filter`], written onto `out`.
+fn push_path_filter(out: &mut String, path: &PolicyPath) {
+    out.push_str(match path.scope() {
+        Scope::Exact => "(literal ",
+        Scope::Subtree => "(subpath ",
+    });
+    push_path_expr(out, path);
+    out.push(')');
+}
+
+/// [`path_expr`], written onto `out`. Escaping works character by character, so the pieces
+/// are escaped as they are written.
+fn push_path_expr(out: &mut String, path: &PolicyPath) {
+    let components = path.components();
+    let private = path.root().is_none()
+        && components
+            .first()
+            .is_some_and(|c| matches!(c.as_str(), "tmp" | "var" | "etc"));
+    let rest = |out: &mut String| {
+        out.push('"');
+        if private {
+            out.push_str("/private");
+        }
+        for c in components {
+            out.push('/');
+            push_escaped(out, c);
+        }
+        out.push('"');
+    };
+    match path.root() {
+        None if components.is_empty() => out.push_str("\"/\""),
+        None => rest(out),
+        Some(var) => {
+            out.push_str(if components.is_empty() {
+                "(param "
+            } else {
+                "(string-append (param "
+            });
+            push_sbpl_str(out, var.name());
+            out.push(')');
+            if !components.is_empty() {
+                out.push(' ');
+                rest(out);
+                out.push(')');
+            }
+        }
     }
 }
 
 /// The SBPL expression for a path: a string, a parameter, or their concatenation.
 fn path_expr(path: &PolicyPath) -> String {
-    let mut rest = String::new();
-    let components = path.components();
-    if path.root().is_none()
-        && components
-            .first()
-            .is_some_and(|c| matches!(c.as_str(), "tmp" | "var" | "etc"))
-    {
-        rest.push_str("/private");
-    }
-    for c in components {
-        rest.push('/');
-        rest.push_str(c);
-    }
-    match path.root() {
-        None if rest.is_empty() => sbpl_str("/"),
-        None => sbpl_str(&rest),
-        Some(var) if rest.is_empty() => format!("(param {})", sbpl_str(var.name())),
-        Some(var) => format!(
-            "(string-append (param {}) {})",
-            sbpl_str(var.name()),
-            sbpl_str(&rest)
-        ),
-    }
+    let mut out = String::new();
+    push_path_expr(&mut out, path);
+    out
 }
 
 fn is_loopback(net: &IpNet) -> bool {
@@ -319,7 +360,23 @@ fn is_loopback(net: &IpNet) -> bool {
 /// An SBPL string literal: backslash, quote and control characters escaped.
 fn sbpl_str(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 2);
+    push_sbpl_str(&mut out, s);
+    out
+}
+
+/// [`sbpl_str`], written onto `out`.
+fn push_sbpl_str(out: &mut String, s: &str) {
     out.push('"');
+    push_escaped(out, s);
+    out.push('"');
+}
+
+/// The inside of an SBPL string literal.
+fn push_escaped(out: &mut String, s: &str) {
+    if !s.chars().any(|c| matches!(c, '"' | '\\') || c.is_control()) {
+        out.push_str(s);
+        return;
+    }
     for ch in s.chars() {
         match ch {
             '"' => out.push_str("\\\""),
@@ -333,8 +390,6 @@ fn sbpl_str(s: &str) -> String {
             c => out.push(c),
         }
     }
-    out.push('"');
-    out
 }
 
 /// Comment text on one line: control characters (a newline would end the comment and let the
