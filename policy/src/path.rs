@@ -166,7 +166,7 @@ impl PolicyPath {
             return Err(PathError::Relative(text.to_string()));
         };
 
-        let mut components: Vec<String> = Vec::new();
+        let mut components: Vec<String> = Vec::with_capacity(rest.matches('/').count());
         let mut scope = Scope::Exact;
         let mut parts = rest
             .split('/')
@@ -215,6 +215,14 @@ impl PolicyPath {
     pub fn base_text(&self) -> String {
         let mut s = String::with_capacity(self.text_len());
         let _ = self.write_base(&mut s);
+        s
+    }
+
+    /// The text form (what `to_string()` gives), built in one allocation of the right size.
+    /// For sort keys and map keys in hot loops.
+    pub fn text(&self) -> String {
+        let mut s = String::with_capacity(self.text_len());
+        let _ = fmt::Write::write_fmt(&mut s, format_args!("{self}"));
         s
     }
 

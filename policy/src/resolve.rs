@@ -383,7 +383,7 @@ impl<'a> Resolver<'a> {
                 if let Some(p) = self.path(v, src) {
                     let e = acc
                         .fs
-                        .entry((p.to_string(), effect))
+                        .entry((p.text(), effect))
                         .or_insert_with(|| (p, access, Vec::new()));
                     e.1 = e.1.union(access);
                     e.2.push(origin(src, v.loc));

@@ -362,7 +362,7 @@ pub(crate) fn plan_with_texts(
                     rule: r.id,
                 })
                 .collect();
-            v.sort_by_cached_key(|e| (e.path.to_string(), e.rule));
+            v.sort_by_cached_key(|e| (e.path.text(), e.rule));
             v
         },
         scopes: ScopeFlags {
@@ -385,7 +385,7 @@ fn fs_denies(policy: &Policy) -> Vec<FsDenyEntry> {
     for r in policy.fs.iter().filter(|r| r.effect == Effect::Deny) {
         let ops = FsOps::denied_by(r.access);
         by_path
-            .entry(r.path.to_string())
+            .entry(r.path.text())
             .and_modify(|e| {
                 e.ops = e.ops.union(ops);
                 e.rule = e.rule.min(r.id);
@@ -407,7 +407,7 @@ fn sorted_exec(rules: &[crate::ir::ExecRule]) -> Vec<ExecEntry> {
             rule: r.id,
         })
         .collect();
-    v.sort_by_cached_key(|e| (e.path.to_string(), e.rule));
+    v.sort_by_cached_key(|e| (e.path.text(), e.rule));
     v
 }
 

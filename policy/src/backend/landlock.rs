@@ -741,7 +741,7 @@ impl<'p> Planner<'p> {
         }
         for r in rules.iter_mut() {
             r.carve_outs
-                .sort_by_cached_key(|c| (c.path.to_string(), c.rule));
+                .sort_by_cached_key(|c| (c.path.text(), c.rule));
             r.carve_outs.dedup();
         }
     }
@@ -1226,7 +1226,7 @@ fn merge_pieces(mut pieces: Vec<Piece>) -> Vec<PathRule> {
         r.rules.sort();
         r.rules.dedup();
     }
-    rules.sort_by_cached_key(|r| r.path.to_string());
+    rules.sort_by_cached_key(|r| r.path.text());
     rules
 }
 
