@@ -195,7 +195,7 @@ impl fmt::Display for Access {
 
 impl Serialize for Access {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&self.keyword())
+        s.serialize_str(&self.keyword_cow())
     }
 }
 
