@@ -222,8 +222,52 @@ impl PolicyPath {
     /// For sort keys and map keys in hot loops.
     pub fn text(&self) -> String {
         let mut s = String::with_capacity(self.text_len());
-        let _ = fmt::Write::write_fmt(&mut s, format_args!("{self}"));
+        let _ = self.write_text(&mut s);
         s
+    }
+
+    /// Call `f` with the text form, built on the stack when it is short (nearly always):
+    /// serialising or displaying a path is then one write instead of one per component.
+    pub(crate) fn with_text<R>(&self, f: impl FnOnce(&str) -> R) -> R {
+        /// A fixed buffer that refuses what does not fit.
+        struct Stack {
+            buf: [u8; 256],
+            len: usize,
+        }
+        impl fmt::Write for Stack {
+            fn write_str(&mut self, s: &str) -> fmt::Result {
+                let end = self.len + s.len();
+                if end > self.buf.len() {
+                    return Err(fmt::Error);
+                }
+                self.buf[self.len..end].copy_from_slice(s.as_bytes());
+                self.len = end;
+                Ok(())
+            }
+        }
+        let mut stack = Stack {
+            buf: [0; 256],
+            len: 0,
+        };
+        if self.text_len() <= stack.buf.len() && self.write_text(&mut stack).is_ok() {
+            // Only whole `&str`s were copied in, so this is valid UTF-8.
+            if let Ok(text) = std::str::from_utf8(&stack.buf[..stack.len]) {
+                return f(text);
+            }
+        }
+        f(&self.text())
+    }
+
+    /// The text form, written piece by piece.
+    fn write_text(&self, f: &mut impl fmt::Write) -> fmt::Result {
+        self.write_base(f)?;
+        match self.scope {
+            Scope::Exact => Ok(()),
+            Scope::Subtree if self.root.is_none() && self.components.is_empty() => {
+                f.write_str("**")
+            }
+            Scope::Subtree => f.write_str("/**"),
+        }
     }
 
     /// The length of the text form, to size buffers.
@@ -311,15 +355,7 @@ impl PolicyPath {
 
 impl fmt::Display for PolicyPath {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // Written piece by piece: no intermediate string.
-        self.write_base(f)?;
-        match self.scope {
-            Scope::Exact => Ok(()),
-            Scope::Subtree if self.root.is_none() && self.components.is_empty() => {
-                f.write_str("**")
-            }
-            Scope::Subtree => f.write_str("/**"),
-        }
+        self.with_text(|text| f.write_str(text))
     }
 }
 
@@ -331,7 +367,7 @@ impl fmt::Debug for PolicyPath {
 
 impl Serialize for PolicyPath {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
+        self.with_text(|text| s.serialize_str(text))
     }
 }
 
@@ -441,6 +477,17 @@ mod tests {
             PolicyPath::parse("$HOMEX"),
             Err(PathError::UnknownVar(..))
         ));
+    }
+
+    #[test]
+    fn long_paths_display_and_serialise_whole() {
+        let long = format!("$HOME/{}/x/**", "d".repeat(300));
+        let path = p(&long);
+        assert_eq!(path.to_string(), long);
+        assert_eq!(path.text(), long);
+        assert_eq!(serde_json::to_string(&path).unwrap(), format!("\"{long}\""));
+        let short = p("/a\"b/**");
+        assert_eq!(serde_json::to_string(&short).unwrap(), r#""/a\"b/**""#);
     }
 
     #[test]

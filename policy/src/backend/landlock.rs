@@ -740,8 +740,7 @@ impl<'p> Planner<'p> {
             rules[i].carve_outs.push(carve);
         }
         for r in rules.iter_mut() {
-            r.carve_outs
-                .sort_by_cached_key(|c| (c.path.text(), c.rule));
+            r.carve_outs.sort_by_cached_key(|c| (c.path.text(), c.rule));
             r.carve_outs.dedup();
         }
     }
