@@ -1386,7 +1386,10 @@ mod tests {
     }
 
     /// A statement as comparable data: rule, offset, and each part's rule and word.
-    fn shape(statement: &Stmt) -> (Rule, usize, Vec<(Rule, Option<(usize, String)>)>) {
+    /// A statement's rule, offset, and each part's rule and (offset, text).
+    type Shape = (Rule, usize, Vec<(Rule, Option<(usize, String)>)>);
+
+    fn shape(statement: &Stmt) -> Shape {
         let parts = statement
             .parts
             .iter()
