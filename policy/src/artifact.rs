@@ -2,17 +2,29 @@
 //!
 //! # Canonical JSON and the digest
 //!
-//! `digest` is `sha256:<hex>` over the *canonical JSON* of every other field: compact
-//! `serde_json` output (no whitespace) of the fields in declaration order, `digest` left out.
-//! That form is deterministic because every struct serialises its fields in declaration
-//! order, every map in the IR is a `BTreeMap` (keys in key order), every list is sorted by the
-//! back-end that produced it, and there are no floating-point values. Verification parses the
-//! artifact, re-serialises it canonically and hashes that, so the pretty-printed file may be
-//! re-indented without breaking it, while any change of meaning does.
+//! `digest` is `sha256:<hex>` over the *canonical JSON* of the artifact's inputs: `format`,
+//! `format_version`, `compiler`, `target` and `policy`, as one object in that order. Canonical
+//! means compact `serde_json` output (no whitespace), which is deterministic because every
+//! struct serialises its fields in declaration order, every map in the IR is a `BTreeMap` (keys
+//! in key order), every list is sorted, and there are no floating-point values. Verification
+//! parses the artifact, re-serialises those fields canonically and hashes them, so the
+//! pretty-printed file may be re-indented without breaking it, while any change of meaning
+//! does.
+//!
+//! The plans (`landlock`, `ebpf`, `seatbelt`) are not hashed: they are a pure, deterministic
+//! function of the digested fields (the compiler named by `compiler` applied to `policy` for
+//! `target`), so hashing them again would only repeat what the digest already pins, at several
+//! times the cost. The artifact stays tamper-evident as a whole because
+//! [`CompiledPolicy::verify`] checks the digest *and* recompiles every plan from the digested
+//! policy and target and compares: a plan edited by hand is refused as stale whatever its
+//! digest, and an edited input breaks the digest. Code that trusts an artifact must therefore
+//! call `verify()`, not only [`CompiledPolicy::verify_digest`].
+//!
+//! (Format version 1 hashed the plans too; version 2 made the change above. Readers refuse a
+//! version they do not know rather than report a misleading digest mismatch.)
 //!
 //! The digest proves integrity, not authorship; signing the digest is the distribution
-//! layer's job. [`CompiledPolicy::verify`] also recompiles the plans from the embedded policy,
-//! so a plan edited by hand (with a recomputed digest) is refused as well.
+//! layer's job.
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -23,7 +35,7 @@ use crate::backend::{seatbelt, Target};
 use crate::ir::Policy;
 
 pub const FORMAT: &str = "nono.compiled-policy";
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 
 /// `nono-policy <crate version>`: the compiler that produced an artifact.
 pub fn compiler_id() -> String {
@@ -44,7 +56,7 @@ pub struct CompiledPolicy {
     pub digest: String,
 }
 
-/// The digested fields, borrowed, in the artifact's order.
+/// The digested fields (the artifact's inputs), borrowed, in the artifact's order.
 #[derive(Serialize)]
 struct Digested<'a> {
     format: &'a str,
@@ -52,9 +64,20 @@ struct Digested<'a> {
     compiler: &'a str,
     target: &'a Target,
     policy: &'a Policy,
-    landlock: &'a LandlockPlan,
-    ebpf: &'a EbpfPlan,
-    seatbelt: &'a str,
+}
+
+/// Feeds everything written to it into SHA-256, so the canonical JSON is hashed as it is
+/// produced instead of being built in memory first.
+struct HashWriter(Sha256);
+
+impl std::io::Write for HashWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.update(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -74,42 +97,56 @@ pub enum ArtifactError {
 impl CompiledPolicy {
     /// Compile every back-end for `target` and seal the result.
     pub fn build(policy: &Policy, target: Target) -> CompiledPolicy {
+        // Every back-end names rules by the same one-line texts: make them once.
+        let texts = policy.rule_summaries();
+        let landlock = landlock::plan_with_texts(policy, &target, &texts);
+        let seatbelt = seatbelt::profile_with_texts(policy, &texts);
+        let ebpf = ebpf::plan_with_texts(policy, &target, texts);
         let mut compiled = CompiledPolicy {
             format: FORMAT.to_string(),
             format_version: FORMAT_VERSION,
             compiler: compiler_id(),
             target,
             policy: policy.clone(),
-            landlock: landlock::plan(policy, &target),
-            ebpf: ebpf::plan(policy, &target),
-            seatbelt: seatbelt::profile(policy),
+            landlock,
+            ebpf,
+            seatbelt,
             digest: String::new(),
         };
         compiled.digest = compiled.compute_digest();
         compiled
     }
 
-    /// The canonical JSON of everything but the digest (see the module doc).
-    pub fn canonical_json(&self) -> Vec<u8> {
-        serde_json::to_vec(&Digested {
+    fn digested(&self) -> Digested<'_> {
+        Digested {
             format: &self.format,
             format_version: self.format_version,
             compiler: &self.compiler,
             target: &self.target,
             policy: &self.policy,
-            landlock: &self.landlock,
-            ebpf: &self.ebpf,
-            seatbelt: &self.seatbelt,
-        })
-        .expect("plans serialise: no non-string map keys, no floats")
+        }
     }
 
-    /// `sha256:<hex>` of [`Self::canonical_json`].
+    /// The canonical JSON of the digested fields (see the module doc).
+    pub fn canonical_json(&self) -> Vec<u8> {
+        serde_json::to_vec(&self.digested())
+            .expect("policies serialise: no non-string map keys, no floats")
+    }
+
+    /// `sha256:<hex>` of [`Self::canonical_json`], hashed as it is serialised.
     pub fn compute_digest(&self) -> String {
-        format!(
-            "sha256:{}",
-            hex::encode(Sha256::digest(self.canonical_json()))
-        )
+        // Buffered: serde_json writes token by token, and SHA-256 is cheaper fed in blocks.
+        let mut writer = std::io::BufWriter::with_capacity(8192, HashWriter(Sha256::new()));
+        serde_json::to_writer(&mut writer, &self.digested())
+            .expect("policies serialise: no non-string map keys, no floats");
+        let hasher = match writer.into_inner() {
+            Ok(w) => w.0,
+            Err(_) => unreachable!("hashing cannot fail"),
+        };
+        let mut out = String::with_capacity(7 + 64);
+        out.push_str("sha256:");
+        out.push_str(&hex::encode(hasher.finalize()));
+        out
     }
 
     /// The artifact as written to disk: pretty JSON with a trailing newline.
@@ -138,6 +175,8 @@ impl CompiledPolicy {
         Ok(serde_json::from_str(text)?)
     }
 
+    /// The digest alone: the inputs are unchanged. Says nothing about the plans; see
+    /// [`Self::verify`].
     pub fn verify_digest(&self) -> Result<(), ArtifactError> {
         let actual = self.compute_digest();
         if actual != self.digest {
@@ -149,18 +188,18 @@ impl CompiledPolicy {
         Ok(())
     }
 
-    /// The digest, and that every plan is what this compiler makes of the embedded policy.
+    /// The digest, and that every plan is what this compiler makes of the embedded policy:
+    /// together they make the whole artifact tamper-evident (see the module doc).
     pub fn verify(&self) -> Result<(), ArtifactError> {
         self.verify_digest()?;
-        let fresh = CompiledPolicy::build(&self.policy, self.target);
         let stale = |what| ArtifactError::Stale(what, self.compiler.clone(), compiler_id());
-        if fresh.landlock != self.landlock {
+        if landlock::plan(&self.policy, &self.target) != self.landlock {
             return Err(stale("Landlock"));
         }
-        if fresh.ebpf != self.ebpf {
+        if ebpf::plan(&self.policy, &self.target) != self.ebpf {
             return Err(stale("eBPF"));
         }
-        if fresh.seatbelt != self.seatbelt {
+        if seatbelt::profile(&self.policy) != self.seatbelt {
             return Err(stale("Seatbelt"));
         }
         Ok(())

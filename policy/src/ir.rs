@@ -142,6 +142,11 @@ impl Access {
     /// The keyword the policy language uses: `read`, `write`, `readwrite`, `exec`, or a
     /// `+`-joined list for other combinations (`read+exec`).
     pub fn keyword(self) -> String {
+        self.keyword_cow().into_owned()
+    }
+
+    /// [`Self::keyword`], without allocating for the common single keywords.
+    pub(crate) fn keyword_cow(self) -> std::borrow::Cow<'static, str> {
         match self.0 {
             1 => "read".into(),
             2 => "write".into(),
@@ -156,7 +161,8 @@ impl Access {
                     AccessKind::Exec => "exec",
                 })
                 .collect::<Vec<_>>()
-                .join("+"),
+                .join("+")
+                .into(),
         }
     }
     pub fn parse_keyword(s: &str) -> Option<Access> {
@@ -183,13 +189,13 @@ impl fmt::Debug for Access {
 
 impl fmt::Display for Access {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.keyword())
+        f.write_str(&self.keyword_cow())
     }
 }
 
 impl Serialize for Access {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&self.keyword())
+        s.serialize_str(&self.keyword_cow())
     }
 }
 
@@ -487,43 +493,88 @@ impl Policy {
 
     /// Every rule id in the policy with a one-line description, in id order.
     pub fn rule_summaries(&self) -> Vec<(RuleId, String)> {
-        let mut out = Vec::new();
+        use std::fmt::Write as _;
+        let mut out = Vec::with_capacity(
+            self.fs.len()
+                + self.exec.deny.len()
+                + self.exec.allow_only.as_ref().map_or(0, Vec::len)
+                + self.net.domains.len()
+                + self.net.cidrs.len()
+                + self.net.listen.len()
+                + self.ipc.unix_sockets.len(),
+        );
+        // Each text is written straight into its own string: no intermediate `format!`s.
+        let text = |f: &mut dyn FnMut(&mut String)| {
+            let mut s = String::with_capacity(48);
+            f(&mut s);
+            s
+        };
         for r in &self.fs {
-            let verb = match r.effect {
-                Effect::Allow => r.access.keyword(),
-                Effect::Deny if r.access == Access::ALL => "deny".to_string(),
-                Effect::Deny => format!("deny {}", r.access.keyword()),
-            };
-            out.push((r.id, format!("{verb} {}", r.path)));
+            out.push((
+                r.id,
+                text(&mut |s| {
+                    match r.effect {
+                        Effect::Allow => s.push_str(&r.access.keyword_cow()),
+                        Effect::Deny if r.access == Access::ALL => s.push_str("deny"),
+                        Effect::Deny => {
+                            s.push_str("deny ");
+                            s.push_str(&r.access.keyword_cow());
+                        }
+                    }
+                    let _ = write!(s, " {}", r.path);
+                }),
+            ));
         }
         for r in &self.exec.deny {
-            out.push((r.id, format!("exec deny {}", r.path)));
+            out.push((
+                r.id,
+                text(&mut |s| {
+                    let _ = write!(s, "exec deny {}", r.path);
+                }),
+            ));
         }
         for r in self.exec.allow_only.iter().flatten() {
-            out.push((r.id, format!("exec only {}", r.path)));
+            out.push((
+                r.id,
+                text(&mut |s| {
+                    let _ = write!(s, "exec only {}", r.path);
+                }),
+            ));
         }
         for r in &self.net.domains {
             out.push((
                 r.id,
-                format!("net allow domain {} port {}", r.domain, r.ports),
+                text(&mut |s| {
+                    let _ = write!(s, "net allow domain {} port {}", r.domain, r.ports);
+                }),
             ));
         }
         for r in &self.net.cidrs {
-            let ports = if r.ports.is_empty() {
-                String::new()
-            } else {
-                format!(" port {}", r.ports)
-            };
             out.push((
                 r.id,
-                format!("net allow cidr {} {}{ports}", r.net, r.protocol),
+                text(&mut |s| {
+                    let _ = write!(s, "net allow cidr {} {}", r.net, r.protocol);
+                    if !r.ports.is_empty() {
+                        let _ = write!(s, " port {}", r.ports);
+                    }
+                }),
             ));
         }
         for r in &self.net.listen {
-            out.push((r.id, format!("net listen {} {}", r.protocol, r.ports)));
+            out.push((
+                r.id,
+                text(&mut |s| {
+                    let _ = write!(s, "net listen {} {}", r.protocol, r.ports);
+                }),
+            ));
         }
         for r in &self.ipc.unix_sockets {
-            out.push((r.id, format!("ipc unix-socket {}", r.path)));
+            out.push((
+                r.id,
+                text(&mut |s| {
+                    let _ = write!(s, "ipc unix-socket {}", r.path);
+                }),
+            ));
         }
         out.sort_by_key(|(id, _)| *id);
         out

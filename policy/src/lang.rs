@@ -12,7 +12,7 @@ use std::cell::Cell;
 use std::collections::HashMap;
 
 use pest::error::{ErrorVariant, InputLocation};
-use pest::iterators::{Pair, Pairs};
+use pest::iterators::Pair;
 use pest::Parser;
 
 use crate::diag::{did_you_mean, Diagnostic, Loc, PolicyError, SourceText};
@@ -118,6 +118,286 @@ impl<'t> Line<'t> {
     }
 }
 
+/// A statement as the walker reads it: what pest produced, or what [`fast_line`] produced for
+/// a line it could read without pest (exactly what pest would have produced for it).
+#[derive(Debug)]
+struct Stmt<'i> {
+    rule: Rule,
+    /// Byte offset of the statement's first keyword in the line.
+    start: usize,
+    /// The statement's keywords and value positions, in order.
+    parts: Vec<Part<'i>>,
+}
+
+/// A keyword (`token` is `None`) or a value position (`path`, `domain`...) of a statement.
+#[derive(Debug)]
+struct Part<'i> {
+    rule: Rule,
+    token: Option<Token<'i>>,
+}
+
+/// The token in a value position.
+#[derive(Debug)]
+enum Token<'i> {
+    /// A bare word, kept as written.
+    Word { start: usize, text: &'i str },
+    /// A quoted string, decoded by the walker from its pest pairs.
+    String(Pair<'i, Rule>),
+    /// A quoted string without escapes, read by [`fast_line`]: `start` is the opening quote,
+    /// `text` what lies between the quotes.
+    Quoted { start: usize, text: &'i str },
+}
+
+impl<'i> Stmt<'i> {
+    fn from_pest(statement: Pair<'i, Rule>) -> Stmt<'i> {
+        let rule = statement.as_rule();
+        let start = statement.as_span().start();
+        let parts = statement
+            .into_inner()
+            .map(|part| {
+                let rule = part.as_rule();
+                let token = part
+                    .into_inner()
+                    .next()
+                    .and_then(|token| match token.as_rule() {
+                        Rule::word => Some(Token::Word {
+                            start: token.as_span().start(),
+                            text: token.as_str(),
+                        }),
+                        Rule::string => Some(Token::String(token)),
+                        _ => None,
+                    });
+                Part { rule, token }
+            })
+            .collect();
+        Stmt { rule, start, parts }
+    }
+}
+
+/// Reads a line without pest when it is plain: printable ASCII, spaces and tabs only, no
+/// quotes, and the shape of a common statement (or no statement: a blank or comment line).
+/// `None` means "not plain: ask the grammar", which also reports any error; `Some(None)` is a
+/// line without a statement. For a plain line the grammar's reading is simple to state: tokens
+/// are the runs between spaces and tabs, keywords are whole tokens, and a token starting with
+/// `#` starts the comment, which holds nothing forbidden. The `fast_line_agrees_with_pest` test
+/// holds the two readings together.
+fn fast_line<'i>(text: &'i str) -> Option<Option<Stmt<'i>>> {
+    let bytes = text.as_bytes();
+    if !bytes
+        .iter()
+        .all(|&b| (b' '..=b'~').contains(&b) || b == b'\t')
+    {
+        return None;
+    }
+    // At most a handful of tokens in the statements read here; more go to pest. A token is
+    // a word, or a quoted string when its text starts with `"`.
+    let mut tokens: [(usize, &'i str); 16] = [(0, ""); 16];
+    let mut count = 0;
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b' ' || bytes[i] == b'\t' {
+            i += 1;
+            continue;
+        }
+        if bytes[i] == b'#' {
+            break;
+        }
+        let start = i;
+        if bytes[i] == b'"' {
+            // A string without escapes, closed on this line, and followed by a blank or the
+            // end of the line; anything else (escapes, a missing quote, text glued to the
+            // closing quote) is for the grammar to read and report.
+            let close = start + 1 + text[start + 1..].find('"')?;
+            if text[start + 1..close].contains('\\') {
+                return None;
+            }
+            i = close + 1;
+            if i < bytes.len() && bytes[i] != b' ' && bytes[i] != b'\t' {
+                return None;
+            }
+        } else {
+            while i < bytes.len() && bytes[i] != b' ' && bytes[i] != b'\t' {
+                // A quote inside a word is the walker's error to report.
+                if bytes[i] == b'"' {
+                    return None;
+                }
+                i += 1;
+            }
+        }
+        if count == tokens.len() {
+            return None;
+        }
+        tokens[count] = (start, &text[start..i]);
+        count += 1;
+    }
+    let tokens = &tokens[..count];
+    let Some(&(start, first)) = tokens.first() else {
+        return Some(None);
+    };
+    let keyword = |rule| Part { rule, token: None };
+    let value = |rule, token: (usize, &'i str)| Part {
+        rule,
+        token: Some(fast_token(token)),
+    };
+    let second = tokens.get(1).map(|t| t.1);
+    // `keywords` leading keywords, then one or more values of `value_rule`.
+    let list = |rule, keywords: &[Rule], value_rule| {
+        let values = &tokens[keywords.len()..];
+        if values.is_empty() {
+            return None;
+        }
+        let mut parts: Vec<Part> = keywords.iter().map(|&k| keyword(k)).collect();
+        parts.extend(values.iter().map(|&t| value(value_rule, t)));
+        Some(Some(Stmt { rule, start, parts }))
+    };
+    // Exactly one value after the keyword.
+    let single = |rule, kw, value_rule| {
+        if tokens.len() != 2 {
+            return None;
+        }
+        let parts = vec![keyword(kw), value(value_rule, tokens[1])];
+        Some(Some(Stmt { rule, start, parts }))
+    };
+    match (first, second) {
+        ("read", _) => list(Rule::read_stmt, &[Rule::kw_read], Rule::path),
+        ("write", _) => list(Rule::write_stmt, &[Rule::kw_write], Rule::path),
+        ("readwrite", _) => list(Rule::readwrite_stmt, &[Rule::kw_readwrite], Rule::path),
+        ("exec", Some("deny")) => list(
+            Rule::exec_deny_stmt,
+            &[Rule::kw_exec, Rule::kw_deny],
+            Rule::path,
+        ),
+        ("exec", Some("only")) => list(
+            Rule::exec_only_stmt,
+            &[Rule::kw_exec, Rule::kw_only],
+            Rule::path,
+        ),
+        ("exec", _) => list(Rule::exec_stmt, &[Rule::kw_exec], Rule::path),
+        ("deny", Some("read")) => list(
+            Rule::deny_read_stmt,
+            &[Rule::kw_deny, Rule::kw_read],
+            Rule::path,
+        ),
+        ("deny", Some("write")) => list(
+            Rule::deny_write_stmt,
+            &[Rule::kw_deny, Rule::kw_write],
+            Rule::path,
+        ),
+        ("deny", Some("exec")) => list(
+            Rule::deny_exec_stmt,
+            &[Rule::kw_deny, Rule::kw_exec],
+            Rule::path,
+        ),
+        ("deny", _) => list(Rule::deny_stmt, &[Rule::kw_deny], Rule::path),
+        // A `{` cannot be a group name: the grammar reads it as a brace (and fails).
+        ("use", _) if tokens.iter().all(|t| t.1 != "{") => {
+            list(Rule::use_stmt, &[Rule::kw_use], Rule::group_name)
+        }
+        ("extends", _) => list(Rule::extends_stmt, &[Rule::kw_extends], Rule::profile_name),
+        ("env", Some("pass")) => list(
+            Rule::env_pass_stmt,
+            &[Rule::kw_env, Rule::kw_pass],
+            Rule::var_name,
+        ),
+        ("env", Some("strip")) => list(
+            Rule::env_strip_stmt,
+            &[Rule::kw_env, Rule::kw_strip],
+            Rule::var_name,
+        ),
+        ("profile", _) => single(Rule::profile_stmt, Rule::kw_profile, Rule::profile_name),
+        ("version", _) => single(Rule::version_stmt, Rule::kw_version, Rule::version_text),
+        ("description", _) => single(
+            Rule::description_stmt,
+            Rule::kw_description,
+            Rule::description_text,
+        ),
+        ("group", Some(name)) if name != "{" && tokens.len() == 3 && tokens[2].1 == "{" => {
+            let parts = vec![
+                keyword(Rule::kw_group),
+                value(Rule::group_name, tokens[1]),
+                keyword(Rule::open_brace),
+            ];
+            Some(Some(Stmt {
+                rule: Rule::group_open,
+                start,
+                parts,
+            }))
+        }
+        ("}", None) => Some(Some(Stmt {
+            rule: Rule::group_close,
+            start,
+            parts: vec![keyword(Rule::close_brace)],
+        })),
+        ("net", Some("allow")) => fast_net_allow(tokens, start),
+        _ => None,
+    }
+}
+
+/// A token of [`fast_line`] as a value: a quoted string or a word.
+fn fast_token((start, text): (usize, &str)) -> Token<'_> {
+    match text.strip_prefix('"') {
+        Some(quoted) => Token::Quoted {
+            start,
+            text: &quoted[..quoted.len() - 1],
+        },
+        None => Token::Word { start, text },
+    }
+}
+
+/// `net allow domain D... [port P]` and `net allow cidr C... tcp|udp [port P]`.
+fn fast_net_allow<'i>(tokens: &[(usize, &'i str)], start: usize) -> Option<Option<Stmt<'i>>> {
+    let keyword = |rule| Part { rule, token: None };
+    let value = |rule, token: (usize, &'i str)| Part {
+        rule,
+        token: Some(fast_token(token)),
+    };
+    let (rule, kind, value_rule, ends) = match tokens.get(2)?.1 {
+        "domain" => (
+            Rule::net_allow_domain_stmt,
+            Rule::kw_domain,
+            Rule::domain,
+            &["port"][..],
+        ),
+        "cidr" => (
+            Rule::net_allow_cidr_stmt,
+            Rule::kw_cidr,
+            Rule::cidr,
+            &["tcp", "udp", "port"][..],
+        ),
+        _ => return None,
+    };
+    let mut parts = vec![
+        keyword(Rule::kw_net),
+        keyword(Rule::kw_allow),
+        keyword(kind),
+    ];
+    let rest = &tokens[3..];
+    let n = rest.iter().take_while(|t| !ends.contains(&t.1)).count();
+    if n == 0 {
+        return None;
+    }
+    parts.extend(rest[..n].iter().map(|&t| value(value_rule, t)));
+    let mut rest = &rest[n..];
+    if rule == Rule::net_allow_cidr_stmt {
+        let proto = match rest.first()?.1 {
+            "tcp" => Rule::kw_tcp,
+            "udp" => Rule::kw_udp,
+            _ => return None,
+        };
+        parts.push(keyword(proto));
+        rest = &rest[1..];
+    }
+    match rest {
+        [] => {}
+        [(_, "port"), ports] => {
+            parts.push(keyword(Rule::kw_port));
+            parts.push(value(Rule::ports, *ports));
+        }
+        _ => return None,
+    }
+    Some(Some(Stmt { rule, start, parts }))
+}
+
 /// A `group NAME {` whose `}` has not been seen yet.
 struct OpenGroup {
     name: String,
@@ -206,12 +486,21 @@ impl<'s> Walker<'s> {
     }
 
     fn line(&mut self, line: &Line) {
+        // Most lines are plain: comments, blank lines, and statements of bare ASCII words.
+        // Those are read without pest (see `fast_line`); anything else, errors included, goes
+        // through the grammar.
+        if let Some(statement) = fast_line(line.text) {
+            if let Some(statement) = statement {
+                self.statement(line, statement);
+            }
+            return;
+        }
         match LineParser::parse(Rule::line, line.text) {
             Ok(mut pairs) => {
                 let parts = pairs.next().into_iter().flat_map(|line| line.into_inner());
                 for part in parts {
                     if rule_is_statement(part.as_rule()) {
-                        self.statement(line, part);
+                        self.statement(line, Stmt::from_pest(part));
                     }
                 }
             }
@@ -275,9 +564,9 @@ impl<'s> Walker<'s> {
         }
     }
 
-    fn statement(&mut self, line: &Line, statement: Pair<Rule>) {
-        let rule = statement.as_rule();
-        let start = statement.as_span().start();
+    fn statement(&mut self, line: &Line, statement: Stmt) {
+        let rule = statement.rule;
+        let start = statement.start;
         let loc = line.loc(start);
         let keyword = line.first_word();
         let keyword_span = keyword.chars().count();
@@ -318,7 +607,7 @@ impl<'s> Walker<'s> {
                 return;
             }
         }
-        let pairs = statement.into_inner();
+        let pairs = statement.parts;
         match rule {
             Rule::profile_stmt => {
                 if let Some(name) = self.values(line, pairs, Rule::profile_name).pop() {
@@ -379,7 +668,7 @@ impl<'s> Walker<'s> {
                 let mut domains = Vec::new();
                 let mut ports = None;
                 for pair in pairs {
-                    match pair.as_rule() {
+                    match pair.rule {
                         Rule::domain => domains.extend(self.value(line, pair)),
                         Rule::ports => ports = self.value(line, pair).map(|p| port_specs(&p.value)),
                         _ => {}
@@ -402,7 +691,7 @@ impl<'s> Walker<'s> {
                 let mut protocol = Protocol::Tcp;
                 let mut ports = Vec::new();
                 for pair in pairs {
-                    match pair.as_rule() {
+                    match pair.rule {
                         Rule::cidr => cidrs.extend(self.value(line, pair)),
                         Rule::kw_udp => protocol = Protocol::Udp,
                         Rule::ports => {
@@ -428,7 +717,7 @@ impl<'s> Walker<'s> {
                 let mut protocol = Protocol::Tcp;
                 let mut ports = None;
                 for pair in pairs {
-                    match pair.as_rule() {
+                    match pair.rule {
                         Rule::kw_udp => protocol = Protocol::Udp,
                         // Located at the ports: they are what resolve may find fault with.
                         Rule::ports => ports = self.value(line, pair),
@@ -473,11 +762,13 @@ impl<'s> Walker<'s> {
                 self.sections().env.strip.extend(names);
             }
             Rule::audit_stmt => {
-                let level = pairs.fold(AuditLevel::Denied, |level, pair| match pair.as_rule() {
-                    Rule::kw_off => AuditLevel::Off,
-                    Rule::kw_all => AuditLevel::All,
-                    _ => level,
-                });
+                let level = pairs
+                    .iter()
+                    .fold(AuditLevel::Denied, |level, pair| match pair.rule {
+                        Rule::kw_off => AuditLevel::Off,
+                        Rule::kw_all => AuditLevel::All,
+                        _ => level,
+                    });
                 self.doc.audit.level = Some(level);
             }
             Rule::rollback_stmt => {
@@ -495,7 +786,8 @@ impl<'s> Walker<'s> {
             }
             Rule::group_open => {
                 let name = pairs
-                    .filter(|pair| pair.as_rule() == Rule::group_name)
+                    .into_iter()
+                    .filter(|pair| pair.rule == Rule::group_name)
                     .find_map(|pair| self.value(line, pair));
                 match name {
                     Some(name) => {
@@ -556,33 +848,37 @@ impl<'s> Walker<'s> {
 
     /// The decoded values of the statement's `rule` positions, each located; malformed ones
     /// are reported and left out.
-    fn values(&mut self, line: &Line, pairs: Pairs<Rule>, rule: Rule) -> Vec<Located<String>> {
-        pairs
-            .filter(|pair| pair.as_rule() == rule)
-            .filter_map(|pair| self.value(line, pair))
+    fn values(&mut self, line: &Line, parts: Vec<Part>, rule: Rule) -> Vec<Located<String>> {
+        parts
+            .into_iter()
+            .filter(|part| part.rule == rule)
+            .filter_map(|part| self.value(line, part))
             .collect()
     }
 
     /// One value position (`path`, `domain`...), whose single child is a word or a string.
-    fn value(&mut self, line: &Line, position: Pair<Rule>) -> Option<Located<String>> {
-        let token = position.into_inner().next()?;
+    fn value(&mut self, line: &Line, position: Part) -> Option<Located<String>> {
         // Located before decoding, which locates escapes further right.
-        let loc = line.loc(token.as_span().start());
-        let value = match token.as_rule() {
-            Rule::word => self.word(line, token)?,
-            Rule::string => self.string(line, token)?,
-            _ => return None,
+        let value = match position.token? {
+            Token::Word { start, text } => {
+                let loc = line.loc(start);
+                Located::new(self.word(line, start, text)?, Some(loc))
+            }
+            Token::String(string) => {
+                let loc = line.loc(string.as_span().start());
+                Located::new(self.string(line, string)?, Some(loc))
+            }
+            Token::Quoted { start, text } => Located::new(text.to_string(), Some(line.loc(start))),
         };
-        Some(Located::new(value, Some(loc)))
+        Some(value)
     }
 
-    fn word(&mut self, line: &Line, word: Pair<Rule>) -> Option<String> {
-        let text = word.as_str();
+    fn word(&mut self, line: &Line, start: usize, text: &str) -> Option<String> {
         // Legal by the letter of the grammar, but `/tmp/"my dir"` would silently become two
         // odd paths: a quote inside a word is always a mistake worth stopping for.
         if let Some(quote) = text.find('"') {
             self.error(
-                Some(line.loc(word.as_span().start() + quote)),
+                Some(line.loc(start + quote)),
                 format!("unexpected `\"` inside `{}`", shown(text)),
                 1,
                 Some(
@@ -838,8 +1134,8 @@ fn allowed_in_group(rule: Rule) -> bool {
     )
 }
 
-fn has(pairs: Pairs<Rule>, rule: Rule) -> bool {
-    pairs.into_iter().any(|pair| pair.as_rule() == rule)
+fn has(parts: Vec<Part>, rule: Rule) -> bool {
+    parts.iter().any(|part| part.rule == rule)
 }
 
 /// `80,443,8000-8100` as port specs. Anything that is not a plain number is kept as text for
@@ -1086,6 +1382,200 @@ mod tests {
                 InputLocation::Span((start, _)) => start,
             };
             assert_eq!(offset, keyword.len(), "`{keyword}` should be recognised");
+        }
+    }
+
+    /// A statement as comparable data: rule, offset, and each part's rule and word.
+    /// A statement's rule, offset, and each part's rule and (offset, text).
+    type Shape = (Rule, usize, Vec<(Rule, Option<(usize, String)>)>);
+
+    fn shape(statement: &Stmt) -> Shape {
+        let parts = statement
+            .parts
+            .iter()
+            .map(|part| {
+                let token = part.token.as_ref().map(|token| match token {
+                    Token::Word { start, text } => (*start, text.to_string()),
+                    // Only strings without escapes are compared: their value is their text.
+                    Token::String(pair) => (pair.as_span().start(), pair.as_str().to_string()),
+                    Token::Quoted { start, text } => (*start, format!("\"{text}\"")),
+                });
+                (part.rule, token)
+            })
+            .collect();
+        (statement.rule, statement.start, parts)
+    }
+
+    /// Wherever `fast_line` reads a line, pest reads it the same way.
+    #[test]
+    fn fast_line_agrees_with_pest() {
+        let mut lines: Vec<String> = [
+            "",
+            "   ",
+            "# c",
+            "\t# c\t",
+            "#",
+            "read /a #c",
+            "read /a#c",
+            "read",
+            "read #x",
+            "exec deny",
+            "exec deny /x",
+            "exec only /x /y",
+            "exec denyx /y",
+            "exec /deny",
+            "exec only",
+            "deny read",
+            "deny read /x",
+            "deny readx /y",
+            "deny write /x",
+            "deny exec /x # c",
+            "deny /x",
+            "deny deny /x",
+            "use a b",
+            "use a {",
+            "use {",
+            "use",
+            "extends a b",
+            "extends",
+            "profile a",
+            "profile a b",
+            "profile",
+            "version 1",
+            "description x",
+            "description x y",
+            "group g {",
+            "group { {",
+            "group g",
+            "group g { x",
+            "group g {{",
+            "}",
+            "} x",
+            "}}",
+            "} # end",
+            "net allow domain a.com",
+            "net allow domain a.com port 443",
+            "net allow domain a.com port",
+            "net allow domain a.com port 1 2",
+            "net allow domain port 1",
+            "net allow domain tcp port 1",
+            "net allow domain",
+            "net allow cidr 10.0.0.0/8 tcp",
+            "net allow cidr 10.0.0.0/8 udp port 53",
+            "net allow cidr 10.0.0.0/8 port 53",
+            "net allow cidr tcp",
+            "net allow cidr a b tcp port 1",
+            "net allow cidr a udp port",
+            "net allow all",
+            "net allow",
+            "net listen tcp port 80",
+            "env strip A B*",
+            "env pass X",
+            "env pass",
+            "env mode clean",
+            "readwrite /a /b /c",
+            "write x",
+            "read a\\b",
+            "read {",
+            "read }",
+            "read a b c d e f g h i j k l m n o p q r",
+            "  read   /a  ",
+            "read\t/a",
+            "reads /a",
+            "exec",
+            "deny",
+            "audit all",
+            "ipc signals scoped",
+            "rollback on",
+            "override allow-broad-write",
+            "read \"/a b\"",
+            "read /a\u{a0}#c",
+            "read /é",
+            "read /a\r",
+            "read /a \u{202e}",
+            "#\u{7f}",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let builtin: Vec<&str> = crate::builtin::PROFILES
+            .iter()
+            .chain(crate::builtin::GROUPS)
+            .flat_map(|(_, _, text)| text.lines())
+            .collect();
+        let plain = builtin.iter().filter(|l| fast_line(l).is_some()).count();
+        assert!(
+            plain * 10 > builtin.len() * 9,
+            "the fast path reads most lines"
+        );
+        lines.extend(builtin.iter().map(|l| l.to_string()));
+        // Random lines over the keywords and some values: every keyword, in every order.
+        let mut vocabulary: Vec<&str> = STATEMENT_KEYWORDS.to_vec();
+        vocabulary.extend([
+            "deny",
+            "only",
+            "allow",
+            "domain",
+            "cidr",
+            "port",
+            "tcp",
+            "udp",
+            "all",
+            "pass",
+            "strip",
+            "{",
+            "}",
+            "#",
+            "#x",
+            "/a",
+            "$HOME/**",
+            "a.com",
+            "10.0.0.0/8",
+            "443",
+            "x#y",
+            "listen",
+            "mode",
+            "clean",
+            r#""a b""#,
+            r#""x""#,
+            r#""""#,
+            r#""a\"b""#,
+            r#""open"#,
+            r#""a"b"#,
+            r#"a"b"#,
+            r##""#""##,
+            r#""{""#,
+            r#""port""#,
+            r#""\\""#,
+            "\"é\"",
+        ]);
+        let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+        let mut next = |n: usize| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed % n as u64) as usize
+        };
+        for _ in 0..20_000 {
+            let len = 1 + next(6);
+            let words: Vec<&str> = (0..len)
+                .map(|_| vocabulary[next(vocabulary.len())])
+                .collect();
+            lines.push(words.join(if next(4) == 0 { "\t " } else { " " }));
+        }
+        for line in &lines {
+            let Some(statement) = fast_line(line) else {
+                continue;
+            };
+            let pairs = LineParser::parse(Rule::line, line)
+                .unwrap_or_else(|e| panic!("fast path read `{line}`, pest refused it: {e}"));
+            let from_pest: Vec<_> = pairs
+                .flat_map(|line| line.into_inner())
+                .filter(|part| rule_is_statement(part.as_rule()))
+                .map(|part| shape(&Stmt::from_pest(part)))
+                .collect();
+            let from_fast: Vec<_> = statement.iter().map(shape).collect();
+            assert_eq!(from_fast, from_pest, "`{line}`");
         }
     }
 }

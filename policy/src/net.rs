@@ -174,8 +174,13 @@ impl fmt::Display for PortSet {
         if self.0.is_empty() {
             return f.write_str("any");
         }
-        let parts: Vec<String> = self.0.iter().map(|r| r.to_string()).collect();
-        f.write_str(&parts.join(","))
+        for (i, r) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(",")?;
+            }
+            fmt::Display::fmt(r, f)?;
+        }
+        Ok(())
     }
 }
 
@@ -187,7 +192,7 @@ impl Serialize for PortSet {
             if r.first == r.last {
                 seq.serialize_element(&r.first)?;
             } else {
-                seq.serialize_element(&r.to_string())?;
+                seq.serialize_element(&format_args!("{r}"))?;
             }
         }
         seq.end()

@@ -17,6 +17,7 @@
 
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -84,10 +85,13 @@ pub enum Scope {
 }
 
 /// A validated, normalised policy path. Its text form is canonical: `$HOME/.ssh/**`.
+///
+/// Immutable once parsed, and cheap to clone: the components are shared (the back-ends copy
+/// paths into every plan entry). Comparison and hashing are by value.
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct PolicyPath {
     root: Option<PathVar>,
-    components: Vec<String>,
+    components: Arc<[String]>,
     scope: Scope,
 }
 
@@ -162,17 +166,17 @@ impl PolicyPath {
             return Err(PathError::Relative(text.to_string()));
         };
 
-        let mut components: Vec<String> = Vec::new();
+        let mut components: Vec<String> = Vec::with_capacity(rest.matches('/').count());
         let mut scope = Scope::Exact;
-        let parts: Vec<&str> = rest
+        let mut parts = rest
             .split('/')
             .filter(|c| !c.is_empty() && *c != ".")
-            .collect();
-        for (i, part) in parts.iter().enumerate() {
-            if *part == ".." {
+            .peekable();
+        while let Some(part) = parts.next() {
+            if part == ".." {
                 return Err(PathError::DotDot(text.to_string()));
             }
-            if *part == "**" && i == parts.len() - 1 {
+            if part == "**" && parts.peek().is_none() {
                 scope = Scope::Subtree;
                 continue;
             }
@@ -186,7 +190,7 @@ impl PolicyPath {
         }
         Ok(PolicyPath {
             root,
-            components,
+            components: components.into(),
             scope,
         })
     }
@@ -209,18 +213,82 @@ impl PolicyPath {
 
     /// The path without its scope suffix: `$HOME/.ssh`.
     pub fn base_text(&self) -> String {
-        let mut s = match self.root {
-            Some(v) => format!("${}", v.name()),
-            None => String::new(),
-        };
-        for c in &self.components {
-            s.push('/');
-            s.push_str(c);
-        }
-        if s.is_empty() {
-            s.push('/');
-        }
+        let mut s = String::with_capacity(self.text_len());
+        let _ = self.write_base(&mut s);
         s
+    }
+
+    /// The text form (what `to_string()` gives), built in one allocation of the right size.
+    /// For sort keys and map keys in hot loops.
+    pub fn text(&self) -> String {
+        let mut s = String::with_capacity(self.text_len());
+        let _ = self.write_text(&mut s);
+        s
+    }
+
+    /// Call `f` with the text form, built on the stack when it is short (nearly always):
+    /// serialising or displaying a path is then one write instead of one per component.
+    pub(crate) fn with_text<R>(&self, f: impl FnOnce(&str) -> R) -> R {
+        /// A fixed buffer that refuses what does not fit.
+        struct Stack {
+            buf: [u8; 256],
+            len: usize,
+        }
+        impl fmt::Write for Stack {
+            fn write_str(&mut self, s: &str) -> fmt::Result {
+                let end = self.len + s.len();
+                if end > self.buf.len() {
+                    return Err(fmt::Error);
+                }
+                self.buf[self.len..end].copy_from_slice(s.as_bytes());
+                self.len = end;
+                Ok(())
+            }
+        }
+        let mut stack = Stack {
+            buf: [0; 256],
+            len: 0,
+        };
+        if self.text_len() <= stack.buf.len() && self.write_text(&mut stack).is_ok() {
+            // Only whole `&str`s were copied in, so this is valid UTF-8.
+            if let Ok(text) = std::str::from_utf8(&stack.buf[..stack.len]) {
+                return f(text);
+            }
+        }
+        f(&self.text())
+    }
+
+    /// The text form, written piece by piece.
+    fn write_text(&self, f: &mut impl fmt::Write) -> fmt::Result {
+        self.write_base(f)?;
+        match self.scope {
+            Scope::Exact => Ok(()),
+            Scope::Subtree if self.root.is_none() && self.components.is_empty() => {
+                f.write_str("**")
+            }
+            Scope::Subtree => f.write_str("/**"),
+        }
+    }
+
+    /// The length of the text form, to size buffers.
+    fn text_len(&self) -> usize {
+        self.root.map_or(0, |v| v.name().len() + 1)
+            + self.components.iter().map(|c| c.len() + 1).sum::<usize>()
+            + 3
+    }
+
+    fn write_base(&self, f: &mut impl fmt::Write) -> fmt::Result {
+        if let Some(v) = self.root {
+            f.write_char('$')?;
+            f.write_str(v.name())?;
+        } else if self.components.is_empty() {
+            return f.write_char('/');
+        }
+        for c in self.components.iter() {
+            f.write_char('/')?;
+            f.write_str(c)?;
+        }
+        Ok(())
     }
 
     /// Is `self` the same object as, or below, `other` when `other` covers a subtree? Compares
@@ -260,7 +328,12 @@ impl PolicyPath {
                 var.name()
             ));
         }
-        p.components.extend(self.components.iter().cloned());
+        p.components = p
+            .components
+            .iter()
+            .chain(self.components.iter())
+            .cloned()
+            .collect();
         p.scope = self.scope;
         Ok(p)
     }
@@ -273,7 +346,7 @@ impl PolicyPath {
                 .get(v)
                 .ok_or_else(|| format!("${} is not set", v.name()))?,
         };
-        for c in &self.components {
+        for c in self.components.iter() {
             p.push(c);
         }
         Ok(p)
@@ -282,12 +355,7 @@ impl PolicyPath {
 
 impl fmt::Display for PolicyPath {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let base = self.base_text();
-        match self.scope {
-            Scope::Exact => f.write_str(&base),
-            Scope::Subtree if base == "/" => f.write_str("/**"),
-            Scope::Subtree => write!(f, "{base}/**"),
-        }
+        self.with_text(|text| f.write_str(text))
     }
 }
 
@@ -299,7 +367,7 @@ impl fmt::Debug for PolicyPath {
 
 impl Serialize for PolicyPath {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
+        self.with_text(|text| s.serialize_str(text))
     }
 }
 
@@ -409,6 +477,17 @@ mod tests {
             PolicyPath::parse("$HOMEX"),
             Err(PathError::UnknownVar(..))
         ));
+    }
+
+    #[test]
+    fn long_paths_display_and_serialise_whole() {
+        let long = format!("$HOME/{}/x/**", "d".repeat(300));
+        let path = p(&long);
+        assert_eq!(path.to_string(), long);
+        assert_eq!(path.text(), long);
+        assert_eq!(serde_json::to_string(&path).unwrap(), format!("\"{long}\""));
+        let short = p("/a\"b/**");
+        assert_eq!(serde_json::to_string(&short).unwrap(), r#""/a\"b/**""#);
     }
 
     #[test]

@@ -248,16 +248,17 @@ impl<'a> Resolver<'a> {
                 self.errors.push(d);
                 continue;
             };
-            self.texts.insert(file.name.clone(), file.text.clone());
-            match load::parse(&file) {
-                Ok(gdoc) => match gdoc.groups.get(gname) {
-                    Some(group) => {
-                        let group = group.clone();
-                        self.merge_group(&group, &file.name, acc)
-                    }
+            let parsed = load::parse(&file);
+            // Kept for diagnostics' snippets (moved, not copied: the file is done with).
+            let SourceFile { name, text, .. } = file;
+            self.texts.insert(name.clone(), text);
+            let file_name = name;
+            match parsed {
+                Ok(mut gdoc) => match gdoc.groups.remove(gname) {
+                    Some(group) => self.merge_group(&group, &file_name, acc),
                     None => {
                         let d = self.diag(
-                            &file.name,
+                            &file_name,
                             None,
                             format!("group file does not define group `{gname}`"),
                         );
@@ -383,7 +384,7 @@ impl<'a> Resolver<'a> {
                 if let Some(p) = self.path(v, src) {
                     let e = acc
                         .fs
-                        .entry((p.to_string(), effect))
+                        .entry((p.text(), effect))
                         .or_insert_with(|| (p, access, Vec::new()));
                     e.1 = e.1.union(access);
                     e.2.push(origin(src, v.loc));

@@ -999,7 +999,7 @@ fn artifacts_are_byte_identical_and_round_trip() {
     assert_eq!(a.ebpf, b.ebpf);
     assert!(a.digest.starts_with("sha256:") && a.digest.len() == 7 + 64);
     assert_eq!(a.format, "nono.compiled-policy");
-    assert_eq!(a.format_version, 1);
+    assert_eq!(a.format_version, 2);
     assert_eq!(
         a.compiler,
         format!("nono-policy {}", env!("CARGO_PKG_VERSION"))
@@ -1026,7 +1026,8 @@ fn tampering_is_detected() {
     let e = CompiledPolicy::from_json(&edited).unwrap().verify_digest();
     assert!(matches!(e, Err(ArtifactError::Digest { .. })), "{e:?}");
 
-    // A plan edited by hand, resealed: the digest holds, the recompiled plan does not.
+    // The digest covers the inputs only; a plan edited by hand (digest recomputed or not)
+    // is refused by verify(), which recompiles every plan from the digested policy.
     let mut forged = a.clone();
     forged.landlock.gaps.clear();
     forged.digest = forged.compute_digest();
@@ -1035,11 +1036,40 @@ fn tampering_is_detected() {
         forged.verify(),
         Err(ArtifactError::Stale("Landlock", ..))
     ));
+    let mut forged = a.clone();
+    forged.landlock.gaps.clear();
+    assert_eq!(forged.digest, a.digest);
+    assert!(matches!(
+        forged.verify(),
+        Err(ArtifactError::Stale("Landlock", ..))
+    ));
+    let edited = json.replacen("(deny file-read*", "(allow file-read*", 1);
+    assert_ne!(edited, json, "the Seatbelt profile has a deny to flip");
+    assert!(matches!(
+        CompiledPolicy::from_json(&edited).unwrap().verify(),
+        Err(ArtifactError::Stale("Seatbelt", ..))
+    ));
+    let mut forged = a.clone();
+    forged.ebpf.fs_denies.pop();
+    assert!(matches!(
+        forged.verify(),
+        Err(ArtifactError::Stale("eBPF", ..))
+    ));
+    // And an edited input breaks the digest, so the plans cannot be matched to another
+    // policy or target behind the digest's back.
+    let mut forged = a.clone();
+    forged.target = Target::landlock_only(3);
+    assert!(matches!(forged.verify(), Err(ArtifactError::Digest { .. })));
 
-    let wrong = json.replacen("\"format_version\": 1", "\"format_version\": 2", 1);
+    let wrong = json.replacen("\"format_version\": 2", "\"format_version\": 3", 1);
     assert!(matches!(
         CompiledPolicy::from_json(&wrong),
-        Err(ArtifactError::Version(2))
+        Err(ArtifactError::Version(3))
+    ));
+    let old = json.replacen("\"format_version\": 2", "\"format_version\": 1", 1);
+    assert!(matches!(
+        CompiledPolicy::from_json(&old),
+        Err(ArtifactError::Version(1))
     ));
     let wrong = json.replacen("nono.compiled-policy", "something-else", 1);
     assert!(matches!(

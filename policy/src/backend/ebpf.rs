@@ -337,7 +337,16 @@ const IMPLICIT_DENIES: [(&str, ImplicitDeny); 6] = [
 /// Compile the kernel layer's maps. They do not depend on the Landlock ABI: the kernel layer
 /// carries every deny whatever Landlock can do, so events name the rule either way. `target`
 /// keeps the back-ends' signatures uniform.
-pub fn plan(policy: &Policy, _target: &Target) -> EbpfPlan {
+pub fn plan(policy: &Policy, target: &Target) -> EbpfPlan {
+    plan_with_texts(policy, target, policy.rule_summaries())
+}
+
+/// [`plan`], given the policy's [`Policy::rule_summaries`] (computed once for every back-end).
+pub(crate) fn plan_with_texts(
+    policy: &Policy,
+    _target: &Target,
+    texts: Vec<(RuleId, String)>,
+) -> EbpfPlan {
     EbpfPlan {
         fs_denies: fs_denies(policy),
         exec_denies: sorted_exec(&policy.exec.deny),
@@ -353,15 +362,14 @@ pub fn plan(policy: &Policy, _target: &Target) -> EbpfPlan {
                     rule: r.id,
                 })
                 .collect();
-            v.sort_by_cached_key(|e| (e.path.to_string(), e.rule));
+            v.sort_by_cached_key(|e| (e.path.text(), e.rule));
             v
         },
         scopes: ScopeFlags {
             signals: policy.ipc.scope_signals,
             abstract_unix: policy.ipc.scope_abstract_unix,
         },
-        rule_table: policy
-            .rule_summaries()
+        rule_table: texts
             .into_iter()
             .map(|(id, text)| RuleTableEntry {
                 id,
@@ -377,7 +385,7 @@ fn fs_denies(policy: &Policy) -> Vec<FsDenyEntry> {
     for r in policy.fs.iter().filter(|r| r.effect == Effect::Deny) {
         let ops = FsOps::denied_by(r.access);
         by_path
-            .entry(r.path.to_string())
+            .entry(r.path.text())
             .and_modify(|e| {
                 e.ops = e.ops.union(ops);
                 e.rule = e.rule.min(r.id);
@@ -399,7 +407,7 @@ fn sorted_exec(rules: &[crate::ir::ExecRule]) -> Vec<ExecEntry> {
             rule: r.id,
         })
         .collect();
-    v.sort_by_cached_key(|e| (e.path.to_string(), e.rule));
+    v.sort_by_cached_key(|e| (e.path.text(), e.rule));
     v
 }
 

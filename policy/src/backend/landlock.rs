@@ -63,7 +63,7 @@
 //! below 5 ioctl on granted devices is unrestricted (seccomp still blocks `TIOCSTI`); below 6 no
 //! scopes; ABI 7 only adds audit logging, which this plan does not use.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
@@ -399,13 +399,22 @@ fn is_under_dev(path: &PolicyPath) -> bool {
 /// Compile the Landlock plan. Pure and deterministic: the same policy and target always give
 /// the same plan, whatever order the policy's rules are in.
 pub fn plan(policy: &Policy, target: &Target) -> LandlockPlan {
+    plan_with_texts(policy, target, &policy.rule_summaries())
+}
+
+/// [`plan`], given the policy's [`Policy::rule_summaries`] (computed once for every back-end).
+pub(crate) fn plan_with_texts(
+    policy: &Policy,
+    target: &Target,
+    texts: &[(RuleId, String)],
+) -> LandlockPlan {
     let abi = target.landlock_abi.min(Target::LATEST_ABI);
     let mut planner = Planner {
         policy,
         abi,
         kernel_layer: target.kernel_layer,
         handled_fs: FsRights::for_abi(abi),
-        texts: policy.rule_summaries().into_iter().collect(),
+        texts,
         gaps: Vec::new(),
         covered: Vec::new(),
         notes: Vec::new(),
@@ -456,8 +465,8 @@ struct Planner<'p> {
     abi: u8,
     kernel_layer: bool,
     handled_fs: FsRights,
-    /// Every rule's one-line text, for gap and note messages.
-    texts: HashMap<RuleId, String>,
+    /// Every rule's one-line text in id order, for gap and note messages.
+    texts: &'p [(RuleId, String)],
     gaps: Vec<Gap>,
     /// Gaps the kernel layer closes (see [`LandlockPlan::covered_by_kernel_layer`]).
     covered: Vec<Gap>,
@@ -480,10 +489,10 @@ struct Deny<'p> {
 
 impl<'p> Planner<'p> {
     fn text(&self, id: RuleId) -> String {
-        self.texts
-            .get(&id)
-            .cloned()
-            .unwrap_or_else(|| id.to_string())
+        match self.texts.binary_search_by_key(&id, |(id, _)| *id) {
+            Ok(i) => self.texts[i].1.clone(),
+            Err(_) => id.to_string(),
+        }
     }
 
     fn texts_of(&self, ids: &[RuleId]) -> String {
@@ -737,8 +746,7 @@ impl<'p> Planner<'p> {
             rules[i].carve_outs.push(carve);
         }
         for r in rules.iter_mut() {
-            r.carve_outs
-                .sort_by_cached_key(|c| (c.path.to_string(), c.rule));
+            r.carve_outs.sort_by_cached_key(|c| (c.path.text(), c.rule));
             r.carve_outs.dedup();
         }
     }
@@ -1241,7 +1249,7 @@ fn merge_pieces(mut pieces: Vec<Piece>) -> Vec<PathRule> {
         r.rules.sort();
         r.rules.dedup();
     }
-    rules.sort_by_cached_key(|r| r.path.to_string());
+    rules.sort_by_cached_key(|r| r.path.text());
     rules
 }
 

@@ -30,10 +30,16 @@ pub const MAX_LISTED_PORTS: u32 = 64;
 
 /// Render the SBPL profile. Deterministic: rules appear in id order.
 pub fn profile(policy: &Policy) -> String {
+    profile_with_texts(policy, &policy.rule_summaries())
+}
+
+/// [`profile`], given the policy's [`Policy::rule_summaries`] (computed once for every
+/// back-end).
+pub(crate) fn profile_with_texts(policy: &Policy, texts: &[(RuleId, String)]) -> String {
     let mut w = Writer {
-        out: String::new(),
+        out: String::with_capacity(4096 + 160 * texts.len()),
         policy,
-        texts: policy.rule_summaries().into_iter().collect(),
+        texts,
     };
     w.header();
     w.basics();
@@ -46,7 +52,8 @@ pub fn profile(policy: &Policy) -> String {
 struct Writer<'p> {
     out: String,
     policy: &'p Policy,
-    texts: std::collections::HashMap<RuleId, String>,
+    /// Every rule's one-line text, in id order.
+    texts: &'p [(RuleId, String)],
 }
 
 impl Writer<'_> {
@@ -65,8 +72,22 @@ impl Writer<'_> {
     }
 
     fn rule_comment(&mut self, id: RuleId) {
-        let text = self.texts.get(&id).cloned().unwrap_or_default();
-        match self.policy.provenance.origin(id) {
+        let text = match self.texts.binary_search_by_key(&id, |(id, _)| *id) {
+            Ok(i) => self.texts[i].1.as_str(),
+            Err(_) => "",
+        };
+        // Written straight into the profile when there is nothing to escape (the usual case).
+        let origin = self.policy.provenance.origin(id);
+        let safe = |s: &str| !s.chars().any(char::is_control);
+        if safe(text) && origin.is_none_or(|o| safe(&o.source)) {
+            let _ = write!(self.out, ";; {id} {text}");
+            if let Some(origin) = origin {
+                let _ = write!(self.out, " from {origin}");
+            }
+            self.out.push('\n');
+            return;
+        }
+        match origin {
             Some(origin) => self.comment(&format!("{id} {text} from {origin}")),
             None => self.comment(&format!("{id} {text}")),
         }
@@ -117,14 +138,20 @@ impl Writer<'_> {
         self.section("filesystem grants");
         for r in policy.fs.iter().filter(|r| r.effect == Effect::Allow) {
             self.rule_comment(r.id);
-            let ops = operations(r.access, Effect::Allow);
-            let _ = writeln!(self.out, "(allow {} {})", ops, path_filter(&r.path));
+            self.out.push_str("(allow ");
+            self.out.push_str(operations(r.access, Effect::Allow));
+            self.out.push(' ');
+            push_path_filter(&mut self.out, &r.path);
+            self.out.push_str(")\n");
         }
         self.section("filesystem denies (after the grants: the last match wins)");
         for r in policy.fs.iter().filter(|r| r.effect == Effect::Deny) {
             self.rule_comment(r.id);
-            let ops = operations(r.access, Effect::Deny);
-            let _ = writeln!(self.out, "(deny {} {})", ops, path_filter(&r.path));
+            self.out.push_str("(deny ");
+            self.out.push_str(operations(r.access, Effect::Deny));
+            self.out.push(' ');
+            push_path_filter(&mut self.out, &r.path);
+            self.out.push_str(")\n");
         }
     }
 
@@ -150,7 +177,9 @@ impl Writer<'_> {
         }
         for r in &exec.deny {
             self.rule_comment(r.id);
-            let _ = writeln!(self.out, "(deny process-exec {})", path_filter(&r.path));
+            self.out.push_str("(deny process-exec ");
+            push_path_filter(&mut self.out, &r.path);
+            self.out.push_str(")\n");
         }
     }
 
@@ -240,52 +269,85 @@ impl Writer<'_> {
 }
 
 /// The SBPL operations for an access.
-fn operations(access: Access, effect: Effect) -> String {
-    let mut ops = Vec::new();
-    if access.contains(Access::READ) || (effect == Effect::Allow && access.contains(Access::EXEC)) {
-        ops.push("file-read*");
+fn operations(access: Access, effect: Effect) -> &'static str {
+    let read =
+        access.contains(Access::READ) || (effect == Effect::Allow && access.contains(Access::EXEC));
+    match (
+        read,
+        access.contains(Access::WRITE),
+        access.contains(Access::EXEC),
+    ) {
+        (true, true, true) => "file-read* file-write* process-exec",
+        (true, true, false) => "file-read* file-write*",
+        (true, false, true) => "file-read* process-exec",
+        (true, false, false) => "file-read*",
+        (false, true, true) => "file-write* process-exec",
+        (false, true, false) => "file-write*",
+        (false, false, true) => "process-exec",
+        (false, false, false) => "",
     }
-    if access.contains(Access::WRITE) {
-        ops.push("file-write*");
-    }
-    if access.contains(Access::EXEC) {
-        ops.push("process-exec");
-    }
-    ops.join(" ")
 }
 
 fn path_filter(path: &PolicyPath) -> String {
-    match path.scope() {
-        Scope::Exact => format!("(literal {})", path_expr(path)),
-        Scope::Subtree => format!("(subpath {})", path_expr(path)),
+    let mut out = String::new();
+    push_path_filter(&mut out, path);
+    out
+}
+
+/// [`path_filter`], written onto `out`.
+fn push_path_filter(out: &mut String, path: &PolicyPath) {
+    out.push_str(match path.scope() {
+        Scope::Exact => "(literal ",
+        Scope::Subtree => "(subpath ",
+    });
+    push_path_expr(out, path);
+    out.push(')');
+}
+
+/// [`path_expr`], written onto `out`. Escaping works character by character, so the pieces
+/// are escaped as they are written.
+fn push_path_expr(out: &mut String, path: &PolicyPath) {
+    let components = path.components();
+    let private = path.root().is_none()
+        && components
+            .first()
+            .is_some_and(|c| matches!(c.as_str(), "tmp" | "var" | "etc"));
+    let rest = |out: &mut String| {
+        out.push('"');
+        if private {
+            out.push_str("/private");
+        }
+        for c in components {
+            out.push('/');
+            push_escaped(out, c);
+        }
+        out.push('"');
+    };
+    match path.root() {
+        None if components.is_empty() => out.push_str("\"/\""),
+        None => rest(out),
+        Some(var) => {
+            out.push_str(if components.is_empty() {
+                "(param "
+            } else {
+                "(string-append (param "
+            });
+            push_sbpl_str(out, var.name());
+            out.push(')');
+            if !components.is_empty() {
+                out.push(' ');
+                rest(out);
+                out.push(')');
+            }
+        }
     }
 }
 
 /// The SBPL expression for a path: a string, a parameter, or their concatenation.
 fn path_expr(path: &PolicyPath) -> String {
-    let mut rest = String::new();
-    let components = path.components();
-    if path.root().is_none()
-        && components
-            .first()
-            .is_some_and(|c| matches!(c.as_str(), "tmp" | "var" | "etc"))
-    {
-        rest.push_str("/private");
-    }
-    for c in components {
-        rest.push('/');
-        rest.push_str(c);
-    }
-    match path.root() {
-        None if rest.is_empty() => sbpl_str("/"),
-        None => sbpl_str(&rest),
-        Some(var) if rest.is_empty() => format!("(param {})", sbpl_str(var.name())),
-        Some(var) => format!(
-            "(string-append (param {}) {})",
-            sbpl_str(var.name()),
-            sbpl_str(&rest)
-        ),
-    }
+    let mut out = String::new();
+    push_path_expr(&mut out, path);
+    out
 }
 
 fn is_loopback(net: &IpNet) -> bool {
@@ -298,7 +360,23 @@ fn is_loopback(net: &IpNet) -> bool {
 /// An SBPL string literal: backslash, quote and control characters escaped.
 fn sbpl_str(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 2);
+    push_sbpl_str(&mut out, s);
+    out
+}
+
+/// [`sbpl_str`], written onto `out`.
+fn push_sbpl_str(out: &mut String, s: &str) {
     out.push('"');
+    push_escaped(out, s);
+    out.push('"');
+}
+
+/// The inside of an SBPL string literal.
+fn push_escaped(out: &mut String, s: &str) {
+    if !s.chars().any(|c| matches!(c, '"' | '\\') || c.is_control()) {
+        out.push_str(s);
+        return;
+    }
     for ch in s.chars() {
         match ch {
             '"' => out.push_str("\\\""),
@@ -312,8 +390,6 @@ fn sbpl_str(s: &str) -> String {
             c => out.push(c),
         }
     }
-    out.push('"');
-    out
 }
 
 /// Comment text on one line: control characters (a newline would end the comment and let the

@@ -349,3 +349,33 @@ pub fn assert_compiled_goldens(stem: &str, policy: &Policy, target: nono_policy:
     assert_golden(&format!("{stem}.sb"), &compiled.seatbelt);
     assert_golden(&format!("{stem}.json"), &json);
 }
+
+/// The text of a generated profile in the policy language with `n` rules (one per line), for
+/// the front-end-to-artifact bench: read/readwrite/exec grants at realistic depth, denies and
+/// deny-writes inside grants, domains and CIDRs. It resolves to `n` IR rules.
+pub fn generated_text(n: u32) -> String {
+    let dir = |i: u32| format!("$HOME/projects/p{}/m{}", i % 97, i % 13);
+    let mut s =
+        String::from("# Generated for the compile bench.\nprofile generated\nversion 1.0.0\n\n");
+    for i in 0..n {
+        let line = match i % 10 {
+            0..=2 => format!("read {}/src/r{i}/**", dir(i)),
+            3 | 4 => format!("readwrite {}/w{i}/**", dir(i)),
+            5 => format!("exec /opt/tool{i}/bin/**"),
+            // Inside the readwrite grant made three rules earlier.
+            6 => format!("deny {}/w{}/secret/**", dir(i - 3), i - 3),
+            // Inside the read grant made seven rules earlier: no intersecting right.
+            7 => format!("deny write {}/src/r{}/lock", dir(i - 7), i - 7),
+            8 => format!("net allow domain h{i}.example.com port 443"),
+            _ => format!(
+                "net allow cidr 10.{}.{}.0/24 tcp port {}",
+                (i / 256) % 256,
+                i % 256,
+                1000 + i % 5000
+            ),
+        };
+        s.push_str(&line);
+        s.push('\n');
+    }
+    s
+}
