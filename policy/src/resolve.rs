@@ -13,6 +13,7 @@
 //!
 //! All validation errors of all files are collected; the result is all or nothing.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use crate::diag::{close_matches, Diagnostic, Loc, PolicyError, SourceText};
@@ -34,7 +35,8 @@ pub const MAX_RULES: usize = 250_000;
 pub fn compile(root: &SourceFile, source: &dyn ProfileSource) -> Result<Policy, PolicyError> {
     let doc = load::parse(root)?;
     let mut r = Resolver::new(source);
-    r.texts.insert(root.name.clone(), root.text.clone());
+    r.texts
+        .insert(root.name.clone(), Cow::Borrowed(root.text.as_str()));
     r.finish(doc, &root.name, default_name(&root.name))
 }
 
@@ -66,8 +68,9 @@ struct Layer {
 
 struct Resolver<'a> {
     source: &'a dyn ProfileSource,
-    /// Source texts by name, for diagnostics' snippets.
-    texts: HashMap<String, String>,
+    /// Source texts by name, for diagnostics' snippets: the root's borrowed, the files read
+    /// on the way owned.
+    texts: HashMap<String, Cow<'a, str>>,
     layers: Vec<Layer>,
     /// Profiles already merged (diamonds are merged once).
     merged: BTreeSet<String>,
@@ -207,7 +210,8 @@ impl<'a> Resolver<'a> {
                 self.errors.push(d);
                 continue;
             };
-            self.texts.insert(file.name.clone(), file.text.clone());
+            self.texts
+                .insert(file.name.clone(), Cow::Owned(file.text.clone()));
             match load::parse(&file) {
                 Ok(pdoc) => {
                     chain.push(pname.to_string());
@@ -251,7 +255,7 @@ impl<'a> Resolver<'a> {
             let parsed = load::parse(&file);
             // Kept for diagnostics' snippets (moved, not copied: the file is done with).
             let SourceFile { name, text, .. } = file;
-            self.texts.insert(name.clone(), text);
+            self.texts.insert(name.clone(), Cow::Owned(text));
             let file_name = name;
             match parsed {
                 Ok(mut gdoc) => match gdoc.groups.remove(gname) {
