@@ -21,7 +21,8 @@ commands:
   demo    build nono and run the main job on the built-in default profile
   test    every test: fmt, clippy, unit, end-to-end (root and unprivileged), fuzz smoke,
           and the kernel-layer lab on Debian's 6.12 and 6.1 kernels under QEMU
-  bench   benchmarks: policy compile (criterion) and `nono run` start-up vs /bin/true and bwrap
+  bench [compile|run]        benchmarks: policy compile (criterion) and `nono run` start-up
+                             next to /bin/true and bwrap (both by default)
   fuzz    run the fuzz targets for longer (FUZZ_SECONDS, default 60 each)
   ebpf [--setup] [--debug]   build the eBPF object nono embeds (--setup installs the toolchain)
   vm-test [6.12] [6.1]       only the kernel-layer lab (both kernels by default)";
@@ -43,7 +44,7 @@ fn main() -> Result<()> {
         Some("setup") => setup(),
         Some("demo") => demo_cmd(),
         Some("test") => test(),
-        Some("bench") => bench(),
+        Some("bench") => bench(args.get(1).map(String::as_str)),
         Some("fuzz") => fuzz(
             std::env::var("FUZZ_SECONDS")
                 .ok()
@@ -240,9 +241,15 @@ fn fuzz(seconds: u32, build: FuzzBuild) -> Result<()> {
     Ok(())
 }
 
-fn bench() -> Result<()> {
+/// `cargo xtask bench [compile|run]`: both by default.
+fn bench(which: Option<&str>) -> Result<()> {
     apt_install(&["bubblewrap"])?;
-    run(cargo().args(["bench", "--package", "nono-policy", "--bench", "compile"]))?;
+    if which != Some("run") {
+        run(cargo().args(["bench", "--package", "nono-policy", "--bench", "compile"]))?;
+    }
+    if which == Some("compile") {
+        return Ok(());
+    }
     let nono = build_release_nono()?;
     let report = bench_run::bench_run(&nono, 300)?;
     println!("{report}");
