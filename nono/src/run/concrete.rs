@@ -7,7 +7,7 @@
 //! denied directory. Landlock can only grant, so every such overlap would expose what the deny
 //! protects; each is reported with both rules and their origins, and `nono run` refuses.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Component, Path, PathBuf};
 
 use nono_policy::ir::{Access, Effect, FsRule, Origin, Policy, RuleId};
@@ -60,28 +60,53 @@ fn max_rule_id(p: &Policy) -> u32 {
         .unwrap_or(0)
 }
 
-/// The canonical form of a path that may not exist yet: the deepest existing ancestor is
-/// canonicalised and the rest appended, so a deny on a file that does not exist yet still
-/// lands where it would be created.
-pub fn canonical_lenient(path: &Path) -> PathBuf {
-    if let Ok(c) = std::fs::canonicalize(path) {
-        return c;
-    }
-    let mut rest = Vec::new();
-    let mut cur = path.to_path_buf();
-    while let Some(parent) = cur.parent().map(Path::to_path_buf) {
-        if let Some(name) = cur.file_name() {
-            rest.push(name.to_os_string());
+/// Canonical paths already looked up in one pass. Rule paths share long prefixes (`$HOME`,
+/// `/etc`), and each `canonicalize` costs a `readlink` per component, so a start-up that
+/// checks dozens of rules asks the kernel once per distinct path instead.
+#[derive(Debug, Default)]
+pub struct Canonical {
+    known: HashMap<PathBuf, Option<PathBuf>>,
+}
+
+impl Canonical {
+    /// `std::fs::canonicalize`, remembered; `None` when the path does not resolve.
+    pub fn existing(&mut self, path: &Path) -> Option<PathBuf> {
+        if let Some(known) = self.known.get(path) {
+            return known.clone();
         }
-        if let Ok(mut c) = std::fs::canonicalize(&parent) {
-            for n in rest.iter().rev() {
-                c.push(n);
-            }
+        let resolved = std::fs::canonicalize(path).ok();
+        self.known.insert(path.to_path_buf(), resolved.clone());
+        resolved
+    }
+
+    /// The canonical form of a path that may not exist yet: the deepest existing ancestor is
+    /// canonicalised and the rest appended, so a deny on a file that does not exist yet still
+    /// lands where it would be created.
+    pub fn lenient(&mut self, path: &Path) -> PathBuf {
+        if let Some(c) = self.existing(path) {
             return c;
         }
-        cur = parent;
+        let mut rest = Vec::new();
+        let mut cur = path.to_path_buf();
+        while let Some(parent) = cur.parent().map(Path::to_path_buf) {
+            if let Some(name) = cur.file_name() {
+                rest.push(name.to_os_string());
+            }
+            if let Some(mut c) = self.existing(&parent) {
+                for n in rest.iter().rev() {
+                    c.push(n);
+                }
+                return c;
+            }
+            cur = parent;
+        }
+        path.to_path_buf()
     }
-    path.to_path_buf()
+}
+
+/// [`Canonical::lenient`] for a single path.
+pub fn canonical_lenient(path: &Path) -> PathBuf {
+    Canonical::default().lenient(path)
 }
 
 /// A rule with its description and origin, for messages.
@@ -177,15 +202,16 @@ fn is_below(path: &Path, base: &Path) -> bool {
 /// access. A grant whose path does not exist is skipped at run time and cannot conflict. Deny
 /// rules of `exec.deny` count as exec denies.
 pub fn conflicts(policy: &Policy) -> Vec<Conflict> {
+    let mut canonical = Canonical::default();
     let mut denies: Vec<(RuleId, Access, PathBuf)> = Vec::new();
     for r in policy.fs.iter().filter(|r| r.effect == Effect::Deny) {
         if let Some(p) = concrete(&r.path) {
-            denies.push((r.id, r.access, canonical_lenient(&p)));
+            denies.push((r.id, r.access, canonical.lenient(&p)));
         }
     }
     for r in &policy.exec.deny {
         if let Some(p) = concrete(&r.path) {
-            denies.push((r.id, Access::EXEC, canonical_lenient(&p)));
+            denies.push((r.id, Access::EXEC, canonical.lenient(&p)));
         }
     }
     let mut out = Vec::new();
@@ -194,7 +220,7 @@ pub fn conflicts(policy: &Policy) -> Vec<Conflict> {
         let Some(gp) = concrete(&g.path) else {
             continue;
         };
-        let Ok(gc) = std::fs::canonicalize(&gp) else {
+        let Some(gc) = canonical.existing(&gp) else {
             continue;
         };
         // Landlock applies a rule on a directory to everything below it, whatever the scope.

@@ -475,13 +475,14 @@ pub fn build(
         skipped: Vec::new(),
     };
 
+    let mut canonical = crate::run::concrete::Canonical::default();
     for rule in &plan.path_rules {
         let path = concrete_path(rule)?;
         if rule.carve_outs.is_empty() {
             add_path_rule(&mut ruleset, path, rule.rights, &rule.rules)?;
             continue;
         }
-        let Ok(root) = std::fs::canonicalize(&path) else {
+        let Some(root) = canonical.existing(&path) else {
             ruleset.skipped.push(SkippedRule {
                 path,
                 rules: rule.rules.clone(),
@@ -495,7 +496,7 @@ pub fn build(
                 .path
                 .expand(&PathVars::new())
                 .map_err(|_| LandlockError::Unexpanded(c.path.to_string()))?;
-            carves.push((crate::run::concrete::canonical_lenient(&p), c.rights));
+            carves.push((canonical.lenient(&p), c.rights));
         }
         add_carved(&mut ruleset, &root, rule.rights, &carves, &rule.rules)?;
     }
