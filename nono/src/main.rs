@@ -10,6 +10,8 @@
 //! - `127` the command was not found;
 //! - `128+N` the command was killed by signal N.
 
+#[cfg(target_os = "linux")]
+pub mod audit;
 mod cli;
 mod exit;
 #[cfg(target_os = "linux")]
@@ -29,6 +31,7 @@ Examples:
   nono policy compile claude-code
   nono profile list
   nono profile init my-agent --extends default
+  nono audit list --violations-only
 
 Exit codes: 0 ok (run: the command's status), 1 failure, 2 usage,
 125 nono run refused or failed to start, 126 not executable, 127 not found,
@@ -56,6 +59,10 @@ enum Command {
     /// List, show, create and check profiles.
     #[command(subcommand)]
     Profile(cli::profile::ProfileCommand),
+    /// Review what sandboxed sessions did: list, show, verify, export, prune.
+    #[cfg(target_os = "linux")]
+    #[command(subcommand)]
+    Audit(cli::audit::AuditCommand),
     /// Run a command in a kernel-layer sandbox only (VM lab and kernel tests).
     #[cfg(target_os = "linux")]
     #[command(hide = true)]
@@ -95,6 +102,8 @@ fn main() {
         Command::Why(args) => run::why(args),
         Command::Policy(cmd) => cli::policy::main(cmd),
         Command::Profile(cmd) => cli::profile::main(cmd),
+        #[cfg(target_os = "linux")]
+        Command::Audit(cmd) => cli::audit::main(cmd),
         #[cfg(target_os = "linux")]
         Command::KernelRun(args) => kernel::cli::kernel_run(args),
         #[cfg(target_os = "linux")]

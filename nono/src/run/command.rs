@@ -466,14 +466,50 @@ pub fn run(args: RunArgs) -> CmdResult {
     }
     let launch = Launch::new(&bin, &args.command, &env, &workdir)
         .map_err(|e| Exit::new(exit::NOT_EXECUTABLE, format!("nono: {shown}: {e}")))?;
-    match sandbox::run(&sandbox, &launch) {
+    // The audit trail (src/audit): the session, the exec, the exit status. Never fatal.
+    let audit = crate::audit::session::begin_run(crate::audit::session::RunInfo {
+        argv: &args.command,
+        cwd: &workdir,
+        profile: &args.profile,
+        policy: &policy,
+        target,
+        layers: audit_layers(&plan, &kernel),
+    });
+    let started_ns = crate::audit::time::now_ns();
+    let result = sandbox::run(&sandbox, &launch);
+    let exec_errno = match &result {
+        Err(RunError::Spawn(e)) if e.step == Step::Exec => Some(e.errno),
+        _ => None,
+    };
+    let outcome = match result {
         Ok(ended) => Ok(ended.exit_code()),
         Err(RunError::Spawn(e)) => Err(spawn_failure(e, &shown, &bin, &policy, &sandbox)),
         Err(RunError::Setup(e)) => Err(refused(format!("nono: cannot start {shown}: {e}"))),
         Err(RunError::Supervise(e)) => {
             Err(Exit::failure(format!("nono: lost track of {shown}: {e}")))
         }
+    };
+    if let Some(audit) = audit {
+        let code = match &outcome {
+            Ok(c) => *c,
+            Err(e) => e.code,
+        };
+        audit.end_run(started_ns, &bin, &args.command, exec_errno, code);
     }
+    outcome
+}
+
+/// The enforcing layers of a Landlock-only run, as the audit trail records them.
+fn audit_layers(plan: &LandlockPlan, kernel: &KernelFeatures) -> serde_json::Value {
+    let mut layers = vec![serde_json::json!({
+        "name": "landlock",
+        "abi": plan.abi,
+        "features": abi_features(plan.abi),
+    })];
+    if kernel.seccomp_errno {
+        layers.push(serde_json::json!({"name": "seccomp", "features": ["errno filters"]}));
+    }
+    serde_json::Value::Array(layers)
 }
 
 #[cfg(test)]
