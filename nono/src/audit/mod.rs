@@ -25,6 +25,9 @@ pub mod session;
 pub mod store;
 pub mod time;
 
+#[cfg(test)]
+mod tests;
+
 use std::path::{Path, PathBuf};
 
 pub use event::{AuditEvent, What};
