@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 use crate::audit::query::{self, Event, Filter, Range, Session};
 use crate::audit::store::Store;
 use crate::audit::{time, AuditError};
-use crate::cli::{escape_bytes_for_terminal as esc_b, escape_for_terminal as esc};
+use crate::cli::escape_bytes_for_terminal as esc_b;
 use crate::exit::{CmdResult, Exit};
 
 /// `nono audit verify`: the chain holds but the session never ended (nono is still running or
@@ -129,6 +129,11 @@ retention of 90 days.")]
         #[arg(long, value_name = "DURATION", default_value = "90d")]
         older_than: String,
     },
+}
+
+/// Text from the store (it may have come from inside the sandbox) made safe for a terminal.
+fn esc(s: &str) -> String {
+    esc_b(s.as_bytes())
 }
 
 fn fail(e: AuditError) -> Exit {
