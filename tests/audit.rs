@@ -121,7 +121,7 @@ fn sandbox_cannot_read_or_write_the_store(user: User) {
     assert!(db.is_file());
     let before = sessions(&w);
     let canary = w.write(&db.with_file_name("canary"), "nono state\n");
-    let watch = Watch::new(&[canary.clone()]);
+    let watch = Watch::new(std::slice::from_ref(&canary));
     let home = w.home.display().to_string();
     let out = w.probe_with(
         &["--read", &home],

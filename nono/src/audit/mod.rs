@@ -15,6 +15,7 @@
 //! - [`query`]: list, show, verify, export, prune;
 //! - [`redact`]: the argv redaction rule; [`time`]: timestamps.
 
+pub mod bench;
 pub mod chain;
 pub mod event;
 pub mod ingest;

@@ -129,6 +129,9 @@ retention of 90 days.")]
         #[arg(long, value_name = "DURATION", default_value = "90d")]
         older_than: String,
     },
+    /// Benchmark ingestion, a 1,000,000-event burst and `show` (`cargo xtask bench audit`).
+    #[command(hide = true)]
+    Bench(crate::audit::bench::BenchArgs),
 }
 
 /// Text from the store (it may have come from inside the sandbox) made safe for a terminal.
@@ -203,6 +206,7 @@ impl Out {
 
 pub fn main(cmd: AuditCommand) -> CmdResult {
     match cmd {
+        AuditCommand::Bench(args) => crate::audit::bench::main(args),
         AuditCommand::List {
             since,
             until,
