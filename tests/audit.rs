@@ -18,6 +18,13 @@ as_root_and_nobody!(
     kill_9_leaves_a_consistent_store_and_an_incomplete_session,
 );
 
+/// The tests of this file run one at a time: one of them turns kernel audit on, and Landlock
+/// then logs denials that the others would see in their sessions.
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 fn db(w: &World) -> PathBuf {
     w.home.join(".local/state/nono/audit.db")
 }
@@ -44,6 +51,7 @@ fn show_json(w: &World, id: &str) -> Value {
 }
 
 fn landlock_only_run_records_session_exec_and_exit(user: User) {
+    let _serial = serial();
     let w = World::new(user);
     let out = run(&mut w.sandbox(
         &[] as &[&str],
@@ -114,6 +122,7 @@ fn landlock_only_run_records_session_exec_and_exit(user: User) {
 /// all of `$HOME`, the command can neither read, write, rename nor delete it, nor find an open
 /// descriptor to it.
 fn sandbox_cannot_read_or_write_the_store(user: User) {
+    let _serial = serial();
     let w = World::new(user);
     let first = run(&mut w.sandbox(&[] as &[&str], &["/bin/true"]));
     assert_eq!(first.code(), Some(0), "{}", first.describe());
@@ -162,6 +171,7 @@ show("db_fds", sum(1 for f in fds if "audit.db" in f))
 /// A binary whose name holds a newline, ANSI escapes, a bidi override and invalid UTF-8:
 /// `show` prints it escaped on one line, `--json` keeps the exact bytes in `object_hex`.
 fn hostile_names_are_escaped_in_show(user: User) {
+    let _serial = serial();
     let w = World::new(user);
     let name: &[u8] = b"evil\n\x1b[31mred\x1b]0;title\x07\xe2\x80\xae\xff.sh";
     let path = w.outside.join(std::ffi::OsStr::from_bytes(name));
@@ -194,6 +204,7 @@ fn hex_encode(b: &[u8]) -> String {
 }
 
 fn tampering_is_detected_by_verify(user: User) {
+    let _serial = serial();
     let w = World::new(user);
     for code in [0, 1] {
         let out = run(&mut w.sandbox(&[] as &[&str], &["/bin/sh", "-c", &format!("exit {code}")]));
@@ -233,6 +244,7 @@ fn tampering_is_detected_by_verify(user: User) {
 }
 
 fn concurrent_runs_share_the_store(user: User) {
+    let _serial = serial();
     let w = World::new(user);
     let children: Vec<_> = (0..6)
         .map(|i| {
@@ -260,6 +272,7 @@ fn concurrent_runs_share_the_store(user: User) {
 }
 
 fn kill_9_leaves_a_consistent_store_and_an_incomplete_session(user: User) {
+    let _serial = serial();
     let w = World::new(user);
     let mut cmd = w.sandbox(
         &[] as &[&str],
@@ -293,4 +306,133 @@ fn kill_9_leaves_a_consistent_store_and_an_incomplete_session(user: User) {
     let out = run(&mut w.sandbox(&[] as &[&str], &["/bin/true"]));
     assert_eq!(out.code(), Some(0), "{}", out.describe());
     assert_eq!(sessions(&w).len(), 2);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Landlock's own denial records (root only: reading them needs CAP_AUDIT_READ)
+
+const NETLINK_AUDIT: i32 = 9;
+const AUDIT_GET: u16 = 1000;
+const AUDIT_SET: u16 = 1001;
+
+/// One request to the kernel audit subsystem; returns the reply's payload.
+fn audit_request(kind: u16, payload: &[u8]) -> Vec<u8> {
+    // SAFETY: plain socket calls on an fd this function owns and closes.
+    unsafe {
+        let fd = libc::socket(
+            libc::AF_NETLINK,
+            libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+            NETLINK_AUDIT,
+        );
+        assert!(
+            fd >= 0,
+            "NETLINK_AUDIT: {}",
+            std::io::Error::last_os_error()
+        );
+        let mut msg = Vec::new();
+        msg.extend_from_slice(&(16 + payload.len() as u32).to_ne_bytes());
+        msg.extend_from_slice(&kind.to_ne_bytes());
+        msg.extend_from_slice(&(libc::NLM_F_REQUEST as u16).to_ne_bytes());
+        msg.extend_from_slice(&[0u8; 8]);
+        msg.extend_from_slice(payload);
+        let mut to: libc::sockaddr_nl = std::mem::zeroed();
+        to.nl_family = libc::AF_NETLINK as u16;
+        let sent = libc::sendto(
+            fd,
+            msg.as_ptr().cast(),
+            msg.len(),
+            0,
+            (&to as *const libc::sockaddr_nl).cast(),
+            std::mem::size_of::<libc::sockaddr_nl>() as u32,
+        );
+        assert!(
+            sent > 0,
+            "audit request: {}",
+            std::io::Error::last_os_error()
+        );
+        let mut buf = vec![0u8; 4096];
+        let n = if kind == AUDIT_GET {
+            libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), 0)
+        } else {
+            0
+        };
+        libc::close(fd);
+        buf.truncate(n.max(0) as usize);
+        buf.split_off(16.min(buf.len()))
+    }
+}
+
+fn audit_enabled() -> u32 {
+    let status = audit_request(AUDIT_GET, &[]);
+    u32::from_ne_bytes(status[4..8].try_into().unwrap())
+}
+
+fn set_audit_enabled(on: u32) {
+    // struct audit_status: mask (AUDIT_STATUS_ENABLED = 1), enabled, then 8 more u32.
+    let mut st = vec![0u8; 40];
+    st[0..4].copy_from_slice(&1u32.to_ne_bytes());
+    st[4..8].copy_from_slice(&on.to_ne_bytes());
+    audit_request(AUDIT_SET, &st);
+}
+
+/// Restores the host's audit setting however the test ends.
+struct AuditOn(u32);
+
+impl AuditOn {
+    fn new() -> AuditOn {
+        let before = audit_enabled();
+        set_audit_enabled(1);
+        AuditOn(before)
+    }
+}
+
+impl Drop for AuditOn {
+    fn drop(&mut self) {
+        set_audit_enabled(self.0);
+    }
+}
+
+/// With kernel audit on and nono able to read it (root), Landlock's own denial records are
+/// attributed to the session: the denied read of the planted key and the denied write, by
+/// the shell's child process, appear with their paths; the files are unchanged.
+#[test]
+fn landlock_denials_are_attributed_when_kernel_audit_is_on() {
+    let _serial = serial();
+    let w = World::new(User::Root);
+    let watch = Watch::new(&[w.key(), w.secret()]);
+    let out = {
+        let _on = AuditOn::new();
+        run(&mut w.sandbox(
+            &[] as &[&str],
+            &[
+                "/bin/sh",
+                "-c",
+                r#"cat "$1"; echo x >> "$2"; exit 0"#,
+                "sh",
+                &w.key().display().to_string(),
+                &w.secret().display().to_string(),
+            ],
+        ))
+    };
+    assert_eq!(out.code(), Some(0), "{}", out.describe());
+    watch.assert_unchanged();
+    let s = sessions(&w)[0].clone();
+    assert_eq!(s["violations"], 2, "{s}");
+    let doc = show_json(&w, s["id"].as_str().unwrap());
+    let denials: Vec<&Value> = doc["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["denied"] == true)
+        .collect();
+    assert_eq!(denials.len(), 2, "{doc}");
+    let key = w.key().display().to_string();
+    let secret = w.secret().display().to_string();
+    assert!(denials.iter().any(|e| e["object"] == key.as_str()
+        && e["op"] == "fs.read_file"
+        && e["process"] == "cat"));
+    assert!(denials.iter().any(|e| e["object"] == secret.as_str()
+        && e["op"] == "fs.write_file"
+        && e["process"] == "sh"));
+    audit(&w, &["verify", s["id"].as_str().unwrap()], 0);
 }

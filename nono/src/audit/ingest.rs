@@ -142,10 +142,10 @@ pub struct Auditor {
 
 /// Blocks every signal on the calling thread until dropped (restoring the previous mask), so a
 /// thread spawned meanwhile starts with all signals blocked: no window where it could take one.
-struct AllSignalsBlocked(libc::sigset_t);
+pub(crate) struct AllSignalsBlocked(libc::sigset_t);
 
 impl AllSignalsBlocked {
-    fn new() -> AllSignalsBlocked {
+    pub(crate) fn new() -> AllSignalsBlocked {
         // SAFETY: sigset_t is plain data initialised by sigfillset; pthread_sigmask only
         // changes this thread's mask.
         unsafe {

@@ -13,12 +13,14 @@
 //! - [`ingest`]: the auditor, a tokio task fed over a bounded channel;
 //! - [`session`]: recording one `nono run`;
 //! - [`query`]: list, show, verify, export, prune;
+//! - [`landlock_log`]: Landlock's own denial records from the kernel audit log;
 //! - [`redact`]: the argv redaction rule; [`time`]: timestamps.
 
 pub mod bench;
 pub mod chain;
 pub mod event;
 pub mod ingest;
+pub mod landlock_log;
 pub mod query;
 pub mod redact;
 pub mod schema;

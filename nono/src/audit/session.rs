@@ -33,10 +33,13 @@ pub struct RunInfo<'a> {
     pub target: Target,
     /// `[{"name": ..., "features": [...]}, ...]` for each enforcing layer.
     pub layers: serde_json::Value,
+    /// Where the run flow publishes the command's pid (Landlock record attribution).
+    pub child_pid: &'static std::sync::atomic::AtomicI32,
 }
 
 pub struct RunAudit {
     auditor: Auditor,
+    landlock_log: Option<super::landlock_log::LandlockLog>,
     pub id: String,
 }
 
@@ -84,6 +87,7 @@ pub fn user_name(uid: u32) -> String {
 /// Opens the store and records the session's start. The auditor prunes sessions past the
 /// default retention in the background (a few per run, see [`query::AUTO_PRUNE_LIMIT`]).
 pub fn begin(db: &Path, info: RunInfo<'_>) -> Result<RunAudit, AuditError> {
+    let child_pid = info.child_pid;
     let mut store = Store::open(db)?;
     let id = new_session_id().map_err(|e| AuditError::Other(format!("session id: {e}")))?;
     // SAFETY: getuid cannot fail.
@@ -108,7 +112,18 @@ pub fn begin(db: &Path, info: RunInfo<'_>) -> Result<RunAudit, AuditError> {
         }
     })
     .map_err(|e| AuditError::Other(format!("cannot start the audit writer: {e}")))?;
-    Ok(RunAudit { auditor, id })
+    let landlock_log = match super::landlock_log::LandlockLog::start(auditor.sender(), child_pid) {
+        Ok(l) => Some(l),
+        Err(why) => {
+            tracing::info!("audit: not reading Landlock's denial records: {why}");
+            None
+        }
+    };
+    Ok(RunAudit {
+        auditor,
+        landlock_log,
+        id,
+    })
 }
 
 impl RunAudit {
@@ -141,6 +156,9 @@ impl RunAudit {
 
     /// Ends the session with the status `nono run` passes on (`None`: the command never ran).
     pub fn finish(self, exit_code: Option<i32>) -> Result<Summary, AuditError> {
+        if let Some(l) = self.landlock_log {
+            l.stop();
+        }
         self.auditor.finish(time::now_ns(), exit_code)
     }
 }

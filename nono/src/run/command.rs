@@ -474,6 +474,7 @@ pub fn run(args: RunArgs) -> CmdResult {
         policy: &policy,
         target,
         layers: audit_layers(&plan, &kernel),
+        child_pid: &sandbox::CHILD_PID,
     });
     let started_ns = crate::audit::time::now_ns();
     let result = sandbox::run(&sandbox, &launch);
