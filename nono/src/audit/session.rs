@@ -40,6 +40,7 @@ pub struct RunInfo<'a> {
 pub struct RunAudit {
     auditor: Auditor,
     landlock_log: Option<super::landlock_log::LandlockLog>,
+    child_pid: &'static std::sync::atomic::AtomicI32,
     pub id: String,
 }
 
@@ -122,6 +123,7 @@ pub fn begin(db: &Path, info: RunInfo<'_>) -> Result<RunAudit, AuditError> {
     Ok(RunAudit {
         auditor,
         landlock_log,
+        child_pid,
         id,
     })
 }
@@ -136,9 +138,14 @@ impl RunAudit {
     /// EACCES).
     pub fn exec(&self, time_ns: i64, binary: &Path, argv: &[OsString], errno: Option<i32>) {
         let denied = matches!(errno, Some(libc::EACCES | libc::EPERM));
+        // The command's pid, once it was spawned (0 if it never was).
+        let pid = self
+            .child_pid
+            .load(std::sync::atomic::Ordering::Acquire)
+            .max(0) as u32;
         let event = AuditEvent {
             time_ns,
-            pid: 0,
+            pid,
             process: String::new(),
             denied,
             rule_id: None,
