@@ -6,7 +6,13 @@
 
 use std::net::IpAddr;
 
+use std::fmt::Write as _;
+
 use serde_json::json;
+
+fn json_string(s: &str) -> String {
+    serde_json::to_string(s).expect("strings serialise")
+}
 
 /// One event, in the form a source hands to the auditor.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -87,22 +93,27 @@ impl AuditEvent {
                 inode,
                 hook,
             } => {
-                let mut d = serde_json::Map::new();
-                if let Some((dev, ino)) = inode {
-                    d.insert(
-                        "dev".into(),
-                        json!(format!("{}:{}", dev >> 20, dev & 0xfffff)),
-                    );
-                    d.insert("ino".into(), json!(ino));
+                // Written by hand, keys in sorted order as serde_json's map would put them:
+                // this runs for every kernel event and a map costs several allocations.
+                let mut d = String::new();
+                if let Some((dev, _)) = inode {
+                    let _ = write!(d, "\"dev\":\"{}:{}\"", dev >> 20, dev & 0xfffff);
                 }
                 if let Some(h) = hook {
-                    d.insert("hook".into(), json!(h));
+                    if !d.is_empty() {
+                        d.push(',');
+                    }
+                    d.push_str("\"hook\":");
+                    d.push_str(&json_string(&h));
+                }
+                if let Some((_, ino)) = inode {
+                    let _ = write!(d, ",\"ino\":{ino}");
                 }
                 (
                     "file",
                     op,
                     path,
-                    (!d.is_empty()).then(|| json!(d).to_string()),
+                    (!d.is_empty()).then(|| format!("{{{d}}}")),
                 )
             }
             What::Net {
@@ -116,14 +127,16 @@ impl AuditEvent {
                     IpAddr::V4(a) => format!("{a}:{port}"),
                     IpAddr::V6(a) => format!("[{a}]:{port}"),
                 };
-                let mut d = serde_json::Map::new();
-                d.insert("addr".into(), json!(addr.to_string()));
-                d.insert("port".into(), json!(port));
-                d.insert("protocol".into(), json!(protocol));
+                let mut d = format!("{{\"addr\":\"{addr}\"");
                 if let Some(n) = name {
-                    d.insert("name".into(), json!(n));
+                    let _ = write!(d, ",\"name\":{}", json_string(&n));
                 }
-                ("net", op, object.into_bytes(), Some(json!(d).to_string()))
+                let _ = write!(
+                    d,
+                    ",\"port\":{port},\"protocol\":{}}}",
+                    json_string(&protocol)
+                );
+                ("net", op, object.into_bytes(), Some(d))
             }
             What::Exec {
                 binary,
@@ -310,6 +323,10 @@ mod tests {
         }
         .into_row();
         assert_eq!(net.object, b"[::1]:443");
+        assert_eq!(
+            net.detail.as_deref(),
+            Some(r#"{"addr":"::1","port":443,"protocol":"tcp"}"#)
+        );
         let exec = AuditEvent {
             what: What::Exec {
                 binary: b"/bin/true".to_vec(),

@@ -34,9 +34,15 @@ pub const CHANNEL_BATCHES: usize = 64;
 /// The most events in one write transaction.
 pub const WRITE_BATCH: usize = 16 * 1024;
 
+/// Events travel as stored rows: the sender's thread converts them, so the conversion runs
+/// beside the writer's hashing and SQLite work instead of after it.
 enum Msg {
-    Batch(Vec<AuditEvent>),
+    Batch(Vec<Row>),
     End(End),
+}
+
+fn rows(events: Vec<AuditEvent>) -> Vec<Row> {
+    events.into_iter().map(AuditEvent::into_row).collect()
 }
 
 /// The handle sources use to send events. Cheap to clone; usable from any thread.
@@ -69,7 +75,7 @@ impl AuditSender {
                 Vec::new()
             };
             let n = events.len();
-            if self.tx.try_send(Msg::Batch(events)).is_err() {
+            if self.tx.try_send(Msg::Batch(rows(events))).is_err() {
                 dropped += n;
             }
             events = rest;
@@ -90,7 +96,10 @@ impl AuditSender {
             } else {
                 Vec::new()
             };
-            self.tx.send(Msg::Batch(events)).await.map_err(|_| Closed)?;
+            self.tx
+                .send(Msg::Batch(rows(events)))
+                .await
+                .map_err(|_| Closed)?;
             events = rest;
         }
         Ok(())
@@ -105,7 +114,7 @@ impl AuditSender {
                 Vec::new()
             };
             self.tx
-                .blocking_send(Msg::Batch(events))
+                .blocking_send(Msg::Batch(rows(events)))
                 .map_err(|_| Closed)?;
             events = rest;
         }
@@ -227,30 +236,30 @@ async fn write_loop(
     mut rx: mpsc::Receiver<Msg>,
     counters: Arc<Counters>,
 ) -> Result<Summary, AuditError> {
-    let mut rows: Vec<Row> = Vec::with_capacity(WRITE_BATCH);
+    let mut pending: Vec<Row> = Vec::with_capacity(WRITE_BATCH);
     let mut end = None;
     while end.is_none() {
         match rx.recv().await {
             // Every sender is gone without an end: the session stays incomplete.
             None => break,
             Some(Msg::End(e)) => end = Some(e),
-            Some(Msg::Batch(b)) => rows.extend(b.into_iter().map(AuditEvent::into_row)),
+            Some(Msg::Batch(b)) => pending.extend(b),
         }
-        while rows.len() < WRITE_BATCH && end.is_none() {
+        while pending.len() < WRITE_BATCH && end.is_none() {
             match rx.try_recv() {
-                Ok(Msg::Batch(b)) => rows.extend(b.into_iter().map(AuditEvent::into_row)),
+                Ok(Msg::Batch(b)) => pending.extend(b),
                 Ok(Msg::End(e)) => end = Some(e),
                 Err(_) => break,
             }
         }
-        if !rows.is_empty() {
+        if !pending.is_empty() {
             store.append(
                 &mut cursor,
-                &rows,
+                &pending,
                 counters.dropped_kernel.load(Ordering::Relaxed),
                 counters.dropped_user.load(Ordering::Relaxed),
             )?;
-            rows.clear();
+            pending.clear();
         }
     }
     let dropped_kernel = counters.dropped_kernel.load(Ordering::Relaxed);
