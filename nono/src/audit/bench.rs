@@ -79,6 +79,24 @@ fn session(store: &mut Store) -> Result<super::store::Cursor, Exit> {
         .map_err(|e| Exit::failure(e.to_string()))
 }
 
+/// User + system CPU seconds of this process so far.
+fn process_cpu() -> f64 {
+    // SAFETY: getrusage fills one rusage struct.
+    let ru = unsafe {
+        let mut ru: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_SELF, &mut ru);
+        ru
+    };
+    let t = |tv: libc::timeval| tv.tv_sec as f64 + tv.tv_usec as f64 / 1e6;
+    t(ru.ru_utime) + t(ru.ru_stime)
+}
+
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
+}
+
 fn vm_kib(field: &str) -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
@@ -97,6 +115,9 @@ fn reset_peak_rss() {
 
 struct Burst {
     secs: f64,
+    /// CPU seconds of the writer thread, and of the whole process (source included).
+    writer_cpu: f64,
+    process_cpu: f64,
     stored: i64,
     dropped: u64,
     peak_rss_kib: u64,
@@ -111,6 +132,7 @@ fn burst(db: &Path, n: u64, wait: bool) -> Result<Burst, Exit> {
     let cursor = session(&mut store)?;
     let sid = cursor.sid;
     reset_peak_rss();
+    let cpu0 = process_cpu();
     let start = Instant::now();
     let auditor = Auditor::start(store, cursor).map_err(|e| Exit::failure(e.to_string()))?;
     let tx = auditor.sender();
@@ -142,6 +164,8 @@ fn burst(db: &Path, n: u64, wait: bool) -> Result<Burst, Exit> {
     let secs = start.elapsed().as_secs_f64();
     Ok(Burst {
         secs,
+        writer_cpu: summary.writer_cpu_ns as f64 / 1e9,
+        process_cpu: process_cpu() - cpu0,
         stored: summary.events - 1,
         dropped: summary.dropped_user,
         peak_rss_kib: vm_kib("VmHWM:"),
@@ -212,6 +236,8 @@ pub fn main(args: BenchArgs) -> CmdResult {
     let db = state.join("nono").join(super::DB_NAME);
     let n = args.events;
     let mut rates = Vec::new();
+    let mut writer_rates = Vec::new();
+    let mut cpu_per_event = Vec::new();
     let mut direct_rates = Vec::new();
     let mut last = None;
     for run in 0..args.runs.max(1) {
@@ -226,14 +252,20 @@ pub fn main(args: BenchArgs) -> CmdResult {
             )));
         }
         rates.push(n as f64 / b.secs);
+        writer_rates.push(n as f64 / b.writer_cpu);
+        cpu_per_event.push(b.process_cpu / n as f64);
         println!(
-            "run {run}: burst of {n} events committed in {:.2} s ({:.0} events/s), stored {}, \
-             dropped 0, peak RSS {:.1} MiB; direct appends {:.0} events/s",
+            "run {run}: burst of {n} events committed in {:.2} s ({:.0} events/s; writer thread \
+             {:.2} CPU s, process {:.2} CPU s), stored {}, dropped 0, peak RSS {:.1} MiB; direct \
+             appends {:.0} events/s; load average {}",
             b.secs,
             n as f64 / b.secs,
+            b.writer_cpu,
+            b.process_cpu,
             b.stored,
             b.peak_rss_kib as f64 / 1024.0,
-            n as f64 / d
+            n as f64 / d,
+            load_average()
         );
         last = Some(b);
     }
@@ -267,6 +299,12 @@ pub fn main(args: BenchArgs) -> CmdResult {
     println!(
         "  auditor (decode + convert + channel + hash chain + SQLite): {rate:.0} events/s \
          (target >= 200000)"
+    );
+    println!(
+        "  writer thread alone, per CPU second (what one free core sustains): {:.0} events/s; \
+         whole pipeline {:.2} us of CPU per event",
+        median(writer_rates),
+        median(cpu_per_event) * 1e6
     );
     println!(
         "  baseline, direct appends on one thread:                      {base:.0} events/s \

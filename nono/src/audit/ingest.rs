@@ -141,6 +141,18 @@ pub struct Summary {
     pub violations: i64,
     pub dropped_user: u64,
     pub dropped_kernel: u64,
+    /// CPU time the writer thread used (hashing, SQLite, waiting excluded).
+    pub writer_cpu_ns: i64,
+}
+
+fn thread_cpu_ns() -> i64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes one timespec; the thread CPU clock always exists.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    ts.tv_sec * 1_000_000_000 + ts.tv_nsec
 }
 
 /// The running auditor of one session.
@@ -236,6 +248,7 @@ async fn write_loop(
     mut rx: mpsc::Receiver<Msg>,
     counters: Arc<Counters>,
 ) -> Result<Summary, AuditError> {
+    let cpu_start = thread_cpu_ns();
     let mut pending: Vec<Row> = Vec::with_capacity(WRITE_BATCH);
     let mut end = None;
     while end.is_none() {
@@ -275,5 +288,6 @@ async fn write_loop(
         violations: cursor.violations,
         dropped_user,
         dropped_kernel,
+        writer_cpu_ns: thread_cpu_ns() - cpu_start,
     })
 }

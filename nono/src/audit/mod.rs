@@ -14,7 +14,15 @@
 //! - [`session`]: recording one `nono run`;
 //! - [`query`]: list, show, verify, export, prune;
 //! - [`landlock_log`]: Landlock's own denial records from the kernel audit log;
-//! - [`redact`]: the argv redaction rule; [`time`]: timestamps.
+//! - [`redact`]: the argv redaction rule; [`time`]: timestamps;
+//! - [`bench`]: `nono audit bench`, run by `cargo xtask bench audit`.
+//!
+//! Feeding the kernel layer's decisions (the ring-buffer reader, a tokio task): take
+//! `RunAudit::sender()` from [`session::begin_run`], a [`event::ClockOffset::now()`] and
+//! [`session::rule_sources`]`(&policy)` once, then for each drained batch
+//! `sender.send(batch.iter().map(|k| AuditEvent::from_kernel(k, clock, &sources)).collect()).await`
+//! (waits for room rather than dropping), and report the kernel's drop counter with
+//! `sender.set_kernel_drops(n)`. Stop the reader before `RunAudit::end_run`.
 
 pub mod bench;
 pub mod chain;

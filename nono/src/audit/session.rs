@@ -67,6 +67,18 @@ pub fn policy_digest(policy: &Policy, target: Target) -> String {
     format!("sha256:{}", hex::encode(Sha256::digest(json)))
 }
 
+/// Where each rule of `policy` was first written (`profile.nono:12:3`), for
+/// [`AuditEvent::from_kernel`]'s `rule_source`: the kernel reports rule ids only.
+pub fn rule_sources(policy: &Policy) -> impl Fn(u32) -> Option<String> + Send + 'static {
+    let map: std::collections::HashMap<u32, String> = policy
+        .provenance
+        .rules
+        .keys()
+        .filter_map(|id| Some((id.0, policy.provenance.origin(*id)?.to_string())))
+        .collect();
+    move |id| map.get(&id).cloned()
+}
+
 /// The name of `uid` from the password database, or the number.
 pub fn user_name(uid: u32) -> String {
     let mut buf = vec![0u8; 4096];
@@ -220,6 +232,18 @@ impl RunAudit {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rule_sources_name_where_rules_are_written() {
+        let policy =
+            crate::cli::profile::compile(&crate::profiles::Profiles::from_env(), "default")
+                .unwrap();
+        let lookup = rule_sources(&policy);
+        let (id, origins) = policy.provenance.rules.iter().next().unwrap();
+        assert_eq!(lookup(id.0), Some(origins[0].to_string()));
+        assert!(lookup(id.0).unwrap().contains(':'));
+        assert_eq!(lookup(u32::MAX), None);
+    }
 
     #[test]
     fn digest_matches_the_compiled_artifact() {
