@@ -2,6 +2,9 @@
 //! auditor's ingestion rate, a lossless 1,000,000-event burst with the process's peak memory,
 //! and the time `nono audit show` takes to print its first screen of that session.
 //!
+//! Privilege: none (resetting the peak-RSS counter writes `/proc/self/clear_refs`, which
+//! every process may do for itself).
+//!
 //! The event source is the real decoding path: 80-byte `nono_common::Event` records, as the
 //! BPF programs write them to the ring buffer, decoded by `KernelEvent::decode`, converted by
 //! `AuditEvent::from_kernel` and sent in ring-drain-sized batches with the async `send` a

@@ -1,5 +1,7 @@
 //! The per-session SHA-256 hash chain.
 //!
+//! Privilege: none; pure computation.
+//!
 //! `h0 = SHA-256("nono-audit-chain-v1\0" || canonical(session header))`, and for event `seq`
 //! (1, 2, ...): `h_seq = SHA-256(h_{seq-1} || canonical(seq, row))`. The session keeps the
 //! last hash (`head`) and the count. Editing any hashed column, dropping an event, or moving

@@ -1,6 +1,8 @@
 //! [`AuditEvent`]: one thing a sandboxed session did, as an event source reports it, and
 //! [`Row`]: the same event as stored (and hashed).
 //!
+//! Privilege: none; no kernel calls except reading the clocks.
+//!
 //! Sources: the run flow (the exec of the command, its exit), the kernel layer's ring-buffer
 //! reader ([`AuditEvent::from_kernel`]), and Landlock's own denial records where readable.
 

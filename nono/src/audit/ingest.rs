@@ -1,6 +1,8 @@
 //! The auditor: a tokio task that takes events from a bounded channel and writes them to the
 //! store in batched transactions, on a thread of its own.
 //!
+//! Privilege: none. Kernel assumptions: none beyond threads and signal masks.
+//!
 //! Sources never wait on SQLite. A source hands over a batch with [`AuditSender::try_send`]
 //! (never waits; when the channel is full the batch is counted as dropped, and the count is
 //! stored in the session) or [`AuditSender::send`] (an async wait for room: a ring-buffer

@@ -1,5 +1,7 @@
 //! Reading the store: sessions, a session's events (streamed in sequence order, never loaded
 //! whole), chain verification, and pruning.
+//!
+//! Privilege: none. Kernel assumptions: none (SQLite reads in WAL mode).
 
 use rusqlite::{params, OptionalExtension, TransactionBehavior};
 use serde_json::{json, Value};

@@ -1,5 +1,7 @@
 //! Redacting secrets from a command line before it is stored.
 //!
+//! Privilege: none; pure computation.
+//!
 //! The rule (also in README "Audit trail"), applied to each argument:
 //! 1. After an option whose name contains `token`, `password`, `passwd`, `secret`, `apikey`,
 //!    `api-key`, `api_key`, `credential` or `auth` (`--token X`, `--db-password X`), the next

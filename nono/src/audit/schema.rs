@@ -1,5 +1,7 @@
 //! The store's schema and its migrations.
 //!
+//! Privilege: none; SQL only.
+//!
 //! `PRAGMA user_version` is the number of migrations applied. Each migration runs in the same
 //! `BEGIN IMMEDIATE` transaction as the version bump, after re-reading the version inside it,
 //! so two `nono run`s opening a new store at once apply it exactly once. A store from a newer

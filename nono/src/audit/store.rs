@@ -1,5 +1,8 @@
 //! The SQLite store: opening (WAL, busy timeout, migrations), sessions, batched appends.
 //!
+//! Privilege: none (the user's own files). Kernel assumptions: shared-memory maps and POSIX
+//! advisory locks on the store's file system (WAL mode; not NFS).
+//!
 //! Concurrency: every `nono run` has its own connection. WAL lets readers (`nono audit`) run
 //! beside writers; writers take the write lock with `BEGIN IMMEDIATE` (no lock upgrades, so
 //! no deadlock between two writers) and wait for each other up to [`BUSY_TIMEOUT`]. Each

@@ -379,3 +379,68 @@ fn ids_resolve_by_unique_prefix() {
     assert!(query::resolve(&store, "zz").is_err());
     assert!(query::resolve(&store, "%").is_err());
 }
+
+#[test]
+fn list_filters_and_orders_newest_first() {
+    let d = tempfile::tempdir().unwrap();
+    let db = d.path().join("audit.db");
+    let a = recorded(&db, 3); // violations: events 0 -> 1 violation
+    let b = recorded(&db, 0); // no events, no violations
+    sql(
+        &db,
+        &format!(
+            "UPDATE sessions SET started_ns = 1000, profile = 'node-dev' WHERE sid = {a};
+             UPDATE sessions SET started_ns = 2000 WHERE sid = {b};"
+        ),
+    );
+    let store = Store::open(&db).unwrap();
+    let ids = |f: &query::Filter| -> Vec<i64> {
+        query::list(&store, f)
+            .unwrap()
+            .iter()
+            .map(|s| s.sid)
+            .collect()
+    };
+    assert_eq!(ids(&query::Filter::default()), [b, a], "newest first");
+    let only = |f: query::Filter| ids(&f);
+    assert_eq!(
+        only(query::Filter {
+            violations_only: true,
+            ..Default::default()
+        }),
+        [a]
+    );
+    assert_eq!(
+        only(query::Filter {
+            profile: Some("node-dev".into()),
+            ..Default::default()
+        }),
+        [a]
+    );
+    assert_eq!(
+        only(query::Filter {
+            since_ns: Some(1500),
+            ..Default::default()
+        }),
+        [b]
+    );
+    assert_eq!(
+        only(query::Filter {
+            until_ns: Some(1500),
+            ..Default::default()
+        }),
+        [a]
+    );
+    assert_eq!(
+        only(query::Filter {
+            command: Some("cat x".into()),
+            ..Default::default()
+        }),
+        [b, a]
+    );
+    assert!(only(query::Filter {
+        command: Some("npm".into()),
+        ..Default::default()
+    })
+    .is_empty());
+}

@@ -1,5 +1,7 @@
 //! Timestamps: nanoseconds since the Unix epoch (UTC) in the store, RFC 3339 in output, and
 //! the `--since`/`--until`/`--older-than` forms the commands accept.
+//!
+//! Privilege: none; reads CLOCK_REALTIME and CLOCK_MONOTONIC.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
