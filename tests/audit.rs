@@ -6,7 +6,9 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use nono_e2e::{as_root_and_nobody, run, spawn, wait_with_timeout, User, Watch, World, PYTHON};
+use nono_e2e::{
+    as_root_and_nobody, run, spawn, wait_with_timeout, PtyChild, User, Watch, World, PYTHON,
+};
 use serde_json::{json, Value};
 
 as_root_and_nobody!(
@@ -194,6 +196,16 @@ fn hostile_names_are_escaped_in_show(user: User) {
         "{exec_line}"
     );
     assert!(exec_line.contains("DENY"), "{exec_line}");
+    // On a terminal the violation is highlighted, and the name is still escaped.
+    let mut pty = PtyChild::spawn(w.nono(["audit", "show", &id]));
+    pty.expect("\x1b[1;31mDENY \x1b[0m", Duration::from_secs(30));
+    let (status, screen) = pty.wait(Duration::from_secs(30));
+    assert!(status.success(), "{screen}");
+    assert!(screen.contains(r"evil\n\u{1b}[31mred"), "{screen}");
+    assert!(
+        !screen.contains("\x1b[31mred"),
+        "a raw escape from the file name: {screen}"
+    );
     let doc = show_json(&w, &id);
     let hex_name = doc["events"][0]["object_hex"].as_str().unwrap();
     assert!(hex_name.ends_with(&hex_encode(name)), "{hex_name}");
