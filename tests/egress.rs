@@ -507,3 +507,123 @@ fn resolver_expires_addresses_after_their_ttl(user: User) {
     );
     let _ = std::io::stdout().flush();
 }
+
+// ---------------------------------------------------------------------------------------------
+// Kernel mode, natively: the resolver feeding the cgroup socket programs' maps
+
+/// `nono kernel-run` with domain rules: nothing is reachable until nono's resolver answers for
+/// an allowed name; then exactly the answered address is, on the rule's port, until its TTL
+/// ends. The sandboxed probe connects on the test's command, and the test queries nono's
+/// resolver from outside (the port-53 redirect that would bring the sandbox's own queries
+/// there is not built yet).
+#[test]
+fn kernel_mode_resolver_allows_answered_addresses_until_their_ttl() {
+    let version = run(std::process::Command::new(nono_e2e::nono_bin()).arg("--version"));
+    if !version.stdout.contains("cgroup-sock") {
+        eprintln!(
+            "SKIP: this nono has no kernel layer ({}); build it with `cargo xtask ebpf`",
+            version.stdout.trim()
+        );
+        return;
+    }
+    let zone = Zone::start();
+    let a = HttpServer::start("127.0.0.2", 0);
+    let port = a.addr.port();
+    let b = HttpServer::start("127.0.0.3", port);
+    let t_old = HttpServer::start("127.0.0.4", port);
+    let t_new = HttpServer::start("127.0.0.5", port);
+    zone.set("a.nono.test", &["127.0.0.2"], 60);
+    zone.set("b.nono.test", &["127.0.0.3"], 60);
+    zone.set_steps("t.nono.test", &[(&["127.0.0.4"], 1), (&["127.0.0.5"], 1)]);
+    let probe = r#"
+import errno, socket, sys
+for line in sys.stdin:
+    ip, port = line.split()
+    s = socket.socket(socket.AF_INET)
+    s.settimeout(5)
+    try:
+        s.connect((ip, int(port)))
+        s.sendall(b"GET / HTTP/1.0\r\n\r\n")
+        reply = b""
+        while True:
+            chunk = s.recv(4096)
+            if not chunk:
+                break
+            reply += chunk
+        print("OK " + reply.decode().split("\r\n\r\n", 1)[-1].strip(), flush=True)
+    except OSError as e:
+        print(errno.errorcode.get(e.errno, str(e.errno)), flush=True)
+    s.close()
+"#;
+    let mut child = std::process::Command::new(nono_e2e::nono_bin())
+        .args(["kernel-run", "--dns-upstream", &zone.addr().to_string()])
+        .args(["--allow-resolved", "127.0.0.0/8"])
+        .args(["--allow-domain", &format!("a.nono.test@{port}")])
+        .args(["--allow-domain", &format!("t.nono.test@{port}")])
+        .args(["--", nono_e2e::PYTHON, "-I", "-c", probe])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start nono kernel-run");
+    let mut stderr = BufReader::new(child.stderr.take().unwrap()).lines();
+    let resolver: std::net::SocketAddr = loop {
+        let line = stderr
+            .next()
+            .expect("nono kernel-run ended before its resolver started")
+            .unwrap();
+        if let Some(rest) = line.strip_prefix("nono: kernel: resolver at ") {
+            break rest.split_whitespace().next().unwrap().parse().unwrap();
+        }
+    };
+    std::thread::spawn(move || {
+        for l in stderr.map_while(Result::ok) {
+            eprintln!("{l}");
+        }
+    });
+    let mut stdin = child.stdin.take().unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut connect = |ip: &str| -> String {
+        writeln!(stdin, "{ip} {port}").unwrap();
+        stdout.next().expect("a probe result").unwrap()
+    };
+
+    // Nothing is allowed before an answer.
+    assert_eq!(connect("127.0.0.2"), "EPERM");
+    // An answer for an allowed name opens exactly its address.
+    let r = query_udp(resolver, "a.nono.test.", RecordType::A);
+    assert_eq!(
+        addresses(&r),
+        vec!["127.0.0.2".parse::<std::net::IpAddr>().unwrap()]
+    );
+    assert_eq!(connect("127.0.0.2"), "OK served-by 127.0.0.2");
+    // A non-allowed name: REFUSED, never forwarded, its address stays closed.
+    let r = query_udp(resolver, "b.nono.test.", RecordType::A);
+    assert_eq!(r.metadata.response_code, ResponseCode::Refused);
+    assert!(!zone.saw("b.nono.test"));
+    assert_eq!(connect("127.0.0.3"), "EPERM");
+    // TTL: the old address closes when the TTL ends; the new answer opens the new one.
+    let r = query_udp(resolver, "t.nono.test.", RecordType::A);
+    assert_eq!(
+        addresses(&r),
+        vec!["127.0.0.4".parse::<std::net::IpAddr>().unwrap()]
+    );
+    assert_eq!(connect("127.0.0.4"), "OK served-by 127.0.0.4");
+    std::thread::sleep(Duration::from_millis(2500));
+    assert_eq!(connect("127.0.0.4"), "EPERM");
+    let r = query_udp(resolver, "t.nono.test.", RecordType::A);
+    assert_eq!(
+        addresses(&r),
+        vec!["127.0.0.5".parse::<std::net::IpAddr>().unwrap()]
+    );
+    assert_eq!(connect("127.0.0.5"), "OK served-by 127.0.0.5");
+    assert_eq!(connect("127.0.0.4"), "EPERM");
+
+    drop(stdin);
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+    assert_eq!(
+        (a.hits(), b.hits(), t_old.hits(), t_new.hits()),
+        (1, 0, 1, 1)
+    );
+}

@@ -181,11 +181,11 @@ impl HttpServer {
                     }
                 }
                 let body = format!("served-by {}\n", addr.ip());
-                let _ = write!(
-                    c,
+                let reply = format!(
                     "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
                     body.len()
                 );
+                let _ = c.write_all(reply.as_bytes());
             }
         });
         HttpServer { addr, hits, stop }
