@@ -8,6 +8,7 @@ use std::process::Command;
 
 use anyhow::{bail, Context, Result};
 
+mod bench_egress;
 mod bench_run;
 mod demo;
 mod ebpf;
@@ -21,7 +22,8 @@ commands:
   demo    build nono and run the main job on the built-in default profile
   test    every test: fmt, clippy, unit, end-to-end (root and unprivileged), fuzz smoke,
           and the kernel-layer lab on Debian's 6.12 and 6.1 kernels under QEMU
-  bench [compile|run]        benchmarks: policy compile (criterion) and `nono run` start-up
+  bench [compile|run|egress] benchmarks: policy compile (criterion), `nono run` start-up,
+                             egress (DNS through nono's resolver, proxied connections)
                              next to /bin/true and bwrap (both by default)
   fuzz    run the fuzz targets for longer (FUZZ_SECONDS, default 60 each)
   ebpf [--setup] [--debug]   build the eBPF object nono embeds (--setup installs the toolchain)
@@ -241,8 +243,13 @@ fn fuzz(seconds: u32, build: FuzzBuild) -> Result<()> {
     Ok(())
 }
 
-/// `cargo xtask bench [compile|run]`: both by default.
+/// `cargo xtask bench [compile|run|egress]`: compile and run by default.
 fn bench(which: Option<&str>) -> Result<()> {
+    if which == Some("egress") {
+        let nono = build_release_nono()?;
+        println!("{}", bench_egress::bench_egress(&nono, 2000)?);
+        return Ok(());
+    }
     apt_install(&["bubblewrap"])?;
     if which != Some("run") {
         run(cargo().args(["bench", "--package", "nono-policy", "--bench", "compile"]))?;

@@ -24,7 +24,7 @@ use std::sync::Arc;
 
 use anyhow::Result;
 use nono_policy::backend::landlock::{LandlockPlan, NetRight, PortRule};
-use nono_policy::ir::{NetMode, Policy};
+use nono_policy::ir::{NetMode, Policy, RuleId};
 use nono_policy::net::IpNet;
 
 use super::resolver::{DestinationTable, Resolver};
@@ -104,41 +104,12 @@ impl Fallback {
 
     /// Allow TCP connect to the proxy's port, attributed to the domain rules.
     pub fn add_port_rule(&self, plan: &mut LandlockPlan) {
-        let port = self.proxy_addr().port();
-        if !plan.handled_net.contains(&NetRight::ConnectTcp) {
-            // Connect is not restricted by Landlock at all (the policy opens every TCP port
-            // everywhere): nothing to add.
-            return;
-        }
-        let rules = self.rules.domain_rule_ids();
-        match plan.port_rules.iter_mut().find(|r| r.port == port) {
-            Some(r) => {
-                if !r.rights.contains(&NetRight::ConnectTcp) {
-                    r.rights.push(NetRight::ConnectTcp);
-                }
-                r.rules.extend(rules);
-            }
-            None => {
-                plan.port_rules.push(PortRule {
-                    port,
-                    rights: vec![NetRight::ConnectTcp],
-                    rules,
-                });
-                plan.port_rules.sort_by_key(|r| r.port);
-            }
-        }
+        add_connect_port(plan, self.proxy_addr().port(), self.rules.domain_rule_ids());
     }
 
     /// Point the command at the proxy.
     pub fn set_env(&self, env: &mut Vec<(OsString, OsString)>) {
-        let url = format!("http://{}", self.proxy_addr());
-        env.retain(|(k, _)| !PROXY_VARS.iter().chain(NO_PROXY_VARS).any(|v| k == v));
-        for v in PROXY_VARS {
-            env.push((v.into(), url.clone().into()));
-        }
-        for v in NO_PROXY_VARS {
-            env.push((v.into(), OsString::new()));
-        }
+        point_env_at(env, &format!("http://{}", self.proxy_addr()));
     }
 
     /// The line saying which mode is active.
@@ -152,6 +123,41 @@ impl Fallback {
             self.proxy_addr(),
             ups.join(", ")
         )
+    }
+}
+
+fn add_connect_port(plan: &mut LandlockPlan, port: u16, rules: Vec<RuleId>) {
+    if !plan.handled_net.contains(&NetRight::ConnectTcp) {
+        // Landlock does not restrict connect at all (the policy opens every TCP port
+        // everywhere): nothing to add.
+        return;
+    }
+    match plan.port_rules.iter_mut().find(|r| r.port == port) {
+        Some(r) => {
+            if !r.rights.contains(&NetRight::ConnectTcp) {
+                r.rights.push(NetRight::ConnectTcp);
+            }
+            r.rules.extend(rules);
+        }
+        None => {
+            plan.port_rules.push(PortRule {
+                port,
+                rights: vec![NetRight::ConnectTcp],
+                rules,
+            });
+            plan.port_rules.sort_by_key(|r| r.port);
+        }
+    }
+}
+
+/// Replace every proxy variable of `env` with `url`, and empty the bypass lists.
+fn point_env_at(env: &mut Vec<(OsString, OsString)>, url: &str) {
+    env.retain(|(k, _)| !PROXY_VARS.iter().chain(NO_PROXY_VARS).any(|v| k == v));
+    for v in PROXY_VARS {
+        env.push((v.into(), url.into()));
+    }
+    for v in NO_PROXY_VARS {
+        env.push((v.into(), OsString::new()));
     }
 }
 
@@ -171,4 +177,66 @@ pub fn dry_run_line(policy: &Policy, landlock_abi: u8) -> Option<String> {
          enforced on this kernel"
             .to_string()
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nono_policy::backend::landlock::plan;
+    use nono_policy::backend::Target;
+    use nono_policy::source::{Format, MemorySource, SourceFile};
+
+    fn policy(text: &str) -> Policy {
+        let root = SourceFile {
+            name: "t.nono".into(),
+            text: text.into(),
+            format: Format::Lang,
+        };
+        nono_policy::resolve::compile(&root, &MemorySource::default()).expect("valid policy")
+    }
+
+    #[test]
+    fn the_plan_opens_only_the_proxy_port_and_no_domain_port() {
+        let p = policy("profile t\nnet allow domain a.example.com\n");
+        assert!(applies(&p, 4) && !applies(&p, 3));
+        let target = Target {
+            landlock_abi: 6,
+            kernel_layer: false,
+        };
+        // Planned with its domain rule, the policy opens 80 and 443 to every address.
+        let direct = plan(&p, &target);
+        assert!(direct.gaps.iter().any(|g| g.feature == "domain allowlist"));
+        assert_eq!(direct.port_rules.len(), 2);
+        let mut planned = plan(&plan_policy(&p), &target);
+        assert!(planned.gaps.is_empty(), "{:?}", planned.gaps);
+        assert!(planned.port_rules.is_empty());
+        assert!(planned.handled_net.contains(&NetRight::ConnectTcp));
+        add_connect_port(&mut planned, 41000, vec![RuleId(1)]);
+        let ports: Vec<u16> = planned.port_rules.iter().map(|r| r.port).collect();
+        assert_eq!(ports, vec![41000]);
+        assert_eq!(planned.port_rules[0].rights, vec![NetRight::ConnectTcp]);
+        assert!(planned.seccomp.deny_udp_and_raw);
+    }
+
+    #[test]
+    fn the_environment_points_at_the_proxy_only() {
+        let mut env: Vec<(OsString, OsString)> = vec![
+            ("https_proxy".into(), "http://elsewhere:1".into()),
+            ("NO_PROXY".into(), "*".into()),
+            ("PATH".into(), "/bin".into()),
+        ];
+        point_env_at(&mut env, "http://127.0.0.1:9");
+        let get = |k: &str| {
+            env.iter()
+                .filter(|(n, _)| n == k)
+                .map(|(_, v)| v.to_str().unwrap().to_string())
+                .collect::<Vec<_>>()
+        };
+        for v in PROXY_VARS {
+            assert_eq!(get(v), vec!["http://127.0.0.1:9"], "{v}");
+        }
+        assert_eq!(get("NO_PROXY"), vec![""]);
+        assert_eq!(get("no_proxy"), vec![""]);
+        assert_eq!(get("PATH"), vec!["/bin"]);
+    }
 }

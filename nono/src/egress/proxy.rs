@@ -26,6 +26,20 @@ use tokio::net::{TcpListener, TcpStream};
 use super::resolver::{escape, Resolver};
 use super::rules::Refusal;
 
+/// A message quoting the network, safe for a terminal and a header: control characters and
+/// non-ASCII escaped, the rest kept.
+fn escape_text(s: &str) -> String {
+    s.chars()
+        .flat_map(|c| {
+            if c.is_ascii_graphic() || c == ' ' {
+                vec![c]
+            } else {
+                c.escape_default().collect()
+            }
+        })
+        .collect()
+}
+
 /// The longest request head the proxy reads.
 pub const MAX_HEAD: usize = 16 * 1024;
 /// How long a client gets to send its request head, and the proxy to connect out.
@@ -178,8 +192,11 @@ async fn read_head(conn: &mut TcpStream) -> Result<(Vec<u8>, Vec<u8>), String> {
 }
 
 async fn refuse(conn: &mut TcpStream, status: &str, why: &str) {
+    // `why` quotes what the client sent: escaped, so it can neither inject a header nor
+    // reach a terminal as control characters.
+    let why = escape_text(why);
     let body = format!("nono: {why}\n");
-    let reason = why.replace(['\r', '\n'], " ");
+    let reason = &why;
     let msg = format!(
         "HTTP/1.1 {status}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\
          X-Nono-Denied: {reason}\r\nConnection: close\r\n\r\n{body}",
@@ -203,7 +220,10 @@ async fn handle(mut conn: TcpStream, resolver: &Resolver) {
     let (rule, addrs) = match decide(resolver, &head.host, head.port).await {
         Ok(x) => x,
         Err(r) => {
-            eprintln!("nono: egress denied: {shown}: {r}");
+            eprintln!(
+                "nono: egress denied: {shown}: {}",
+                escape_text(&r.to_string())
+            );
             return refuse(&mut conn, "403 Forbidden", &r.to_string()).await;
         }
     };
@@ -278,6 +298,14 @@ mod tests {
         assert_eq!(
             String::from_utf8(h.forward.unwrap()).unwrap(),
             "GET / HTTP/1.0\r\nConnection: close\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn refusals_quoting_the_client_are_escaped() {
+        assert_eq!(
+            escape_text("no domain rule allows `a\r\nX-Evil: 1\u{1b}[2J`"),
+            "no domain rule allows `a\\r\\nX-Evil: 1\\u{1b}[2J`"
         );
     }
 

@@ -288,7 +288,9 @@ impl Resolver {
     pub async fn resolve(&self, name: &str, port: u16) -> Result<(RuleId, Vec<IpAddr>), Refusal> {
         let rule = self.rules.name_port(name, port)?;
         let (_, ports) = self.rules.name(name).expect("name_port matched");
-        let mut qname = Name::from_ascii(name).map_err(|_| Refusal::Name(name.to_string()))?;
+        // `from_utf8` applies IDNA: a Unicode name is looked up in its punycode form, as the
+        // rule matched it.
+        let mut qname = Name::from_utf8(name).map_err(|_| Refusal::Name(name.to_string()))?;
         // On the wire every name is absolute; the reply's question must compare equal.
         qname.set_fqdn(true);
         let norm = normalised(&qname);
