@@ -627,3 +627,121 @@ for line in sys.stdin:
         (1, 0, 1, 1)
     );
 }
+
+/// The DNS redirect: whatever server the sandboxed program asks on port 53 (here 127.0.0.9,
+/// where nothing listens, so a broken redirect stays on loopback), UDP and TCP queries reach
+/// nono's resolver; the UDP reply appears to come from the server asked; a refused name never
+/// reaches the upstream; an answer opens its address.
+#[test]
+fn kernel_mode_port_53_is_redirected_to_nono_resolver() {
+    let version = run(std::process::Command::new(nono_e2e::nono_bin()).arg("--version"));
+    if !version.stdout.contains("cgroup-sock") {
+        eprintln!(
+            "SKIP: this nono has no kernel layer ({}); build it with `cargo xtask ebpf`",
+            version.stdout.trim()
+        );
+        return;
+    }
+    let zone = Zone::start();
+    let a = HttpServer::start("127.0.0.2", 0);
+    let port = a.addr.port();
+    zone.set("a.nono.test", &["127.0.0.2"], 60);
+    zone.set("b.nono.test", &["127.0.0.3"], 60);
+    // A query built by hand: the sandboxed probe is plain Python, and the test only reads the
+    // header's rcode and the single A record a filtered answer carries.
+    let probe = r#"
+import errno, socket, struct, sys
+def query(name, tcp):
+    q = struct.pack(">HHHHHH", 0x4e4f, 0x0100, 1, 0, 0, 0)
+    q += b"".join(bytes([len(l)]) + l.encode() for l in name.split(".")) + b"\0"
+    q += struct.pack(">HH", 1, 1)
+    if tcp:
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        s.settimeout(5)
+        s.connect(("127.0.0.9", 53))
+        s.sendall(struct.pack(">H", len(q)) + q)
+        n = struct.unpack(">H", s.recv(2, socket.MSG_WAITALL))[0]
+        # getpeername() shows the resolver for TCP (no getpeername hook): not compared.
+        r, frm = s.recv(n, socket.MSG_WAITALL), ("-", 0)
+    else:
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.settimeout(5)
+        s.sendto(q, ("127.0.0.9", 53))
+        r, frm = s.recvfrom(4096)
+    ancount = struct.unpack(">H", r[6:8])[0]
+    addr = socket.inet_ntoa(r[-4:]) if ancount else "-"
+    return "rcode=%d from=%s:%d addr=%s" % (r[3] & 0xF, frm[0], frm[1], addr)
+def connect(ip, port):
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.settimeout(5)
+    s.connect((ip, port))
+    return "OK"
+def udp_other():
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.sendto(b"x", ("127.0.0.9", 54))
+    return "OK"
+for line in sys.stdin:
+    cmd = line.split()
+    try:
+        if cmd[0] == "udp":
+            out = query(cmd[1], False)
+        elif cmd[0] == "tcp":
+            out = query(cmd[1], True)
+        elif cmd[0] == "connect":
+            out = connect(cmd[1], int(cmd[2]))
+        else:
+            out = udp_other()
+    except OSError as e:
+        out = errno.errorcode.get(e.errno, str(e.errno))
+    print(out, flush=True)
+"#;
+    let mut child = std::process::Command::new(nono_e2e::nono_bin())
+        .args(["kernel-run", "--dns-upstream", &zone.addr().to_string()])
+        .args(["--allow-resolved", "127.0.0.0/8"])
+        .args(["--allow-domain", &format!("a.nono.test@{port}")])
+        .args(["--", nono_e2e::PYTHON, "-I", "-c", probe])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start nono kernel-run");
+    let mut stderr = BufReader::new(child.stderr.take().unwrap()).lines();
+    loop {
+        let line = stderr
+            .next()
+            .expect("nono kernel-run ended before its resolver started")
+            .unwrap();
+        if line.contains("port 53 redirected") {
+            break;
+        }
+    }
+    std::thread::spawn(move || {
+        for l in stderr.map_while(Result::ok) {
+            eprintln!("{l}");
+        }
+    });
+    let mut stdin = child.stdin.take().unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut ask = |cmd: &str| -> String {
+        writeln!(stdin, "{cmd}").unwrap();
+        stdout.next().expect("a probe result").unwrap()
+    };
+
+    assert_eq!(ask(&format!("connect 127.0.0.2 {port}")), "EPERM");
+    assert_eq!(
+        ask("udp a.nono.test"),
+        "rcode=0 from=127.0.0.9:53 addr=127.0.0.2",
+        "the redirected UDP reply must look like it came from the server asked"
+    );
+    assert_eq!(ask(&format!("connect 127.0.0.2 {port}")), "OK");
+    assert_eq!(ask("tcp a.nono.test"), "rcode=0 from=-:0 addr=127.0.0.2");
+    assert_eq!(ask("udp b.nono.test"), "rcode=5 from=127.0.0.9:53 addr=-");
+    assert_eq!(ask("tcp b.nono.test"), "rcode=5 from=-:0 addr=-");
+    assert!(!zone.saw("b.nono.test"), "{:?}", zone.queried());
+    assert_eq!(ask("udp-other"), "EPERM", "only port 53 is redirected");
+    drop(stdin);
+    assert!(child.wait().unwrap().success());
+    // The probe only connected; the server thread accepts from its backlog shortly after.
+    nono_e2e::wait_until(Duration::from_secs(5), || a.hits() == 1);
+    assert_eq!(a.hits(), 1);
+}

@@ -22,7 +22,9 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use aya::maps::lpm_trie::Key;
-use nono_common::{NetAllow, NetKeyV4, NetKeyV6, NET_CONNECT, NET_KEY_FIXED_BITS};
+use nono_common::{
+    names, DnsRedirect, NetAllow, NetKeyV4, NetKeyV6, NET_CONNECT, NET_KEY_FIXED_BITS,
+};
 use nono_policy::ir::{Policy, RuleId};
 use nono_policy::net::{DomainPattern, IpNet, PortSet};
 
@@ -30,9 +32,10 @@ use super::resolver::{AllowedDestinations, Grant, Resolver};
 use super::rules::EgressRules;
 use super::{Listen, Service};
 use crate::kernel::net::{NetEntries, EXPAND_PORTS};
-use crate::kernel::Maps;
+use crate::kernel::{KernelLayer, Maps};
 
 const IPPROTO_TCP: u16 = 6;
+const IPPROTO_UDP: u16 = 17;
 
 /// One entry this sink wrote: (address, key port) with its value and the grants behind it.
 type Slot = (IpAddr, u16);
@@ -250,9 +253,80 @@ pub struct KernelRunEgress {
     dns_listen: SocketAddr,
 }
 
+/// The resolver of a kernel-layer sandbox and its DNS redirect; dropping it ends the redirect.
+pub struct KernelEgress {
+    _service: Service,
+    redirect: aya::maps::HashMap<aya::maps::MapData, u32, DnsRedirect>,
+    sandbox_id: u32,
+}
+
+impl Drop for KernelEgress {
+    fn drop(&mut self) {
+        let _ = self.redirect.remove(&self.sandbox_id);
+    }
+}
+
+/// Send the sandbox's IPv4 port-53 traffic (UDP and TCP) to `resolver`
+/// (`nono-ebpf/src/dns.rs`), and allow the rewritten destination in its rules.
+fn redirect_dns(
+    layer: &KernelLayer,
+    maps: &mut Maps,
+    sandbox_id: u32,
+    resolver: SocketAddr,
+) -> Result<aya::maps::HashMap<aya::maps::MapData, u32, DnsRedirect>> {
+    let SocketAddr::V4(v4) = resolver else {
+        bail!("the DNS redirect needs an IPv4 resolver address, not {resolver}");
+    };
+    let path = layer.pin_dir().join("maps").join(names::DNS_REDIRECT);
+    let data = aya::maps::MapData::from_pin(&path)
+        .with_context(|| format!("opening {} (rebuild the eBPF object)", path.display()))?;
+    let mut redirect: aya::maps::HashMap<_, u32, DnsRedirect> =
+        aya::maps::HashMap::try_from(aya::maps::Map::HashMap(data))?;
+    for protocol in [IPPROTO_TCP, IPPROTO_UDP] {
+        let key = Key::new(
+            NET_KEY_FIXED_BITS + 32,
+            NetKeyV4 {
+                sandbox_id,
+                protocol,
+                port: v4.port(),
+                addr: v4.ip().octets(),
+            },
+        );
+        let allow = NetAllow {
+            rule_id: 0,
+            port_lo: v4.port(),
+            port_hi: v4.port(),
+            direction: NET_CONNECT,
+            _pad: 0,
+            expires_ns: 0,
+        };
+        maps.net_v4
+            .insert(&key, allow, 0)
+            .context("allowing the sandbox's resolver")?;
+    }
+    redirect
+        .insert(
+            sandbox_id,
+            DnsRedirect {
+                addr: v4.ip().octets(),
+                port: v4.port(),
+                _pad: 0,
+            },
+            0,
+        )
+        .context("registering the DNS redirect")?;
+    Ok(redirect)
+}
+
 impl KernelRunEgress {
-    /// Start the resolver for sandbox `sandbox_id` of `policy` when domains are allowed.
-    pub fn start(&self, policy: &Policy, maps: &Maps, sandbox_id: u32) -> Result<Option<Service>> {
+    /// Start the resolver for sandbox `sandbox_id` of `policy` when domains are allowed, and
+    /// redirect the sandbox's port-53 traffic to it.
+    pub fn start(
+        &self,
+        policy: &Policy,
+        layer: &KernelLayer,
+        sandbox_id: u32,
+    ) -> Result<Option<KernelEgress>> {
         if self.allow_domain.is_empty() {
             return Ok(None);
         }
@@ -285,6 +359,7 @@ impl KernelRunEgress {
         }
         let into =
             super::fallback::parse_cidrs(&self.allow_resolved).map_err(anyhow::Error::msg)?;
+        let maps = layer.maps();
         let sink =
             KernelDestinations::new(maps.reopen()?, sandbox_id, NetEntries::from_policy(policy)?);
         let resolver = Arc::new(Resolver::new(
@@ -299,10 +374,14 @@ impl KernelRunEgress {
                 dns: Some(self.dns_listen),
             },
         )?;
-        if let Some(a) = service.dns_udp {
-            eprintln!("nono: kernel: resolver at {a} (udp, tcp)");
-        }
-        Ok(Some(service))
+        let addr = service.dns_udp.context("the resolver has no address")?;
+        let redirect = redirect_dns(layer, &mut maps.reopen()?, sandbox_id, addr)?;
+        eprintln!("nono: kernel: resolver at {addr} (udp, tcp); port 53 redirected to it");
+        Ok(Some(KernelEgress {
+            _service: service,
+            redirect,
+            sandbox_id,
+        }))
     }
 }
 

@@ -151,7 +151,7 @@ fn kernel_run_inner(args: KernelRunArgs) -> Result<i32> {
     for gap in &sandbox.unbound {
         eprintln!("nono: kernel: not enforced: {gap}");
     }
-    let _resolver = args.egress.start(&policy, layer.maps(), sandbox.id())?;
+    let _resolver = args.egress.start(&policy, &layer, sandbox.id())?;
     eprintln!(
         "nono: kernel: sandbox {} cgroup {}",
         sandbox.id(),
