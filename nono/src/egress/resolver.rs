@@ -121,6 +121,8 @@ pub struct Lookup {
     pub addrs: Vec<IpAddr>,
     /// Addresses removed for lying in a special range.
     pub stripped: Vec<(IpAddr, &'static str)>,
+    /// The shortest allowance given to an address of this answer.
+    pub ttl: Option<Duration>,
 }
 
 /// The resolver of one run.
@@ -128,6 +130,9 @@ pub struct Resolver {
     rules: EgressRules,
     upstreams: Vec<SocketAddr>,
     sink: Arc<dyn AllowedDestinations>,
+    /// The proxy's answers by name, until the shortest TTL among them ends (DNS clients do
+    /// their own caching; their queries are always forwarded).
+    cache: Mutex<HashMap<String, (Vec<IpAddr>, Instant)>>,
 }
 
 /// The name as grants and messages show it: lower case, no trailing dot.
@@ -146,6 +151,7 @@ impl Resolver {
             rules,
             upstreams,
             sink,
+            cache: Mutex::default(),
         }
     }
 
@@ -241,6 +247,7 @@ impl Resolver {
         out.metadata.response_code = reply.metadata.response_code;
         let mut addrs = Vec::new();
         let mut stripped = Vec::new();
+        let mut shortest: Option<Duration> = None;
         let now = Instant::now();
         for r in reply.answers {
             if !chain.contains(&r.name.to_lowercase()) {
@@ -268,6 +275,7 @@ impl Resolver {
                     .allow(&grant)
                     .with_context(|| format!("allowing {addr} for `{name}` ({rule})"))?;
                 addrs.push(addr);
+                shortest = Some(shortest.map_or(ttl, |s| s.min(ttl)));
             }
             out.add_answer(r);
         }
@@ -280,6 +288,7 @@ impl Resolver {
             reply: out,
             addrs,
             stripped,
+            ttl: shortest,
         })
     }
 
@@ -294,6 +303,17 @@ impl Resolver {
         // On the wire every name is absolute; the reply's question must compare equal.
         qname.set_fqdn(true);
         let norm = normalised(&qname);
+        let now = Instant::now();
+        {
+            let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+            match cache.get(&norm) {
+                Some((addrs, until)) if *until > now => return Ok((rule, addrs.clone())),
+                Some(_) => {
+                    cache.remove(&norm);
+                }
+                None => {}
+            }
+        }
         let a = Query::query(qname.clone(), RecordType::A);
         let aaaa = Query::query(qname, RecordType::AAAA);
         let (r4, r6) = tokio::join!(
@@ -303,16 +323,26 @@ impl Resolver {
         let mut addrs = Vec::new();
         let mut stripped = Vec::new();
         let mut failure = None;
+        let mut shortest: Option<Duration> = None;
         for r in [r4, r6] {
             match r {
                 Ok(l) => {
                     addrs.extend(l.addrs);
                     stripped.extend(l.stripped);
+                    if let Some(t) = l.ttl {
+                        shortest = Some(shortest.map_or(t, |s| s.min(t)));
+                    }
                 }
                 Err(e) => failure = Some(format!("{e:#}")),
             }
         }
         if !addrs.is_empty() {
+            if let (None, Some(ttl)) = (&failure, shortest) {
+                self.cache
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(norm, (addrs.clone(), now + ttl));
+            }
             return Ok((rule, addrs));
         }
         if !stripped.is_empty() {
@@ -602,6 +632,28 @@ mod tests {
         let later = now + MIN_TTL + Duration::from_millis(10);
         assert!(table.lookup(ip, 80, later).is_none());
         assert_eq!(table.expire(later).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn the_proxy_reuses_an_answer_until_its_ttl_ends() {
+        let (up, count) = upstream(|_| vec![a("a.example.com.", [93, 184, 216, 34], 1)]);
+        let r = resolver(up, Arc::new(DestinationTable::default()));
+        let ip = IpAddr::from([93, 184, 216, 34]);
+        for _ in 0..3 {
+            assert_eq!(
+                block_on(r.resolve("a.example.com", 443)),
+                Ok((RuleId(7), vec![ip]))
+            );
+        }
+        assert_eq!(count.load(Ordering::SeqCst), 2, "one A and one AAAA query");
+        std::thread::sleep(MIN_TTL + Duration::from_millis(50));
+        assert_eq!(
+            block_on(r.resolve("a.example.com", 443)),
+            Ok((RuleId(7), vec![ip]))
+        );
+        assert_eq!(count.load(Ordering::SeqCst), 4, "asked again after the TTL");
+        // The port is checked on every call, cached or not.
+        assert!(block_on(r.resolve("a.example.com", 22)).is_err());
     }
 
     struct Failing;
