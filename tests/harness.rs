@@ -12,6 +12,8 @@
 //! Every case runs twice, as root and as an unprivileged user (uid/gid 65534, dropped with
 //! `setpriv` in front of `nono`), see [`as_root_and_nobody!`].
 
+pub mod egress_support;
+
 use std::collections::BTreeMap;
 use std::ffi::{OsStr, OsString};
 use std::fs;

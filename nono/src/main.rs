@@ -13,6 +13,8 @@
 #[cfg(target_os = "linux")]
 pub mod audit;
 mod cli;
+#[cfg(target_os = "linux")]
+mod egress;
 mod exit;
 #[cfg(target_os = "linux")]
 pub mod kernel;
@@ -75,6 +77,10 @@ enum Command {
     #[cfg(target_os = "linux")]
     #[command(hide = true)]
     KernelBenchNoop(kernel::cli::KernelBenchNoopArgs),
+    /// Serve nono's egress resolver and/or proxy in the foreground (tests, benchmarks).
+    #[cfg(target_os = "linux")]
+    #[command(hide = true)]
+    EgressServe(egress::cli::EgressServeArgs),
 }
 
 fn init_tracing(verbose: u8) {
@@ -110,6 +116,8 @@ fn main() {
         Command::KernelStatus => kernel::cli::kernel_status(),
         #[cfg(target_os = "linux")]
         Command::KernelBenchNoop(args) => kernel::cli::kernel_bench_noop(args),
+        #[cfg(target_os = "linux")]
+        Command::EgressServe(args) => egress::cli::egress_serve(args),
     };
     let code = match result {
         Ok(code) => code,

@@ -45,6 +45,9 @@ pub struct KernelRunArgs {
     /// Report allowed accesses too.
     #[arg(long)]
     audit_all: bool,
+    /// Domain rules through nono's resolver (`crate::egress::kernel_sink`).
+    #[command(flatten)]
+    egress: crate::egress::kernel_sink::KernelRunEgress,
     #[arg(last = true, required = true, value_name = "CMD")]
     command: Vec<OsString>,
 }
@@ -148,6 +151,7 @@ fn kernel_run_inner(args: KernelRunArgs) -> Result<i32> {
     for gap in &sandbox.unbound {
         eprintln!("nono: kernel: not enforced: {gap}");
     }
+    let _resolver = args.egress.start(&policy, &layer, sandbox.id())?;
     eprintln!(
         "nono: kernel: sandbox {} cgroup {}",
         sandbox.id(),

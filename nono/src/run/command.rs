@@ -337,6 +337,8 @@ pub fn run(args: RunArgs) -> CmdResult {
             "nono: --block-net and --allow-domain contradict each other; use one",
         ));
     }
+    let allow_resolved =
+        crate::egress::fallback::parse_cidrs(&args.allow_resolved).map_err(Exit::usage)?;
     let cwd = std::env::current_dir()
         .map_err(|e| refused(format!("nono: cannot read the current directory: {e}")))?;
     let workdir = match &args.workdir {
@@ -368,7 +370,13 @@ pub fn run(args: RunArgs) -> CmdResult {
         landlock_abi: kernel.landlock_abi.min(Target::LATEST_ABI),
         kernel_layer: false,
     };
-    let plan = landlock_plan(&policy, &target);
+    // Domain rules are enforced by nono's local proxy when Landlock can confine TCP to it.
+    let proxy_mode = crate::egress::fallback::applies(&policy, target.landlock_abi);
+    let mut plan = if proxy_mode {
+        landlock_plan(&crate::egress::fallback::plan_policy(&policy), &target)
+    } else {
+        landlock_plan(&policy, &target)
+    };
     let conflicts = concrete::conflicts(&policy);
     let problems = problems(&policy, &plan, &conflicts, &kernel);
 
@@ -378,6 +386,9 @@ pub fn run(args: RunArgs) -> CmdResult {
         println!();
         println!("On this machine (paths expanded for this run):");
         print!("{}", render_plan(&policy, &plan));
+        if let Some(line) = crate::egress::fallback::dry_run_line(&policy, target.landlock_abi) {
+            println!("{line}");
+        }
         println!();
         print!("{}", kernel_summary(&kernel, plan.abi));
         if kernel.landlock_abi == 0 {
@@ -423,7 +434,7 @@ pub fn run(args: RunArgs) -> CmdResult {
         );
     }
 
-    let env = filtered_env(&policy);
+    let mut env = filtered_env(&policy);
     let cmd = &args.command[0];
     let shown = cmd.to_string_lossy().into_owned();
     let path_var = env
@@ -449,6 +460,17 @@ pub fn run(args: RunArgs) -> CmdResult {
         }
     };
 
+    let _egress = if proxy_mode {
+        let e =
+            crate::egress::fallback::Fallback::start(&policy, &args.dns_upstream, &allow_resolved)
+                .map_err(|e| refused(format!("nono: cannot start the egress proxy: {e:#}")))?;
+        e.add_port_rule(&mut plan);
+        e.set_env(&mut env);
+        eprintln!("{}", e.describe());
+        Some(e)
+    } else {
+        None
+    };
     let sandbox = Sandbox::prepare(&plan, kernel.landlock_abi, policy.audit.level)
         .map_err(|e| refused(format!("nono: cannot set up the sandbox: {e}")))?;
     for s in &sandbox.ruleset.skipped {
