@@ -282,6 +282,21 @@ fn redirect_dns(
         .with_context(|| format!("opening {} (rebuild the eBPF object)", path.display()))?;
     let mut redirect: aya::maps::HashMap<_, u32, DnsRedirect> =
         aya::maps::HashMap::try_from(aya::maps::Map::HashMap(data))?;
+    // A crashed run leaves its redirect behind (its other entries are swept by the next
+    // load): drop redirects of sandboxes no longer registered.
+    let live: std::collections::HashSet<u32> = maps
+        .sandboxes
+        .iter()
+        .filter_map(|e| e.ok().map(|(_, info)| info.sandbox_id))
+        .collect();
+    let stale: Vec<u32> = redirect
+        .keys()
+        .filter_map(|k| k.ok())
+        .filter(|id| *id != sandbox_id && !live.contains(id))
+        .collect();
+    for id in stale {
+        let _ = redirect.remove(&id);
+    }
     for protocol in [IPPROTO_TCP, IPPROTO_UDP] {
         let key = Key::new(
             NET_KEY_FIXED_BITS + 32,
