@@ -34,6 +34,10 @@ use super::{Listen, Service};
 use crate::kernel::net::{NetEntries, EXPAND_PORTS};
 use crate::kernel::{KernelLayer, Maps};
 
+/// The most addresses a sandbox's resolver may have in the shared maps at once; past it the
+/// resolver answers SERVFAIL until TTLs free room.
+pub const MAX_LIVE_ENTRIES: usize = 4096;
+
 const IPPROTO_TCP: u16 = 6;
 const IPPROTO_UDP: u16 = 17;
 
@@ -166,6 +170,14 @@ impl AllowedDestinations for KernelDestinations {
                 continue;
             }
             let slot = (grant.addr, port);
+            if !live.contains_key(&slot) && live.len() >= MAX_LIVE_ENTRIES {
+                bail!(
+                    "{} (`{}`): the sandbox already has {MAX_LIVE_ENTRIES} resolved addresses \
+                     in the kernel map",
+                    grant.rule,
+                    grant.name
+                );
+            }
             let value = match live.get(&slot) {
                 Some((v, _, _)) if (v.port_lo, v.port_hi) != (lo, hi) => bail!(
                     "{} (`{}`): {} already has port range {}-{} from another name",
