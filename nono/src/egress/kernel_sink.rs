@@ -34,6 +34,10 @@ use super::{Listen, Service};
 use crate::kernel::net::{NetEntries, EXPAND_PORTS};
 use crate::kernel::{KernelLayer, Maps};
 
+/// The most addresses a sandbox's resolver may have in the shared maps at once; past it the
+/// resolver answers SERVFAIL until TTLs free room.
+pub const MAX_LIVE_ENTRIES: usize = 4096;
+
 const IPPROTO_TCP: u16 = 6;
 const IPPROTO_UDP: u16 = 17;
 
@@ -166,6 +170,14 @@ impl AllowedDestinations for KernelDestinations {
                 continue;
             }
             let slot = (grant.addr, port);
+            if !live.contains_key(&slot) && live.len() >= MAX_LIVE_ENTRIES {
+                bail!(
+                    "{} (`{}`): the sandbox already has {MAX_LIVE_ENTRIES} resolved addresses \
+                     in the kernel map",
+                    grant.rule,
+                    grant.name
+                );
+            }
             let value = match live.get(&slot) {
                 Some((v, _, _)) if (v.port_lo, v.port_hi) != (lo, hi) => bail!(
                     "{} (`{}`): {} already has port range {}-{} from another name",
@@ -282,6 +294,21 @@ fn redirect_dns(
         .with_context(|| format!("opening {} (rebuild the eBPF object)", path.display()))?;
     let mut redirect: aya::maps::HashMap<_, u32, DnsRedirect> =
         aya::maps::HashMap::try_from(aya::maps::Map::HashMap(data))?;
+    // A crashed run leaves its redirect behind (its other entries are swept by the next
+    // load): drop redirects of sandboxes no longer registered.
+    let live: std::collections::HashSet<u32> = maps
+        .sandboxes
+        .iter()
+        .filter_map(|e| e.ok().map(|(_, info)| info.sandbox_id))
+        .collect();
+    let stale: Vec<u32> = redirect
+        .keys()
+        .filter_map(|k| k.ok())
+        .filter(|id| *id != sandbox_id && !live.contains(id))
+        .collect();
+    for id in stale {
+        let _ = redirect.remove(&id);
+    }
     for protocol in [IPPROTO_TCP, IPPROTO_UDP] {
         let key = Key::new(
             NET_KEY_FIXED_BITS + 32,

@@ -40,6 +40,10 @@ use super::rules::{EgressRules, Refusal};
 /// still be connected to right after it arrives.
 pub const MIN_TTL: Duration = Duration::from_secs(1);
 
+/// The most addresses one answer may add: an allowed wildcard whose zone an attacker
+/// controls must not fill the kernel maps every sandbox shares with one answer.
+pub const MAX_ADDRS_PER_ANSWER: usize = 16;
+
 /// How often expired grants are removed.
 pub const EXPIRE_EVERY: Duration = Duration::from_millis(250);
 
@@ -254,6 +258,13 @@ impl Resolver {
                 continue;
             }
             if let Some(addr) = r.data.ip_addr() {
+                if addrs.len() >= MAX_ADDRS_PER_ANSWER {
+                    tracing::info!(
+                        "dns: {}: more than {MAX_ADDRS_PER_ANSWER} addresses; {addr} dropped",
+                        escape(name)
+                    );
+                    continue;
+                }
                 if let Err(range) = self.rules.resolved_address(addr) {
                     tracing::info!(
                         "dns: {}: removed {addr} from the answer ({range})",
@@ -601,6 +612,26 @@ mod tests {
             .is_none());
         assert!(table
             .lookup(IpAddr::from([203, 0, 114, 9]), 443, now)
+            .is_none());
+    }
+
+    #[test]
+    fn one_answer_adds_at_most_a_bounded_number_of_addresses() {
+        let (up, _) = upstream(|_| {
+            (0..40u8)
+                .map(|i| a("a.example.com.", [93, 184, 216, i], 30))
+                .collect()
+        });
+        let table = Arc::new(DestinationTable::default());
+        let r = resolver(up, table.clone());
+        let reply = block_on(r.answer(query("a.example.com.")));
+        assert_eq!(reply.answers.len(), MAX_ADDRS_PER_ANSWER);
+        let now = Instant::now();
+        assert!(table
+            .lookup(IpAddr::from([93, 184, 216, 15]), 443, now)
+            .is_some());
+        assert!(table
+            .lookup(IpAddr::from([93, 184, 216, 16]), 443, now)
             .is_none());
     }
 
