@@ -284,6 +284,9 @@ async fn write_loop(
         e.dropped_user = dropped_user;
         store.end_session(&mut cursor, &e)?;
     }
+    if let Err(e) = store.tidy() {
+        tracing::warn!("audit: checkpointing the store: {e}");
+    }
     Ok(Summary {
         id: cursor.id,
         events: cursor.seq,

@@ -444,3 +444,26 @@ fn list_filters_and_orders_newest_first() {
     })
     .is_empty());
 }
+
+#[test]
+fn the_wal_stays_small_across_runs() {
+    let d = tempfile::tempdir().unwrap();
+    let db = d.path().join("audit.db");
+    let wal = d.path().join("audit.db-wal");
+    // Many small sessions, each from a fresh connection like a `nono run`.
+    for _ in 0..60 {
+        recorded(&db, 20);
+    }
+    let size = std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
+    assert!(
+        size <= super::store::WAL_KEEP + 64 * 1024,
+        "the WAL grew to {size} bytes"
+    );
+    // And everything is still there and intact, read through a fresh connection.
+    let store = Store::open(&db).unwrap();
+    let all = query::list(&store, &query::Filter::default()).unwrap();
+    assert_eq!(all.len(), 60);
+    assert!(all
+        .iter()
+        .all(|s| query::verify(&store, s).unwrap().problems.is_empty()));
+}
