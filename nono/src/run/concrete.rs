@@ -52,12 +52,11 @@ pub fn expand(policy: &Policy, vars: &PathVars) -> Result<Policy, String> {
 }
 
 fn max_rule_id(p: &Policy) -> u32 {
-    p.rule_summaries()
-        .iter()
-        .map(|(id, _)| id.0)
-        .chain(p.provenance.rules.keys().map(|id| id.0))
-        .max()
-        .unwrap_or(0)
+    p.provenance
+        .rules
+        .keys()
+        .map(|id| id.0)
+        .fold(p.max_rule_id(), u32::max)
 }
 
 /// Canonical paths already looked up in one pass. Rule paths share long prefixes (`$HOME`,
@@ -119,12 +118,7 @@ pub struct RuleRef {
 
 impl RuleRef {
     pub fn of(policy: &Policy, id: RuleId) -> RuleRef {
-        let text = policy
-            .rule_summaries()
-            .into_iter()
-            .find(|(r, _)| *r == id)
-            .map(|(_, t)| t)
-            .unwrap_or_else(|| id.to_string());
+        let text = policy.rule_summary(id).unwrap_or_else(|| id.to_string());
         RuleRef {
             id,
             text,
