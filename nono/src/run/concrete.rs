@@ -60,20 +60,85 @@ fn max_rule_id(p: &Policy) -> u32 {
 }
 
 /// Canonical paths already looked up in one pass. Rule paths share long prefixes (`$HOME`,
-/// `/etc`), and each `canonicalize` costs a `readlink` per component, so a start-up that
-/// checks dozens of rules asks the kernel once per distinct path instead.
+/// `/etc`), and `std::fs::canonicalize` (glibc `realpath`) costs a `readlink` per component of
+/// every path it is given, so resolution is done here one component at a time with every
+/// resolved prefix remembered: a start-up that checks dozens of rules asks the kernel once per
+/// distinct path prefix (one `readlink`) instead of once per component per path.
+///
+/// The result is `realpath`'s: each component is looked up in its canonical parent, a symlink is
+/// replaced by its target (resolved the same way, relative targets against the link's
+/// directory), `.` is dropped and `..` goes to the canonical parent's parent; a component that
+/// does not exist, a non-directory in the middle, a lookup this user may not make, or more than
+/// 40 symlinks ([`MAX_SYMLINKS`], Linux's ELOOP limit) make the path unresolvable.
 #[derive(Debug, Default)]
 pub struct Canonical {
     known: HashMap<PathBuf, Option<PathBuf>>,
 }
 
+/// Symlinks followed while resolving one path before giving up, as the kernel does (ELOOP).
+const MAX_SYMLINKS: u32 = 40;
+
+/// `readlink(2)`: `Ok(Some(target))` for a symlink, `Ok(None)` for anything else that exists.
+fn read_link(path: &Path) -> std::io::Result<Option<PathBuf>> {
+    match std::fs::read_link(path) {
+        Ok(t) => Ok(Some(t)),
+        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
 impl Canonical {
     /// `std::fs::canonicalize`, remembered; `None` when the path does not resolve.
     pub fn existing(&mut self, path: &Path) -> Option<PathBuf> {
+        if !path.is_absolute() {
+            return std::fs::canonicalize(path).ok();
+        }
+        let mut links = 0;
+        self.resolve(path, &mut links)
+    }
+
+    fn resolve(&mut self, path: &Path, links: &mut u32) -> Option<PathBuf> {
         if let Some(known) = self.known.get(path) {
             return known.clone();
         }
-        let resolved = std::fs::canonicalize(path).ok();
+        let resolved = match (path.parent(), path.components().next_back()) {
+            (Some(parent), Some(Component::Normal(name))) => {
+                let parent = self.resolve(parent, links)?;
+                let candidate = parent.join(name);
+                match read_link(&candidate) {
+                    Ok(None) => Some(candidate),
+                    Ok(Some(target)) => {
+                        *links += 1;
+                        if *links > MAX_SYMLINKS {
+                            return None;
+                        }
+                        // An absolute target replaces the parent; `join` does exactly that.
+                        let r = self.resolve(&parent.join(target), links);
+                        // Only a result that did not depend on the link budget is remembered.
+                        if r.is_none() {
+                            return None;
+                        }
+                        r
+                    }
+                    Err(_) => None,
+                }
+            }
+            (Some(parent), Some(Component::CurDir)) => self.resolve(parent, links),
+            (Some(parent), Some(Component::ParentDir)) => {
+                let parent = self.resolve(parent, links)?;
+                // `dir/..` needs `dir` to be a directory, as in the kernel's lookup.
+                if !parent.is_dir() {
+                    return None;
+                }
+                Some(
+                    parent
+                        .parent()
+                        .map_or_else(|| parent.clone(), Path::to_path_buf),
+                )
+            }
+            // The root (or a prefix, on other systems) resolves to itself.
+            _ => Some(path.components().collect()),
+        };
         self.known.insert(path.to_path_buf(), resolved.clone());
         resolved
     }
@@ -189,7 +254,27 @@ fn concrete(p: &PolicyPath) -> Option<PathBuf> {
 }
 
 fn is_below(path: &Path, base: &Path) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    let (p, b) = (path.as_os_str().as_bytes(), base.as_os_str().as_bytes());
+    // Fast path for the normal case, absolute paths in normal form (what `Canonical` returns):
+    // there, "`base` is a leading run of `path`'s components" is a byte prefix that ends at a
+    // separator. Anything else takes the general comparison.
+    if is_normal_form(p) && is_normal_form(b) {
+        return p.starts_with(b) && (p.len() == b.len() || b == b"/" || p[b.len()] == b'/');
+    }
     path.starts_with(base) && path.components().all(|c| c != Component::ParentDir)
+}
+
+/// An absolute path with no empty, `.` or `..` component and no trailing separator (`/` itself
+/// included): its bytes and its components say the same thing.
+fn is_normal_form(p: &[u8]) -> bool {
+    if p == b"/" {
+        return true;
+    }
+    p.first() == Some(&b'/')
+        && p[1..]
+            .split(|c| *c == b'/')
+            .all(|c| !c.is_empty() && c != b"." && c != b"..")
 }
 
 /// Every (deny, grant) pair of an expanded policy whose canonical paths overlap with a common
@@ -332,6 +417,82 @@ pub(crate) mod tests {
             m.contains("r2") && m.contains("r1") && m.contains("test.nono:2:1"),
             "{m}"
         );
+    }
+
+    #[test]
+    fn canonical_resolves_like_realpath() {
+        use std::os::unix::fs::symlink;
+        let root = tempfile::tempdir().unwrap();
+        let r = std::fs::canonicalize(root.path()).unwrap();
+        std::fs::create_dir_all(r.join("a/b/c")).unwrap();
+        std::fs::write(r.join("a/b/file"), "x").unwrap();
+        symlink("b", r.join("a/rel")).unwrap();
+        symlink(r.join("a/b/c"), r.join("abs")).unwrap();
+        symlink("../a/rel/c", r.join("a/up")).unwrap();
+        symlink("abs", r.join("chain")).unwrap();
+        symlink("missing", r.join("dangling")).unwrap();
+        symlink("loop2", r.join("loop1")).unwrap();
+        symlink("loop1", r.join("loop2")).unwrap();
+        symlink("file", r.join("a/b/filelink")).unwrap();
+        let cases = [
+            "",
+            "a",
+            "a/b/c",
+            "a/rel",
+            "a/rel/c",
+            "a/rel/file",
+            "abs",
+            "abs/..",
+            "a/up",
+            "a/up/../../b/file",
+            "chain",
+            "chain/../c",
+            "dangling",
+            "loop1",
+            "loop1/x",
+            "a/b/file",
+            "a/b/file/x",
+            "a/b/file/..",
+            "a/b/filelink",
+            "a/./b/./c",
+            "a/b/../../a/b",
+            "a/missing",
+            "a/missing/..",
+        ];
+        let mut canonical = Canonical::default();
+        for c in cases {
+            let p = r.join(c);
+            let want = std::fs::canonicalize(&p).ok();
+            // Twice: the second answer comes from what the first remembered.
+            assert_eq!(canonical.existing(&p), want, "{c}");
+            assert_eq!(canonical.existing(&p), want, "{c} (remembered)");
+        }
+        assert_eq!(canonical.existing(Path::new("/")), Some(PathBuf::from("/")));
+    }
+
+    #[test]
+    fn is_below_compares_components() {
+        let yes = [
+            ("/a/b", "/a"),
+            ("/a", "/a"),
+            ("/a", "/"),
+            ("/", "/"),
+            ("/a//b", "/a/b"),
+            ("/a/./b/", "/a/b"),
+        ];
+        let no = [
+            ("/ab", "/a"),
+            ("/a", "/a/b"),
+            ("/b", "/a"),
+            ("/a/../b", "/a"),
+            ("/a/b/..", "/a/b"),
+        ];
+        for (p, b) in yes {
+            assert!(is_below(Path::new(p), Path::new(b)), "{p} below {b}");
+        }
+        for (p, b) in no {
+            assert!(!is_below(Path::new(p), Path::new(b)), "{p} not below {b}");
+        }
     }
 
     #[test]
