@@ -72,7 +72,8 @@ fn max_rule_id(p: &Policy) -> u32 {
 /// 40 symlinks ([`MAX_SYMLINKS`], Linux's ELOOP limit) make the path unresolvable.
 #[derive(Debug, Default)]
 pub struct Canonical {
-    known: HashMap<PathBuf, Option<PathBuf>>,
+    /// Keyed by the path's bytes: hashing a `Path` walks its components.
+    known: HashMap<std::ffi::OsString, Option<PathBuf>>,
 }
 
 /// Symlinks followed while resolving one path before giving up, as the kernel does (ELOOP).
@@ -98,7 +99,7 @@ impl Canonical {
     }
 
     fn resolve(&mut self, path: &Path, links: &mut u32) -> Option<PathBuf> {
-        if let Some(known) = self.known.get(path) {
+        if let Some(known) = self.known.get(path.as_os_str()) {
             return known.clone();
         }
         let resolved = match (path.parent(), path.components().next_back()) {
@@ -139,7 +140,8 @@ impl Canonical {
             // The root (or a prefix, on other systems) resolves to itself.
             _ => Some(path.components().collect()),
         };
-        self.known.insert(path.to_path_buf(), resolved.clone());
+        self.known
+            .insert(path.as_os_str().to_os_string(), resolved.clone());
         resolved
     }
 
@@ -254,15 +256,25 @@ fn concrete(p: &PolicyPath) -> Option<PathBuf> {
 }
 
 fn is_below(path: &Path, base: &Path) -> bool {
+    match normal_starts_with(path, base) {
+        Some(below) => below,
+        None => path.starts_with(base) && path.components().all(|c| c != Component::ParentDir),
+    }
+}
+
+/// [`Path::starts_with`], comparing bytes when both paths are in normal form (what
+/// [`Canonical`] returns, and what joining plain names onto it gives).
+pub fn path_starts_with(path: &Path, base: &Path) -> bool {
+    normal_starts_with(path, base).unwrap_or_else(|| path.starts_with(base))
+}
+
+/// For absolute paths in normal form, "`base` is a leading run of `path`'s components" is a
+/// byte prefix that ends at a separator (and such a path has no `..`); `None` for other paths.
+fn normal_starts_with(path: &Path, base: &Path) -> Option<bool> {
     use std::os::unix::ffi::OsStrExt;
     let (p, b) = (path.as_os_str().as_bytes(), base.as_os_str().as_bytes());
-    // Fast path for the normal case, absolute paths in normal form (what `Canonical` returns):
-    // there, "`base` is a leading run of `path`'s components" is a byte prefix that ends at a
-    // separator. Anything else takes the general comparison.
-    if is_normal_form(p) && is_normal_form(b) {
-        return p.starts_with(b) && (p.len() == b.len() || b == b"/" || p[b.len()] == b'/');
-    }
-    path.starts_with(base) && path.components().all(|c| c != Component::ParentDir)
+    (is_normal_form(p) && is_normal_form(b))
+        .then(|| p.starts_with(b) && (p.len() == b.len() || b == b"/" || p[b.len()] == b'/'))
 }
 
 /// An absolute path with no empty, `.` or `..` component and no trailing separator (`/` itself
@@ -492,6 +504,10 @@ pub(crate) mod tests {
         }
         for (p, b) in no {
             assert!(!is_below(Path::new(p), Path::new(b)), "{p} not below {b}");
+        }
+        for (p, b) in yes.iter().chain(&no).copied() {
+            let (p, b) = (Path::new(p), Path::new(b));
+            assert_eq!(path_starts_with(p, b), p.starts_with(b), "{p:?} {b:?}");
         }
     }
 

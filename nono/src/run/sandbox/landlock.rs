@@ -29,6 +29,8 @@ use nono_policy::backend::landlock::{FsRights, LandlockPlan, NetRight, PathRule}
 use nono_policy::ir::{AuditLevel, RuleId};
 use nono_policy::path::PathVars;
 
+use crate::run::concrete::path_starts_with;
+
 /// The kernel ABI (`include/uapi/linux/landlock.h`).
 pub mod uapi {
     pub const LANDLOCK_CREATE_RULESET_VERSION: u32 = 1 << 0;
@@ -413,7 +415,7 @@ fn add_carved(
         .fold(rights, |r, (_, removed)| r.difference(*removed));
     let below: Vec<(PathBuf, FsRights)> = carves
         .iter()
-        .filter(|(p, _)| p != dir && p.starts_with(dir))
+        .filter(|(p, _)| p != dir && path_starts_with(p, dir))
         .cloned()
         .collect();
     if below.is_empty() {
@@ -455,7 +457,7 @@ fn add_carved(
     for (child, is_dir) in children {
         let relevant: Vec<(PathBuf, FsRights)> = below
             .iter()
-            .filter(|(p, _)| p.starts_with(&child))
+            .filter(|(p, _)| path_starts_with(p, &child))
             .cloned()
             .collect();
         if !relevant.is_empty() {
