@@ -256,10 +256,41 @@ fn concrete(p: &PolicyPath) -> Option<PathBuf> {
 }
 
 fn is_below(path: &Path, base: &Path) -> bool {
-    match normal_starts_with(path, base) {
-        Some(below) => below,
-        None => path.starts_with(base) && path.components().all(|c| c != Component::ParentDir),
+    is_below_flagged(path, is_normal(path), base, is_normal(base))
+}
+
+/// [`is_below`] with each path's [`is_normal`] already known (a loop over pairs computes it
+/// once per path, not once per pair).
+fn is_below_flagged(path: &Path, path_normal: bool, base: &Path, base_normal: bool) -> bool {
+    if path_normal && base_normal {
+        return bytes_below(path, base);
     }
+    path.starts_with(base) && path.components().all(|c| c != Component::ParentDir)
+}
+
+/// Path equality, as bytes when both are in normal form (`Path`'s `==` compares components).
+fn same_path(a: &Path, a_normal: bool, b: &Path, b_normal: bool) -> bool {
+    if a_normal && b_normal {
+        return a.as_os_str() == b.as_os_str();
+    }
+    a == b
+}
+
+fn is_normal(p: &Path) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    is_normal_form(p.as_os_str().as_bytes())
+}
+
+/// `a == b` for paths, as bytes when both are in normal form.
+pub fn path_eq(a: &Path, b: &Path) -> bool {
+    same_path(a, is_normal(a), b, is_normal(b))
+}
+
+/// For absolute paths in normal form: `base` is a leading run of `path`'s components.
+fn bytes_below(path: &Path, base: &Path) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    let (p, b) = (path.as_os_str().as_bytes(), base.as_os_str().as_bytes());
+    p.starts_with(b) && (p.len() == b.len() || b == b"/" || p[b.len()] == b'/')
 }
 
 /// [`Path::starts_with`], comparing bytes when both paths are in normal form (what
@@ -271,10 +302,7 @@ pub fn path_starts_with(path: &Path, base: &Path) -> bool {
 /// For absolute paths in normal form, "`base` is a leading run of `path`'s components" is a
 /// byte prefix that ends at a separator (and such a path has no `..`); `None` for other paths.
 fn normal_starts_with(path: &Path, base: &Path) -> Option<bool> {
-    use std::os::unix::ffi::OsStrExt;
-    let (p, b) = (path.as_os_str().as_bytes(), base.as_os_str().as_bytes());
-    (is_normal_form(p) && is_normal_form(b))
-        .then(|| p.starts_with(b) && (p.len() == b.len() || b == b"/" || p[b.len()] == b'/'))
+    (is_normal(path) && is_normal(base)).then(|| bytes_below(path, base))
 }
 
 /// An absolute path with no empty, `.` or `..` component and no trailing separator (`/` itself
@@ -294,15 +322,21 @@ fn is_normal_form(p: &[u8]) -> bool {
 /// rules of `exec.deny` count as exec denies.
 pub fn conflicts(policy: &Policy) -> Vec<Conflict> {
     let mut canonical = Canonical::default();
-    let mut denies: Vec<(RuleId, Access, PathBuf)> = Vec::new();
+    // Each deny's canonical path, and whether it is in normal form.
+    let mut denies: Vec<(RuleId, Access, PathBuf, bool)> = Vec::new();
+    let mut deny = |id, access, p: &Path| {
+        let c = canonical.lenient(p);
+        let normal = is_normal(&c);
+        denies.push((id, access, c, normal));
+    };
     for r in policy.fs.iter().filter(|r| r.effect == Effect::Deny) {
         if let Some(p) = concrete(&r.path) {
-            denies.push((r.id, r.access, canonical.lenient(&p)));
+            deny(r.id, r.access, &p);
         }
     }
     for r in &policy.exec.deny {
         if let Some(p) = concrete(&r.path) {
-            denies.push((r.id, Access::EXEC, canonical.lenient(&p)));
+            deny(r.id, Access::EXEC, &p);
         }
     }
     let mut out = Vec::new();
@@ -316,16 +350,17 @@ pub fn conflicts(policy: &Policy) -> Vec<Conflict> {
         };
         // Landlock applies a rule on a directory to everything below it, whatever the scope.
         let g_is_dir = gc.is_dir();
-        for (did, daccess, dc) in &denies {
+        let g_normal = is_normal(&gc);
+        for (did, daccess, dc, d_normal) in &denies {
             if !g.access.intersects(*daccess) {
                 continue;
             }
             let deny_below = if g_is_dir {
-                is_below(dc, &gc)
+                is_below_flagged(dc, *d_normal, &gc, g_normal)
             } else {
-                dc == &gc
+                same_path(dc, *d_normal, &gc, g_normal)
             };
-            let grant_below = !deny_below && is_below(&gc, dc);
+            let grant_below = !deny_below && is_below_flagged(&gc, g_normal, dc, *d_normal);
             if (deny_below || grant_below) && seen.insert((*did, g.id), ()).is_none() {
                 out.push(Conflict {
                     deny: RuleRef::of(policy, *did),
@@ -508,6 +543,7 @@ pub(crate) mod tests {
         for (p, b) in yes.iter().chain(&no).copied() {
             let (p, b) = (Path::new(p), Path::new(b));
             assert_eq!(path_starts_with(p, b), p.starts_with(b), "{p:?} {b:?}");
+            assert_eq!(path_eq(p, b), p == b, "{p:?} {b:?}");
         }
     }
 

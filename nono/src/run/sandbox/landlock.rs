@@ -29,7 +29,7 @@ use nono_policy::backend::landlock::{FsRights, LandlockPlan, NetRight, PathRule}
 use nono_policy::ir::{AuditLevel, RuleId};
 use nono_policy::path::PathVars;
 
-use crate::run::concrete::path_starts_with;
+use crate::run::concrete::{path_eq, path_starts_with};
 
 /// The kernel ABI (`include/uapi/linux/landlock.h`).
 pub mod uapi {
@@ -411,11 +411,11 @@ fn add_carved(
     // A carve-out on this very object takes its rights away from everything beneath it.
     let rights = carves
         .iter()
-        .filter(|(p, _)| p == dir)
+        .filter(|(p, _)| path_eq(p, dir))
         .fold(rights, |r, (_, removed)| r.difference(*removed));
     let below: Vec<(PathBuf, FsRights)> = carves
         .iter()
-        .filter(|(p, _)| p != dir && path_starts_with(p, dir))
+        .filter(|(p, _)| !path_eq(p, dir) && path_starts_with(p, dir))
         .cloned()
         .collect();
     if below.is_empty() {
