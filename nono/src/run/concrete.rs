@@ -255,6 +255,7 @@ fn concrete(p: &PolicyPath) -> Option<PathBuf> {
         .then(|| p.expand(&PathVars::new()).ok())?
 }
 
+#[cfg(test)]
 fn is_below(path: &Path, base: &Path) -> bool {
     is_below_flagged(path, is_normal(path), base, is_normal(base))
 }
