@@ -114,12 +114,9 @@ impl Canonical {
                             return None;
                         }
                         // An absolute target replaces the parent; `join` does exactly that.
-                        let r = self.resolve(&parent.join(target), links);
-                        // Only a result that did not depend on the link budget is remembered.
-                        if r.is_none() {
-                            return None;
-                        }
-                        r
+                        // A failure may come from the link budget of this lookup only: it is
+                        // not remembered (`?` returns before the insert below).
+                        Some(self.resolve(&parent.join(target), links)?)
                     }
                     Err(_) => None,
                 }
