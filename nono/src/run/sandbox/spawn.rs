@@ -12,8 +12,8 @@
 //! `close_range(CLOSE_RANGE_CLOEXEC)` (5.11) and `PR_SET_NO_NEW_PRIVS` (3.5).
 //!
 //! Everything that can allocate, fail with a message, or touch the filesystem happens in the
-//! parent before `fork`: the ruleset fd already holds every rule, the seccomp programs are
-//! compiled, argv/envp/cwd are C strings. Between `fork` and `execve` the child makes only
+//! parent before `clone`: the ruleset fd already holds every rule, the seccomp programs are
+//! compiled, argv/envp/cwd are C strings. Between `clone` and `execve` the child makes only
 //! async-signal-safe system calls, in this order:
 //!
 //! 1. reset every caught signal and SIGPIPE (Rust ignores it) to the default, then restore the
@@ -129,7 +129,7 @@ const LINUX_CAPABILITY_VERSION_3: u32 = 0x2008_0522;
 /// final `capset` to empty sets must succeed: dropping is always permitted.
 ///
 /// # Safety
-/// Only system calls; meant for the child between `fork` and `execve`.
+/// Only system calls; meant for the child between `clone` and `execve`.
 unsafe fn drop_capabilities() -> Result<(), ()> {
     for cap in 0..64 {
         // EINVAL marks the end of the kernel's capability list.
@@ -240,7 +240,7 @@ fn errno() -> i32 {
         .unwrap_or(libc::EIO)
 }
 
-/// The child between `fork` and `execve`. Async-signal-safe: no allocation, no locks.
+/// The child between `clone` and `execve`. Async-signal-safe: no allocation, no locks.
 fn child(
     launch: &Launch,
     conf: &Confinement<'_>,
