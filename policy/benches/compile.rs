@@ -36,7 +36,7 @@ pub fn compile_all(policy: &Policy, target: Target) -> CompiledPolicy {
 /// The whole pipeline: profile text to sealed artifact.
 fn pipeline(root: &SourceFile, source: &dyn ProfileSource) -> CompiledPolicy {
     let policy = resolve::compile(root, source).expect("profile compiles");
-    CompiledPolicy::build(&policy, TARGET)
+    CompiledPolicy::from_policy(policy, TARGET)
 }
 
 fn benches(c: &mut Criterion) {

@@ -97,17 +97,23 @@ pub enum ArtifactError {
 impl CompiledPolicy {
     /// Compile every back-end for `target` and seal the result.
     pub fn build(policy: &Policy, target: Target) -> CompiledPolicy {
+        CompiledPolicy::from_policy(policy.clone(), target)
+    }
+
+    /// [`CompiledPolicy::build`] for a policy the caller no longer needs: the artifact takes it
+    /// as it is instead of a copy (a deep one: every rule, path and origin).
+    pub fn from_policy(policy: Policy, target: Target) -> CompiledPolicy {
         // Every back-end names rules by the same one-line texts: make them once.
         let texts = policy.rule_summaries();
-        let landlock = landlock::plan_with_texts(policy, &target, &texts);
-        let seatbelt = seatbelt::profile_with_texts(policy, &texts);
-        let ebpf = ebpf::plan_with_texts(policy, &target, texts);
+        let landlock = landlock::plan_with_texts(&policy, &target, &texts);
+        let seatbelt = seatbelt::profile_with_texts(&policy, &texts);
+        let ebpf = ebpf::plan_with_texts(&policy, &target, texts);
         let mut compiled = CompiledPolicy {
             format: FORMAT.to_string(),
             format_version: FORMAT_VERSION,
             compiler: compiler_id(),
             target,
-            policy: policy.clone(),
+            policy,
             landlock,
             ebpf,
             seatbelt,

@@ -493,7 +493,6 @@ impl Policy {
 
     /// Every rule id in the policy with a one-line description, in id order.
     pub fn rule_summaries(&self) -> Vec<(RuleId, String)> {
-        use std::fmt::Write as _;
         let mut out = Vec::with_capacity(
             self.fs.len()
                 + self.exec.deny.len()
@@ -503,80 +502,87 @@ impl Policy {
                 + self.net.listen.len()
                 + self.ipc.unix_sockets.len(),
         );
-        // Each text is written straight into its own string: no intermediate `format!`s.
-        let text = |f: &mut dyn FnMut(&mut String)| {
+        self.visit_rules(|id, write| {
+            // Each text is written straight into its own string: no intermediate `format!`s.
             let mut s = String::with_capacity(48);
-            f(&mut s);
-            s
-        };
-        for r in &self.fs {
-            out.push((
-                r.id,
-                text(&mut |s| {
-                    match r.effect {
-                        Effect::Allow => s.push_str(&r.access.keyword_cow()),
-                        Effect::Deny if r.access == Access::ALL => s.push_str("deny"),
-                        Effect::Deny => {
-                            s.push_str("deny ");
-                            s.push_str(&r.access.keyword_cow());
-                        }
-                    }
-                    let _ = write!(s, " {}", r.path);
-                }),
-            ));
-        }
-        for r in &self.exec.deny {
-            out.push((
-                r.id,
-                text(&mut |s| {
-                    let _ = write!(s, "exec deny {}", r.path);
-                }),
-            ));
-        }
-        for r in self.exec.allow_only.iter().flatten() {
-            out.push((
-                r.id,
-                text(&mut |s| {
-                    let _ = write!(s, "exec only {}", r.path);
-                }),
-            ));
-        }
-        for r in &self.net.domains {
-            out.push((
-                r.id,
-                text(&mut |s| {
-                    let _ = write!(s, "net allow domain {} port {}", r.domain, r.ports);
-                }),
-            ));
-        }
-        for r in &self.net.cidrs {
-            out.push((
-                r.id,
-                text(&mut |s| {
-                    let _ = write!(s, "net allow cidr {} {}", r.net, r.protocol);
-                    if !r.ports.is_empty() {
-                        let _ = write!(s, " port {}", r.ports);
-                    }
-                }),
-            ));
-        }
-        for r in &self.net.listen {
-            out.push((
-                r.id,
-                text(&mut |s| {
-                    let _ = write!(s, "net listen {} {}", r.protocol, r.ports);
-                }),
-            ));
-        }
-        for r in &self.ipc.unix_sockets {
-            out.push((
-                r.id,
-                text(&mut |s| {
-                    let _ = write!(s, "ipc unix-socket {}", r.path);
-                }),
-            ));
-        }
+            write(&mut s);
+            out.push((id, s));
+        });
+        // Stable: should two rules share an id, the first visited comes first.
         out.sort_by_key(|(id, _)| *id);
         out
+    }
+
+    /// The one-line description of one rule, as in [`Policy::rule_summaries`], without
+    /// describing every other rule: messages that name a few rules of a large policy stay cheap.
+    pub fn rule_summary(&self, id: RuleId) -> Option<String> {
+        let mut found = None;
+        self.visit_rules(|rid, write| {
+            if rid == id && found.is_none() {
+                let mut s = String::with_capacity(48);
+                write(&mut s);
+                found = Some(s);
+            }
+        });
+        found
+    }
+
+    /// The largest rule id in the policy (0 when it has no rules).
+    pub fn max_rule_id(&self) -> u32 {
+        let mut max = 0;
+        self.visit_rules(|id, _| max = max.max(id.0));
+        max
+    }
+
+    /// Every rule, in a fixed order (filesystem, exec deny, exec only, domains, CIDRs, listen,
+    /// unix sockets), with a writer of its one-line text; the text is only made if asked for.
+    fn visit_rules(&self, mut f: impl FnMut(RuleId, &dyn Fn(&mut String))) {
+        use std::fmt::Write as _;
+        for r in &self.fs {
+            f(r.id, &|s| {
+                match r.effect {
+                    Effect::Allow => s.push_str(&r.access.keyword_cow()),
+                    Effect::Deny if r.access == Access::ALL => s.push_str("deny"),
+                    Effect::Deny => {
+                        s.push_str("deny ");
+                        s.push_str(&r.access.keyword_cow());
+                    }
+                }
+                let _ = write!(s, " {}", r.path);
+            });
+        }
+        for r in &self.exec.deny {
+            f(r.id, &|s| {
+                let _ = write!(s, "exec deny {}", r.path);
+            });
+        }
+        for r in self.exec.allow_only.iter().flatten() {
+            f(r.id, &|s| {
+                let _ = write!(s, "exec only {}", r.path);
+            });
+        }
+        for r in &self.net.domains {
+            f(r.id, &|s| {
+                let _ = write!(s, "net allow domain {} port {}", r.domain, r.ports);
+            });
+        }
+        for r in &self.net.cidrs {
+            f(r.id, &|s| {
+                let _ = write!(s, "net allow cidr {} {}", r.net, r.protocol);
+                if !r.ports.is_empty() {
+                    let _ = write!(s, " port {}", r.ports);
+                }
+            });
+        }
+        for r in &self.net.listen {
+            f(r.id, &|s| {
+                let _ = write!(s, "net listen {} {}", r.protocol, r.ports);
+            });
+        }
+        for r in &self.ipc.unix_sockets {
+            f(r.id, &|s| {
+                let _ = write!(s, "ipc unix-socket {}", r.path);
+            });
+        }
     }
 }

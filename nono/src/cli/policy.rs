@@ -55,8 +55,8 @@ pub fn main(cmd: PolicyCommand) -> CmdResult {
     } = cmd;
     let profiles = Profiles::from_env();
     let policy = crate::cli::profile::compile(&profiles, &profile)?;
-    let compiled = CompiledPolicy::build(
-        &policy,
+    let compiled = CompiledPolicy::from_policy(
+        policy,
         Target {
             landlock_abi: target_abi,
             kernel_layer,

@@ -95,11 +95,14 @@ pub(crate) struct PathTrie<'a, T> {
 }
 
 impl<'a, T: Copy> PathTrie<'a, T> {
-    pub(crate) fn new() -> Self {
+    /// A trie sized for `paths`, so that building it does not grow (and rehash) its edge map
+    /// step by step: an edge per component, plus a few for the `$XDG_*` default spellings.
+    pub(crate) fn for_paths<'p>(paths: impl Iterator<Item = &'p PolicyPath>) -> Self {
+        let edges: usize = paths.map(|p| p.components().len() + 2).sum();
         PathTrie {
-            roots: HashMap::new(),
-            edges: HashMap::new(),
-            items: Vec::new(),
+            roots: HashMap::with_capacity(4),
+            edges: HashMap::with_capacity(edges),
+            items: Vec::with_capacity(edges + 4),
         }
     }
 
@@ -185,7 +188,7 @@ mod tests {
             p("$XDG_CONFIG_HOME/gh"),
             p("/tmp/**"),
         ];
-        let mut t = PathTrie::new();
+        let mut t = PathTrie::for_paths(paths.iter());
         for (i, path) in paths.iter().enumerate() {
             t.insert(path, i as u32 + 1);
         }

@@ -638,7 +638,7 @@ impl<'p> Planner<'p> {
     /// Denies win: a grant a deny covers loses the denied rights. A grant left with nothing is
     /// dropped, and a reviewer is told why it has no Landlock rule.
     fn apply_denies(&mut self, pieces: &mut Vec<Piece>, denies: &[Deny<'_>]) {
-        let mut trie = PathTrie::new();
+        let mut trie = PathTrie::for_paths(denies.iter().map(|d| d.path));
         for (i, d) in denies.iter().enumerate() {
             trie.insert(d.path, i);
         }
@@ -674,7 +674,7 @@ impl<'p> Planner<'p> {
     /// entries in every directory on the way, so it is a gap unless the kernel layer enforces
     /// the deny.
     fn denies_inside_grants(&mut self, rules: &mut [PathRule], denies: &[Deny<'_>]) {
-        let mut trie = PathTrie::new();
+        let mut trie = PathTrie::for_paths(rules.iter().map(|r| &r.path));
         for (i, r) in rules.iter().enumerate() {
             trie.insert(&r.path, i);
         }
@@ -1173,7 +1173,7 @@ pub(crate) fn port_set_covers(outer: &PortSet, inner: &PortSet) -> bool {
 /// `exec only`: keep `execute` on grants inside a listed path; take it off grants that are not,
 /// and give it back on the listed paths inside them.
 fn restrict_exec(pieces: &mut Vec<Piece>, only: &[crate::ir::ExecRule]) {
-    let mut listed = PathTrie::new();
+    let mut listed = PathTrie::for_paths(only.iter().map(|a| &a.path));
     for (i, a) in only.iter().enumerate() {
         listed.insert(&a.path, i);
     }
@@ -1190,7 +1190,7 @@ fn restrict_exec(pieces: &mut Vec<Piece>, only: &[crate::ir::ExecRule]) {
             outside.push(i);
         }
     }
-    let mut outside_trie = PathTrie::new();
+    let mut outside_trie = PathTrie::for_paths(outside.iter().map(|&i| &pieces[i].path));
     for &i in &outside {
         outside_trie.insert(&pieces[i].path, i);
     }

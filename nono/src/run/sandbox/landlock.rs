@@ -29,6 +29,8 @@ use nono_policy::backend::landlock::{FsRights, LandlockPlan, NetRight, PathRule}
 use nono_policy::ir::{AuditLevel, RuleId};
 use nono_policy::path::PathVars;
 
+use crate::run::concrete::{path_eq, path_starts_with};
+
 /// The kernel ABI (`include/uapi/linux/landlock.h`).
 pub mod uapi {
     pub const LANDLOCK_CREATE_RULESET_VERSION: u32 = 1 << 0;
@@ -297,6 +299,41 @@ fn add_rule<T>(ruleset: &OwnedFd, rule_type: u32, attr: &T) -> io::Result<()> {
     Ok(())
 }
 
+/// Open `name` in the directory `dir` for `landlock_add_rule`, without following a symlink
+/// (the caller has listed the directory and skips symlinks, so this names the same object a
+/// path lookup would, with no lookup from `/` and no `fstat`).
+fn open_entry(dir: &OwnedFd, name: &std::ffi::OsStr) -> io::Result<OwnedFd> {
+    let c =
+        CString::new(name.as_bytes()).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    // SAFETY: `dir` is a live descriptor and `c` a valid NUL-terminated string; the returned
+    // fd is owned below.
+    let fd = unsafe {
+        libc::openat(
+            dir.as_raw_fd(),
+            c.as_ptr(),
+            libc::O_PATH | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` was just returned by openat and is owned by nothing else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+fn skip_unopenable(ruleset: &mut Ruleset, path: PathBuf, rules: &[RuleId], e: &io::Error) {
+    let reason = if e.raw_os_error() == Some(libc::ENOENT) {
+        "does not exist".to_string()
+    } else {
+        format!("cannot be opened: {e}")
+    };
+    ruleset.skipped.push(SkippedRule {
+        path,
+        rules: rules.to_vec(),
+        reason,
+    });
+}
+
 /// Add one path-beneath rule. A path that is missing (or that this user cannot reach) is
 /// skipped and reported: it only grants less, never more.
 fn add_path_rule(
@@ -305,22 +342,24 @@ fn add_path_rule(
     rights: FsRights,
     rules: &[RuleId],
 ) -> Result<(), LandlockError> {
-    let (obj, is_dir) = match open_path(&path) {
-        Ok(v) => v,
+    match open_path(&path) {
+        Ok((obj, is_dir)) => add_opened(ruleset, path, &obj, is_dir, rights, rules),
         Err(e) => {
-            let reason = if e.raw_os_error() == Some(libc::ENOENT) {
-                "does not exist".to_string()
-            } else {
-                format!("cannot be opened: {e}")
-            };
-            ruleset.skipped.push(SkippedRule {
-                path,
-                rules: rules.to_vec(),
-                reason,
-            });
-            return Ok(());
+            skip_unopenable(ruleset, path, rules, &e);
+            Ok(())
         }
-    };
+    }
+}
+
+/// Add the rule for an object already opened (`O_PATH`) whose type is known.
+fn add_opened(
+    ruleset: &mut Ruleset,
+    path: PathBuf,
+    obj: &OwnedFd,
+    is_dir: bool,
+    rights: FsRights,
+    rules: &[RuleId],
+) -> Result<(), LandlockError> {
     let rights = rights_for_object(rights, is_dir);
     if rights.is_empty() {
         ruleset.skipped.push(SkippedRule {
@@ -372,11 +411,11 @@ fn add_carved(
     // A carve-out on this very object takes its rights away from everything beneath it.
     let rights = carves
         .iter()
-        .filter(|(p, _)| p == dir)
+        .filter(|(p, _)| path_eq(p, dir))
         .fold(rights, |r, (_, removed)| r.difference(*removed));
     let below: Vec<(PathBuf, FsRights)> = carves
         .iter()
-        .filter(|(p, _)| p != dir && p.starts_with(dir))
+        .filter(|(p, _)| !path_eq(p, dir) && path_starts_with(p, dir))
         .cloned()
         .collect();
     if below.is_empty() {
@@ -392,8 +431,9 @@ fn add_carved(
     if !own_share.is_empty() {
         add_path_rule(ruleset, dir.to_path_buf(), own_share, rules)?;
     }
-    let entries = match std::fs::read_dir(dir) {
-        Ok(e) => e,
+    let listed = std::fs::read_dir(dir).and_then(|entries| Ok((open_path(dir)?.0, entries)));
+    let (dir_fd, entries) = match listed {
+        Ok(v) => v,
         Err(e) => {
             ruleset.skipped.push(SkippedRule {
                 path: dir.to_path_buf(),
@@ -403,28 +443,31 @@ fn add_carved(
             return Ok(());
         }
     };
+    // The type comes from the directory entry (no `stat` on file systems that record it);
+    // symlinks, and entries whose type cannot be found, get no rule.
     let mut children: Vec<(PathBuf, bool)> = entries
         .flatten()
-        .map(|e| {
-            let is_symlink = e.file_type().map(|t| t.is_symlink()).unwrap_or(true);
-            (e.path(), is_symlink)
+        .filter_map(|e| {
+            let t = e.file_type().ok()?;
+            (!t.is_symlink()).then(|| (e.path(), t.is_dir()))
         })
         .collect();
     // A stable order keeps `-v` output and tests deterministic.
     children.sort();
-    for (child, is_symlink) in children {
-        if is_symlink {
-            continue;
-        }
+    for (child, is_dir) in children {
         let relevant: Vec<(PathBuf, FsRights)> = below
             .iter()
-            .filter(|(p, _)| p.starts_with(&child))
+            .filter(|(p, _)| path_starts_with(p, &child))
             .cloned()
             .collect();
-        if relevant.is_empty() {
-            add_path_rule(ruleset, child, rights, rules)?;
-        } else {
+        if !relevant.is_empty() {
             add_carved(ruleset, &child, rights, &relevant, rules)?;
+            continue;
+        }
+        let name = child.file_name().unwrap_or_default();
+        match open_entry(&dir_fd, name) {
+            Ok(obj) => add_opened(ruleset, child, &obj, is_dir, rights, rules)?,
+            Err(e) => skip_unopenable(ruleset, child, rules, &e),
         }
     }
     Ok(())
@@ -681,5 +724,11 @@ mod tests {
             ["etc/hostname", "etc/ssl/certs", "etc/ssl/openssl.cnf"]
         );
         assert!(rs.added.iter().all(|a| a.rules == vec![RuleId(1)]));
+        // Entries are opened relative to their directory and typed from the listing: the
+        // directory keeps its directory-only rights, files lose them.
+        let dirs: Vec<bool> = rs.added.iter().map(|a| a.is_dir).collect();
+        assert_eq!(dirs, [false, true, false]);
+        assert_eq!(rs.added[1].rights, read);
+        assert_eq!(rs.added[0].rights, FsRights::READ_FILE);
     }
 }

@@ -1,5 +1,5 @@
 //! The unprivileged sandbox: a Landlock ruleset plus seccomp filters, applied by the child of
-//! `nono run` to itself between `fork` and `execve`.
+//! `nono run` to itself between `clone` and `execve`.
 //!
 //! Privilege: none; runs the same as root or as any user (root keeps its capabilities inside,
 //! but Landlock and seccomp apply to root too). Kernel assumptions: Landlock ABI >= 1 (the
@@ -7,7 +7,7 @@
 //!
 //! Module boundaries: [`probe`] asks the kernel what it offers; [`landlock`] and [`seccomp`]
 //! turn a plan into kernel objects in the parent; [`spawn`] is the only code that runs between
-//! `fork` and `execve`; [`supervise`] is the parent until the command ends.
+//! `clone` and `execve`; [`supervise`] is the parent until the command ends.
 
 pub mod landlock;
 pub mod probe;
@@ -20,7 +20,7 @@ use std::os::fd::BorrowedFd;
 use nono_policy::backend::landlock::LandlockPlan;
 use nono_policy::ir::AuditLevel;
 
-/// Everything the child needs, prepared before `fork`.
+/// Everything the child needs, prepared before `clone`.
 #[derive(Debug)]
 pub struct Sandbox {
     pub ruleset: landlock::Ruleset,

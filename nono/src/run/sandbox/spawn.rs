@@ -1,14 +1,23 @@
-//! Starting the command: `fork`, confine the child, `execve`.
+//! Starting the command: `clone(CLONE_VM | CLONE_VFORK)`, confine the child, `execve`.
+//!
+//! The child shares nono's memory until `execve`, as in glibc's `posix_spawn`: nothing of
+//! nono's address space is copied (no page tables to duplicate, no copy-on-write faults in the
+//! parent afterwards, nothing for `execve` to tear down), and nono is suspended until the
+//! child has exec'd or exited. The child runs on a stack of its own and writes only to it, to
+//! its own kernel state and to the error pipe. Every signal is blocked in nono around the
+//! `clone`, and the child resets every caught signal to its default before unblocking any, so
+//! no nono handler ever runs in the child on the shared memory.
 //!
 //! Privilege: none. Kernel assumptions: Linux >= 5.13 (Landlock), which implies
 //! `close_range(CLOSE_RANGE_CLOEXEC)` (5.11) and `PR_SET_NO_NEW_PRIVS` (3.5).
 //!
 //! Everything that can allocate, fail with a message, or touch the filesystem happens in the
-//! parent before `fork`: the ruleset fd already holds every rule, the seccomp programs are
-//! compiled, argv/envp/cwd are C strings. Between `fork` and `execve` the child makes only
+//! parent before `clone`: the ruleset fd already holds every rule, the seccomp programs are
+//! compiled, argv/envp/cwd are C strings. Between `clone` and `execve` the child makes only
 //! async-signal-safe system calls, in this order:
 //!
-//! 1. restore the caller's signal mask and reset SIGPIPE (Rust ignores it) to the default;
+//! 1. reset every caught signal and SIGPIPE (Rust ignores it) to the default, then restore the
+//!    caller's signal mask;
 //! 2. `setsid`: a new session without a controlling terminal, so the command cannot reach the
 //!    caller's terminal with TIOCSTI or job-control it (the terminal stays usable as stdio);
 //! 3. `PR_SET_PDEATHSIG(SIGKILL)`, then check the parent is still there: if nono is killed, the
@@ -120,7 +129,7 @@ const LINUX_CAPABILITY_VERSION_3: u32 = 0x2008_0522;
 /// final `capset` to empty sets must succeed: dropping is always permitted.
 ///
 /// # Safety
-/// Only system calls; meant for the child between `fork` and `execve`.
+/// Only system calls; meant for the child between `clone` and `execve`.
 unsafe fn drop_capabilities() -> Result<(), ()> {
     for cap in 0..64 {
         // EINVAL marks the end of the kernel's capability list.
@@ -231,7 +240,7 @@ fn errno() -> i32 {
         .unwrap_or(libc::EIO)
 }
 
-/// The child between `fork` and `execve`. Async-signal-safe: no allocation, no locks.
+/// The child between `clone` and `execve`. Async-signal-safe: no allocation, no locks.
 fn child(
     launch: &Launch,
     conf: &Confinement<'_>,
@@ -258,10 +267,23 @@ fn child(
     // SAFETY (whole block): raw system calls on live, pre-built data; see the module comment
     // for why each is here and in this order.
     unsafe {
+        // Handlers are nono's code and data, shared with nono until `execve`: none may run
+        // here. Ignored signals stay ignored, as across `execve`.
+        for sig in 1..=libc::SIGRTMAX() {
+            let mut old: libc::sigaction = std::mem::zeroed();
+            if libc::sigaction(sig, std::ptr::null(), &mut old) == 0
+                && old.sa_sigaction != libc::SIG_DFL
+                && old.sa_sigaction != libc::SIG_IGN
+            {
+                let mut dfl: libc::sigaction = std::mem::zeroed();
+                dfl.sa_sigaction = libc::SIG_DFL;
+                libc::sigaction(sig, &dfl, std::ptr::null_mut());
+            }
+        }
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
         if libc::pthread_sigmask(libc::SIG_SETMASK, caller_mask, std::ptr::null_mut()) != 0 {
             fail(Step::SignalMask);
         }
-        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
         if libc::setsid() < 0 {
             fail(Step::Setsid);
         }
@@ -313,8 +335,31 @@ fn child(
     }
 }
 
-/// Fork and exec. The caller has blocked the signals it will forward (`caller_mask` is the mask
-/// from before that), so none is lost between `fork` and supervision.
+/// The child's stack size. glibc's `posix_spawn` uses 32 KiB plus the argument size; nono's
+/// child needs no argument space (argv and envp are prepared in the parent).
+const CHILD_STACK_BYTES: usize = 64 * 1024;
+
+/// What [`child_entry`] needs, borrowed from [`spawn`]'s frame.
+struct ChildArgs<'l, 'c> {
+    launch: &'l Launch,
+    conf: &'l Confinement<'c>,
+    progs: &'l [SockFprog],
+    caller_mask: &'l libc::sigset_t,
+    parent: libc::pid_t,
+    report: libc::c_int,
+}
+
+/// The entry point `clone` runs in the child.
+extern "C" fn child_entry(arg: *mut libc::c_void) -> libc::c_int {
+    // SAFETY: `arg` is the `ChildArgs` `spawn` passed, alive until this child execs or exits.
+    let a = unsafe { &*arg.cast::<ChildArgs<'_, '_>>() };
+    // The read end of the error pipe is close-on-exec, like every descriptor but stdio here.
+    child(a.launch, a.conf, a.progs, a.caller_mask, a.parent, a.report)
+}
+
+/// Start the confined command (see the module comment). The caller has blocked the signals it
+/// will forward (`caller_mask` is the mask from before that), so none is lost between `clone`
+/// and supervision.
 pub fn spawn(
     launch: &Launch,
     conf: &Confinement<'_>,
@@ -344,10 +389,43 @@ pub fn spawn(
     let [read_end, write_end] = fds;
     // SAFETY: getpid has no preconditions.
     let parent = unsafe { libc::getpid() };
-    // SAFETY: the child runs only async-signal-safe code (see `child`) and never returns.
-    let pid = unsafe { libc::fork() };
+    let args = ChildArgs {
+        launch,
+        conf,
+        progs: &progs,
+        caller_mask,
+        parent,
+        report: write_end,
+    };
+    // The child's stack, 16-byte aligned at the top (x86_64 and aarch64 ABIs); the child only
+    // makes system calls through libc wrappers, far below this size.
+    let mut stack = vec![0u128; CHILD_STACK_BYTES / 16];
+    let stack_top = stack.as_mut_ptr_range().end.cast::<libc::c_void>();
+    // SAFETY: sigset_t is plain data, filled by sigfillset.
+    let mut all: libc::sigset_t = unsafe { std::mem::zeroed() };
+    let mut before: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `all` and `before` are live, writable sigsets.
+    unsafe {
+        libc::sigfillset(&mut all);
+        libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut before);
+    }
+    // SAFETY: `child_entry` runs only async-signal-safe code on its own stack (see `child`) and
+    // never returns; `args` and `stack` outlive it, because CLONE_VFORK suspends this thread
+    // until the child has exec'd or exited.
+    let pid = unsafe {
+        libc::clone(
+            child_entry,
+            stack_top,
+            libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
+            (&args as *const ChildArgs<'_, '_>).cast_mut().cast(),
+        )
+    };
+    let clone_errno = errno();
+    // SAFETY: restoring the mask saved above.
+    unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &before, std::ptr::null_mut()) };
+    drop(stack);
     if pid < 0 {
-        let e = errno();
+        let e = clone_errno;
         // SAFETY: both fds are ours.
         unsafe {
             libc::close(read_end);
@@ -357,11 +435,6 @@ pub fn spawn(
             step: Step::Exec,
             errno: e,
         });
-    }
-    if pid == 0 {
-        // SAFETY: closing our copy of the read end in the child.
-        unsafe { libc::close(read_end) };
-        child(launch, conf, &progs, caller_mask, parent, write_end);
     }
     // SAFETY: the parent's copy of the write end is ours to close.
     unsafe { libc::close(write_end) };

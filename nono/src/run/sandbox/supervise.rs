@@ -4,7 +4,7 @@
 //! `/proc/self/task/*/children` (`CONFIG_PROC_CHILDREN`) for finding survivors; without the
 //! latter survivors are left running (still confined) and a warning says so.
 //!
-//! Signals: nono blocks the signals below before `fork` and takes them synchronously with
+//! Signals: nono blocks the signals below before `clone` and takes them synchronously with
 //! `sigwaitinfo`, so there are no handlers and nothing is lost in between.
 //! - SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGWINCH, SIGUSR1, SIGUSR2 are forwarded to the
 //!   command's process group. The command runs in its own session (see `spawn`), so the
@@ -75,7 +75,7 @@ impl Drop for BlockedSignals {
     }
 }
 
-/// Make nono the reaper of every orphan the command leaves. Call before `fork`.
+/// Make nono the reaper of every orphan the command leaves. Call before `clone`.
 pub fn become_subreaper() -> io::Result<()> {
     // SAFETY: prctl with integer arguments.
     if unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) } != 0 {
