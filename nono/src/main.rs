@@ -16,6 +16,7 @@ mod exit;
 pub mod kernel;
 mod layers;
 mod profiles;
+mod rollback;
 mod run;
 
 use clap::{Parser, Subcommand};
@@ -29,6 +30,7 @@ Examples:
   nono policy compile claude-code
   nono profile list
   nono profile init my-agent --extends default
+  nono run --rollback --allow ~/projects/app -- claude; nono rollback list
 
 Exit codes: 0 ok (run: the command's status), 1 failure, 2 usage,
 125 nono run refused or failed to start, 126 not executable, 127 not found,
@@ -56,6 +58,9 @@ enum Command {
     /// List, show, create and check profiles.
     #[command(subcommand)]
     Profile(cli::profile::ProfileCommand),
+    /// List, inspect and undo the file changes of `nono run --rollback` sessions.
+    #[command(subcommand)]
+    Rollback(rollback::cli::RollbackCommand),
     /// Run a command in a kernel-layer sandbox only (VM lab and kernel tests).
     #[cfg(target_os = "linux")]
     #[command(hide = true)]
@@ -95,6 +100,7 @@ fn main() {
         Command::Why(args) => run::why(args),
         Command::Policy(cmd) => cli::policy::main(cmd),
         Command::Profile(cmd) => cli::profile::main(cmd),
+        Command::Rollback(cmd) => rollback::cli::main(cmd),
         #[cfg(target_os = "linux")]
         Command::KernelRun(args) => kernel::cli::kernel_run(args),
         #[cfg(target_os = "linux")]

@@ -466,14 +466,27 @@ pub fn run(args: RunArgs) -> CmdResult {
     }
     let launch = Launch::new(&bin, &args.command, &env, &workdir)
         .map_err(|e| Exit::new(exit::NOT_EXECUTABLE, format!("nono: {shown}: {e}")))?;
-    match sandbox::run(&sandbox, &launch) {
+    let rollback = crate::rollback::begin(crate::rollback::BeginArgs {
+        mode: args.rollback,
+        policy: &policy,
+        plan: &plan,
+        vars: &vars,
+        command: &args.command,
+        workdir: &workdir,
+    })
+    .map_err(refused)?;
+    let result = match sandbox::run(&sandbox, &launch) {
         Ok(ended) => Ok(ended.exit_code()),
         Err(RunError::Spawn(e)) => Err(spawn_failure(e, &shown, &bin, &policy, &sandbox)),
         Err(RunError::Setup(e)) => Err(refused(format!("nono: cannot start {shown}: {e}"))),
         Err(RunError::Supervise(e)) => {
             Err(Exit::failure(format!("nono: lost track of {shown}: {e}")))
         }
+    };
+    if let Some(r) = rollback {
+        r.finish(result.as_ref().ok().copied());
     }
+    result
 }
 
 #[cfg(test)]

@@ -22,7 +22,8 @@ use crate::exit::{CmdResult, Exit};
 #[command(after_help = "Examples:
   nono run --profile claude-code --allow ~/projects/app -- claude
   nono run --read /data --write ./out -- ./analyse.sh
-  nono run --dry-run --profile node-dev -- npm test")]
+  nono run --dry-run --profile node-dev -- npm test
+  nono run --rollback --allow ~/projects/app -- claude")]
 pub struct RunArgs {
     /// Profile name (built-in or in $XDG_CONFIG_HOME/nono/profiles) or a profile file.
     #[arg(long, short, default_value = "default")]
@@ -51,6 +52,10 @@ pub struct RunArgs {
     /// Print the compiled plan and the kernel features it uses, then exit.
     #[arg(long)]
     pub dry_run: bool,
+    /// Snapshot what the command may write, so `nono rollback restore` can undo it
+    /// (`--rollback=optional`: run without rollback if the tree exceeds the limits).
+    #[arg(long, value_name = "MODE", num_args = 0..=1, require_equals = true, default_missing_value = "on")]
+    pub rollback: Option<crate::rollback::Mode>,
     /// The command and its arguments.
     #[arg(last = true, required = true, value_name = "CMD")]
     pub command: Vec<std::ffi::OsString>,
