@@ -328,16 +328,16 @@ impl<'a> Restorer<'a> {
                 .map(|c| c.as_os_str().to_os_string()),
             _ => None,
         };
-        if let (Some(sub), false, Scope::All) = (&sub, self.dry_run, scope) {
+        // The mode found, before any temporary change below.
+        let found_mode = sub
+            .as_ref()
+            .and_then(|s| rustix::fs::fstat(s).ok())
+            .map(|st| st.st_mode as u32 & 0o7777);
+        if let (Some(sub), Some(m), false, Scope::All) = (&sub, found_mode, self.dry_run, scope) {
             // A directory made read-only must be writable while its entries are restored;
             // its recorded mode is set again below, once they are done.
-            if let Ok(st) = rustix::fs::fstat(sub) {
-                if st.st_mode as u32 & 0o700 != 0o700 && st.st_uid == self.euid {
-                    let _ = rustix::fs::fchmod(
-                        sub,
-                        Mode::from_raw_mode((st.st_mode as u32 & 0o7777 | 0o700) as _),
-                    );
-                }
+            if m & 0o700 != 0o700 {
+                let _ = rustix::fs::fchmod(sub, Mode::from_raw_mode((m | 0o700) as _));
             }
         }
         if let Some(sub) = &sub {
@@ -370,13 +370,18 @@ impl<'a> Restorer<'a> {
         }
         if scope == Scope::All {
             if let Some(sub) = &sub {
-                self.fix_dir_metadata(sub.as_fd(), e)?;
+                self.fix_dir_metadata(sub.as_fd(), e, found_mode)?;
             }
         }
         Ok(())
     }
 
-    fn fix_dir_metadata(&mut self, fd: BorrowedFd<'_>, e: &Entry) -> Res<()> {
+    fn fix_dir_metadata(
+        &mut self,
+        fd: BorrowedFd<'_>,
+        e: &Entry,
+        found_mode: Option<u32>,
+    ) -> Res<()> {
         let path = self.abs(&e.path);
         let st = rustix::fs::fstat(fd).map_err(|er| errno("cannot stat", &path, er))?;
         let mode = self.safe_mode(e);
@@ -393,7 +398,7 @@ impl<'a> Restorer<'a> {
             }
         }
         if owner_differs || (st.st_mode as u32 & 0o7777) != mode {
-            if (st.st_mode as u32 & 0o7777) != mode {
+            if found_mode.unwrap_or(st.st_mode as u32 & 0o7777) != mode {
                 self.act("restore mode", &e.path);
             }
             if !self.dry_run {

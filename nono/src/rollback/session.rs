@@ -142,23 +142,37 @@ pub fn utc(secs: u64) -> String {
     )
 }
 
-/// A new session id: `YYYYMMDD-HHMMSS-xxxxxx` (time-ordered, unique).
-fn new_id() -> String {
-    let t = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default();
+/// A new session id: `YYYYMMDD-HHMMSS-uuuuuu` (UTC, then microseconds), so that ids sort
+/// in the order the sessions started; [`create_session_dir`] makes it unique.
+fn new_id(t: std::time::Duration) -> String {
     let stamp: String = utc(t.as_secs())
         .chars()
         .filter(|c| c.is_ascii_digit() || *c == ' ')
         .collect::<String>()
         .replace(' ', "-");
-    let mut h = <sha2::Sha256 as sha2::Digest>::new();
-    sha2::Digest::update(
-        &mut h,
-        format!("{}:{}:{}", t.as_nanos(), std::process::id(), stamp),
-    );
-    let r = hex::encode(sha2::Digest::finalize(h));
-    format!("{stamp}-{}", &r[..6])
+    format!("{stamp}-{:06}", t.subsec_micros())
+}
+
+/// Create the directory of a new session, moving the id forward a microsecond at a time if
+/// another nono took it (`mkdir` is the atomic test).
+fn create_session_dir(store: &Store) -> Result<(String, PathBuf), String> {
+    let mut t = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    for _ in 0..1000 {
+        let id = new_id(t);
+        let dir = store.sessions_dir().join(&id);
+        match std::os::unix::fs::DirBuilderExt::mode(&mut std::fs::DirBuilder::new(), 0o700)
+            .create(&dir)
+        {
+            Ok(()) => return Ok((id, dir)),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                t += std::time::Duration::from_micros(1);
+            }
+            Err(e) => return Err(format!("cannot create {}: {e}", dir.display())),
+        }
+    }
+    Err("cannot find a free session id".into())
 }
 
 const WRITE_RIGHTS: FsRights = FsRights::WRITE_FILE
@@ -336,7 +350,6 @@ pub fn begin(a: BeginArgs<'_>) -> Result<Option<Session>, String> {
             Err(e) => return too_large(mode, e.to_string()),
         }
     }
-    let id = new_id();
     let mut manifest = Manifest {
         options: options.clone(),
         roots: Vec::new(),
@@ -355,8 +368,7 @@ pub fn begin(a: BeginArgs<'_>) -> Result<Option<Session>, String> {
         manifest.roots.push(rm);
     }
     store.sync().map_err(|e| format!("nono: {e}"))?;
-    let dir = store.sessions_dir().join(&id);
-    store::mkdir_private(&dir).map_err(|e| format!("nono: {e}"))?;
+    let (id, dir) = create_session_dir(&store).map_err(|e| format!("nono: rollback: {e}"))?;
     store::write_json(&dir.join("before.json"), &manifest).map_err(|e| format!("nono: {e}"))?;
     let info = SessionInfo {
         id: id.clone(),
@@ -541,7 +553,7 @@ mod tests {
         assert_eq!(utc(0), "1970-01-01 00:00:00");
         assert_eq!(utc(1_796_042_096), "2026-11-30 12:34:56");
         assert_eq!(utc(951_782_400), "2000-02-29 00:00:00");
-        let id = new_id();
-        assert_eq!(id.len(), "20261130-183456-abcdef".len(), "{id}");
+        let id = new_id(std::time::Duration::new(1_796_042_096, 7_000));
+        assert_eq!(id, "20261130-123456-000007");
     }
 }
