@@ -389,9 +389,11 @@ fn hostile_names_are_escaped_and_restored(user: User) {
          for f in ./*; do [ -f \"$f\" ] && cp \"$f\" new/; done; true",
     );
     assert_eq!(out.code(), Some(0), "{}", out.describe());
-    for stream in [&out.stderr] {
-        assert!(!stream.contains('\x1b'), "raw escape printed: {stream:?}");
-    }
+    assert!(
+        !out.stderr.contains('\x1b'),
+        "raw escape printed: {:?}",
+        out.stderr
+    );
     let id = latest_session(&w);
     let shown = nono(&w, &["rollback", "show", &id, "--diff"]);
     assert_eq!(shown.code(), Some(0), "{}", shown.describe());

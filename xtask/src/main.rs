@@ -8,6 +8,7 @@ use std::process::Command;
 
 use anyhow::{bail, Context, Result};
 
+mod bench_rollback;
 mod bench_run;
 mod demo;
 mod ebpf;
@@ -21,8 +22,9 @@ commands:
   demo    build nono and run the main job on the built-in default profile
   test    every test: fmt, clippy, unit, end-to-end (root and unprivileged), fuzz smoke,
           and the kernel-layer lab on Debian's 6.12 and 6.1 kernels under QEMU
-  bench [compile|run]        benchmarks: policy compile (criterion) and `nono run` start-up
-                             next to /bin/true and bwrap (both by default)
+  bench [compile|run|rollback]  benchmarks: policy compile (criterion), `nono run` start-up
+                             next to /bin/true and bwrap (these two by default), and rollback
+                             snapshot/restore next to cp -a
   fuzz    run the fuzz targets for longer (FUZZ_SECONDS, default 60 each)
   ebpf [--setup] [--debug]   build the eBPF object nono embeds (--setup installs the toolchain)
   vm-test [6.12] [6.1]       only the kernel-layer lab (both kernels by default)";
@@ -241,8 +243,18 @@ fn fuzz(seconds: u32, build: FuzzBuild) -> Result<()> {
     Ok(())
 }
 
-/// `cargo xtask bench [compile|run]`: both by default.
+/// `cargo xtask bench [compile|run|rollback]`: compile and run by default.
 fn bench(which: Option<&str>) -> Result<()> {
+    if which == Some("rollback") {
+        let nono = build_release_nono()?;
+        let base = root().join("target/bench-rollback");
+        let rounds = std::env::var("BENCH_ROUNDS")
+            .ok()
+            .and_then(|r| r.parse().ok())
+            .unwrap_or(5);
+        println!("{}", bench_rollback::bench_rollback(&nono, &base, rounds)?);
+        return Ok(());
+    }
     apt_install(&["bubblewrap"])?;
     if which != Some("run") {
         run(cargo().args(["bench", "--package", "nono-policy", "--bench", "compile"]))?;

@@ -26,6 +26,9 @@
 //! Left alone: names in the exclusion list and paths the snapshot skipped (`.gitignore`d,
 //! other filesystems). Special files (FIFOs, sockets, devices) are never created.
 
+// `struct stat` field types differ between architectures; the casts are no-ops only on some.
+#![allow(clippy::unnecessary_cast)]
+
 use std::collections::{HashMap, HashSet};
 use std::ffi::{OsStr, OsString};
 use std::io::{Read, Write};
@@ -625,4 +628,93 @@ fn set_mtime(fd: BorrowedFd<'_>, e: &Entry) -> rustix::io::Result<()> {
             last_modification: t,
         },
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rollback::snapshot::{store_files, walk, WalkOptions};
+    use crate::rollback::store::Lock;
+
+    fn entry(mode: u32, uid: u32, gid: u32) -> Entry {
+        Entry {
+            path: "f".into(),
+            kind: Kind::File,
+            mode,
+            uid,
+            gid,
+            size: 0,
+            mtime: 0,
+            mtime_nsec: 0,
+            ctime: 0,
+            ctime_nsec: 0,
+            dev: 0,
+            ino: 0,
+            hash: None,
+            target: None,
+        }
+    }
+
+    #[test]
+    fn setuid_and_setgid_only_for_their_owner() {
+        let d = tempfile::tempdir().unwrap();
+        let store = Store::open(d.path(), Lock::Shared).unwrap();
+        let rm = RootManifest {
+            root: "/nowhere".into(),
+            entries: vec![],
+            skipped: vec![],
+        };
+        let mut r = Restorer::new(&store, &rm, &Options::default(), None, true);
+        r.euid = 1000;
+        r.egid = 1000;
+        // Someone else's setuid/setgid file restored by user 1000: the bits are dropped.
+        assert_eq!(r.safe_mode(&entry(0o6755, 0, 0)), 0o755);
+        // The user's own: kept, as they were in the snapshot.
+        assert_eq!(r.safe_mode(&entry(0o6755, 1000, 1000)), 0o6755);
+        assert_eq!(r.safe_mode(&entry(0o2775, 1000, 50)), 0o775);
+        // Root restores the owner first, so the recorded bits belong to the recorded owner.
+        r.euid = 0;
+        assert_eq!(r.safe_mode(&entry(0o4755, 1000, 1000)), 0o4755);
+        // Never more than the snapshot had.
+        assert_eq!(r.safe_mode(&entry(0o644, 0, 0)), 0o644);
+    }
+
+    #[test]
+    fn a_file_swapped_for_a_symlink_is_restored_without_writing_the_target() {
+        let d = tempfile::tempdir().unwrap();
+        let base = std::fs::canonicalize(d.path()).unwrap();
+        let tree = base.join("tree");
+        std::fs::create_dir_all(tree.join("sub")).unwrap();
+        std::fs::write(tree.join("config"), "mine\n").unwrap();
+        std::fs::write(tree.join("sub/x"), "x\n").unwrap();
+        let victim = base.join("bashrc");
+        std::fs::write(&victim, "victim\n").unwrap();
+        let outside = base.join("outside");
+        std::fs::create_dir(&outside).unwrap();
+        let store = Store::open(&base.join("store"), Lock::Shared).unwrap();
+        let w = walk(&tree, &WalkOptions::default(), None).unwrap();
+        let (rm, _) = store_files(&store, &tree, w, None).unwrap();
+
+        std::fs::remove_file(tree.join("config")).unwrap();
+        std::os::unix::fs::symlink(&victim, tree.join("config")).unwrap();
+        std::fs::remove_dir_all(tree.join("sub")).unwrap();
+        std::os::unix::fs::symlink(&outside, tree.join("sub")).unwrap();
+
+        let mut r = Restorer::new(&store, &rm, &Options::default(), None, false);
+        r.run().unwrap();
+        assert!(r.errors.is_empty(), "{:?}", r.errors);
+        assert_eq!(std::fs::read(&victim).unwrap(), b"victim\n");
+        assert!(std::fs::read_dir(&outside).unwrap().next().is_none());
+        let m = std::fs::symlink_metadata(tree.join("config")).unwrap();
+        assert!(m.file_type().is_file());
+        assert_eq!(std::fs::read(tree.join("config")).unwrap(), b"mine\n");
+        assert!(std::fs::symlink_metadata(tree.join("sub"))
+            .unwrap()
+            .is_dir());
+        assert_eq!(std::fs::read(tree.join("sub/x")).unwrap(), b"x\n");
+
+        let mut again = Restorer::new(&store, &rm, &Options::default(), None, false);
+        again.run().unwrap();
+        assert!(again.actions.is_empty(), "{:?}", again.actions);
+    }
 }

@@ -453,7 +453,12 @@ impl Session {
             // Same exclusions; .gitignore is not re-evaluated (the session may have edited
             // it): what was skipped then is skipped now, everything else is seen.
             let opts = walk_options(&self.before.options, &b.skipped, false);
-            let w = snapshot::walk(&b.root, &opts, None).map_err(|e| e.to_string())?;
+            let w = if std::fs::symlink_metadata(&b.root).is_err() {
+                // The root itself is gone: everything in it was deleted.
+                snapshot::Walked::default()
+            } else {
+                snapshot::walk(&b.root, &opts, None).map_err(|e| e.to_string())?
+            };
             let (mut rm, _) = snapshot::store_files(&self.store, &b.root, w, Some(b))
                 .map_err(|e| e.to_string())?;
             rm.skipped = b.skipped.clone();

@@ -28,7 +28,7 @@
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
 use std::os::fd::AsFd;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -89,6 +89,12 @@ impl Store {
         for d in ["objects", "tmp", "sessions", "last"] {
             mkdir_private(&root.join(d))?;
         }
+        // The 256 shards, made once, so that storing an object is one rename.
+        if !root.join("objects/ff").is_dir() {
+            for i in 0..=255u8 {
+                mkdir_private(&root.join("objects").join(format!("{i:02x}")))?;
+            }
+        }
         let lock_path = root.join("lock");
         let f = fs::OpenOptions::new()
             .create(true)
@@ -146,10 +152,11 @@ impl Store {
         loop {
             let n = N.fetch_add(1, Ordering::Relaxed);
             let p = dir.join(format!("{}.{n}", std::process::id()));
+            // Objects are read-only; the fd is writable whatever the mode.
             match fs::OpenOptions::new()
                 .write(true)
                 .create_new(true)
-                .mode(0o600)
+                .mode(0o400)
                 .open(&p)
             {
                 Ok(f) => return Ok((f, p)),
@@ -165,10 +172,6 @@ impl Store {
         if dest.exists() {
             let _ = fs::remove_file(tmp);
             return Ok(());
-        }
-        let _ = fs::set_permissions(tmp, fs::Permissions::from_mode(0o400));
-        if let Some(parent) = dest.parent() {
-            mkdir_private(parent)?;
         }
         fs::rename(tmp, &dest).map_err(|e| io_err("cannot store object", &dest, e))?;
         self.new_objects.fetch_add(1, Ordering::Relaxed);
@@ -365,6 +368,7 @@ pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, Strin
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt;
 
     #[test]
     fn identical_content_is_stored_once() {
