@@ -78,6 +78,42 @@ fn timed(cmd: &mut Command) -> Result<Duration> {
     Ok(t)
 }
 
+/// A `{:?}` Duration (`12.5ms`, `1.2s`, `830µs`) following `label ` in nono's `-v` log.
+fn logged(stderr: &str, label: &str) -> Option<Duration> {
+    let rest = &stderr[stderr.find(&format!("{label} "))? + label.len() + 1..];
+    let end = rest.find([',', ')'])?;
+    let text = &rest[..end];
+    let split = text.find(|c: char| !(c.is_ascii_digit() || c == '.'))?;
+    let (num, unit) = text.split_at(split);
+    let n: f64 = num.parse().ok()?;
+    let secs = match unit {
+        "s" => n,
+        "ms" => n / 1e3,
+        "µs" | "us" => n / 1e6,
+        "ns" => n / 1e9,
+        _ => return None,
+    };
+    Some(Duration::from_secs_f64(secs))
+}
+
+/// Like [`timed`], for `nono -v run --rollback`: also the snapshot's phases from its log.
+fn timed_phases(cmd: &mut Command) -> Result<(Duration, [Duration; 3])> {
+    let start = Instant::now();
+    let out = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .output()
+        .with_context(|| format!("cannot run {cmd:?}"))?;
+    let t = start.elapsed();
+    let err = String::from_utf8_lossy(&out.stderr);
+    if !out.status.success() {
+        bail!("{cmd:?} failed ({}): {err}", out.status);
+    }
+    let phase = |l: &str| logged(&err, l).with_context(|| format!("no `{l}` in: {err}"));
+    Ok((t, [phase("walk")?, phase("hash+store")?, phase("syncfs")?]))
+}
+
 fn median(v: &mut [Duration]) -> Duration {
     v.sort();
     v[v.len() / 2]
@@ -109,7 +145,7 @@ pub fn bench_rollback(nono: &Path, base: &Path, rounds: usize) -> Result<String>
     generate(&tree)?;
     let run_args = |rollback: bool, state: &Path| {
         let mut c = Command::new(nono);
-        c.arg("run");
+        c.args(["-v", "run"]);
         if rollback {
             c.arg("--rollback");
         }
@@ -123,13 +159,19 @@ pub fn bench_rollback(nono: &Path, base: &Path, rounds: usize) -> Result<String>
     };
     let (mut first, mut again, mut restore, mut plain, mut cp, mut cp_sync) =
         (vec![], vec![], vec![], vec![], vec![], vec![]);
+    let (mut first_phases, mut again_phases): (Vec<[Duration; 3]>, Vec<[Duration; 3]>) =
+        (vec![], vec![]);
     let mut buf = vec![0u8; FILE_SIZE];
     for round in 0..rounds {
         let state = base.join(format!("state{round}"));
         fs::create_dir_all(&state)?;
         plain.push(timed(&mut run_args(false, &state))?);
-        first.push(timed(&mut run_args(true, &state))?);
-        again.push(timed(&mut run_args(true, &state))?);
+        let (t, p) = timed_phases(&mut run_args(true, &state))?;
+        first.push(t);
+        first_phases.push(p);
+        let (t, p) = timed_phases(&mut run_args(true, &state))?;
+        again.push(t);
+        again_phases.push(p);
         let id = latest_session(nono, &state)?;
         for k in 0..CHANGED {
             let i = k * (DIRS * FILES_PER_DIR / CHANGED);
@@ -162,17 +204,31 @@ pub fn bench_rollback(nono: &Path, base: &Path, rounds: usize) -> Result<String>
         cp_sync.push(start.elapsed());
         fs::remove_dir_all(&dest)?;
         fs::remove_dir_all(&state)?;
+        let ph = |p: [Duration; 3]| {
+            format!(
+                "(walk {} hash+store {} syncfs {})",
+                secs(p[0]),
+                secs(p[1]),
+                secs(p[2])
+            )
+        };
         eprintln!(
-            "round {}: plain {} first {} again {} restore {} cp -a {} cp -a+sync {}",
+            "round {}: plain {} first {} {} again {} {} restore {} cp -a {} cp -a+sync {}",
             round + 1,
             secs(plain[round]),
             secs(first[round]),
+            ph(first_phases[round]),
             secs(again[round]),
+            ph(again_phases[round]),
             secs(restore[round]),
             secs(cp[round]),
             secs(cp_sync[round])
         );
     }
+    let phase_medians = |v: &[[Duration; 3]]| -> [Duration; 3] {
+        [0, 1, 2].map(|i| median(&mut v.iter().map(|p| p[i]).collect::<Vec<_>>()))
+    };
+    let (fp, ap) = (phase_medians(&first_phases), phase_medians(&again_phases));
     let (first, again, restore, plain, cp, cp_sync) = (
         median(&mut first),
         median(&mut again),
@@ -208,10 +264,24 @@ pub fn bench_rollback(nono: &Path, base: &Path, rounds: usize) -> Result<String>
     );
     let _ = writeln!(
         s,
+        "    of which (nono -v): walk {}, hash+store {}, syncfs {}",
+        secs(fp[0]),
+        secs(fp[1]),
+        secs(fp[2])
+    );
+    let _ = writeln!(
+        s,
         "  unchanged re-snapshot run             {}  ({}; {:.2}x cp -a)",
         secs(again),
         verdict(again, Duration::from_millis(300)),
         ratio(again, cp)
+    );
+    let _ = writeln!(
+        s,
+        "    of which (nono -v): walk {}, hash+store {}, syncfs {}",
+        secs(ap[0]),
+        secs(ap[1]),
+        secs(ap[2])
     );
     let _ = writeln!(
         s,

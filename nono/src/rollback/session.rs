@@ -350,6 +350,7 @@ pub fn begin(a: BeginArgs<'_>) -> Result<Option<Session>, String> {
             Err(e) => return too_large(mode, e.to_string()),
         }
     }
+    let walked_at = Instant::now();
     let mut manifest = Manifest {
         options: options.clone(),
         roots: Vec::new(),
@@ -367,7 +368,9 @@ pub fn begin(a: BeginArgs<'_>) -> Result<Option<Session>, String> {
         total.hashed_bytes += st.hashed_bytes;
         manifest.roots.push(rm);
     }
+    let stored_at = Instant::now();
     store.sync().map_err(|e| format!("nono: {e}"))?;
+    let synced_at = Instant::now();
     let (id, dir) = create_session_dir(&store).map_err(|e| format!("nono: rollback: {e}"))?;
     store::write_json(&dir.join("before.json"), &manifest).map_err(|e| format!("nono: {e}"))?;
     let info = SessionInfo {
@@ -395,13 +398,16 @@ pub fn begin(a: BeginArgs<'_>) -> Result<Option<Session>, String> {
     }
     tracing::info!(
         "rollback: session {id}: {} entries, {} MiB in {} root(s); {} file(s) hashed, {} new \
-         object(s), in {:.0?}",
+         object(s), in {:.0?} (walk {:?}, hash+store {:?}, syncfs {:?})",
         total.entries,
         total.bytes >> 20,
         roots.len(),
         total.hashed_files,
         info.new_objects,
-        started_at.elapsed()
+        started_at.elapsed(),
+        walked_at - started_at,
+        stored_at - walked_at,
+        synced_at - stored_at
     );
     Ok(Some(Session {
         store,
