@@ -275,7 +275,7 @@ fn previous(store: &Store, root: &Path) -> Option<RootManifest> {
 }
 
 fn set_last(store: &Store, root: &Path, session: &str, manifest: &str) {
-    let _ = store::write_json(
+    let _ = store::write_json_fast(
         &store.last_path(root),
         &Last {
             session: session.into(),
@@ -471,8 +471,8 @@ impl Session {
             all.extend(changes::diff(b, &rm));
             after.roots.push(rm);
         }
-        store::write_json(&self.dir.join("after.json"), &after)?;
-        store::write_json(&self.dir.join("changes.json"), &all)?;
+        store::write_json_fast(&self.dir.join("after.json"), &after)?;
+        store::write_json_fast(&self.dir.join("changes.json"), &all)?;
         for r in &after.roots {
             set_last(&self.store, &r.root, &self.info.id, "after");
         }
@@ -482,7 +482,7 @@ impl Session {
         self.info.changes = Some(counts.clone());
         self.info.new_objects = self.store.new_objects.load(Ordering::Relaxed);
         self.info.new_bytes = self.store.new_bytes.load(Ordering::Relaxed);
-        store::write_json(&self.dir.join("session.json"), &self.info)?;
+        store::write_json_fast(&self.dir.join("session.json"), &self.info)?;
         Ok(counts)
     }
 }

@@ -19,8 +19,11 @@
 //! Durability (fsync policy): objects are not fsynced one by one — on a 10,000-file tree that
 //! would cost seconds. Instead the whole store filesystem is flushed with one `syncfs` after a
 //! snapshot's objects are written and before its manifest is published and the command starts,
-//! so a manifest never refers to an object that a crash could lose. Manifests and session
-//! files are written to a temporary file, fsynced, renamed, and the directory fsynced.
+//! so a manifest never refers to an object that a crash could lose. The snapshot manifest and
+//! `session.json` are written to a temporary file, fsynced, renamed, and the directory
+//! fsynced. What is written after the run (`after.json`, `changes.json`, the updated
+//! `session.json`) and the `last/` fast-path pointers are renamed into place atomically but
+//! not fsynced: a restore needs none of them, and a lost pointer only costs a rehash.
 //!
 //! The whole store lies under `$XDG_STATE_HOME/nono`, which every `nono run` denies
 //! implicitly (see `run/concrete.rs`): the sandbox can neither read nor write it.
@@ -329,6 +332,13 @@ pub fn is_hash(s: &str) -> bool {
 
 /// Write a file atomically and durably: temporary file, fsync, rename, fsync the directory.
 pub fn write_atomic(path: &Path, data: &[u8]) -> Result<(), String> {
+    write_atomic_with(path, data, true)
+}
+
+/// Write a file atomically (temporary file, rename) and, if `durable`, fsync it and its
+/// directory. Only what a restore depends on (the snapshot manifest, the session) needs to
+/// survive a crash; caches and the after-run record are rebuilt or only informative.
+fn write_atomic_with(path: &Path, data: &[u8], durable: bool) -> Result<(), String> {
     let dir = path.parent().ok_or("write_atomic: no parent")?;
     let tmp = dir.join(format!(
         ".{}.tmp{}",
@@ -345,14 +355,22 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> Result<(), String> {
         .open(&tmp)
         .map_err(|e| io_err("cannot create", &tmp, e))?;
     f.write_all(data)
-        .and_then(|_| f.sync_all())
+        .and_then(|_| if durable { f.sync_all() } else { Ok(()) })
         .map_err(|e| io_err("cannot write", &tmp, e))?;
     drop(f);
     fs::rename(&tmp, path).map_err(|e| io_err("cannot rename into", path, e))?;
-    if let Ok(d) = File::open(dir) {
-        let _ = d.sync_all();
+    if durable {
+        if let Ok(d) = File::open(dir) {
+            let _ = d.sync_all();
+        }
     }
     Ok(())
+}
+
+/// [`write_json`] without the fsyncs (still atomic): for caches and informative records.
+pub fn write_json_fast<T: serde::Serialize>(path: &Path, value: &T) -> Result<(), String> {
+    let data = serde_json::to_vec(value).map_err(|e| format!("rollback store: {e}"))?;
+    write_atomic_with(path, &data, false)
 }
 
 pub fn write_json<T: serde::Serialize>(path: &Path, value: &T) -> Result<(), String> {
