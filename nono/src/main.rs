@@ -59,7 +59,7 @@ enum Command {
     #[command(subcommand)]
     Profile(cli::profile::ProfileCommand),
     /// List, inspect and undo the file changes of `nono run --rollback` sessions.
-    #[command(subcommand)]
+    #[command(subcommand, after_help = rollback::cli::EXAMPLES)]
     Rollback(rollback::cli::RollbackCommand),
     /// Run a command in a kernel-layer sandbox only (VM lab and kernel tests).
     #[cfg(target_os = "linux")]

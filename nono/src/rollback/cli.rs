@@ -17,6 +17,18 @@ use super::session::{self, utc};
 use super::store::{self, Lock, Store};
 use crate::exit::{CmdResult, Exit};
 
+/// `nono rollback --help`.
+pub const EXAMPLES: &str = "Examples:
+  nono run --rollback --allow ~/projects/app -- claude
+  nono rollback list
+  nono rollback show 20261130-1834 --diff     # a unique prefix of the id is enough
+  nono rollback restore 20261130-1834 --dry-run
+  nono rollback restore 20261130-1834
+  nono rollback prune
+
+The store is $XDG_STATE_HOME/nono/rollback (default ~/.local/state/nono/rollback),
+which the sandbox can neither read nor write.";
+
 /// Default for `prune --keep`.
 pub const DEFAULT_KEEP: usize = 20;
 /// Default for `prune --older-than` (days).
