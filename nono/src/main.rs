@@ -20,6 +20,7 @@ mod exit;
 pub mod kernel;
 mod layers;
 mod profiles;
+mod rollback;
 mod run;
 
 use clap::{Parser, Subcommand};
@@ -34,6 +35,7 @@ Examples:
   nono profile list
   nono profile init my-agent --extends default
   nono audit list --violations-only
+  nono run --rollback --allow ~/projects/app -- claude; nono rollback list
 
 Exit codes: 0 ok (run: the command's status), 1 failure, 2 usage,
 125 nono run refused or failed to start, 126 not executable, 127 not found,
@@ -65,6 +67,9 @@ enum Command {
     #[cfg(target_os = "linux")]
     #[command(subcommand)]
     Audit(cli::audit::AuditCommand),
+    /// List, inspect and undo the file changes of `nono run --rollback` sessions.
+    #[command(subcommand, after_help = rollback::cli::EXAMPLES)]
+    Rollback(rollback::cli::RollbackCommand),
     /// Run a command in a kernel-layer sandbox only (VM lab and kernel tests).
     #[cfg(target_os = "linux")]
     #[command(hide = true)]
@@ -108,6 +113,7 @@ fn main() {
         Command::Why(args) => run::why(args),
         Command::Policy(cmd) => cli::policy::main(cmd),
         Command::Profile(cmd) => cli::profile::main(cmd),
+        Command::Rollback(cmd) => rollback::cli::main(cmd),
         #[cfg(target_os = "linux")]
         Command::Audit(cmd) => cli::audit::main(cmd),
         #[cfg(target_os = "linux")]

@@ -9,6 +9,7 @@ use std::process::Command;
 use anyhow::{bail, Context, Result};
 
 mod bench_egress;
+mod bench_rollback;
 mod bench_run;
 mod demo;
 mod ebpf;
@@ -22,10 +23,11 @@ commands:
   demo    build nono and run the main job on the built-in default profile
   test    every test: fmt, clippy, unit, end-to-end (root and unprivileged), fuzz smoke,
           and the kernel-layer lab on Debian's 6.12 and 6.1 kernels under QEMU
-  bench [compile|run|audit|egress]  benchmarks: policy compile (criterion) and `nono run`
-                             start-up next to /bin/true and bwrap (both by default); the audit
-                             trail (ingestion rate, 1M-event burst, `audit show`) and egress (DNS
-                             through nono's resolver, proxied connections), each on its own
+  bench [compile|run|audit|egress|rollback]  benchmarks: policy compile (criterion) and
+                             `nono run` start-up next to /bin/true and bwrap (both by default);
+                             each on its own: the audit trail (ingestion rate, 1M-event burst,
+                             `audit show`), egress (DNS through nono's resolver, proxied
+                             connections), rollback (snapshot/restore next to cp -a)
   fuzz    run the fuzz targets for longer (FUZZ_SECONDS, default 60 each)
   ebpf [--setup] [--debug]   build the eBPF object nono embeds (--setup installs the toolchain)
   vm-test [6.12] [6.1]       only the kernel-layer lab (both kernels by default)";
@@ -244,7 +246,7 @@ fn fuzz(seconds: u32, build: FuzzBuild) -> Result<()> {
     Ok(())
 }
 
-/// `cargo xtask bench [compile|run|audit|egress]`: compile and run by default.
+/// `cargo xtask bench [compile|run|audit|egress|rollback]`: compile and run by default.
 fn bench(which: Option<&str>) -> Result<()> {
     if which == Some("audit") {
         let nono = build_release_nono()?;
@@ -259,6 +261,16 @@ fn bench(which: Option<&str>) -> Result<()> {
     if which == Some("egress") {
         let nono = build_release_nono()?;
         println!("{}", bench_egress::bench_egress(&nono, 2000)?);
+        return Ok(());
+    }
+    if which == Some("rollback") {
+        let nono = build_release_nono()?;
+        let base = root().join("target/bench-rollback");
+        let rounds = std::env::var("BENCH_ROUNDS")
+            .ok()
+            .and_then(|r| r.parse().ok())
+            .unwrap_or(5);
+        println!("{}", bench_rollback::bench_rollback(&nono, &base, rounds)?);
         return Ok(());
     }
     apt_install(&["bubblewrap"])?;

@@ -488,6 +488,15 @@ pub fn run(args: RunArgs) -> CmdResult {
     }
     let launch = Launch::new(&bin, &args.command, &env, &workdir)
         .map_err(|e| Exit::new(exit::NOT_EXECUTABLE, format!("nono: {shown}: {e}")))?;
+    let rollback = crate::rollback::begin(crate::rollback::BeginArgs {
+        mode: args.rollback,
+        policy: &policy,
+        plan: &plan,
+        vars: &vars,
+        command: &args.command,
+        workdir: &workdir,
+    })
+    .map_err(refused)?;
     // The audit trail (src/audit): the session, the exec, the exit status. Never fatal.
     let audit = crate::audit::session::begin_run(crate::audit::session::RunInfo {
         argv: &args.command,
@@ -512,6 +521,9 @@ pub fn run(args: RunArgs) -> CmdResult {
             Err(Exit::failure(format!("nono: lost track of {shown}: {e}")))
         }
     };
+    if let Some(r) = rollback {
+        r.finish(outcome.as_ref().ok().copied());
+    }
     if let Some(audit) = audit {
         let code = match &outcome {
             Ok(c) => *c,

@@ -24,7 +24,8 @@ use crate::exit::{CmdResult, Exit};
   nono run --read /data --write ./out -- ./analyse.sh
   nono run --dry-run --profile node-dev -- npm test
   nono run --allow-domain api.example.com --dns-upstream 10.0.0.2:53 -- curl https://api.example.com
-  nono run --allow-domain registry.internal --allow-resolved 10.0.0.0/8 -- npm install")]
+  nono run --allow-domain registry.internal --allow-resolved 10.0.0.0/8 -- npm install
+  nono run --rollback --allow ~/projects/app -- claude")]
 pub struct RunArgs {
     /// Profile name (built-in or in $XDG_CONFIG_HOME/nono/profiles) or a profile file.
     #[arg(long, short, default_value = "default")]
@@ -66,6 +67,10 @@ pub struct RunArgs {
     /// (loopback, private, link-local, CGNAT, ULA...). Allows no direct connection to CIDR.
     #[arg(long, value_name = "CIDR")]
     pub allow_resolved: Vec<String>,
+    /// Snapshot what the command may write, so `nono rollback restore` can undo it
+    /// (`--rollback=optional`: run without rollback if the tree exceeds the limits).
+    #[arg(long, value_name = "MODE", num_args = 0..=1, require_equals = true, default_missing_value = "on")]
+    pub rollback: Option<crate::rollback::Mode>,
     /// The command and its arguments.
     #[arg(last = true, required = true, value_name = "CMD")]
     pub command: Vec<std::ffi::OsString>,

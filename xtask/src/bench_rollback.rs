@@ -1,0 +1,301 @@
+//! `bench_rollback`: snapshot and restore speed of `nono run --rollback`, next to `cp -a`.
+//!
+//! A generated tree of 10,000 files (100 directories x 100 files of ~21 KB of distinct
+//! pseudo-random bytes, 200 MiB in all) lives under `target/bench-rollback` (not `/tmp`:
+//! rollback skips scratch space). Each round, with a fresh store:
+//! 1. first snapshot: `nono run --rollback --allow TREE -- /bin/true` (walk, hash and store
+//!    every file, `syncfs`, run, record changes);
+//! 2. unchanged re-snapshot: the same command again (metadata fast path, nothing read);
+//! 3. restore: 1,000 files are rewritten behind nono's back, then `nono rollback restore`
+//!    of the second session is timed;
+//! 4. baselines in the same round: `nono run --allow TREE -- /bin/true` without rollback,
+//!    `cp -a TREE`, and `cp -a` followed by `sync -f` (nono's snapshot ends with a syncfs).
+//!
+//! The page cache is warm for every variant (the tree was just written or read), so the
+//! figures compare CPU and write cost, not cold reads. Targets (issue 6): first snapshot
+//! < 2 s, unchanged re-snapshot < 300 ms, restore of 1,000 files < 1 s, on 2 cores.
+
+use std::fmt::Write as _;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+
+const DIRS: usize = 100;
+const FILES_PER_DIR: usize = 100;
+const FILE_SIZE: usize = 200 * 1024 * 1024 / (DIRS * FILES_PER_DIR);
+const CHANGED: usize = 1000;
+
+fn noise(buf: &mut [u8], seed: u64) {
+    let mut x = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    for chunk in buf.chunks_mut(8) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let b = x.to_le_bytes();
+        chunk.copy_from_slice(&b[..chunk.len()]);
+    }
+}
+
+fn file_path(tree: &Path, i: usize) -> PathBuf {
+    tree.join(format!("d{:03}", i / FILES_PER_DIR))
+        .join(format!("f{i:05}.bin"))
+}
+
+fn generate(tree: &Path) -> Result<()> {
+    let mut buf = vec![0u8; FILE_SIZE];
+    for i in 0..DIRS * FILES_PER_DIR {
+        let p = file_path(tree, i);
+        if i % FILES_PER_DIR == 0 {
+            fs::create_dir_all(p.parent().unwrap())?;
+        }
+        noise(&mut buf, i as u64 + 1);
+        fs::write(&p, &buf).with_context(|| format!("write {}", p.display()))?;
+    }
+    Ok(())
+}
+
+fn timed(cmd: &mut Command) -> Result<Duration> {
+    let start = Instant::now();
+    let out = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .output()
+        .with_context(|| format!("cannot run {cmd:?}"))?;
+    let t = start.elapsed();
+    if !out.status.success() {
+        bail!(
+            "{cmd:?} failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(t)
+}
+
+/// A `{:?}` Duration (`12.5ms`, `1.2s`, `830µs`) following `label ` in nono's `-v` log.
+fn logged(stderr: &str, label: &str) -> Option<Duration> {
+    let rest = &stderr[stderr.find(&format!("{label} "))? + label.len() + 1..];
+    let end = rest.find([',', ')'])?;
+    let text = &rest[..end];
+    let split = text.find(|c: char| !(c.is_ascii_digit() || c == '.'))?;
+    let (num, unit) = text.split_at(split);
+    let n: f64 = num.parse().ok()?;
+    let secs = match unit {
+        "s" => n,
+        "ms" => n / 1e3,
+        "µs" | "us" => n / 1e6,
+        "ns" => n / 1e9,
+        _ => return None,
+    };
+    Some(Duration::from_secs_f64(secs))
+}
+
+/// Like [`timed`], for `nono -v run --rollback`: also the snapshot's phases from its log.
+fn timed_phases(cmd: &mut Command) -> Result<(Duration, [Duration; 3])> {
+    let start = Instant::now();
+    let out = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .output()
+        .with_context(|| format!("cannot run {cmd:?}"))?;
+    let t = start.elapsed();
+    let err = String::from_utf8_lossy(&out.stderr);
+    if !out.status.success() {
+        bail!("{cmd:?} failed ({}): {err}", out.status);
+    }
+    let phase = |l: &str| logged(&err, l).with_context(|| format!("no `{l}` in: {err}"));
+    Ok((t, [phase("walk")?, phase("hash+store")?, phase("syncfs")?]))
+}
+
+fn median(v: &mut [Duration]) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn latest_session(nono: &Path, state: &Path) -> Result<String> {
+    let out = Command::new(nono)
+        .args(["rollback", "list", "--json"])
+        .env("XDG_STATE_HOME", state)
+        .output()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    // The first "id" of the newest-first list.
+    let id = text
+        .split("\"id\": \"")
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .context("no session listed")?;
+    Ok(id.to_string())
+}
+
+fn secs(d: Duration) -> String {
+    format!("{:.3} s", d.as_secs_f64())
+}
+
+pub fn bench_rollback(nono: &Path, base: &Path, rounds: usize) -> Result<String> {
+    let _ = fs::remove_dir_all(base);
+    fs::create_dir_all(base)?;
+    let tree = base.join("tree");
+    generate(&tree)?;
+    let run_args = |rollback: bool, state: &Path| {
+        let mut c = Command::new(nono);
+        c.args(["-v", "run"]);
+        if rollback {
+            c.arg("--rollback");
+        }
+        c.arg("--allow")
+            .arg(&tree)
+            .arg("--workdir")
+            .arg(&tree)
+            .args(["--", "/bin/true"])
+            .env("XDG_STATE_HOME", state);
+        c
+    };
+    let (mut first, mut again, mut restore, mut plain, mut cp, mut cp_sync) =
+        (vec![], vec![], vec![], vec![], vec![], vec![]);
+    let (mut first_phases, mut again_phases): (Vec<[Duration; 3]>, Vec<[Duration; 3]>) =
+        (vec![], vec![]);
+    let mut buf = vec![0u8; FILE_SIZE];
+    for round in 0..rounds {
+        let state = base.join(format!("state{round}"));
+        fs::create_dir_all(&state)?;
+        plain.push(timed(&mut run_args(false, &state))?);
+        let (t, p) = timed_phases(&mut run_args(true, &state))?;
+        first.push(t);
+        first_phases.push(p);
+        let (t, p) = timed_phases(&mut run_args(true, &state))?;
+        again.push(t);
+        again_phases.push(p);
+        let id = latest_session(nono, &state)?;
+        for k in 0..CHANGED {
+            let i = k * (DIRS * FILES_PER_DIR / CHANGED);
+            noise(&mut buf, 1_000_000 + (round * CHANGED + k) as u64);
+            fs::write(file_path(&tree, i), &buf)?;
+        }
+        restore.push(timed(
+            Command::new(nono)
+                .args(["rollback", "restore", &id])
+                .env("XDG_STATE_HOME", &state),
+        )?);
+        // The restore must have undone the changes: the next unchanged check would differ.
+        let check = Command::new(nono)
+            .args(["rollback", "restore", &id, "--dry-run"])
+            .env("XDG_STATE_HOME", &state)
+            .output()?;
+        if !String::from_utf8_lossy(&check.stdout).contains(" 0 path(s)") {
+            bail!(
+                "restore left differences:\n{}",
+                String::from_utf8_lossy(&check.stdout)
+            );
+        }
+        let dest = base.join("copy");
+        let _ = fs::remove_dir_all(&dest);
+        cp.push(timed(Command::new("cp").arg("-a").arg(&tree).arg(&dest))?);
+        fs::remove_dir_all(&dest)?;
+        let start = Instant::now();
+        timed(Command::new("cp").arg("-a").arg(&tree).arg(&dest))?;
+        timed(Command::new("sync").arg("-f").arg(&dest))?;
+        cp_sync.push(start.elapsed());
+        fs::remove_dir_all(&dest)?;
+        fs::remove_dir_all(&state)?;
+        let ph = |p: [Duration; 3]| {
+            format!(
+                "(walk {} hash+store {} syncfs {})",
+                secs(p[0]),
+                secs(p[1]),
+                secs(p[2])
+            )
+        };
+        eprintln!(
+            "round {}: plain {} first {} {} again {} {} restore {} cp -a {} cp -a+sync {}",
+            round + 1,
+            secs(plain[round]),
+            secs(first[round]),
+            ph(first_phases[round]),
+            secs(again[round]),
+            ph(again_phases[round]),
+            secs(restore[round]),
+            secs(cp[round]),
+            secs(cp_sync[round])
+        );
+    }
+    let phase_medians = |v: &[[Duration; 3]]| -> [Duration; 3] {
+        [0, 1, 2].map(|i| median(&mut v.iter().map(|p| p[i]).collect::<Vec<_>>()))
+    };
+    let (fp, ap) = (phase_medians(&first_phases), phase_medians(&again_phases));
+    let (first, again, restore, plain, cp, cp_sync) = (
+        median(&mut first),
+        median(&mut again),
+        median(&mut restore),
+        median(&mut plain),
+        median(&mut cp),
+        median(&mut cp_sync),
+    );
+    let ratio = |a: Duration, b: Duration| a.as_secs_f64() / b.as_secs_f64();
+    let verdict = |d: Duration, target: Duration| {
+        if d <= target {
+            format!("meets < {}", secs(target))
+        } else {
+            format!("MISSES < {}", secs(target))
+        }
+    };
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "rollback benchmark: {} files, {} MiB, {} rounds, medians (whole commands, wall time)",
+        DIRS * FILES_PER_DIR,
+        (DIRS * FILES_PER_DIR * FILE_SIZE) >> 20,
+        rounds
+    );
+    let _ = writeln!(s, "  nono run -- /bin/true (no rollback)   {}", secs(plain));
+    let _ = writeln!(
+        s,
+        "  first snapshot run                    {}  ({}; {:.2}x cp -a, {:.2}x cp -a + sync)",
+        secs(first),
+        verdict(first, Duration::from_secs(2)),
+        ratio(first, cp),
+        ratio(first, cp_sync)
+    );
+    let _ = writeln!(
+        s,
+        "    of which (nono -v): walk {}, hash+store {}, syncfs {}",
+        secs(fp[0]),
+        secs(fp[1]),
+        secs(fp[2])
+    );
+    let _ = writeln!(
+        s,
+        "  unchanged re-snapshot run             {}  ({}; {:.2}x cp -a)",
+        secs(again),
+        verdict(again, Duration::from_millis(300)),
+        ratio(again, cp)
+    );
+    let _ = writeln!(
+        s,
+        "    of which (nono -v): walk {}, hash+store {}, syncfs {}",
+        secs(ap[0]),
+        secs(ap[1]),
+        secs(ap[2])
+    );
+    let _ = writeln!(
+        s,
+        "  restore of {CHANGED} changed files          {}  ({}; {:.2}x cp -a of the whole tree)",
+        secs(restore),
+        verdict(restore, Duration::from_secs(1)),
+        ratio(restore, cp)
+    );
+    let _ = writeln!(s, "  cp -a of the tree                     {}", secs(cp));
+    let _ = writeln!(
+        s,
+        "  cp -a + sync -f                       {}",
+        secs(cp_sync)
+    );
+    let _ = fs::remove_dir_all(base);
+    Ok(s)
+}
