@@ -18,6 +18,7 @@ as_root_and_nobody!(
     tampering_is_detected_by_verify,
     concurrent_runs_share_the_store,
     kill_9_leaves_a_consistent_store_and_an_incomplete_session,
+    rollback_change_summary_is_recorded_in_the_session,
 );
 
 /// The tests of this file run one at a time: one of them turns kernel audit on, and Landlock
@@ -447,4 +448,40 @@ fn landlock_denials_are_attributed_when_kernel_audit_is_on() {
         && e["op"] == "fs.write_file"
         && e["process"] == "sh"));
     audit(&w, &["verify", s["id"].as_str().unwrap()], 0);
+}
+
+/// A `--rollback` run records what the command changed in its audit session, so even a
+/// Landlock-only session says which files were touched, and points at the rollback session.
+fn rollback_change_summary_is_recorded_in_the_session(user: User) {
+    let _serial = serial();
+    let w = World::new(user);
+    w.write(&w.work.join("kept.txt"), "before\n");
+    w.write(&w.work.join("gone.txt"), "bye\n");
+    let out = run(&mut w.sandbox(
+        &["--rollback"],
+        &[
+            "/bin/sh",
+            "-c",
+            "echo after > kept.txt && rm gone.txt && echo new > made.txt",
+        ],
+    ));
+    assert_eq!(out.code(), Some(0), "{}", out.describe());
+    let list = sessions(&w);
+    let id = list[0]["id"].as_str().unwrap();
+    let doc = show_json(&w, id);
+    let events = doc["events"].as_array().unwrap();
+    let summary = events
+        .iter()
+        .find(|e| e["kind"] == "rollback")
+        .unwrap_or_else(|| panic!("no rollback event: {events:?}"));
+    assert_eq!(summary["detail"]["created"], 1, "{summary}");
+    assert_eq!(summary["detail"]["modified"], 1, "{summary}");
+    assert_eq!(summary["detail"]["deleted"], 1, "{summary}");
+    assert_eq!(summary["denied"], false);
+    // The object is the rollback session, which `nono rollback show` knows.
+    let rid = summary["object"].as_str().unwrap();
+    let shown = run(&mut w.nono(&["rollback", "show", rid, "--json"]));
+    assert_eq!(shown.code(), Some(0), "{}", shown.describe());
+    assert!(audit(&w, &["show", id], 0).contains("1 created, 1 modified, 1 deleted"));
+    audit(&w, &["verify", id], 0);
 }

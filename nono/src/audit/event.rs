@@ -66,13 +66,19 @@ pub enum What {
     },
     /// A denial record from Landlock's audit log (ABI 7), kept verbatim.
     Landlock { record: String },
+    /// What the command changed in the files rollback snapshotted: the rollback session and
+    /// its change counts (`created`, `modified`, `deleted`, `renamed`, `mode_changed`).
+    Rollback {
+        session: String,
+        changes: serde_json::Value,
+    },
 }
 
 /// An event as stored: these columns, in this order, are what the hash chain covers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Row {
     pub time_ns: i64,
-    /// `file`, `net`, `exec`, `landlock`, `end`.
+    /// `file`, `net`, `exec`, `landlock`, `rollback`, `end`.
     pub kind: String,
     pub op: String,
     pub denied: bool,
@@ -166,6 +172,12 @@ impl AuditEvent {
                 "deny".to_string(),
                 Vec::new(),
                 Some(json!({ "record": record }).to_string()),
+            ),
+            What::Rollback { session, changes } => (
+                "rollback",
+                "changes".to_string(),
+                session.into_bytes(),
+                Some(changes.to_string()),
             ),
         };
         Row {

@@ -173,6 +173,26 @@ impl RunAudit {
         }
     }
 
+    /// Records the change summary of the run's rollback session (`nono rollback show ID`),
+    /// so a Landlock-only session still says what the command changed.
+    pub fn rollback(&self, session: &str, changes: serde_json::Value) {
+        let event = AuditEvent {
+            time_ns: time::now_ns(),
+            pid: 0,
+            process: String::new(),
+            denied: false,
+            rule_id: None,
+            rule_source: None,
+            what: What::Rollback {
+                session: session.to_string(),
+                changes,
+            },
+        };
+        if self.sender().blocking_send(vec![event]).is_err() {
+            tracing::warn!("audit: the writer stopped; the rollback summary was not recorded");
+        }
+    }
+
     /// Ends the session with the status `nono run` passes on (`None`: the command never ran).
     pub fn finish(self, exit_code: Option<i32>) -> Result<Summary, AuditError> {
         if let Some(l) = self.landlock_log {

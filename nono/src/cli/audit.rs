@@ -520,6 +520,17 @@ fn event_line(e: &Event, style: &Style) -> String {
             " {}",
             esc(d.get("record").and_then(Value::as_str).unwrap_or(""))
         ),
+        "rollback" => {
+            let n = |k: &str| d.get(k).and_then(Value::as_u64).unwrap_or(0);
+            format!(
+                " {} created, {} modified, {} deleted, {} renamed, {} mode changed",
+                n("created"),
+                n("modified"),
+                n("deleted"),
+                n("renamed"),
+                n("mode_changed")
+            )
+        }
         _ => String::new(),
     };
     let rule = match (r.rule_id, &r.rule_source) {
@@ -552,6 +563,7 @@ fn ecs(s: &Session, e: &Event) -> Value {
         "net" => ("network", "connection"),
         "exec" => ("process", "start"),
         "end" => ("process", "end"),
+        "rollback" => ("file", "change"),
         _ => ("intrusion_detection", "denied"),
     };
     let mut v = json!({

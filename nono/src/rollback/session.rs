@@ -434,18 +434,26 @@ fn too_large(mode: Mode, msg: String) -> Result<Option<Session>, String> {
 impl Session {
     /// Record what the command changed. Problems are reported, never turned into the run's
     /// exit status: the command has run, and its status is what the caller needs.
-    pub fn finish(mut self, exit_code: Option<i32>) {
+    /// Returns the session id and its change counts when they were recorded (for the audit
+    /// trail).
+    pub fn finish(mut self, exit_code: Option<i32>) -> Option<(String, Counts)> {
         match self.record(exit_code) {
-            Ok(counts) => eprintln!(
-                "nono: rollback session {}: {counts}.\n  See `nono rollback show {} --diff`; \
-                 undo with `nono rollback restore {}`.",
-                self.info.id, self.info.id, self.info.id
-            ),
-            Err(e) => eprintln!(
-                "nono: rollback session {}: could not record the changes: {e}\n  The snapshot \
-                 is intact: `nono rollback restore {}` still works.",
-                self.info.id, self.info.id
-            ),
+            Ok(counts) => {
+                eprintln!(
+                    "nono: rollback session {}: {counts}.\n  See `nono rollback show {} --diff`; \
+                     undo with `nono rollback restore {}`.",
+                    self.info.id, self.info.id, self.info.id
+                );
+                Some((self.info.id.clone(), counts))
+            }
+            Err(e) => {
+                eprintln!(
+                    "nono: rollback session {}: could not record the changes: {e}\n  The \
+                     snapshot is intact: `nono rollback restore {}` still works.",
+                    self.info.id, self.info.id
+                );
+                None
+            }
         }
     }
 

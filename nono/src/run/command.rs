@@ -521,10 +521,11 @@ pub fn run(args: RunArgs) -> CmdResult {
             Err(Exit::failure(format!("nono: lost track of {shown}: {e}")))
         }
     };
-    if let Some(r) = rollback {
-        r.finish(outcome.as_ref().ok().copied());
-    }
+    let changes = rollback.and_then(|r| r.finish(outcome.as_ref().ok().copied()));
     if let Some(audit) = audit {
+        if let Some((id, counts)) = changes {
+            audit.rollback(&id, serde_json::to_value(counts).unwrap_or_default());
+        }
         let code = match &outcome {
             Ok(c) => *c,
             Err(e) => e.code,
