@@ -200,6 +200,18 @@ impl Auditor {
         cursor: Cursor,
         before: impl FnOnce(&mut Store) + Send + 'static,
     ) -> std::io::Result<Auditor> {
+        Self::start_opening(move || Ok((store, cursor)), before)
+    }
+
+    /// As [`Auditor::start_with`], opening the store and the session on the writer thread
+    /// too: `nono run` starts the command meanwhile instead of waiting for SQLite. Events sent
+    /// before the store is open wait in the channel; if `open` fails, the channel closes
+    /// (senders see [`Closed`], `try_send` counts drops) and [`Auditor::finish`] returns the
+    /// error.
+    pub fn start_opening(
+        open: impl FnOnce() -> Result<(Store, Cursor), AuditError> + Send + 'static,
+        before: impl FnOnce(&mut Store) + Send + 'static,
+    ) -> std::io::Result<Auditor> {
         let (tx, rx) = mpsc::channel(CHANNEL_BATCHES);
         let counters = Arc::new(Counters::default());
         let runtime = tokio::runtime::Builder::new_current_thread().build()?;
@@ -209,7 +221,7 @@ impl Auditor {
             std::thread::Builder::new()
                 .name("nono-audit".into())
                 .spawn(move || {
-                    let mut store = store;
+                    let (mut store, cursor) = open()?;
                     before(&mut store);
                     runtime.block_on(write_loop(store, cursor, rx, thread_counters))
                 })?

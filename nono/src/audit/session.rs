@@ -97,34 +97,43 @@ pub fn user_name(uid: u32) -> String {
     uid.to_string()
 }
 
-/// Opens the store and records the session's start. The auditor prunes sessions past the
-/// default retention in the background (a few per run, see [`query::AUTO_PRUNE_LIMIT`]).
+/// Starts the auditor, which opens the store, records the session's start and prunes a few
+/// sessions past the default retention, all on its own thread.
 pub fn begin(db: &Path, info: RunInfo<'_>) -> Result<RunAudit, AuditError> {
     let child_pid = info.child_pid;
-    let mut store = Store::open(db)?;
     let id = new_session_id().map_err(|e| AuditError::Other(format!("session id: {e}")))?;
     // SAFETY: getuid cannot fail.
     let uid = unsafe { libc::getuid() };
-    let cursor = store.begin_session(&NewSession {
+    let mut session = NewSession {
         id: id.clone(),
         started_ns: time::now_ns(),
         uid,
-        user: user_name(uid),
+        user: String::new(),
         argv: redact::argv(info.argv),
         cwd: info.cwd.as_os_str().as_bytes().to_vec(),
         profile: info.profile.to_string(),
         policy_digest: policy_digest(info.policy, info.target),
         layers: info.layers,
         nono_pid: std::process::id(),
-    })?;
-    let sid = cursor.sid;
-    let auditor = Auditor::start_with(store, cursor, move |store| {
+    };
+    // Opening SQLite, reading its schema and the password database cost more than starting
+    // the command: the writer thread does them while the command starts. The session row is
+    // written before any event (they wait in the channel), so the chain is unchanged.
+    let db = db.to_path_buf();
+    let open = move || {
+        let mut store = Store::open(&db)?;
+        session.user = user_name(uid);
+        let cursor = store.begin_session(&session)?;
+        // A few sessions past the retention go per run (see [`query::AUTO_PRUNE_LIMIT`]).
         let cutoff = time::now_ns() - query::DEFAULT_RETENTION_NS;
-        if let Err(e) = query::prune(store, cutoff, Some(query::AUTO_PRUNE_LIMIT), Some(sid)) {
+        let limit = Some(query::AUTO_PRUNE_LIMIT);
+        if let Err(e) = query::prune(&mut store, cutoff, limit, Some(cursor.sid)) {
             tracing::warn!("audit: pruning sessions older than the retention failed: {e}");
         }
-    })
-    .map_err(|e| AuditError::Other(format!("cannot start the audit writer: {e}")))?;
+        Ok((store, cursor))
+    };
+    let auditor = Auditor::start_opening(open, |_| {})
+        .map_err(|e| AuditError::Other(format!("cannot start the audit writer: {e}")))?;
     let landlock_log = match super::landlock_log::LandlockLog::start(auditor.sender(), child_pid) {
         Ok(l) => Some(l),
         Err(why) => {
@@ -243,7 +252,7 @@ impl RunAudit {
                 s.dropped_kernel + s.dropped_user
             ),
             Err(e) => eprintln!(
-                "nono: warning: audit: session {id} could not be completed: {e}; it is shown as incomplete"
+                "nono: warning: audit: session {id}: {e}; its trail is missing or shown as incomplete"
             ),
         }
     }

@@ -467,3 +467,59 @@ fn the_wal_stays_small_across_runs() {
         .iter()
         .all(|s| query::verify(&store, s).unwrap().problems.is_empty()));
 }
+
+/// `nono run` opens the store on the writer thread while the command starts: events sent
+/// before the session row exists are still written after it, in order, and a store that
+/// cannot be opened closes the channel and reports its error at the end instead of hanging.
+#[test]
+fn store_opened_on_the_writer_thread() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.db");
+    let open_path = path.clone();
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel::<()>();
+    let auditor = Auditor::start_opening(
+        move || {
+            // The events below are queued before the store is even opened.
+            ready_rx.recv().unwrap();
+            let mut store = Store::open(&open_path)?;
+            let cursor = new_session(&mut store, &["cat"]);
+            Ok((store, cursor))
+        },
+        |_| {},
+    )
+    .unwrap();
+    let tx = auditor.sender();
+    assert_eq!(
+        tx.try_send((0..10).map(|i| file_event(i, false)).collect()),
+        0
+    );
+    ready_tx.send(()).unwrap();
+    let summary = auditor.finish(9_999, Some(0)).unwrap();
+    assert_eq!(summary.events, 11, "10 events and the end event");
+    let store = Store::open(&path).unwrap();
+    let sid: i64 = store
+        .conn()
+        .query_row("SELECT sid FROM sessions", [], |r| r.get(0))
+        .unwrap();
+    drop(store);
+    let v = verify(&path, sid);
+    assert!(v.problems.is_empty() && v.complete, "{:?}", v.problems);
+    assert_eq!(v.events, 11);
+
+    // A directory where the database file should be: opening fails on the writer thread.
+    let bad = dir.path().join("not-a-db");
+    std::fs::create_dir(&bad).unwrap();
+    let auditor = Auditor::start_opening(
+        move || {
+            let mut store = Store::open(&bad)?;
+            let cursor = new_session(&mut store, &["cat"]);
+            Ok((store, cursor))
+        },
+        |_| {},
+    )
+    .unwrap();
+    let tx = auditor.sender();
+    let err = auditor.finish(1, Some(0)).unwrap_err();
+    assert!(err.to_string().contains("not-a-db"), "{err}");
+    assert!(tx.blocking_send(vec![file_event(0, false)]).is_err());
+}
