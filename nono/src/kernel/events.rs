@@ -339,6 +339,14 @@ impl EventPrinter {
         let thread = std::thread::Builder::new()
             .name("nono-events".into())
             .spawn(move || {
+                // Signals are for the thread that supervises the command (`nono run` takes them
+                // with sigwaitinfo); a default action taken here would kill nono mid-run.
+                // SAFETY: a full sigset_t initialised by sigfillset; masks this thread only.
+                unsafe {
+                    let mut all: libc::sigset_t = std::mem::zeroed();
+                    libc::sigfillset(&mut all);
+                    libc::pthread_sigmask(libc::SIG_BLOCK, &all, std::ptr::null_mut());
+                }
                 runtime.block_on(async {
                     loop {
                         tokio::select! {

@@ -54,6 +54,23 @@ impl SandboxOptions {
     }
 }
 
+/// A rule the kernel layer could not bind, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unbound {
+    /// The policy rule (`RuleId.0`); `None` for a whole class of rules.
+    pub rule: Option<u32>,
+    pub reason: String,
+}
+
+impl std::fmt::Display for Unbound {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.rule {
+            Some(id) => write!(f, "r{id}: {}", self.reason),
+            None => f.write_str(&self.reason),
+        }
+    }
+}
+
 /// A file rule as bound in the kernel.
 #[derive(Debug, Clone)]
 pub struct BoundFsRule {
@@ -73,7 +90,7 @@ pub struct Sandbox {
     registry: PathBuf,
     pub fs_rules: Vec<BoundFsRule>,
     /// Rules the kernel layer could not bind, with the reason (for `-v` and `--dry-run`).
-    pub unbound: Vec<String>,
+    pub unbound: Vec<Unbound>,
     pub net_enforced: bool,
     cleaned: bool,
 }
@@ -351,9 +368,10 @@ impl Sandbox {
         if layer.lsm.is_active() {
             sandbox.bind_fs_rules(&mut maps, policy, layer.cgroup2_mount())?;
         } else if policy.fs.iter().any(|r| r.effect == Effect::Deny) {
-            sandbox
-                .unbound
-                .push("file denies: BPF LSM is not available on this kernel".into());
+            sandbox.unbound.push(Unbound {
+                rule: None,
+                reason: "file denies: BPF LSM is not available on this kernel".into(),
+            });
         }
         if layer.net.is_active() && NetEntries::enforced(policy) {
             let entries = NetEntries::from_policy(policy)?;
@@ -375,10 +393,12 @@ impl Sandbox {
             }
             sandbox.net_enforced = true;
             for d in &policy.net.domains {
-                sandbox.unbound.push(format!(
-                    "{}: domain rules are not enforced by the kernel layer yet",
-                    d.id
-                ));
+                sandbox.unbound.push(Unbound {
+                    rule: Some(d.id.0),
+                    reason: "domain rules are not resolved into the network maps yet: \
+                             connections to it are denied"
+                        .into(),
+                });
             }
         }
         // Registering the cgroup is the last step: enforcement starts with every rule in place.
@@ -467,11 +487,13 @@ impl Sandbox {
                 .map_err(|e| anyhow::anyhow!("rule {}: {e} (expand the policy first)", rule.id))?;
             let access = u32::from(rule.access.bits());
             if !bind(maps, rule.id.0, &path, access)? {
-                unbound.push(format!(
-                    "{}: {} does not exist, so the kernel layer can't bind the deny to an inode",
-                    rule.id,
-                    path.display()
-                ));
+                unbound.push(Unbound {
+                    rule: Some(rule.id.0),
+                    reason: format!(
+                        "{} does not exist, so the kernel layer can't bind the deny to an inode",
+                        path.display()
+                    ),
+                });
                 continue;
             }
             // A hard link made before the sandbox started, outside the denied directory, would

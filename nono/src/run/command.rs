@@ -1,7 +1,8 @@
 //! `nono run`: compile, check on this machine, refuse or confine, run, pass the status on.
 //!
-//! Privilege: none (see [`super::sandbox`]). Fail closed: the plan is computed for the Landlock
-//! ABI this kernel reports with no kernel layer; any gap, any deny that a grant would expose on
+//! Privilege: none (see [`super::sandbox`]); as root the eBPF kernel layer is added (see
+//! [`super::kernel_layer`]). Fail closed: the plan is computed for the Landlock ABI this kernel
+//! reports and the parts of the kernel layer that loaded; any gap they leave, any deny that a grant would expose on
 //! this machine, or a missing seccomp refuses the run (exit 125) with each rule, the feature and
 //! the kernel needed, unless `--best-effort`, which runs and lists what is not enforced. No
 //! Landlock at all refuses even with `--best-effort`: there would be no sandbox.
@@ -11,12 +12,13 @@ use std::fmt::Write as _;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use nono_policy::backend::landlock::{plan as landlock_plan, FsRights, LandlockPlan};
+use nono_policy::backend::landlock::{plan_with_coverage, FsRights, KernelCoverage, LandlockPlan};
 use nono_policy::backend::{linux_release_for_abi, Target};
 use nono_policy::ir::{NetPolicy, Policy};
 use nono_policy::path::PathVars;
 
 use super::concrete::{self, Conflict, RuleRef};
+use super::kernel_layer::{self, KernelRun};
 use super::layer::Flags;
 use super::sandbox::landlock::AddedRule;
 use super::sandbox::probe::{abi_features, KernelFeatures};
@@ -38,6 +40,7 @@ fn problems(
     plan: &LandlockPlan,
     conflicts: &[Conflict],
     kernel: &KernelFeatures,
+    coverage: &KernelCoverage,
 ) -> Vec<Problem> {
     let mut out = Vec::new();
     for g in &plan.gaps {
@@ -51,6 +54,11 @@ fn problems(
         )));
     }
     for c in conflicts {
+        // BPF LSM enforces the deny by inode wherever the grant reaches it (the symlinked grant
+        // included); a deny it then can't bind is a problem of its own (see kernel_layer).
+        if coverage.files {
+            continue;
+        }
         // The back-end already reported this pair (symbolically, deny inside grant).
         if plan
             .gaps
@@ -364,13 +372,14 @@ pub fn run(args: RunArgs) -> CmdResult {
         .map_err(|e| refused(format!("nono: cannot expand the policy's paths: {e}")))?;
 
     let kernel = KernelFeatures::probe();
+    let klayer = KernelRun::start();
     let target = Target {
         landlock_abi: kernel.landlock_abi.min(Target::LATEST_ABI),
-        kernel_layer: false,
+        kernel_layer: klayer.coverage.files && klayer.coverage.net,
     };
-    let plan = landlock_plan(&policy, &target);
+    let plan = plan_with_coverage(&policy, target.landlock_abi, klayer.coverage);
     let conflicts = concrete::conflicts(&policy);
-    let problems = problems(&policy, &plan, &conflicts, &kernel);
+    let mut problems = problems(&policy, &plan, &conflicts, &kernel, &klayer.coverage);
 
     if args.dry_run {
         let compiled = nono_policy::artifact::CompiledPolicy::build(&policy, target);
@@ -380,6 +389,7 @@ pub fn run(args: RunArgs) -> CmdResult {
         print!("{}", render_plan(&policy, &plan));
         println!();
         print!("{}", kernel_summary(&kernel, plan.abi));
+        println!("  {}", klayer.describe());
         if kernel.landlock_abi == 0 {
             println!("Would refuse: no Landlock on this kernel.");
         } else if problems.is_empty() {
@@ -402,6 +412,15 @@ pub fn run(args: RunArgs) -> CmdResult {
             linux_release_for_abi(1)
         )));
     }
+    if let Some(notice) = klayer.notice() {
+        eprintln!("{notice}");
+    }
+    tracing::info!("{}", klayer.describe());
+    let covered = kernel_layer::covered_rules(&plan, &conflicts, &klayer.coverage);
+    let (mut ksandbox, unbound) = klayer
+        .create(&policy, &covered)
+        .map_err(|e| refused(format!("nono: cannot set up the kernel layer: {e}")))?;
+    problems.extend(unbound.into_iter().map(Problem));
     if !problems.is_empty() {
         if !args.best_effort {
             return Err(refused(format!(
@@ -449,8 +468,12 @@ pub fn run(args: RunArgs) -> CmdResult {
         }
     };
 
-    let sandbox = Sandbox::prepare(&plan, kernel.landlock_abi, policy.audit.level)
+    let mut sandbox = Sandbox::prepare(&plan, kernel.landlock_abi, policy.audit.level)
         .map_err(|e| refused(format!("nono: cannot set up the sandbox: {e}")))?;
+    if let Some(k) = ksandbox.as_mut() {
+        sandbox.cgroup_procs = k.take_cgroup_procs();
+        k.print_events();
+    }
     for s in &sandbox.ruleset.skipped {
         let rules: Vec<String> = s
             .rules
@@ -466,7 +489,11 @@ pub fn run(args: RunArgs) -> CmdResult {
     }
     let launch = Launch::new(&bin, &args.command, &env, &workdir)
         .map_err(|e| Exit::new(exit::NOT_EXECUTABLE, format!("nono: {shown}: {e}")))?;
-    match sandbox::run(&sandbox, &launch) {
+    let result = sandbox::run(&sandbox, &launch);
+    if let Some(k) = ksandbox {
+        k.finish(&klayer);
+    }
+    match result {
         Ok(ended) => Ok(ended.exit_code()),
         Err(RunError::Spawn(e)) => Err(spawn_failure(e, &shown, &bin, &policy, &sandbox)),
         Err(RunError::Setup(e)) => Err(refused(format!("nono: cannot start {shown}: {e}"))),

@@ -13,6 +13,10 @@
 //!    caller's terminal with TIOCSTI or job-control it (the terminal stays usable as stdio);
 //! 3. `PR_SET_PDEATHSIG(SIGKILL)`, then check the parent is still there: if nono is killed, the
 //!    command dies with it;
+//!    3a. with the kernel layer, write `0` to the run's sandbox cgroup's `cgroup.procs` (opened
+//!    by the parent): the child enters the cgroup every kernel-layer program decides by, before
+//!    it drops capabilities (the write is a cgroupfs permission check) and before Landlock
+//!    (which would forbid it); the command never runs outside it;
 //! 4. `chdir` to the working directory (before Landlock, so the directory need not be granted);
 //! 5. `close_range(3, ~0, CLOSE_RANGE_CLOEXEC)`: every inherited descriptor but 0, 1 and 2 is
 //!    closed by `execve` (marking rather than closing keeps the error pipe open until then);
@@ -47,6 +51,7 @@ pub enum Step {
     Seccomp,
     Exec,
     Capabilities,
+    Cgroup,
 }
 
 impl Step {
@@ -63,6 +68,7 @@ impl Step {
             Seccomp,
             Exec,
             Capabilities,
+            Cgroup,
         ]
         .into_iter()
         .find(|s| *s as u8 == v)
@@ -80,6 +86,7 @@ impl Step {
             Step::Seccomp => "loading the seccomp filter",
             Step::Exec => "execve",
             Step::Capabilities => "dropping capabilities (capset)",
+            Step::Cgroup => "entering the sandbox cgroup (kernel layer)",
         }
     }
 }
@@ -223,6 +230,8 @@ pub struct Confinement<'a> {
     /// `None` only in tests of the spawn machinery itself.
     pub landlock: Option<(std::os::fd::BorrowedFd<'a>, u32)>,
     pub seccomp: &'a [BpfProgram],
+    /// The kernel layer's sandbox cgroup's `cgroup.procs`, open for writing.
+    pub cgroup_procs: Option<std::os::fd::BorrowedFd<'a>>,
 }
 
 fn errno() -> i32 {
@@ -270,6 +279,11 @@ fn child(
         }
         if libc::getppid() != parent {
             libc::_exit(125);
+        }
+        if let Some(procs) = &conf.cgroup_procs {
+            if libc::write(procs.as_raw_fd(), b"0".as_ptr().cast(), 1) != 1 {
+                fail(Step::Cgroup);
+            }
         }
         if libc::chdir(launch.cwd.as_ptr()) != 0 {
             fail(Step::Chdir);
@@ -441,6 +455,7 @@ mod tests {
             &Confinement {
                 landlock: None,
                 seccomp: &[],
+                cgroup_procs: None,
             },
             &empty_mask(),
         )
@@ -458,6 +473,7 @@ mod tests {
             &Confinement {
                 landlock: None,
                 seccomp: &[],
+                cgroup_procs: None,
             },
             &empty_mask(),
         )
@@ -482,6 +498,7 @@ mod tests {
             &Confinement {
                 landlock: None,
                 seccomp: &[],
+                cgroup_procs: None,
             },
             &empty_mask(),
         )
@@ -510,6 +527,7 @@ mod tests {
             &Confinement {
                 landlock: None,
                 seccomp: &[],
+                cgroup_procs: None,
             },
             &empty_mask(),
         )
