@@ -226,6 +226,23 @@ pub fn kernel_status() -> CmdResult {
         count(maps.net_v4.keys().count() + maps.net_v6.keys().count())
     );
     println!("dropped={}", layer.dropped_events().unwrap_or(0));
+    // Per sandbox: registered cgroups, file and network entries (tests check one run's own).
+    let mut per: std::collections::BTreeMap<u32, [usize; 3]> = Default::default();
+    for (_, info) in maps.sandboxes.iter().flatten() {
+        per.entry(info.sandbox_id).or_default()[0] += 1;
+    }
+    for k in maps.fs_deny.keys().flatten() {
+        per.entry(k.sandbox_id).or_default()[1] += 1;
+    }
+    for k in maps.net_v4.keys().flatten() {
+        per.entry(k.data().sandbox_id).or_default()[2] += 1;
+    }
+    for k in maps.net_v6.keys().flatten() {
+        per.entry(k.data().sandbox_id).or_default()[2] += 1;
+    }
+    for (id, [cgroups, fs, net]) in per {
+        println!("sandbox.{id}=cgroups:{cgroups} fs:{fs} net:{net}");
+    }
     // Per-program statistics (with kernel.bpf_stats_enabled=1), for the overhead benchmark.
     for info in aya::programs::loaded_programs().flatten() {
         if let Some(name) = info.name_as_str() {
