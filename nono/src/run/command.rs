@@ -67,13 +67,7 @@ fn problems(
         {
             continue;
         }
-        // The back-end split this (read/exec-only) grant around the deny; the ruleset is built
-        // from the canonical paths, so the split holds wherever the deny really lies.
-        if !c.grant_inside_deny
-            && plan.path_rules.iter().any(|r| {
-                r.rules.contains(&c.grant.id) && r.carve_outs.iter().any(|x| x.rule == c.deny.id)
-            })
-        {
+        if landlock_splits(plan, c) {
             continue;
         }
         out.push(Problem(format!(
@@ -89,6 +83,15 @@ fn problems(
         ));
     }
     out
+}
+
+/// The back-end split this (read/exec-only) grant around the deny; the ruleset is built from the
+/// canonical paths, so the split holds wherever the deny really lies.
+fn landlock_splits(plan: &LandlockPlan, c: &Conflict) -> bool {
+    !c.grant_inside_deny
+        && plan.path_rules.iter().any(|r| {
+            r.rules.contains(&c.grant.id) && r.carve_outs.iter().any(|x| x.rule == c.deny.id)
+        })
 }
 
 fn kernel_summary(kernel: &KernelFeatures, plan_abi: u8) -> String {
@@ -416,7 +419,11 @@ pub fn run(args: RunArgs) -> CmdResult {
         eprintln!("{notice}");
     }
     tracing::info!("{}", klayer.describe());
-    let covered = kernel_layer::covered_rules(&plan, &conflicts, &klayer.coverage);
+    let unsplit: Vec<&Conflict> = conflicts
+        .iter()
+        .filter(|c| !landlock_splits(&plan, c))
+        .collect();
+    let covered = kernel_layer::covered_rules(&plan, &unsplit, &klayer.coverage);
     let (mut ksandbox, unbound) = klayer
         .create(&policy, &covered)
         .map_err(|e| refused(format!("nono: cannot set up the kernel layer: {e}")))?;

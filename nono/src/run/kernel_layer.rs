@@ -65,6 +65,9 @@ impl KernelRun {
                 let coverage = KernelCoverage {
                     files: layer.lsm.is_active(),
                     net: layer.net.is_active(),
+                    // Both layers hold a deny beneath a read-only grant: the split also covers
+                    // deny paths that don't exist yet, which inode binding can't.
+                    keep_splits: true,
                     ..KernelCoverage::NONE
                 };
                 KernelRun {
@@ -172,10 +175,11 @@ fn rule_names(policy: &Policy) -> HashMap<u32, String> {
         .collect()
 }
 
-/// The rules a plan (and the conflicts on this machine) count on the kernel layer for.
+/// The rules a plan (and the conflicts on this machine Landlock can't split) count on the
+/// kernel layer for.
 pub fn covered_rules(
     plan: &LandlockPlan,
-    conflicts: &[Conflict],
+    conflicts: &[&Conflict],
     coverage: &KernelCoverage,
 ) -> BTreeSet<RuleId> {
     let mut ids: BTreeSet<RuleId> = plan

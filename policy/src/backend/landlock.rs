@@ -418,6 +418,11 @@ pub struct KernelCoverage {
     pub domains: bool,
     /// BPF LSM unix-socket connect filtering by path.
     pub unix_sockets: bool,
+    /// Split read/exec-only grants around denies even when the file hooks enforce them. The
+    /// runtime asks for it: a split also holds for a deny whose path does not exist yet, which
+    /// the file hooks (bound by inode when the run starts) can't cover. Without it the plan
+    /// leaves such denies to the kernel layer alone, so directories on the way stay listable.
+    pub keep_splits: bool,
 }
 
 impl KernelCoverage {
@@ -428,6 +433,7 @@ impl KernelCoverage {
         net: false,
         domains: false,
         unix_sockets: false,
+        keep_splits: false,
     };
 
     /// What a target with the kernel layer is planned for.
@@ -438,6 +444,7 @@ impl KernelCoverage {
             net: true,
             domains: true,
             unix_sockets: true,
+            keep_splits: false,
         }
     }
 
@@ -784,7 +791,7 @@ impl<'p> Planner<'p> {
             } else {
                 self.cover.files
             };
-            if !writable && !on_the_object && !covered {
+            if !writable && !on_the_object && (!covered || self.cover.keep_splits) {
                 for &i in &inside {
                     let removed = rules[i].rights.intersection(d.rights);
                     carves.push((
