@@ -56,10 +56,6 @@ enum Command {
     /// List, show, create and check profiles.
     #[command(subcommand)]
     Profile(cli::profile::ProfileCommand),
-    /// Run a command in a kernel-layer sandbox only (VM lab and kernel tests).
-    #[cfg(target_os = "linux")]
-    #[command(hide = true)]
-    KernelRun(kernel::cli::KernelRunArgs),
     /// Load the kernel layer, sweep stale sandboxes, print its state.
     #[cfg(target_os = "linux")]
     #[command(hide = true)]
@@ -95,8 +91,6 @@ fn main() {
         Command::Why(args) => run::why(args),
         Command::Policy(cmd) => cli::policy::main(cmd),
         Command::Profile(cmd) => cli::profile::main(cmd),
-        #[cfg(target_os = "linux")]
-        Command::KernelRun(args) => kernel::cli::kernel_run(args),
         #[cfg(target_os = "linux")]
         Command::KernelStatus => kernel::cli::kernel_status(),
         #[cfg(target_os = "linux")]
