@@ -183,7 +183,9 @@ attempt("other_port", lambda: sendto("127.0.0.1", P["o"]))
     assert_net_part_active(&out);
     out.expect("allowed", "OK").expect("other_port", "EPERM");
     let mut buf = [0u8; 64];
-    let got = wait_until(Duration::from_secs(5), || allowed.recv_from(&mut buf).is_ok());
+    let got = wait_until(Duration::from_secs(5), || {
+        allowed.recv_from(&mut buf).is_ok()
+    });
     assert!(got, "the allowed datagram never arrived");
     assert_no_datagram(&other);
     assert!(

@@ -57,6 +57,13 @@ fn run_op(op: &str, args: &[String]) -> Result<(), i32> {
                 libc::close(fd);
                 Ok(())
             }
+            // Copy SRC to a new executable file DST (a new inode with the same content).
+            "copy" => {
+                std::fs::copy(a(0), a(1)).map_err(io_errno)?;
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::set_permissions(a(1), std::fs::Permissions::from_mode(0o755))
+                    .map_err(io_errno)
+            }
             "unlink" => errno_of(libc::unlink(cstr(a(0)).as_ptr())),
             "rmdir" => errno_of(libc::rmdir(cstr(a(0)).as_ptr())),
             "mkdir" => errno_of(libc::mkdir(cstr(a(0)).as_ptr(), 0o755)),

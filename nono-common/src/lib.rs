@@ -42,6 +42,12 @@ pub mod access {
     pub const WRITE: u32 = 2;
     pub const EXEC: u32 = 4;
     pub const ALL: u32 = READ | WRITE | EXEC;
+    /// Not a deny: marks an entry of the `exec only` allowlist in the file map. Only the exec
+    /// check reads it; the file hooks test their wanted bits, which never include it.
+    pub const EXEC_ALLOW: u32 = 8;
+    /// An `exec deny` entry: checked by the exec check only, so reading the binary stays
+    /// allowed (a file deny of exec, [`EXEC`], is also checked by `file_open`).
+    pub const EXEC_DENY: u32 = 16;
 }
 
 /// Value of the sandbox map, keyed by cgroup v2 id (`u64`, the cgroup directory's inode).
@@ -56,6 +62,9 @@ pub struct SandboxInfo {
 
 /// Report allowed accesses too, not only denies (the profile's `audit all`).
 pub const SANDBOX_AUDIT_ALL: u32 = 1;
+/// The profile has an exec allowlist (`exec only`): `bprm_check_security` lets a binary run only
+/// if it, or a directory above it, carries an [`access::EXEC_ALLOW`] entry.
+pub const SANDBOX_EXEC_ALLOWLIST: u32 = 2;
 
 /// Key of the file deny map: one object (or subtree root) denied to one sandbox.
 ///
@@ -153,7 +162,8 @@ pub struct KernelOffsets {
     /// Kernel `dev_t` of the cgroup2 filesystem (per boot, not per kernel build): sandboxed
     /// tasks may not write anything there.
     pub cgroup2_dev: u32,
-    pub _pad: u32,
+    /// `linux_binprm.file`.
+    pub binprm_file: u32,
 }
 
 /// Every kernel offset is below this; the programs mask with it so the verifier sees bounded
@@ -176,6 +186,7 @@ pub enum Hook {
     PathMkdir = 10,
     PathSymlink = 11,
     InodePermission = 12,
+    BprmCheck = 13,
     Connect4 = 20,
     Connect6 = 21,
     Sendmsg4 = 22,
@@ -200,6 +211,7 @@ impl Hook {
             10 => PathMkdir,
             11 => PathSymlink,
             12 => InodePermission,
+            13 => BprmCheck,
             20 => Connect4,
             21 => Connect6,
             22 => Sendmsg4,
@@ -225,6 +237,7 @@ impl Hook {
             PathMkdir => "path_mkdir",
             PathSymlink => "path_symlink",
             InodePermission => "inode_permission",
+            BprmCheck => "bprm_check_security",
             Connect4 => "connect4",
             Connect6 => "connect6",
             Sendmsg4 => "sendmsg4",

@@ -78,7 +78,7 @@ pub fn read_kernel_offsets() -> Result<KernelOffsets> {
         ready: 1,
         inode_sb: field_offset(&btf, "inode", "i_sb")?,
         cgroup2_dev: 0,
-        _pad: 0,
+        binprm_file: field_offset(&btf, "linux_binprm", "file")?,
     })
 }
 

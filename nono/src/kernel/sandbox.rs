@@ -29,7 +29,9 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use nono_common::{access, FsDeny, InodeKey, SandboxInfo, CGROUPFS_RULE, SANDBOX_AUDIT_ALL};
+use nono_common::{
+    access, FsDeny, InodeKey, SandboxInfo, CGROUPFS_RULE, SANDBOX_AUDIT_ALL, SANDBOX_EXEC_ALLOWLIST,
+};
 use nono_policy::ir::{Effect, Policy};
 use nono_policy::path::PathVars;
 
@@ -367,10 +369,13 @@ impl Sandbox {
 
         if layer.lsm.is_active() {
             sandbox.bind_fs_rules(&mut maps, policy, layer.cgroup2_mount())?;
-        } else if policy.fs.iter().any(|r| r.effect == Effect::Deny) {
+        } else if policy.fs.iter().any(|r| r.effect == Effect::Deny)
+            || !policy.exec.deny.is_empty()
+            || policy.exec.allow_only.is_some()
+        {
             sandbox.unbound.push(Unbound {
                 rule: None,
-                reason: "file denies: BPF LSM is not available on this kernel".into(),
+                reason: "file and exec denies: BPF LSM is not available on this kernel".into(),
             });
         }
         if layer.net.is_active() && NetEntries::enforced(policy) {
@@ -405,11 +410,7 @@ impl Sandbox {
         // The count goes up first, so the programs never skip a registered cgroup.
         let registered = maps.sandboxes.keys().count() as u32;
         maps.set_active(registered + 1)?;
-        let flags = if options.audit_all {
-            SANDBOX_AUDIT_ALL
-        } else {
-            0
-        };
+        let flags = Sandbox::flags(policy, options, layer.lsm.is_active());
         maps.sandboxes
             .insert(
                 sandbox.cgroup_id,
@@ -480,15 +481,27 @@ impl Sandbox {
             Ok(true)
         };
         let mut unbound = Vec::new();
-        for rule in policy.fs.iter().filter(|r| r.effect == Effect::Deny) {
-            let path = rule
-                .path
+        // File denies, and `exec deny` entries, which only `bprm_check_security` reads (an exec
+        // deny takes away running the binary, not reading it).
+        let denies = policy
+            .fs
+            .iter()
+            .filter(|r| r.effect == Effect::Deny)
+            .map(|r| (r.id, &r.path, u32::from(r.access.bits())))
+            .chain(
+                policy
+                    .exec
+                    .deny
+                    .iter()
+                    .map(|r| (r.id, &r.path, access::EXEC_DENY)),
+            );
+        for (id, rule_path, access) in denies {
+            let path = rule_path
                 .expand(&vars)
-                .map_err(|e| anyhow::anyhow!("rule {}: {e} (expand the policy first)", rule.id))?;
-            let access = u32::from(rule.access.bits());
-            if !bind(maps, rule.id.0, &path, access)? {
+                .map_err(|e| anyhow::anyhow!("rule {}: {e} (expand the policy first)", id))?;
+            if !bind(maps, id.0, &path, access)? {
                 unbound.push(Unbound {
-                    rule: Some(rule.id.0),
+                    rule: Some(id.0),
                     reason: format!(
                         "{} does not exist, so the kernel layer can't bind the deny to an inode",
                         path.display()
@@ -499,7 +512,24 @@ impl Sandbox {
             // A hard link made before the sandbox started, outside the denied directory, would
             // reach a file without passing the directory: bind such files by their own inode.
             for linked in multiply_linked_files(&path) {
-                bind(maps, rule.id.0, &linked, access)?;
+                bind(maps, id.0, &linked, access)?;
+            }
+        }
+        // The `exec only` allowlist: entries the exec check requires on the binary or above it.
+        // A listed path that does not exist allows nothing (fail closed); it is reported.
+        for rule in policy.exec.allow_only.iter().flatten() {
+            let path = rule
+                .path
+                .expand(&vars)
+                .map_err(|e| anyhow::anyhow!("rule {}: {e} (expand the policy first)", rule.id))?;
+            if !bind(maps, rule.id.0, &path, access::EXEC_ALLOW)? {
+                unbound.push(Unbound {
+                    rule: Some(rule.id.0),
+                    reason: format!(
+                        "{} does not exist, so nothing there may be executed",
+                        path.display()
+                    ),
+                });
             }
         }
         // No write anywhere in cgroupfs: the agent can't leave its cgroup or make new ones.
@@ -510,6 +540,18 @@ impl Sandbox {
 
     pub fn id(&self) -> u32 {
         self.id
+    }
+
+    /// The sandbox flags a policy asks for, given which parts are active.
+    fn flags(policy: &Policy, options: &SandboxOptions, lsm: bool) -> u32 {
+        let mut flags = 0;
+        if options.audit_all {
+            flags |= SANDBOX_AUDIT_ALL;
+        }
+        if lsm && policy.exec.allow_only.is_some() {
+            flags |= SANDBOX_EXEC_ALLOWLIST;
+        }
+        flags
     }
 
     pub fn cgroup_id(&self) -> u64 {

@@ -64,6 +64,7 @@ impl KernelRun {
             Ok(layer) => {
                 let coverage = KernelCoverage {
                     files: layer.lsm.is_active(),
+                    exec: layer.lsm.is_active(),
                     net: layer.net.is_active(),
                     // Both layers hold a deny beneath a read-only grant: the split also covers
                     // deny paths that don't exist yet, which inode binding can't.

@@ -811,19 +811,22 @@ impl<'p> Planner<'p> {
                 ));
                 continue;
             }
-            self.push_kernel_gap(covered, Gap {
-                rule: Some(d.id),
-                rule_text: format!("{} (inside {})", self.text(d.id), self.texts_of(&related)),
-                related,
-                feature: FEATURE_DENY_INSIDE.into(),
-                needs: KERNEL_LAYER.into(),
-                reason: format!(
-                    "Landlock can only grant: the enclosing writable grant gives {} beneath \
+            self.push_kernel_gap(
+                covered,
+                Gap {
+                    rule: Some(d.id),
+                    rule_text: format!("{} (inside {})", self.text(d.id), self.texts_of(&related)),
+                    related,
+                    feature: FEATURE_DENY_INSIDE.into(),
+                    needs: KERNEL_LAYER.into(),
+                    reason: format!(
+                        "Landlock can only grant: the enclosing writable grant gives {} beneath \
                      it, and splitting it would take away creating entries on the way",
-                    exposed.names().join("|")
-                ),
-                direction: GapDirection::AllowsMore,
-            });
+                        exposed.names().join("|")
+                    ),
+                    direction: GapDirection::AllowsMore,
+                },
+            );
         }
         drop(trie);
         for (i, carve) in carves {
@@ -1182,18 +1185,22 @@ impl<'p> Planner<'p> {
     fn unix_socket_note(&mut self) {
         let policy = self.policy;
         for r in &policy.ipc.unix_sockets {
-            self.push_kernel_gap(self.cover.unix_sockets, Gap {
-                rule: Some(r.id),
-                related: Vec::new(),
-                rule_text: self.text(r.id),
-                feature: "path unix socket filtering".into(),
-                needs: KERNEL_LAYER.into(),
-                reason: "Landlock cannot filter connect(2) by socket path, so the AF_UNIX socket \
+            self.push_kernel_gap(
+                self.cover.unix_sockets,
+                Gap {
+                    rule: Some(r.id),
+                    related: Vec::new(),
+                    rule_text: self.text(r.id),
+                    feature: "path unix socket filtering".into(),
+                    needs: KERNEL_LAYER.into(),
+                    reason:
+                        "Landlock cannot filter connect(2) by socket path, so the AF_UNIX socket \
                          family stays closed (socketpair still works) and this socket cannot be \
                          reached"
-                    .into(),
-                direction: GapDirection::AllowsLess,
-            });
+                            .into(),
+                    direction: GapDirection::AllowsLess,
+                },
+            );
         }
         if !self.cover.files {
             self.notes.push(
