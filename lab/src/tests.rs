@@ -41,6 +41,8 @@ tests! {
     exec_of_denied_binary: Lsm,
     exec_deny_list_by_inode: Lsm,
     exec_allowlist: Lsm,
+    signals_and_ptrace_stay_inside: Lsm,
+    bpf_and_module_loading_denied: Lsm,
     cgroupfs_writes_are_denied: Lsm,
     outside_process_unaffected: Lsm,
     events_carry_rule_id_and_drop_counter: Lsm,
@@ -155,6 +157,7 @@ fn lab_profile(
                 lines.push(format!("net listen {proto} port {ports}"));
             }
             "--net-unrestricted" => restricted_net = false,
+            "--unscope-signals" => lines.push("ipc signals unscoped".into()),
             "--audit-all" => lines.push("audit all".into()),
             "--grant-cgroupfs" => {
                 let mount = sandbox_cgroups_mount().ok_or("no cgroup2 mount")?;
@@ -663,6 +666,73 @@ fn exec_allowlist(ctx: &Ctx) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+/// A task outside the sandbox can't be signalled (signal 0 included) or ptrace-accessed (here:
+/// `/proc/PID/environ`, which needs ptrace read access) from inside; a task inside can.
+/// - Signals: the profile unscopes them, so Landlock's scoping (ABI 6) does not decide first:
+///   the denial (EPERM, `task_kill` event) is the kernel layer's on both kernels.
+/// - ptrace: Landlock already confines ptrace to the task's own domain (every ABI) and, as an
+///   earlier LSM, answers first; the kernel layer's `ptrace_access_check` is the layer below
+///   it. The outside target runs without capabilities (an empty bounding set), so the denial
+///   is not merely the capability check's.
+fn signals_and_ptrace_stay_inside(ctx: &Ctx) -> Result<(), String> {
+    let mut target = Command::new("setpriv")
+        .args([
+            "--bounding-set=-all",
+            "--inh-caps=-all",
+            "--",
+            "/bin/sleep",
+            "30",
+        ])
+        .spawn()
+        .map_err(|e| format!("starting the outside target: {e}"))?;
+    let pid = target.id().to_string();
+    let environ = format!("/proc/{pid}/environ");
+    let result = (|| {
+        // The target has exec'd sleep without capabilities before the probe runs.
+        std::thread::sleep(Duration::from_millis(300));
+        let run = sandboxed(
+            ctx,
+            &["--unscope-signals".into()],
+            &[
+                &["kill", &pid, "0"],
+                &["kill", &pid, "15"],
+                &["read", &environ],
+                &["read", "/proc/self/environ"],
+                &["kill-own-child"],
+            ],
+        )?;
+        run.expect(&[EPERM, EPERM, "errno 13", OK, OK])?;
+        for hook in ["deny task_kill"] {
+            if !run
+                .stderr
+                .lines()
+                .any(|l| l.contains(hook) && l.contains("rule=isolation"))
+            {
+                return Err(format!("no `{hook}` event: {}", run.stderr));
+            }
+        }
+        // The target is unchanged: still running.
+        match target.try_wait() {
+            Ok(None) => Ok(()),
+            other => Err(format!("the outside target is gone: {other:?}")),
+        }
+    })();
+    let _ = target.kill();
+    let _ = target.wait();
+    result
+}
+
+/// No BPF and no kernel module loading from inside. nono's seccomp filter refuses `bpf` and
+/// `finit_module` first, so this shows what the sandbox as a whole does; the kernel layer's
+/// `bpf`, `kernel_read_file`, `kernel_load_data` and `kernel_module_request` hooks are the
+/// layer below, for where seccomp is not available.
+fn bpf_and_module_loading_denied(ctx: &Ctx) -> Result<(), String> {
+    let module = ctx.scratch.join("not-a-module.ko");
+    write(&module, "not a module")?;
+    let run = sandboxed(ctx, &[], &[&["bpf"], &["finit-module", &s(&module)]])?;
+    run.expect(&[EPERM, EPERM])
 }
 
 /// The agent can't leave its cgroup or create cgroups: cgroupfs is read-only inside even when

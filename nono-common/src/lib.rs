@@ -35,6 +35,9 @@ pub const NO_VERDICT_RULE: u32 = u32::MAX;
 pub const CGROUPFS_RULE: u32 = u32::MAX - 1;
 /// Rule id used in network events when no rule matched (the default deny).
 pub const NET_DEFAULT_RULE: u32 = 0;
+/// Rule id of the kernel layer's built-in process rules, in every sandbox: no signal or ptrace
+/// access to a task outside the sandbox, no BPF, no kernel module or kexec loading.
+pub const ISOLATION_RULE: u32 = u32::MAX - 2;
 
 /// Access bits of a deny rule; they mirror `nono_policy::ir::Access` (read 1, write 2, exec 4).
 pub mod access {
@@ -164,7 +167,18 @@ pub struct KernelOffsets {
     pub cgroup2_dev: u32,
     /// `linux_binprm.file`.
     pub binprm_file: u32,
+    /// `task_struct.cgroups` (a `css_set *`), masked with [`TASK_OFFSET_MASK`].
+    pub task_cgroups: u32,
+    /// `css_set.dfl_cgrp` (the task's cgroup v2).
+    pub css_set_dfl_cgrp: u32,
+    /// `cgroup.kn`.
+    pub cgroup_kn: u32,
+    /// `kernfs_node.id`: the cgroup id `bpf_get_current_cgroup_id` returns.
+    pub kernfs_node_id: u32,
 }
+
+/// `task_struct` is larger than the other structs: its offsets are masked with this.
+pub const TASK_OFFSET_MASK: u32 = 0x7fff;
 
 /// Every kernel offset is below this; the programs mask with it so the verifier sees bounded
 /// pointer arithmetic.
@@ -187,6 +201,12 @@ pub enum Hook {
     PathSymlink = 11,
     InodePermission = 12,
     BprmCheck = 13,
+    TaskKill = 14,
+    PtraceAccessCheck = 15,
+    Bpf = 16,
+    KernelReadFile = 17,
+    KernelLoadData = 18,
+    KernelModuleRequest = 19,
     Connect4 = 20,
     Connect6 = 21,
     Sendmsg4 = 22,
@@ -212,6 +232,12 @@ impl Hook {
             11 => PathSymlink,
             12 => InodePermission,
             13 => BprmCheck,
+            14 => TaskKill,
+            15 => PtraceAccessCheck,
+            16 => Bpf,
+            17 => KernelReadFile,
+            18 => KernelLoadData,
+            19 => KernelModuleRequest,
             20 => Connect4,
             21 => Connect6,
             22 => Sendmsg4,
@@ -238,6 +264,12 @@ impl Hook {
             PathSymlink => "path_symlink",
             InodePermission => "inode_permission",
             BprmCheck => "bprm_check_security",
+            TaskKill => "task_kill",
+            PtraceAccessCheck => "ptrace_access_check",
+            Bpf => "bpf",
+            KernelReadFile => "kernel_read_file",
+            KernelLoadData => "kernel_load_data",
+            KernelModuleRequest => "kernel_module_request",
             Connect4 => "connect4",
             Connect6 => "connect6",
             Sendmsg4 => "sendmsg4",
@@ -305,6 +337,6 @@ const _: () = {
     assert!(core::mem::size_of::<NetKeyV4>() == 12);
     assert!(core::mem::size_of::<NetKeyV6>() == 24);
     assert!(core::mem::size_of::<NetAllow>() == 24);
-    assert!(core::mem::size_of::<KernelOffsets>() == 48);
+    assert!(core::mem::size_of::<KernelOffsets>() == 64);
     assert!(core::mem::size_of::<Event>() == 80);
 };

@@ -24,7 +24,7 @@ use crate::{
     NONO_CONFIG, NONO_FS_DENY,
 };
 
-const EPERM: i32 = 1;
+pub(crate) const EPERM: i32 = 1;
 
 // fmode_t bits (include/linux/fs.h), stable since long before 6.1.
 const FMODE_READ: u32 = 0x1;
@@ -37,7 +37,7 @@ const RENAME_EXCHANGE: u32 = 1 << 1;
 /// Reads a `T` at `base + offset`. The mask bounds the offset, which the verifier requires
 /// before it allows arithmetic on a BTF pointer.
 #[inline(always)]
-unsafe fn read_at<T>(base: *const u8, offset: u32) -> Result<T, i64> {
+pub(crate) unsafe fn read_at<T>(base: *const u8, offset: u32) -> Result<T, i64> {
     bpf_probe_read_kernel(base.add((offset & OFFSET_MASK) as usize) as *const T)
 }
 

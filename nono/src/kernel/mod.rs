@@ -82,6 +82,12 @@ pub const LSM_HOOKS: &[&str] = &[
     "path_chown",
     "inode_permission",
     "bprm_check_security",
+    "task_kill",
+    "ptrace_access_check",
+    "bpf",
+    "kernel_read_file",
+    "kernel_load_data",
+    "kernel_module_request",
 ];
 
 /// The cgroup socket-address programs of the network part and their attach types.
