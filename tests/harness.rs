@@ -12,6 +12,8 @@
 //! Every case runs twice, as root and as an unprivileged user (uid/gid 65534, dropped with
 //! `setpriv` in front of `nono`), see [`as_root_and_nobody!`].
 
+pub mod egress_support;
+
 use std::collections::BTreeMap;
 use std::ffi::{OsStr, OsString};
 use std::fs;
@@ -199,6 +201,9 @@ impl World {
         for d in [&w.home, &w.work, &w.ro, &w.outside, &w.tmp] {
             fs::create_dir(d).expect("mkdir");
         }
+        // Where nono keeps its audit trail ($XDG_STATE_HOME/nono), as on any real system; a
+        // run then adds `nono/` below it, never an entry of $HOME that a test watches.
+        fs::create_dir_all(w.home.join(".local/state")).expect("mkdir ~/.local/state");
         w.write(&w.key(), FAKE_KEY);
         fs::set_permissions(w.home.join(".ssh"), fs::Permissions::from_mode(0o700)).unwrap();
         fs::set_permissions(w.key(), fs::Permissions::from_mode(0o600)).unwrap();

@@ -4,12 +4,10 @@
 //! Threat-cases.md 2 (deny inside a *writable* grant: Landlock only grants, and splitting a
 //! writable grant around the deny would take away creating entries; inside a read-only grant
 //! nono splits the grant and enforces the deny), 14 (a granted path unix socket: Landlock cannot
-//! filter connect(2) by path) and the domain rules of 18/21 (Landlock knows ports, not names:
-//! domains need a proxy or another layer).
+//! filter connect(2) by path). Domain rules (18/21) no longer refuse: nono's local proxy
+//! enforces them (tests/egress.rs).
 
-use nono_e2e::{
-    as_root_and_nobody, assert_no_tcp_connection, run, tcp_listener, User, Watch, World,
-};
+use nono_e2e::{as_root_and_nobody, run, User, Watch, World};
 use serde_json::json;
 
 as_root_and_nobody!(
@@ -19,8 +17,6 @@ as_root_and_nobody!(
     case28_nono_state_is_unreachable_under_a_broad_read_grant,
     case02_profile_deny_inside_workspace_grant_is_refused,
     case02_best_effort_runs_and_warns_what_is_not_enforced,
-    case18_allow_domain_without_proxy_is_refused_naming_rule,
-    case18_allow_domain_best_effort_warns_and_keeps_network_closed,
 );
 
 fn refused_command(w: &World) -> Vec<String> {
@@ -199,47 +195,4 @@ fn case02_best_effort_runs_and_warns_what_is_not_enforced(user: User) {
         out.describe()
     );
     watch.assert_unchanged();
-}
-
-/// A domain rule with no layer that can enforce names (no proxy, Landlock has ports only).
-fn case18_allow_domain_without_proxy_is_refused_naming_rule(user: User) {
-    let w = World::new(user);
-    let mut args = vec![
-        "run".to_string(),
-        "--allow".into(),
-        w.work.display().to_string(),
-        "--allow-domain".into(),
-        "example.com".into(),
-        "--".into(),
-    ];
-    args.extend(refused_command(&w));
-    let out = run(&mut w.nono(&args));
-    assert_refused(&w, &out, &["example.com"]);
-}
-
-/// The same with `--best-effort`: it runs and warns, and the unenforceable allow does not
-/// turn into an open network: a loopback listener stays unreachable.
-fn case18_allow_domain_best_effort_warns_and_keeps_network_closed(user: User) {
-    let w = World::new(user);
-    let listener = tcp_listener();
-    let extra = serde_json::json!({ "port": listener.local_addr().unwrap().port() });
-    let out = w.probe_with(
-        &["--allow-domain", "example.com", "--best-effort"],
-        &extra,
-        r#"
-def connect():
-    s = socket.socket()
-    s.settimeout(10)
-    s.connect(("127.0.0.1", P["port"]))
-attempt("tcp", connect)
-"#,
-    );
-    // EACCES from Landlock, or EPERM if nono refuses inet sockets altogether.
-    out.expect_one_of("tcp", &["EACCES", "EPERM"]);
-    assert!(
-        out.stderr.contains("example.com"),
-        "--best-effort must warn about the unenforced domain rule\n{}",
-        out.describe()
-    );
-    assert_no_tcp_connection(&listener);
 }

@@ -18,6 +18,35 @@ pub mod names {
     pub const ACTIVE: &str = "NONO_ACTIVE";
     pub const EVENTS: &str = "NONO_EVENTS";
     pub const DROPPED: &str = "NONO_DROPPED";
+    pub const DNS_REDIRECT: &str = "NONO_DNS";
+    pub const DNS_ORIGINAL: &str = "NONO_DNS_ORIG";
+}
+
+/// The destination port the DNS redirect rewrites (UDP and TCP).
+pub const DNS_PORT: u16 = 53;
+
+/// Value of the DNS redirect map (sandbox id -> nono's resolver for that sandbox): IPv4
+/// connects and UDP sends of the sandbox to port 53 go here instead.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DnsRedirect {
+    /// Network byte order.
+    pub addr: [u8; 4],
+    /// Host byte order.
+    pub port: u16,
+    pub _pad: u16,
+}
+
+/// Value of the original-destination map (socket cookie -> where the program meant to send),
+/// so a reply from the resolver is shown to come from the server it asked.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DnsOriginal {
+    /// Network byte order.
+    pub addr: [u8; 4],
+    /// Network byte order, as in `bpf_sock_addr.user_port`.
+    pub port: u16,
+    pub _pad: u16,
 }
 
 /// How many `d_parent` steps the file hooks walk looking for a denied ancestor. A deny on a
@@ -327,6 +356,8 @@ mod user {
     unsafe impl aya::Pod for super::NetAllow {}
     unsafe impl aya::Pod for super::KernelOffsets {}
     unsafe impl aya::Pod for super::Event {}
+    unsafe impl aya::Pod for super::DnsRedirect {}
+    unsafe impl aya::Pod for super::DnsOriginal {}
 }
 
 // Layouts are part of the kernel/userspace contract: a silent change of size breaks it.
@@ -339,4 +370,6 @@ const _: () = {
     assert!(core::mem::size_of::<NetAllow>() == 24);
     assert!(core::mem::size_of::<KernelOffsets>() == 64);
     assert!(core::mem::size_of::<Event>() == 80);
+    assert!(core::mem::size_of::<DnsRedirect>() == 8);
+    assert!(core::mem::size_of::<DnsOriginal>() == 8);
 };

@@ -9,6 +9,7 @@
 #![no_std]
 #![no_main]
 
+mod dns;
 mod events;
 mod fs;
 mod ipc;
@@ -17,9 +18,12 @@ mod net;
 use aya_ebpf::{
     helpers::bpf_get_current_cgroup_id,
     macros::map,
-    maps::{Array, HashMap, LpmTrie, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, RingBuf},
 };
-use nono_common::{FsDeny, InodeKey, KernelOffsets, NetAllow, NetKeyV4, NetKeyV6, SandboxInfo};
+use nono_common::{
+    DnsOriginal, DnsRedirect, FsDeny, InodeKey, KernelOffsets, NetAllow, NetKeyV4, NetKeyV6,
+    SandboxInfo,
+};
 
 /// cgroup v2 id -> sandbox. The sandbox's own cgroup and every cgroup below it.
 #[map]
@@ -36,6 +40,14 @@ static NONO_FS_DENY: HashMap<InodeKey, FsDeny> = HashMap::pinned(65536, 0);
 static NONO_NET_V4: LpmTrie<NetKeyV4, NetAllow> = LpmTrie::pinned(65536, 1);
 #[map]
 static NONO_NET_V6: LpmTrie<NetKeyV6, NetAllow> = LpmTrie::pinned(65536, 1);
+
+/// Sandbox id -> nono's resolver for it: where the sandbox's port-53 traffic goes (see `dns`).
+#[map]
+static NONO_DNS: HashMap<u32, DnsRedirect> = HashMap::pinned(4096, 0);
+
+/// Socket cookie -> the DNS server a redirected socket meant to reach (see `dns`).
+#[map]
+static NONO_DNS_ORIG: LruHashMap<u64, DnsOriginal> = LruHashMap::pinned(65536, 0);
 
 /// Entry 0: the kernel struct offsets of the running kernel.
 #[map]

@@ -99,6 +99,12 @@ fn lookup_v6(
 
 #[inline(always)]
 fn check(ctx: &SockAddrContext, hook: Hook, v6: bool, direction: u32) -> i32 {
+    // Port-53 traffic goes to nono's resolver first (dns.rs); the check below then sees it.
+    if !v6 && direction == NET_CONNECT {
+        if let Some(sandbox) = current_sandbox() {
+            crate::dns::redirect_dns4(ctx, sandbox.sandbox_id);
+        }
+    }
     let sock = unsafe { &*ctx.sock_addr };
     let protocol = sock.protocol as u16;
     // `user_port` holds the port in network byte order in its low 16 bits.

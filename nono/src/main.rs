@@ -10,7 +10,11 @@
 //! - `127` the command was not found;
 //! - `128+N` the command was killed by signal N.
 
+#[cfg(target_os = "linux")]
+pub mod audit;
 mod cli;
+#[cfg(target_os = "linux")]
+mod egress;
 mod exit;
 #[cfg(target_os = "linux")]
 pub mod kernel;
@@ -29,6 +33,7 @@ Examples:
   nono policy compile claude-code
   nono profile list
   nono profile init my-agent --extends default
+  nono audit list --violations-only
 
 Exit codes: 0 ok (run: the command's status), 1 failure, 2 usage,
 125 nono run refused or failed to start, 126 not executable, 127 not found,
@@ -56,6 +61,10 @@ enum Command {
     /// List, show, create and check profiles.
     #[command(subcommand)]
     Profile(cli::profile::ProfileCommand),
+    /// Review what sandboxed sessions did: list, show, verify, export, prune.
+    #[cfg(target_os = "linux")]
+    #[command(subcommand)]
+    Audit(cli::audit::AuditCommand),
     /// Load the kernel layer, sweep stale sandboxes, print its state.
     #[cfg(target_os = "linux")]
     #[command(hide = true)]
@@ -64,6 +73,10 @@ enum Command {
     #[cfg(target_os = "linux")]
     #[command(hide = true)]
     KernelBenchNoop(kernel::cli::KernelBenchNoopArgs),
+    /// Serve nono's egress resolver and/or proxy in the foreground (tests, benchmarks).
+    #[cfg(target_os = "linux")]
+    #[command(hide = true)]
+    EgressServe(egress::cli::EgressServeArgs),
 }
 
 fn init_tracing(verbose: u8) {
@@ -92,9 +105,13 @@ fn main() {
         Command::Policy(cmd) => cli::policy::main(cmd),
         Command::Profile(cmd) => cli::profile::main(cmd),
         #[cfg(target_os = "linux")]
+        Command::Audit(cmd) => cli::audit::main(cmd),
+        #[cfg(target_os = "linux")]
         Command::KernelStatus => kernel::cli::kernel_status(),
         #[cfg(target_os = "linux")]
         Command::KernelBenchNoop(args) => kernel::cli::kernel_bench_noop(args),
+        #[cfg(target_os = "linux")]
+        Command::EgressServe(args) => egress::cli::egress_serve(args),
     };
     let code = match result {
         Ok(code) => code,

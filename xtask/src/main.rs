@@ -8,6 +8,7 @@ use std::process::Command;
 
 use anyhow::{bail, Context, Result};
 
+mod bench_egress;
 mod bench_run;
 mod demo;
 mod ebpf;
@@ -21,8 +22,10 @@ commands:
   demo    build nono and run the main job on the built-in default profile
   test    every test: fmt, clippy, unit, end-to-end (root and unprivileged), fuzz smoke,
           and the kernel-layer lab on Debian's 6.12 and 6.1 kernels under QEMU
-  bench [compile|run]        benchmarks: policy compile (criterion) and `nono run` start-up
-                             next to /bin/true and bwrap (both by default)
+  bench [compile|run|audit|egress]  benchmarks: policy compile (criterion) and `nono run`
+                             start-up next to /bin/true and bwrap (both by default); the audit
+                             trail (ingestion rate, 1M-event burst, `audit show`) and egress (DNS
+                             through nono's resolver, proxied connections), each on its own
   fuzz    run the fuzz targets for longer (FUZZ_SECONDS, default 60 each)
   ebpf [--setup] [--debug]   build the eBPF object nono embeds (--setup installs the toolchain)
   vm-test [6.12] [6.1]       only the kernel-layer lab (both kernels by default)";
@@ -241,8 +244,23 @@ fn fuzz(seconds: u32, build: FuzzBuild) -> Result<()> {
     Ok(())
 }
 
-/// `cargo xtask bench [compile|run]`: both by default.
+/// `cargo xtask bench [compile|run|audit|egress]`: compile and run by default.
 fn bench(which: Option<&str>) -> Result<()> {
+    if which == Some("audit") {
+        let nono = build_release_nono()?;
+        let dir = root().join("target/bench-audit");
+        std::fs::create_dir_all(&dir)?;
+        run(Command::new(nono)
+            .args(["audit", "bench", "--dir"])
+            .arg(&dir))?;
+        let _ = std::fs::remove_dir_all(&dir);
+        return Ok(());
+    }
+    if which == Some("egress") {
+        let nono = build_release_nono()?;
+        println!("{}", bench_egress::bench_egress(&nono, 2000)?);
+        return Ok(());
+    }
     apt_install(&["bubblewrap"])?;
     if which != Some("run") {
         run(cargo().args(["bench", "--package", "nono-policy", "--bench", "compile"]))?;

@@ -101,6 +101,8 @@ pub const SOCK_PROGRAMS: &[(&str, aya::programs::CgroupSockAddrAttachType, u32)]
         ("sendmsg6", T::UDPSendMsg6, 15),
         ("bind4", T::Bind4, 8),
         ("bind6", T::Bind6, 9),
+        // The DNS redirect's reply half (nono-ebpf/src/dns.rs); it never denies.
+        ("recvmsg4", T::UDPRecvMsg4, 19),
     ]
 };
 

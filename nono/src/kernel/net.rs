@@ -164,6 +164,13 @@ impl NetEntries {
         }
     }
 
+    /// Whether the policy itself has the entry (protocol, port, net). The domain resolver
+    /// (`egress::kernel_sink`) adds its own entries at run time and must neither overwrite nor
+    /// remove these.
+    pub fn has_slot(&self, protocol: u16, port: u16, net: IpNet) -> bool {
+        self.entries.contains_key(&(protocol, port, net))
+    }
+
     /// The IPv4 and IPv6 trie entries of sandbox `sandbox_id`.
     #[allow(clippy::type_complexity)]
     pub fn keyed(

@@ -348,6 +348,8 @@ pub fn run(args: RunArgs) -> CmdResult {
             "nono: --block-net and --allow-domain contradict each other; use one",
         ));
     }
+    let allow_resolved =
+        crate::egress::fallback::parse_cidrs(&args.allow_resolved).map_err(Exit::usage)?;
     let cwd = std::env::current_dir()
         .map_err(|e| refused(format!("nono: cannot read the current directory: {e}")))?;
     let workdir = match &args.workdir {
@@ -380,7 +382,20 @@ pub fn run(args: RunArgs) -> CmdResult {
         landlock_abi: kernel.landlock_abi.min(Target::LATEST_ABI),
         kernel_layer: klayer.coverage.files && klayer.coverage.net,
     };
-    let plan = plan_with_coverage(&policy, target.landlock_abi, klayer.coverage);
+    // Domain rules are enforced by nono's local proxy when Landlock can confine TCP to it and
+    // the kernel layer's network programs (which would deny the proxy's upstream addresses to
+    // nobody, but every address to the sandbox) are not active.
+    let proxy_mode =
+        !klayer.coverage.net && crate::egress::fallback::applies(&policy, target.landlock_abi);
+    let mut plan = if proxy_mode {
+        plan_with_coverage(
+            &crate::egress::fallback::plan_policy(&policy),
+            target.landlock_abi,
+            klayer.coverage,
+        )
+    } else {
+        plan_with_coverage(&policy, target.landlock_abi, klayer.coverage)
+    };
     let conflicts = concrete::conflicts(&policy);
     let mut problems = problems(&policy, &plan, &conflicts, &kernel, &klayer.coverage);
 
@@ -390,6 +405,9 @@ pub fn run(args: RunArgs) -> CmdResult {
         println!();
         println!("On this machine (paths expanded for this run):");
         print!("{}", render_plan(&policy, &plan));
+        if let Some(line) = crate::egress::fallback::dry_run_line(&policy, target.landlock_abi) {
+            println!("{line}");
+        }
         println!();
         print!("{}", kernel_summary(&kernel, plan.abi));
         println!("  {}", klayer.describe());
@@ -449,7 +467,7 @@ pub fn run(args: RunArgs) -> CmdResult {
         );
     }
 
-    let env = filtered_env(&policy);
+    let mut env = filtered_env(&policy);
     let cmd = &args.command[0];
     let shown = cmd.to_string_lossy().into_owned();
     let path_var = env
@@ -475,6 +493,17 @@ pub fn run(args: RunArgs) -> CmdResult {
         }
     };
 
+    let _egress = if proxy_mode {
+        let e =
+            crate::egress::fallback::Fallback::start(&policy, &args.dns_upstream, &allow_resolved)
+                .map_err(|e| refused(format!("nono: cannot start the egress proxy: {e:#}")))?;
+        e.add_port_rule(&mut plan);
+        e.set_env(&mut env);
+        eprintln!("{}", e.describe());
+        Some(e)
+    } else {
+        None
+    };
     let mut sandbox = Sandbox::prepare(&plan, kernel.landlock_abi, policy.audit.level)
         .map_err(|e| refused(format!("nono: cannot set up the sandbox: {e}")))?;
     if let Some(k) = ksandbox.as_mut() {
@@ -496,18 +525,54 @@ pub fn run(args: RunArgs) -> CmdResult {
     }
     let launch = Launch::new(&bin, &args.command, &env, &workdir)
         .map_err(|e| Exit::new(exit::NOT_EXECUTABLE, format!("nono: {shown}: {e}")))?;
+    // The audit trail (src/audit): the session, the exec, the exit status. Never fatal.
+    let audit = crate::audit::session::begin_run(crate::audit::session::RunInfo {
+        argv: &args.command,
+        cwd: &workdir,
+        profile: &args.profile,
+        policy: &policy,
+        target,
+        layers: audit_layers(&plan, &kernel),
+        child_pid: &sandbox::CHILD_PID,
+    });
+    let started_ns = crate::audit::time::now_ns();
     let result = sandbox::run(&sandbox, &launch);
     if let Some(k) = ksandbox {
         k.finish(&klayer);
     }
-    match result {
+    let exec_errno = match &result {
+        Err(RunError::Spawn(e)) if e.step == Step::Exec => Some(e.errno),
+        _ => None,
+    };
+    let outcome = match result {
         Ok(ended) => Ok(ended.exit_code()),
         Err(RunError::Spawn(e)) => Err(spawn_failure(e, &shown, &bin, &policy, &sandbox)),
         Err(RunError::Setup(e)) => Err(refused(format!("nono: cannot start {shown}: {e}"))),
         Err(RunError::Supervise(e)) => {
             Err(Exit::failure(format!("nono: lost track of {shown}: {e}")))
         }
+    };
+    if let Some(audit) = audit {
+        let code = match &outcome {
+            Ok(c) => *c,
+            Err(e) => e.code,
+        };
+        audit.end_run(started_ns, &bin, &args.command, exec_errno, code);
     }
+    outcome
+}
+
+/// The enforcing layers of a Landlock-only run, as the audit trail records them.
+fn audit_layers(plan: &LandlockPlan, kernel: &KernelFeatures) -> serde_json::Value {
+    let mut layers = vec![serde_json::json!({
+        "name": "landlock",
+        "abi": plan.abi,
+        "features": abi_features(plan.abi),
+    })];
+    if kernel.seccomp_errno {
+        layers.push(serde_json::json!({"name": "seccomp", "features": ["errno filters"]}));
+    }
+    serde_json::Value::Array(layers)
 }
 
 #[cfg(test)]

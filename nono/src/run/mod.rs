@@ -25,7 +25,9 @@ use crate::exit::{CmdResult, Exit};
 #[command(after_help = "Examples:
   nono run --profile claude-code --allow ~/projects/app -- claude
   nono run --read /data --write ./out -- ./analyse.sh
-  nono run --dry-run --profile node-dev -- npm test")]
+  nono run --dry-run --profile node-dev -- npm test
+  nono run --allow-domain api.example.com --dns-upstream 10.0.0.2:53 -- curl https://api.example.com
+  nono run --allow-domain registry.internal --allow-resolved 10.0.0.0/8 -- npm install")]
 pub struct RunArgs {
     /// Profile name (built-in or in $XDG_CONFIG_HOME/nono/profiles) or a profile file.
     #[arg(long, short, default_value = "default")]
@@ -54,6 +56,19 @@ pub struct RunArgs {
     /// Print the compiled plan and the kernel features it uses, then exit.
     #[arg(long)]
     pub dry_run: bool,
+    /// DNS server(s) nono forwards allowed names to (default: the nameservers of
+    /// /etc/resolv.conf).
+    #[arg(
+        long,
+        value_name = "ADDR:PORT",
+        env = "NONO_DNS_UPSTREAM",
+        value_delimiter = ','
+    )]
+    pub dns_upstream: Vec<std::net::SocketAddr>,
+    /// Let allowed domains resolve to addresses in CIDR although it is a special range
+    /// (loopback, private, link-local, CGNAT, ULA...). Allows no direct connection to CIDR.
+    #[arg(long, value_name = "CIDR")]
+    pub allow_resolved: Vec<String>,
     /// The command and its arguments.
     #[arg(last = true, required = true, value_name = "CMD")]
     pub command: Vec<std::ffi::OsString>,

@@ -60,6 +60,10 @@ pub enum RunError {
     Supervise(std::io::Error),
 }
 
+/// The pid of the command `run` started last (0 before): the audit trail attributes
+/// Landlock's denial records by the pid that created the domain (see `audit::landlock_log`).
+pub static CHILD_PID: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
+
 /// Start the command confined by `sandbox`, forward signals until it ends, clean up survivors.
 pub fn run(sandbox: &Sandbox, launch: &spawn::Launch) -> Result<supervise::Ended, RunError> {
     supervise::become_subreaper().map_err(RunError::Setup)?;
@@ -72,6 +76,7 @@ pub fn run(sandbox: &Sandbox, launch: &spawn::Launch) -> Result<supervise::Ended
         cgroup_procs: sandbox.cgroup_procs.as_ref().map(|fd| fd.as_fd()),
     };
     let child = spawn::spawn(launch, &conf, &blocked.previous).map_err(RunError::Spawn)?;
+    CHILD_PID.store(child, std::sync::atomic::Ordering::Release);
     let ended = supervise::supervise(&blocked, child).map_err(RunError::Supervise)?;
     match supervise::kill_survivors(child) {
         Ok(0) => {}

@@ -1,0 +1,366 @@
+//! [`AuditEvent`]: one thing a sandboxed session did, as an event source reports it, and
+//! [`Row`]: the same event as stored (and hashed).
+//!
+//! Privilege: none; no kernel calls except reading the clocks.
+//!
+//! Sources: the run flow (the exec of the command, its exit), the kernel layer's ring-buffer
+//! reader ([`AuditEvent::from_kernel`]), and Landlock's own denial records where readable.
+
+use std::net::IpAddr;
+
+use std::fmt::Write as _;
+
+use serde_json::json;
+
+fn json_string(s: &str) -> String {
+    serde_json::to_string(s).expect("strings serialise")
+}
+
+/// One event, in the form a source hands to the auditor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditEvent {
+    /// Wall clock, nanoseconds since the Unix epoch (see [`ClockOffset`] for kernel times).
+    pub time_ns: i64,
+    /// The process (thread group) that acted; 0 when unknown.
+    pub pid: u32,
+    /// Its `comm`, as the kernel reported it; empty when unknown.
+    pub process: String,
+    /// The access was refused (a violation).
+    pub denied: bool,
+    /// The policy rule that decided (`RuleId.0`), `None` for the default decision.
+    pub rule_id: Option<u32>,
+    /// Where that rule was written (`profile.nono:12:3`), when known.
+    pub rule_source: Option<String>,
+    pub what: What,
+}
+
+/// What was accessed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum What {
+    /// A file access. `op` is `read`, `write`, `exec` or a `,`-joined mix; `path` holds the raw
+    /// bytes (file names need not be UTF-8) and is empty when the source only knows the inode.
+    File {
+        op: String,
+        path: Vec<u8>,
+        /// Kernel `dev_t` (`MAJOR << 20 | MINOR`) and inode, when the source has them.
+        inode: Option<(u32, u64)>,
+        /// The LSM hook that decided (kernel layer), e.g. `file_open`.
+        hook: Option<String>,
+    },
+    /// An outbound connection attempt (`op` = `connect`, `sendmsg`, `bind`).
+    Net {
+        op: String,
+        addr: IpAddr,
+        port: u16,
+        /// `tcp`, `udp` or the IP protocol number.
+        protocol: String,
+        /// The domain name the address was resolved from, once the domain allowlist exists.
+        name: Option<String>,
+    },
+    /// A program was executed. `argv` is already redacted (see [`super::redact`]); `errno` is
+    /// set when `execve` failed.
+    Exec {
+        binary: Vec<u8>,
+        argv: Vec<String>,
+        errno: Option<i32>,
+    },
+    /// A denial record from Landlock's audit log (ABI 7), kept verbatim.
+    Landlock { record: String },
+    /// A kernel-layer isolation decision (signal, ptrace, bpf, module or kexec loading):
+    /// `op` is the LSM hook, `target` the object it names (`cgroup:<id>` of a signal or ptrace
+    /// target, `load:<id>` of a kernel read-file/load-data id).
+    Isolation { op: String, target: String },
+}
+
+/// An event as stored: these columns, in this order, are what the hash chain covers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Row {
+    pub time_ns: i64,
+    /// `file`, `net`, `exec`, `landlock`, `end`.
+    pub kind: String,
+    pub op: String,
+    pub denied: bool,
+    pub pid: i64,
+    pub process: String,
+    pub rule_id: Option<i64>,
+    pub rule_source: Option<String>,
+    /// The path, the address (`ip:port`) or the binary, as raw bytes.
+    pub object: Vec<u8>,
+    /// Everything else, as a compact JSON object (kept as stored text, hashed as bytes).
+    pub detail: Option<String>,
+}
+
+impl AuditEvent {
+    pub fn into_row(self) -> Row {
+        let (kind, op, object, detail) = match self.what {
+            What::File {
+                op,
+                path,
+                inode,
+                hook,
+            } => {
+                // Written by hand, keys in sorted order as serde_json's map would put them:
+                // this runs for every kernel event and a map costs several allocations.
+                let mut d = String::new();
+                if let Some((dev, _)) = inode {
+                    let _ = write!(d, "\"dev\":\"{}:{}\"", dev >> 20, dev & 0xfffff);
+                }
+                if let Some(h) = hook {
+                    if !d.is_empty() {
+                        d.push(',');
+                    }
+                    d.push_str("\"hook\":");
+                    d.push_str(&json_string(&h));
+                }
+                if let Some((_, ino)) = inode {
+                    let _ = write!(d, ",\"ino\":{ino}");
+                }
+                (
+                    "file",
+                    op,
+                    path,
+                    (!d.is_empty()).then(|| format!("{{{d}}}")),
+                )
+            }
+            What::Net {
+                op,
+                addr,
+                port,
+                protocol,
+                name,
+            } => {
+                let object = match addr {
+                    IpAddr::V4(a) => format!("{a}:{port}"),
+                    IpAddr::V6(a) => format!("[{a}]:{port}"),
+                };
+                let mut d = format!("{{\"addr\":\"{addr}\"");
+                if let Some(n) = name {
+                    let _ = write!(d, ",\"name\":{}", json_string(&n));
+                }
+                let _ = write!(
+                    d,
+                    ",\"port\":{port},\"protocol\":{}}}",
+                    json_string(&protocol)
+                );
+                ("net", op, object.into_bytes(), Some(d))
+            }
+            What::Exec {
+                binary,
+                argv,
+                errno,
+            } => {
+                let mut d = serde_json::Map::new();
+                d.insert("argv".into(), json!(argv));
+                if let Some(e) = errno {
+                    d.insert("errno".into(), json!(e));
+                    d.insert(
+                        "error".into(),
+                        json!(std::io::Error::from_raw_os_error(e).to_string()),
+                    );
+                }
+                (
+                    "exec",
+                    "exec".to_string(),
+                    binary,
+                    Some(json!(d).to_string()),
+                )
+            }
+            What::Landlock { record } => (
+                "landlock",
+                "deny".to_string(),
+                Vec::new(),
+                Some(json!({ "record": record }).to_string()),
+            ),
+            What::Isolation { op, target } => ("isolation", op, target.into_bytes(), None),
+        };
+        Row {
+            time_ns: self.time_ns,
+            kind: kind.to_string(),
+            op,
+            denied: self.denied,
+            pid: self.pid as i64,
+            process: self.process,
+            rule_id: self.rule_id.map(i64::from),
+            rule_source: self.rule_source,
+            object,
+            detail,
+        }
+    }
+}
+
+/// Converts `CLOCK_MONOTONIC` times (kernel records) to wall-clock times, with the offset
+/// between the two clocks read once: a later change of the wall clock does not reorder a
+/// session's events.
+#[derive(Debug, Clone, Copy)]
+pub struct ClockOffset(i64);
+
+impl ClockOffset {
+    pub fn now() -> ClockOffset {
+        ClockOffset(super::time::now_ns() - super::time::monotonic_ns())
+    }
+    pub fn wall(self, monotonic_ns: u64) -> i64 {
+        self.0.saturating_add(monotonic_ns as i64)
+    }
+}
+
+#[cfg(target_os = "linux")]
+impl AuditEvent {
+    /// A kernel-layer decision as an audit event. The ring buffer carries the inode, not the
+    /// path, of a file object; `rule_source` maps a rule id to where it was written.
+    pub fn from_kernel(
+        ev: &crate::kernel::events::KernelEvent,
+        clock: ClockOffset,
+        rule_source: impl Fn(u32) -> Option<String>,
+    ) -> AuditEvent {
+        use crate::kernel::events::EventObject;
+        use nono_common::access;
+        let hook = ev.hook.map(|h| h.name().to_string());
+        let what = match &ev.object {
+            EventObject::File { dev, ino, access } => {
+                let bits = u32::from(*access);
+                let op: Vec<&str> = [
+                    (access::READ, "read"),
+                    (access::WRITE, "write"),
+                    (access::EXEC, "exec"),
+                ]
+                .iter()
+                .filter(|(b, _)| bits & b != 0)
+                .map(|(_, n)| *n)
+                .collect();
+                What::File {
+                    op: if op.is_empty() {
+                        "access".into()
+                    } else {
+                        op.join(",")
+                    },
+                    path: Vec::new(),
+                    inode: Some((*dev, *ino)),
+                    hook: hook.clone(),
+                }
+            }
+            EventObject::Net {
+                addr,
+                port,
+                protocol,
+            } => What::Net {
+                op: match hook.as_deref() {
+                    Some(h) if h.starts_with("sendmsg") => "sendmsg",
+                    Some(h) if h.starts_with("bind") => "bind",
+                    _ => "connect",
+                }
+                .to_string(),
+                addr: *addr,
+                port: *port,
+                protocol: match i32::from(*protocol) {
+                    libc::IPPROTO_TCP => "tcp".to_string(),
+                    libc::IPPROTO_UDP => "udp".to_string(),
+                    p => p.to_string(),
+                },
+                name: None,
+            },
+            EventObject::Task { cgroup_id } => What::Isolation {
+                op: hook.clone().unwrap_or_else(|| "task".into()),
+                target: format!("cgroup:{cgroup_id}"),
+            },
+            EventObject::Kernel { id } => What::Isolation {
+                op: hook.clone().unwrap_or_else(|| "kernel".into()),
+                target: format!("load:{id}"),
+            },
+        };
+        // Rule 0 is the default decision; the sentinel ids (no verdict, cgroupfs) are kept as
+        // numbers so the record says exactly what the kernel said.
+        let rule_id = (ev.rule_id != 0).then_some(ev.rule_id);
+        AuditEvent {
+            time_ns: clock.wall(ev.time_ns),
+            pid: ev.tgid,
+            process: ev.comm.clone(),
+            denied: ev.denied,
+            rule_id,
+            rule_source: rule_id.and_then(&rule_source),
+            what,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kernel_records_convert_with_rule_and_wall_clock() {
+        use crate::kernel::events::{EventObject, KernelEvent};
+        let ev = KernelEvent {
+            time_ns: 1_000,
+            sandbox_id: 3,
+            tgid: 42,
+            pid: 43,
+            uid: 1000,
+            comm: "cat".into(),
+            hook: Some(nono_common::Hook::FileOpen),
+            denied: true,
+            rule_id: 7,
+            object: EventObject::File {
+                dev: (8 << 20) | 1,
+                ino: 99,
+                access: (nono_common::access::READ | nono_common::access::WRITE) as u8,
+            },
+        };
+        let a =
+            AuditEvent::from_kernel(&ev, ClockOffset(5_000), |id| Some(format!("p.nono:{id}:1")));
+        assert_eq!(a.time_ns, 6_000);
+        assert_eq!(a.pid, 42);
+        assert_eq!(a.rule_source.as_deref(), Some("p.nono:7:1"));
+        let row = a.into_row();
+        assert_eq!((row.kind.as_str(), row.op.as_str()), ("file", "read,write"));
+        assert!(row.denied);
+        assert_eq!(
+            row.detail.as_deref(),
+            Some(r#"{"dev":"8:1","hook":"file_open","ino":99}"#)
+        );
+    }
+
+    #[test]
+    fn net_and_exec_rows() {
+        let net = AuditEvent {
+            time_ns: 1,
+            pid: 1,
+            process: "curl".into(),
+            denied: true,
+            rule_id: None,
+            rule_source: None,
+            what: What::Net {
+                op: "connect".into(),
+                addr: "::1".parse().unwrap(),
+                port: 443,
+                protocol: "tcp".into(),
+                name: None,
+            },
+        }
+        .into_row();
+        assert_eq!(net.object, b"[::1]:443");
+        assert_eq!(
+            net.detail.as_deref(),
+            Some(r#"{"addr":"::1","port":443,"protocol":"tcp"}"#)
+        );
+        let exec = AuditEvent {
+            what: What::Exec {
+                binary: b"/bin/true".to_vec(),
+                argv: vec!["true".into()],
+                errno: Some(libc::EACCES),
+            },
+            ..AuditEvent {
+                time_ns: 1,
+                pid: 1,
+                process: String::new(),
+                denied: true,
+                rule_id: None,
+                rule_source: None,
+                what: What::Landlock {
+                    record: String::new(),
+                },
+            }
+        }
+        .into_row();
+        assert!(exec.detail.unwrap().contains("\"errno\":13"));
+    }
+}

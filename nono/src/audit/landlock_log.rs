@@ -1,0 +1,452 @@
+//! Landlock's own denial records (Landlock ABI 7, Linux 6.15+), read from the kernel audit
+//! subsystem and attributed to the session, so Landlock-only runs record what was denied.
+//!
+//! Privilege and kernel assumptions — all of them are needed, and nono changes none:
+//! - `CONFIG_AUDIT=y` and audit *enabled* (`auditd` running, `auditctl -e 1`, or `audit=1` on
+//!   the kernel command line): with audit disabled Landlock writes no record at all;
+//! - `CAP_AUDIT_READ` in the initial user namespace, to join the netlink multicast group
+//!   `AUDIT_NLGRP_READLOG` that receives a copy of every record (root has it; an
+//!   unprivileged user, or root inside a container's user namespace, does not);
+//! - Landlock ABI 7, and a ruleset restricted with `LANDLOCK_RESTRICT_SELF_LOG_NEW_EXEC_ON`
+//!   (nono sets it unless the profile says `audit off`), so denials after `execve` are logged.
+//!
+//! When one is missing the reader is not started and `nono run -v` says which. nono does not
+//! enable audit itself: that is a host-wide setting with a cost for every process.
+//!
+//! Attribution: Landlock names the denying domain by a 64-bit id in each `AUDIT_LANDLOCK_ACCESS`
+//! record, and logs the domain's creator (`AUDIT_LANDLOCK_DOMAIN status=allocated pid=N`) with
+//! its first denial. nono's child creates the session's domain, so a domain whose creator is the
+//! child's pid is this session's, and so are its later denials, whichever descendant caused
+//! them. Domains the command nests inside its own (its own Landlock use) are not attributed.
+
+use std::collections::HashSet;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::event::{AuditEvent, What};
+use super::ingest::AuditSender;
+
+const NETLINK_AUDIT: i32 = 9;
+const AUDIT_NLGRP_READLOG: u32 = 1;
+const AUDIT_SYSCALL: u16 = 1300;
+const AUDIT_EOE: u16 = 1320;
+pub const AUDIT_LANDLOCK_ACCESS: u16 = 1423;
+pub const AUDIT_LANDLOCK_DOMAIN: u16 = 1424;
+
+/// One audit record: `audit(SECONDS.MILLIS:SERIAL): key=value ...`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    pub kind: u16,
+    pub time_ns: i64,
+    pub serial: u64,
+    pub body: String,
+}
+
+impl Record {
+    pub fn parse(kind: u16, text: &str) -> Option<Record> {
+        let rest = text.strip_prefix("audit(")?;
+        let (stamp, body) = rest.split_once("): ")?;
+        let (time, serial) = stamp.split_once(':')?;
+        let (secs, millis) = time.split_once('.')?;
+        let time_ns =
+            secs.parse::<i64>().ok()? * 1_000_000_000 + millis.parse::<i64>().ok()? * 1_000_000;
+        Some(Record {
+            kind,
+            time_ns,
+            serial: serial.parse().ok()?,
+            body: body.trim_end_matches('\0').to_string(),
+        })
+    }
+
+    /// The value of `key=`: a quoted string, or audit's hex encoding of an untrusted string
+    /// (used when it has spaces, quotes or control characters), as raw bytes.
+    pub fn field(&self, key: &str) -> Option<Vec<u8>> {
+        let mut at = 0;
+        while let Some(i) = self.body[at..].find(key) {
+            let start = at + i;
+            at = start + key.len();
+            let boundary = start == 0 || self.body.as_bytes()[start - 1] == b' ';
+            if !boundary || !self.body[at..].starts_with('=') {
+                continue;
+            }
+            let v = &self.body[at + 1..];
+            if let Some(q) = v.strip_prefix('"') {
+                return Some(q.as_bytes()[..q.find('"').unwrap_or(q.len())].to_vec());
+            }
+            let word = &v[..v.find(' ').unwrap_or(v.len())];
+            if key == "path" || key == "exe" || key == "comm" {
+                if let Ok(b) = hex::decode(word) {
+                    return Some(b);
+                }
+            }
+            return Some(word.as_bytes().to_vec());
+        }
+        None
+    }
+
+    fn text(&self, key: &str) -> Option<String> {
+        self.field(key)
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+    }
+}
+
+/// Follows the records of one session: which domains are its, and which denials to keep.
+#[derive(Debug, Default)]
+pub struct Attributor {
+    child: i64,
+    domains: HashSet<String>,
+    /// The records of the audit event being read (one serial number).
+    current: Vec<Record>,
+}
+
+impl Attributor {
+    pub fn new(child_pid: i64) -> Attributor {
+        Attributor {
+            child: child_pid,
+            ..Attributor::default()
+        }
+    }
+
+    pub fn set_child(&mut self, pid: i64) {
+        self.child = pid;
+    }
+
+    /// Takes the next record; returns the session's denials of the events it completes.
+    pub fn push(&mut self, r: Record) -> Vec<AuditEvent> {
+        let mut out = Vec::new();
+        if self.current.first().is_some_and(|c| c.serial != r.serial) {
+            out = self.flush();
+        }
+        if r.kind == AUDIT_EOE {
+            out.extend(self.flush());
+        } else {
+            self.current.push(r);
+        }
+        out
+    }
+
+    /// Ends the event being read.
+    pub fn flush(&mut self) -> Vec<AuditEvent> {
+        let records = std::mem::take(&mut self.current);
+        // A domain's allocation is logged with its first denial, after the access record.
+        for r in &records {
+            if r.kind == AUDIT_LANDLOCK_DOMAIN
+                && r.text("status").as_deref() == Some("allocated")
+                && r.text("pid").and_then(|p| p.parse::<i64>().ok()) == Some(self.child)
+            {
+                if let Some(d) = r.text("domain") {
+                    self.domains.insert(d);
+                }
+            }
+        }
+        let syscall = records.iter().find(|r| r.kind == AUDIT_SYSCALL);
+        let pid = syscall
+            .and_then(|s| s.text("pid"))
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(0);
+        let process = syscall.and_then(|s| s.text("comm")).unwrap_or_default();
+        records
+            .iter()
+            .filter(|r| r.kind == AUDIT_LANDLOCK_ACCESS)
+            .filter(|r| r.text("domain").is_some_and(|d| self.domains.contains(&d)))
+            .map(|r| {
+                let blockers = r.text("blockers").unwrap_or_default();
+                let what = match r.field("path") {
+                    Some(path) if blockers.starts_with("fs.") => What::File {
+                        op: blockers.clone(),
+                        path,
+                        inode: None,
+                        hook: Some("landlock".into()),
+                    },
+                    _ => What::Landlock {
+                        record: r.body.clone(),
+                    },
+                };
+                AuditEvent {
+                    time_ns: r.time_ns,
+                    pid,
+                    process: process.clone(),
+                    denied: true,
+                    rule_id: None,
+                    rule_source: None,
+                    what,
+                }
+            })
+            .collect()
+    }
+}
+
+/// The reader thread of one session.
+pub struct LandlockLog {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+/// Why the reader cannot run here, for `nono run -v` and the README.
+pub fn open_socket() -> Result<OwnedFd, String> {
+    // SAFETY: socket(2) with constant arguments; the fd is owned below.
+    let fd = unsafe {
+        libc::socket(
+            libc::AF_NETLINK,
+            libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+            NETLINK_AUDIT,
+        )
+    };
+    if fd < 0 {
+        return Err(format!(
+            "no NETLINK_AUDIT socket ({}): the kernel lacks CONFIG_AUDIT",
+            std::io::Error::last_os_error()
+        ));
+    }
+    // SAFETY: fd was just returned by socket(2) and is owned by nobody else.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    // SAFETY: sockaddr_nl is plain data; zeroed is a valid value.
+    let mut addr: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
+    addr.nl_family = libc::AF_NETLINK as u16;
+    addr.nl_groups = AUDIT_NLGRP_READLOG;
+    // SAFETY: binding a valid sockaddr_nl of the size given.
+    let rc = unsafe {
+        libc::bind(
+            fd.as_raw_fd(),
+            (&addr as *const libc::sockaddr_nl).cast(),
+            std::mem::size_of::<libc::sockaddr_nl>() as u32,
+        )
+    };
+    if rc != 0 {
+        return Err(format!(
+            "cannot join the audit log multicast group ({}): needs CAP_AUDIT_READ in the initial \
+             user namespace",
+            std::io::Error::last_os_error()
+        ));
+    }
+    // Room for bursts of denials (root may exceed rmem_max); failure only risks ENOBUFS.
+    let size: libc::c_int = 4 << 20;
+    // SAFETY: setsockopt with an int option value.
+    unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUFFORCE,
+            (&size as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as u32,
+        )
+    };
+    Ok(fd)
+}
+
+/// Whether audit is enabled (`AUDIT_GET`, needs CAP_AUDIT_CONTROL); `None` if it cannot be
+/// asked.
+pub fn audit_enabled() -> Option<bool> {
+    // SAFETY: as in open_socket.
+    let fd = unsafe {
+        libc::socket(
+            libc::AF_NETLINK,
+            libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+            NETLINK_AUDIT,
+        )
+    };
+    if fd < 0 {
+        return None;
+    }
+    // SAFETY: owned from here.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    let mut req = [0u8; 16];
+    req[0..4].copy_from_slice(&16u32.to_ne_bytes());
+    req[4..6].copy_from_slice(&1000u16.to_ne_bytes()); // AUDIT_GET
+    req[6..8].copy_from_slice(&(libc::NLM_F_REQUEST as u16).to_ne_bytes());
+    // SAFETY: sockaddr_nl zeroed = the kernel; send/recv on buffers of the given sizes.
+    unsafe {
+        let mut to: libc::sockaddr_nl = std::mem::zeroed();
+        to.nl_family = libc::AF_NETLINK as u16;
+        if libc::sendto(
+            fd.as_raw_fd(),
+            req.as_ptr().cast(),
+            req.len(),
+            0,
+            (&to as *const libc::sockaddr_nl).cast(),
+            std::mem::size_of::<libc::sockaddr_nl>() as u32,
+        ) < 0
+        {
+            return None;
+        }
+        let tv = libc::timeval {
+            tv_sec: 1,
+            tv_usec: 0,
+        };
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVTIMEO,
+            (&tv as *const libc::timeval).cast(),
+            std::mem::size_of::<libc::timeval>() as u32,
+        );
+        let mut buf = [0u8; 512];
+        let n = libc::recv(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0);
+        // The reply is `struct audit_status`: mask, then enabled (u32 each).
+        let kind = u16::from_ne_bytes([buf[4], buf[5]]);
+        if n < 24 || kind != 1000 {
+            return None;
+        }
+        Some(u32::from_ne_bytes([buf[20], buf[21], buf[22], buf[23]]) != 0)
+    }
+}
+
+impl LandlockLog {
+    /// Starts reading, if this host lets nono; otherwise says why not. `child` is filled in
+    /// with the command's pid once it is spawned.
+    pub fn start(sender: AuditSender, child: &'static AtomicI32) -> Result<LandlockLog, String> {
+        if audit_enabled() == Some(false) {
+            return Err(
+                "kernel audit is disabled (no auditd, audit=0): Landlock logs nothing".into(),
+            );
+        }
+        let fd = open_socket()?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let stop2 = stop.clone();
+        // No signals on this thread: `nono run` takes them on the main one (see `ingest`).
+        let _blocked = super::ingest::AllSignalsBlocked::new();
+        let thread = std::thread::Builder::new()
+            .name("nono-landlock-log".into())
+            .spawn(move || read_loop(fd, sender, child, stop2))
+            .map_err(|e| e.to_string())?;
+        Ok(LandlockLog {
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    /// Stops after reading what the kernel delivers within a short grace period (kauditd
+    /// sends records asynchronously, after the syscall that caused them).
+    pub fn stop(mut self) {
+        self.stop.store(true, Ordering::Release);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// How long to keep reading after the command ended.
+const GRACE: Duration = Duration::from_millis(150);
+
+fn read_loop(fd: OwnedFd, sender: AuditSender, child: &AtomicI32, stop: Arc<AtomicBool>) {
+    let mut attr = Attributor::new(0);
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut stop_at: Option<Instant> = None;
+    loop {
+        if stop_at.is_none() && stop.load(Ordering::Acquire) {
+            stop_at = Some(Instant::now() + GRACE);
+        }
+        if stop_at.is_some_and(|t| Instant::now() >= t) {
+            break;
+        }
+        let mut pfd = libc::pollfd {
+            fd: fd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd.
+        if unsafe { libc::poll(&mut pfd, 1, 50) } <= 0 {
+            continue;
+        }
+        // SAFETY: recv into a buffer of its length.
+        let n = unsafe { libc::recv(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
+        if n < 0 {
+            let e = std::io::Error::last_os_error();
+            if e.raw_os_error() == Some(libc::ENOBUFS) {
+                tracing::warn!("audit: Landlock records were lost (netlink receive buffer full)");
+            }
+            continue;
+        }
+        attr.set_child(child.load(Ordering::Acquire) as i64);
+        let mut events = Vec::new();
+        let mut off = 0;
+        let n = n as usize;
+        // A datagram may carry several netlink messages.
+        while off + 16 <= n {
+            let len = u32::from_ne_bytes(buf[off..off + 4].try_into().expect("4 bytes")) as usize;
+            let kind = u16::from_ne_bytes([buf[off + 4], buf[off + 5]]);
+            if len < 16 || off + len > n {
+                break;
+            }
+            let text = String::from_utf8_lossy(&buf[off + 16..off + len]);
+            if let Some(r) = Record::parse(kind, &text) {
+                events.extend(attr.push(r));
+            }
+            off += (len + 3) & !3;
+        }
+        if !events.is_empty() {
+            sender.try_send(events);
+        }
+    }
+    let rest = attr.flush();
+    if !rest.is_empty() {
+        sender.try_send(rest);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Records as this kernel (6.18, Landlock ABI 7) wrote them for `cat /root/.bashrc` under
+    /// nono, with audit enabled: access, domain allocation, syscall, proctitle, end of event.
+    const EVENT: &[(u16, &str)] = &[
+        (1423, "audit(1796064197.927:3): domain=1c020e695 blockers=fs.read_file path=\"/root/.bashrc\" dev=\"vda\" ino=1235"),
+        (1424, "audit(1796064197.927:3): domain=1c020e695 status=allocated mode=enforcing pid=24167 uid=0 exe=\"/work/wt-audit/target/debug/nono\" comm=\"nono\""),
+        (1300, "audit(1796064197.927:3): arch=c000003e syscall=257 success=no exit=-13 a0=ffffff9c a1=7ffd39b79ae4 a2=0 a3=0 items=0 ppid=24165 pid=24167 auid=4294967295 uid=0 gid=0 euid=0 suid=0 fsuid=0 egid=0 sgid=0 fsgid=0 tty=(none) ses=4294967295 comm=\"cat\" exe=\"/usr/bin/cat\" key=(null)"),
+        (1327, "audit(1796064197.927:3): proctitle=2F62696E2F636174002F726F6F742F2E626173687263"),
+        (1320, "audit(1796064197.927:3): "),
+    ];
+
+    fn feed(a: &mut Attributor, events: &[(u16, &str)]) -> Vec<AuditEvent> {
+        events
+            .iter()
+            .flat_map(|(k, t)| a.push(Record::parse(*k, t).unwrap()))
+            .collect()
+    }
+
+    #[test]
+    fn denials_of_the_childs_domain_are_attributed() {
+        let mut a = Attributor::new(24167);
+        let got = feed(&mut a, EVENT);
+        assert_eq!(got.len(), 1);
+        let e = &got[0];
+        assert!(e.denied);
+        assert_eq!(e.pid, 24167);
+        assert_eq!(e.process, "cat");
+        assert_eq!(e.time_ns, 1_796_064_197_927_000_000);
+        match &e.what {
+            What::File { op, path, .. } => {
+                assert_eq!(op, "fs.read_file");
+                assert_eq!(path, b"/root/.bashrc");
+            }
+            w => panic!("{w:?}"),
+        }
+        // Later denials of the same domain carry no allocation record, and still count.
+        let later = [
+            (1423, "audit(1796064198.000:9): domain=1c020e695 blockers=fs.write_file path=2F746D702F6120622E747874 dev=\"vda\" ino=7"),
+            (1320, "audit(1796064198.000:9): "),
+        ];
+        let got = feed(&mut a, &later);
+        assert_eq!(got.len(), 1);
+        match &got[0].what {
+            What::File { path, .. } => assert_eq!(path, b"/tmp/a b.txt", "hex-encoded path"),
+            w => panic!("{w:?}"),
+        }
+    }
+
+    #[test]
+    fn other_sessions_domains_are_ignored() {
+        let mut a = Attributor::new(1);
+        assert!(feed(&mut a, EVENT).is_empty());
+    }
+
+    #[test]
+    fn fields_need_a_word_boundary() {
+        let r = Record::parse(1424, "audit(1.500:2): ppid=9 pid=10 comm=\"x\"").unwrap();
+        assert_eq!(r.text("pid").as_deref(), Some("10"));
+        assert_eq!(r.time_ns, 1_500_000_000);
+    }
+}

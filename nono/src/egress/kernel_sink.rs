@@ -1,0 +1,443 @@
+//! [`AllowedDestinations`] on the kernel layer's network tries: each address the resolver
+//! returns becomes a `/32` (`/128`) TCP connect entry of the sandbox, with the DNS TTL as its
+//! expiry.
+//!
+//! Privilege: CAP_BPF (root): it writes the pinned `NONO_NET_V4`/`NONO_NET_V6` maps. Kernel
+//! assumptions: the cgroup socket programs of `nono-ebpf/src/net.rs`, which honour
+//! `NetAllow::expires_ns` against `bpf_ktime_get_ns()` (CLOCK_MONOTONIC), so an entry stops
+//! counting the moment its TTL ends even before [`AllowedDestinations::expire`] removes it.
+//!
+//! - Domain rules are TCP (as in the Landlock back-end). Their ports become exact-port entries
+//!   when there are at most [`EXPAND_PORTS`]; one wider range becomes a port-0 entry with the
+//!   range; several wide ranges are refused (the resolver then answers SERVFAIL).
+//! - An entry the policy itself has (a CIDR rule on exactly that address and port) is never
+//!   overwritten or removed: the policy already decides there.
+//! - Several names resolving to one address share its entry; it lives as long as the longest
+//!   TTL, and the first name's rule id is kept for events.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use aya::maps::lpm_trie::Key;
+use nono_common::{
+    names, DnsRedirect, NetAllow, NetKeyV4, NetKeyV6, NET_CONNECT, NET_KEY_FIXED_BITS,
+};
+use nono_policy::ir::{Policy, RuleId};
+use nono_policy::net::{DomainPattern, IpNet, PortSet};
+
+use super::resolver::{AllowedDestinations, Grant, Resolver};
+use super::rules::EgressRules;
+use super::{Listen, Service};
+use crate::kernel::net::{NetEntries, EXPAND_PORTS};
+use crate::kernel::{KernelLayer, Maps};
+
+/// The most addresses a sandbox's resolver may have in the shared maps at once; past it the
+/// resolver answers SERVFAIL until TTLs free room.
+pub const MAX_LIVE_ENTRIES: usize = 4096;
+
+const IPPROTO_TCP: u16 = 6;
+const IPPROTO_UDP: u16 = 17;
+
+/// One entry this sink wrote: (address, key port) with its value and the grants behind it.
+type Slot = (IpAddr, u16);
+
+pub struct KernelDestinations {
+    sandbox_id: u32,
+    policy: NetEntries,
+    inner: Mutex<Inner>,
+}
+
+struct Inner {
+    maps: Maps,
+    live: HashMap<Slot, (NetAllow, Instant, Vec<Grant>)>,
+}
+
+/// CLOCK_MONOTONIC now, in ns: the clock of `bpf_ktime_get_ns` and of [`Instant`] on Linux.
+fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes the timespec it is given.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// The (key port, port_lo, port_hi) entries a port set needs.
+fn port_slots(ports: &PortSet) -> Result<Vec<(u16, u16, u16)>> {
+    if ports.count() <= EXPAND_PORTS {
+        return Ok(ports
+            .ranges()
+            .iter()
+            .flat_map(|r| r.first..=r.last)
+            .map(|p| (p, p, p))
+            .collect());
+    }
+    match ports.ranges() {
+        [r] => Ok(vec![(0, r.first, r.last)]),
+        [] => Ok(vec![(0, 0, u16::MAX)]),
+        _ => bail!(
+            "ports {ports}: the kernel layer keeps one wide port range per address; \
+             list at most {EXPAND_PORTS} ports or one range"
+        ),
+    }
+}
+
+impl KernelDestinations {
+    /// A sink for sandbox `sandbox_id` (`Sandbox::id()`), whose static entries came from
+    /// `policy` (`NetEntries::from_policy` of the same policy). `maps` should be a handle of
+    /// its own (`Maps::reopen`).
+    pub fn new(maps: Maps, sandbox_id: u32, policy: NetEntries) -> KernelDestinations {
+        KernelDestinations {
+            sandbox_id,
+            policy,
+            inner: Mutex::new(Inner {
+                maps,
+                live: HashMap::new(),
+            }),
+        }
+    }
+
+    fn write(&self, maps: &mut Maps, (addr, port): Slot, value: NetAllow) -> Result<()> {
+        match addr {
+            IpAddr::V4(a) => {
+                let key = Key::new(
+                    NET_KEY_FIXED_BITS + 32,
+                    NetKeyV4 {
+                        sandbox_id: self.sandbox_id,
+                        protocol: IPPROTO_TCP,
+                        port,
+                        addr: a.octets(),
+                    },
+                );
+                maps.net_v4.insert(&key, value, 0)?;
+            }
+            IpAddr::V6(a) => {
+                let key = Key::new(
+                    NET_KEY_FIXED_BITS + 128,
+                    NetKeyV6 {
+                        sandbox_id: self.sandbox_id,
+                        protocol: IPPROTO_TCP,
+                        port,
+                        addr: a.octets(),
+                    },
+                );
+                maps.net_v6.insert(&key, value, 0)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn remove(&self, maps: &mut Maps, (addr, port): Slot) -> Result<()> {
+        match addr {
+            IpAddr::V4(a) => maps.net_v4.remove(&Key::new(
+                NET_KEY_FIXED_BITS + 32,
+                NetKeyV4 {
+                    sandbox_id: self.sandbox_id,
+                    protocol: IPPROTO_TCP,
+                    port,
+                    addr: a.octets(),
+                },
+            ))?,
+            IpAddr::V6(a) => maps.net_v6.remove(&Key::new(
+                NET_KEY_FIXED_BITS + 128,
+                NetKeyV6 {
+                    sandbox_id: self.sandbox_id,
+                    protocol: IPPROTO_TCP,
+                    port,
+                    addr: a.octets(),
+                },
+            ))?,
+        }
+        Ok(())
+    }
+}
+
+impl AllowedDestinations for KernelDestinations {
+    fn allow(&self, grant: &Grant) -> Result<()> {
+        let remaining = grant.expires.saturating_duration_since(Instant::now());
+        let expires_ns = monotonic_ns() + remaining.as_nanos() as u64;
+        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let Inner { maps, live } = &mut *inner;
+        for (port, lo, hi) in port_slots(&grant.ports).with_context(|| grant.rule.to_string())? {
+            if self
+                .policy
+                .has_slot(IPPROTO_TCP, port, IpNet::from(grant.addr))
+            {
+                continue;
+            }
+            let slot = (grant.addr, port);
+            if !live.contains_key(&slot) && live.len() >= MAX_LIVE_ENTRIES {
+                bail!(
+                    "{} (`{}`): the sandbox already has {MAX_LIVE_ENTRIES} resolved addresses \
+                     in the kernel map",
+                    grant.rule,
+                    grant.name
+                );
+            }
+            let value = match live.get(&slot) {
+                Some((v, _, _)) if (v.port_lo, v.port_hi) != (lo, hi) => bail!(
+                    "{} (`{}`): {} already has port range {}-{} from another name",
+                    grant.rule,
+                    grant.name,
+                    grant.addr,
+                    v.port_lo,
+                    v.port_hi
+                ),
+                Some((v, _, _)) if v.expires_ns >= expires_ns => *v,
+                Some((v, _, _)) => NetAllow { expires_ns, ..*v },
+                None => NetAllow {
+                    rule_id: grant.rule.0,
+                    port_lo: lo,
+                    port_hi: hi,
+                    direction: NET_CONNECT,
+                    _pad: 0,
+                    expires_ns,
+                },
+            };
+            self.write(maps, slot, value).with_context(|| {
+                format!("allowing {} port {port} in the kernel map", grant.addr)
+            })?;
+            let entry = live
+                .entry(slot)
+                .or_insert_with(|| (value, grant.expires, Vec::new()));
+            entry.0 = value;
+            entry.1 = entry.1.max(grant.expires);
+            entry.2.retain(|g| g.name != grant.name);
+            entry.2.push(grant.clone());
+        }
+        Ok(())
+    }
+
+    fn expire(&self, now: Instant) -> Result<Vec<Grant>> {
+        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let Inner { maps, live } = &mut *inner;
+        let gone: Vec<Slot> = live
+            .iter()
+            .filter(|(_, (_, until, _))| *until <= now)
+            .map(|(s, _)| *s)
+            .collect();
+        let mut out = Vec::new();
+        for slot in gone {
+            // The programs already ignore the entry (expires_ns); removing it frees the slot.
+            self.remove(maps, slot).with_context(|| {
+                format!("removing {} port {} from the kernel map", slot.0, slot.1)
+            })?;
+            if let Some((_, _, grants)) = live.remove(&slot) {
+                out.extend(grants);
+            }
+        }
+        out.dedup_by(|a, b| a.addr == b.addr && a.name == b.name);
+        Ok(out)
+    }
+}
+
+impl Drop for KernelDestinations {
+    /// The sandbox's own cleanup removes every entry of its id; this only frees them sooner
+    /// when the sink goes away first.
+    fn drop(&mut self) {
+        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let slots: Vec<Slot> = inner.live.keys().copied().collect();
+        for slot in slots {
+            let _ = self.remove(&mut inner.maps, slot);
+        }
+    }
+}
+
+/// `nono kernel-run` flags: domain rules through nono's resolver feeding the sandbox's maps.
+#[derive(Debug, Clone, clap::Args)]
+pub struct KernelRunEgress {
+    /// Allow a domain over TCP through nono's resolver: `a.example.com` (ports 80 and 443) or
+    /// `a.example.com@8080,8443`.
+    #[arg(long, value_name = "DOMAIN[@PORTS]")]
+    allow_domain: Vec<String>,
+    /// Upstream DNS server(s) of the resolver (default: /etc/resolv.conf).
+    #[arg(long, value_name = "ADDR:PORT", value_delimiter = ',')]
+    dns_upstream: Vec<SocketAddr>,
+    /// Let allowed names resolve into CIDR although it is a special range.
+    #[arg(long, value_name = "CIDR")]
+    allow_resolved: Vec<String>,
+    /// Where the resolver listens (UDP and TCP); printed on stderr.
+    #[arg(long, value_name = "ADDR:PORT", default_value = "127.0.0.1:0")]
+    dns_listen: SocketAddr,
+}
+
+/// The resolver of a kernel-layer sandbox and its DNS redirect; dropping it ends the redirect.
+pub struct KernelEgress {
+    _service: Service,
+    redirect: aya::maps::HashMap<aya::maps::MapData, u32, DnsRedirect>,
+    sandbox_id: u32,
+}
+
+impl Drop for KernelEgress {
+    fn drop(&mut self) {
+        let _ = self.redirect.remove(&self.sandbox_id);
+    }
+}
+
+/// Send the sandbox's IPv4 port-53 traffic (UDP and TCP) to `resolver`
+/// (`nono-ebpf/src/dns.rs`), and allow the rewritten destination in its rules.
+fn redirect_dns(
+    layer: &KernelLayer,
+    maps: &mut Maps,
+    sandbox_id: u32,
+    resolver: SocketAddr,
+) -> Result<aya::maps::HashMap<aya::maps::MapData, u32, DnsRedirect>> {
+    let SocketAddr::V4(v4) = resolver else {
+        bail!("the DNS redirect needs an IPv4 resolver address, not {resolver}");
+    };
+    let path = layer.pin_dir().join("maps").join(names::DNS_REDIRECT);
+    let data = aya::maps::MapData::from_pin(&path)
+        .with_context(|| format!("opening {} (rebuild the eBPF object)", path.display()))?;
+    let mut redirect: aya::maps::HashMap<_, u32, DnsRedirect> =
+        aya::maps::HashMap::try_from(aya::maps::Map::HashMap(data))?;
+    // A crashed run leaves its redirect behind (its other entries are swept by the next
+    // load): drop redirects of sandboxes no longer registered.
+    let live: std::collections::HashSet<u32> = maps
+        .sandboxes
+        .iter()
+        .filter_map(|e| e.ok().map(|(_, info)| info.sandbox_id))
+        .collect();
+    let stale: Vec<u32> = redirect
+        .keys()
+        .filter_map(|k| k.ok())
+        .filter(|id| *id != sandbox_id && !live.contains(id))
+        .collect();
+    for id in stale {
+        let _ = redirect.remove(&id);
+    }
+    for protocol in [IPPROTO_TCP, IPPROTO_UDP] {
+        let key = Key::new(
+            NET_KEY_FIXED_BITS + 32,
+            NetKeyV4 {
+                sandbox_id,
+                protocol,
+                port: v4.port(),
+                addr: v4.ip().octets(),
+            },
+        );
+        let allow = NetAllow {
+            rule_id: 0,
+            port_lo: v4.port(),
+            port_hi: v4.port(),
+            direction: NET_CONNECT,
+            _pad: 0,
+            expires_ns: 0,
+        };
+        maps.net_v4
+            .insert(&key, allow, 0)
+            .context("allowing the sandbox's resolver")?;
+    }
+    redirect
+        .insert(
+            sandbox_id,
+            DnsRedirect {
+                addr: v4.ip().octets(),
+                port: v4.port(),
+                _pad: 0,
+            },
+            0,
+        )
+        .context("registering the DNS redirect")?;
+    Ok(redirect)
+}
+
+impl KernelRunEgress {
+    /// Start the resolver for sandbox `sandbox_id` of `policy` when domains are allowed, and
+    /// redirect the sandbox's port-53 traffic to it.
+    pub fn start(
+        &self,
+        policy: &Policy,
+        layer: &KernelLayer,
+        sandbox_id: u32,
+    ) -> Result<Option<KernelEgress>> {
+        if self.allow_domain.is_empty() {
+            return Ok(None);
+        }
+        let mut next = policy
+            .fs
+            .iter()
+            .map(|r| r.id.0)
+            .chain(policy.net.cidrs.iter().map(|r| r.id.0))
+            .chain(policy.net.listen.iter().map(|r| r.id.0))
+            .max()
+            .unwrap_or(0);
+        let mut domains = Vec::new();
+        for spec in &self.allow_domain {
+            let (name, ports) = spec.split_once('@').unwrap_or((spec, ""));
+            let ports = if ports.is_empty() {
+                PortSet::web_default()
+            } else {
+                PortSet::new(
+                    ports
+                        .split(',')
+                        .map(PortSet::parse_range)
+                        .collect::<Result<Vec<_>, _>>()
+                        .map_err(|e| anyhow::anyhow!("--allow-domain {spec}: {e}"))?,
+                )
+            };
+            let pattern =
+                DomainPattern::parse(name).map_err(|e| anyhow::anyhow!("--allow-domain {e}"))?;
+            next += 1;
+            domains.push((RuleId(next), pattern, ports));
+        }
+        let into =
+            super::fallback::parse_cidrs(&self.allow_resolved).map_err(anyhow::Error::msg)?;
+        let maps = layer.maps();
+        let sink =
+            KernelDestinations::new(maps.reopen()?, sandbox_id, NetEntries::from_policy(policy)?);
+        let resolver = Arc::new(Resolver::new(
+            EgressRules::new(domains, into),
+            super::upstream::upstreams(&self.dns_upstream)?,
+            Arc::new(sink),
+        ));
+        let service = Service::start(
+            resolver,
+            &Listen {
+                proxy: None,
+                dns: Some(self.dns_listen),
+            },
+        )?;
+        let addr = service.dns_udp.context("the resolver has no address")?;
+        let redirect = redirect_dns(layer, &mut maps.reopen()?, sandbox_id, addr)?;
+        eprintln!("nono: kernel: resolver at {addr} (udp, tcp); port 53 redirected to it");
+        Ok(Some(KernelEgress {
+            _service: service,
+            redirect,
+            sandbox_id,
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nono_policy::net::PortRange;
+
+    #[test]
+    fn ports_become_exact_entries_or_one_range() {
+        assert_eq!(
+            port_slots(&PortSet::web_default()).unwrap(),
+            vec![(80, 80, 80), (443, 443, 443)]
+        );
+        let wide = PortSet::new(vec![PortRange {
+            first: 8000,
+            last: 9000,
+        }]);
+        assert_eq!(port_slots(&wide).unwrap(), vec![(0, 8000, 9000)]);
+        let two = PortSet::new(vec![
+            PortRange {
+                first: 1000,
+                last: 2000,
+            },
+            PortRange {
+                first: 3000,
+                last: 4000,
+            },
+        ]);
+        assert!(port_slots(&two).is_err());
+    }
+}

@@ -1,0 +1,142 @@
+//! Egress by domain: the resolver nono serves and the local proxy of the unprivileged mode.
+//!
+//! Privilege: none. Everything here runs in the `nono` parent process, outside the sandbox, on
+//! a tokio runtime of its own thread ([`Service::start`]); it only opens loopback listeners and
+//! sockets to the upstream resolvers and to the destinations the policy allows. Kernel
+//! assumptions: none beyond TCP/UDP sockets; the confinement that makes the proxy the only way
+//! out (Landlock ABI 4 TCP connect rules, seccomp's UDP block) is set up by `nono run`.
+//!
+//! - [`rules`]: which names, ports and addresses the policy allows, and the special ranges
+//!   (loopback, private, link-local, CGNAT, ...) an allowed name may not resolve into unless
+//!   `--allow-resolved CIDR` says so;
+//! - [`resolver`]: the DNS resolver: answers only allowed names (others get REFUSED and are
+//!   never forwarded), forwards to the upstreams, strips special-range addresses from answers,
+//!   and hands each address it returns, with its TTL and name, to an [`AllowedDestinations`]
+//!   sink before answering;
+//! - [`proxy`]: the HTTP CONNECT (and plain `http://`) proxy of the unprivileged mode, which
+//!   decides with the same rules and resolver;
+//! - [`kernel_sink`]: the sink on the kernel layer's per-sandbox network maps (and the
+//!   `nono kernel-run --allow-domain` flags that use it until `nono run` loads the layer);
+//! - [`fallback`]: how `nono run` uses the proxy (Landlock port rule, environment, the line
+//!   saying which mode is active);
+//! - [`cli`]: the hidden `nono egress-serve` (resolver and proxy in the foreground, for tests,
+//!   benchmarks and debugging).
+
+pub mod cli;
+pub mod fallback;
+pub mod kernel_sink;
+pub mod proxy;
+pub mod resolver;
+pub mod rules;
+pub mod upstream;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+
+pub use resolver::Resolver;
+
+/// The resolver and/or proxy running on their own thread. Dropping it leaves the thread
+/// running until the process exits, which is what `nono run` wants: the sandbox may use the
+/// proxy until the command and every survivor are gone, and nono exits right after that.
+pub struct Service {
+    pub proxy: Option<SocketAddr>,
+    pub dns_udp: Option<SocketAddr>,
+    pub dns_tcp: Option<SocketAddr>,
+}
+
+/// What to serve, and where.
+#[derive(Debug, Clone, Default)]
+pub struct Listen {
+    pub proxy: Option<SocketAddr>,
+    /// The DNS resolver, on UDP and TCP at the same address (the TCP port follows the UDP
+    /// one when the port is 0).
+    pub dns: Option<SocketAddr>,
+}
+
+impl Service {
+    /// Bind the listeners (so errors are reported here, before the command starts) and run
+    /// them on a new thread with every signal blocked: `nono run` takes its signals
+    /// synchronously on the main thread (see `run::sandbox::supervise`), and a thread with
+    /// them unblocked would receive them and die of the default action.
+    pub fn start(resolver: Arc<Resolver>, listen: &Listen) -> Result<Service> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_io()
+            .enable_time()
+            .build()
+            .context("egress: cannot start the tokio runtime")?;
+        let (proxy, udp, tcp) = rt.block_on(async {
+            let proxy = match listen.proxy {
+                Some(a) => Some(
+                    tokio::net::TcpListener::bind(a)
+                        .await
+                        .with_context(|| format!("egress proxy: cannot listen on {a}"))?,
+                ),
+                None => None,
+            };
+            let (udp, tcp) = match listen.dns {
+                Some(a) => {
+                    let (u, t) = resolver::bind(a).await?;
+                    (Some(u), Some(t))
+                }
+                None => (None, None),
+            };
+            anyhow::Ok((proxy, udp, tcp))
+        })?;
+        let service = Service {
+            proxy: proxy.as_ref().and_then(|l| l.local_addr().ok()),
+            dns_udp: udp.as_ref().and_then(|s| s.local_addr().ok()),
+            dns_tcp: tcp.as_ref().and_then(|s| s.local_addr().ok()),
+        };
+        let blocked = BlockAllSignals::new();
+        std::thread::Builder::new()
+            .name("nono-egress".into())
+            .spawn(move || {
+                rt.block_on(async move {
+                    let mut tasks = tokio::task::JoinSet::new();
+                    if let Some(l) = proxy {
+                        tasks.spawn(proxy::serve(l, resolver.clone()));
+                    }
+                    if let Some(u) = udp {
+                        tasks.spawn(resolver::serve_udp(u, resolver.clone()));
+                    }
+                    if let Some(t) = tcp {
+                        tasks.spawn(resolver::serve_tcp(t, resolver.clone()));
+                    }
+                    tasks.spawn(resolver::expire_loop(resolver.clone()));
+                    while tasks.join_next().await.is_some() {}
+                })
+            })
+            .context("egress: cannot start its thread")?;
+        drop(blocked);
+        Ok(service)
+    }
+}
+
+/// Blocks every signal in the calling thread while alive, so threads spawned meanwhile start
+/// with all of them blocked.
+struct BlockAllSignals(libc::sigset_t);
+
+impl BlockAllSignals {
+    fn new() -> BlockAllSignals {
+        // SAFETY: sigset_t is plain data, initialised by sigfillset; pthread_sigmask only
+        // reads `all` and writes `old`.
+        unsafe {
+            let mut all: libc::sigset_t = std::mem::zeroed();
+            let mut old: libc::sigset_t = std::mem::zeroed();
+            libc::sigfillset(&mut all);
+            libc::pthread_sigmask(libc::SIG_BLOCK, &all, &mut old);
+            BlockAllSignals(old)
+        }
+    }
+}
+
+impl Drop for BlockAllSignals {
+    fn drop(&mut self) {
+        // SAFETY: restores the mask saved by `new`.
+        unsafe {
+            libc::pthread_sigmask(libc::SIG_SETMASK, &self.0, std::ptr::null_mut());
+        }
+    }
+}

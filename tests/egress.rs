@@ -1,0 +1,747 @@
+//! Egress by domain (issue 7), unprivileged mode: nono's local proxy, Landlock confining TCP to
+//! its port, seccomp refusing UDP; and nono's resolver served by `nono egress-serve`.
+//!
+//! Every packet goes to loopback: the upstream is a test-served [`Zone`] on 127.0.0.1 (nono is
+//! always given `--dns-upstream`, never the machine's resolver) and the HTTP servers listen on
+//! 127.0.0.2 to 127.0.0.6. The zone points names at loopback, which is a special range, so the
+//! allowed cases pass `--allow-resolved 127.0.0.0/8` and one case shows the default refusal.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use hickory_proto::op::ResponseCode;
+use hickory_proto::rr::RecordType;
+use nono_e2e::egress_support::{addresses, query_tcp, query_udp, HttpServer, Zone};
+use nono_e2e::{
+    as_root_and_nobody, assert_no_datagram, assert_no_tcp_connection, run, tcp_listener,
+    udp_listener, Finished, User, World,
+};
+
+as_root_and_nobody!(
+    allow_domain_flag_runs_in_proxy_mode_instead_of_refusing,
+    allowed_name_resolves_and_connects_through_the_proxy,
+    name_not_allowed_is_refused_and_never_reaches_the_upstream,
+    direct_connect_bypassing_the_proxy_is_denied,
+    udp_is_denied,
+    wildcards_lookalikes_case_and_trailing_dot,
+    special_range_answers_are_refused_unless_allowed,
+    each_connect_uses_the_current_answer_after_the_ttl,
+    resolver_answers_only_allowed_names,
+    resolver_expires_addresses_after_their_ttl,
+);
+
+/// A profile allowing `domains` on `port` only.
+fn profile(w: &World, domains: &[&str], port: u16) -> PathBuf {
+    let entries: Vec<_> = domains
+        .iter()
+        .map(|d| serde_json::json!({ "domain": d, "ports": [port] }))
+        .collect();
+    w.profile_file(
+        "egress",
+        &serde_json::json!({ "extends": ["default"], "network": { "domains": entries } }),
+    )
+}
+
+/// `nono run` arguments: the profile, the test zone as upstream, and optionally names allowed
+/// to resolve into 127.0.0.0/8.
+fn args(profile: &Path, zone: &Zone, loopback_allowed: bool) -> Vec<String> {
+    let mut a = vec![
+        "--profile".to_string(),
+        profile.display().to_string(),
+        "--dns-upstream".into(),
+        zone.addr().to_string(),
+    ];
+    if loopback_allowed {
+        a.extend(["--allow-resolved".into(), "127.0.0.0/8".into()]);
+    }
+    a
+}
+
+/// `curl` inside the sandbox: plain proxied HTTP, or a CONNECT tunnel with `tunnel`.
+fn curl(w: &World, nono_args: &[String], url: &str, tunnel: bool) -> Finished {
+    let mut cmd = vec!["curl", "-q", "-sS", "--fail", "--max-time", "20"];
+    if tunnel {
+        cmd.push("--proxytunnel");
+    }
+    cmd.push(url);
+    run(&mut w.sandbox(nono_args, &cmd))
+}
+
+/// `--allow-domain` used to refuse unprivileged runs (nothing enforced names); now the command
+/// runs, nono says the proxy mode is active, and the network stays closed to direct connects.
+fn allow_domain_flag_runs_in_proxy_mode_instead_of_refusing(user: User) {
+    let w = World::new(user);
+    let zone = Zone::start();
+    let listener = tcp_listener();
+    let upstream = zone.addr().to_string();
+    let out = w.probe_with(
+        &["--allow-domain", "example.com", "--dns-upstream", &upstream],
+        &serde_json::json!({ "port": listener.local_addr().unwrap().port() }),
+        r#"
+def connect():
+    s = socket.socket()
+    s.settimeout(10)
+    s.connect(("127.0.0.1", P["port"]))
+attempt("tcp", connect)
+"#,
+    );
+    assert_eq!(out.code(), Some(0), "{}", out.describe());
+    out.expect("tcp", "EACCES");
+    assert!(
+        out.stderr.contains("egress: unprivileged mode"),
+        "{}",
+        out.describe()
+    );
+    assert_no_tcp_connection(&listener);
+    // --dry-run says the same before anything runs.
+    let dry = run(&mut w.sandbox(
+        &["--allow-domain", "example.com", "--dry-run"],
+        &["/bin/true"],
+    ));
+    assert!(
+        dry.stdout.contains("enforced by nono's local proxy") && dry.stdout.contains("Would run"),
+        "{}",
+        dry.describe()
+    );
+}
+
+fn allowed_name_resolves_and_connects_through_the_proxy(user: User) {
+    let w = World::new(user);
+    let zone = Zone::start();
+    let server = HttpServer::start("127.0.0.2", 0);
+    let port = server.addr.port();
+    zone.set("a.nono.test", &["127.0.0.2"], 60);
+    let p = profile(&w, &["a.nono.test"], port);
+    let a = args(&p, &zone, true);
+    let url = format!("http://a.nono.test:{port}/");
+    for tunnel in [false, true] {
+        let out = curl(&w, &a, &url, tunnel);
+        assert_eq!(out.code(), Some(0), "tunnel={tunnel}\n{}", out.describe());
+        assert_eq!(out.stdout, "served-by 127.0.0.2\n", "{}", out.describe());
+        assert!(
+            out.stderr.contains("egress: unprivileged mode") && out.stderr.contains("proxy"),
+            "nono must say which mode is active\n{}",
+            out.describe()
+        );
+    }
+    assert_eq!(server.hits(), 2);
+    assert!(zone.saw("a.nono.test"));
+    // The command sees the proxy variables, and no bypass list.
+    let out = w.probe_with(
+        &a,
+        &serde_json::json!({}),
+        r#"
+for v in ["HTTPS_PROXY", "HTTP_PROXY", "ALL_PROXY", "https_proxy", "http_proxy", "all_proxy"]:
+    show(v, os.environ.get(v, "unset").startswith("http://127.0.0.1:"))
+show("NO_PROXY", repr(os.environ.get("NO_PROXY")))
+show("no_proxy", repr(os.environ.get("no_proxy")))
+"#,
+    );
+    for v in [
+        "HTTPS_PROXY",
+        "HTTP_PROXY",
+        "ALL_PROXY",
+        "https_proxy",
+        "http_proxy",
+        "all_proxy",
+    ] {
+        assert_eq!(out.result(v), "True", "{v}\n{}", out.describe());
+    }
+    assert_eq!(out.result("NO_PROXY"), "''");
+    assert_eq!(out.result("no_proxy"), "''");
+}
+
+fn name_not_allowed_is_refused_and_never_reaches_the_upstream(user: User) {
+    let w = World::new(user);
+    let zone = Zone::start();
+    let server = HttpServer::start("127.0.0.3", 0);
+    let port = server.addr.port();
+    zone.set("a.nono.test", &["127.0.0.3"], 60);
+    zone.set("secret-data.exfil.nono.test", &["127.0.0.3"], 60);
+    let p = profile(&w, &["a.nono.test"], port);
+    let a = args(&p, &zone, true);
+    for tunnel in [false, true] {
+        let url = format!("http://secret-data.exfil.nono.test:{port}/");
+        let out = curl(&w, &a, &url, tunnel);
+        assert_ne!(out.code(), Some(0), "{}", out.describe());
+        assert!(
+            out.stderr.contains("egress denied") && out.stderr.contains("no domain rule allows"),
+            "{}",
+            out.describe()
+        );
+    }
+    // An allowed name on a port its rule does not name is refused too, before any lookup.
+    let out = curl(&w, &a, "http://a.nono.test:9/", true);
+    assert_ne!(out.code(), Some(0), "{}", out.describe());
+    assert!(out.stderr.contains("port(s)"), "{}", out.describe());
+    assert!(
+        zone.queried().is_empty(),
+        "refused names reached the upstream: {:?}",
+        zone.queried()
+    );
+    assert_eq!(server.hits(), 0);
+}
+
+fn direct_connect_bypassing_the_proxy_is_denied(user: User) {
+    let w = World::new(user);
+    let zone = Zone::start();
+    let server = HttpServer::start("127.0.0.4", 0);
+    let port = server.addr.port();
+    zone.set("a.nono.test", &["127.0.0.4"], 60);
+    let p = profile(&w, &["a.nono.test"], port);
+    let a = args(&p, &zone, true);
+    // The address the allowed name resolves to, and its port, connected to directly.
+    let out = w.probe_with(
+        &a,
+        &serde_json::json!({ "port": port }),
+        r#"
+def direct():
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.settimeout(10)
+    s.connect(("127.0.0.4", P["port"]))
+attempt("direct", direct)
+"#,
+    );
+    out.expect("direct", "EACCES");
+    // curl told to ignore the proxy fails the same way.
+    let url = format!("http://127.0.0.4:{port}/");
+    let cmd = [
+        "curl",
+        "-q",
+        "-sS",
+        "--noproxy",
+        "*",
+        "--max-time",
+        "10",
+        &url,
+    ];
+    let out = run(&mut w.sandbox(&a, &cmd));
+    assert_eq!(out.code(), Some(7), "{}", out.describe());
+    // And an IP literal through the proxy: no CIDR rule allows it.
+    let out = curl(&w, &a, &url, true);
+    assert_ne!(out.code(), Some(0), "{}", out.describe());
+    assert!(out.stderr.contains("CIDR rule"), "{}", out.describe());
+    assert_eq!(server.hits(), 0, "the target saw a connection");
+}
+
+fn udp_is_denied(user: User) {
+    let w = World::new(user);
+    let zone = Zone::start();
+    let target = udp_listener();
+    let p = profile(&w, &["a.nono.test"], 443);
+    let a = args(&p, &zone, true);
+    let out = w.probe_with(
+        &a,
+        &serde_json::json!({ "zone": zone.addr().port(), "udp": target.local_addr().unwrap().port() }),
+        r#"
+def send(port):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.sendto(b"\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\x01x\x00\x00\x01\x00\x01", ("127.0.0.1", port))
+attempt("dns_to_upstream", lambda: send(P["zone"]))
+attempt("udp_other", lambda: send(P["udp"]))
+"#,
+    );
+    out.expect("dns_to_upstream", "EPERM")
+        .expect("udp_other", "EPERM");
+    assert_no_datagram(&target);
+    assert!(zone.queried().is_empty(), "{:?}", zone.queried());
+}
+
+fn wildcards_lookalikes_case_and_trailing_dot(user: User) {
+    let w = World::new(user);
+    let zone = Zone::start();
+    let server = HttpServer::start("127.0.0.5", 0);
+    let port = server.addr.port();
+    for n in [
+        "api.example.nono.test",
+        "deep.api.example.nono.test",
+        "example.nono.test",
+        "evilexample.nono.test",
+        "example.nono.test.evil.nono.test",
+    ] {
+        zone.set(n, &["127.0.0.5"], 60);
+    }
+    let p = profile(&w, &["*.example.nono.test"], port);
+    let a = args(&p, &zone, true);
+    for (host, allowed) in [
+        ("api.example.nono.test", true),
+        ("deep.api.example.nono.test", true),
+        ("API.Example.NONO.test", true),
+        ("api.example.nono.test.", true),
+        ("example.nono.test", false),
+        ("evilexample.nono.test", false),
+        ("example.nono.test.evil.nono.test", false),
+    ] {
+        let url = format!("http://{host}:{port}/");
+        let out = curl(&w, &a, &url, true);
+        if allowed {
+            assert_eq!(out.code(), Some(0), "{host}\n{}", out.describe());
+            assert_eq!(out.stdout, "served-by 127.0.0.5\n");
+        } else {
+            assert_ne!(out.code(), Some(0), "{host}\n{}", out.describe());
+            assert!(
+                out.stderr.contains("no domain rule allows"),
+                "{}",
+                out.describe()
+            );
+        }
+    }
+    assert_eq!(server.hits(), 4);
+    for refused in [
+        "example.nono.test",
+        "evilexample.nono.test",
+        "example.nono.test.evil.nono.test",
+    ] {
+        assert!(!zone.saw(refused), "{refused} reached the upstream");
+    }
+}
+
+fn special_range_answers_are_refused_unless_allowed(user: User) {
+    let w = World::new(user);
+    let zone = Zone::start();
+    let server = HttpServer::start("127.0.0.6", 0);
+    let port = server.addr.port();
+    zone.set("lo.nono.test", &["127.0.0.6"], 60);
+    zone.set("metadata.nono.test", &["169.254.169.254"], 60);
+    let p = profile(&w, &["lo.nono.test", "metadata.nono.test"], port);
+    // By default neither the loopback nor the metadata answer is usable.
+    let strict = args(&p, &zone, false);
+    for host in ["lo.nono.test", "metadata.nono.test"] {
+        let out = curl(&w, &strict, &format!("http://{host}:{port}/"), true);
+        assert_ne!(out.code(), Some(0), "{host}\n{}", out.describe());
+        assert!(out.stderr.contains("special-range"), "{}", out.describe());
+    }
+    assert_eq!(server.hits(), 0);
+    // --allow-resolved 127.0.0.0/8 opens loopback answers, not link-local ones.
+    let loopback = args(&p, &zone, true);
+    let out = curl(&w, &loopback, &format!("http://lo.nono.test:{port}/"), true);
+    assert_eq!(out.code(), Some(0), "{}", out.describe());
+    assert_eq!(server.hits(), 1);
+    let out = curl(
+        &w,
+        &loopback,
+        &format!("http://metadata.nono.test:{port}/"),
+        true,
+    );
+    assert_ne!(out.code(), Some(0), "{}", out.describe());
+    assert!(
+        out.stderr.contains("169.254.169.254 (link-local"),
+        "{}",
+        out.describe()
+    );
+}
+
+fn each_connect_uses_the_current_answer_after_the_ttl(user: User) {
+    let w = World::new(user);
+    let zone = Zone::start();
+    let old = HttpServer::start("127.0.0.2", 0);
+    let port = old.addr.port();
+    let new = HttpServer::start("127.0.0.3", port);
+    zone.set_steps("t.nono.test", &[(&["127.0.0.2"], 1), (&["127.0.0.3"], 1)]);
+    let p = profile(&w, &["t.nono.test"], port);
+    let a = args(&p, &zone, true);
+    let url = format!("http://t.nono.test:{port}/");
+    let script = format!(
+        "curl -q -sS --proxytunnel --max-time 10 {url} && sleep 2 && \
+         curl -q -sS --proxytunnel --max-time 10 {url}"
+    );
+    let out = run(&mut w.sandbox(&a, &["/bin/sh", "-c", &script]));
+    assert_eq!(out.code(), Some(0), "{}", out.describe());
+    assert_eq!(out.stdout, "served-by 127.0.0.2\nserved-by 127.0.0.3\n");
+    assert_eq!((old.hits(), new.hits()), (1, 1));
+}
+
+// ---------------------------------------------------------------------------------------------
+// The resolver itself, served by `nono egress-serve`
+
+/// `nono egress-serve` as the test's user; its first line (the bound addresses) and the rest
+/// of its stdout (one JSON event per line).
+struct Served {
+    child: Child,
+    dns: std::net::SocketAddr,
+    events: std::sync::mpsc::Receiver<serde_json::Value>,
+}
+
+impl Served {
+    fn start(w: &World, zone: &Zone, domains: &[&str], loopback_allowed: bool) -> Served {
+        let mut a = vec![
+            "egress-serve".to_string(),
+            "--dns".into(),
+            "127.0.0.1:0".into(),
+            "--dns-upstream".into(),
+            zone.addr().to_string(),
+        ];
+        for d in domains {
+            a.extend(["--allow-domain".to_string(), d.to_string()]);
+        }
+        if loopback_allowed {
+            a.extend(["--allow-resolved".into(), "127.0.0.0/8".into()]);
+        }
+        let mut child = w
+            .nono(&a)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start nono egress-serve");
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let first: serde_json::Value =
+            serde_json::from_str(&lines.next().expect("a first line").unwrap()).unwrap();
+        let dns = first["dns"].as_str().unwrap().parse().unwrap();
+        let (tx, events) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for l in lines.map_while(Result::ok) {
+                if tx.send(serde_json::from_str(&l).unwrap()).is_err() {
+                    return;
+                }
+            }
+        });
+        Served { child, dns, events }
+    }
+
+    fn next_event(&self, timeout: Duration) -> Option<serde_json::Value> {
+        self.events.recv_timeout(timeout).ok()
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        drop(self.child.stdin.take());
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn resolver_answers_only_allowed_names(user: User) {
+    let w = World::new(user);
+    let zone = Zone::start();
+    zone.set("a.nono.test", &["127.0.0.2", "93.184.216.34"], 60);
+    zone.set("b.nono.test", &["127.0.0.3"], 60);
+    zone.set(
+        "mixed.nono.test",
+        &["169.254.169.254", "10.0.0.1", "93.184.216.34"],
+        60,
+    );
+    let s = Served::start(&w, &zone, &["a.nono.test", "mixed.nono.test"], true);
+
+    let r = query_udp(s.dns, "A.nono.TEST.", RecordType::A);
+    assert_eq!(r.metadata.response_code, ResponseCode::NoError);
+    assert_eq!(
+        addresses(&r),
+        vec![
+            "127.0.0.2".parse::<std::net::IpAddr>().unwrap(),
+            "93.184.216.34".parse().unwrap()
+        ]
+    );
+    // Every returned address reached the sink before the answer.
+    let mut allowed = Vec::new();
+    while let Some(e) = s.next_event(Duration::from_millis(200)) {
+        assert_eq!(e["event"], "allow");
+        assert_eq!(e["name"], "a.nono.test");
+        assert_eq!(e["ports"], "80,443");
+        allowed.push(e["addr"].as_str().unwrap().to_string());
+    }
+    assert_eq!(allowed, ["127.0.0.2", "93.184.216.34"]);
+
+    // Not allowed: REFUSED over UDP and TCP, and never forwarded.
+    for r in [
+        query_udp(s.dns, "b.nono.test.", RecordType::A),
+        query_tcp(s.dns, "b.nono.test.", RecordType::A),
+        query_udp(s.dns, "x.a.nono.test.", RecordType::A),
+    ] {
+        assert_eq!(r.metadata.response_code, ResponseCode::Refused);
+        assert!(r.answers.is_empty());
+    }
+    assert!(
+        !zone.saw("b.nono.test") && !zone.saw("x.a.nono.test"),
+        "{:?}",
+        zone.queried()
+    );
+
+    // TCP answers allowed names too.
+    let r = query_tcp(s.dns, "a.nono.test.", RecordType::A);
+    assert_eq!(addresses(&r).len(), 2);
+
+    // Special ranges are stripped even with --allow-resolved for loopback.
+    let r = query_udp(s.dns, "mixed.nono.test.", RecordType::A);
+    assert_eq!(
+        addresses(&r),
+        vec!["93.184.216.34".parse::<std::net::IpAddr>().unwrap()]
+    );
+}
+
+fn resolver_expires_addresses_after_their_ttl(user: User) {
+    let w = World::new(user);
+    let zone = Zone::start();
+    zone.set_steps("t.nono.test", &[(&["127.0.0.2"], 1), (&["127.0.0.3"], 1)]);
+    let s = Served::start(&w, &zone, &["t.nono.test"], true);
+    let r = query_udp(s.dns, "t.nono.test.", RecordType::A);
+    assert_eq!(
+        addresses(&r),
+        vec!["127.0.0.2".parse::<std::net::IpAddr>().unwrap()]
+    );
+    assert_eq!(r.answers[0].ttl, 1, "the client sees the upstream's TTL");
+    let e = s.next_event(Duration::from_secs(5)).expect("allow event");
+    assert_eq!(
+        (e["event"].as_str(), e["addr"].as_str()),
+        (Some("allow"), Some("127.0.0.2"))
+    );
+    let started = Instant::now();
+    let e = s.next_event(Duration::from_secs(10)).expect("expire event");
+    assert_eq!(
+        (e["event"].as_str(), e["addr"].as_str()),
+        (Some("expire"), Some("127.0.0.2"))
+    );
+    assert!(started.elapsed() < Duration::from_secs(5));
+    // The name moved: only the new address is allowed now.
+    let r = query_udp(s.dns, "t.nono.test.", RecordType::A);
+    assert_eq!(
+        addresses(&r),
+        vec!["127.0.0.3".parse::<std::net::IpAddr>().unwrap()]
+    );
+    let e = s.next_event(Duration::from_secs(5)).expect("allow event");
+    assert_eq!(
+        (e["event"].as_str(), e["addr"].as_str()),
+        (Some("allow"), Some("127.0.0.3"))
+    );
+    let _ = std::io::stdout().flush();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Kernel mode, natively: the resolver feeding the cgroup socket programs' maps
+
+/// `nono kernel-run` with domain rules: nothing is reachable until nono's resolver answers for
+/// an allowed name; then exactly the answered address is, on the rule's port, until its TTL
+/// ends. The sandboxed probe connects on the test's command, and the test queries nono's
+/// resolver from outside (the port-53 redirect that would bring the sandbox's own queries
+/// there is not built yet).
+#[test]
+fn kernel_mode_resolver_allows_answered_addresses_until_their_ttl() {
+    let version = run(std::process::Command::new(nono_e2e::nono_bin()).arg("--version"));
+    if !version.stdout.contains("cgroup-sock") {
+        eprintln!(
+            "SKIP: this nono has no kernel layer ({}); build it with `cargo xtask ebpf`",
+            version.stdout.trim()
+        );
+        return;
+    }
+    let zone = Zone::start();
+    let a = HttpServer::start("127.0.0.2", 0);
+    let port = a.addr.port();
+    let b = HttpServer::start("127.0.0.3", port);
+    let t_old = HttpServer::start("127.0.0.4", port);
+    let t_new = HttpServer::start("127.0.0.5", port);
+    zone.set("a.nono.test", &["127.0.0.2"], 60);
+    zone.set("b.nono.test", &["127.0.0.3"], 60);
+    zone.set_steps("t.nono.test", &[(&["127.0.0.4"], 1), (&["127.0.0.5"], 1)]);
+    let probe = r#"
+import errno, socket, sys
+for line in sys.stdin:
+    ip, port = line.split()
+    s = socket.socket(socket.AF_INET)
+    s.settimeout(5)
+    try:
+        s.connect((ip, int(port)))
+        s.sendall(b"GET / HTTP/1.0\r\n\r\n")
+        reply = b""
+        while True:
+            chunk = s.recv(4096)
+            if not chunk:
+                break
+            reply += chunk
+        print("OK " + reply.decode().split("\r\n\r\n", 1)[-1].strip(), flush=True)
+    except OSError as e:
+        print(errno.errorcode.get(e.errno, str(e.errno)), flush=True)
+    s.close()
+"#;
+    let mut child = std::process::Command::new(nono_e2e::nono_bin())
+        .args(["kernel-run", "--dns-upstream", &zone.addr().to_string()])
+        .args(["--allow-resolved", "127.0.0.0/8"])
+        .args(["--allow-domain", &format!("a.nono.test@{port}")])
+        .args(["--allow-domain", &format!("t.nono.test@{port}")])
+        .args(["--", nono_e2e::PYTHON, "-I", "-c", probe])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start nono kernel-run");
+    let mut stderr = BufReader::new(child.stderr.take().unwrap()).lines();
+    let resolver: std::net::SocketAddr = loop {
+        let line = stderr
+            .next()
+            .expect("nono kernel-run ended before its resolver started")
+            .unwrap();
+        if let Some(rest) = line.strip_prefix("nono: kernel: resolver at ") {
+            break rest.split_whitespace().next().unwrap().parse().unwrap();
+        }
+    };
+    std::thread::spawn(move || {
+        for l in stderr.map_while(Result::ok) {
+            eprintln!("{l}");
+        }
+    });
+    let mut stdin = child.stdin.take().unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut connect = |ip: &str| -> String {
+        writeln!(stdin, "{ip} {port}").unwrap();
+        stdout.next().expect("a probe result").unwrap()
+    };
+
+    // Nothing is allowed before an answer.
+    assert_eq!(connect("127.0.0.2"), "EPERM");
+    // An answer for an allowed name opens exactly its address.
+    let r = query_udp(resolver, "a.nono.test.", RecordType::A);
+    assert_eq!(
+        addresses(&r),
+        vec!["127.0.0.2".parse::<std::net::IpAddr>().unwrap()]
+    );
+    assert_eq!(connect("127.0.0.2"), "OK served-by 127.0.0.2");
+    // A non-allowed name: REFUSED, never forwarded, its address stays closed.
+    let r = query_udp(resolver, "b.nono.test.", RecordType::A);
+    assert_eq!(r.metadata.response_code, ResponseCode::Refused);
+    assert!(!zone.saw("b.nono.test"));
+    assert_eq!(connect("127.0.0.3"), "EPERM");
+    // TTL: the old address closes when the TTL ends; the new answer opens the new one.
+    let r = query_udp(resolver, "t.nono.test.", RecordType::A);
+    assert_eq!(
+        addresses(&r),
+        vec!["127.0.0.4".parse::<std::net::IpAddr>().unwrap()]
+    );
+    assert_eq!(connect("127.0.0.4"), "OK served-by 127.0.0.4");
+    std::thread::sleep(Duration::from_millis(2500));
+    assert_eq!(connect("127.0.0.4"), "EPERM");
+    let r = query_udp(resolver, "t.nono.test.", RecordType::A);
+    assert_eq!(
+        addresses(&r),
+        vec!["127.0.0.5".parse::<std::net::IpAddr>().unwrap()]
+    );
+    assert_eq!(connect("127.0.0.5"), "OK served-by 127.0.0.5");
+    assert_eq!(connect("127.0.0.4"), "EPERM");
+
+    drop(stdin);
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+    assert_eq!(
+        (a.hits(), b.hits(), t_old.hits(), t_new.hits()),
+        (1, 0, 1, 1)
+    );
+}
+
+/// The DNS redirect: whatever server the sandboxed program asks on port 53 (here 127.0.0.9,
+/// where nothing listens, so a broken redirect stays on loopback), UDP and TCP queries reach
+/// nono's resolver; the UDP reply appears to come from the server asked; a refused name never
+/// reaches the upstream; an answer opens its address.
+#[test]
+fn kernel_mode_port_53_is_redirected_to_nono_resolver() {
+    let version = run(std::process::Command::new(nono_e2e::nono_bin()).arg("--version"));
+    if !version.stdout.contains("cgroup-sock") {
+        eprintln!(
+            "SKIP: this nono has no kernel layer ({}); build it with `cargo xtask ebpf`",
+            version.stdout.trim()
+        );
+        return;
+    }
+    let zone = Zone::start();
+    let a = HttpServer::start("127.0.0.2", 0);
+    let port = a.addr.port();
+    zone.set("a.nono.test", &["127.0.0.2"], 60);
+    zone.set("b.nono.test", &["127.0.0.3"], 60);
+    // A query built by hand: the sandboxed probe is plain Python, and the test only reads the
+    // header's rcode and the single A record a filtered answer carries.
+    let probe = r#"
+import errno, socket, struct, sys
+def query(name, tcp):
+    q = struct.pack(">HHHHHH", 0x4e4f, 0x0100, 1, 0, 0, 0)
+    q += b"".join(bytes([len(l)]) + l.encode() for l in name.split(".")) + b"\0"
+    q += struct.pack(">HH", 1, 1)
+    if tcp:
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        s.settimeout(5)
+        s.connect(("127.0.0.9", 53))
+        s.sendall(struct.pack(">H", len(q)) + q)
+        n = struct.unpack(">H", s.recv(2, socket.MSG_WAITALL))[0]
+        # getpeername() shows the resolver for TCP (no getpeername hook): not compared.
+        r, frm = s.recv(n, socket.MSG_WAITALL), ("-", 0)
+    else:
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.settimeout(5)
+        s.sendto(q, ("127.0.0.9", 53))
+        r, frm = s.recvfrom(4096)
+    ancount = struct.unpack(">H", r[6:8])[0]
+    addr = socket.inet_ntoa(r[-4:]) if ancount else "-"
+    return "rcode=%d from=%s:%d addr=%s" % (r[3] & 0xF, frm[0], frm[1], addr)
+def connect(ip, port):
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.settimeout(5)
+    s.connect((ip, port))
+    return "OK"
+def udp_other():
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.sendto(b"x", ("127.0.0.9", 54))
+    return "OK"
+for line in sys.stdin:
+    cmd = line.split()
+    try:
+        if cmd[0] == "udp":
+            out = query(cmd[1], False)
+        elif cmd[0] == "tcp":
+            out = query(cmd[1], True)
+        elif cmd[0] == "connect":
+            out = connect(cmd[1], int(cmd[2]))
+        else:
+            out = udp_other()
+    except OSError as e:
+        out = errno.errorcode.get(e.errno, str(e.errno))
+    print(out, flush=True)
+"#;
+    let mut child = std::process::Command::new(nono_e2e::nono_bin())
+        .args(["kernel-run", "--dns-upstream", &zone.addr().to_string()])
+        .args(["--allow-resolved", "127.0.0.0/8"])
+        .args(["--allow-domain", &format!("a.nono.test@{port}")])
+        .args(["--", nono_e2e::PYTHON, "-I", "-c", probe])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start nono kernel-run");
+    let mut stderr = BufReader::new(child.stderr.take().unwrap()).lines();
+    loop {
+        let line = stderr
+            .next()
+            .expect("nono kernel-run ended before its resolver started")
+            .unwrap();
+        if line.contains("port 53 redirected") {
+            break;
+        }
+    }
+    std::thread::spawn(move || {
+        for l in stderr.map_while(Result::ok) {
+            eprintln!("{l}");
+        }
+    });
+    let mut stdin = child.stdin.take().unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut ask = |cmd: &str| -> String {
+        writeln!(stdin, "{cmd}").unwrap();
+        stdout.next().expect("a probe result").unwrap()
+    };
+
+    assert_eq!(ask(&format!("connect 127.0.0.2 {port}")), "EPERM");
+    assert_eq!(
+        ask("udp a.nono.test"),
+        "rcode=0 from=127.0.0.9:53 addr=127.0.0.2",
+        "the redirected UDP reply must look like it came from the server asked"
+    );
+    assert_eq!(ask(&format!("connect 127.0.0.2 {port}")), "OK");
+    assert_eq!(ask("tcp a.nono.test"), "rcode=0 from=-:0 addr=127.0.0.2");
+    assert_eq!(ask("udp b.nono.test"), "rcode=5 from=127.0.0.9:53 addr=-");
+    assert_eq!(ask("tcp b.nono.test"), "rcode=5 from=-:0 addr=-");
+    assert!(!zone.saw("b.nono.test"), "{:?}", zone.queried());
+    assert_eq!(ask("udp-other"), "EPERM", "only port 53 is redirected");
+    drop(stdin);
+    assert!(child.wait().unwrap().success());
+    // The probe only connected; the server thread accepts from its backlog shortly after.
+    nono_e2e::wait_until(Duration::from_secs(5), || a.hits() == 1);
+    assert_eq!(a.hits(), 1);
+}
