@@ -511,21 +511,76 @@ fn resolver_expires_addresses_after_their_ttl(user: User) {
 // ---------------------------------------------------------------------------------------------
 // Kernel mode, natively: the resolver feeding the cgroup socket programs' maps
 
-/// `nono kernel-run` with domain rules: nothing is reachable until nono's resolver answers for
-/// an allowed name; then exactly the answered address is, on the rule's port, until its TTL
-/// ends. The sandboxed probe connects on the test's command, and the test queries nono's
-/// resolver from outside (the port-53 redirect that would bring the sandbox's own queries
-/// there is not built yet).
-#[test]
-fn kernel_mode_resolver_allows_answered_addresses_until_their_ttl() {
+/// `nono run` as root with the kernel layer's network part: spawns `probe` (a line-driven Python
+/// loop) with `profile` and the test zone as upstream, waits for the line saying the kernel mode
+/// is active and returns the child, its resolver's address, and a function asking the probe.
+fn start_kernel_mode(
+    w: &World,
+    zone: &Zone,
+    profile: &Path,
+    probe: &str,
+) -> (Child, std::net::SocketAddr, impl FnMut(&str) -> String) {
+    let mut child = w
+        .sandbox(
+            &args(profile, zone, true),
+            &[nono_e2e::PYTHON, "-I", "-c", probe],
+        )
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start nono run");
+    let mut stderr = BufReader::new(child.stderr.take().unwrap()).lines();
+    let resolver: std::net::SocketAddr = loop {
+        let line = stderr
+            .next()
+            .expect("nono run ended before saying which egress mode is active")
+            .unwrap();
+        assert!(
+            !line.contains("egress: unprivileged mode"),
+            "as root with the network programs, nono must not fall back to the proxy: {line}"
+        );
+        if let Some(rest) = line.strip_prefix("nono: egress: kernel mode: resolver at ") {
+            break rest.split_whitespace().next().unwrap().parse().unwrap();
+        }
+    };
+    std::thread::spawn(move || {
+        for l in stderr.map_while(Result::ok) {
+            eprintln!("{l}");
+        }
+    });
+    let mut stdin = child.stdin.take().unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
+    let ask = move |cmd: &str| -> String {
+        writeln!(stdin, "{cmd}").unwrap();
+        stdout.next().expect("a probe result").unwrap()
+    };
+    (child, resolver, ask)
+}
+
+/// Whether this nono can load the network programs (else the kernel-mode tests skip).
+fn has_cgroup_sock() -> bool {
     let version = run(std::process::Command::new(nono_e2e::nono_bin()).arg("--version"));
     if !version.stdout.contains("cgroup-sock") {
         eprintln!(
             "SKIP: this nono has no kernel layer ({}); build it with `cargo xtask ebpf`",
             version.stdout.trim()
         );
+        return false;
+    }
+    true
+}
+
+/// `nono run` with domain rules, as root: nothing is reachable until nono's resolver answers
+/// for an allowed name; then exactly the answered address is, on the rule's port, until its TTL
+/// ends. The sandboxed probe connects on the test's command, and the test queries nono's
+/// resolver from outside (the redirect of the sandbox's own queries is the next test).
+#[test]
+fn kernel_mode_resolver_allows_answered_addresses_until_their_ttl() {
+    if !has_cgroup_sock() {
         return;
     }
+    let w = World::new(User::Root);
     let zone = Zone::start();
     let a = HttpServer::start("127.0.0.2", 0);
     let port = a.addr.port();
@@ -555,38 +610,9 @@ for line in sys.stdin:
         print(errno.errorcode.get(e.errno, str(e.errno)), flush=True)
     s.close()
 "#;
-    let mut child = std::process::Command::new(nono_e2e::nono_bin())
-        .args(["kernel-run", "--dns-upstream", &zone.addr().to_string()])
-        .args(["--allow-resolved", "127.0.0.0/8"])
-        .args(["--allow-domain", &format!("a.nono.test@{port}")])
-        .args(["--allow-domain", &format!("t.nono.test@{port}")])
-        .args(["--", nono_e2e::PYTHON, "-I", "-c", probe])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start nono kernel-run");
-    let mut stderr = BufReader::new(child.stderr.take().unwrap()).lines();
-    let resolver: std::net::SocketAddr = loop {
-        let line = stderr
-            .next()
-            .expect("nono kernel-run ended before its resolver started")
-            .unwrap();
-        if let Some(rest) = line.strip_prefix("nono: kernel: resolver at ") {
-            break rest.split_whitespace().next().unwrap().parse().unwrap();
-        }
-    };
-    std::thread::spawn(move || {
-        for l in stderr.map_while(Result::ok) {
-            eprintln!("{l}");
-        }
-    });
-    let mut stdin = child.stdin.take().unwrap();
-    let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
-    let mut connect = |ip: &str| -> String {
-        writeln!(stdin, "{ip} {port}").unwrap();
-        stdout.next().expect("a probe result").unwrap()
-    };
+    let profile = profile(&w, &["a.nono.test", "t.nono.test"], port);
+    let (mut child, resolver, mut ask) = start_kernel_mode(&w, &zone, &profile, probe);
+    let mut connect = |ip: &str| ask(&format!("{ip} {port}"));
 
     // Nothing is allowed before an answer.
     assert_eq!(connect("127.0.0.2"), "EPERM");
@@ -619,7 +645,9 @@ for line in sys.stdin:
     assert_eq!(connect("127.0.0.5"), "OK served-by 127.0.0.5");
     assert_eq!(connect("127.0.0.4"), "EPERM");
 
-    drop(stdin);
+    // Closing the probe's stdin ends it.
+    drop(connect);
+    drop(ask);
     let status = child.wait().unwrap();
     assert!(status.success(), "{status:?}");
     assert_eq!(
@@ -634,14 +662,10 @@ for line in sys.stdin:
 /// reaches the upstream; an answer opens its address.
 #[test]
 fn kernel_mode_port_53_is_redirected_to_nono_resolver() {
-    let version = run(std::process::Command::new(nono_e2e::nono_bin()).arg("--version"));
-    if !version.stdout.contains("cgroup-sock") {
-        eprintln!(
-            "SKIP: this nono has no kernel layer ({}); build it with `cargo xtask ebpf`",
-            version.stdout.trim()
-        );
+    if !has_cgroup_sock() {
         return;
     }
+    let w = World::new(User::Root);
     let zone = Zone::start();
     let a = HttpServer::start("127.0.0.2", 0);
     let port = a.addr.port();
@@ -695,37 +719,8 @@ for line in sys.stdin:
         out = errno.errorcode.get(e.errno, str(e.errno))
     print(out, flush=True)
 "#;
-    let mut child = std::process::Command::new(nono_e2e::nono_bin())
-        .args(["kernel-run", "--dns-upstream", &zone.addr().to_string()])
-        .args(["--allow-resolved", "127.0.0.0/8"])
-        .args(["--allow-domain", &format!("a.nono.test@{port}")])
-        .args(["--", nono_e2e::PYTHON, "-I", "-c", probe])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start nono kernel-run");
-    let mut stderr = BufReader::new(child.stderr.take().unwrap()).lines();
-    loop {
-        let line = stderr
-            .next()
-            .expect("nono kernel-run ended before its resolver started")
-            .unwrap();
-        if line.contains("port 53 redirected") {
-            break;
-        }
-    }
-    std::thread::spawn(move || {
-        for l in stderr.map_while(Result::ok) {
-            eprintln!("{l}");
-        }
-    });
-    let mut stdin = child.stdin.take().unwrap();
-    let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
-    let mut ask = |cmd: &str| -> String {
-        writeln!(stdin, "{cmd}").unwrap();
-        stdout.next().expect("a probe result").unwrap()
-    };
+    let profile = profile(&w, &["a.nono.test"], port);
+    let (mut child, _, mut ask) = start_kernel_mode(&w, &zone, &profile, probe);
 
     assert_eq!(ask(&format!("connect 127.0.0.2 {port}")), "EPERM");
     assert_eq!(
@@ -739,7 +734,7 @@ for line in sys.stdin:
     assert_eq!(ask("tcp b.nono.test"), "rcode=5 from=-:0 addr=-");
     assert!(!zone.saw("b.nono.test"), "{:?}", zone.queried());
     assert_eq!(ask("udp-other"), "EPERM", "only port 53 is redirected");
-    drop(stdin);
+    drop(ask);
     assert!(child.wait().unwrap().success());
     // The probe only connected; the server thread accepts from its backlog shortly after.
     nono_e2e::wait_until(Duration::from_secs(5), || a.hits() == 1);

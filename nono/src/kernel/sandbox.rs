@@ -396,15 +396,9 @@ impl Sandbox {
                 cgroup::attach_program(&cgroup_dir, program.fd()?, *kernel_type)
                     .with_context(|| format!("attaching cgroup/{name} to the sandbox"))?;
             }
+            // Domain rules have no entries here: `nono run` starts the resolver that adds the
+            // addresses it answers (`crate::egress::kernel_sink`); until then they reach nothing.
             sandbox.net_enforced = true;
-            for d in &policy.net.domains {
-                sandbox.unbound.push(Unbound {
-                    rule: Some(d.id.0),
-                    reason: "domain rules are not resolved into the network maps yet: \
-                             connections to it are denied"
-                        .into(),
-                });
-            }
         }
         // Registering the cgroup is the last step: enforcement starts with every rule in place.
         // The count goes up first, so the programs never skip a registered cgroup.

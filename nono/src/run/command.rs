@@ -382,11 +382,11 @@ pub fn run(args: RunArgs) -> CmdResult {
         landlock_abi: kernel.landlock_abi.min(Target::LATEST_ABI),
         kernel_layer: klayer.coverage.files && klayer.coverage.net,
     };
-    // Domain rules are enforced by nono's local proxy when Landlock can confine TCP to it and
-    // the kernel layer's network programs (which would deny the proxy's upstream addresses to
-    // nobody, but every address to the sandbox) are not active.
+    // Domain rules: enforced in the kernel when its network programs are active (resolver +
+    // DNS redirect + answered addresses in the maps), else by nono's local proxy when Landlock
+    // can confine TCP to it (`crate::egress::mode`). The proxy's rules are not Landlock's.
     let proxy_mode =
-        !klayer.coverage.net && crate::egress::fallback::applies(&policy, target.landlock_abi);
+        crate::egress::mode::proxy_applies(&policy, target.landlock_abi, klayer.coverage.net);
     let mut plan = if proxy_mode {
         plan_with_coverage(
             &crate::egress::fallback::plan_policy(&policy),
@@ -405,7 +405,9 @@ pub fn run(args: RunArgs) -> CmdResult {
         println!();
         println!("On this machine (paths expanded for this run):");
         print!("{}", render_plan(&policy, &plan));
-        if let Some(line) = crate::egress::fallback::dry_run_line(&policy, target.landlock_abi) {
+        if let Some(line) =
+            crate::egress::mode::dry_run_line(&policy, target.landlock_abi, klayer.coverage.net)
+        {
             println!("{line}");
         }
         println!();
@@ -493,17 +495,29 @@ pub fn run(args: RunArgs) -> CmdResult {
         }
     };
 
-    let _egress = if proxy_mode {
-        let e =
-            crate::egress::fallback::Fallback::start(&policy, &args.dns_upstream, &allow_resolved)
-                .map_err(|e| refused(format!("nono: cannot start the egress proxy: {e:#}")))?;
-        e.add_port_rule(&mut plan);
-        e.set_env(&mut env);
-        eprintln!("{}", e.describe());
-        Some(e)
-    } else {
-        None
+    let kernel_target = match (klayer.layer(), &ksandbox) {
+        (Some(layer), Some(k)) if klayer.coverage.net => Some(crate::egress::mode::KernelTarget {
+            layer,
+            sandbox_id: k.id(),
+        }),
+        _ => None,
     };
+    let egress = crate::egress::mode::Egress::start(
+        &policy,
+        target.landlock_abi,
+        kernel_target,
+        &args.dns_upstream,
+        &allow_resolved,
+    )
+    .map_err(|e| {
+        refused(format!(
+            "nono: cannot start egress for the domain rules: {e:#}"
+        ))
+    })?;
+    if let Some(e) = &egress {
+        e.apply(&mut plan, &mut env);
+        eprintln!("{}", e.describe());
+    }
     let mut sandbox = Sandbox::prepare(&plan, kernel.landlock_abi, policy.audit.level)
         .map_err(|e| refused(format!("nono: cannot set up the sandbox: {e}")))?;
     if let Some(k) = ksandbox.as_mut() {
@@ -532,11 +546,13 @@ pub fn run(args: RunArgs) -> CmdResult {
         profile: &args.profile,
         policy: &policy,
         target,
-        layers: audit_layers(&plan, &kernel),
+        layers: audit_layers(&plan, &kernel, &klayer, egress.as_ref()),
         child_pid: &sandbox::CHILD_PID,
     });
     let started_ns = crate::audit::time::now_ns();
     let result = sandbox::run(&sandbox, &launch);
+    // The redirect goes before the sandbox's entries, so no late answer re-adds one.
+    drop(egress);
     if let Some(k) = ksandbox {
         k.finish(&klayer);
     }
@@ -562,8 +578,13 @@ pub fn run(args: RunArgs) -> CmdResult {
     outcome
 }
 
-/// The enforcing layers of a Landlock-only run, as the audit trail records them.
-fn audit_layers(plan: &LandlockPlan, kernel: &KernelFeatures) -> serde_json::Value {
+/// The enforcing layers of the run, as the audit trail records them.
+fn audit_layers(
+    plan: &LandlockPlan,
+    kernel: &KernelFeatures,
+    klayer: &KernelRun,
+    egress: Option<&crate::egress::mode::Egress>,
+) -> serde_json::Value {
     let mut layers = vec![serde_json::json!({
         "name": "landlock",
         "abi": plan.abi,
@@ -571,6 +592,18 @@ fn audit_layers(plan: &LandlockPlan, kernel: &KernelFeatures) -> serde_json::Val
     })];
     if kernel.seccomp_errno {
         layers.push(serde_json::json!({"name": "seccomp", "features": ["errno filters"]}));
+    }
+    let c = &klayer.coverage;
+    if c.files || c.net {
+        let parts: Vec<&str> = [(c.files, "bpf-lsm"), (c.net, "cgroup-sock")]
+            .iter()
+            .filter(|(on, _)| *on)
+            .map(|(_, n)| *n)
+            .collect();
+        layers.push(serde_json::json!({"name": "ebpf", "features": parts}));
+    }
+    if let Some(e) = egress {
+        layers.push(serde_json::json!({"name": "egress", "features": [e.name()]}));
     }
     serde_json::Value::Array(layers)
 }

@@ -66,6 +66,10 @@ impl KernelRun {
                     files: layer.lsm.is_active(),
                     exec: layer.lsm.is_active(),
                     net: layer.net.is_active(),
+                    // With the network programs, `nono run` serves the domain rules itself:
+                    // resolver, port-53 redirect, answered addresses in the maps
+                    // (`crate::egress::kernel_sink`).
+                    domains: layer.net.is_active(),
                     // Both layers hold a deny beneath a read-only grant: the split also covers
                     // deny paths that don't exist yet, which inode binding can't.
                     keep_splits: true,
@@ -162,6 +166,11 @@ impl KernelRun {
         ))
     }
 
+    /// The loaded layer (`None` when it is off).
+    pub fn layer(&self) -> Option<&KernelLayer> {
+        self.layer.as_ref()
+    }
+
     fn dropped_events(&self) -> Option<u64> {
         self.layer.as_ref()?.dropped_events().ok()
     }
@@ -203,6 +212,11 @@ pub struct KernelSandbox {
 }
 
 impl KernelSandbox {
+    /// The sandbox id its map entries are keyed by.
+    pub fn id(&self) -> u32 {
+        self.sandbox.id()
+    }
+
     /// The `cgroup.procs` descriptor the child writes itself into (taken once).
     pub fn take_cgroup_procs(&mut self) -> Option<OwnedFd> {
         self.procs.take()

@@ -414,7 +414,8 @@ pub struct KernelCoverage {
     pub exec: bool,
     /// cgroup socket programs: TCP/UDP by address, port and protocol.
     pub net: bool,
-    /// Domain allowlist resolved into the network maps (not yet: a later issue).
+    /// Domain allowlist resolved into the network maps: the runtime serves a resolver and
+    /// redirects the sandbox's DNS (UDP and TCP port 53) to it, so UDP is left to the programs.
     pub domains: bool,
     /// BPF LSM unix-socket connect filtering by path.
     pub unix_sockets: bool,
@@ -938,7 +939,11 @@ impl<'p> Planner<'p> {
         let has_udp = !udp_rules.is_empty();
         let k = self.cover.net;
 
-        seccomp.deny_udp_and_raw = !(k && has_udp);
+        // Domain rules resolved by the kernel layer: the sandbox's DNS queries (UDP to port 53)
+        // are redirected by the socket programs to nono's resolver, so seccomp must let UDP
+        // through; the programs deny every other UDP destination no rule names.
+        let dns_via_kernel = k && self.cover.domains && !net.domains.is_empty();
+        seccomp.deny_udp_and_raw = !(k && (has_udp || dns_via_kernel));
         if has_udp {
             for id in &udp_rules {
                 self.kernel_gap(
