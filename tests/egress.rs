@@ -20,16 +20,35 @@ use nono_e2e::{
 };
 
 as_root_and_nobody!(
+    each_connect_uses_the_current_answer_after_the_ttl,
+    udp_is_denied,
+    resolver_answers_only_allowed_names,
+    resolver_expires_addresses_after_their_ttl,
+);
+
+/// The proxy is the unprivileged mode: as root on a host whose cgroup socket programs load,
+/// `nono run` enforces domains in the kernel instead (the `kernel_mode_*` tests below), so
+/// these run as `nobody` only.
+macro_rules! as_nobody {
+    ($($name:ident),* $(,)?) => {
+        $(
+            mod $name {
+                #[test]
+                fn as_nobody() {
+                    super::$name(nono_e2e::User::Nobody)
+                }
+            }
+        )*
+    };
+}
+
+as_nobody!(
     allow_domain_flag_runs_in_proxy_mode_instead_of_refusing,
     allowed_name_resolves_and_connects_through_the_proxy,
     name_not_allowed_is_refused_and_never_reaches_the_upstream,
     direct_connect_bypassing_the_proxy_is_denied,
-    udp_is_denied,
     wildcards_lookalikes_case_and_trailing_dot,
     special_range_answers_are_refused_unless_allowed,
-    each_connect_uses_the_current_answer_after_the_ttl,
-    resolver_answers_only_allowed_names,
-    resolver_expires_addresses_after_their_ttl,
 );
 
 /// A profile allowing `domains` on `port` only.
@@ -656,24 +675,11 @@ for line in sys.stdin:
     );
 }
 
-/// The DNS redirect: whatever server the sandboxed program asks on port 53 (here 127.0.0.9,
-/// where nothing listens, so a broken redirect stays on loopback), UDP and TCP queries reach
-/// nono's resolver; the UDP reply appears to come from the server asked; a refused name never
-/// reaches the upstream; an answer opens its address.
-#[test]
-fn kernel_mode_port_53_is_redirected_to_nono_resolver() {
-    if !has_cgroup_sock() {
-        return;
-    }
-    let w = World::new(User::Root);
-    let zone = Zone::start();
-    let a = HttpServer::start("127.0.0.2", 0);
-    let port = a.addr.port();
-    zone.set("a.nono.test", &["127.0.0.2"], 60);
-    zone.set("b.nono.test", &["127.0.0.3"], 60);
-    // A query built by hand: the sandboxed probe is plain Python, and the test only reads the
-    // header's rcode and the single A record a filtered answer carries.
-    let probe = r#"
+/// The sandboxed probe of the kernel-mode DNS tests: `udp NAME` / `tcp NAME` query 127.0.0.9:53
+/// (nothing listens there, so a broken redirect stays on loopback), `connect IP PORT`, and
+/// `udp-other` (a datagram to 127.0.0.9:54). A query built by hand: the probe is plain Python,
+/// and the test only reads the header's rcode and the single A record a filtered answer carries.
+const DNS_PROBE: &str = r#"
 import errno, socket, struct, sys
 def query(name, tcp):
     q = struct.pack(">HHHHHH", 0x4e4f, 0x0100, 1, 0, 0, 0)
@@ -719,8 +725,24 @@ for line in sys.stdin:
         out = errno.errorcode.get(e.errno, str(e.errno))
     print(out, flush=True)
 "#;
+
+/// The DNS redirect: whatever server the sandboxed program asks on port 53 (here 127.0.0.9,
+/// where nothing listens, so a broken redirect stays on loopback), UDP and TCP queries reach
+/// nono's resolver; the UDP reply appears to come from the server asked; a refused name never
+/// reaches the upstream; an answer opens its address.
+#[test]
+fn kernel_mode_port_53_is_redirected_to_nono_resolver() {
+    if !has_cgroup_sock() {
+        return;
+    }
+    let w = World::new(User::Root);
+    let zone = Zone::start();
+    let a = HttpServer::start("127.0.0.2", 0);
+    let port = a.addr.port();
+    zone.set("a.nono.test", &["127.0.0.2"], 60);
+    zone.set("b.nono.test", &["127.0.0.3"], 60);
     let profile = profile(&w, &["a.nono.test"], port);
-    let (mut child, _, mut ask) = start_kernel_mode(&w, &zone, &profile, probe);
+    let (mut child, _, mut ask) = start_kernel_mode(&w, &zone, &profile, DNS_PROBE);
 
     assert_eq!(ask(&format!("connect 127.0.0.2 {port}")), "EPERM");
     assert_eq!(
@@ -739,4 +761,88 @@ for line in sys.stdin:
     // The probe only connected; the server thread accepts from its backlog shortly after.
     nono_e2e::wait_until(Duration::from_secs(5), || a.hits() == 1);
     assert_eq!(a.hits(), 1);
+}
+
+/// Kernel mode, through the sandbox's own (redirected) DNS: wildcard semantics, look-alike
+/// names and case are decided as in the proxy mode; refused names never reach the upstream;
+/// an allowed name resolving into a special range (here the metadata address) gets no address,
+/// even with `--allow-resolved 127.0.0.0/8`, so nothing opens (and the test sends nothing
+/// there); an allowed name on loopback opens only with that flag (always given here).
+#[test]
+fn kernel_mode_wildcards_lookalikes_and_special_ranges() {
+    if !has_cgroup_sock() {
+        return;
+    }
+    let w = World::new(User::Root);
+    let zone = Zone::start();
+    let server = HttpServer::start("127.0.0.5", 0);
+    let port = server.addr.port();
+    let lo = HttpServer::start("127.0.0.6", port);
+    for n in [
+        "api.example.nono.test",
+        "deep.api.example.nono.test",
+        "example.nono.test",
+        "evilexample.nono.test",
+        "example.nono.test.evil.nono.test",
+    ] {
+        zone.set(n, &["127.0.0.5"], 60);
+    }
+    zone.set("lo.nono.test", &["127.0.0.6"], 60);
+    zone.set("metadata.nono.test", &["169.254.169.254"], 60);
+    let profile = profile(
+        &w,
+        &["*.example.nono.test", "lo.nono.test", "metadata.nono.test"],
+        port,
+    );
+    let (mut child, _, mut ask) = start_kernel_mode(&w, &zone, &profile, DNS_PROBE);
+
+    // Nothing is open before an answer; refused look-alikes open nothing either.
+    assert_eq!(ask(&format!("connect 127.0.0.5 {port}")), "EPERM");
+    for refused in [
+        "example.nono.test",
+        "evilexample.nono.test",
+        "example.nono.test.evil.nono.test",
+    ] {
+        assert_eq!(
+            ask(&format!("udp {refused}")),
+            "rcode=5 from=127.0.0.9:53 addr=-",
+            "{refused}"
+        );
+    }
+    assert_eq!(ask(&format!("connect 127.0.0.5 {port}")), "EPERM");
+    for allowed in [
+        "api.example.nono.test",
+        "deep.api.example.nono.test",
+        "API.Example.NONO.test",
+    ] {
+        assert_eq!(
+            ask(&format!("udp {allowed}")),
+            "rcode=0 from=127.0.0.9:53 addr=127.0.0.5",
+            "{allowed}"
+        );
+    }
+    assert_eq!(ask(&format!("connect 127.0.0.5 {port}")), "OK");
+    // The metadata answer is stripped: no address comes back, none is opened.
+    let meta = ask("udp metadata.nono.test");
+    assert!(meta.ends_with("addr=-"), "{meta}");
+    // Loopback with --allow-resolved 127.0.0.0/8: open after the answer, not before.
+    assert_eq!(ask(&format!("connect 127.0.0.6 {port}")), "EPERM");
+    assert_eq!(
+        ask("udp lo.nono.test"),
+        "rcode=0 from=127.0.0.9:53 addr=127.0.0.6"
+    );
+    assert_eq!(ask(&format!("connect 127.0.0.6 {port}")), "OK");
+    drop(ask);
+    assert!(child.wait().unwrap().success());
+    for refused in [
+        "example.nono.test",
+        "evilexample.nono.test",
+        "example.nono.test.evil.nono.test",
+    ] {
+        assert!(!zone.saw(refused), "{refused} reached the upstream");
+    }
+    nono_e2e::wait_until(Duration::from_secs(5), || {
+        server.hits() == 1 && lo.hits() == 1
+    });
+    assert_eq!((server.hits(), lo.hits()), (1, 1));
 }
