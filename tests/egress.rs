@@ -673,6 +673,36 @@ for line in sys.stdin:
         (a.hits(), b.hits(), t_old.hits(), t_new.hits()),
         (1, 0, 1, 1)
     );
+    // The audit trail has the kernel's denies, the one after the TTL naming what was asked.
+    let list: serde_json::Value =
+        serde_json::from_str(&run(&mut w.nono(["audit", "list", "--json"])).stdout).unwrap();
+    let id = list[0]["id"]
+        .as_str()
+        .expect("a recorded session")
+        .to_string();
+    let doc: serde_json::Value =
+        serde_json::from_str(&run(&mut w.nono(["audit", "show", &id, "--json"])).stdout).unwrap();
+    let events = doc["events"].as_array().unwrap();
+    let net_denies: Vec<&serde_json::Value> = events
+        .iter()
+        .filter(|e| e["kind"] == "net" && e["denied"] == true)
+        .collect();
+    let expired = net_denies
+        .iter()
+        .find(|e| e["object"] == format!("127.0.0.4:{port}"))
+        .unwrap_or_else(|| panic!("no deny of 127.0.0.4 in {net_denies:?}"));
+    assert_eq!(
+        expired["detail"]["name"]
+            .as_str()
+            .map(|n| n.trim_end_matches('.')),
+        Some("t.nono.test"),
+        "{expired}"
+    );
+    let unresolved = net_denies
+        .iter()
+        .find(|e| e["object"] == format!("127.0.0.3:{port}"))
+        .unwrap_or_else(|| panic!("no deny of 127.0.0.3 in {net_denies:?}"));
+    assert!(unresolved["detail"]["name"].is_null(), "{unresolved}");
 }
 
 /// The sandboxed probe of the kernel-mode DNS tests: `udp NAME` / `tcp NAME` query 127.0.0.9:53

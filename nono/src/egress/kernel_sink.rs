@@ -49,6 +49,28 @@ pub struct KernelDestinations {
     sandbox_id: u32,
     policy: NetEntries,
     inner: Mutex<Inner>,
+    names: AnsweredNames,
+}
+
+/// The last name each address was answered for, for the audit trail's network events (a deny
+/// after the TTL ended still names what was asked). Bounded: cleared past
+/// `4 * MAX_LIVE_ENTRIES` addresses.
+#[derive(Clone, Default)]
+pub struct AnsweredNames(Arc<Mutex<HashMap<IpAddr, String>>>);
+
+impl AnsweredNames {
+    pub fn get(&self, addr: IpAddr) -> Option<String> {
+        let map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        map.get(&addr).cloned()
+    }
+
+    fn note(&self, addr: IpAddr, name: &str) {
+        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if map.len() >= 4 * MAX_LIVE_ENTRIES {
+            map.clear();
+        }
+        map.insert(addr, name.to_string());
+    }
 }
 
 struct Inner {
@@ -99,6 +121,7 @@ impl KernelDestinations {
                 maps,
                 live: HashMap::new(),
             }),
+            names: AnsweredNames::default(),
         }
     }
 
@@ -159,6 +182,7 @@ impl KernelDestinations {
 
 impl AllowedDestinations for KernelDestinations {
     fn allow(&self, grant: &Grant) -> Result<()> {
+        self.names.note(grant.addr, &grant.name);
         let remaining = grant.expires.saturating_duration_since(Instant::now());
         let expires_ns = monotonic_ns() + remaining.as_nanos() as u64;
         let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
@@ -256,6 +280,7 @@ pub struct KernelEgress {
     resolver: SocketAddr,
     rules: EgressRules,
     upstreams: Vec<SocketAddr>,
+    names: AnsweredNames,
 }
 
 impl Drop for KernelEgress {
@@ -348,6 +373,7 @@ impl KernelEgress {
         let maps = layer.maps();
         let sink =
             KernelDestinations::new(maps.reopen()?, sandbox_id, NetEntries::from_policy(policy)?);
+        let names = sink.names.clone();
         let resolver = Arc::new(Resolver::new(
             rules.clone(),
             upstreams.clone(),
@@ -369,7 +395,13 @@ impl KernelEgress {
             resolver: addr,
             rules,
             upstreams,
+            names,
         })
+    }
+
+    /// The names the resolver answered, by address (for network events).
+    pub fn names(&self) -> AnsweredNames {
+        self.names.clone()
     }
 
     /// Allow TCP connect to port 53 in the Landlock plan, attributed to the domain rules:

@@ -104,6 +104,15 @@ impl Egress {
         }
     }
 
+    /// The names the kernel mode's resolver answered, by address (`None` in proxy mode: the
+    /// proxy reports its own refusals).
+    pub fn answered_names(&self) -> Option<super::kernel_sink::AnsweredNames> {
+        match self {
+            Egress::Kernel(k) => Some(k.names()),
+            Egress::Proxy(_) => None,
+        }
+    }
+
     /// `mode` for the audit trail's layer list.
     pub fn name(&self) -> &'static str {
         match self {

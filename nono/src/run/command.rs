@@ -522,7 +522,6 @@ pub fn run(args: RunArgs) -> CmdResult {
         .map_err(|e| refused(format!("nono: cannot set up the sandbox: {e}")))?;
     if let Some(k) = ksandbox.as_mut() {
         sandbox.cgroup_procs = k.take_cgroup_procs();
-        k.print_events();
     }
     for s in &sandbox.ruleset.skipped {
         let rules: Vec<String> = s
@@ -549,6 +548,14 @@ pub fn run(args: RunArgs) -> CmdResult {
         layers: audit_layers(&plan, &kernel, &klayer, egress.as_ref()),
         child_pid: &sandbox::CHILD_PID,
     });
+    // Kernel decisions go to `-v` and the audit trail from before the command starts.
+    if let Some(k) = ksandbox.as_mut() {
+        k.start_events(
+            audit.as_ref().map(|a| a.sender()),
+            crate::audit::session::rule_sources(&policy),
+            egress.as_ref().and_then(|e| e.answered_names()),
+        );
+    }
     let started_ns = crate::audit::time::now_ns();
     let result = sandbox::run(&sandbox, &launch);
     // The redirect goes before the sandbox's entries, so no late answer re-adds one.

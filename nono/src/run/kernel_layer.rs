@@ -29,6 +29,9 @@ use nono_policy::backend::landlock::{KernelCoverage, LandlockPlan};
 use nono_policy::ir::{Policy, RuleId};
 
 use super::concrete::{Conflict, RuleRef};
+use crate::audit::event::{AuditEvent, ClockOffset, What};
+use crate::audit::ingest::AuditSender;
+use crate::egress::kernel_sink::AnsweredNames;
 use crate::kernel::{self, EventPrinter, KernelLayer, SandboxOptions};
 
 /// The kernel layer as this run found it.
@@ -161,6 +164,7 @@ impl KernelRun {
                 procs: Some(procs.into()),
                 printer: None,
                 rules: rule_names(policy),
+                audit: None,
             }),
             problems,
         ))
@@ -209,6 +213,7 @@ pub struct KernelSandbox {
     procs: Option<OwnedFd>,
     printer: Option<EventPrinter>,
     rules: HashMap<u32, String>,
+    audit: Option<AuditSender>,
 }
 
 impl KernelSandbox {
@@ -222,10 +227,17 @@ impl KernelSandbox {
         self.procs.take()
     }
 
-    /// With `-v`, print the sandbox's kernel decisions as they arrive (until the audit trail
-    /// stores them).
-    pub fn print_events(&mut self) {
-        if !verbose() {
+    /// Read the sandbox's kernel decisions as they arrive: with `-v` print them; with an audit
+    /// session, store them (rule id and source; for network events, the name nono's resolver
+    /// answered for the address, if any). Storing never waits: a full channel counts a drop.
+    pub fn start_events(
+        &mut self,
+        audit: Option<AuditSender>,
+        rule_source: impl Fn(u32) -> Option<String> + Send + 'static,
+        names: Option<AnsweredNames>,
+    ) {
+        let verbose = verbose();
+        if !verbose && audit.is_none() {
             return;
         }
         let stream = match self.sandbox.events() {
@@ -235,17 +247,36 @@ impl KernelSandbox {
                 return;
             }
         };
+        self.audit = audit.clone();
         let rules = self.rules.clone();
+        let clock = ClockOffset::now();
         let printer = EventPrinter::spawn(stream, move |event| {
-            let rule = rules
-                .get(&event.rule_id)
-                .map(|r| format!(" [{r}]"))
-                .unwrap_or_default();
-            eprintln!("nono: {event}{rule}");
+            let name = match (&event.object, &names) {
+                (kernel::events::EventObject::Net { addr, .. }, Some(n)) => n.get(*addr),
+                _ => None,
+            };
+            if verbose {
+                let rule = rules
+                    .get(&event.rule_id)
+                    .map(|r| format!(" [{r}]"))
+                    .unwrap_or_default();
+                let asked = name
+                    .as_ref()
+                    .map(|n| format!(" name={}", n.escape_debug()))
+                    .unwrap_or_default();
+                eprintln!("nono: {event}{asked}{rule}");
+            }
+            if let Some(tx) = &audit {
+                let mut ev = AuditEvent::from_kernel(event, clock, &rule_source);
+                if let What::Net { name: n, .. } = &mut ev.what {
+                    *n = name;
+                }
+                tx.try_send(vec![ev]);
+            }
         });
         match printer {
             Ok(p) => self.printer = Some(p),
-            Err(e) => tracing::warn!("kernel layer: can't print events: {e:#}"),
+            Err(e) => tracing::warn!("kernel layer: can't read events: {e:#}"),
         }
     }
 
@@ -254,7 +285,13 @@ impl KernelSandbox {
         if let Some(p) = self.printer.take() {
             p.stop();
             if let Some(dropped) = run.dropped_events() {
-                eprintln!("nono: kernel: dropped events: {dropped}");
+                if verbose() {
+                    eprintln!("nono: kernel: dropped events: {dropped}");
+                }
+                // The counter is the programs' (all sandboxes): an upper bound for this one.
+                if let Some(tx) = &self.audit {
+                    tx.set_kernel_drops(dropped);
+                }
             }
         }
         if let Err(e) = self.sandbox.cleanup() {
