@@ -577,6 +577,13 @@ fn start_kernel_mode(
     (child, resolver, ask)
 }
 
+/// One kernel-mode test at a time: every run reads the shared ring buffer for the audit trail
+/// and discards other sandboxes' events, so concurrent runs may miss each other's denies.
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// Whether this nono can load the network programs (else the kernel-mode tests skip).
 fn has_cgroup_sock() -> bool {
     let version = run(std::process::Command::new(nono_e2e::nono_bin()).arg("--version"));
@@ -596,6 +603,7 @@ fn has_cgroup_sock() -> bool {
 /// resolver from outside (the redirect of the sandbox's own queries is the next test).
 #[test]
 fn kernel_mode_resolver_allows_answered_addresses_until_their_ttl() {
+    let _serial = serial();
     if !has_cgroup_sock() {
         return;
     }
@@ -761,6 +769,7 @@ for line in sys.stdin:
 /// reaches the upstream; an answer opens its address.
 #[test]
 fn kernel_mode_port_53_is_redirected_to_nono_resolver() {
+    let _serial = serial();
     if !has_cgroup_sock() {
         return;
     }
@@ -799,6 +808,7 @@ fn kernel_mode_port_53_is_redirected_to_nono_resolver() {
 /// there); an allowed name on loopback opens only with that flag (always given here).
 #[test]
 fn kernel_mode_wildcards_lookalikes_and_special_ranges() {
+    let _serial = serial();
     if !has_cgroup_sock() {
         return;
     }
