@@ -617,7 +617,7 @@ fn domains_need_the_kernel_layer_or_proxy() {
     assert_eq!(g[0].feature, "domain allowlist");
     assert_eq!(
         g[0].needs,
-        "the eBPF kernel layer or the local proxy (not yet available)"
+        "the eBPF kernel layer's network programs (root) or nono's local proxy (Landlock ABI 4)"
     );
     assert!(port(&plan, 80).is_some() && port(&plan, 443).is_some());
     assert!(plan

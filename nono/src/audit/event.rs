@@ -54,7 +54,7 @@ pub enum What {
         port: u16,
         /// `tcp`, `udp` or the IP protocol number.
         protocol: String,
-        /// The domain name the address was resolved from, once the domain allowlist exists.
+        /// The name nono's resolver last answered with this address (kernel mode), if any.
         name: Option<String>,
     },
     /// A program was executed. `argv` is already redacted (see [`super::redact`]); `errno` is

@@ -1020,7 +1020,7 @@ impl<'p> Planner<'p> {
                 Connect::Domain(r) if k && !self.cover.domains => self.gap(
                     Some(r.id),
                     "domain allowlist",
-                    "the local proxy or DNS-driven kernel rules (not yet available)",
+                    "nono's resolver feeding the kernel maps (`nono run` starts it)",
                     "the kernel layer's network programs deny every address no CIDR rule \
                      names and do not resolve domains yet: connections to it are denied"
                         .into(),
@@ -1030,7 +1030,7 @@ impl<'p> Planner<'p> {
                     self.cover.domains,
                     r.id,
                     "domain allowlist",
-                    "the eBPF kernel layer or the local proxy (not yet available)",
+                    "the eBPF kernel layer's network programs (root) or nono's local proxy (Landlock ABI 4)",
                     format!(
                         "Landlock filters TCP by port only: port {} is open to every address",
                         r.ports
