@@ -20,16 +20,35 @@ use nono_e2e::{
 };
 
 as_root_and_nobody!(
+    each_connect_uses_the_current_answer_after_the_ttl,
+    udp_is_denied,
+    resolver_answers_only_allowed_names,
+    resolver_expires_addresses_after_their_ttl,
+);
+
+/// The proxy is the unprivileged mode: as root on a host whose cgroup socket programs load,
+/// `nono run` enforces domains in the kernel instead (the `kernel_mode_*` tests below), so
+/// these run as `nobody` only.
+macro_rules! as_nobody {
+    ($($name:ident),* $(,)?) => {
+        $(
+            mod $name {
+                #[test]
+                fn as_nobody() {
+                    super::$name(nono_e2e::User::Nobody)
+                }
+            }
+        )*
+    };
+}
+
+as_nobody!(
     allow_domain_flag_runs_in_proxy_mode_instead_of_refusing,
     allowed_name_resolves_and_connects_through_the_proxy,
     name_not_allowed_is_refused_and_never_reaches_the_upstream,
     direct_connect_bypassing_the_proxy_is_denied,
-    udp_is_denied,
     wildcards_lookalikes_case_and_trailing_dot,
     special_range_answers_are_refused_unless_allowed,
-    each_connect_uses_the_current_answer_after_the_ttl,
-    resolver_answers_only_allowed_names,
-    resolver_expires_addresses_after_their_ttl,
 );
 
 /// A profile allowing `domains` on `port` only.
@@ -511,21 +530,84 @@ fn resolver_expires_addresses_after_their_ttl(user: User) {
 // ---------------------------------------------------------------------------------------------
 // Kernel mode, natively: the resolver feeding the cgroup socket programs' maps
 
-/// `nono kernel-run` with domain rules: nothing is reachable until nono's resolver answers for
-/// an allowed name; then exactly the answered address is, on the rule's port, until its TTL
-/// ends. The sandboxed probe connects on the test's command, and the test queries nono's
-/// resolver from outside (the port-53 redirect that would bring the sandbox's own queries
-/// there is not built yet).
-#[test]
-fn kernel_mode_resolver_allows_answered_addresses_until_their_ttl() {
+/// `nono run` as root with the kernel layer's network part: spawns `probe` (a line-driven Python
+/// loop) with `profile` and the test zone as upstream, waits for the line saying the kernel mode
+/// is active and returns the child, its resolver's address, and a function asking the probe.
+fn start_kernel_mode(
+    w: &World,
+    zone: &Zone,
+    profile: &Path,
+    probe: &str,
+) -> (Child, std::net::SocketAddr, impl FnMut(&str) -> String) {
+    let mut child = w
+        .sandbox(
+            &args(profile, zone, true),
+            &[nono_e2e::PYTHON, "-I", "-c", probe],
+        )
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start nono run");
+    let mut stderr = BufReader::new(child.stderr.take().unwrap()).lines();
+    let resolver: std::net::SocketAddr = loop {
+        let line = stderr
+            .next()
+            .expect("nono run ended before saying which egress mode is active")
+            .unwrap();
+        assert!(
+            !line.contains("egress: unprivileged mode"),
+            "as root with the network programs, nono must not fall back to the proxy: {line}"
+        );
+        if let Some(rest) = line.strip_prefix("nono: egress: kernel mode: resolver at ") {
+            break rest.split_whitespace().next().unwrap().parse().unwrap();
+        }
+    };
+    std::thread::spawn(move || {
+        for l in stderr.map_while(Result::ok) {
+            eprintln!("{l}");
+        }
+    });
+    let mut stdin = child.stdin.take().unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
+    let ask = move |cmd: &str| -> String {
+        writeln!(stdin, "{cmd}").unwrap();
+        stdout.next().expect("a probe result").unwrap()
+    };
+    (child, resolver, ask)
+}
+
+/// One kernel-mode test at a time: every run reads the shared ring buffer for the audit trail
+/// and discards other sandboxes' events, so concurrent runs may miss each other's denies.
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Whether this nono can load the network programs (else the kernel-mode tests skip).
+fn has_cgroup_sock() -> bool {
     let version = run(std::process::Command::new(nono_e2e::nono_bin()).arg("--version"));
     if !version.stdout.contains("cgroup-sock") {
         eprintln!(
             "SKIP: this nono has no kernel layer ({}); build it with `cargo xtask ebpf`",
             version.stdout.trim()
         );
+        return false;
+    }
+    true
+}
+
+/// `nono run` with domain rules, as root: nothing is reachable until nono's resolver answers
+/// for an allowed name; then exactly the answered address is, on the rule's port, until its TTL
+/// ends. The sandboxed probe connects on the test's command, and the test queries nono's
+/// resolver from outside (the redirect of the sandbox's own queries is the next test).
+#[test]
+fn kernel_mode_resolver_allows_answered_addresses_until_their_ttl() {
+    let _serial = serial();
+    if !has_cgroup_sock() {
         return;
     }
+    let w = World::new(User::Root);
     let zone = Zone::start();
     let a = HttpServer::start("127.0.0.2", 0);
     let port = a.addr.port();
@@ -555,38 +637,9 @@ for line in sys.stdin:
         print(errno.errorcode.get(e.errno, str(e.errno)), flush=True)
     s.close()
 "#;
-    let mut child = std::process::Command::new(nono_e2e::nono_bin())
-        .args(["kernel-run", "--dns-upstream", &zone.addr().to_string()])
-        .args(["--allow-resolved", "127.0.0.0/8"])
-        .args(["--allow-domain", &format!("a.nono.test@{port}")])
-        .args(["--allow-domain", &format!("t.nono.test@{port}")])
-        .args(["--", nono_e2e::PYTHON, "-I", "-c", probe])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start nono kernel-run");
-    let mut stderr = BufReader::new(child.stderr.take().unwrap()).lines();
-    let resolver: std::net::SocketAddr = loop {
-        let line = stderr
-            .next()
-            .expect("nono kernel-run ended before its resolver started")
-            .unwrap();
-        if let Some(rest) = line.strip_prefix("nono: kernel: resolver at ") {
-            break rest.split_whitespace().next().unwrap().parse().unwrap();
-        }
-    };
-    std::thread::spawn(move || {
-        for l in stderr.map_while(Result::ok) {
-            eprintln!("{l}");
-        }
-    });
-    let mut stdin = child.stdin.take().unwrap();
-    let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
-    let mut connect = |ip: &str| -> String {
-        writeln!(stdin, "{ip} {port}").unwrap();
-        stdout.next().expect("a probe result").unwrap()
-    };
+    let profile = profile(&w, &["a.nono.test", "t.nono.test"], port);
+    let (mut child, resolver, mut ask) = start_kernel_mode(&w, &zone, &profile, probe);
+    let mut connect = |ip: &str| ask(&format!("{ip} {port}"));
 
     // Nothing is allowed before an answer.
     assert_eq!(connect("127.0.0.2"), "EPERM");
@@ -619,37 +672,51 @@ for line in sys.stdin:
     assert_eq!(connect("127.0.0.5"), "OK served-by 127.0.0.5");
     assert_eq!(connect("127.0.0.4"), "EPERM");
 
-    drop(stdin);
+    // Closing the probe's stdin ends it.
+    drop(ask);
     let status = child.wait().unwrap();
     assert!(status.success(), "{status:?}");
     assert_eq!(
         (a.hits(), b.hits(), t_old.hits(), t_new.hits()),
         (1, 0, 1, 1)
     );
+    // The audit trail has the kernel's denies, the one after the TTL naming what was asked.
+    let list: serde_json::Value =
+        serde_json::from_str(&run(&mut w.nono(["audit", "list", "--json"])).stdout).unwrap();
+    let id = list[0]["id"]
+        .as_str()
+        .expect("a recorded session")
+        .to_string();
+    let doc: serde_json::Value =
+        serde_json::from_str(&run(&mut w.nono(["audit", "show", &id, "--json"])).stdout).unwrap();
+    let events = doc["events"].as_array().unwrap();
+    let net_denies: Vec<&serde_json::Value> = events
+        .iter()
+        .filter(|e| e["kind"] == "net" && e["denied"] == true)
+        .collect();
+    let expired = net_denies
+        .iter()
+        .find(|e| e["object"] == format!("127.0.0.4:{port}"))
+        .unwrap_or_else(|| panic!("no deny of 127.0.0.4 in {net_denies:?}"));
+    assert_eq!(
+        expired["detail"]["name"]
+            .as_str()
+            .map(|n| n.trim_end_matches('.')),
+        Some("t.nono.test"),
+        "{expired}"
+    );
+    let unresolved = net_denies
+        .iter()
+        .find(|e| e["object"] == format!("127.0.0.3:{port}"))
+        .unwrap_or_else(|| panic!("no deny of 127.0.0.3 in {net_denies:?}"));
+    assert!(unresolved["detail"]["name"].is_null(), "{unresolved}");
 }
 
-/// The DNS redirect: whatever server the sandboxed program asks on port 53 (here 127.0.0.9,
-/// where nothing listens, so a broken redirect stays on loopback), UDP and TCP queries reach
-/// nono's resolver; the UDP reply appears to come from the server asked; a refused name never
-/// reaches the upstream; an answer opens its address.
-#[test]
-fn kernel_mode_port_53_is_redirected_to_nono_resolver() {
-    let version = run(std::process::Command::new(nono_e2e::nono_bin()).arg("--version"));
-    if !version.stdout.contains("cgroup-sock") {
-        eprintln!(
-            "SKIP: this nono has no kernel layer ({}); build it with `cargo xtask ebpf`",
-            version.stdout.trim()
-        );
-        return;
-    }
-    let zone = Zone::start();
-    let a = HttpServer::start("127.0.0.2", 0);
-    let port = a.addr.port();
-    zone.set("a.nono.test", &["127.0.0.2"], 60);
-    zone.set("b.nono.test", &["127.0.0.3"], 60);
-    // A query built by hand: the sandboxed probe is plain Python, and the test only reads the
-    // header's rcode and the single A record a filtered answer carries.
-    let probe = r#"
+/// The sandboxed probe of the kernel-mode DNS tests: `udp NAME` / `tcp NAME` query 127.0.0.9:53
+/// (nothing listens there, so a broken redirect stays on loopback), `connect IP PORT`, and
+/// `udp-other` (a datagram to 127.0.0.9:54). A query built by hand: the probe is plain Python,
+/// and the test only reads the header's rcode and the single A record a filtered answer carries.
+const DNS_PROBE: &str = r#"
 import errno, socket, struct, sys
 def query(name, tcp):
     q = struct.pack(">HHHHHH", 0x4e4f, 0x0100, 1, 0, 0, 0)
@@ -695,37 +762,25 @@ for line in sys.stdin:
         out = errno.errorcode.get(e.errno, str(e.errno))
     print(out, flush=True)
 "#;
-    let mut child = std::process::Command::new(nono_e2e::nono_bin())
-        .args(["kernel-run", "--dns-upstream", &zone.addr().to_string()])
-        .args(["--allow-resolved", "127.0.0.0/8"])
-        .args(["--allow-domain", &format!("a.nono.test@{port}")])
-        .args(["--", nono_e2e::PYTHON, "-I", "-c", probe])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start nono kernel-run");
-    let mut stderr = BufReader::new(child.stderr.take().unwrap()).lines();
-    loop {
-        let line = stderr
-            .next()
-            .expect("nono kernel-run ended before its resolver started")
-            .unwrap();
-        if line.contains("port 53 redirected") {
-            break;
-        }
+
+/// The DNS redirect: whatever server the sandboxed program asks on port 53 (here 127.0.0.9,
+/// where nothing listens, so a broken redirect stays on loopback), UDP and TCP queries reach
+/// nono's resolver; the UDP reply appears to come from the server asked; a refused name never
+/// reaches the upstream; an answer opens its address.
+#[test]
+fn kernel_mode_port_53_is_redirected_to_nono_resolver() {
+    let _serial = serial();
+    if !has_cgroup_sock() {
+        return;
     }
-    std::thread::spawn(move || {
-        for l in stderr.map_while(Result::ok) {
-            eprintln!("{l}");
-        }
-    });
-    let mut stdin = child.stdin.take().unwrap();
-    let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
-    let mut ask = |cmd: &str| -> String {
-        writeln!(stdin, "{cmd}").unwrap();
-        stdout.next().expect("a probe result").unwrap()
-    };
+    let w = World::new(User::Root);
+    let zone = Zone::start();
+    let a = HttpServer::start("127.0.0.2", 0);
+    let port = a.addr.port();
+    zone.set("a.nono.test", &["127.0.0.2"], 60);
+    zone.set("b.nono.test", &["127.0.0.3"], 60);
+    let profile = profile(&w, &["a.nono.test"], port);
+    let (mut child, _, mut ask) = start_kernel_mode(&w, &zone, &profile, DNS_PROBE);
 
     assert_eq!(ask(&format!("connect 127.0.0.2 {port}")), "EPERM");
     assert_eq!(
@@ -739,9 +794,94 @@ for line in sys.stdin:
     assert_eq!(ask("tcp b.nono.test"), "rcode=5 from=-:0 addr=-");
     assert!(!zone.saw("b.nono.test"), "{:?}", zone.queried());
     assert_eq!(ask("udp-other"), "EPERM", "only port 53 is redirected");
-    drop(stdin);
+    drop(ask);
     assert!(child.wait().unwrap().success());
     // The probe only connected; the server thread accepts from its backlog shortly after.
     nono_e2e::wait_until(Duration::from_secs(5), || a.hits() == 1);
     assert_eq!(a.hits(), 1);
+}
+
+/// Kernel mode, through the sandbox's own (redirected) DNS: wildcard semantics, look-alike
+/// names and case are decided as in the proxy mode; refused names never reach the upstream;
+/// an allowed name resolving into a special range (here the metadata address) gets no address,
+/// even with `--allow-resolved 127.0.0.0/8`, so nothing opens (and the test sends nothing
+/// there); an allowed name on loopback opens only with that flag (always given here).
+#[test]
+fn kernel_mode_wildcards_lookalikes_and_special_ranges() {
+    let _serial = serial();
+    if !has_cgroup_sock() {
+        return;
+    }
+    let w = World::new(User::Root);
+    let zone = Zone::start();
+    let server = HttpServer::start("127.0.0.5", 0);
+    let port = server.addr.port();
+    let lo = HttpServer::start("127.0.0.6", port);
+    for n in [
+        "api.example.nono.test",
+        "deep.api.example.nono.test",
+        "example.nono.test",
+        "evilexample.nono.test",
+        "example.nono.test.evil.nono.test",
+    ] {
+        zone.set(n, &["127.0.0.5"], 60);
+    }
+    zone.set("lo.nono.test", &["127.0.0.6"], 60);
+    zone.set("metadata.nono.test", &["169.254.169.254"], 60);
+    let profile = profile(
+        &w,
+        &["*.example.nono.test", "lo.nono.test", "metadata.nono.test"],
+        port,
+    );
+    let (mut child, _, mut ask) = start_kernel_mode(&w, &zone, &profile, DNS_PROBE);
+
+    // Nothing is open before an answer; refused look-alikes open nothing either.
+    assert_eq!(ask(&format!("connect 127.0.0.5 {port}")), "EPERM");
+    for refused in [
+        "example.nono.test",
+        "evilexample.nono.test",
+        "example.nono.test.evil.nono.test",
+    ] {
+        assert_eq!(
+            ask(&format!("udp {refused}")),
+            "rcode=5 from=127.0.0.9:53 addr=-",
+            "{refused}"
+        );
+    }
+    assert_eq!(ask(&format!("connect 127.0.0.5 {port}")), "EPERM");
+    for allowed in [
+        "api.example.nono.test",
+        "deep.api.example.nono.test",
+        "API.Example.NONO.test",
+    ] {
+        assert_eq!(
+            ask(&format!("udp {allowed}")),
+            "rcode=0 from=127.0.0.9:53 addr=127.0.0.5",
+            "{allowed}"
+        );
+    }
+    assert_eq!(ask(&format!("connect 127.0.0.5 {port}")), "OK");
+    // The metadata answer is stripped: no address comes back, none is opened.
+    let meta = ask("udp metadata.nono.test");
+    assert!(meta.ends_with("addr=-"), "{meta}");
+    // Loopback with --allow-resolved 127.0.0.0/8: open after the answer, not before.
+    assert_eq!(ask(&format!("connect 127.0.0.6 {port}")), "EPERM");
+    assert_eq!(
+        ask("udp lo.nono.test"),
+        "rcode=0 from=127.0.0.9:53 addr=127.0.0.6"
+    );
+    assert_eq!(ask(&format!("connect 127.0.0.6 {port}")), "OK");
+    drop(ask);
+    assert!(child.wait().unwrap().success());
+    for refused in [
+        "example.nono.test",
+        "evilexample.nono.test",
+        "example.nono.test.evil.nono.test",
+    ] {
+        assert!(!zone.saw(refused), "{refused} reached the upstream");
+    }
+    nono_e2e::wait_until(Duration::from_secs(5), || {
+        server.hits() == 1 && lo.hits() == 1
+    });
+    assert_eq!((server.hits(), lo.hits()), (1, 1));
 }

@@ -57,6 +57,13 @@ fn run_op(op: &str, args: &[String]) -> Result<(), i32> {
                 libc::close(fd);
                 Ok(())
             }
+            // Copy SRC to a new executable file DST (a new inode with the same content).
+            "copy" => {
+                std::fs::copy(a(0), a(1)).map_err(io_errno)?;
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::set_permissions(a(1), std::fs::Permissions::from_mode(0o755))
+                    .map_err(io_errno)
+            }
             "unlink" => errno_of(libc::unlink(cstr(a(0)).as_ptr())),
             "rmdir" => errno_of(libc::rmdir(cstr(a(0)).as_ptr())),
             "mkdir" => errno_of(libc::mkdir(cstr(a(0)).as_ptr(), 0o755)),
@@ -122,6 +129,57 @@ fn run_op(op: &str, args: &[String]) -> Result<(), i32> {
             "sleep" => {
                 std::thread::sleep(Duration::from_secs(a(0).parse().unwrap_or(1)));
                 Ok(())
+            }
+            // kill(PID, SIG): signal 0 checks permission only.
+            "kill" => errno_of(libc::kill(
+                a(0).parse().unwrap_or(-1),
+                a(1).parse().unwrap_or(0),
+            )),
+            // Start a child and signal it: tasks inside the sandbox reach each other.
+            "kill-own-child" => {
+                let mut child = std::process::Command::new("/bin/sleep")
+                    .arg("5")
+                    .spawn()
+                    .map_err(io_errno)?;
+                let rc = errno_of(libc::kill(child.id() as libc::pid_t, libc::SIGTERM));
+                let _ = child.wait();
+                rc
+            }
+            // bpf(BPF_MAP_CREATE) of a small array.
+            "bpf" => {
+                #[repr(C)]
+                struct MapCreate {
+                    map_type: u32,
+                    key_size: u32,
+                    value_size: u32,
+                    max_entries: u32,
+                    pad: [u32; 28],
+                }
+                let attr = MapCreate {
+                    map_type: 2, // BPF_MAP_TYPE_ARRAY
+                    key_size: 4,
+                    value_size: 4,
+                    max_entries: 1,
+                    pad: [0; 28],
+                };
+                let fd = libc::syscall(
+                    libc::SYS_bpf,
+                    0, // BPF_MAP_CREATE
+                    &attr as *const MapCreate,
+                    std::mem::size_of::<MapCreate>(),
+                );
+                errno_of(fd as libc::c_int)?;
+                libc::close(fd as libc::c_int);
+                Ok(())
+            }
+            // finit_module(fd of PATH): a module load attempt (the file need not be a module:
+            // the denial comes before it is parsed).
+            "finit-module" => {
+                let fd = libc::open(cstr(a(0)).as_ptr(), libc::O_RDONLY);
+                errno_of(fd)?;
+                let rc = libc::syscall(libc::SYS_finit_module, fd, c"".as_ptr(), 0);
+                libc::close(fd);
+                errno_of(rc as libc::c_int)
             }
             "connect" => {
                 TcpStream::connect_timeout(&addr(a(0))?, Duration::from_secs(5))

@@ -64,6 +64,9 @@ pub const NO_VERDICT_RULE: u32 = u32::MAX;
 pub const CGROUPFS_RULE: u32 = u32::MAX - 1;
 /// Rule id used in network events when no rule matched (the default deny).
 pub const NET_DEFAULT_RULE: u32 = 0;
+/// Rule id of the kernel layer's built-in process rules, in every sandbox: no signal or ptrace
+/// access to a task outside the sandbox, no BPF, no kernel module or kexec loading.
+pub const ISOLATION_RULE: u32 = u32::MAX - 2;
 
 /// Access bits of a deny rule; they mirror `nono_policy::ir::Access` (read 1, write 2, exec 4).
 pub mod access {
@@ -71,6 +74,12 @@ pub mod access {
     pub const WRITE: u32 = 2;
     pub const EXEC: u32 = 4;
     pub const ALL: u32 = READ | WRITE | EXEC;
+    /// Not a deny: marks an entry of the `exec only` allowlist in the file map. Only the exec
+    /// check reads it; the file hooks test their wanted bits, which never include it.
+    pub const EXEC_ALLOW: u32 = 8;
+    /// An `exec deny` entry: checked by the exec check only, so reading the binary stays
+    /// allowed (a file deny of exec, [`EXEC`], is also checked by `file_open`).
+    pub const EXEC_DENY: u32 = 16;
 }
 
 /// Value of the sandbox map, keyed by cgroup v2 id (`u64`, the cgroup directory's inode).
@@ -85,6 +94,9 @@ pub struct SandboxInfo {
 
 /// Report allowed accesses too, not only denies (the profile's `audit all`).
 pub const SANDBOX_AUDIT_ALL: u32 = 1;
+/// The profile has an exec allowlist (`exec only`): `bprm_check_security` lets a binary run only
+/// if it, or a directory above it, carries an [`access::EXEC_ALLOW`] entry.
+pub const SANDBOX_EXEC_ALLOWLIST: u32 = 2;
 
 /// Key of the file deny map: one object (or subtree root) denied to one sandbox.
 ///
@@ -182,8 +194,20 @@ pub struct KernelOffsets {
     /// Kernel `dev_t` of the cgroup2 filesystem (per boot, not per kernel build): sandboxed
     /// tasks may not write anything there.
     pub cgroup2_dev: u32,
-    pub _pad: u32,
+    /// `linux_binprm.file`.
+    pub binprm_file: u32,
+    /// `task_struct.cgroups` (a `css_set *`), masked with [`TASK_OFFSET_MASK`].
+    pub task_cgroups: u32,
+    /// `css_set.dfl_cgrp` (the task's cgroup v2).
+    pub css_set_dfl_cgrp: u32,
+    /// `cgroup.kn`.
+    pub cgroup_kn: u32,
+    /// `kernfs_node.id`: the cgroup id `bpf_get_current_cgroup_id` returns.
+    pub kernfs_node_id: u32,
 }
+
+/// `task_struct` is larger than the other structs: its offsets are masked with this.
+pub const TASK_OFFSET_MASK: u32 = 0x7fff;
 
 /// Every kernel offset is below this; the programs mask with it so the verifier sees bounded
 /// pointer arithmetic.
@@ -205,6 +229,13 @@ pub enum Hook {
     PathMkdir = 10,
     PathSymlink = 11,
     InodePermission = 12,
+    BprmCheck = 13,
+    TaskKill = 14,
+    PtraceAccessCheck = 15,
+    Bpf = 16,
+    KernelReadFile = 17,
+    KernelLoadData = 18,
+    KernelModuleRequest = 19,
     Connect4 = 20,
     Connect6 = 21,
     Sendmsg4 = 22,
@@ -229,6 +260,13 @@ impl Hook {
             10 => PathMkdir,
             11 => PathSymlink,
             12 => InodePermission,
+            13 => BprmCheck,
+            14 => TaskKill,
+            15 => PtraceAccessCheck,
+            16 => Bpf,
+            17 => KernelReadFile,
+            18 => KernelLoadData,
+            19 => KernelModuleRequest,
             20 => Connect4,
             21 => Connect6,
             22 => Sendmsg4,
@@ -254,6 +292,13 @@ impl Hook {
             PathMkdir => "path_mkdir",
             PathSymlink => "path_symlink",
             InodePermission => "inode_permission",
+            BprmCheck => "bprm_check_security",
+            TaskKill => "task_kill",
+            PtraceAccessCheck => "ptrace_access_check",
+            Bpf => "bpf",
+            KernelReadFile => "kernel_read_file",
+            KernelLoadData => "kernel_load_data",
+            KernelModuleRequest => "kernel_module_request",
             Connect4 => "connect4",
             Connect6 => "connect6",
             Sendmsg4 => "sendmsg4",
@@ -323,7 +368,7 @@ const _: () = {
     assert!(core::mem::size_of::<NetKeyV4>() == 12);
     assert!(core::mem::size_of::<NetKeyV6>() == 24);
     assert!(core::mem::size_of::<NetAllow>() == 24);
-    assert!(core::mem::size_of::<KernelOffsets>() == 48);
+    assert!(core::mem::size_of::<KernelOffsets>() == 64);
     assert!(core::mem::size_of::<Event>() == 80);
     assert!(core::mem::size_of::<DnsRedirect>() == 8);
     assert!(core::mem::size_of::<DnsOriginal>() == 8);

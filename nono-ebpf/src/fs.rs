@@ -15,7 +15,7 @@
 use aya_ebpf::{helpers::bpf_probe_read_kernel, macros::lsm, programs::LsmContext};
 use nono_common::{
     access, FsDeny, Hook, InodeKey, KernelOffsets, SandboxInfo, MAX_PATH_DEPTH, NO_VERDICT_RULE,
-    OFFSET_MASK, SANDBOX_AUDIT_ALL,
+    OFFSET_MASK, SANDBOX_AUDIT_ALL, SANDBOX_EXEC_ALLOWLIST,
 };
 
 use crate::{
@@ -24,7 +24,7 @@ use crate::{
     NONO_CONFIG, NONO_FS_DENY,
 };
 
-const EPERM: i32 = 1;
+pub(crate) const EPERM: i32 = 1;
 
 // fmode_t bits (include/linux/fs.h), stable since long before 6.1.
 const FMODE_READ: u32 = 0x1;
@@ -37,7 +37,7 @@ const RENAME_EXCHANGE: u32 = 1 << 1;
 /// Reads a `T` at `base + offset`. The mask bounds the offset, which the verifier requires
 /// before it allows arithmetic on a BTF pointer.
 #[inline(always)]
-unsafe fn read_at<T>(base: *const u8, offset: u32) -> Result<T, i64> {
+pub(crate) unsafe fn read_at<T>(base: *const u8, offset: u32) -> Result<T, i64> {
     bpf_probe_read_kernel(base.add((offset & OFFSET_MASK) as usize) as *const T)
 }
 
@@ -264,13 +264,17 @@ pub fn path_symlink(ctx: LsmContext) -> i32 {
     )
 }
 
+/// What a rename or link source is checked for: any deny, `exec deny` included, since a new
+/// name outside a denied directory would take the object out of the walk.
+const MOVE_WANT: u32 = access::ALL | access::EXEC_DENY;
+
 #[lsm(hook = "path_link")]
 pub fn path_link(ctx: LsmContext) -> i32 {
     let Some(sandbox) = current_sandbox() else {
         return 0;
     };
     // A new name for a covered file outside its denied subtree would escape the walk.
-    let source = enforce(&sandbox, Hook::PathLink, unsafe { ctx.arg(0) }, access::ALL);
+    let source = enforce(&sandbox, Hook::PathLink, unsafe { ctx.arg(0) }, MOVE_WANT);
     if source != 0 {
         return source;
     }
@@ -288,12 +292,7 @@ pub fn path_rename(ctx: LsmContext) -> i32 {
         return 0;
     };
     // Moving a covered object anywhere (out of its subtree above all) is denied.
-    let source = enforce(
-        &sandbox,
-        Hook::PathRename,
-        unsafe { ctx.arg(1) },
-        access::ALL,
-    );
+    let source = enforce(&sandbox, Hook::PathRename, unsafe { ctx.arg(1) }, MOVE_WANT);
     if source != 0 {
         return source;
     }
@@ -390,6 +389,138 @@ pub fn inode_permission(ctx: LsmContext) -> i32 {
     decision.dev = dev;
     emit(&decision);
     -EPERM
+}
+
+/// What the exec check found walking up from the binary.
+enum ExecVerdict {
+    Allow { rule_id: u32, dev: u32, ino: u64 },
+    Deny { rule_id: u32, dev: u32, ino: u64 },
+}
+
+/// The exec check of `bprm`'s file: an `exec deny` ([`access::EXEC_DENY`]) or a file deny of
+/// exec ([`access::EXEC`]) on it or a directory above it denies; with an allowlist, an [`access::EXEC_ALLOW`] entry on it or above
+/// it is required. A deny wins over an allow anywhere on the way.
+#[inline(always)]
+unsafe fn check_exec(
+    offsets: &KernelOffsets,
+    sandbox: &SandboxInfo,
+    bprm: *const u8,
+) -> Result<ExecVerdict, i64> {
+    let file: *const u8 = read_at(bprm, offsets.binprm_file)?;
+    let dentry: *const u8 = read_at(file, offsets.file_dentry)?;
+    let super_block: *const u8 = read_at(dentry, offsets.dentry_sb)?;
+    let dev: u32 = read_at(super_block, offsets.sb_dev)?;
+    let mut key = InodeKey {
+        sandbox_id: sandbox.sandbox_id,
+        dev,
+        ino: 0,
+    };
+    let allowlist = sandbox.flags & SANDBOX_EXEC_ALLOWLIST != 0;
+    // Without an allowlist and with no rule on this filesystem there is nothing to walk.
+    if !allowlist && NONO_FS_DENY.get(&key).is_none() {
+        return Ok(ExecVerdict::Allow {
+            rule_id: 0,
+            dev,
+            ino: 0,
+        });
+    }
+    let mut current = dentry;
+    let mut object_ino = 0u64;
+    let mut allowed_by = 0u32;
+    let mut allowed = false;
+    for depth in 0..MAX_PATH_DEPTH {
+        let inode: *const u8 = read_at(current, offsets.dentry_inode)?;
+        if !inode.is_null() {
+            key.ino = read_at(inode, offsets.inode_ino)?;
+            if depth == 0 {
+                object_ino = key.ino;
+            }
+            if let Some(rule) = NONO_FS_DENY.get(&key) {
+                let rule: FsDeny = *rule;
+                if rule.access & (access::EXEC | access::EXEC_DENY) != 0 {
+                    return Ok(ExecVerdict::Deny {
+                        rule_id: rule.rule_id,
+                        dev,
+                        ino: key.ino,
+                    });
+                }
+                if rule.access & access::EXEC_ALLOW != 0 && !allowed {
+                    allowed = true;
+                    allowed_by = rule.rule_id;
+                }
+            }
+        }
+        let parent: *const u8 = read_at(current, offsets.dentry_parent)?;
+        if parent == current || parent.is_null() {
+            return Ok(if allowlist && !allowed {
+                // Not on the allowlist: the default deny.
+                ExecVerdict::Deny {
+                    rule_id: EXEC_DEFAULT_RULE,
+                    dev,
+                    ino: object_ino,
+                }
+            } else {
+                ExecVerdict::Allow {
+                    rule_id: allowed_by,
+                    dev,
+                    ino: object_ino,
+                }
+            });
+        }
+        current = parent;
+    }
+    Ok(ExecVerdict::Deny {
+        rule_id: NO_VERDICT_RULE,
+        dev,
+        ino: object_ino,
+    })
+}
+
+/// Rule id of an exec denied because it is not on the allowlist (shown as the default rule).
+const EXEC_DEFAULT_RULE: u32 = 0;
+
+/// The exec deny list and allowlist, by the (device, inode) of the binary, and of each
+/// interpreter: the kernel runs this hook again for a `#!` script's interpreter and for
+/// `binfmt_misc` handlers, so denying `/usr/bin/python3` also denies scripts that name it.
+/// File rules bind objects, not contents: a copy of a denied binary is another inode (see the
+/// README for what that means and how `exec only` closes it).
+#[lsm(hook = "bprm_check_security")]
+pub fn bprm_check_security(ctx: LsmContext) -> i32 {
+    let Some(sandbox) = current_sandbox() else {
+        return 0;
+    };
+    let bprm: *const u8 = unsafe { ctx.arg(0) };
+    let mut decision = Decision::file(sandbox.sandbox_id, Hook::BprmCheck as u16);
+    decision.access = access::EXEC as u8;
+    let verdict = match NONO_CONFIG.get(0) {
+        Some(offsets) if offsets.ready != 0 => unsafe { check_exec(offsets, &sandbox, bprm) },
+        _ => Err(0),
+    };
+    match verdict {
+        Ok(ExecVerdict::Allow { rule_id, dev, ino }) => {
+            if sandbox.flags & SANDBOX_AUDIT_ALL != 0 {
+                decision.rule_id = rule_id;
+                decision.dev = dev;
+                decision.ino = ino;
+                emit(&decision);
+            }
+            0
+        }
+        Ok(ExecVerdict::Deny { rule_id, dev, ino }) => {
+            decision.denied = true;
+            decision.rule_id = rule_id;
+            decision.dev = dev;
+            decision.ino = ino;
+            emit(&decision);
+            -EPERM
+        }
+        Err(_) => {
+            decision.denied = true;
+            decision.rule_id = NO_VERDICT_RULE;
+            emit(&decision);
+            -EPERM
+        }
+    }
 }
 
 /// Not attached in production: `nono kernel-bench-noop` attaches it to `file_open` as the

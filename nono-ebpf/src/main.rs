@@ -1,4 +1,5 @@
-//! nono's kernel-side programs: BPF LSM file hooks and cgroup socket-address hooks.
+//! nono's kernel-side programs: BPF LSM file, exec and process-isolation hooks, and cgroup
+//! socket-address hooks.
 //!
 //! Every program starts with the same fast path: look the current task's cgroup up in the
 //! sandbox map; a task outside every sandbox gets "allow" after that single lookup. The
@@ -11,6 +12,7 @@
 mod dns;
 mod events;
 mod fs;
+mod ipc;
 mod net;
 
 use aya_ebpf::{

@@ -70,10 +70,6 @@ enum Command {
     /// List, inspect and undo the file changes of `nono run --rollback` sessions.
     #[command(subcommand, after_help = rollback::cli::EXAMPLES)]
     Rollback(rollback::cli::RollbackCommand),
-    /// Run a command in a kernel-layer sandbox only (VM lab and kernel tests).
-    #[cfg(target_os = "linux")]
-    #[command(hide = true)]
-    KernelRun(kernel::cli::KernelRunArgs),
     /// Load the kernel layer, sweep stale sandboxes, print its state.
     #[cfg(target_os = "linux")]
     #[command(hide = true)]
@@ -116,8 +112,6 @@ fn main() {
         Command::Rollback(cmd) => rollback::cli::main(cmd),
         #[cfg(target_os = "linux")]
         Command::Audit(cmd) => cli::audit::main(cmd),
-        #[cfg(target_os = "linux")]
-        Command::KernelRun(args) => kernel::cli::kernel_run(args),
         #[cfg(target_os = "linux")]
         Command::KernelStatus => kernel::cli::kernel_status(),
         #[cfg(target_os = "linux")]

@@ -617,7 +617,7 @@ fn domains_need_the_kernel_layer_or_proxy() {
     assert_eq!(g[0].feature, "domain allowlist");
     assert_eq!(
         g[0].needs,
-        "the eBPF kernel layer or the local proxy (not yet available)"
+        "the eBPF kernel layer's network programs (root) or nono's local proxy (Landlock ABI 4)"
     );
     assert!(port(&plan, 80).is_some() && port(&plan, 443).is_some());
     assert!(plan
@@ -1182,4 +1182,97 @@ fn kernel_layer_closes_gaps_and_says_which() {
         .unwrap();
     assert!(!r40.contains("Landlock default deny"), "{r40}");
     assert!(r40.contains("Landlock alone cannot (deny inside an allowed tree)"));
+}
+
+/// The runtime probes each part of the kernel layer on its own: a gap counts as covered only
+/// when the part that closes it is active. Network part alone (a kernel that refuses BPF LSM):
+/// address and UDP rules are covered, a deny inside a writable grant stays a gap, unix sockets
+/// stay closed by seccomp.
+#[test]
+fn kernel_coverage_is_per_part() {
+    use nono_policy::backend::landlock::{plan_with_coverage, KernelCoverage};
+    let p = PolicyBuilder::new("parts")
+        .readwrite("/home/u/**")
+        .exec("/home/u/**")
+        .deny("/home/u/.ssh/**")
+        .exec_deny("/home/u/bin/tool")
+        .cidr("10.0.0.0/8", Protocol::Tcp, "443")
+        .cidr("10.0.0.53/32", Protocol::Udp, "53")
+        .unix_socket("/run/agent.sock")
+        .build();
+    let gap_rules = |plan: &LandlockPlan| -> Vec<u32> {
+        plan.gaps
+            .iter()
+            .filter_map(|g| g.rule)
+            .map(|r| r.0)
+            .collect()
+    };
+    let covered_rules = |plan: &LandlockPlan| -> Vec<u32> {
+        plan.covered_by_kernel_layer
+            .iter()
+            .filter_map(|g| g.rule)
+            .map(|r| r.0)
+            .collect()
+    };
+    let none = plan_with_coverage(&p, 7, KernelCoverage::NONE);
+    let net_only = plan_with_coverage(
+        &p,
+        7,
+        KernelCoverage {
+            net: true,
+            keep_splits: true,
+            ..KernelCoverage::NONE
+        },
+    );
+    let files_only = plan_with_coverage(
+        &p,
+        7,
+        KernelCoverage {
+            files: true,
+            exec: true,
+            keep_splits: true,
+            ..KernelCoverage::NONE
+        },
+    );
+    let id_of = |text: &str| -> u32 {
+        p.rule_summaries()
+            .into_iter()
+            .find(|(_, t)| t.contains(text))
+            .unwrap_or_else(|| panic!("no rule {text}"))
+            .0
+             .0
+    };
+    let (ssh, tool, tcp, udp, sock) = (
+        id_of(".ssh"),
+        id_of("tool"),
+        id_of("10.0.0.0/8"),
+        id_of("10.0.0.53"),
+        id_of("agent.sock"),
+    );
+    for id in [ssh, tool, tcp, udp, sock] {
+        assert!(gap_rules(&none).contains(&id), "r{id} without the layer");
+    }
+    // Network part only.
+    assert!(covered_rules(&net_only).contains(&tcp) && covered_rules(&net_only).contains(&udp));
+    for id in [ssh, tool, sock] {
+        assert!(
+            gap_rules(&net_only).contains(&id),
+            "r{id} with the network part only"
+        );
+    }
+    assert!(
+        !net_only.seccomp.deny_udp_and_raw,
+        "UDP rules need UDP sockets"
+    );
+    assert!(net_only.seccomp.deny_unix_sockets);
+    // File (and exec) hooks only.
+    assert!(covered_rules(&files_only).contains(&ssh));
+    assert!(covered_rules(&files_only).contains(&tool));
+    for id in [tcp, udp, sock] {
+        assert!(
+            gap_rules(&files_only).contains(&id),
+            "r{id} with the file hooks only"
+        );
+    }
+    assert!(files_only.seccomp.deny_udp_and_raw);
 }

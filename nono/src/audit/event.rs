@@ -54,7 +54,7 @@ pub enum What {
         port: u16,
         /// `tcp`, `udp` or the IP protocol number.
         protocol: String,
-        /// The domain name the address was resolved from, once the domain allowlist exists.
+        /// The name nono's resolver last answered with this address (kernel mode), if any.
         name: Option<String>,
     },
     /// A program was executed. `argv` is already redacted (see [`super::redact`]); `errno` is
@@ -72,6 +72,10 @@ pub enum What {
         session: String,
         changes: serde_json::Value,
     },
+    /// A kernel-layer isolation decision (signal, ptrace, bpf, module or kexec loading):
+    /// `op` is the LSM hook, `target` the object it names (`cgroup:<id>` of a signal or ptrace
+    /// target, `load:<id>` of a kernel read-file/load-data id).
+    Isolation { op: String, target: String },
 }
 
 /// An event as stored: these columns, in this order, are what the hash chain covers.
@@ -179,6 +183,7 @@ impl AuditEvent {
                 session.into_bytes(),
                 Some(changes.to_string()),
             ),
+            What::Isolation { op, target } => ("isolation", op, target.into_bytes(), None),
         };
         Row {
             time_ns: self.time_ns,
@@ -264,6 +269,14 @@ impl AuditEvent {
                     p => p.to_string(),
                 },
                 name: None,
+            },
+            EventObject::Task { cgroup_id } => What::Isolation {
+                op: hook.clone().unwrap_or_else(|| "task".into()),
+                target: format!("cgroup:{cgroup_id}"),
+            },
+            EventObject::Kernel { id } => What::Isolation {
+                op: hook.clone().unwrap_or_else(|| "kernel".into()),
+                target: format!("load:{id}"),
             },
         };
         // Rule 0 is the default decision; the sentinel ids (no verdict, cgroupfs) are kept as

@@ -126,7 +126,8 @@ impl Fallback {
     }
 }
 
-fn add_connect_port(plan: &mut LandlockPlan, port: u16, rules: Vec<RuleId>) {
+/// Allow TCP connect to `port` in a plan that restricts connect (no-op when it does not).
+pub(crate) fn add_connect_port(plan: &mut LandlockPlan, port: u16, rules: Vec<RuleId>) {
     if !plan.handled_net.contains(&NetRight::ConnectTcp) {
         // Landlock does not restrict connect at all (the policy opens every TCP port
         // everywhere): nothing to add.

@@ -25,8 +25,9 @@ use aya::maps::lpm_trie::Key;
 use nono_common::{
     names, DnsRedirect, NetAllow, NetKeyV4, NetKeyV6, NET_CONNECT, NET_KEY_FIXED_BITS,
 };
-use nono_policy::ir::{Policy, RuleId};
-use nono_policy::net::{DomainPattern, IpNet, PortSet};
+use nono_policy::backend::landlock::LandlockPlan;
+use nono_policy::ir::Policy;
+use nono_policy::net::{IpNet, PortSet};
 
 use super::resolver::{AllowedDestinations, Grant, Resolver};
 use super::rules::EgressRules;
@@ -48,6 +49,28 @@ pub struct KernelDestinations {
     sandbox_id: u32,
     policy: NetEntries,
     inner: Mutex<Inner>,
+    names: AnsweredNames,
+}
+
+/// The last name each address was answered for, for the audit trail's network events (a deny
+/// after the TTL ended still names what was asked). Bounded: cleared past
+/// `4 * MAX_LIVE_ENTRIES` addresses.
+#[derive(Clone, Default)]
+pub struct AnsweredNames(Arc<Mutex<HashMap<IpAddr, String>>>);
+
+impl AnsweredNames {
+    pub fn get(&self, addr: IpAddr) -> Option<String> {
+        let map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        map.get(&addr).cloned()
+    }
+
+    fn note(&self, addr: IpAddr, name: &str) {
+        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if map.len() >= 4 * MAX_LIVE_ENTRIES {
+            map.clear();
+        }
+        map.insert(addr, name.to_string());
+    }
 }
 
 struct Inner {
@@ -98,6 +121,7 @@ impl KernelDestinations {
                 maps,
                 live: HashMap::new(),
             }),
+            names: AnsweredNames::default(),
         }
     }
 
@@ -158,6 +182,7 @@ impl KernelDestinations {
 
 impl AllowedDestinations for KernelDestinations {
     fn allow(&self, grant: &Grant) -> Result<()> {
+        self.names.note(grant.addr, &grant.name);
         let remaining = grant.expires.saturating_duration_since(Instant::now());
         let expires_ns = monotonic_ns() + remaining.as_nanos() as u64;
         let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
@@ -247,29 +272,15 @@ impl Drop for KernelDestinations {
     }
 }
 
-/// `nono kernel-run` flags: domain rules through nono's resolver feeding the sandbox's maps.
-#[derive(Debug, Clone, clap::Args)]
-pub struct KernelRunEgress {
-    /// Allow a domain over TCP through nono's resolver: `a.example.com` (ports 80 and 443) or
-    /// `a.example.com@8080,8443`.
-    #[arg(long, value_name = "DOMAIN[@PORTS]")]
-    allow_domain: Vec<String>,
-    /// Upstream DNS server(s) of the resolver (default: /etc/resolv.conf).
-    #[arg(long, value_name = "ADDR:PORT", value_delimiter = ',')]
-    dns_upstream: Vec<SocketAddr>,
-    /// Let allowed names resolve into CIDR although it is a special range.
-    #[arg(long, value_name = "CIDR")]
-    allow_resolved: Vec<String>,
-    /// Where the resolver listens (UDP and TCP); printed on stderr.
-    #[arg(long, value_name = "ADDR:PORT", default_value = "127.0.0.1:0")]
-    dns_listen: SocketAddr,
-}
-
 /// The resolver of a kernel-layer sandbox and its DNS redirect; dropping it ends the redirect.
 pub struct KernelEgress {
     _service: Service,
     redirect: aya::maps::HashMap<aya::maps::MapData, u32, DnsRedirect>,
     sandbox_id: u32,
+    resolver: SocketAddr,
+    rules: EgressRules,
+    upstreams: Vec<SocketAddr>,
+    names: AnsweredNames,
 }
 
 impl Drop for KernelEgress {
@@ -345,70 +356,76 @@ fn redirect_dns(
     Ok(redirect)
 }
 
-impl KernelRunEgress {
-    /// Start the resolver for sandbox `sandbox_id` of `policy` when domains are allowed, and
-    /// redirect the sandbox's port-53 traffic to it.
+impl KernelEgress {
+    /// Start the resolver for sandbox `sandbox_id` with `policy`'s domain rules (`upstreams`
+    /// empty means `/etc/resolv.conf`; `allow_resolved` are the `--allow-resolved` CIDRs), and
+    /// redirect the sandbox's port-53 traffic to it. Call it before the command starts: until
+    /// then no domain's address is in the maps, so nothing is reachable by name.
     pub fn start(
-        &self,
         policy: &Policy,
         layer: &KernelLayer,
         sandbox_id: u32,
-    ) -> Result<Option<KernelEgress>> {
-        if self.allow_domain.is_empty() {
-            return Ok(None);
-        }
-        let mut next = policy
-            .fs
-            .iter()
-            .map(|r| r.id.0)
-            .chain(policy.net.cidrs.iter().map(|r| r.id.0))
-            .chain(policy.net.listen.iter().map(|r| r.id.0))
-            .max()
-            .unwrap_or(0);
-        let mut domains = Vec::new();
-        for spec in &self.allow_domain {
-            let (name, ports) = spec.split_once('@').unwrap_or((spec, ""));
-            let ports = if ports.is_empty() {
-                PortSet::web_default()
-            } else {
-                PortSet::new(
-                    ports
-                        .split(',')
-                        .map(PortSet::parse_range)
-                        .collect::<Result<Vec<_>, _>>()
-                        .map_err(|e| anyhow::anyhow!("--allow-domain {spec}: {e}"))?,
-                )
-            };
-            let pattern =
-                DomainPattern::parse(name).map_err(|e| anyhow::anyhow!("--allow-domain {e}"))?;
-            next += 1;
-            domains.push((RuleId(next), pattern, ports));
-        }
-        let into =
-            super::fallback::parse_cidrs(&self.allow_resolved).map_err(anyhow::Error::msg)?;
+        upstreams: &[SocketAddr],
+        allow_resolved: &[IpNet],
+    ) -> Result<KernelEgress> {
+        let rules = EgressRules::from_policy(policy, allow_resolved);
+        let upstreams = super::upstream::upstreams(upstreams)?;
         let maps = layer.maps();
         let sink =
             KernelDestinations::new(maps.reopen()?, sandbox_id, NetEntries::from_policy(policy)?);
+        let names = sink.names.clone();
         let resolver = Arc::new(Resolver::new(
-            EgressRules::new(domains, into),
-            super::upstream::upstreams(&self.dns_upstream)?,
+            rules.clone(),
+            upstreams.clone(),
             Arc::new(sink),
         ));
         let service = Service::start(
             resolver,
             &Listen {
                 proxy: None,
-                dns: Some(self.dns_listen),
+                dns: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
             },
         )?;
         let addr = service.dns_udp.context("the resolver has no address")?;
         let redirect = redirect_dns(layer, &mut maps.reopen()?, sandbox_id, addr)?;
-        eprintln!("nono: kernel: resolver at {addr} (udp, tcp); port 53 redirected to it");
-        Ok(Some(KernelEgress {
+        Ok(KernelEgress {
             _service: service,
             redirect,
             sandbox_id,
-        }))
+            resolver: addr,
+            rules,
+            upstreams,
+            names,
+        })
+    }
+
+    /// The names the resolver answered, by address (for network events).
+    pub fn names(&self) -> AnsweredNames {
+        self.names.clone()
+    }
+
+    /// Allow TCP connect to port 53 in the Landlock plan, attributed to the domain rules:
+    /// Landlock checks the address the program names (port 53) before the cgroup program
+    /// rewrites it to the resolver, and the socket programs still decide where it goes.
+    pub fn add_port_rule(&self, plan: &mut LandlockPlan) {
+        super::fallback::add_connect_port(
+            plan,
+            nono_common::DNS_PORT,
+            self.rules.domain_rule_ids(),
+        );
+    }
+
+    /// The line saying which mode is active (`nono run` prints it; tests read the address).
+    pub fn describe(&self) -> String {
+        let ups: Vec<String> = self.upstreams.iter().map(|u| u.to_string()).collect();
+        format!(
+            "nono: egress: kernel mode: resolver at {} (udp, tcp); port 53 redirected to it; \
+             domain rules ({}) enforced by the cgroup socket programs on the addresses it \
+             answers, until their TTL ends; names resolved via {}",
+            self.resolver,
+            self.rules.domain_rule_ids().len(),
+            ups.join(", ")
+        )
     }
 }
 

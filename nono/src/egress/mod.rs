@@ -15,8 +15,11 @@
 //!   sink before answering;
 //! - [`proxy`]: the HTTP CONNECT (and plain `http://`) proxy of the unprivileged mode, which
 //!   decides with the same rules and resolver;
-//! - [`kernel_sink`]: the sink on the kernel layer's per-sandbox network maps (and the
-//!   `nono kernel-run --allow-domain` flags that use it until `nono run` loads the layer);
+//! - [`kernel_sink`]: the kernel mode of `nono run` (root, cgroup socket programs active): the
+//!   sink on the kernel layer's per-sandbox network maps, and the port-53 redirect to the
+//!   resolver;
+//! - [`mode`]: which mode `nono run` uses (kernel when the network programs are active, proxy
+//!   otherwise) and the line saying so;
 //! - [`fallback`]: how `nono run` uses the proxy (Landlock port rule, environment, the line
 //!   saying which mode is active);
 //! - [`cli`]: the hidden `nono egress-serve` (resolver and proxy in the foreground, for tests,
@@ -25,6 +28,7 @@
 pub mod cli;
 pub mod fallback;
 pub mod kernel_sink;
+pub mod mode;
 pub mod proxy;
 pub mod resolver;
 pub mod rules;

@@ -45,6 +45,11 @@ pub enum EventObject {
         port: u16,
         protocol: u8,
     },
+    /// The cgroup v2 id of the target task of a signal or ptrace access.
+    Task { cgroup_id: u64 },
+    /// A BPF or kernel-loading hook; `id` is the kernel's read-file/load-data id where there is
+    /// one (2 module, 3 kexec image, 4 kexec initramfs).
+    Kernel { id: u64 },
 }
 
 impl KernelEvent {
@@ -56,7 +61,16 @@ impl KernelEvent {
         let e: Event = unsafe { std::ptr::read_unaligned(raw.as_ptr().cast::<Event>()) };
         let hook = Hook::from_u16(e.hook);
         let comm_len = e.comm.iter().position(|b| *b == 0).unwrap_or(e.comm.len());
-        let object = if e.family == 0 {
+        let object = if matches!(hook, Some(Hook::TaskKill | Hook::PtraceAccessCheck)) {
+            EventObject::Task { cgroup_id: e.ino }
+        } else if matches!(
+            hook,
+            Some(
+                Hook::Bpf | Hook::KernelReadFile | Hook::KernelLoadData | Hook::KernelModuleRequest
+            )
+        ) {
+            EventObject::Kernel { id: e.ino }
+        } else if e.family == 0 {
             EventObject::File {
                 dev: e.dev,
                 ino: e.ino,
@@ -96,6 +110,7 @@ impl fmt::Display for KernelEvent {
         let rule = match self.rule_id {
             NO_VERDICT_RULE => "no-verdict".to_string(),
             nono_common::CGROUPFS_RULE => "cgroupfs".to_string(),
+            nono_common::ISOLATION_RULE => "isolation".to_string(),
             0 => "default".to_string(),
             id => format!("r{id}"),
         };
@@ -116,6 +131,8 @@ impl fmt::Display for KernelEvent {
                 port,
                 protocol,
             } => write!(f, " addr={addr} port={port} proto={protocol}"),
+            EventObject::Task { cgroup_id } => write!(f, " target_cgroup={cgroup_id}"),
+            EventObject::Kernel { id } => write!(f, " id={id}"),
         }
     }
 }
@@ -339,6 +356,14 @@ impl EventPrinter {
         let thread = std::thread::Builder::new()
             .name("nono-events".into())
             .spawn(move || {
+                // Signals are for the thread that supervises the command (`nono run` takes them
+                // with sigwaitinfo); a default action taken here would kill nono mid-run.
+                // SAFETY: a full sigset_t initialised by sigfillset; masks this thread only.
+                unsafe {
+                    let mut all: libc::sigset_t = std::mem::zeroed();
+                    libc::sigfillset(&mut all);
+                    libc::pthread_sigmask(libc::SIG_BLOCK, &all, std::ptr::null_mut());
+                }
                 runtime.block_on(async {
                     loop {
                         tokio::select! {

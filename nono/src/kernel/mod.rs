@@ -15,15 +15,15 @@
 //! - A run removes its entries and cgroup on drop; the next start removes what a crashed run
 //!   left (see [`sandbox`]).
 //!
-//! Use from `nono run` (what `nono kernel-run` in [`cli`] does today):
+//! Use from `nono run` (`crate::run::kernel_layer` does exactly this):
 //! 1. `KernelLayer::probe()` for the one-line "why not" ([`Availability::blocker`]), then
 //!    `KernelLayer::load()`; `layer.describe()` is the `-v` line saying which parts are active.
 //! 2. `layer.create_sandbox(&policy.expand(&vars)?, &SandboxOptions::from_policy(&policy))`.
 //!    `sandbox.unbound` lists rules the layer could not bind (a deny on a path that does not
 //!    exist, domain rules, file denies without BPF LSM): refuse or warn per `--best-effort`.
 //! 3. Open `sandbox.cgroup_procs_path()` for writing before fork; in the child, before
-//!    Landlock and seccomp (Landlock would forbid the write), write `0` to it, then set
-//!    `PR_SET_PDEATHSIG`. The command never runs outside the cgroup.
+//!    dropping capabilities, Landlock and seccomp (Landlock would forbid the write), write `0`
+//!    to it. The command never runs outside the cgroup.
 //! 4. `EventPrinter::spawn(sandbox.events()?, ...)` for `-v`, stopped after the child exits.
 //! 5. Drop the sandbox (or call `cleanup`) after the child exits.
 //!
@@ -81,6 +81,13 @@ pub const LSM_HOOKS: &[&str] = &[
     "path_chmod",
     "path_chown",
     "inode_permission",
+    "bprm_check_security",
+    "task_kill",
+    "ptrace_access_check",
+    "bpf",
+    "kernel_read_file",
+    "kernel_load_data",
+    "kernel_module_request",
 ];
 
 /// The cgroup socket-address programs of the network part and their attach types.

@@ -8,7 +8,7 @@
 
 use anyhow::{bail, Context, Result};
 use btf_rs::{Btf, Type};
-use nono_common::{KernelOffsets, OFFSET_MASK};
+use nono_common::{KernelOffsets, OFFSET_MASK, TASK_OFFSET_MASK};
 
 pub const VMLINUX_BTF: &str = "/sys/kernel/btf/vmlinux";
 
@@ -51,10 +51,15 @@ fn field_offset_in(btf: &Btf, strukt: &btf_rs::Struct, field: &str) -> Result<Op
 }
 
 fn field_offset(btf: &Btf, strukt: &str, field: &str) -> Result<u32> {
+    field_offset_below(btf, strukt, field, OFFSET_MASK)
+}
+
+/// An offset the programs mask with `mask` (larger for `task_struct`).
+fn field_offset_below(btf: &Btf, strukt: &str, field: &str, mask: u32) -> Result<u32> {
     let s = find_struct(btf, strukt)?;
     let offset = field_offset_in(btf, &s, field)?
         .with_context(|| format!("struct {strukt} has no field {field} in the kernel's BTF"))?;
-    if offset > OFFSET_MASK {
+    if offset > mask {
         bail!("struct {strukt}.{field} is at offset {offset}, beyond what the programs accept");
     }
     Ok(offset)
@@ -78,7 +83,11 @@ pub fn read_kernel_offsets() -> Result<KernelOffsets> {
         ready: 1,
         inode_sb: field_offset(&btf, "inode", "i_sb")?,
         cgroup2_dev: 0,
-        _pad: 0,
+        binprm_file: field_offset(&btf, "linux_binprm", "file")?,
+        task_cgroups: field_offset_below(&btf, "task_struct", "cgroups", TASK_OFFSET_MASK)?,
+        css_set_dfl_cgrp: field_offset(&btf, "css_set", "dfl_cgrp")?,
+        cgroup_kn: field_offset(&btf, "cgroup", "kn")?,
+        kernfs_node_id: field_offset(&btf, "kernfs_node", "id")?,
     })
 }
 

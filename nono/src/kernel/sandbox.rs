@@ -29,7 +29,9 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use nono_common::{access, FsDeny, InodeKey, SandboxInfo, CGROUPFS_RULE, SANDBOX_AUDIT_ALL};
+use nono_common::{
+    access, FsDeny, InodeKey, SandboxInfo, CGROUPFS_RULE, SANDBOX_AUDIT_ALL, SANDBOX_EXEC_ALLOWLIST,
+};
 use nono_policy::ir::{Effect, Policy};
 use nono_policy::path::PathVars;
 
@@ -54,6 +56,23 @@ impl SandboxOptions {
     }
 }
 
+/// A rule the kernel layer could not bind, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unbound {
+    /// The policy rule (`RuleId.0`); `None` for a whole class of rules.
+    pub rule: Option<u32>,
+    pub reason: String,
+}
+
+impl std::fmt::Display for Unbound {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.rule {
+            Some(id) => write!(f, "r{id}: {}", self.reason),
+            None => f.write_str(&self.reason),
+        }
+    }
+}
+
 /// A file rule as bound in the kernel.
 #[derive(Debug, Clone)]
 pub struct BoundFsRule {
@@ -73,7 +92,7 @@ pub struct Sandbox {
     registry: PathBuf,
     pub fs_rules: Vec<BoundFsRule>,
     /// Rules the kernel layer could not bind, with the reason (for `-v` and `--dry-run`).
-    pub unbound: Vec<String>,
+    pub unbound: Vec<Unbound>,
     pub net_enforced: bool,
     cleaned: bool,
 }
@@ -350,10 +369,14 @@ impl Sandbox {
 
         if layer.lsm.is_active() {
             sandbox.bind_fs_rules(&mut maps, policy, layer.cgroup2_mount())?;
-        } else if policy.fs.iter().any(|r| r.effect == Effect::Deny) {
-            sandbox
-                .unbound
-                .push("file denies: BPF LSM is not available on this kernel".into());
+        } else if policy.fs.iter().any(|r| r.effect == Effect::Deny)
+            || !policy.exec.deny.is_empty()
+            || policy.exec.allow_only.is_some()
+        {
+            sandbox.unbound.push(Unbound {
+                rule: None,
+                reason: "file and exec denies: BPF LSM is not available on this kernel".into(),
+            });
         }
         if layer.net.is_active() && NetEntries::enforced(policy) {
             let entries = NetEntries::from_policy(policy)?;
@@ -373,23 +396,15 @@ impl Sandbox {
                 cgroup::attach_program(&cgroup_dir, program.fd()?, *kernel_type)
                     .with_context(|| format!("attaching cgroup/{name} to the sandbox"))?;
             }
+            // Domain rules have no entries here: `nono run` starts the resolver that adds the
+            // addresses it answers (`crate::egress::kernel_sink`); until then they reach nothing.
             sandbox.net_enforced = true;
-            for d in &policy.net.domains {
-                sandbox.unbound.push(format!(
-                    "{}: domain rules are not enforced by the kernel layer yet",
-                    d.id
-                ));
-            }
         }
         // Registering the cgroup is the last step: enforcement starts with every rule in place.
         // The count goes up first, so the programs never skip a registered cgroup.
         let registered = maps.sandboxes.keys().count() as u32;
         maps.set_active(registered + 1)?;
-        let flags = if options.audit_all {
-            SANDBOX_AUDIT_ALL
-        } else {
-            0
-        };
+        let flags = Sandbox::flags(policy, options, layer.lsm.is_active());
         maps.sandboxes
             .insert(
                 sandbox.cgroup_id,
@@ -460,24 +475,55 @@ impl Sandbox {
             Ok(true)
         };
         let mut unbound = Vec::new();
-        for rule in policy.fs.iter().filter(|r| r.effect == Effect::Deny) {
-            let path = rule
-                .path
+        // File denies, and `exec deny` entries, which only `bprm_check_security` reads (an exec
+        // deny takes away running the binary, not reading it).
+        let denies = policy
+            .fs
+            .iter()
+            .filter(|r| r.effect == Effect::Deny)
+            .map(|r| (r.id, &r.path, u32::from(r.access.bits())))
+            .chain(
+                policy
+                    .exec
+                    .deny
+                    .iter()
+                    .map(|r| (r.id, &r.path, access::EXEC_DENY)),
+            );
+        for (id, rule_path, access) in denies {
+            let path = rule_path
                 .expand(&vars)
-                .map_err(|e| anyhow::anyhow!("rule {}: {e} (expand the policy first)", rule.id))?;
-            let access = u32::from(rule.access.bits());
-            if !bind(maps, rule.id.0, &path, access)? {
-                unbound.push(format!(
-                    "{}: {} does not exist, so the kernel layer can't bind the deny to an inode",
-                    rule.id,
-                    path.display()
-                ));
+                .map_err(|e| anyhow::anyhow!("rule {}: {e} (expand the policy first)", id))?;
+            if !bind(maps, id.0, &path, access)? {
+                unbound.push(Unbound {
+                    rule: Some(id.0),
+                    reason: format!(
+                        "{} does not exist, so the kernel layer can't bind the deny to an inode",
+                        path.display()
+                    ),
+                });
                 continue;
             }
             // A hard link made before the sandbox started, outside the denied directory, would
             // reach a file without passing the directory: bind such files by their own inode.
             for linked in multiply_linked_files(&path) {
-                bind(maps, rule.id.0, &linked, access)?;
+                bind(maps, id.0, &linked, access)?;
+            }
+        }
+        // The `exec only` allowlist: entries the exec check requires on the binary or above it.
+        // A listed path that does not exist allows nothing (fail closed); it is reported.
+        for rule in policy.exec.allow_only.iter().flatten() {
+            let path = rule
+                .path
+                .expand(&vars)
+                .map_err(|e| anyhow::anyhow!("rule {}: {e} (expand the policy first)", rule.id))?;
+            if !bind(maps, rule.id.0, &path, access::EXEC_ALLOW)? {
+                unbound.push(Unbound {
+                    rule: Some(rule.id.0),
+                    reason: format!(
+                        "{} does not exist, so nothing there may be executed",
+                        path.display()
+                    ),
+                });
             }
         }
         // No write anywhere in cgroupfs: the agent can't leave its cgroup or make new ones.
@@ -488,6 +534,18 @@ impl Sandbox {
 
     pub fn id(&self) -> u32 {
         self.id
+    }
+
+    /// The sandbox flags a policy asks for, given which parts are active.
+    fn flags(policy: &Policy, options: &SandboxOptions, lsm: bool) -> u32 {
+        let mut flags = 0;
+        if options.audit_all {
+            flags |= SANDBOX_AUDIT_ALL;
+        }
+        if lsm && policy.exec.allow_only.is_some() {
+            flags |= SANDBOX_EXEC_ALLOWLIST;
+        }
+        flags
     }
 
     pub fn cgroup_id(&self) -> u64 {

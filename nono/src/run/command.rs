@@ -1,7 +1,8 @@
 //! `nono run`: compile, check on this machine, refuse or confine, run, pass the status on.
 //!
-//! Privilege: none (see [`super::sandbox`]). Fail closed: the plan is computed for the Landlock
-//! ABI this kernel reports with no kernel layer; any gap, any deny that a grant would expose on
+//! Privilege: none (see [`super::sandbox`]); as root the eBPF kernel layer is added (see
+//! [`super::kernel_layer`]). Fail closed: the plan is computed for the Landlock ABI this kernel
+//! reports and the parts of the kernel layer that loaded; any gap they leave, any deny that a grant would expose on
 //! this machine, or a missing seccomp refuses the run (exit 125) with each rule, the feature and
 //! the kernel needed, unless `--best-effort`, which runs and lists what is not enforced. No
 //! Landlock at all refuses even with `--best-effort`: there would be no sandbox.
@@ -11,12 +12,13 @@ use std::fmt::Write as _;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use nono_policy::backend::landlock::{plan as landlock_plan, FsRights, LandlockPlan};
+use nono_policy::backend::landlock::{plan_with_coverage, FsRights, KernelCoverage, LandlockPlan};
 use nono_policy::backend::{linux_release_for_abi, Target};
 use nono_policy::ir::{NetPolicy, Policy};
 use nono_policy::path::PathVars;
 
 use super::concrete::{self, Conflict, RuleRef};
+use super::kernel_layer::{self, KernelRun};
 use super::layer::Flags;
 use super::sandbox::landlock::AddedRule;
 use super::sandbox::probe::{abi_features, KernelFeatures};
@@ -38,6 +40,7 @@ fn problems(
     plan: &LandlockPlan,
     conflicts: &[Conflict],
     kernel: &KernelFeatures,
+    coverage: &KernelCoverage,
 ) -> Vec<Problem> {
     let mut out = Vec::new();
     for g in &plan.gaps {
@@ -51,6 +54,11 @@ fn problems(
         )));
     }
     for c in conflicts {
+        // BPF LSM enforces the deny by inode wherever the grant reaches it (the symlinked grant
+        // included); a deny it then can't bind is a problem of its own (see kernel_layer).
+        if coverage.files {
+            continue;
+        }
         // The back-end already reported this pair (symbolically, deny inside grant).
         if plan
             .gaps
@@ -59,13 +67,7 @@ fn problems(
         {
             continue;
         }
-        // The back-end split this (read/exec-only) grant around the deny; the ruleset is built
-        // from the canonical paths, so the split holds wherever the deny really lies.
-        if !c.grant_inside_deny
-            && plan.path_rules.iter().any(|r| {
-                r.rules.contains(&c.grant.id) && r.carve_outs.iter().any(|x| x.rule == c.deny.id)
-            })
-        {
+        if landlock_splits(plan, c) {
             continue;
         }
         out.push(Problem(format!(
@@ -81,6 +83,15 @@ fn problems(
         ));
     }
     out
+}
+
+/// The back-end split this (read/exec-only) grant around the deny; the ruleset is built from the
+/// canonical paths, so the split holds wherever the deny really lies.
+fn landlock_splits(plan: &LandlockPlan, c: &Conflict) -> bool {
+    !c.grant_inside_deny
+        && plan.path_rules.iter().any(|r| {
+            r.rules.contains(&c.grant.id) && r.carve_outs.iter().any(|x| x.rule == c.deny.id)
+        })
 }
 
 fn kernel_summary(kernel: &KernelFeatures, plan_abi: u8) -> String {
@@ -366,19 +377,27 @@ pub fn run(args: RunArgs) -> CmdResult {
         .map_err(|e| refused(format!("nono: cannot expand the policy's paths: {e}")))?;
 
     let kernel = KernelFeatures::probe();
+    let klayer = KernelRun::start();
     let target = Target {
         landlock_abi: kernel.landlock_abi.min(Target::LATEST_ABI),
-        kernel_layer: false,
+        kernel_layer: klayer.coverage.files && klayer.coverage.net,
     };
-    // Domain rules are enforced by nono's local proxy when Landlock can confine TCP to it.
-    let proxy_mode = crate::egress::fallback::applies(&policy, target.landlock_abi);
+    // Domain rules: enforced in the kernel when its network programs are active (resolver +
+    // DNS redirect + answered addresses in the maps), else by nono's local proxy when Landlock
+    // can confine TCP to it (`crate::egress::mode`). The proxy's rules are not Landlock's.
+    let proxy_mode =
+        crate::egress::mode::proxy_applies(&policy, target.landlock_abi, klayer.coverage.net);
     let mut plan = if proxy_mode {
-        landlock_plan(&crate::egress::fallback::plan_policy(&policy), &target)
+        plan_with_coverage(
+            &crate::egress::fallback::plan_policy(&policy),
+            target.landlock_abi,
+            klayer.coverage,
+        )
     } else {
-        landlock_plan(&policy, &target)
+        plan_with_coverage(&policy, target.landlock_abi, klayer.coverage)
     };
     let conflicts = concrete::conflicts(&policy);
-    let problems = problems(&policy, &plan, &conflicts, &kernel);
+    let mut problems = problems(&policy, &plan, &conflicts, &kernel, &klayer.coverage);
 
     if args.dry_run {
         let compiled = nono_policy::artifact::CompiledPolicy::build(&policy, target);
@@ -386,11 +405,14 @@ pub fn run(args: RunArgs) -> CmdResult {
         println!();
         println!("On this machine (paths expanded for this run):");
         print!("{}", render_plan(&policy, &plan));
-        if let Some(line) = crate::egress::fallback::dry_run_line(&policy, target.landlock_abi) {
+        if let Some(line) =
+            crate::egress::mode::dry_run_line(&policy, target.landlock_abi, klayer.coverage.net)
+        {
             println!("{line}");
         }
         println!();
         print!("{}", kernel_summary(&kernel, plan.abi));
+        println!("  {}", klayer.describe());
         if kernel.landlock_abi == 0 {
             println!("Would refuse: no Landlock on this kernel.");
         } else if problems.is_empty() {
@@ -413,6 +435,19 @@ pub fn run(args: RunArgs) -> CmdResult {
             linux_release_for_abi(1)
         )));
     }
+    if let Some(notice) = klayer.notice() {
+        eprintln!("{notice}");
+    }
+    tracing::info!("{}", klayer.describe());
+    let unsplit: Vec<&Conflict> = conflicts
+        .iter()
+        .filter(|c| !landlock_splits(&plan, c))
+        .collect();
+    let covered = kernel_layer::covered_rules(&plan, &unsplit, &klayer.coverage);
+    let (mut ksandbox, unbound) = klayer
+        .create(&policy, &covered)
+        .map_err(|e| refused(format!("nono: cannot set up the kernel layer: {e}")))?;
+    problems.extend(unbound.into_iter().map(Problem));
     if !problems.is_empty() {
         if !args.best_effort {
             return Err(refused(format!(
@@ -460,19 +495,34 @@ pub fn run(args: RunArgs) -> CmdResult {
         }
     };
 
-    let _egress = if proxy_mode {
-        let e =
-            crate::egress::fallback::Fallback::start(&policy, &args.dns_upstream, &allow_resolved)
-                .map_err(|e| refused(format!("nono: cannot start the egress proxy: {e:#}")))?;
-        e.add_port_rule(&mut plan);
-        e.set_env(&mut env);
-        eprintln!("{}", e.describe());
-        Some(e)
-    } else {
-        None
+    let kernel_target = match (klayer.layer(), &ksandbox) {
+        (Some(layer), Some(k)) if klayer.coverage.net => Some(crate::egress::mode::KernelTarget {
+            layer,
+            sandbox_id: k.id(),
+        }),
+        _ => None,
     };
-    let sandbox = Sandbox::prepare(&plan, kernel.landlock_abi, policy.audit.level)
+    let egress = crate::egress::mode::Egress::start(
+        &policy,
+        target.landlock_abi,
+        kernel_target,
+        &args.dns_upstream,
+        &allow_resolved,
+    )
+    .map_err(|e| {
+        refused(format!(
+            "nono: cannot start egress for the domain rules: {e:#}"
+        ))
+    })?;
+    if let Some(e) = &egress {
+        e.apply(&mut plan, &mut env);
+        eprintln!("{}", e.describe());
+    }
+    let mut sandbox = Sandbox::prepare(&plan, kernel.landlock_abi, policy.audit.level)
         .map_err(|e| refused(format!("nono: cannot set up the sandbox: {e}")))?;
+    if let Some(k) = ksandbox.as_mut() {
+        sandbox.cgroup_procs = k.take_cgroup_procs();
+    }
     for s in &sandbox.ruleset.skipped {
         let rules: Vec<String> = s
             .rules
@@ -504,11 +554,24 @@ pub fn run(args: RunArgs) -> CmdResult {
         profile: &args.profile,
         policy: &policy,
         target,
-        layers: audit_layers(&plan, &kernel),
+        layers: audit_layers(&plan, &kernel, &klayer, egress.as_ref()),
         child_pid: &sandbox::CHILD_PID,
     });
+    // Kernel decisions go to `-v` and the audit trail from before the command starts.
+    if let Some(k) = ksandbox.as_mut() {
+        k.start_events(
+            audit.as_ref().map(|a| a.sender()),
+            crate::audit::session::rule_sources(&policy),
+            egress.as_ref().and_then(|e| e.answered_names()),
+        );
+    }
     let started_ns = crate::audit::time::now_ns();
     let result = sandbox::run(&sandbox, &launch);
+    // The redirect goes before the sandbox's entries, so no late answer re-adds one.
+    drop(egress);
+    if let Some(k) = ksandbox {
+        k.finish(&klayer);
+    }
     let exec_errno = match &result {
         Err(RunError::Spawn(e)) if e.step == Step::Exec => Some(e.errno),
         _ => None,
@@ -535,8 +598,13 @@ pub fn run(args: RunArgs) -> CmdResult {
     outcome
 }
 
-/// The enforcing layers of a Landlock-only run, as the audit trail records them.
-fn audit_layers(plan: &LandlockPlan, kernel: &KernelFeatures) -> serde_json::Value {
+/// The enforcing layers of the run, as the audit trail records them.
+fn audit_layers(
+    plan: &LandlockPlan,
+    kernel: &KernelFeatures,
+    klayer: &KernelRun,
+    egress: Option<&crate::egress::mode::Egress>,
+) -> serde_json::Value {
     let mut layers = vec![serde_json::json!({
         "name": "landlock",
         "abi": plan.abi,
@@ -544,6 +612,18 @@ fn audit_layers(plan: &LandlockPlan, kernel: &KernelFeatures) -> serde_json::Val
     })];
     if kernel.seccomp_errno {
         layers.push(serde_json::json!({"name": "seccomp", "features": ["errno filters"]}));
+    }
+    let c = &klayer.coverage;
+    if c.files || c.net {
+        let parts: Vec<&str> = [(c.files, "bpf-lsm"), (c.net, "cgroup-sock")]
+            .iter()
+            .filter(|(on, _)| *on)
+            .map(|(_, n)| *n)
+            .collect();
+        layers.push(serde_json::json!({"name": "ebpf", "features": parts}));
+    }
+    if let Some(e) = egress {
+        layers.push(serde_json::json!({"name": "egress", "features": [e.name()]}));
     }
     serde_json::Value::Array(layers)
 }

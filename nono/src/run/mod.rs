@@ -5,10 +5,13 @@
 //! - [`concrete`]: the policy for this run (variables expanded, nono's state denied,
 //!   deny-inside-grant on canonical paths);
 //! - [`sandbox`]: the kernel side (Landlock, seccomp, fork/exec, supervision);
+//! - [`kernel_layer`]: the eBPF kernel layer in a run (parts, plan coverage, cgroup, events);
 //! - [`why`]: which rule decides an access.
 
 mod command;
 mod concrete;
+#[cfg(target_os = "linux")]
+mod kernel_layer;
 mod layer;
 mod load;
 mod sandbox;

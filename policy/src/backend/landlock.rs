@@ -402,17 +402,92 @@ pub fn plan(policy: &Policy, target: &Target) -> LandlockPlan {
     plan_with_texts(policy, target, &policy.rule_summaries())
 }
 
+/// Which parts of the eBPF kernel layer enforce on this machine. The runtime probes each part on
+/// its own (a kernel may refuse BPF LSM programs and still accept cgroup socket programs), so a
+/// gap is only "covered" when the part that closes it is active. [`Target::kernel_layer`] means
+/// every part the kernel layer has today ([`KernelCoverage::full`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct KernelCoverage {
+    /// BPF LSM file hooks: filesystem denies, including a deny inside a writable grant.
+    pub files: bool,
+    /// BPF LSM exec check: `exec deny` (and the exec allowlist).
+    pub exec: bool,
+    /// cgroup socket programs: TCP/UDP by address, port and protocol.
+    pub net: bool,
+    /// Domain allowlist resolved into the network maps: the runtime serves a resolver and
+    /// redirects the sandbox's DNS (UDP and TCP port 53) to it, so UDP is left to the programs.
+    pub domains: bool,
+    /// BPF LSM unix-socket connect filtering by path.
+    pub unix_sockets: bool,
+    /// Split read/exec-only grants around denies even when the file hooks enforce them. The
+    /// runtime asks for it: a split also holds for a deny whose path does not exist yet, which
+    /// the file hooks (bound by inode when the run starts) can't cover. Without it the plan
+    /// leaves such denies to the kernel layer alone, so directories on the way stay listable.
+    pub keep_splits: bool,
+}
+
+impl KernelCoverage {
+    /// No kernel layer: Landlock and seccomp only.
+    pub const NONE: KernelCoverage = KernelCoverage {
+        files: false,
+        exec: false,
+        net: false,
+        domains: false,
+        unix_sockets: false,
+        keep_splits: false,
+    };
+
+    /// What a target with the kernel layer is planned for.
+    pub fn full() -> KernelCoverage {
+        KernelCoverage {
+            files: true,
+            exec: true,
+            net: true,
+            domains: true,
+            unix_sockets: true,
+            keep_splits: false,
+        }
+    }
+
+    fn of(target: &Target) -> KernelCoverage {
+        if target.kernel_layer {
+            KernelCoverage::full()
+        } else {
+            KernelCoverage::NONE
+        }
+    }
+}
+
+/// [`plan`] for a machine where only some parts of the kernel layer enforce.
+pub fn plan_with_coverage(policy: &Policy, abi: u8, cover: KernelCoverage) -> LandlockPlan {
+    plan_inner(policy, abi, cover, &policy.rule_summaries())
+}
+
 /// [`plan`], given the policy's [`Policy::rule_summaries`] (computed once for every back-end).
 pub(crate) fn plan_with_texts(
     policy: &Policy,
     target: &Target,
     texts: &[(RuleId, String)],
 ) -> LandlockPlan {
-    let abi = target.landlock_abi.min(Target::LATEST_ABI);
+    plan_inner(
+        policy,
+        target.landlock_abi,
+        KernelCoverage::of(target),
+        texts,
+    )
+}
+
+fn plan_inner(
+    policy: &Policy,
+    abi: u8,
+    cover: KernelCoverage,
+    texts: &[(RuleId, String)],
+) -> LandlockPlan {
+    let abi = abi.min(Target::LATEST_ABI);
     let mut planner = Planner {
         policy,
         abi,
-        kernel_layer: target.kernel_layer,
+        cover,
         handled_fs: FsRights::for_abi(abi),
         texts,
         gaps: Vec::new(),
@@ -421,7 +496,7 @@ pub(crate) fn plan_with_texts(
     };
     let path_rules = planner.filesystem();
     let (handled_net, port_rules, mut seccomp) = planner.network();
-    seccomp.deny_unix_sockets = !target.kernel_layer;
+    seccomp.deny_unix_sockets = !cover.unix_sockets;
     let (scope_signals, scope_abstract_unix) = planner.scopes();
     planner.unix_socket_note();
     planner.abi_notes(&path_rules);
@@ -463,7 +538,7 @@ fn sorted_gaps(mut gaps: Vec<Gap>) -> Vec<Gap> {
 struct Planner<'p> {
     policy: &'p Policy,
     abi: u8,
-    kernel_layer: bool,
+    cover: KernelCoverage,
     handled_fs: FsRights,
     /// Every rule's one-line text in id order, for gap and note messages.
     texts: &'p [(RuleId, String)],
@@ -485,6 +560,8 @@ struct Deny<'p> {
     id: RuleId,
     path: &'p PolicyPath,
     rights: FsRights,
+    /// From `exec deny` (closed by the kernel layer's exec check, not its file hooks).
+    exec: bool,
 }
 
 impl<'p> Planner<'p> {
@@ -502,9 +579,9 @@ impl<'p> Planner<'p> {
             .join(", ")
     }
 
-    /// Record a gap the kernel layer closes when the target has it.
-    fn push_kernel_gap(&mut self, gap: Gap) {
-        if self.kernel_layer {
+    /// Record a gap the kernel layer closes when the part that closes it is active.
+    fn push_kernel_gap(&mut self, covered: bool, gap: Gap) {
+        if covered {
             self.covered.push(gap);
         } else {
             self.gaps.push(gap);
@@ -514,6 +591,7 @@ impl<'p> Planner<'p> {
     /// A gap on a rule, closed by the kernel layer when the target has it.
     fn kernel_gap(
         &mut self,
+        covered: bool,
         rule: RuleId,
         feature: &str,
         needs: &str,
@@ -521,7 +599,7 @@ impl<'p> Planner<'p> {
         direction: GapDirection,
     ) {
         let gap = self.make_gap(Some(rule), feature, needs, reason, direction);
-        self.push_kernel_gap(gap);
+        self.push_kernel_gap(covered, gap);
     }
 
     /// A gap on a rule that no layer closes on this target.
@@ -573,11 +651,13 @@ impl<'p> Planner<'p> {
                 id: r.id,
                 path: &r.path,
                 rights: denied_rights(r.access),
+                exec: false,
             })
             .chain(policy.exec.deny.iter().map(|r| Deny {
                 id: r.id,
                 path: &r.path,
                 rights: FsRights::EXECUTE,
+                exec: true,
             }))
             .collect();
 
@@ -707,7 +787,12 @@ impl<'p> Planner<'p> {
             let writable = inside
                 .iter()
                 .any(|i| rules[*i].rights.intersects(WRITE_DENIED));
-            if !writable && !on_the_object && !self.kernel_layer {
+            let covered = if d.exec {
+                self.cover.exec
+            } else {
+                self.cover.files
+            };
+            if !writable && !on_the_object && (!covered || self.cover.keep_splits) {
                 for &i in &inside {
                     let removed = rules[i].rights.intersection(d.rights);
                     carves.push((
@@ -727,19 +812,22 @@ impl<'p> Planner<'p> {
                 ));
                 continue;
             }
-            self.push_kernel_gap(Gap {
-                rule: Some(d.id),
-                rule_text: format!("{} (inside {})", self.text(d.id), self.texts_of(&related)),
-                related,
-                feature: FEATURE_DENY_INSIDE.into(),
-                needs: KERNEL_LAYER.into(),
-                reason: format!(
-                    "Landlock can only grant: the enclosing writable grant gives {} beneath \
+            self.push_kernel_gap(
+                covered,
+                Gap {
+                    rule: Some(d.id),
+                    rule_text: format!("{} (inside {})", self.text(d.id), self.texts_of(&related)),
+                    related,
+                    feature: FEATURE_DENY_INSIDE.into(),
+                    needs: KERNEL_LAYER.into(),
+                    reason: format!(
+                        "Landlock can only grant: the enclosing writable grant gives {} beneath \
                      it, and splitting it would take away creating entries on the way",
-                    exposed.names().join("|")
-                ),
-                direction: GapDirection::AllowsMore,
-            });
+                        exposed.names().join("|")
+                    ),
+                    direction: GapDirection::AllowsMore,
+                },
+            );
         }
         drop(trie);
         for (i, carve) in carves {
@@ -769,17 +857,25 @@ impl<'p> Planner<'p> {
                 GapDirection::AllowsMore,
             );
         }
-        let deny_ids: Vec<RuleId> = policy
+        let deny_ids: Vec<(RuleId, bool)> = policy
             .fs
             .iter()
             .filter(|r| r.effect == Effect::Deny)
-            .map(|r| r.id)
-            .chain(policy.exec.deny.iter().map(|r| r.id))
-            .chain(policy.exec.allow_only.iter().flatten().map(|r| r.id))
+            .map(|r| (r.id, self.cover.files))
+            .chain(policy.exec.deny.iter().map(|r| (r.id, self.cover.exec)))
+            .chain(
+                policy
+                    .exec
+                    .allow_only
+                    .iter()
+                    .flatten()
+                    .map(|r| (r.id, self.cover.exec)),
+            )
             .collect();
         let needs = format!("{needs}, or {KERNEL_LAYER}");
-        for id in deny_ids {
+        for (id, covered) in deny_ids {
             self.kernel_gap(
+                covered,
                 id,
                 &feature,
                 &needs,
@@ -841,12 +937,17 @@ impl<'p> Planner<'p> {
         udp_rules.sort();
         let has_tcp = !connects.is_empty() || !tcp_listens.is_empty();
         let has_udp = !udp_rules.is_empty();
-        let k = self.kernel_layer;
+        let k = self.cover.net;
 
-        seccomp.deny_udp_and_raw = !(k && has_udp);
+        // Domain rules resolved by the kernel layer: the sandbox's DNS queries (UDP to port 53)
+        // are redirected by the socket programs to nono's resolver, so seccomp must let UDP
+        // through; the programs deny every other UDP destination no rule names.
+        let dns_via_kernel = k && self.cover.domains && !net.domains.is_empty();
+        seccomp.deny_udp_and_raw = !(k && (has_udp || dns_via_kernel));
         if has_udp {
             for id in &udp_rules {
                 self.kernel_gap(
+                    k,
                     *id,
                     "UDP filtering by address and port",
                     KERNEL_LAYER,
@@ -863,6 +964,7 @@ impl<'p> Planner<'p> {
                 ids.extend(tcp_listens.iter().map(|r| r.id));
                 for id in ids {
                     self.kernel_gap(
+                        k,
                         id,
                         &format!("Landlock ABI 4 (Linux {})", linux_release_for_abi(4)),
                         &format!("Linux {}, or {KERNEL_LAYER}", linux_release_for_abi(4)),
@@ -913,10 +1015,22 @@ impl<'p> Planner<'p> {
             }
             allow(c.ports(), NetRight::ConnectTcp, c.id());
             match c {
+                // The network programs deny every address no rule names, and nothing resolves
+                // domains into their maps yet: with them the domain is unreachable, not open.
+                Connect::Domain(r) if k && !self.cover.domains => self.gap(
+                    Some(r.id),
+                    "domain allowlist",
+                    "nono's resolver feeding the kernel maps (`nono run` starts it)",
+                    "the kernel layer's network programs deny every address no CIDR rule \
+                     names and do not resolve domains yet: connections to it are denied"
+                        .into(),
+                    GapDirection::AllowsLess,
+                ),
                 Connect::Domain(r) => self.kernel_gap(
+                    self.cover.domains,
                     r.id,
                     "domain allowlist",
-                    "the eBPF kernel layer or the local proxy (not yet available)",
+                    "the eBPF kernel layer's network programs (root) or nono's local proxy (Landlock ABI 4)",
                     format!(
                         "Landlock filters TCP by port only: port {} is open to every address",
                         r.ports
@@ -924,6 +1038,7 @@ impl<'p> Planner<'p> {
                     GapDirection::AllowsMore,
                 ),
                 Connect::Cidr(r) if r.net.prefix_len() != 0 => self.kernel_gap(
+                    k,
                     r.id,
                     "TCP address filtering",
                     KERNEL_LAYER,
@@ -935,6 +1050,7 @@ impl<'p> Planner<'p> {
                     GapDirection::AllowsMore,
                 ),
                 Connect::Cidr(r) if !other_family_covers(r, &net.cidrs) => self.kernel_gap(
+                    k,
                     r.id,
                     "TCP address filtering",
                     KERNEL_LAYER,
@@ -1020,6 +1136,7 @@ impl<'p> Planner<'p> {
 
     fn too_wide_gap(&mut self, id: RuleId, ports: &PortSet) {
         self.kernel_gap(
+            self.cover.net,
             id,
             "port range too wide for Landlock rules",
             KERNEL_LAYER,
@@ -1073,28 +1190,34 @@ impl<'p> Planner<'p> {
     fn unix_socket_note(&mut self) {
         let policy = self.policy;
         for r in &policy.ipc.unix_sockets {
-            self.push_kernel_gap(Gap {
-                rule: Some(r.id),
-                related: Vec::new(),
-                rule_text: self.text(r.id),
-                feature: "path unix socket filtering".into(),
-                needs: KERNEL_LAYER.into(),
-                reason: "Landlock cannot filter connect(2) by socket path, so the AF_UNIX socket \
+            self.push_kernel_gap(
+                self.cover.unix_sockets,
+                Gap {
+                    rule: Some(r.id),
+                    related: Vec::new(),
+                    rule_text: self.text(r.id),
+                    feature: "path unix socket filtering".into(),
+                    needs: KERNEL_LAYER.into(),
+                    reason:
+                        "Landlock cannot filter connect(2) by socket path, so the AF_UNIX socket \
                          family stays closed (socketpair still works) and this socket cannot be \
                          reached"
-                    .into(),
-                direction: GapDirection::AllowsLess,
-            });
+                            .into(),
+                    direction: GapDirection::AllowsLess,
+                },
+            );
         }
-        if self.kernel_layer {
+        if !self.cover.files {
+            self.notes.push(
+                "chmod(2) of permission bits is not mediated by Landlock: a file the user owns \
+                 can change mode, which widens nothing inside the sandbox; chown and \
+                 setuid/setgid bits are denied by seccomp, and the kernel layer denies the rest"
+                    .into(),
+            );
+        }
+        if self.cover.unix_sockets {
             return;
         }
-        self.notes.push(
-            "chmod(2) of permission bits is not mediated by Landlock: a file the user owns can \
-             change mode, which widens nothing inside the sandbox; chown and setuid/setgid \
-             bits are denied by seccomp, and the kernel layer denies the rest"
-                .into(),
-        );
         self.notes.push(
             "AF_UNIX sockets are closed by seccomp (socketpair still works): Landlock cannot \
              restrict connect(2) to path unix sockets such as docker.sock or an ssh-agent"

@@ -15,7 +15,7 @@ pub mod seccomp;
 pub mod spawn;
 pub mod supervise;
 
-use std::os::fd::BorrowedFd;
+use std::os::fd::{AsFd, BorrowedFd};
 
 use nono_policy::backend::landlock::LandlockPlan;
 use nono_policy::ir::AuditLevel;
@@ -25,6 +25,9 @@ use nono_policy::ir::AuditLevel;
 pub struct Sandbox {
     pub ruleset: landlock::Ruleset,
     pub filters: seccomp::Filters,
+    /// With the kernel layer: the run's sandbox cgroup's `cgroup.procs`, which the child writes
+    /// itself into before it confines itself (see [`spawn`]).
+    pub cgroup_procs: Option<std::os::fd::OwnedFd>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -44,6 +47,7 @@ impl Sandbox {
         Ok(Sandbox {
             ruleset: landlock::build(plan, kernel_abi, audit)?,
             filters: seccomp::build(&plan.seccomp)?,
+            cgroup_procs: None,
         })
     }
 }
@@ -69,6 +73,7 @@ pub fn run(sandbox: &Sandbox, launch: &spawn::Launch) -> Result<supervise::Ended
     let conf = spawn::Confinement {
         landlock: Some((fd, sandbox.ruleset.restrict_flags())),
         seccomp: &sandbox.filters.programs,
+        cgroup_procs: sandbox.cgroup_procs.as_ref().map(|fd| fd.as_fd()),
     };
     let child = spawn::spawn(launch, &conf, &blocked.previous).map_err(RunError::Spawn)?;
     CHILD_PID.store(child, std::sync::atomic::Ordering::Release);

@@ -22,6 +22,10 @@
 //!    caller's terminal with TIOCSTI or job-control it (the terminal stays usable as stdio);
 //! 3. `PR_SET_PDEATHSIG(SIGKILL)`, then check the parent is still there: if nono is killed, the
 //!    command dies with it;
+//!    3a. with the kernel layer, write `0` to the run's sandbox cgroup's `cgroup.procs` (opened
+//!    by the parent): the child enters the cgroup every kernel-layer program decides by, before
+//!    it drops capabilities (the write is a cgroupfs permission check) and before Landlock
+//!    (which would forbid it); the command never runs outside it;
 //! 4. `chdir` to the working directory (before Landlock, so the directory need not be granted);
 //! 5. `close_range(3, ~0, CLOSE_RANGE_CLOEXEC)`: every inherited descriptor but 0, 1 and 2 is
 //!    closed by `execve` (marking rather than closing keeps the error pipe open until then);
@@ -56,6 +60,7 @@ pub enum Step {
     Seccomp,
     Exec,
     Capabilities,
+    Cgroup,
 }
 
 impl Step {
@@ -72,6 +77,7 @@ impl Step {
             Seccomp,
             Exec,
             Capabilities,
+            Cgroup,
         ]
         .into_iter()
         .find(|s| *s as u8 == v)
@@ -89,6 +95,7 @@ impl Step {
             Step::Seccomp => "loading the seccomp filter",
             Step::Exec => "execve",
             Step::Capabilities => "dropping capabilities (capset)",
+            Step::Cgroup => "entering the sandbox cgroup (kernel layer)",
         }
     }
 }
@@ -232,6 +239,8 @@ pub struct Confinement<'a> {
     /// `None` only in tests of the spawn machinery itself.
     pub landlock: Option<(std::os::fd::BorrowedFd<'a>, u32)>,
     pub seccomp: &'a [BpfProgram],
+    /// The kernel layer's sandbox cgroup's `cgroup.procs`, open for writing.
+    pub cgroup_procs: Option<std::os::fd::BorrowedFd<'a>>,
 }
 
 fn errno() -> i32 {
@@ -292,6 +301,11 @@ fn child(
         }
         if libc::getppid() != parent {
             libc::_exit(125);
+        }
+        if let Some(procs) = &conf.cgroup_procs {
+            if libc::write(procs.as_raw_fd(), b"0".as_ptr().cast(), 1) != 1 {
+                fail(Step::Cgroup);
+            }
         }
         if libc::chdir(launch.cwd.as_ptr()) != 0 {
             fail(Step::Chdir);
@@ -514,6 +528,7 @@ mod tests {
             &Confinement {
                 landlock: None,
                 seccomp: &[],
+                cgroup_procs: None,
             },
             &empty_mask(),
         )
@@ -531,6 +546,7 @@ mod tests {
             &Confinement {
                 landlock: None,
                 seccomp: &[],
+                cgroup_procs: None,
             },
             &empty_mask(),
         )
@@ -555,6 +571,7 @@ mod tests {
             &Confinement {
                 landlock: None,
                 seccomp: &[],
+                cgroup_procs: None,
             },
             &empty_mask(),
         )
@@ -583,6 +600,7 @@ mod tests {
             &Confinement {
                 landlock: None,
                 seccomp: &[],
+                cgroup_procs: None,
             },
             &empty_mask(),
         )

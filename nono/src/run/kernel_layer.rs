@@ -1,0 +1,304 @@
+//! The eBPF kernel layer in `nono run`: probe and load it part by part, plan Landlock around
+//! what it covers, create the run's kernel sandbox (cgroup + map entries), print its events with
+//! `-v`, and clean up.
+//!
+//! Privilege: the layer needs root (or CAP_BPF + CAP_SYS_ADMIN); without it, or without the
+//! eBPF object built in, BTF or cgroup v2, the run continues on Landlock and seccomp alone and
+//! says so in one line. Kernel assumptions: each part is probed on its own. BPF LSM (file denies,
+//! including a deny inside a writable grant) needs `CONFIG_BPF_LSM` and `bpf` in `lsm=`; the
+//! network part (cgroup `connect4/6`, `sendmsg4/6`, `bind4/6`: addresses, ports, UDP) needs only
+//! cgroup v2 and BPF. A kernel that refuses LSM programs (the CI host) still gets the network
+//! part, and file denies Landlock can't express still refuse the run (fail closed) unless
+//! `--best-effort`.
+//!
+//! What the kernel layer covers is decided per part ([`KernelCoverage`]): the Landlock plan is
+//! computed with it, so a gap the active parts close is no longer a problem, and a gap only an
+//! inactive part could close still is. A covered rule the layer then can't bind (a deny whose
+//! path does not exist: rules bind by device and inode) becomes a problem again.
+//!
+//! Lifecycle: the child writes itself into the sandbox cgroup before it confines itself
+//! (`spawn`); the sandbox's cgroup and map entries are removed when the run ends, and a run
+//! killed with `kill -9` leaves a registry entry the next start's load sweeps (see
+//! `crate::kernel::sandbox`).
+
+use std::collections::{BTreeSet, HashMap};
+use std::fs::OpenOptions;
+use std::os::fd::OwnedFd;
+
+use nono_policy::backend::landlock::{KernelCoverage, LandlockPlan};
+use nono_policy::ir::{Policy, RuleId};
+
+use super::concrete::{Conflict, RuleRef};
+use crate::audit::event::{AuditEvent, ClockOffset, What};
+use crate::audit::ingest::AuditSender;
+use crate::egress::kernel_sink::AnsweredNames;
+use crate::kernel::{self, EventPrinter, KernelLayer, SandboxOptions};
+
+/// The kernel layer as this run found it.
+pub struct KernelRun {
+    layer: Option<KernelLayer>,
+    /// Why the layer is off altogether (when `layer` is `None`).
+    off: Option<String>,
+    pub coverage: KernelCoverage,
+}
+
+/// Are `-v` messages (and so kernel events) shown?
+pub fn verbose() -> bool {
+    tracing::level_filters::LevelFilter::current() >= tracing::level_filters::LevelFilter::INFO
+}
+
+/// The first clause of a load error: enough for one line, the rest is in `-v`.
+fn short(reason: &str) -> &str {
+    reason.split(": ").next().unwrap_or(reason)
+}
+
+impl KernelRun {
+    /// Probe, then load (or reuse the pinned) programs. Never fails: what can't load is off.
+    pub fn start() -> KernelRun {
+        let off = |why: String| KernelRun {
+            layer: None,
+            off: Some(why),
+            coverage: KernelCoverage::NONE,
+        };
+        if let Some(blocker) = KernelLayer::probe().blocker() {
+            return off(blocker);
+        }
+        match KernelLayer::load() {
+            Ok(layer) => {
+                let coverage = KernelCoverage {
+                    files: layer.lsm.is_active(),
+                    exec: layer.lsm.is_active(),
+                    net: layer.net.is_active(),
+                    // With the network programs, `nono run` serves the domain rules itself:
+                    // resolver, port-53 redirect, answered addresses in the maps
+                    // (`crate::egress::kernel_sink`).
+                    domains: layer.net.is_active(),
+                    // Both layers hold a deny beneath a read-only grant: the split also covers
+                    // deny paths that don't exist yet, which inode binding can't.
+                    keep_splits: true,
+                    ..KernelCoverage::NONE
+                };
+                KernelRun {
+                    layer: Some(layer),
+                    off: None,
+                    coverage,
+                }
+            }
+            Err(e) => off(format!("{e:#}")),
+        }
+    }
+
+    /// The one line every run prints when a part of the layer is off (`None` when all is on).
+    pub fn notice(&self) -> Option<String> {
+        if let Some(why) = &self.off {
+            return Some(format!(
+                "nono: kernel layer off ({}): Landlock and seccomp only",
+                short(why)
+            ));
+        }
+        let layer = self.layer.as_ref()?;
+        match (&layer.lsm, &layer.net) {
+            (kernel::Part::Active, kernel::Part::Active) => None,
+            (kernel::Part::Unavailable(why), kernel::Part::Active) => Some(format!(
+                "nono: kernel layer: network rules enforced by cgroup programs; BPF LSM off ({}): \
+                 file rules rely on Landlock",
+                short(why)
+            )),
+            (kernel::Part::Active, kernel::Part::Unavailable(why)) => Some(format!(
+                "nono: kernel layer: file rules enforced by BPF LSM; cgroup socket programs off \
+                 ({}): network rules rely on Landlock and seccomp",
+                short(why)
+            )),
+            (kernel::Part::Unavailable(_), kernel::Part::Unavailable(_)) => None,
+        }
+    }
+
+    /// Which parts are active, for `-v` and `--dry-run`.
+    pub fn describe(&self) -> String {
+        match (&self.layer, &self.off) {
+            (Some(layer), _) => layer.describe(),
+            (None, Some(why)) => format!("kernel layer: off ({why})"),
+            (None, None) => "kernel layer: off".into(),
+        }
+    }
+
+    /// Create this run's kernel sandbox. Returns it (if the layer is on) and the problems it
+    /// adds: rules the plan counted on the layer for that it could not bind.
+    pub fn create(
+        &self,
+        policy: &Policy,
+        covered: &BTreeSet<RuleId>,
+    ) -> Result<(Option<KernelSandbox>, Vec<String>), String> {
+        let Some(layer) = &self.layer else {
+            return Ok((None, Vec::new()));
+        };
+        let sandbox = layer
+            .create_sandbox(policy, &SandboxOptions::from_policy(policy))
+            .map_err(|e| format!("creating the kernel-layer sandbox: {e:#}"))?;
+        let mut problems = Vec::new();
+        for u in &sandbox.unbound {
+            tracing::info!("kernel layer: not bound: {u}");
+            if let Some(id) = u.rule.map(RuleId) {
+                if covered.contains(&id) {
+                    problems.push(format!(
+                        "{}: {}; Landlock can't enforce it either",
+                        RuleRef::of(policy, id),
+                        u.reason
+                    ));
+                }
+            }
+        }
+        let procs_path = sandbox.cgroup_procs_path();
+        let procs = OpenOptions::new()
+            .write(true)
+            .open(&procs_path)
+            .map_err(|e| format!("opening {}: {e}", procs_path.display()))?;
+        tracing::info!(
+            "kernel layer: sandbox {} in cgroup {}",
+            sandbox.id(),
+            sandbox.cgroup_dir().display()
+        );
+        Ok((
+            Some(KernelSandbox {
+                sandbox,
+                procs: Some(procs.into()),
+                printer: None,
+                rules: rule_names(policy),
+                audit: None,
+            }),
+            problems,
+        ))
+    }
+
+    /// The loaded layer (`None` when it is off).
+    pub fn layer(&self) -> Option<&KernelLayer> {
+        self.layer.as_ref()
+    }
+
+    fn dropped_events(&self) -> Option<u64> {
+        self.layer.as_ref()?.dropped_events().ok()
+    }
+}
+
+/// `r3` -> "r3 `deny ~/.ssh/**` (profile:12:1)", for event lines.
+fn rule_names(policy: &Policy) -> HashMap<u32, String> {
+    policy
+        .rule_summaries()
+        .into_iter()
+        .map(|(id, _)| (id.0, RuleRef::of(policy, id).to_string()))
+        .collect()
+}
+
+/// The rules a plan (and the conflicts on this machine Landlock can't split) count on the
+/// kernel layer for.
+pub fn covered_rules(
+    plan: &LandlockPlan,
+    conflicts: &[&Conflict],
+    coverage: &KernelCoverage,
+) -> BTreeSet<RuleId> {
+    let mut ids: BTreeSet<RuleId> = plan
+        .covered_by_kernel_layer
+        .iter()
+        .filter_map(|g| g.rule)
+        .collect();
+    if coverage.files {
+        ids.extend(conflicts.iter().map(|c| c.deny.id));
+    }
+    ids
+}
+
+/// One run's kernel sandbox while the command runs.
+pub struct KernelSandbox {
+    sandbox: kernel::Sandbox,
+    procs: Option<OwnedFd>,
+    printer: Option<EventPrinter>,
+    rules: HashMap<u32, String>,
+    audit: Option<AuditSender>,
+}
+
+impl KernelSandbox {
+    /// The sandbox id its map entries are keyed by.
+    pub fn id(&self) -> u32 {
+        self.sandbox.id()
+    }
+
+    /// The `cgroup.procs` descriptor the child writes itself into (taken once).
+    pub fn take_cgroup_procs(&mut self) -> Option<OwnedFd> {
+        self.procs.take()
+    }
+
+    /// Read the sandbox's kernel decisions as they arrive: with `-v` print them; with an audit
+    /// session, store them (rule id and source; for network events, the name nono's resolver
+    /// answered for the address, if any). Storing never waits: a full channel counts a drop.
+    pub fn start_events(
+        &mut self,
+        audit: Option<AuditSender>,
+        rule_source: impl Fn(u32) -> Option<String> + Send + 'static,
+        names: Option<AnsweredNames>,
+    ) {
+        let verbose = verbose();
+        if !verbose && audit.is_none() {
+            return;
+        }
+        let stream = match self.sandbox.events() {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!("kernel layer: can't read events: {e:#}");
+                return;
+            }
+        };
+        self.audit = audit.clone();
+        let rules = self.rules.clone();
+        let clock = ClockOffset::now();
+        let printer = EventPrinter::spawn(stream, move |event| {
+            let name = match (&event.object, &names) {
+                (kernel::events::EventObject::Net { addr, .. }, Some(n)) => n.get(*addr),
+                _ => None,
+            };
+            if verbose {
+                let rule = rules
+                    .get(&event.rule_id)
+                    .map(|r| format!(" [{r}]"))
+                    .unwrap_or_default();
+                let asked = name
+                    .as_ref()
+                    .map(|n| format!(" name={}", n.escape_debug()))
+                    .unwrap_or_default();
+                eprintln!("nono: {event}{asked}{rule}");
+            }
+            if let Some(tx) = &audit {
+                let mut ev = AuditEvent::from_kernel(event, clock, &rule_source);
+                if let What::Net { name: n, .. } = &mut ev.what {
+                    *n = name;
+                }
+                tx.try_send(vec![ev]);
+            }
+        });
+        match printer {
+            Ok(p) => self.printer = Some(p),
+            Err(e) => tracing::warn!("kernel layer: can't read events: {e:#}"),
+        }
+    }
+
+    /// After the command ended: print what is left, the drop counter, and remove the sandbox.
+    pub fn finish(mut self, run: &KernelRun) {
+        if let Some(p) = self.printer.take() {
+            p.stop();
+            if let Some(dropped) = run.dropped_events() {
+                if verbose() {
+                    eprintln!("nono: kernel: dropped events: {dropped}");
+                }
+                // The counter is the programs' (all sandboxes): an upper bound for this one.
+                if let Some(tx) = &self.audit {
+                    tx.set_kernel_drops(dropped);
+                }
+            }
+        }
+        if let Err(e) = self.sandbox.cleanup() {
+            eprintln!(
+                "nono: warning: removing kernel sandbox {}: {e:#} (the next run retries)",
+                self.sandbox.id()
+            );
+        }
+    }
+}
