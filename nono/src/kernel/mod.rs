@@ -88,6 +88,8 @@ pub const LSM_HOOKS: &[&str] = &[
     "kernel_read_file",
     "kernel_load_data",
     "kernel_module_request",
+    "unix_stream_connect",
+    "unix_may_send",
 ];
 
 /// The cgroup socket-address programs of the network part and their attach types.

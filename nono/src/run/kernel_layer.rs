@@ -65,6 +65,7 @@ impl KernelRun {
                 let coverage = KernelCoverage {
                     files: layer.lsm.is_active(),
                     exec: layer.lsm.is_active(),
+                    unix_sockets: layer.lsm.is_active(),
                     net: layer.net.is_active(),
                     // Both layers hold a deny beneath a read-only grant: the split also covers
                     // deny paths that don't exist yet, which inode binding can't.
@@ -131,7 +132,7 @@ impl KernelRun {
         let mut problems = Vec::new();
         for u in &sandbox.unbound {
             tracing::info!("kernel layer: not bound: {u}");
-            if let Some(id) = u.rule.map(RuleId) {
+            if let (Some(id), false) = (u.rule.map(RuleId), u.fails_closed) {
                 if covered.contains(&id) {
                     problems.push(format!(
                         "{}: {}; Landlock can't enforce it either",
