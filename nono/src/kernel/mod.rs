@@ -125,7 +125,9 @@ impl Availability {
         if !self.built_in {
             Some("this nono was built without the kernel layer (`cargo xtask ebpf`)".into())
         } else if !self.privileged {
-            Some("the kernel layer needs root (or CAP_BPF + CAP_SYS_ADMIN)".into())
+            Some(
+                "nono is not root (the kernel layer needs root, or CAP_BPF + CAP_SYS_ADMIN)".into(),
+            )
         } else if !self.btf {
             Some(format!("the kernel has no BTF ({})", offsets::VMLINUX_BTF))
         } else if self.cgroup2.is_none() {

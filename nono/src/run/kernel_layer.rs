@@ -86,7 +86,7 @@ impl KernelRun {
     pub fn notice(&self) -> Option<String> {
         if let Some(why) = &self.off {
             return Some(format!(
-                "nono: kernel layer off ({}): Landlock and seccomp only",
+                "nono: kernel layer off: {}; running on Landlock and seccomp only",
                 short(why)
             ));
         }
