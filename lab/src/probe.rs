@@ -130,6 +130,30 @@ fn run_op(op: &str, args: &[String]) -> Result<(), i32> {
                 std::thread::sleep(Duration::from_secs(a(0).parse().unwrap_or(1)));
                 Ok(())
             }
+            // Unix sockets: connect to a path (stream), to an abstract name, send a datagram
+            // to a path, and connect to a listener this probe binds itself at PATH.
+            "unix-connect" => std::os::unix::net::UnixStream::connect(a(0))
+                .map(drop)
+                .map_err(io_errno),
+            "unix-connect-abstract" => {
+                use std::os::linux::net::SocketAddrExt;
+                let addr = std::os::unix::net::SocketAddr::from_abstract_name(a(0).as_bytes())
+                    .map_err(io_errno)?;
+                std::os::unix::net::UnixStream::connect_addr(&addr)
+                    .map(drop)
+                    .map_err(io_errno)
+            }
+            "unix-dgram" => {
+                let s = std::os::unix::net::UnixDatagram::unbound().map_err(io_errno)?;
+                s.send_to(b"x", a(0)).map(drop).map_err(io_errno)
+            }
+            "unix-self" => {
+                let listener = std::os::unix::net::UnixListener::bind(a(0)).map_err(io_errno)?;
+                let stream = std::os::unix::net::UnixStream::connect(a(0)).map_err(io_errno)?;
+                listener.accept().map_err(io_errno)?;
+                drop(stream);
+                Ok(())
+            }
             // kill(PID, SIG): signal 0 checks permission only.
             "kill" => errno_of(libc::kill(
                 a(0).parse().unwrap_or(-1),

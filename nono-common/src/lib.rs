@@ -80,6 +80,9 @@ pub mod access {
     /// An `exec deny` entry: checked by the exec check only, so reading the binary stays
     /// allowed (a file deny of exec, [`EXEC`], is also checked by `file_open`).
     pub const EXEC_DENY: u32 = 16;
+    /// Not a deny: a path unix socket the profile lets the sandbox connect to (`ipc
+    /// unix-socket`), on the socket file or a directory above it. Only the unix hooks read it.
+    pub const UNIX_ALLOW: u32 = 32;
 }
 
 /// Value of the sandbox map, keyed by cgroup v2 id (`u64`, the cgroup directory's inode).
@@ -204,6 +207,14 @@ pub struct KernelOffsets {
     pub cgroup_kn: u32,
     /// `kernfs_node.id`: the cgroup id `bpf_get_current_cgroup_id` returns.
     pub kernfs_node_id: u32,
+    /// `sock.sk_cgrp_data` + `sock_cgroup_data.cgroup`: the cgroup of the task that created
+    /// the socket.
+    pub sock_cgroup: u32,
+    /// `unix_sock.path` + `path.dentry`: the socket file of a bound path unix socket.
+    pub unix_sock_dentry: u32,
+    /// `socket.sk`.
+    pub socket_sk: u32,
+    pub _pad: u32,
 }
 
 /// `task_struct` is larger than the other structs: its offsets are masked with this.
@@ -236,6 +247,8 @@ pub enum Hook {
     KernelReadFile = 17,
     KernelLoadData = 18,
     KernelModuleRequest = 19,
+    UnixStreamConnect = 30,
+    UnixMaySend = 31,
     Connect4 = 20,
     Connect6 = 21,
     Sendmsg4 = 22,
@@ -267,6 +280,8 @@ impl Hook {
             17 => KernelReadFile,
             18 => KernelLoadData,
             19 => KernelModuleRequest,
+            30 => UnixStreamConnect,
+            31 => UnixMaySend,
             20 => Connect4,
             21 => Connect6,
             22 => Sendmsg4,
@@ -299,6 +314,8 @@ impl Hook {
             KernelReadFile => "kernel_read_file",
             KernelLoadData => "kernel_load_data",
             KernelModuleRequest => "kernel_module_request",
+            UnixStreamConnect => "unix_stream_connect",
+            UnixMaySend => "unix_may_send",
             Connect4 => "connect4",
             Connect6 => "connect6",
             Sendmsg4 => "sendmsg4",
@@ -368,7 +385,7 @@ const _: () = {
     assert!(core::mem::size_of::<NetKeyV4>() == 12);
     assert!(core::mem::size_of::<NetKeyV6>() == 24);
     assert!(core::mem::size_of::<NetAllow>() == 24);
-    assert!(core::mem::size_of::<KernelOffsets>() == 64);
+    assert!(core::mem::size_of::<KernelOffsets>() == 80);
     assert!(core::mem::size_of::<Event>() == 80);
     assert!(core::mem::size_of::<DnsRedirect>() == 8);
     assert!(core::mem::size_of::<DnsOriginal>() == 8);

@@ -13,19 +13,28 @@
 //! - `kernel_read_file` / `kernel_load_data` (module and kexec images) and
 //!   `kernel_module_request` (module auto-loading by name): nothing from inside.
 //!
+//! - `unix_stream_connect` / `unix_may_send`: a unix socket (path or abstract) may be reached
+//!   when a task of this sandbox created it, or when it is a path socket the profile lists
+//!   (`ipc unix-socket`, bound by the socket file's inode or a directory above it); anything
+//!   else (docker.sock, an ssh agent, an outside abstract socket) is denied with the default
+//!   rule. `socketpair` pairs pass no hook.
+//!
 //! "Outside the sandbox" is decided by the target's cgroup v2 id (task -> css_set -> dfl_cgrp
 //! -> kernfs_node id, offsets from BTF) looked up in the sandbox map: a task in any cgroup
 //! registered to the same sandbox is inside; anything else is outside. An unreadable target is
 //! outside (fail closed).
 
 use aya_ebpf::{helpers::bpf_probe_read_kernel, macros::lsm, programs::LsmContext};
-use nono_common::{Hook, KernelOffsets, SandboxInfo, ISOLATION_RULE, TASK_OFFSET_MASK};
+use nono_common::{
+    access, FsDeny, Hook, InodeKey, KernelOffsets, SandboxInfo, ISOLATION_RULE, MAX_PATH_DEPTH,
+    NO_VERDICT_RULE, SANDBOX_AUDIT_ALL, TASK_OFFSET_MASK,
+};
 
 use crate::{
     current_sandbox,
     events::{emit, Decision},
     fs::{read_at, EPERM},
-    NONO_CONFIG, NONO_SANDBOXES,
+    NONO_CONFIG, NONO_FS_DENY, NONO_SANDBOXES,
 };
 
 /// The cgroup v2 id of `task` (what `bpf_get_current_cgroup_id` would return in it). Deny
@@ -133,4 +142,148 @@ pub fn kernel_module_request(_ctx: LsmContext) -> i32 {
         return 0;
     };
     deny(&sandbox, Hook::KernelModuleRequest, 0)
+}
+
+/// The cgroup v2 id of the task that created socket `sk`.
+#[inline(always)]
+unsafe fn sock_cgroup_id(o: &KernelOffsets, sk: *const u8) -> Result<u64, i64> {
+    let cgroup: *const u8 = read_at(sk, o.sock_cgroup)?;
+    let kn: *const u8 = read_at(cgroup, o.cgroup_kn)?;
+    read_at(kn, o.kernfs_node_id)
+}
+
+enum UnixVerdict {
+    /// The peer socket was created inside this sandbox.
+    Inside,
+    /// A path socket the profile lists (`ipc unix-socket`): the rule and the socket's inode.
+    Listed { rule_id: u32, dev: u32, ino: u64 },
+    /// Anything else: an outside path socket (docker.sock, an ssh agent) or an outside
+    /// abstract socket.
+    Outside { dev: u32, ino: u64 },
+}
+
+/// May the current sandbox reach the unix socket `other` (the peer's `struct sock`)?
+#[inline(always)]
+unsafe fn check_unix_peer(
+    o: &KernelOffsets,
+    sandbox: &SandboxInfo,
+    other: *const u8,
+) -> Result<UnixVerdict, i64> {
+    if let Ok(cgroup_id) = sock_cgroup_id(o, other) {
+        if let Some(info) = NONO_SANDBOXES.get(&cgroup_id) {
+            if info.sandbox_id == sandbox.sandbox_id {
+                return Ok(UnixVerdict::Inside);
+            }
+        }
+    }
+    let dentry: *const u8 = read_at(other, o.unix_sock_dentry)?;
+    if dentry.is_null() {
+        // Abstract (or unbound): no file to be listed.
+        return Ok(UnixVerdict::Outside { dev: 0, ino: 0 });
+    }
+    let super_block: *const u8 = read_at(dentry, o.dentry_sb)?;
+    let dev: u32 = read_at(super_block, o.sb_dev)?;
+    let mut key = InodeKey {
+        sandbox_id: sandbox.sandbox_id,
+        dev,
+        ino: 0,
+    };
+    let mut current = dentry;
+    let mut object_ino = 0u64;
+    for depth in 0..MAX_PATH_DEPTH {
+        let inode: *const u8 = read_at(current, o.dentry_inode)?;
+        if !inode.is_null() {
+            key.ino = read_at(inode, o.inode_ino)?;
+            if depth == 0 {
+                object_ino = key.ino;
+            }
+            if let Some(rule) = NONO_FS_DENY.get(&key) {
+                let rule: FsDeny = *rule;
+                if rule.access & access::UNIX_ALLOW != 0 {
+                    return Ok(UnixVerdict::Listed {
+                        rule_id: rule.rule_id,
+                        dev,
+                        ino: object_ino,
+                    });
+                }
+            }
+        }
+        let parent: *const u8 = read_at(current, o.dentry_parent)?;
+        if parent == current || parent.is_null() {
+            break;
+        }
+        current = parent;
+    }
+    Ok(UnixVerdict::Outside {
+        dev,
+        ino: object_ino,
+    })
+}
+
+/// Decide a unix connect or send to `other`: inside the sandbox and listed sockets pass,
+/// everything else is denied with the default rule (the socket's inode in the event).
+#[inline(always)]
+fn unix_peer(sandbox: &SandboxInfo, hook: Hook, other: *const u8) -> i32 {
+    let mut decision = Decision::file(sandbox.sandbox_id, hook as u16);
+    let verdict = match NONO_CONFIG.get(0) {
+        Some(o) if o.ready != 0 && o.unix_sock_dentry != 0 => unsafe {
+            check_unix_peer(o, sandbox, other)
+        },
+        _ => Err(0),
+    };
+    match verdict {
+        Ok(UnixVerdict::Inside) => 0,
+        Ok(UnixVerdict::Listed { rule_id, dev, ino }) => {
+            if sandbox.flags & SANDBOX_AUDIT_ALL != 0 {
+                decision.rule_id = rule_id;
+                decision.dev = dev;
+                decision.ino = ino;
+                emit(&decision);
+            }
+            0
+        }
+        Ok(UnixVerdict::Outside { dev, ino }) => {
+            decision.denied = true;
+            decision.dev = dev;
+            decision.ino = ino;
+            emit(&decision);
+            -EPERM
+        }
+        Err(_) => {
+            decision.denied = true;
+            decision.rule_id = NO_VERDICT_RULE;
+            emit(&decision);
+            -EPERM
+        }
+    }
+}
+
+/// `connect(2)` of a stream or seqpacket unix socket; `other` is the listener.
+#[lsm(hook = "unix_stream_connect")]
+pub fn unix_stream_connect(ctx: LsmContext) -> i32 {
+    let Some(sandbox) = current_sandbox() else {
+        return 0;
+    };
+    unix_peer(&sandbox, Hook::UnixStreamConnect, unsafe { ctx.arg(1) })
+}
+
+/// A datagram to a unix socket (connect or sendmsg); `other` is the receiver's `struct socket`.
+#[lsm(hook = "unix_may_send")]
+pub fn unix_may_send(ctx: LsmContext) -> i32 {
+    let Some(sandbox) = current_sandbox() else {
+        return 0;
+    };
+    let other: *const u8 = unsafe { ctx.arg(1) };
+    let sk = match NONO_CONFIG.get(0) {
+        Some(o) => unsafe { read_at::<*const u8>(other, o.socket_sk).unwrap_or(core::ptr::null()) },
+        None => core::ptr::null(),
+    };
+    if sk.is_null() {
+        let mut decision = Decision::file(sandbox.sandbox_id, Hook::UnixMaySend as u16);
+        decision.denied = true;
+        decision.rule_id = NO_VERDICT_RULE;
+        emit(&decision);
+        return -EPERM;
+    }
+    unix_peer(&sandbox, Hook::UnixMaySend, sk)
 }

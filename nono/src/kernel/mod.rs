@@ -88,6 +88,8 @@ pub const LSM_HOOKS: &[&str] = &[
     "kernel_read_file",
     "kernel_load_data",
     "kernel_module_request",
+    "unix_stream_connect",
+    "unix_may_send",
 ];
 
 /// The cgroup socket-address programs of the network part and their attach types.
@@ -125,7 +127,9 @@ impl Availability {
         if !self.built_in {
             Some("this nono was built without the kernel layer (`cargo xtask ebpf`)".into())
         } else if !self.privileged {
-            Some("the kernel layer needs root (or CAP_BPF + CAP_SYS_ADMIN)".into())
+            Some(
+                "nono is not root (the kernel layer needs root, or CAP_BPF + CAP_SYS_ADMIN)".into(),
+            )
         } else if !self.btf {
             Some(format!("the kernel has no BTF ({})", offsets::VMLINUX_BTF))
         } else if self.cgroup2.is_none() {

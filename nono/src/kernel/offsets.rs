@@ -88,6 +88,11 @@ pub fn read_kernel_offsets() -> Result<KernelOffsets> {
         css_set_dfl_cgrp: field_offset(&btf, "css_set", "dfl_cgrp")?,
         cgroup_kn: field_offset(&btf, "cgroup", "kn")?,
         kernfs_node_id: field_offset(&btf, "kernfs_node", "id")?,
+        sock_cgroup: field_offset(&btf, "sock", "sk_cgrp_data")?
+            + field_offset(&btf, "sock_cgroup_data", "cgroup")?,
+        unix_sock_dentry: field_offset(&btf, "unix_sock", "path")? + path_dentry,
+        socket_sk: field_offset(&btf, "socket", "sk")?,
+        _pad: 0,
     })
 }
 

@@ -62,6 +62,9 @@ pub struct Unbound {
     /// The policy rule (`RuleId.0`); `None` for a whole class of rules.
     pub rule: Option<u32>,
     pub reason: String,
+    /// Leaving the rule unbound allows less, never more (an allowlist entry that can't be
+    /// bound allows nothing): no reason to refuse the run.
+    pub fails_closed: bool,
 }
 
 impl std::fmt::Display for Unbound {
@@ -376,6 +379,7 @@ impl Sandbox {
             sandbox.unbound.push(Unbound {
                 rule: None,
                 reason: "file and exec denies: BPF LSM is not available on this kernel".into(),
+                fails_closed: false,
             });
         }
         if layer.net.is_active() && NetEntries::enforced(policy) {
@@ -500,6 +504,7 @@ impl Sandbox {
                         "{} does not exist, so the kernel layer can't bind the deny to an inode",
                         path.display()
                     ),
+                    fails_closed: false,
                 });
                 continue;
             }
@@ -523,6 +528,25 @@ impl Sandbox {
                         "{} does not exist, so nothing there may be executed",
                         path.display()
                     ),
+                    fails_closed: true,
+                });
+            }
+        }
+        // Path unix sockets the sandbox may connect to (`ipc unix-socket`); every other unix
+        // socket created outside the sandbox is denied.
+        for rule in &policy.ipc.unix_sockets {
+            let path = rule
+                .path
+                .expand(&vars)
+                .map_err(|e| anyhow::anyhow!("rule {}: {e} (expand the policy first)", rule.id))?;
+            if !bind(maps, rule.id.0, &path, access::UNIX_ALLOW)? {
+                unbound.push(Unbound {
+                    rule: Some(rule.id.0),
+                    reason: format!(
+                        "{} does not exist, so connecting to a socket there is denied",
+                        path.display()
+                    ),
+                    fails_closed: true,
                 });
             }
         }

@@ -68,6 +68,7 @@ impl KernelRun {
                 let coverage = KernelCoverage {
                     files: layer.lsm.is_active(),
                     exec: layer.lsm.is_active(),
+                    unix_sockets: layer.lsm.is_active(),
                     net: layer.net.is_active(),
                     // With the network programs, `nono run` serves the domain rules itself:
                     // resolver, port-53 redirect, answered addresses in the maps
@@ -92,7 +93,7 @@ impl KernelRun {
     pub fn notice(&self) -> Option<String> {
         if let Some(why) = &self.off {
             return Some(format!(
-                "nono: kernel layer off ({}): Landlock and seccomp only",
+                "nono: kernel layer off: {}; running on Landlock and seccomp only",
                 short(why)
             ));
         }
@@ -138,7 +139,7 @@ impl KernelRun {
         let mut problems = Vec::new();
         for u in &sandbox.unbound {
             tracing::info!("kernel layer: not bound: {u}");
-            if let Some(id) = u.rule.map(RuleId) {
+            if let (Some(id), false) = (u.rule.map(RuleId), u.fails_closed) {
                 if covered.contains(&id) {
                     problems.push(format!(
                         "{}: {}; Landlock can't enforce it either",
