@@ -480,7 +480,7 @@ fn rollback_change_summary_is_recorded_in_the_session(user: User) {
     assert_eq!(summary["denied"], false);
     // The object is the rollback session, which `nono rollback show` knows.
     let rid = summary["object"].as_str().unwrap();
-    let shown = run(&mut w.nono(&["rollback", "show", rid, "--json"]));
+    let shown = run(&mut w.nono(["rollback", "show", rid, "--json"]));
     assert_eq!(shown.code(), Some(0), "{}", shown.describe());
     assert!(audit(&w, &["show", id], 0).contains("1 created, 1 modified, 1 deleted"));
     audit(&w, &["verify", id], 0);

@@ -183,6 +183,11 @@ fn udp_rule_is_enforced_by_address_and_port() {
         r#"{CONNECT}
 attempt("allowed", lambda: sendto("127.0.0.1", P["a"]))
 attempt("other_port", lambda: sendto("127.0.0.1", P["o"]))
+# UDP is open to seccomp now (the programs check each send); nothing else on inet is, since
+# the programs would not see it: ICMP echo ("ping") sockets, UDP-Lite, SCTP.
+attempt("ping_socket", lambda: socket.socket(socket.AF_INET, socket.SOCK_DGRAM, socket.IPPROTO_ICMP))
+attempt("udplite_socket", lambda: socket.socket(socket.AF_INET, socket.SOCK_DGRAM, 136))
+attempt("sctp_socket", lambda: socket.socket(socket.AF_INET6, socket.SOCK_STREAM, 132))
 "#
     );
     let out = w.probe_with(
@@ -192,6 +197,9 @@ attempt("other_port", lambda: sendto("127.0.0.1", P["o"]))
     );
     assert_net_part_active(&out);
     out.expect("allowed", "OK").expect("other_port", "EPERM");
+    out.expect("ping_socket", "EPERM")
+        .expect("udplite_socket", "EPERM")
+        .expect("sctp_socket", "EPERM");
     let mut buf = [0u8; 64];
     let got = wait_until(Duration::from_secs(5), || {
         allowed.recv_from(&mut buf).is_ok()

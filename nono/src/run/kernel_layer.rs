@@ -77,7 +77,6 @@ impl KernelRun {
                     // Both layers hold a deny beneath a read-only grant: the split also covers
                     // deny paths that don't exist yet, which inode binding can't.
                     keep_splits: true,
-                    ..KernelCoverage::NONE
                 };
                 KernelRun {
                     layer: Some(layer),

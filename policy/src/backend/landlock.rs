@@ -271,6 +271,11 @@ pub struct SeccompPlan {
     /// `docker.sock` or an agent socket.
     #[serde(default)]
     pub deny_unix_sockets: bool,
+    /// When `deny_udp_and_raw` is lifted for the kernel layer: every `AF_INET`/`AF_INET6`
+    /// socket but TCP and UDP stays blocked (ICMP echo, SCTP, UDP-Lite, raw...), because the
+    /// cgroup socket programs see TCP connects and UDP sends only.
+    #[serde(default)]
+    pub inet_tcp_udp_only: bool,
 }
 
 /// Which way a target falls short of a rule. A reviewer needs to know whether the sandbox ends up
@@ -944,6 +949,7 @@ impl<'p> Planner<'p> {
         // through; the programs deny every other UDP destination no rule names.
         let dns_via_kernel = k && self.cover.domains && !net.domains.is_empty();
         seccomp.deny_udp_and_raw = !(k && (has_udp || dns_via_kernel));
+        seccomp.inet_tcp_udp_only = !seccomp.deny_udp_and_raw;
         if has_udp {
             for id in &udp_rules {
                 self.kernel_gap(

@@ -127,6 +127,7 @@ mod tests {
                 deny_other_families: true,
                 deny_escape_syscalls: true,
                 deny_unix_sockets: true,
+                inet_tcp_udp_only: false,
             },
             gaps: vec![],
             covered_by_kernel_layer: vec![],

@@ -15,7 +15,9 @@
 //! - sockets: `AF_INET`/`AF_INET6` entirely (`deny_inet`), or everything but TCP on them
 //!   (`deny_udp_and_raw`: datagram, raw, seqpacket... and stream sockets whose protocol is not
 //!   TCP, e.g. SCTP or MPTCP, which Landlock's TCP rules would not see), and every family but
-//!   `AF_UNIX`/`AF_INET`/`AF_INET6` (`deny_other_families`: packet, netlink, vsock, ...). The
+//!   `AF_UNIX`/`AF_INET`/`AF_INET6` (`deny_other_families`: packet, netlink, vsock, ...). When
+//!   the kernel layer checks UDP destinations, only TCP and UDP stay open (`inet_tcp_udp_only`).
+//!   The
 //!   same rules apply to `socketpair`. All of netlink is denied: glibc copes without route
 //!   queries, and as root a netlink socket could reconfigure the host's network.
 //! - escapes: io_uring, ptrace, process_vm_readv/writev, ioctl TIOCSTI and TIOCLINUX (terminal
@@ -46,6 +48,7 @@ const SYS_OPEN_TREE_ATTR: i64 = 467;
 /// `fchmodat2` (Linux 6.6), same number on every architecture.
 const SYS_FCHMODAT2: i64 = 452;
 const IPPROTO_TCP: u64 = 6;
+const IPPROTO_UDP: u64 = 17;
 const SOCK_TYPE_MASK: u64 = 0xf;
 
 #[derive(Debug, thiserror::Error)]
@@ -106,6 +109,30 @@ fn socket_rules(plan: &SeccompPlan) -> Result<Vec<SeccompRule>, SeccompError> {
             ])?);
         }
     }
+    if plan.inet_tcp_udp_only && !plan.deny_inet && !plan.deny_udp_and_raw {
+        for fam in inet {
+            // Every socket type but SOCK_STREAM and SOCK_DGRAM...
+            for (mask, value) in neither_stream_nor_dgram_type() {
+                rules.push(rule(vec![
+                    cond(0, Len::Dword, Op::Eq, fam)?,
+                    cond(1, Len::Dword, Op::MaskedEq(mask), value)?,
+                ])?);
+            }
+            // ...and stream sockets that are not TCP, datagram sockets that are not UDP
+            // (ICMP echo "ping" sockets, UDP-Lite): the socket programs would not see them.
+            for (ty, proto) in [
+                (libc::SOCK_STREAM, IPPROTO_TCP),
+                (libc::SOCK_DGRAM, IPPROTO_UDP),
+            ] {
+                rules.push(rule(vec![
+                    cond(0, Len::Dword, Op::Eq, fam)?,
+                    cond(1, Len::Dword, Op::MaskedEq(SOCK_TYPE_MASK), ty as u64)?,
+                    cond(2, Len::Dword, Op::Ne, 0)?,
+                    cond(2, Len::Dword, Op::Ne, proto)?,
+                ])?);
+            }
+        }
+    }
     if plan.deny_other_families {
         rules.push(rule(vec![
             cond(0, Len::Dword, Op::Ne, libc::AF_UNIX as u64)?,
@@ -124,6 +151,13 @@ fn socket_rules(plan: &SeccompPlan) -> Result<Vec<SeccompRule>, SeccompError> {
 fn not_stream_type() -> [(u64, u64); 4] {
     const _: () = assert!(libc::SOCK_STREAM == 1 && SOCK_TYPE_MASK == 0xf);
     [(0x1, 0), (0x2, 0x2), (0x4, 0x4), (0x8, 0x8)]
+}
+
+/// As [`not_stream_type`], for "neither `SOCK_STREAM` (1) nor `SOCK_DGRAM` (2)": bits 2-3
+/// set (4..=15), or the low two bits both clear (0) or both set (3).
+fn neither_stream_nor_dgram_type() -> [(u64, u64); 4] {
+    const _: () = assert!(libc::SOCK_STREAM == 1 && libc::SOCK_DGRAM == 2);
+    [(0x3, 0), (0x3, 0x3), (0x4, 0x4), (0x8, 0x8)]
 }
 
 /// `socket(AF_UNIX)` when the plan closes the family. Not applied to `socketpair`: a pair is
@@ -268,6 +302,10 @@ pub fn eperm_rules(plan: &SeccompPlan) -> Result<(Rules, Vec<String>), SeccompEr
             summary.push("sockets: every AF_INET/AF_INET6 socket".to_string());
         } else if plan.deny_udp_and_raw {
             summary.push("sockets: AF_INET/AF_INET6 other than TCP (UDP, raw, SCTP...)".into());
+        } else if plan.inet_tcp_udp_only {
+            summary.push(
+                "sockets: AF_INET/AF_INET6 other than TCP and UDP (ICMP echo, raw, SCTP...)".into(),
+            );
         }
         if plan.deny_other_families {
             summary.push(
@@ -444,6 +482,7 @@ pub(crate) mod tests {
             deny_other_families: true,
             deny_escape_syscalls: true,
             deny_unix_sockets: true,
+            inet_tcp_udp_only: false,
         }
     }
 
@@ -536,6 +575,35 @@ pub(crate) mod tests {
                                 let args = [fam as u64, ty | flag as u64, proto, 0, 0, 0];
                                 let tcp = ty == STREAM && (proto == 0 || proto == IPPROTO_TCP);
                                 let want = if tcp { ALLOW } else { EPERM };
+                                assert_eq!(run(&f, nr, args), want, "nr {nr:#x} {args:?}");
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// With UDP let through for the kernel layer (its socket programs check every UDP
+    /// destination), everything else on inet stays closed: ping sockets, SCTP, UDP-Lite, raw.
+    #[test]
+    fn kernel_layer_udp_lets_through_tcp_and_udp_only() {
+        let f = build(&SeccompPlan {
+            deny_udp_and_raw: false,
+            inet_tcp_udp_only: true,
+            ..full()
+        })
+        .unwrap();
+        for nr in [libc::SYS_socket, libc::SYS_socketpair] {
+            for nr in [nr, nr | 0x4000_0000] {
+                for fam in [libc::AF_INET, libc::AF_INET6] {
+                    for ty in 0..=SOCK_TYPE_MASK {
+                        for flag in [0, libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK] {
+                            for proto in [0, IPPROTO_TCP, IPPROTO_UDP, 1, 58, 132, 136, 262] {
+                                let args = [fam as u64, ty | flag as u64, proto, 0, 0, 0];
+                                let tcp = ty == STREAM && (proto == 0 || proto == IPPROTO_TCP);
+                                let udp = ty == DGRAM && (proto == 0 || proto == IPPROTO_UDP);
+                                let want = if tcp || udp { ALLOW } else { EPERM };
                                 assert_eq!(run(&f, nr, args), want, "nr {nr:#x} {args:?}");
                             }
                         }
