@@ -861,7 +861,17 @@ fn events_carry_rule_id_and_drop_counter(ctx: &Ctx) -> Result<(), String> {
         .position(|l| l.contains(&s(&b)))
         .ok_or("the profile has no rule for b")?
         + 1;
-    let run = sandboxed(ctx, &flags, &[&["read", &s(&b)]])?;
+    // The session goes to an audit store of this test's own (outside every grant).
+    let state = ctx.scratch.with_extension("state");
+    let out = command(ctx, &flags, &[&["read", &s(&b)]])
+        .env("XDG_STATE_HOME", &state)
+        .output()
+        .map_err(|e| format!("running {}: {e}", ctx.nono.display()))?;
+    let run = Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    };
     run.expect(&[EPERM])?;
     let ino = {
         use std::os::unix::fs::MetadataExt;
@@ -890,7 +900,61 @@ fn events_carry_rule_id_and_drop_counter(ctx: &Ctx) -> Result<(), String> {
     if dropped.is_none() {
         return Err(format!("no drop counter; stderr: {}", run.stderr));
     }
-    Ok(())
+    audit_has_the_deny(ctx, &state, &profile, line, ino)
+}
+
+/// The run's audit session (`nono audit show --json`) holds the kernel's deny with the rule's
+/// source line and the file's inode, and its hash chain verifies.
+fn audit_has_the_deny(
+    ctx: &Ctx,
+    state: &Path,
+    profile: &Path,
+    line: usize,
+    ino: u64,
+) -> Result<(), String> {
+    let audit = |args: &[&str]| -> Result<(i32, String), String> {
+        let out = Command::new(&ctx.nono)
+            .arg("audit")
+            .args(args)
+            .env("XDG_STATE_HOME", state)
+            .output()
+            .map_err(|e| format!("nono audit: {e}"))?;
+        Ok((
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        ))
+    };
+    let (_, list) = audit(&["list", "--json"])?;
+    let list: serde_json::Value =
+        serde_json::from_str(&list).map_err(|e| format!("audit list --json: {e}: {list}"))?;
+    let id = list[0]["id"]
+        .as_str()
+        .ok_or_else(|| format!("no audit session: {list}"))?
+        .to_string();
+    let (_, shown) = audit(&["show", &id, "--json"])?;
+    let doc: serde_json::Value =
+        serde_json::from_str(&shown).map_err(|e| format!("audit show --json: {e}: {shown}"))?;
+    let origin = format!("{}:{line}:", profile.display());
+    let events = doc["events"].as_array().cloned().unwrap_or_default();
+    let found = events.iter().any(|e| {
+        e["kind"] == "file"
+            && e["denied"] == true
+            && e["rule_id"].as_u64().is_some()
+            && e["rule_source"]
+                .as_str()
+                .is_some_and(|s| s.starts_with(&origin))
+            && e["detail"]["ino"].as_u64() == Some(ino)
+            && e["detail"]["hook"] == "file_open"
+    });
+    if !found {
+        return Err(format!(
+            "the audit session has no file_open deny from {origin} on inode {ino}: {shown}"
+        ));
+    }
+    match audit(&["verify", &id])? {
+        (0, _) => Ok(()),
+        (code, out) => Err(format!("nono audit verify exited {code}: {out}")),
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -11,6 +11,9 @@
 //! 4. baselines in the same round: `nono run --allow TREE -- /bin/true` without rollback,
 //!    `cp -a TREE`, and `cp -a` followed by `sync -f` (nono's snapshot ends with a syncfs).
 //!
+//! Before each write-heavy step (first snapshot, each `cp -a`), an untimed `sync` writes back
+//! what the earlier steps left dirty, so no step pays for another's writeback.
+//!
 //! The page cache is warm for every variant (the tree was just written or read), so the
 //! figures compare CPU and write cost, not cold reads. Targets (issue 6): first snapshot
 //! < 2 s, unchanged re-snapshot < 300 ms, restore of 1,000 files < 1 s, on 2 cores.
@@ -114,6 +117,17 @@ fn timed_phases(cmd: &mut Command) -> Result<(Duration, [Duration; 3])> {
     Ok((t, [phase("walk")?, phase("hash+store")?, phase("syncfs")?]))
 }
 
+/// Writes back every dirty page before a write-heavy measurement (untimed), so it does not
+/// pay for the previous one's writeback: the first snapshot and `cp -a` each write the whole
+/// tree, and on this machine's disk the earlier rounds' data otherwise throttles the later.
+fn settle() -> Result<()> {
+    let status = Command::new("sync").status()?;
+    if !status.success() {
+        bail!("sync failed: {status}");
+    }
+    Ok(())
+}
+
 fn median(v: &mut [Duration]) -> Duration {
     v.sort();
     v[v.len() / 2]
@@ -166,6 +180,7 @@ pub fn bench_rollback(nono: &Path, base: &Path, rounds: usize) -> Result<String>
         let state = base.join(format!("state{round}"));
         fs::create_dir_all(&state)?;
         plain.push(timed(&mut run_args(false, &state))?);
+        settle()?;
         let (t, p) = timed_phases(&mut run_args(true, &state))?;
         first.push(t);
         first_phases.push(p);
@@ -196,8 +211,10 @@ pub fn bench_rollback(nono: &Path, base: &Path, rounds: usize) -> Result<String>
         }
         let dest = base.join("copy");
         let _ = fs::remove_dir_all(&dest);
+        settle()?;
         cp.push(timed(Command::new("cp").arg("-a").arg(&tree).arg(&dest))?);
         fs::remove_dir_all(&dest)?;
+        settle()?;
         let start = Instant::now();
         timed(Command::new("cp").arg("-a").arg(&tree).arg(&dest))?;
         timed(Command::new("sync").arg("-f").arg(&dest))?;

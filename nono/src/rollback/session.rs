@@ -7,8 +7,9 @@
 //! write-file, truncate, remove, make-*, refer), canonicalised, nested grants merged. Left
 //! out, and listed in `session.json` with the reason:
 //! - `/dev`, `/proc`, `/sys`, `/run`: devices and kernel state, not files to roll back;
-//! - scratch space: `/tmp`, `/var/tmp`, `/dev/shm`, `$TMPDIR`, `$XDG_RUNTIME_DIR` (shared with
-//!   other programs, and temporary by definition);
+//! - scratch space: a grant on `/tmp`, `/var/tmp`, `/dev/shm`, `$TMPDIR` or `$XDG_RUNTIME_DIR`
+//!   itself (shared with other programs, and temporary by definition); a grant on a directory
+//!   below one of them (a project under `/tmp`) is snapshotted;
 //! - a grant whose path does not exist (Landlock skips it too), or that is neither a regular
 //!   file nor a directory.
 
@@ -222,7 +223,9 @@ pub fn writable_roots(plan: &LandlockPlan, vars: &PathVars) -> (Vec<PathBuf>, Ve
         };
         if system.iter().any(|s| c.starts_with(s)) {
             skip(c, "device or kernel filesystem");
-        } else if scratch.iter().any(|s| c.starts_with(s)) {
+        } else if scratch.contains(&c) {
+            // The scratch directory itself (a profile's `$TMPDIR` grant), not a project that
+            // happens to live below it: `--allow /tmp/proj` is snapshotted like any other.
             skip(c, "temporary scratch space");
         } else {
             match std::fs::symlink_metadata(&c) {
