@@ -1,8 +1,12 @@
 //! `bench_run`: what `nono run` costs over running the command directly, next to bubblewrap.
 //!
-//! Three variants are timed, interleaved (each round runs every variant once, in a rotating
+//! The variants are timed interleaved (each round runs every variant once, in a rotating
 //! order, so drift in machine load hits them alike): `/bin/true`, `nono run --profile default
-//! -- /bin/true`, and `bwrap --ro-bind / / /bin/true` when bubblewrap is installed. Each run is
+//! -- /bin/true`, and `bwrap --ro-bind / / /bin/true` when bubblewrap is installed. As root,
+//! `nono run` loads the kernel layer (cgroup, maps, ring-buffer reader), which is not the
+//! unprivileged start-up the target is about: then the target variant is `nono run` as
+//! `nobody` (through `setpriv`, compared with `setpriv ... /bin/true`), and the root run is
+//! reported beside it as the kernel layer's cost. Each run is
 //! reaped with `wait4`, whose rusage gives the peak RSS of nono's parent process (the maximum
 //! over nono and the children it reaped, and `/bin/true` is far smaller than nono).
 //! Targets: nono adds at most 1.5 ms (median) over `/bin/true`; nono's peak RSS < 10 MiB.
@@ -24,13 +28,40 @@ struct Variant {
     argv: Vec<String>,
     times: Vec<Duration>,
     max_rss_kib: i64,
+    /// The variant this one's added time is measured against.
+    baseline: usize,
 }
 
-/// Run once; the wall time from spawn to reap, the exit status, and the peak RSS in KiB.
-fn run_once(argv: &[String]) -> anyhow::Result<(Duration, i32, i64)> {
+/// Runs `argv` as `nobody`, with every group dropped.
+fn as_nobody(argv: &[&str]) -> Vec<String> {
+    [
+        "setpriv",
+        "--reuid=65534",
+        "--regid=65534",
+        "--clear-groups",
+    ]
+    .iter()
+    .chain(argv)
+    .map(|s| s.to_string())
+    .collect()
+}
+
+/// Run once (in `dirs`); the wall time from spawn to reap, the exit status, and the peak RSS in KiB.
+/// `$HOME` and the working directory of every run.
+struct Dirs {
+    home: std::path::PathBuf,
+    work: std::path::PathBuf,
+}
+
+fn run_once(argv: &[String], dirs: &Dirs) -> anyhow::Result<(Duration, i32, i64)> {
+    let mut cmd = Command::new(&argv[0]);
+    cmd.args(&argv[1..])
+        .env("HOME", &dirs.home)
+        .env_remove("XDG_STATE_HOME")
+        .env_remove("XDG_CONFIG_HOME")
+        .current_dir(&dirs.work);
     let start = Instant::now();
-    let child = Command::new(&argv[0])
-        .args(&argv[1..])
+    let child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -69,47 +100,89 @@ fn installed(tool: &str) -> bool {
 pub fn bench_run(nono: &Path, runs: usize) -> anyhow::Result<String> {
     let runs = runs.max(1);
     let nono_s = nono.display().to_string();
-    let mut variants = vec![
-        Variant {
-            name: "/bin/true",
-            argv: vec!["/bin/true".into()],
-            times: vec![],
-            max_rss_kib: 0,
-        },
-        Variant {
-            name: "nono run --profile default -- /bin/true",
-            argv: [
-                nono_s.as_str(),
-                "run",
-                "--profile",
-                "default",
-                "--",
-                "/bin/true",
-            ]
-            .map(String::from)
-            .to_vec(),
-            times: vec![],
-            max_rss_kib: 0,
-        },
+    let nono_true = [
+        nono_s.as_str(),
+        "run",
+        "--profile",
+        "default",
+        "--",
+        "/bin/true",
     ];
+    let variant = |name, argv: Vec<String>, baseline| Variant {
+        name,
+        argv,
+        times: vec![],
+        max_rss_kib: 0,
+        baseline,
+    };
+    // SAFETY: geteuid cannot fail.
+    let root = unsafe { libc::geteuid() } == 0;
+    let mut variants = vec![variant("/bin/true", vec!["/bin/true".into()], 0)];
+    // The variant the target applies to.
+    let target;
+    if root && installed("setpriv") {
+        variants.push(variant(
+            "/bin/true as nobody (setpriv)",
+            as_nobody(&["/bin/true"]),
+            0,
+        ));
+        target = variants.len();
+        variants.push(variant(
+            "nono run ... as nobody (Landlock+seccomp)",
+            as_nobody(&nono_true),
+            1,
+        ));
+        variants.push(variant(
+            "nono run ... as root (+ kernel layer)",
+            nono_true.map(String::from).to_vec(),
+            0,
+        ));
+    } else {
+        target = variants.len();
+        variants.push(variant(
+            "nono run --profile default -- /bin/true",
+            nono_true.map(String::from).to_vec(),
+            0,
+        ));
+    }
     let mut notes = Vec::new();
     if installed("bwrap") {
-        variants.push(Variant {
-            name: "bwrap --ro-bind / / /bin/true",
-            argv: ["bwrap", "--ro-bind", "/", "/", "/bin/true"]
+        variants.push(variant(
+            "bwrap --ro-bind / / /bin/true",
+            ["bwrap", "--ro-bind", "/", "/", "/bin/true"]
                 .map(String::from)
                 .to_vec(),
-            times: vec![],
-            max_rss_kib: 0,
-        });
+            0,
+        ));
     } else {
         notes.push("bwrap skipped: not installed (`apt-get install -y bubblewrap`)".to_string());
+    }
+    // A home and a working directory every variant (and `nobody`) can use: nono's audit store
+    // goes to $HOME/.local/state, and the default profile grants the working directory. Not
+    // under /tmp, which the default profile grants writable (the credential denies under
+    // $HOME would lie inside that grant), and not one inside the other, for the same reason.
+    let base = nono
+        .parent()
+        .and_then(Path::parent)
+        .context("nono's target directory")?
+        .join("bench-run");
+    let dirs = Dirs {
+        home: base.join("home"),
+        work: base.join("work"),
+    };
+    for d in [&base, &dirs.home, &dirs.work] {
+        std::fs::create_dir_all(d)?;
+        std::fs::set_permissions(d, std::os::unix::fs::PermissionsExt::from_mode(0o777))?;
     }
 
     // Every variant must succeed before it is worth timing; nono's refusal is shown verbatim.
     for v in &variants {
         let out = Command::new(&v.argv[0])
             .args(&v.argv[1..])
+            .env("HOME", &dirs.home)
+            .env_remove("XDG_STATE_HOME")
+            .env_remove("XDG_CONFIG_HOME")
+            .current_dir(&dirs.work)
             .output()
             .with_context(|| format!("cannot start {}", v.argv[0]))?;
         if !out.status.success() {
@@ -128,7 +201,7 @@ pub fn bench_run(nono: &Path, runs: usize) -> anyhow::Result<String> {
         let n = variants.len();
         for k in 0..n {
             let v = &mut variants[(round + k) % n];
-            let (t, status, rss) = run_once(&v.argv)?;
+            let (t, status, rss) = run_once(&v.argv, &dirs)?;
             if status != 0 {
                 bail!(
                     "`{}` failed during the benchmark (status {status:#x})",
@@ -142,8 +215,8 @@ pub fn bench_run(nono: &Path, runs: usize) -> anyhow::Result<String> {
         }
     }
 
-    let base = {
-        let mut t = variants[0].times.clone();
+    let median_of = |v: &Variant| {
+        let mut t = v.times.clone();
         t.sort();
         percentile(&t, 0.5)
     };
@@ -163,13 +236,14 @@ pub fn bench_run(nono: &Path, runs: usize) -> anyhow::Result<String> {
         let mut t = v.times.clone();
         t.sort();
         let (med, p90) = (percentile(&t, 0.5), percentile(&t, 0.9));
+        let base = median_of(&variants[v.baseline]);
         let ratio = if base.is_zero() {
             f64::NAN
         } else {
             med.as_secs_f64() / base.as_secs_f64()
         };
         let delta = med.saturating_sub(base);
-        if i == 1 {
+        if i == target {
             nono_overhead = delta;
             nono_rss = v.max_rss_kib;
         }
