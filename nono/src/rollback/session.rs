@@ -176,19 +176,6 @@ fn create_session_dir(store: &Store) -> Result<(String, PathBuf), String> {
     Err("cannot find a free session id".into())
 }
 
-const WRITE_RIGHTS: FsRights = FsRights::WRITE_FILE
-    .union(FsRights::TRUNCATE)
-    .union(FsRights::REMOVE_DIR)
-    .union(FsRights::REMOVE_FILE)
-    .union(FsRights::MAKE_CHAR)
-    .union(FsRights::MAKE_DIR)
-    .union(FsRights::MAKE_REG)
-    .union(FsRights::MAKE_SOCK)
-    .union(FsRights::MAKE_FIFO)
-    .union(FsRights::MAKE_BLOCK)
-    .union(FsRights::MAKE_SYM)
-    .union(FsRights::REFER);
-
 /// The roots to snapshot for an expanded plan, and the writable grants left out (see the
 /// module doc).
 pub fn writable_roots(plan: &LandlockPlan, vars: &PathVars) -> (Vec<PathBuf>, Vec<SkippedRoot>) {
@@ -211,7 +198,7 @@ pub fn writable_roots(plan: &LandlockPlan, vars: &PathVars) -> (Vec<PathBuf>, Ve
         })
     };
     for r in &plan.path_rules {
-        if !r.rights.intersects(WRITE_RIGHTS) {
+        if !r.rights.intersects(FsRights::CHANGES_FILES) {
             continue;
         }
         let Ok(p) = r.path.expand(&PathVars::new()) else {

@@ -120,6 +120,12 @@ impl FsRights {
         (FsRights::IOCTL_DEV, "ioctl_dev"),
     ];
 
+    /// Every right that creates, changes, moves or removes files (write grants give all but
+    /// `make_char`/`make_block`): what makes a grant writable, for rollback and write denies.
+    pub const CHANGES_FILES: FsRights = WRITE_GRANT
+        .union(FsRights::MAKE_CHAR)
+        .union(FsRights::MAKE_BLOCK);
+
     pub const fn empty() -> FsRights {
         FsRights(0)
     }
@@ -356,10 +362,7 @@ const WRITE_GRANT: FsRights = FsRights::WRITE_FILE
 const EXEC_GRANT: FsRights = FsRights::EXECUTE.union(READ_GRANT);
 /// What a write deny takes away: every right that changes the file system, including the ones
 /// never granted, so a deny can never be read as leaving a modifying right behind.
-const WRITE_DENIED: FsRights = WRITE_GRANT
-    .union(FsRights::MAKE_CHAR)
-    .union(FsRights::MAKE_BLOCK)
-    .union(FsRights::IOCTL_DEV);
+const WRITE_DENIED: FsRights = FsRights::CHANGES_FILES.union(FsRights::IOCTL_DEV);
 
 pub(crate) const KERNEL_LAYER: &str = "the eBPF kernel layer (run nono as root)";
 const FEATURE_DENY_INSIDE: &str = "deny inside an allowed tree";
