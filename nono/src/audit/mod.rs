@@ -18,7 +18,7 @@
 //! - [`bench`]: `nono audit bench`, run by `cargo xtask bench audit`.
 //!
 //! Feeding the kernel layer's decisions (the ring-buffer reader, a tokio task): take
-//! `RunAudit::sender()` from [`session::begin_run`], a [`event::ClockOffset::now()`] and
+//! `RunAudit::sender()` from [`session::PendingRun::begin`], a [`event::ClockOffset::now()`] and
 //! [`session::rule_sources`]`(&policy)` once, then for each drained batch
 //! `sender.send(batch.iter().map(|k| AuditEvent::from_kernel(k, clock, &sources)).collect()).await`
 //! (waits for room rather than dropping), and report the kernel's drop counter with

@@ -124,12 +124,8 @@ pub struct Availability {
 impl Availability {
     /// Why the kernel layer can't be used at all, if it can't.
     pub fn blocker(&self) -> Option<String> {
-        if !self.built_in {
-            Some("this nono was built without the kernel layer (`cargo xtask ebpf`)".into())
-        } else if !self.privileged {
-            Some(
-                "nono is not root (the kernel layer needs root, or CAP_BPF + CAP_SYS_ADMIN)".into(),
-            )
+        if let Some(b) = unprobed_blocker(self.built_in, self.privileged) {
+            Some(b)
         } else if !self.btf {
             Some(format!("the kernel has no BTF ({})", offsets::VMLINUX_BTF))
         } else if self.cgroup2.is_none() {
@@ -137,6 +133,17 @@ impl Availability {
         } else {
             None
         }
+    }
+}
+
+/// The blockers known without reading anything: not built in, not privileged.
+fn unprobed_blocker(built_in: bool, privileged: bool) -> Option<String> {
+    if !built_in {
+        Some("this nono was built without the kernel layer (`cargo xtask ebpf`)".into())
+    } else if !privileged {
+        Some("nono is not root (the kernel layer needs root, or CAP_BPF + CAP_SYS_ADMIN)".into())
+    } else {
+        None
     }
 }
 
@@ -224,6 +231,14 @@ fn object_hash(object: &[u8]) -> u64 {
 }
 
 impl KernelLayer {
+    /// Why the layer can't be used, from the checks that read nothing. An unprivileged
+    /// `nono run`, the common case, stops here instead of reading securityfs, sysfs and
+    /// mountinfo on its start-up path.
+    pub fn quick_blocker() -> Option<String> {
+        // SAFETY: geteuid cannot fail.
+        unprobed_blocker(EBPF_OBJECT.is_some(), unsafe { libc::geteuid() } == 0)
+    }
+
     /// Cheap checks, nothing loaded.
     pub fn probe() -> Availability {
         let bpf_lsm_listed = fs::read_to_string("/sys/kernel/security/lsm")

@@ -376,6 +376,13 @@ pub fn run(args: RunArgs) -> CmdResult {
     let policy = concrete::expand(&policy, &vars)
         .map_err(|e| refused(format!("nono: cannot expand the policy's paths: {e}")))?;
 
+    // The audit writer opens its store while the sandbox is worked out (`PendingRun`).
+    let pending_audit = if args.dry_run {
+        None
+    } else {
+        crate::audit::session::prepare_run(&policy, &workdir)
+    };
+
     let kernel = KernelFeatures::probe();
     let klayer = KernelRun::start();
     let target = Target {
@@ -548,14 +555,16 @@ pub fn run(args: RunArgs) -> CmdResult {
     })
     .map_err(refused)?;
     // The audit trail (src/audit): the session, the exec, the exit status. Never fatal.
-    let audit = crate::audit::session::begin_run(crate::audit::session::RunInfo {
-        argv: &args.command,
-        cwd: &workdir,
-        profile: &args.profile,
-        policy: &policy,
-        target,
-        layers: audit_layers(&plan, &kernel, &klayer, egress.as_ref()),
-        child_pid: &sandbox::CHILD_PID,
+    let audit = pending_audit.map(|p| {
+        p.begin(crate::audit::session::RunInfo {
+            argv: &args.command,
+            cwd: &workdir,
+            profile: &args.profile,
+            policy: &policy,
+            target,
+            layers: audit_layers(&plan, &kernel, &klayer, egress.as_ref()),
+            child_pid: &sandbox::CHILD_PID,
+        })
     });
     // Kernel decisions go to `-v` and the audit trail from before the command starts.
     if let Some(k) = ksandbox.as_mut() {

@@ -60,7 +60,9 @@ impl KernelRun {
             off: Some(why),
             coverage: KernelCoverage::NONE,
         };
-        if let Some(blocker) = KernelLayer::probe().blocker() {
+        if let Some(blocker) =
+            KernelLayer::quick_blocker().or_else(|| KernelLayer::probe().blocker())
+        {
             return off(blocker);
         }
         match KernelLayer::load() {
