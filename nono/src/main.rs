@@ -85,20 +85,27 @@ enum Command {
 }
 
 fn init_tracing(verbose: u8) {
-    let default = match verbose {
-        0 => "warn",
-        1 => "info",
-        2 => "debug",
-        _ => "trace",
+    use tracing_subscriber::filter::LevelFilter;
+    let level = match verbose {
+        0 => LevelFilter::WARN,
+        1 => LevelFilter::INFO,
+        2 => LevelFilter::DEBUG,
+        _ => LevelFilter::TRACE,
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let fmt = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_target(false)
-        .without_time()
-        .init();
+        .without_time();
+    // RUST_LOG's directives need EnvFilter; without them a level is all there is to filter,
+    // and every `nono run` skips parsing directives on its start-up path.
+    match std::env::var_os("RUST_LOG") {
+        Some(_) => {
+            let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level.to_string()));
+            fmt.with_env_filter(filter).init()
+        }
+        None => fmt.with_max_level(level).init(),
+    }
 }
 
 fn main() {
