@@ -279,7 +279,8 @@ async fn write_loop(
                 Err(_) => break,
             }
         }
-        if !pending.is_empty() {
+        // The last batch goes in the end's transaction.
+        if !pending.is_empty() && end.is_none() {
             store.append(
                 &mut cursor,
                 &pending,
@@ -294,7 +295,11 @@ async fn write_loop(
     if let Some(mut e) = end {
         e.dropped_kernel = dropped_kernel;
         e.dropped_user = dropped_user;
-        store.end_session(&mut cursor, &e)?;
+        store.end_session(&mut cursor, &pending, &e)?;
+    } else if !pending.is_empty() {
+        // Unreachable in practice (the loop writes each batch unless an end came with it),
+        // but a batch must never be dropped on the way out.
+        store.append(&mut cursor, &pending, dropped_kernel, dropped_user)?;
     }
     if let Err(e) = store.tidy() {
         tracing::warn!("audit: checkpointing the store: {e}");

@@ -310,16 +310,24 @@ impl Store {
         Ok(())
     }
 
-    /// Appends the final `end` event and marks the session complete, in one transaction.
-    pub fn end_session(&mut self, c: &mut Cursor, end: &End) -> Result<(), AuditError> {
-        let row = end_row(end);
+    /// Appends `rows`, then the final `end` event, and marks the session complete, in one
+    /// transaction: the last events of a run (its exec, for one) cost no commit of their own
+    /// between the command's exit and nono's.
+    pub fn end_session(
+        &mut self,
+        c: &mut Cursor,
+        rows: &[Row],
+        end: &End,
+    ) -> Result<(), AuditError> {
+        let mut all = Vec::with_capacity(rows.len() + 1);
+        all.extend_from_slice(rows);
+        all.push(end_row(end));
         let path = self.path.clone();
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(|e| self_err(&path, e))?;
-        let (head, seq, violations) =
-            insert_rows(&tx, c, std::slice::from_ref(&row)).map_err(|e| self_err(&path, e))?;
+        let (head, seq, violations) = insert_rows(&tx, c, &all).map_err(|e| self_err(&path, e))?;
         tx.execute(
             "UPDATE sessions SET head = ?2, event_count = ?3, violation_count = ?4,
                 dropped_kernel = ?5, dropped_user = ?6, ended_ns = ?7, exit_code = ?8,
