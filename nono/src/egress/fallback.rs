@@ -87,6 +87,7 @@ impl Fallback {
         let listen = Listen {
             proxy: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
             dns: None,
+            dns6: None,
         };
         let service = Service::start(resolver, &listen)?;
         Ok(Fallback {

@@ -48,6 +48,8 @@ pub struct Service {
     pub proxy: Option<SocketAddr>,
     pub dns_udp: Option<SocketAddr>,
     pub dns_tcp: Option<SocketAddr>,
+    /// The resolver's second address (UDP and TCP), if [`Listen::dns6`] was given and bound.
+    pub dns6: Option<SocketAddr>,
 }
 
 /// What to serve, and where.
@@ -57,6 +59,9 @@ pub struct Listen {
     /// The DNS resolver, on UDP and TCP at the same address (the TCP port follows the UDP
     /// one when the port is 0).
     pub dns: Option<SocketAddr>,
+    /// The resolver again at a second address (kernel mode: `[::1]:0`, where native IPv6
+    /// port-53 traffic is redirected). Best effort: a host without IPv6 loopback serves none.
+    pub dns6: Option<SocketAddr>,
 }
 
 impl Service {
@@ -70,7 +75,7 @@ impl Service {
             .enable_time()
             .build()
             .context("egress: cannot start the tokio runtime")?;
-        let (proxy, udp, tcp) = rt.block_on(async {
+        let (proxy, udp, tcp, dns6) = rt.block_on(async {
             let proxy = match listen.proxy {
                 Some(a) => Some(
                     tokio::net::TcpListener::bind(a)
@@ -86,12 +91,17 @@ impl Service {
                 }
                 None => (None, None),
             };
-            anyhow::Ok((proxy, udp, tcp))
+            let dns6 = match listen.dns6 {
+                Some(a) => resolver::bind(a).await.ok(),
+                None => None,
+            };
+            anyhow::Ok((proxy, udp, tcp, dns6))
         })?;
         let service = Service {
             proxy: proxy.as_ref().and_then(|l| l.local_addr().ok()),
             dns_udp: udp.as_ref().and_then(|s| s.local_addr().ok()),
             dns_tcp: tcp.as_ref().and_then(|s| s.local_addr().ok()),
+            dns6: dns6.as_ref().and_then(|(s, _)| s.local_addr().ok()),
         };
         let blocked = BlockAllSignals::new();
         std::thread::Builder::new()
@@ -106,6 +116,10 @@ impl Service {
                         tasks.spawn(resolver::serve_udp(u, resolver.clone()));
                     }
                     if let Some(t) = tcp {
+                        tasks.spawn(resolver::serve_tcp(t, resolver.clone()));
+                    }
+                    if let Some((u, t)) = dns6 {
+                        tasks.spawn(resolver::serve_udp(u, resolver.clone()));
                         tasks.spawn(resolver::serve_tcp(t, resolver.clone()));
                     }
                     tasks.spawn(resolver::expire_loop(resolver.clone()));
