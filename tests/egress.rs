@@ -920,7 +920,10 @@ fn kernel_mode_ipv6_port_53_is_redirected_to_nono_resolver() {
         "a native IPv6 UDP query must reach the resolver, its reply seem to come from ::1:53"
     );
     assert_eq!(ask(&format!("connect 127.0.0.2 {port}")), "OK");
-    assert_eq!(ask("tcp a.nono.test ::1"), "rcode=0 from=-:0 addr=127.0.0.2");
+    assert_eq!(
+        ask("tcp a.nono.test ::1"),
+        "rcode=0 from=-:0 addr=127.0.0.2"
+    );
     assert_eq!(
         ask("udp a.nono.test ::ffff:127.0.0.9"),
         "rcode=0 from=::ffff:127.0.0.9:53 addr=127.0.0.2",

@@ -141,7 +141,10 @@ impl Drop for Helper {
     }
 }
 
-fn spawn(name: &'static str, mut cmd: Command) -> Result<(Helper, BufReader<std::process::ChildStderr>)> {
+fn spawn(
+    name: &'static str,
+    mut cmd: Command,
+) -> Result<(Helper, BufReader<std::process::ChildStderr>)> {
     let mut child = cmd
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -269,11 +272,7 @@ pub fn bench_connect(nono: &Path, rounds: usize) -> Result<String> {
             ],
         ),
     )?;
-    let line = wait_for_line(
-        "domain",
-        stderr,
-        "nono: egress: kernel mode: resolver at ",
-    )?;
+    let line = wait_for_line("domain", stderr, "nono: egress: kernel mode: resolver at ")?;
     let resolver: SocketAddr = line
         .split("resolver at ")
         .nth(1)
