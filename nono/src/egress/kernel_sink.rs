@@ -279,6 +279,8 @@ pub struct KernelEgress {
     sandbox_id: u32,
     resolver: SocketAddr,
     resolver6: Option<SocketAddr>,
+    /// `--strict-domains`: nono's proxy, the only way to a name.
+    proxy: Option<SocketAddr>,
     rules: EgressRules,
     upstreams: Vec<SocketAddr>,
     names: AnsweredNames,
@@ -406,12 +408,19 @@ impl KernelEgress {
     /// empty means `/etc/resolv.conf`; `allow_resolved` are the `--allow-resolved` CIDRs), and
     /// redirect the sandbox's port-53 traffic to it. Call it before the command starts: until
     /// then no domain's address is in the maps, so nothing is reachable by name.
+    ///
+    /// `strict` (`--strict-domains`): answers open nothing in the kernel. nono's proxy is served
+    /// too (strict: each tunnel's TLS SNI or HTTP Host must be the allowed name), the sandbox
+    /// may connect to it and nowhere else by name, and the command gets the proxy variables.
+    /// The resolver still answers the sandbox's DNS (allowed names only, so nothing leaks), so
+    /// programs that look a name up before using the proxy keep working.
     pub fn start(
         policy: &Policy,
         layer: &KernelLayer,
         sandbox_id: u32,
         upstreams: &[SocketAddr],
         allow_resolved: &[IpNet],
+        strict: bool,
     ) -> Result<KernelEgress> {
         let rules = EgressRules::from_policy(policy, allow_resolved);
         let upstreams = super::upstream::upstreams(upstreams)?;
@@ -419,26 +428,43 @@ impl KernelEgress {
         let sink =
             KernelDestinations::new(maps.reopen()?, sandbox_id, NetEntries::from_policy(policy)?);
         let names = sink.names.clone();
-        let resolver = Arc::new(Resolver::new(
-            rules.clone(),
-            upstreams.clone(),
-            Arc::new(sink),
-        ));
+        let sink: Arc<dyn AllowedDestinations> = if strict {
+            // The proxy's own table: answered addresses are reachable by nono's proxy (outside
+            // the sandbox's cgroup), never by the sandbox directly.
+            Arc::new(super::resolver::DestinationTable::default())
+        } else {
+            Arc::new(sink)
+        };
+        let resolver = Arc::new(Resolver::new(rules.clone(), upstreams.clone(), sink));
         let service = Service::start(
             resolver,
             &Listen {
-                proxy: None,
                 dns: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
                 dns6: Some(SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, 0))),
+                proxy: strict.then(|| SocketAddr::from(([127, 0, 0, 1], 0))),
+                strict,
             },
         )?;
         let addr = service.dns_udp.context("the resolver has no address")?;
-        let redirect = redirect_dns(layer, &mut maps.reopen()?, sandbox_id, addr, service.dns6)?;
+        let mut kmaps = maps.reopen()?;
+        let redirect = redirect_dns(layer, &mut kmaps, sandbox_id, addr, service.dns6)?;
+        if let Some(SocketAddr::V4(p)) = service.proxy {
+            // TCP only matters, but one helper writes both protocols; UDP to the proxy's port
+            // reaches nothing (it listens on TCP).
+            allow_resolver(&mut kmaps, sandbox_id, IpAddr::V4(*p.ip()), p.port())?;
+            allow_resolver(
+                &mut kmaps,
+                sandbox_id,
+                IpAddr::V6(p.ip().to_ipv6_mapped()),
+                p.port(),
+            )?;
+        }
         Ok(KernelEgress {
             redirect,
             sandbox_id,
             resolver: addr,
             resolver6: service.dns6,
+            proxy: service.proxy,
             _service: service,
             rules,
             upstreams,
@@ -460,6 +486,16 @@ impl KernelEgress {
             nono_common::DNS_PORT,
             self.rules.domain_rule_ids(),
         );
+        if let Some(p) = self.proxy {
+            super::fallback::add_connect_port(plan, p.port(), self.rules.domain_rule_ids());
+        }
+    }
+
+    /// `--strict-domains`: point the command at the proxy (nothing otherwise).
+    pub fn set_env(&self, env: &mut Vec<(std::ffi::OsString, std::ffi::OsString)>) {
+        if let Some(p) = self.proxy {
+            super::fallback::point_env_at(env, &format!("http://{p}"));
+        }
     }
 
     /// The line saying which mode is active (`nono run` prints it; tests read the address).
@@ -469,14 +505,24 @@ impl KernelEgress {
             Some(a) => format!(" and {a}"),
             None => " (no IPv6 loopback: IPv6 port 53 stays denied)".into(),
         };
-        format!(
-            "nono: egress: kernel mode: resolver at {}{v6} (udp, tcp); port 53 redirected to \
-             it; domain rules ({}) enforced by the cgroup socket programs on the addresses it \
-             answers, until their TTL ends; names resolved via {}",
-            self.resolver,
-            self.rules.domain_rule_ids().len(),
-            ups.join(", ")
-        )
+        let ups = ups.join(", ");
+        let n = self.rules.domain_rule_ids().len();
+        match self.proxy {
+            None => format!(
+                "nono: egress: kernel mode: resolver at {}{v6} (udp, tcp); port 53 redirected \
+                 to it; domain rules ({n}) enforced by the cgroup socket programs on the \
+                 addresses it answers, until their TTL ends; names resolved via {ups}",
+                self.resolver,
+            ),
+            Some(p) => format!(
+                "nono: egress: kernel mode: resolver at {}{v6} (udp, tcp); port 53 redirected \
+                 to it; strict domains: domain rules ({n}) enforced by nono's proxy at \
+                 http://{p} (HTTPS_PROXY/HTTP_PROXY/ALL_PROXY set), the only address the cgroup \
+                 socket programs let the sandbox reach by name; each tunnel's TLS SNI (or HTTP \
+                 Host) must be the name it was allowed for; names resolved via {ups}",
+                self.resolver,
+            ),
+        }
     }
 }
 

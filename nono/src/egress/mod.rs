@@ -18,6 +18,8 @@
 //! - [`kernel_sink`]: the kernel mode of `nono run` (root, cgroup socket programs active): the
 //!   sink on the kernel layer's per-sandbox network maps, and the port-53 redirect to the
 //!   resolver;
+//! - [`strict`]: `--strict-domains`, the proxy's check that the name inside a tunnel (TLS SNI,
+//!   HTTP `Host`) is the name it was allowed for;
 //! - [`mode`]: which mode `nono run` uses (kernel when the network programs are active, proxy
 //!   otherwise) and the line saying so;
 //! - [`fallback`]: how `nono run` uses the proxy (Landlock port rule, environment, the line
@@ -32,6 +34,7 @@ pub mod mode;
 pub mod proxy;
 pub mod resolver;
 pub mod rules;
+pub mod strict;
 pub mod upstream;
 
 use std::net::SocketAddr;
@@ -62,6 +65,8 @@ pub struct Listen {
     /// The resolver again at a second address (kernel mode: `[::1]:0`, where native IPv6
     /// port-53 traffic is redirected). Best effort: a host without IPv6 loopback serves none.
     pub dns6: Option<SocketAddr>,
+    /// `--strict-domains`: the proxy checks the name inside each tunnel ([`strict`]).
+    pub strict: bool,
 }
 
 impl Service {
@@ -103,6 +108,7 @@ impl Service {
             dns_tcp: tcp.as_ref().and_then(|s| s.local_addr().ok()),
             dns6: dns6.as_ref().and_then(|(s, _)| s.local_addr().ok()),
         };
+        let strict = listen.strict;
         let blocked = BlockAllSignals::new();
         std::thread::Builder::new()
             .name("nono-egress".into())
@@ -110,7 +116,7 @@ impl Service {
                 rt.block_on(async move {
                     let mut tasks = tokio::task::JoinSet::new();
                     if let Some(l) = proxy {
-                        tasks.spawn(proxy::serve(l, resolver.clone()));
+                        tasks.spawn(proxy::serve(l, resolver.clone(), strict));
                     }
                     if let Some(u) = udp {
                         tasks.spawn(resolver::serve_udp(u, resolver.clone()));

@@ -62,6 +62,7 @@ impl Egress {
         kernel: Option<KernelTarget<'_>>,
         upstreams: &[SocketAddr],
         allow_resolved: &[IpNet],
+        strict: bool,
     ) -> Result<Option<Egress>> {
         if let Some(k) = kernel {
             if !kernel_applies(policy, true) {
@@ -73,6 +74,7 @@ impl Egress {
                 k.sandbox_id,
                 upstreams,
                 allow_resolved,
+                strict,
             )?)));
         }
         if !proxy_applies(policy, landlock_abi, false) {
@@ -82,6 +84,7 @@ impl Egress {
             policy,
             upstreams,
             allow_resolved,
+            strict,
         )?)))
     }
 
@@ -92,7 +95,10 @@ impl Egress {
                 p.add_port_rule(plan);
                 p.set_env(env);
             }
-            Egress::Kernel(k) => k.add_port_rule(plan),
+            Egress::Kernel(k) => {
+                k.add_port_rule(plan);
+                k.set_env(env);
+            }
         }
     }
 
@@ -122,8 +128,28 @@ impl Egress {
     }
 }
 
-/// The `--dry-run` line about domain rules.
-pub fn dry_run_line(policy: &Policy, landlock_abi: u8, kernel_net: bool) -> Option<String> {
+/// The `--dry-run` line about domain rules (`strict`: `--strict-domains`).
+pub fn dry_run_line(
+    policy: &Policy,
+    landlock_abi: u8,
+    kernel_net: bool,
+    strict: bool,
+) -> Option<String> {
+    let line = dry_run_mode(policy, landlock_abi, kernel_net)?;
+    if !strict {
+        return Some(line);
+    }
+    let via = if kernel_applies(policy, kernel_net) {
+        "; strict domains: connections to names go through nono's proxy (the kernel allows \
+         connects to it only, never to an answered address), which requires each tunnel's TLS \
+         SNI or HTTP Host to be the name it was allowed for"
+    } else {
+        super::fallback::STRICT_NOTE
+    };
+    Some(format!("{line}{via}"))
+}
+
+fn dry_run_mode(policy: &Policy, landlock_abi: u8, kernel_net: bool) -> Option<String> {
     if kernel_applies(policy, kernel_net) {
         return Some(format!(
             "Egress: {} domain rule(s) enforced in the kernel (cgroup socket programs): port 53 \
