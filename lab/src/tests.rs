@@ -1437,7 +1437,9 @@ fn net_dns_redirect_v4_and_v6(ctx: &Ctx) -> Result<(), String> {
     run.expect(&expected)?;
     let names = seen.lock().unwrap().clone();
     if !names.iter().any(|n| n == "a.lab.test") {
-        return Err(format!("the allowed name never reached the upstream: {names:?}"));
+        return Err(format!(
+            "the allowed name never reached the upstream: {names:?}"
+        ));
     }
     if names.iter().any(|n| n.starts_with('b')) {
         return Err(format!("a refused name reached the upstream: {names:?}"));
