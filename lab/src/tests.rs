@@ -1359,8 +1359,11 @@ fn bench_lsm_overhead(ctx: &Ctx) -> Result<(), String> {
     Ok(())
 }
 
+/// The names a test upstream was asked.
+type Asked = Arc<std::sync::Mutex<Vec<String>>>;
+
 /// A test upstream on 127.0.0.1: answers every A query with 127.0.0.2 and records the names.
-fn dns_upstream() -> Result<(u16, Arc<std::sync::Mutex<Vec<String>>>), String> {
+fn dns_upstream() -> Result<(u16, Asked), String> {
     let sock = UdpSocket::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
     let port = sock.local_addr().map_err(|e| e.to_string())?.port();
     let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
