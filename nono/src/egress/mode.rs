@@ -135,18 +135,24 @@ pub fn dry_run_line(
     kernel_net: bool,
     strict: bool,
 ) -> Option<String> {
-    let line = dry_run_mode(policy, landlock_abi, kernel_net)?;
-    if !strict {
-        return Some(line);
+    if strict && kernel_applies(policy, kernel_net) {
+        return Some(format!(
+            "Egress: {} domain rule(s) enforced by nono's proxy (strict domains, kernel mode): \
+             the cgroup socket programs let the command connect to the proxy only, never to an \
+             address a name resolves to; the proxy requires each tunnel's TLS SNI or HTTP Host \
+             to be the name it was allowed for; port 53 redirected to nono's resolver (allowed \
+             names only); the command gets HTTPS_PROXY/HTTP_PROXY/ALL_PROXY",
+            policy.net.domains.len()
+        ));
     }
-    let via = if kernel_applies(policy, kernel_net) {
-        "; strict domains: connections to names go through nono's proxy (the kernel allows \
-         connects to it only, never to an answered address), which requires each tunnel's TLS \
-         SNI or HTTP Host to be the name it was allowed for"
-    } else {
-        super::fallback::STRICT_NOTE
-    };
-    Some(format!("{line}{via}"))
+    let line = dry_run_mode(policy, landlock_abi, kernel_net)?;
+    Some(
+        if strict && proxy_applies(policy, landlock_abi, kernel_net) {
+            format!("{line}{}", super::fallback::STRICT_NOTE)
+        } else {
+            line
+        },
+    )
 }
 
 fn dry_run_mode(policy: &Policy, landlock_abi: u8, kernel_net: bool) -> Option<String> {
