@@ -19,8 +19,10 @@
 //!
 //! IP-literal tunnels (allowed by a CIDR rule, which already names the address) are not
 //! inspected. Only the start of the stream is checked: a client could send a second request
-//! for another name on a kept-alive HTTP/1 connection, which strict mode does not parse (the
-//! README says so); over TLS the name is bound by the certificate the server presents for it.
+//! for another name on a kept-alive HTTP/1 connection, which strict mode does not parse. nono
+//! does not terminate TLS, so the HTTP `Host` inside an encrypted tunnel is not seen (SNI the
+//! allowed name, encrypted Host another name on the same CDN): only a CDN that refuses a Host
+//! differing from the SNI stops that. The README states both limits.
 
 use tls_parser::{
     parse_tls_extensions, parse_tls_plaintext, TlsExtension, TlsMessage, TlsMessageHandshake,
