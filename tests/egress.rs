@@ -712,28 +712,30 @@ for line in sys.stdin:
     assert!(unresolved["detail"]["name"].is_null(), "{unresolved}");
 }
 
-/// The sandboxed probe of the kernel-mode DNS tests: `udp NAME` / `tcp NAME` query 127.0.0.9:53
-/// (nothing listens there, so a broken redirect stays on loopback), `connect IP PORT`, and
+/// The sandboxed probe of the kernel-mode DNS tests: `udp NAME [SERVER]` / `tcp NAME [SERVER]`
+/// query SERVER port 53, by default 127.0.0.9 (nothing listens there, so a broken redirect
+/// stays on loopback; an IPv6 SERVER uses an AF_INET6 socket), `connect IP PORT`, and
 /// `udp-other` (a datagram to 127.0.0.9:54). A query built by hand: the probe is plain Python,
 /// and the test only reads the header's rcode and the single A record a filtered answer carries.
 const DNS_PROBE: &str = r#"
 import errno, socket, struct, sys
-def query(name, tcp):
+def query(name, tcp, server):
+    fam = socket.AF_INET6 if ":" in server else socket.AF_INET
     q = struct.pack(">HHHHHH", 0x4e4f, 0x0100, 1, 0, 0, 0)
     q += b"".join(bytes([len(l)]) + l.encode() for l in name.split(".")) + b"\0"
     q += struct.pack(">HH", 1, 1)
     if tcp:
-        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        s = socket.socket(fam, socket.SOCK_STREAM)
         s.settimeout(5)
-        s.connect(("127.0.0.9", 53))
+        s.connect((server, 53))
         s.sendall(struct.pack(">H", len(q)) + q)
         n = struct.unpack(">H", s.recv(2, socket.MSG_WAITALL))[0]
         # getpeername() shows the resolver for TCP (no getpeername hook): not compared.
         r, frm = s.recv(n, socket.MSG_WAITALL), ("-", 0)
     else:
-        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s = socket.socket(fam, socket.SOCK_DGRAM)
         s.settimeout(5)
-        s.sendto(q, ("127.0.0.9", 53))
+        s.sendto(q, (server, 53))
         r, frm = s.recvfrom(4096)
     ancount = struct.unpack(">H", r[6:8])[0]
     addr = socket.inet_ntoa(r[-4:]) if ancount else "-"
@@ -750,10 +752,11 @@ def udp_other():
 for line in sys.stdin:
     cmd = line.split()
     try:
+        server = cmd[2] if len(cmd) > 2 else "127.0.0.9"
         if cmd[0] == "udp":
-            out = query(cmd[1], False)
+            out = query(cmd[1], False, server)
         elif cmd[0] == "tcp":
-            out = query(cmd[1], True)
+            out = query(cmd[1], True, server)
         elif cmd[0] == "connect":
             out = connect(cmd[1], int(cmd[2]))
         else:
@@ -884,4 +887,65 @@ fn kernel_mode_wildcards_lookalikes_and_special_ranges() {
         server.hits() == 1 && lo.hits() == 1
     });
     assert_eq!((server.hits(), lo.hits()), (1, 1));
+}
+
+/// IPv6 port 53 is redirected too: a native IPv6 server (`::1`, where nothing listens on port
+/// 53 here, so a broken redirect stays on loopback) goes to nono's resolver on `[::1]`, and an
+/// IPv4-mapped one (`::ffff:127.0.0.9`, a dual-stack socket asking an IPv4 server) to the IPv4
+/// resolver; UDP replies appear to come from the server asked, in the form it was asked; a
+/// refused name never reaches the upstream; an allowed one opens its address.
+#[test]
+fn kernel_mode_ipv6_port_53_is_redirected_to_nono_resolver() {
+    let _serial = serial();
+    if !has_cgroup_sock() {
+        return;
+    }
+    assert!(
+        std::net::UdpSocket::bind("[::1]:0").is_ok(),
+        "this test needs IPv6 loopback (::1)"
+    );
+    let w = World::new(User::Root);
+    let zone = Zone::start();
+    let a = HttpServer::start("127.0.0.2", 0);
+    let port = a.addr.port();
+    zone.set("a.nono.test", &["127.0.0.2"], 60);
+    zone.set("b.nono.test", &["127.0.0.3"], 60);
+    let profile = profile(&w, &["a.nono.test"], port);
+    let (mut child, _, mut ask) = start_kernel_mode(&w, &zone, &profile, DNS_PROBE);
+
+    assert_eq!(ask(&format!("connect 127.0.0.2 {port}")), "EPERM");
+    assert_eq!(
+        ask("udp a.nono.test ::1"),
+        "rcode=0 from=::1:53 addr=127.0.0.2",
+        "a native IPv6 UDP query must reach the resolver, its reply seem to come from ::1:53"
+    );
+    assert_eq!(ask(&format!("connect 127.0.0.2 {port}")), "OK");
+    assert_eq!(
+        ask("tcp a.nono.test ::1"),
+        "rcode=0 from=-:0 addr=127.0.0.2"
+    );
+    assert_eq!(
+        ask("udp a.nono.test ::ffff:127.0.0.9"),
+        "rcode=0 from=::ffff:127.0.0.9:53 addr=127.0.0.2",
+        "a mapped UDP query must reach the resolver, its reply seem to come from the server asked"
+    );
+    assert_eq!(
+        ask("tcp a.nono.test ::ffff:127.0.0.9"),
+        "rcode=0 from=-:0 addr=127.0.0.2"
+    );
+    for server in ["::1", "::ffff:127.0.0.9"] {
+        assert_eq!(
+            ask(&format!("udp b.nono.test {server}")),
+            format!("rcode=5 from={server}:53 addr=-")
+        );
+        assert_eq!(
+            ask(&format!("tcp b.nono.test {server}")),
+            "rcode=5 from=-:0 addr=-"
+        );
+    }
+    assert!(!zone.saw("b.nono.test"), "{:?}", zone.queried());
+    drop(ask);
+    assert!(child.wait().unwrap().success());
+    nono_e2e::wait_until(Duration::from_secs(5), || a.hits() == 1);
+    assert_eq!(a.hits(), 1);
 }

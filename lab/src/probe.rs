@@ -221,6 +221,37 @@ fn run_op(op: &str, args: &[String]) -> Result<(), i32> {
                 sock.send_to(b"nono-lab", target).map_err(io_errno)?;
                 Ok(())
             }
+            // A DNS A query for NAME to SERVER over UDP: ok when the answer is NOERROR and
+            // comes from SERVER itself (the redirect must hide nono's resolver); errno -3 for
+            // another source, -(10 + rcode) for an error answer.
+            "dnsq" => {
+                let server = addr(a(0))?;
+                let local = if server.is_ipv4() {
+                    "0.0.0.0:0"
+                } else {
+                    "[::]:0"
+                };
+                let sock = UdpSocket::bind(local).map_err(io_errno)?;
+                sock.set_read_timeout(Some(Duration::from_secs(5)))
+                    .map_err(io_errno)?;
+                let mut q = vec![0x4e, 0x4f, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0];
+                for label in a(1).split('.') {
+                    q.push(label.len() as u8);
+                    q.extend_from_slice(label.as_bytes());
+                }
+                q.extend_from_slice(&[0, 0, 1, 0, 1]);
+                sock.send_to(&q, server).map_err(io_errno)?;
+                let mut buf = [0u8; 1500];
+                let (n, from) = sock.recv_from(&mut buf).map_err(io_errno)?;
+                if from != server {
+                    return Err(-3);
+                }
+                let rcode = if n > 3 { buf[3] & 0xf } else { 15 };
+                if rcode != 0 {
+                    return Err(-(10 + i32::from(rcode)));
+                }
+                Ok(())
+            }
             "bind" => {
                 TcpListener::bind(addr(a(0))?).map_err(io_errno)?;
                 Ok(())

@@ -54,6 +54,7 @@ tests! {
     net_udp_sendto: CgroupSock,
     net_bind_needs_listen_rule: CgroupSock,
     net_metadata_address_denied: CgroupSock,
+    net_dns_redirect_v4_and_v6: CgroupSock,
     bench_lsm_overhead: Lsm,
 }
 
@@ -166,6 +167,7 @@ fn lab_profile(
                 lines.push(format!("readwrite {}", subtree(&s(&mount))));
             }
             "--netns" => netns = Some(value()?),
+            "--domain" => lines.push(format!("net allow domain {}", value()?)),
             other => return Err(format!("unknown lab flag {other}")),
         }
     }
@@ -1354,5 +1356,102 @@ fn bench_lsm_overhead(ctx: &Ctx) -> Result<(), String> {
         outside_perm / noop,
         inside_perm / noop,
     ));
+    Ok(())
+}
+
+/// The names a test upstream was asked.
+type Asked = Arc<std::sync::Mutex<Vec<String>>>;
+
+/// A test upstream on 127.0.0.1: answers every A query with 127.0.0.2 and records the names.
+fn dns_upstream() -> Result<(u16, Asked), String> {
+    let sock = UdpSocket::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+    let port = sock.local_addr().map_err(|e| e.to_string())?.port();
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let s2 = seen.clone();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 1500];
+        while let Ok((n, from)) = sock.recv_from(&mut buf) {
+            // The question: labels from byte 12 to the root label, then type and class.
+            let mut i = 12;
+            let mut labels = Vec::new();
+            while i < n && buf[i] != 0 {
+                let l = buf[i] as usize;
+                labels.push(String::from_utf8_lossy(&buf[i + 1..(i + 1 + l).min(n)]).into_owned());
+                i += 1 + l;
+            }
+            let end = i + 5;
+            if end > n {
+                continue;
+            }
+            s2.lock().unwrap().push(labels.join("."));
+            let mut r = buf[..end].to_vec();
+            r[2] |= 0x80; // a response
+            r[3] = 0x80; // recursion available, NOERROR
+            r[6..8].copy_from_slice(&1u16.to_be_bytes()); // one answer
+            r[8..12].copy_from_slice(&[0; 4]);
+            r.extend_from_slice(&[0xc0, 12, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 127, 0, 0, 2]);
+            let _ = sock.send_to(&r, from);
+        }
+    });
+    Ok((port, seen))
+}
+
+/// The DNS redirect on this kernel: UDP queries to port 53 of any server, IPv4, IPv6 (`::1`,
+/// where nothing listens on 53) and IPv4-mapped, reach nono's resolver and the answer appears to
+/// come from the server asked; a name no rule allows is refused and never reaches the upstream.
+fn net_dns_redirect_v4_and_v6(ctx: &Ctx) -> Result<(), String> {
+    let (port, seen) = dns_upstream()?;
+    let has_v6 = UdpSocket::bind("[::1]:0").is_ok();
+    let mut ops: Vec<Vec<String>> = vec![
+        vec!["dnsq".into(), "127.0.0.9:53".into(), "a.lab.test".into()],
+        vec![
+            "dnsq".into(),
+            "[::ffff:127.0.0.9]:53".into(),
+            "a.lab.test".into(),
+        ],
+        vec!["dnsq".into(), "127.0.0.9:53".into(), "b.lab.test".into()],
+    ];
+    if has_v6 {
+        ops.push(vec!["dnsq".into(), "[::1]:53".into(), "a.lab.test".into()]);
+        ops.push(vec!["dnsq".into(), "[::1]:53".into(), "b.lab.test".into()]);
+    }
+    let ops_ref: Vec<Vec<&str>> = ops
+        .iter()
+        .map(|o| o.iter().map(String::as_str).collect())
+        .collect();
+    let ops_slices: Vec<&[&str]> = ops_ref.iter().map(Vec::as_slice).collect();
+    // The upstream through the environment (`nono run` reads NONO_DNS_UPSTREAM), never the
+    // VM's resolv.conf. Its 127.0.0.2 answers are stripped by nono (a special range): the
+    // queries still get NOERROR, which is all this test reads.
+    let out = command(ctx, &["--domain".into(), "a.lab.test".into()], &ops_slices)
+        .env("NONO_DNS_UPSTREAM", format!("127.0.0.1:{port}"))
+        .output()
+        .map_err(|e| format!("running {}: {e}", ctx.nono.display()))?;
+    let run = Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    };
+    // REFUSED is rcode 5: errno -15 from the probe.
+    let mut expected = vec![OK, OK, "errno -15"];
+    if has_v6 {
+        expected.extend([OK, "errno -15"]);
+    }
+    run.expect(&expected)?;
+    let names = seen.lock().unwrap().clone();
+    if !names.iter().any(|n| n == "a.lab.test") {
+        return Err(format!(
+            "the allowed name never reached the upstream: {names:?}"
+        ));
+    }
+    if names.iter().any(|n| n.starts_with('b')) {
+        return Err(format!("a refused name reached the upstream: {names:?}"));
+    }
+    if !has_v6 {
+        crate::harness::info(format!(
+            "{}: no ::1 in this VM, IPv6 native case skipped",
+            ctx.kernel
+        ));
+    }
     Ok(())
 }

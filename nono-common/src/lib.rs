@@ -25,8 +25,10 @@ pub mod names {
 /// The destination port the DNS redirect rewrites (UDP and TCP).
 pub const DNS_PORT: u16 = 53;
 
-/// Value of the DNS redirect map (sandbox id -> nono's resolver for that sandbox): IPv4
-/// connects and UDP sends of the sandbox to port 53 go here instead.
+/// Value of the DNS redirect map (sandbox id -> nono's resolver for that sandbox): connects
+/// and UDP sends of the sandbox to port 53 go here instead. IPv4 destinations and IPv4-mapped
+/// IPv6 ones (a dual-stack socket asking an IPv4 server) go to `addr:port`; native IPv6 ones to
+/// `addr6:port6`, or are left to the rules (denied) when `port6` is 0 (no IPv6 loopback).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DnsRedirect {
@@ -35,6 +37,11 @@ pub struct DnsRedirect {
     /// Host byte order.
     pub port: u16,
     pub _pad: u16,
+    /// Network byte order.
+    pub addr6: [u8; 16],
+    /// Host byte order; 0: no IPv6 resolver.
+    pub port6: u16,
+    pub _pad6: u16,
 }
 
 /// Value of the original-destination map (socket cookie -> where the program meant to send),
@@ -42,8 +49,8 @@ pub struct DnsRedirect {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DnsOriginal {
-    /// Network byte order.
-    pub addr: [u8; 4],
+    /// Network byte order; an IPv4 socket's address is in the first 4 bytes.
+    pub addr: [u8; 16],
     /// Network byte order, as in `bpf_sock_addr.user_port`.
     pub port: u16,
     pub _pad: u16,
@@ -387,6 +394,6 @@ const _: () = {
     assert!(core::mem::size_of::<NetAllow>() == 24);
     assert!(core::mem::size_of::<KernelOffsets>() == 80);
     assert!(core::mem::size_of::<Event>() == 80);
-    assert!(core::mem::size_of::<DnsRedirect>() == 8);
-    assert!(core::mem::size_of::<DnsOriginal>() == 8);
+    assert!(core::mem::size_of::<DnsRedirect>() == 28);
+    assert!(core::mem::size_of::<DnsOriginal>() == 20);
 };

@@ -99,10 +99,16 @@ fn lookup_v6(
 
 #[inline(always)]
 fn check(ctx: &SockAddrContext, hook: Hook, v6: bool, direction: u32) -> i32 {
+    // One sandbox lookup per call: this runs on every connect and UDP send of the sandbox.
+    let sandbox = current_sandbox();
     // Port-53 traffic goes to nono's resolver first (dns.rs); the check below then sees it.
-    if !v6 && direction == NET_CONNECT {
-        if let Some(sandbox) = current_sandbox() {
-            crate::dns::redirect_dns4(ctx, sandbox.sandbox_id);
+    if direction == NET_CONNECT {
+        if let Some(sandbox) = sandbox {
+            if v6 {
+                crate::dns::redirect_dns6(ctx, sandbox.sandbox_id);
+            } else {
+                crate::dns::redirect_dns4(ctx, sandbox.sandbox_id);
+            }
         }
     }
     let sock = unsafe { &*ctx.sock_addr };
@@ -123,7 +129,7 @@ fn check(ctx: &SockAddrContext, hook: Hook, v6: bool, direction: u32) -> i32 {
     decision.port = port;
     decision.addr = addr;
     decision.access = protocol as u8;
-    let Some(sandbox) = current_sandbox() else {
+    let Some(sandbox) = sandbox else {
         // Attached only to sandbox cgroups, so an unknown cgroup is one created inside a
         // sandbox that the loader has not registered: fail closed.
         decision.denied = true;

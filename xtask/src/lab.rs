@@ -296,8 +296,12 @@ pub fn vm_test(kernels: &[&str]) -> Result<()> {
     for series in kernels {
         let package = newest_package(series)?;
         let root = fetch_kernel(&lab, &package)?;
+        // NONO_LAB_FILTER=SUBSTRING: only the lab tests whose name contains it.
+        let filter = std::env::var("NONO_LAB_FILTER")
+            .map(|f| format!(" --filter {f}"))
+            .unwrap_or_default();
         let command = format!(
-            "{} --nono {} --results /run/lab/results --kernel {series}\n",
+            "{} --nono {} --results /run/lab/results --kernel {series}{filter}\n",
             tests.display(),
             nono.display()
         );

@@ -8,6 +8,7 @@ use std::process::Command;
 
 use anyhow::{bail, Context, Result};
 
+mod bench_connect;
 mod bench_egress;
 mod bench_rollback;
 mod bench_run;
@@ -23,14 +24,17 @@ commands:
   demo    build nono and run the main job on the built-in default profile
   test    every test: fmt, clippy, unit, end-to-end (root and unprivileged), fuzz smoke,
           and the kernel-layer lab on Debian's 6.12 and 6.1 kernels under QEMU
-  bench [compile|run|audit|egress|rollback]  benchmarks: policy compile (criterion) and
-                             `nono run` start-up next to /bin/true and bwrap (both by default);
-                             each on its own: the audit trail (ingestion rate, 1M-event burst,
-                             `audit show`), egress (DNS through nono's resolver, proxied
-                             connections), rollback (snapshot/restore next to cp -a)
+  bench [compile|run|audit|egress|connect|rollback]  benchmarks: policy compile (criterion)
+                             and `nono run` start-up next to /bin/true and bwrap (both by
+                             default); each on its own: the audit trail (ingestion rate,
+                             1M-event burst, `audit show`), egress (DNS through nono's
+                             resolver, proxied connections, then connect), connect (TCP
+                             connect under the kernel rules next to none; root), rollback
+                             (snapshot/restore next to cp -a)
   fuzz    run the fuzz targets for longer (FUZZ_SECONDS, default 60 each)
   ebpf [--setup] [--debug]   build the eBPF object nono embeds (--setup installs the toolchain)
-  vm-test [6.12] [6.1]       only the kernel-layer lab (both kernels by default)";
+  vm-test [6.12] [6.1]       only the kernel-layer lab (both kernels by default;
+                             NONO_LAB_FILTER=SUBSTRING runs only the tests naming it)";
 
 /// Debian packages: what the tests and the demo use.
 const APT_PACKAGES: &[&str] = &[
@@ -50,6 +54,8 @@ fn main() -> Result<()> {
         Some("demo") => demo_cmd(),
         Some("test") => test(),
         Some("bench") => bench(args.get(1).map(String::as_str)),
+        // The connect benchmark's helper, run inside the sandboxes it measures.
+        Some("connect-loop") => bench_connect::connect_loop(args.get(1).map_or("", String::as_str)),
         Some("fuzz") => fuzz(
             std::env::var("FUZZ_SECONDS")
                 .ok()
@@ -246,7 +252,7 @@ fn fuzz(seconds: u32, build: FuzzBuild) -> Result<()> {
     Ok(())
 }
 
-/// `cargo xtask bench [compile|run|audit|egress|rollback]`: compile and run by default.
+/// `cargo xtask bench [compile|run|audit|egress|connect|rollback]`: compile and run by default.
 fn bench(which: Option<&str>) -> Result<()> {
     if which == Some("audit") {
         let nono = build_release_nono()?;
@@ -261,6 +267,12 @@ fn bench(which: Option<&str>) -> Result<()> {
     if which == Some("egress") {
         let nono = build_release_nono()?;
         println!("{}", bench_egress::bench_egress(&nono, 2000)?);
+        println!("{}", bench_connect::bench_connect(&nono, 100)?);
+        return Ok(());
+    }
+    if which == Some("connect") {
+        let nono = build_release_nono()?;
+        println!("{}", bench_connect::bench_connect(&nono, 100)?);
         return Ok(());
     }
     if which == Some("rollback") {

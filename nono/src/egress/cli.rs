@@ -116,6 +116,8 @@ pub fn egress_serve(args: EgressServeArgs) -> CmdResult {
     let listen = Listen {
         proxy: args.proxy,
         dns: args.dns,
+        dns6: None,
+        strict: false,
     };
     let service = Service::start(resolver, &listen).map_err(|e| Exit::failure(format!("{e:#}")))?;
     let addr = |a: Option<SocketAddr>| a.map(|a| a.to_string());

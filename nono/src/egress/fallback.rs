@@ -68,14 +68,17 @@ pub struct Fallback {
     service: Service,
     rules: EgressRules,
     upstreams: Vec<SocketAddr>,
+    strict: bool,
 }
 
 impl Fallback {
     /// Start the proxy. `upstreams` empty means `/etc/resolv.conf`.
+    /// `strict`: `--strict-domains` (the proxy checks the name inside each tunnel).
     pub fn start(
         policy: &Policy,
         upstreams: &[SocketAddr],
         allow_resolved: &[IpNet],
+        strict: bool,
     ) -> Result<Fallback> {
         let rules = EgressRules::from_policy(policy, allow_resolved);
         let upstreams = super::upstream::upstreams(upstreams)?;
@@ -87,12 +90,15 @@ impl Fallback {
         let listen = Listen {
             proxy: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
             dns: None,
+            dns6: None,
+            strict,
         };
         let service = Service::start(resolver, &listen)?;
         Ok(Fallback {
             service,
             rules,
             upstreams,
+            strict,
         })
     }
 
@@ -118,13 +124,18 @@ impl Fallback {
         format!(
             "nono: egress: unprivileged mode: domain rules ({}) enforced by nono's proxy at \
              http://{} (HTTPS_PROXY/HTTP_PROXY/ALL_PROXY set); Landlock allows TCP connect to \
-             its port only, seccomp blocks UDP; names resolved via {}",
+             its port only, seccomp blocks UDP; names resolved via {}{}",
             self.rules.domain_rule_ids().len(),
             self.proxy_addr(),
-            ups.join(", ")
+            ups.join(", "),
+            if self.strict { STRICT_NOTE } else { "" }
         )
     }
 }
+
+/// The end of the mode line with `--strict-domains`.
+pub(crate) const STRICT_NOTE: &str = "; strict domains: each tunnel's TLS SNI (or HTTP Host) must \
+     be the name it was allowed for";
 
 /// Allow TCP connect to `port` in a plan that restricts connect (no-op when it does not).
 pub(crate) fn add_connect_port(plan: &mut LandlockPlan, port: u16, rules: Vec<RuleId>) {
@@ -152,7 +163,7 @@ pub(crate) fn add_connect_port(plan: &mut LandlockPlan, port: u16, rules: Vec<Ru
 }
 
 /// Replace every proxy variable of `env` with `url`, and empty the bypass lists.
-fn point_env_at(env: &mut Vec<(OsString, OsString)>, url: &str) {
+pub(crate) fn point_env_at(env: &mut Vec<(OsString, OsString)>, url: &str) {
     env.retain(|(k, _)| !PROXY_VARS.iter().chain(NO_PROXY_VARS).any(|v| k == v));
     for v in PROXY_VARS {
         env.push((v.into(), url.into()));

@@ -278,6 +278,9 @@ pub struct KernelEgress {
     redirect: aya::maps::HashMap<aya::maps::MapData, u32, DnsRedirect>,
     sandbox_id: u32,
     resolver: SocketAddr,
+    resolver6: Option<SocketAddr>,
+    /// `--strict-domains`: nono's proxy, the only way to a name.
+    proxy: Option<SocketAddr>,
     rules: EgressRules,
     upstreams: Vec<SocketAddr>,
     names: AnsweredNames,
@@ -289,16 +292,69 @@ impl Drop for KernelEgress {
     }
 }
 
-/// Send the sandbox's IPv4 port-53 traffic (UDP and TCP) to `resolver`
-/// (`nono-ebpf/src/dns.rs`), and allow the rewritten destination in its rules.
+/// Allow (protocol, address, port) for the sandbox with a permanent entry of rule 0 (nono's
+/// own: the resolver), TCP and UDP.
+fn allow_resolver(maps: &mut Maps, sandbox_id: u32, addr: IpAddr, port: u16) -> Result<()> {
+    let allow = NetAllow {
+        rule_id: 0,
+        port_lo: port,
+        port_hi: port,
+        direction: NET_CONNECT,
+        _pad: 0,
+        expires_ns: 0,
+    };
+    for protocol in [IPPROTO_TCP, IPPROTO_UDP] {
+        match addr {
+            IpAddr::V4(a) => maps.net_v4.insert(
+                &Key::new(
+                    NET_KEY_FIXED_BITS + 32,
+                    NetKeyV4 {
+                        sandbox_id,
+                        protocol,
+                        port,
+                        addr: a.octets(),
+                    },
+                ),
+                allow,
+                0,
+            ),
+            IpAddr::V6(a) => maps.net_v6.insert(
+                &Key::new(
+                    NET_KEY_FIXED_BITS + 128,
+                    NetKeyV6 {
+                        sandbox_id,
+                        protocol,
+                        port,
+                        addr: a.octets(),
+                    },
+                ),
+                allow,
+                0,
+            ),
+        }
+        .with_context(|| format!("allowing the sandbox's resolver at {addr} port {port}"))?;
+    }
+    Ok(())
+}
+
+/// Send the sandbox's port-53 traffic (UDP and TCP) to `resolver`: IPv4 and IPv4-mapped
+/// destinations to the IPv4 address, native IPv6 ones to `resolver6` when there is one
+/// (`nono-ebpf/src/dns.rs`); and allow the rewritten destinations in its rules (for
+/// `connect6` on a dual-stack socket, the IPv4 resolver in mapped form).
 fn redirect_dns(
     layer: &KernelLayer,
     maps: &mut Maps,
     sandbox_id: u32,
     resolver: SocketAddr,
+    resolver6: Option<SocketAddr>,
 ) -> Result<aya::maps::HashMap<aya::maps::MapData, u32, DnsRedirect>> {
     let SocketAddr::V4(v4) = resolver else {
         bail!("the DNS redirect needs an IPv4 resolver address, not {resolver}");
+    };
+    let v6 = match resolver6 {
+        Some(SocketAddr::V6(a)) => Some(a),
+        Some(other) => bail!("the IPv6 DNS redirect needs an IPv6 address, not {other}"),
+        None => None,
     };
     let path = layer.pin_dir().join("maps").join(names::DNS_REDIRECT);
     let data = aya::maps::MapData::from_pin(&path)
@@ -320,27 +376,15 @@ fn redirect_dns(
     for id in stale {
         let _ = redirect.remove(&id);
     }
-    for protocol in [IPPROTO_TCP, IPPROTO_UDP] {
-        let key = Key::new(
-            NET_KEY_FIXED_BITS + 32,
-            NetKeyV4 {
-                sandbox_id,
-                protocol,
-                port: v4.port(),
-                addr: v4.ip().octets(),
-            },
-        );
-        let allow = NetAllow {
-            rule_id: 0,
-            port_lo: v4.port(),
-            port_hi: v4.port(),
-            direction: NET_CONNECT,
-            _pad: 0,
-            expires_ns: 0,
-        };
-        maps.net_v4
-            .insert(&key, allow, 0)
-            .context("allowing the sandbox's resolver")?;
+    allow_resolver(maps, sandbox_id, IpAddr::V4(*v4.ip()), v4.port())?;
+    allow_resolver(
+        maps,
+        sandbox_id,
+        IpAddr::V6(v4.ip().to_ipv6_mapped()),
+        v4.port(),
+    )?;
+    if let Some(a) = v6 {
+        allow_resolver(maps, sandbox_id, IpAddr::V6(*a.ip()), a.port())?;
     }
     redirect
         .insert(
@@ -349,6 +393,9 @@ fn redirect_dns(
                 addr: v4.ip().octets(),
                 port: v4.port(),
                 _pad: 0,
+                addr6: v6.map_or([0; 16], |a| a.ip().octets()),
+                port6: v6.map_or(0, |a| a.port()),
+                _pad6: 0,
             },
             0,
         )
@@ -361,12 +408,19 @@ impl KernelEgress {
     /// empty means `/etc/resolv.conf`; `allow_resolved` are the `--allow-resolved` CIDRs), and
     /// redirect the sandbox's port-53 traffic to it. Call it before the command starts: until
     /// then no domain's address is in the maps, so nothing is reachable by name.
+    ///
+    /// `strict` (`--strict-domains`): answers open nothing in the kernel. nono's proxy is served
+    /// too (strict: each tunnel's TLS SNI or HTTP Host must be the allowed name), the sandbox
+    /// may connect to it and nowhere else by name, and the command gets the proxy variables.
+    /// The resolver still answers the sandbox's DNS (allowed names only, so nothing leaks), so
+    /// programs that look a name up before using the proxy keep working.
     pub fn start(
         policy: &Policy,
         layer: &KernelLayer,
         sandbox_id: u32,
         upstreams: &[SocketAddr],
         allow_resolved: &[IpNet],
+        strict: bool,
     ) -> Result<KernelEgress> {
         let rules = EgressRules::from_policy(policy, allow_resolved);
         let upstreams = super::upstream::upstreams(upstreams)?;
@@ -374,25 +428,44 @@ impl KernelEgress {
         let sink =
             KernelDestinations::new(maps.reopen()?, sandbox_id, NetEntries::from_policy(policy)?);
         let names = sink.names.clone();
-        let resolver = Arc::new(Resolver::new(
-            rules.clone(),
-            upstreams.clone(),
-            Arc::new(sink),
-        ));
+        let sink: Arc<dyn AllowedDestinations> = if strict {
+            // The proxy's own table: answered addresses are reachable by nono's proxy (outside
+            // the sandbox's cgroup), never by the sandbox directly.
+            Arc::new(super::resolver::DestinationTable::default())
+        } else {
+            Arc::new(sink)
+        };
+        let resolver = Arc::new(Resolver::new(rules.clone(), upstreams.clone(), sink));
         let service = Service::start(
             resolver,
             &Listen {
-                proxy: None,
                 dns: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
+                dns6: Some(SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, 0))),
+                proxy: strict.then(|| SocketAddr::from(([127, 0, 0, 1], 0))),
+                strict,
             },
         )?;
         let addr = service.dns_udp.context("the resolver has no address")?;
-        let redirect = redirect_dns(layer, &mut maps.reopen()?, sandbox_id, addr)?;
+        let mut kmaps = maps.reopen()?;
+        let redirect = redirect_dns(layer, &mut kmaps, sandbox_id, addr, service.dns6)?;
+        if let Some(SocketAddr::V4(p)) = service.proxy {
+            // TCP only matters, but one helper writes both protocols; UDP to the proxy's port
+            // reaches nothing (it listens on TCP).
+            allow_resolver(&mut kmaps, sandbox_id, IpAddr::V4(*p.ip()), p.port())?;
+            allow_resolver(
+                &mut kmaps,
+                sandbox_id,
+                IpAddr::V6(p.ip().to_ipv6_mapped()),
+                p.port(),
+            )?;
+        }
         Ok(KernelEgress {
-            _service: service,
             redirect,
             sandbox_id,
             resolver: addr,
+            resolver6: service.dns6,
+            proxy: service.proxy,
+            _service: service,
             rules,
             upstreams,
             names,
@@ -413,19 +486,43 @@ impl KernelEgress {
             nono_common::DNS_PORT,
             self.rules.domain_rule_ids(),
         );
+        if let Some(p) = self.proxy {
+            super::fallback::add_connect_port(plan, p.port(), self.rules.domain_rule_ids());
+        }
+    }
+
+    /// `--strict-domains`: point the command at the proxy (nothing otherwise).
+    pub fn set_env(&self, env: &mut Vec<(std::ffi::OsString, std::ffi::OsString)>) {
+        if let Some(p) = self.proxy {
+            super::fallback::point_env_at(env, &format!("http://{p}"));
+        }
     }
 
     /// The line saying which mode is active (`nono run` prints it; tests read the address).
     pub fn describe(&self) -> String {
         let ups: Vec<String> = self.upstreams.iter().map(|u| u.to_string()).collect();
-        format!(
-            "nono: egress: kernel mode: resolver at {} (udp, tcp); port 53 redirected to it; \
-             domain rules ({}) enforced by the cgroup socket programs on the addresses it \
-             answers, until their TTL ends; names resolved via {}",
-            self.resolver,
-            self.rules.domain_rule_ids().len(),
-            ups.join(", ")
-        )
+        let v6 = match self.resolver6 {
+            Some(a) => format!(" and {a}"),
+            None => " (no IPv6 loopback: IPv6 port 53 stays denied)".into(),
+        };
+        let ups = ups.join(", ");
+        let n = self.rules.domain_rule_ids().len();
+        match self.proxy {
+            None => format!(
+                "nono: egress: kernel mode: resolver at {}{v6} (udp, tcp); port 53 redirected \
+                 to it; domain rules ({n}) enforced by the cgroup socket programs on the \
+                 addresses it answers, until their TTL ends; names resolved via {ups}",
+                self.resolver,
+            ),
+            Some(p) => format!(
+                "nono: egress: kernel mode: resolver at {}{v6} (udp, tcp); port 53 redirected \
+                 to it; strict domains: domain rules ({n}) enforced by nono's proxy at \
+                 http://{p} (HTTPS_PROXY/HTTP_PROXY/ALL_PROXY set), the only address the cgroup \
+                 socket programs let the sandbox reach by name; each tunnel's TLS SNI (or HTTP \
+                 Host) must be the name it was allowed for; names resolved via {ups}",
+                self.resolver,
+            ),
+        }
     }
 }
 

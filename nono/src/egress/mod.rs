@@ -18,6 +18,8 @@
 //! - [`kernel_sink`]: the kernel mode of `nono run` (root, cgroup socket programs active): the
 //!   sink on the kernel layer's per-sandbox network maps, and the port-53 redirect to the
 //!   resolver;
+//! - [`strict`]: `--strict-domains`, the proxy's check that the name inside a tunnel (TLS SNI,
+//!   HTTP `Host`) is the name it was allowed for;
 //! - [`mode`]: which mode `nono run` uses (kernel when the network programs are active, proxy
 //!   otherwise) and the line saying so;
 //! - [`fallback`]: how `nono run` uses the proxy (Landlock port rule, environment, the line
@@ -32,6 +34,7 @@ pub mod mode;
 pub mod proxy;
 pub mod resolver;
 pub mod rules;
+pub mod strict;
 pub mod upstream;
 
 use std::net::SocketAddr;
@@ -48,6 +51,8 @@ pub struct Service {
     pub proxy: Option<SocketAddr>,
     pub dns_udp: Option<SocketAddr>,
     pub dns_tcp: Option<SocketAddr>,
+    /// The resolver's second address (UDP and TCP), if [`Listen::dns6`] was given and bound.
+    pub dns6: Option<SocketAddr>,
 }
 
 /// What to serve, and where.
@@ -57,6 +62,11 @@ pub struct Listen {
     /// The DNS resolver, on UDP and TCP at the same address (the TCP port follows the UDP
     /// one when the port is 0).
     pub dns: Option<SocketAddr>,
+    /// The resolver again at a second address (kernel mode: `[::1]:0`, where native IPv6
+    /// port-53 traffic is redirected). Best effort: a host without IPv6 loopback serves none.
+    pub dns6: Option<SocketAddr>,
+    /// `--strict-domains`: the proxy checks the name inside each tunnel ([`strict`]).
+    pub strict: bool,
 }
 
 impl Service {
@@ -70,7 +80,7 @@ impl Service {
             .enable_time()
             .build()
             .context("egress: cannot start the tokio runtime")?;
-        let (proxy, udp, tcp) = rt.block_on(async {
+        let (proxy, udp, tcp, dns6) = rt.block_on(async {
             let proxy = match listen.proxy {
                 Some(a) => Some(
                     tokio::net::TcpListener::bind(a)
@@ -86,13 +96,19 @@ impl Service {
                 }
                 None => (None, None),
             };
-            anyhow::Ok((proxy, udp, tcp))
+            let dns6 = match listen.dns6 {
+                Some(a) => resolver::bind(a).await.ok(),
+                None => None,
+            };
+            anyhow::Ok((proxy, udp, tcp, dns6))
         })?;
         let service = Service {
             proxy: proxy.as_ref().and_then(|l| l.local_addr().ok()),
             dns_udp: udp.as_ref().and_then(|s| s.local_addr().ok()),
             dns_tcp: tcp.as_ref().and_then(|s| s.local_addr().ok()),
+            dns6: dns6.as_ref().and_then(|(s, _)| s.local_addr().ok()),
         };
+        let strict = listen.strict;
         let blocked = BlockAllSignals::new();
         std::thread::Builder::new()
             .name("nono-egress".into())
@@ -100,12 +116,16 @@ impl Service {
                 rt.block_on(async move {
                     let mut tasks = tokio::task::JoinSet::new();
                     if let Some(l) = proxy {
-                        tasks.spawn(proxy::serve(l, resolver.clone()));
+                        tasks.spawn(proxy::serve(l, resolver.clone(), strict));
                     }
                     if let Some(u) = udp {
                         tasks.spawn(resolver::serve_udp(u, resolver.clone()));
                     }
                     if let Some(t) = tcp {
+                        tasks.spawn(resolver::serve_tcp(t, resolver.clone()));
+                    }
+                    if let Some((u, t)) = dns6 {
+                        tasks.spawn(resolver::serve_udp(u, resolver.clone()));
                         tasks.spawn(resolver::serve_tcp(t, resolver.clone()));
                     }
                     tasks.spawn(resolver::expire_loop(resolver.clone()));

@@ -62,6 +62,7 @@ impl Egress {
         kernel: Option<KernelTarget<'_>>,
         upstreams: &[SocketAddr],
         allow_resolved: &[IpNet],
+        strict: bool,
     ) -> Result<Option<Egress>> {
         if let Some(k) = kernel {
             if !kernel_applies(policy, true) {
@@ -73,6 +74,7 @@ impl Egress {
                 k.sandbox_id,
                 upstreams,
                 allow_resolved,
+                strict,
             )?)));
         }
         if !proxy_applies(policy, landlock_abi, false) {
@@ -82,6 +84,7 @@ impl Egress {
             policy,
             upstreams,
             allow_resolved,
+            strict,
         )?)))
     }
 
@@ -92,7 +95,10 @@ impl Egress {
                 p.add_port_rule(plan);
                 p.set_env(env);
             }
-            Egress::Kernel(k) => k.add_port_rule(plan),
+            Egress::Kernel(k) => {
+                k.add_port_rule(plan);
+                k.set_env(env);
+            }
         }
     }
 
@@ -122,8 +128,34 @@ impl Egress {
     }
 }
 
-/// The `--dry-run` line about domain rules.
-pub fn dry_run_line(policy: &Policy, landlock_abi: u8, kernel_net: bool) -> Option<String> {
+/// The `--dry-run` line about domain rules (`strict`: `--strict-domains`).
+pub fn dry_run_line(
+    policy: &Policy,
+    landlock_abi: u8,
+    kernel_net: bool,
+    strict: bool,
+) -> Option<String> {
+    if strict && kernel_applies(policy, kernel_net) {
+        return Some(format!(
+            "Egress: {} domain rule(s) enforced by nono's proxy (strict domains, kernel mode): \
+             the cgroup socket programs let the command connect to the proxy only, never to an \
+             address a name resolves to; the proxy requires each tunnel's TLS SNI or HTTP Host \
+             to be the name it was allowed for; port 53 redirected to nono's resolver (allowed \
+             names only); the command gets HTTPS_PROXY/HTTP_PROXY/ALL_PROXY",
+            policy.net.domains.len()
+        ));
+    }
+    let line = dry_run_mode(policy, landlock_abi, kernel_net)?;
+    Some(
+        if strict && proxy_applies(policy, landlock_abi, kernel_net) {
+            format!("{line}{}", super::fallback::STRICT_NOTE)
+        } else {
+            line
+        },
+    )
+}
+
+fn dry_run_mode(policy: &Policy, landlock_abi: u8, kernel_net: bool) -> Option<String> {
     if kernel_applies(policy, kernel_net) {
         return Some(format!(
             "Egress: {} domain rule(s) enforced in the kernel (cgroup socket programs): port 53 \

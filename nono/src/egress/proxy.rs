@@ -11,9 +11,12 @@
 //! - an IP literal needs a TCP CIDR rule ([`super::rules::EgressRules::literal`]).
 //!
 //! A refusal is a `403` whose body and `X-Nono-Denied` header say why, and a line on
-//! nono's stderr. Limits: the proxy checks the name the client names, not the TLS SNI inside the
-//! tunnel (several names sharing an address are reachable by whichever is allowed); requests
-//! are not inspected after the head; the request head is limited to [`MAX_HEAD`] bytes.
+//! nono's stderr. Limits: by default the proxy checks the name the client names, not the TLS SNI
+//! inside the tunnel (several names sharing an address are reachable by whichever is allowed);
+//! with `--strict-domains` ([`super::strict`]) a tunnel to a name forwards nothing until its
+//! first bytes show that same name (TLS SNI or HTTP `Host`), and a plain `http://` request's
+//! `Host` must be the URL's host. Requests are not inspected after the head; the request head
+//! is limited to [`MAX_HEAD`] bytes.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -156,7 +159,8 @@ pub async fn decide(
     resolver.resolve(host, port).await
 }
 
-pub async fn serve(listener: TcpListener, resolver: Arc<Resolver>) {
+/// Serve the proxy; `strict`: `--strict-domains` (see [`super::strict`]).
+pub async fn serve(listener: TcpListener, resolver: Arc<Resolver>, strict: bool) {
     loop {
         let Ok((conn, _)) = listener.accept().await else {
             continue;
@@ -164,8 +168,34 @@ pub async fn serve(listener: TcpListener, resolver: Arc<Resolver>) {
         let resolver = resolver.clone();
         tokio::spawn(async move {
             let _ = conn.set_nodelay(true);
-            handle(conn, &resolver).await;
+            handle(conn, &resolver, strict).await;
         });
+    }
+}
+
+/// Strict mode, in a tunnel to a name: read the client's first bytes (after `early`) until
+/// they show which name they are for; `Ok` holds every byte read, to forward.
+async fn read_named_prefix(
+    conn: &mut TcpStream,
+    host: &str,
+    mut prefix: Vec<u8>,
+) -> Result<Vec<u8>, String> {
+    let mut chunk = [0u8; 4096];
+    loop {
+        match super::strict::check(host, &prefix) {
+            super::strict::Verdict::Match => return Ok(prefix),
+            super::strict::Verdict::Refuse(why) => return Err(why),
+            super::strict::Verdict::NeedMore => {}
+        }
+        let want = (super::strict::MAX_PREFIX - prefix.len()).min(chunk.len());
+        let n = conn
+            .read(&mut chunk[..want])
+            .await
+            .map_err(|e| format!("reading the tunnel's first bytes: {e}"))?;
+        if n == 0 {
+            return Err("the client closed the tunnel before naming a server".into());
+        }
+        prefix.extend_from_slice(&chunk[..n]);
     }
 }
 
@@ -206,7 +236,7 @@ async fn refuse(conn: &mut TcpStream, status: &str, why: &str) {
     let _ = conn.shutdown().await;
 }
 
-async fn handle(mut conn: TcpStream, resolver: &Resolver) {
+async fn handle(mut conn: TcpStream, resolver: &Resolver, strict: bool) {
     let (raw, early) = match tokio::time::timeout(HEAD_TIMEOUT, read_head(&mut conn)).await {
         Ok(Ok(x)) => x,
         Ok(Err(e)) => return refuse(&mut conn, "400 Bad Request", &e).await,
@@ -227,6 +257,49 @@ async fn handle(mut conn: TcpStream, resolver: &Resolver) {
             return refuse(&mut conn, "403 Forbidden", &r.to_string()).await;
         }
     };
+    // Strict mode: a tunnel to a name is opened towards the client first, and nothing is
+    // connected or forwarded until its first bytes name that same server; a plain request's
+    // Host must be the URL's host. IP literals are CIDR-ruled: the address is the rule.
+    let mut early = early;
+    let named = head.host.parse::<IpAddr>().is_err();
+    let mut established = false;
+    if strict && named {
+        let checked = match &head.forward {
+            None => {
+                if conn
+                    .write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+                established = true;
+                match tokio::time::timeout(
+                    HEAD_TIMEOUT,
+                    read_named_prefix(&mut conn, &head.host, std::mem::take(&mut early)),
+                )
+                .await
+                {
+                    Ok(r) => r.map(|prefix| early = prefix),
+                    Err(_) => Err("the client named no server in time".into()),
+                }
+            }
+            Some(fwd) => match super::strict::check(&head.host, fwd) {
+                super::strict::Verdict::Match => Ok(()),
+                super::strict::Verdict::Refuse(why) => Err(why),
+                super::strict::Verdict::NeedMore => Err("incomplete request head".into()),
+            },
+        };
+        if let Err(why) = checked {
+            eprintln!("nono: egress denied: {shown}: {}", escape_text(&why));
+            if established {
+                // The tunnel is already open: all the client can be told is a close.
+                let _ = conn.shutdown().await;
+                return;
+            }
+            return refuse(&mut conn, "403 Forbidden", &why).await;
+        }
+    }
     let mut out = None;
     let mut errors = Vec::new();
     for addr in &addrs {
@@ -242,6 +315,11 @@ async fn handle(mut conn: TcpStream, resolver: &Resolver) {
     }
     let Some(mut upstream) = out else {
         let why = format!("{shown}: cannot connect: {}", errors.join("; "));
+        if established {
+            eprintln!("nono: egress: {}", escape_text(&why));
+            let _ = conn.shutdown().await;
+            return;
+        }
         return refuse(&mut conn, "502 Bad Gateway", &why).await;
     };
     let _ = upstream.set_nodelay(true);
@@ -250,6 +328,7 @@ async fn handle(mut conn: TcpStream, resolver: &Resolver) {
         upstream.peer_addr().ok()
     );
     match &head.forward {
+        None if established => {}
         None => {
             if conn
                 .write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")

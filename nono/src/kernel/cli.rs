@@ -59,10 +59,14 @@ pub fn kernel_status() -> CmdResult {
     for (id, [cgroups, fs, net]) in per {
         println!("sandbox.{id}=cgroups:{cgroups} fs:{fs} net:{net}");
     }
-    // Per-program statistics (with kernel.bpf_stats_enabled=1), for the overhead benchmark.
+    // Per-program statistics (with kernel.bpf_stats_enabled=1), for the overhead benchmarks
+    // (the lab's LSM one, `cargo xtask bench connect`).
     for info in aya::programs::loaded_programs().flatten() {
         if let Some(name) = info.name_as_str() {
-            if super::LSM_HOOKS.iter().any(|h| h.starts_with(name)) || name == "bench_noop" {
+            if super::LSM_HOOKS.iter().any(|h| h.starts_with(name))
+                || super::SOCK_PROGRAMS.iter().any(|(p, _, _)| *p == name)
+                || name == "bench_noop"
+            {
                 println!(
                     "prog.{name}={} {}",
                     info.run_time().as_nanos(),

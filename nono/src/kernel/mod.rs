@@ -105,6 +105,7 @@ pub const SOCK_PROGRAMS: &[(&str, aya::programs::CgroupSockAddrAttachType, u32)]
         ("bind6", T::Bind6, 9),
         // The DNS redirect's reply half (nono-ebpf/src/dns.rs); it never denies.
         ("recvmsg4", T::UDPRecvMsg4, 19),
+        ("recvmsg6", T::UDPRecvMsg6, 20),
     ]
 };
 

@@ -412,9 +412,12 @@ pub fn run(args: RunArgs) -> CmdResult {
         println!();
         println!("On this machine (paths expanded for this run):");
         print!("{}", render_plan(&policy, &plan));
-        if let Some(line) =
-            crate::egress::mode::dry_run_line(&policy, target.landlock_abi, klayer.coverage.net)
-        {
+        if let Some(line) = crate::egress::mode::dry_run_line(
+            &policy,
+            target.landlock_abi,
+            klayer.coverage.net,
+            args.strict_domains,
+        ) {
             println!("{line}");
         }
         println!();
@@ -515,6 +518,7 @@ pub fn run(args: RunArgs) -> CmdResult {
         kernel_target,
         &args.dns_upstream,
         &allow_resolved,
+        args.strict_domains,
     )
     .map_err(|e| {
         refused(format!(

@@ -28,6 +28,7 @@ use crate::exit::{CmdResult, Exit};
   nono run --dry-run --profile node-dev -- npm test
   nono run --allow-domain api.example.com --dns-upstream 10.0.0.2:53 -- curl https://api.example.com
   nono run --allow-domain registry.internal --allow-resolved 10.0.0.0/8 -- npm install
+  nono run --allow-domain api.github.com --strict-domains -- curl https://api.github.com
   nono run --rollback --allow ~/projects/app -- claude")]
 pub struct RunArgs {
     /// Profile name (built-in or in $XDG_CONFIG_HOME/nono/profiles) or a profile file.
@@ -70,6 +71,13 @@ pub struct RunArgs {
     /// (loopback, private, link-local, CGNAT, ULA...). Allows no direct connection to CIDR.
     #[arg(long, value_name = "CIDR")]
     pub allow_resolved: Vec<String>,
+    /// Domain rules through nono's proxy with a name check inside each tunnel: the TLS SNI (or
+    /// HTTP Host) must be the allowed name, so another name on a shared (CDN) address is not
+    /// reachable. As root the kernel lets the sandbox connect to the proxy only; the command
+    /// gets HTTPS_PROXY/HTTP_PROXY/ALL_PROXY. A TLS ClientHello without SNI, or with Encrypted
+    /// Client Hello, and anything neither TLS nor HTTP/1 is refused.
+    #[arg(long)]
+    pub strict_domains: bool,
     /// Snapshot what the command may write, so `nono rollback restore` can undo it
     /// (`--rollback=optional`: run without rollback if the tree exceeds the limits).
     #[arg(long, value_name = "MODE", num_args = 0..=1, require_equals = true, default_missing_value = "on")]
