@@ -18,15 +18,15 @@
 
 use std::collections::HashMap;
 
-use crate::path::{PathVar, PolicyPath, Scope};
+use crate::path::{Components, PathVar, PolicyPath, Scope};
 
 /// One spelling of a path, borrowed: its root variable (`None` for `/`), then a fixed prefix
 /// (the default a variable stands for), then the path's own components.
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 pub(crate) struct Spelling<'a> {
     pub root: Option<PathVar>,
     prefix: &'static [&'static str],
-    rest: &'a [String],
+    rest: Components<'a>,
 }
 
 impl<'a> Spelling<'a> {
@@ -34,10 +34,7 @@ impl<'a> Spelling<'a> {
         self.prefix.len() + self.rest.len()
     }
     pub fn components(&self) -> impl Iterator<Item = &'a str> + '_ {
-        self.prefix
-            .iter()
-            .copied()
-            .chain(self.rest.iter().map(String::as_str))
+        self.prefix.iter().copied().chain(self.rest.clone())
     }
 }
 
@@ -98,7 +95,7 @@ impl<'a, T: Copy> PathTrie<'a, T> {
     /// A trie sized for `paths`, so that building it does not grow (and rehash) its edge map
     /// step by step: an edge per component, plus a few for the `$XDG_*` default spellings.
     pub(crate) fn for_paths<'p>(paths: impl Iterator<Item = &'p PolicyPath>) -> Self {
-        let edges: usize = paths.map(|p| p.components().len() + 2).sum();
+        let edges: usize = paths.map(|p| p.depth() + 2).sum();
         PathTrie {
             roots: HashMap::with_capacity(4),
             edges: HashMap::with_capacity(edges),

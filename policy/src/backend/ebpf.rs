@@ -362,7 +362,7 @@ pub(crate) fn plan_with_texts(
                     rule: r.id,
                 })
                 .collect();
-            v.sort_by_cached_key(|e| (e.path.text(), e.rule));
+            v.sort_by(|a, b| (a.path.as_str(), a.rule).cmp(&(b.path.as_str(), b.rule)));
             v
         },
         scopes: ScopeFlags {
@@ -381,11 +381,11 @@ pub(crate) fn plan_with_texts(
 }
 
 fn fs_denies(policy: &Policy) -> Vec<FsDenyEntry> {
-    let mut by_path: BTreeMap<String, FsDenyEntry> = BTreeMap::new();
+    let mut by_path: BTreeMap<&str, FsDenyEntry> = BTreeMap::new();
     for r in policy.fs.iter().filter(|r| r.effect == Effect::Deny) {
         let ops = FsOps::denied_by(r.access);
         by_path
-            .entry(r.path.text())
+            .entry(r.path.as_str())
             .and_modify(|e| {
                 e.ops = e.ops.union(ops);
                 e.rule = e.rule.min(r.id);
@@ -407,7 +407,7 @@ fn sorted_exec(rules: &[crate::ir::ExecRule]) -> Vec<ExecEntry> {
             rule: r.id,
         })
         .collect();
-    v.sort_by_cached_key(|e| (e.path.text(), e.rule));
+    v.sort_by(|a, b| (a.path.as_str(), a.rule).cmp(&(b.path.as_str(), b.rule)));
     v
 }
 

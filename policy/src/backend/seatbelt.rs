@@ -307,20 +307,19 @@ fn push_path_filter(out: &mut String, path: &PolicyPath) {
 /// [`path_expr`], written onto `out`. Escaping works character by character, so the pieces
 /// are escaped as they are written.
 fn push_path_expr(out: &mut String, path: &PolicyPath) {
-    let components = path.components();
     let private = path.root().is_none()
-        && components
-            .first()
-            .is_some_and(|c| matches!(c.as_str(), "tmp" | "var" | "etc"));
+        && path
+            .first_component()
+            .is_some_and(|c| matches!(c, "tmp" | "var" | "etc"));
+    // Every component with its leading `/`: escaping is per character, so the whole text
+    // escapes as the components one by one would.
+    let components = path.rest();
     let rest = |out: &mut String| {
         out.push('"');
         if private {
             out.push_str("/private");
         }
-        for c in components {
-            out.push('/');
-            push_escaped(out, c);
-        }
+        push_escaped(out, components);
         out.push('"');
     };
     match path.root() {
