@@ -568,17 +568,20 @@ impl Policy {
                         s.push_str(&r.access.keyword_cow());
                     }
                 }
-                let _ = write!(s, " {}", r.path);
+                s.push(' ');
+                s.push_str(r.path.as_str());
             });
         }
         for r in &self.exec.deny {
             f(r.id, &|s| {
-                let _ = write!(s, "exec deny {}", r.path);
+                s.push_str("exec deny ");
+                s.push_str(r.path.as_str());
             });
         }
         for r in self.exec.allow_only.iter().flatten() {
             f(r.id, &|s| {
-                let _ = write!(s, "exec only {}", r.path);
+                s.push_str("exec only ");
+                s.push_str(r.path.as_str());
             });
         }
         for r in &self.net.domains {
@@ -601,7 +604,8 @@ impl Policy {
         }
         for r in &self.ipc.unix_sockets {
             f(r.id, &|s| {
-                let _ = write!(s, "ipc unix-socket {}", r.path);
+                s.push_str("ipc unix-socket ");
+                s.push_str(r.path.as_str());
             });
         }
     }

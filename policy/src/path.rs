@@ -331,11 +331,8 @@ impl PolicyPath {
 
     /// The components, in order (`.ssh` for `$HOME/.ssh/**`).
     pub fn components(&self) -> Components<'_> {
-        let mut split = self.rest().split('/');
-        // The text before the first separator is empty.
-        split.next();
         Components {
-            split,
+            rest: self.rest(),
             len: self.depth as usize,
         }
     }
@@ -492,7 +489,8 @@ impl PolicyPath {
 /// The components of a [`PolicyPath`], borrowed from its text.
 #[derive(Clone)]
 pub struct Components<'a> {
-    split: std::str::Split<'a, char>,
+    /// What is left: each component with its leading `/`.
+    rest: &'a str,
     len: usize,
 }
 
@@ -503,7 +501,12 @@ impl<'a> Iterator for Components<'a> {
             return None;
         }
         self.len -= 1;
-        self.split.next()
+        // Components are short: a plain byte scan beats a searcher set up per call.
+        let body = &self.rest[1..];
+        let end = body.bytes().position(|b| b == b'/').unwrap_or(body.len());
+        let (component, rest) = body.split_at(end);
+        self.rest = rest;
+        Some(component)
     }
     fn size_hint(&self) -> (usize, Option<usize>) {
         (self.len, Some(self.len))

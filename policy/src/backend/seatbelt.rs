@@ -76,13 +76,24 @@ impl Writer<'_> {
             Ok(i) => self.texts[i].1.as_str(),
             Err(_) => "",
         };
-        // Written straight into the profile when there is nothing to escape (the usual case).
+        // Written straight into the profile when there is nothing to escape (the usual case),
+        // piece by piece rather than through `fmt`: this runs once per rule.
         let origin = self.policy.provenance.origin(id);
-        let safe = |s: &str| !s.chars().any(char::is_control);
-        if safe(text) && origin.is_none_or(|o| safe(&o.source)) {
-            let _ = write!(self.out, ";; {id} {text}");
+        if !has_control(text) && origin.is_none_or(|o| !has_control(&o.source)) {
+            self.out.push_str(";; r");
+            push_u32(&mut self.out, id.0);
+            self.out.push(' ');
+            self.out.push_str(text);
             if let Some(origin) = origin {
-                let _ = write!(self.out, " from {origin}");
+                self.out.push_str(" from ");
+                self.out.push_str(&origin.source);
+                // As `Origin`'s Display: no position for rules built in memory.
+                if origin.line != 0 {
+                    self.out.push(':');
+                    push_u32(&mut self.out, origin.line);
+                    self.out.push(':');
+                    push_u32(&mut self.out, origin.column);
+                }
             }
             self.out.push('\n');
             return;
@@ -391,6 +402,31 @@ fn push_escaped(out: &mut String, s: &str) {
     }
 }
 
+/// Does `s` hold a control character (what [`comment_safe`] escapes)? Printable ASCII, the
+/// usual case, is answered from the bytes alone.
+fn has_control(s: &str) -> bool {
+    if s.bytes().all(|b| (b' '..=b'~').contains(&b)) {
+        return false;
+    }
+    s.chars().any(char::is_control)
+}
+
+/// `n` in decimal, without going through `fmt`.
+pub(crate) fn push_u32(out: &mut String, mut n: u32) {
+    let mut digits = [0u8; 10];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    // Only ASCII digits were written.
+    out.push_str(std::str::from_utf8(&digits[i..]).expect("ASCII digits"));
+}
+
 /// Comment text on one line: control characters (a newline would end the comment and let the
 /// rest of a path be read as rules) are shown escaped.
 fn comment_safe(s: &str) -> String {
@@ -434,6 +470,26 @@ mod tests {
         let evil = "/x\n(allow default)";
         assert_eq!(comment_safe(evil), "/x\\n(allow default)");
         assert_eq!(sbpl_str(evil), "\"/x\\n(allow default)\"");
+    }
+
+    #[test]
+    fn numbers_and_control_characters() {
+        for n in [0, 7, 10, 99, 100, 65_535, 1_000_000, u32::MAX] {
+            let mut s = String::from("x");
+            push_u32(&mut s, n);
+            assert_eq!(s, format!("x{n}"));
+        }
+        for s in [
+            "",
+            "plain /a b~",
+            "é",
+            "\u{85}",
+            "a\tb",
+            "\u{7f}",
+            "\u{2028}",
+        ] {
+            assert_eq!(has_control(s), s.chars().any(char::is_control), "{s:?}");
+        }
     }
 
     #[test]
