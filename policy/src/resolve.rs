@@ -562,7 +562,7 @@ fn origin(source: &Arc<str>, loc: Option<Loc>) -> Origin {
 struct Accumulator {
     /// Keyed by the path's text (shared with the path, not copied), so filesystem rules are in
     /// text order.
-    fs: BTreeMap<(std::sync::Arc<str>, Effect), (PolicyPath, Access, Vec<Origin>)>,
+    fs: BTreeMap<FsKey, (PolicyPath, Access, Vec<Origin>)>,
     exec_deny: BTreeMap<PolicyPath, Vec<Origin>>,
     exec_only: Option<BTreeMap<PolicyPath, Vec<Origin>>>,
     net_mode: NetMode,
@@ -579,6 +579,9 @@ struct Accumulator {
 }
 
 type IpNetKey = crate::net::IpNet;
+
+/// A filesystem rule's path text (shared with its path) and effect.
+type FsKey = (Arc<str>, Effect);
 
 #[derive(Default)]
 struct EnvAcc {
