@@ -272,23 +272,28 @@ impl PolicyPath {
         let rest_start = buf.len();
         let mut depth = 0u32;
         let mut scope = Scope::Exact;
+        // Components are split by a byte scan (this runs once per rule, and `/` is ASCII);
+        // empty and `.` components are dropped.
         let mut parts = rest
-            .split('/')
-            .filter(|c| !c.is_empty() && *c != ".")
+            .as_bytes()
+            .split(|&b| b == b'/')
+            .filter(|c| !c.is_empty() && *c != b".")
             .peekable();
         while let Some(part) = parts.next() {
-            if part == ".." {
+            if part == b".." {
                 return Err(PathError::DotDot(text.to_string()));
             }
-            if part == "**" && parts.peek().is_none() {
+            if part == b"**" && parts.peek().is_none() {
                 scope = Scope::Subtree;
                 continue;
             }
-            if part.contains(['*', '?']) || (part.contains('[') && part.contains(']')) {
+            let has = |c: u8| part.contains(&c);
+            if has(b'*') || has(b'?') || (has(b'[') && has(b']')) {
                 return Err(PathError::Glob(text.to_string()));
             }
+            // Split at ASCII `/` only, so each part is whole UTF-8.
             buf.push_str("/");
-            buf.push_str(part);
+            buf.push_str(std::str::from_utf8(part).expect("split at an ASCII byte"));
             depth += 1;
         }
         let rest_end = buf.len();
