@@ -274,26 +274,24 @@ impl PolicyPath {
         let mut scope = Scope::Exact;
         // Components are split by a byte scan (this runs once per rule, and `/` is ASCII);
         // empty and `.` components are dropped.
-        let mut parts = rest
-            .as_bytes()
-            .split(|&b| b == b'/')
-            .filter(|c| !c.is_empty() && *c != b".")
+        // `/` is ASCII, so slicing at its byte offsets keeps whole characters.
+        let mut parts = ByteSplit(rest)
+            .filter(|c| !c.is_empty() && *c != ".")
             .peekable();
         while let Some(part) = parts.next() {
-            if part == b".." {
+            if part == ".." {
                 return Err(PathError::DotDot(text.to_string()));
             }
-            if part == b"**" && parts.peek().is_none() {
+            if part == "**" && parts.peek().is_none() {
                 scope = Scope::Subtree;
                 continue;
             }
-            let has = |c: u8| part.contains(&c);
+            let has = |c: u8| part.as_bytes().contains(&c);
             if has(b'*') || has(b'?') || (has(b'[') && has(b']')) {
                 return Err(PathError::Glob(text.to_string()));
             }
-            // Split at ASCII `/` only, so each part is whole UTF-8.
             buf.push_str("/");
-            buf.push_str(std::str::from_utf8(part).expect("split at an ASCII byte"));
+            buf.push_str(part);
             depth += 1;
         }
         let rest_end = buf.len();
@@ -488,6 +486,31 @@ impl PolicyPath {
             p.push(c);
         }
         Ok(p)
+    }
+}
+
+/// The non-empty pieces of `str::split('/')` in order, by a plain byte scan, which beats a
+/// searcher set up per path for the short runs between separators. (It may yield fewer empty
+/// pieces than `split`; its caller drops them all.)
+struct ByteSplit<'a>(&'a str);
+
+impl<'a> Iterator for ByteSplit<'a> {
+    type Item = &'a str;
+    fn next(&mut self) -> Option<&'a str> {
+        let text = self.0;
+        if text.is_empty() {
+            return None;
+        }
+        match text.bytes().position(|b| b == b'/') {
+            Some(end) => {
+                self.0 = &text[end + 1..];
+                Some(&text[..end])
+            }
+            None => {
+                self.0 = "";
+                Some(text)
+            }
+        }
     }
 }
 
