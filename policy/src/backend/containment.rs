@@ -91,12 +91,20 @@ fn root_index(root: Option<PathVar>) -> usize {
     }
 }
 
+/// The bit of [`PathTrie::depths`] for a key of `depth` components.
+fn depth_bit(depth: usize) -> u64 {
+    1 << depth.min(63)
+}
+
 /// Items keyed by path, found by "at or above this path". One map per root from a spelling's
 /// component text to the first of its items; the items of one key are chained through `items`,
 /// so storing an item allocates nothing once the vectors are sized.
 #[derive(Debug)]
 pub(crate) struct PathTrie<'a, T> {
     keys: [HashMap<Cow<'a, str>, usize>; ROOTS],
+    /// Per root, bit `d` set when some key has `d` components (bit 63: 63 or more), so that
+    /// a query looks up only the prefixes of a depth some stored path has.
+    depths: [u64; ROOTS],
     /// Each item, and the index of the next item under the same key.
     items: Vec<(T, Option<usize>)>,
 }
@@ -114,6 +122,7 @@ impl<'a, T: Copy> PathTrie<'a, T> {
         }
         PathTrie {
             keys: per_root.map(HashMap::with_capacity),
+            depths: [0; ROOTS],
             items: Vec::with_capacity(per_root.iter().sum()),
         }
     }
@@ -122,7 +131,9 @@ impl<'a, T: Copy> PathTrie<'a, T> {
     pub(crate) fn insert(&mut self, path: &'a PolicyPath, item: T) {
         for spelling in spellings(path) {
             let index = self.items.len();
-            let map = &mut self.keys[root_index(spelling.root)];
+            let root = root_index(spelling.root);
+            self.depths[root] |= depth_bit(spelling.rest.bytes().filter(|b| *b == b'/').count());
+            let map = &mut self.keys[root];
             let next = map.insert(spelling.rest, index);
             self.items.push((item, next));
         }
@@ -146,7 +157,8 @@ impl<'a, T: Copy> PathTrie<'a, T> {
                 // `/` holds every variable's value.
                 self.under(None, "", |i| found(i, false));
             }
-            if self.keys[root_index(spelling.root)].is_empty() {
+            let depths = self.depths[root_index(spelling.root)];
+            if depths == 0 {
                 continue;
             }
             let rest: &str = &spelling.rest;
@@ -159,9 +171,13 @@ impl<'a, T: Copy> PathTrie<'a, T> {
                 .filter(|(_, b)| *b == b'/')
                 .map(|(i, _)| i)
                 .chain((!rest.is_empty()).then_some(rest.len()));
-            self.under(spelling.root, "", |i| found(i, rest.is_empty()));
-            for end in ends {
-                self.under(spelling.root, &rest[..end], |i| found(i, end == rest.len()));
+            if depths & depth_bit(0) != 0 {
+                self.under(spelling.root, "", |i| found(i, rest.is_empty()));
+            }
+            for (depth, end) in (1..).zip(ends) {
+                if depths & depth_bit(depth) != 0 {
+                    self.under(spelling.root, &rest[..end], |i| found(i, end == rest.len()));
+                }
             }
         }
     }
@@ -214,6 +230,9 @@ mod tests {
     #[test]
     fn index_agrees_with_component_prefixes() {
         let roots = ["", "$HOME", "$XDG_CONFIG_HOME", "$TMPDIR", "$WORKDIR"];
+        // Deep enough to share the last depth bit: 70 and 71 components.
+        let deep = "/d".repeat(70);
+        let deeper = format!("{deep}/e");
         let bodies = [
             "",
             "/a",
@@ -224,6 +243,8 @@ mod tests {
             "/.config/a",
             "/tmp/a",
             "/a/b/c",
+            &deep,
+            &deeper,
         ];
         let mut paths = Vec::new();
         for root in roots {
