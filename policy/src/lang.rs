@@ -878,7 +878,7 @@ impl<'s> Walker<'s> {
     fn word(&mut self, line: &Line, start: usize, text: &str) -> Option<String> {
         // Legal by the letter of the grammar, but `/tmp/"my dir"` would silently become two
         // odd paths: a quote inside a word is always a mistake worth stopping for.
-        if let Some(quote) = text.find('"') {
+        if let Some(quote) = text.bytes().position(|b| b == b'"') {
             self.error(
                 Some(line.loc(start + quote)),
                 format!("unexpected `\"` inside `{}`", shown(text)),
