@@ -21,7 +21,7 @@
 
 use std::fmt::Write as _;
 
-use crate::ir::{Access, Effect, NetMode, Policy, RuleId};
+use crate::ir::{Access, Effect, NetMode, Origin, Policy, RuleId};
 use crate::net::{IpNet, PortSet, Protocol};
 use crate::path::{PolicyPath, Scope};
 
@@ -40,6 +40,7 @@ pub(crate) fn profile_with_texts(policy: &Policy, texts: &[(RuleId, String)]) ->
         out: String::with_capacity(4096 + 160 * texts.len()),
         policy,
         texts,
+        origins: first_origins(policy),
     };
     w.header();
     w.basics();
@@ -54,6 +55,23 @@ struct Writer<'p> {
     policy: &'p Policy,
     /// Every rule's one-line text, in id order.
     texts: &'p [(RuleId, String)],
+    /// Each rule's first origin, at index `id - 1` (ids are dense from 1): one pass over the
+    /// provenance map instead of a search per rule.
+    origins: Vec<Option<&'p Origin>>,
+}
+
+/// [`Writer::origins`].
+fn first_origins(policy: &Policy) -> Vec<Option<&Origin>> {
+    let mut origins = vec![None; policy.max_rule_id() as usize];
+    for (id, list) in &policy.provenance.rules {
+        if let Some(slot) = (id.0 as usize)
+            .checked_sub(1)
+            .and_then(|i| origins.get_mut(i))
+        {
+            *slot = list.first();
+        }
+    }
+    origins
 }
 
 impl Writer<'_> {
@@ -72,13 +90,25 @@ impl Writer<'_> {
     }
 
     fn rule_comment(&mut self, id: RuleId) {
-        let text = match self.texts.binary_search_by_key(&id, |(id, _)| *id) {
-            Ok(i) => self.texts[i].1.as_str(),
-            Err(_) => "",
+        // Texts are in id order and ids dense from 1, so the text is nearly always at `id - 1`.
+        let direct = (id.0 as usize)
+            .checked_sub(1)
+            .and_then(|i| self.texts.get(i))
+            .filter(|(tid, _)| *tid == id);
+        let text = match direct {
+            Some((_, text)) => text.as_str(),
+            None => match self.texts.binary_search_by_key(&id, |(id, _)| *id) {
+                Ok(i) => self.texts[i].1.as_str(),
+                Err(_) => "",
+            },
         };
         // Written straight into the profile when there is nothing to escape (the usual case),
         // piece by piece rather than through `fmt`: this runs once per rule.
-        let origin = self.policy.provenance.origin(id);
+        let origin = match (id.0 as usize).checked_sub(1) {
+            Some(i) if i < self.origins.len() => self.origins[i],
+            // Id 0, or past every rule: not a rule of this policy, but answer as the map does.
+            _ => self.policy.provenance.origin(id),
+        };
         if !has_control(text) && origin.is_none_or(|o| !has_control(&o.source)) {
             self.out.push_str(";; r");
             push_u32(&mut self.out, id.0);
