@@ -8,6 +8,10 @@
 //!
 //! `backends/*` time the back-ends and the artifact alone on a resolved IR, `frontend/*` the
 //! front-end and resolution alone, `phases-5000/*` each step for the large policy.
+//!
+//! On a shared machine the medians move with the load; `examples/compile_count.rs` runs the
+//! two `pipeline/*` cases a fixed number of times for instruction counts (callgrind) that do
+//! not.
 
 #[path = "../tests/common/mod.rs"]
 mod common;

@@ -11,6 +11,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -34,9 +35,28 @@ impl fmt::Display for RuleId {
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Origin {
     /// `builtin:NAME` for embedded profiles and groups, otherwise the path as the user gave it.
-    pub source: String,
+    /// Shared by every rule of the same file (and by the plans that copy origins), so a
+    /// policy holds each source name once however many rules it has. Serialised as a string.
+    #[serde(with = "shared_str")]
+    pub source: Arc<str>,
     pub line: u32,
     pub column: u32,
+}
+
+/// Serde for `Arc<str>` as a plain string (serde's own impl needs its `rc` feature, which
+/// would make every `Arc` in the workspace serialisable, identity lost without notice).
+mod shared_str {
+    use std::sync::Arc;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(s: &Arc<str>, ser: S) -> Result<S::Ok, S::Error> {
+        ser.serialize_str(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Arc<str>, D::Error> {
+        String::deserialize(d).map(Arc::from)
+    }
 }
 
 impl fmt::Display for Origin {
@@ -548,17 +568,20 @@ impl Policy {
                         s.push_str(&r.access.keyword_cow());
                     }
                 }
-                let _ = write!(s, " {}", r.path);
+                s.push(' ');
+                s.push_str(r.path.as_str());
             });
         }
         for r in &self.exec.deny {
             f(r.id, &|s| {
-                let _ = write!(s, "exec deny {}", r.path);
+                s.push_str("exec deny ");
+                s.push_str(r.path.as_str());
             });
         }
         for r in self.exec.allow_only.iter().flatten() {
             f(r.id, &|s| {
-                let _ = write!(s, "exec only {}", r.path);
+                s.push_str("exec only ");
+                s.push_str(r.path.as_str());
             });
         }
         for r in &self.net.domains {
@@ -581,7 +604,8 @@ impl Policy {
         }
         for r in &self.ipc.unix_sockets {
             f(r.id, &|s| {
-                let _ = write!(s, "ipc unix-socket {}", r.path);
+                s.push_str("ipc unix-socket ");
+                s.push_str(r.path.as_str());
             });
         }
     }

@@ -568,8 +568,10 @@ impl<'s> Walker<'s> {
         let rule = statement.rule;
         let start = statement.start;
         let loc = line.loc(start);
-        let keyword = line.first_word();
-        let keyword_span = keyword.chars().count();
+        // Only errors need the keyword and its width: found when one is reported, not for
+        // every line.
+        let keyword = || line.first_word();
+        let keyword_span = || keyword().chars().count();
         if let Some(group) = &mut self.group {
             if rule == Rule::group_open {
                 // Its `}` is part of the same mistake: let it close the nested block, not this.
@@ -578,7 +580,7 @@ impl<'s> Walker<'s> {
                 self.error(
                     Some(loc),
                     "groups cannot be nested".into(),
-                    keyword_span,
+                    keyword_span(),
                     Some(match opened_on {
                         Some(n) => {
                             format!("close group `{name}` (opened on line {n}) with `}}` first")
@@ -591,8 +593,8 @@ impl<'s> Walker<'s> {
             if !allowed_in_group(rule) {
                 self.error(
                     Some(loc),
-                    format!("`{keyword}` is not allowed inside a group"),
-                    keyword_span,
+                    format!("`{}` is not allowed inside a group", keyword()),
+                    keyword_span(),
                     Some(
                         "groups hold filesystem, exec, net and env rules; \
                          move this line outside the group"
@@ -603,7 +605,7 @@ impl<'s> Walker<'s> {
             }
         }
         if let Some(setting) = single_setting(rule) {
-            if !self.claim(setting, loc, keyword_span) {
+            if !self.claim(setting, loc, keyword_span()) {
                 return;
             }
         }
@@ -876,7 +878,7 @@ impl<'s> Walker<'s> {
     fn word(&mut self, line: &Line, start: usize, text: &str) -> Option<String> {
         // Legal by the letter of the grammar, but `/tmp/"my dir"` would silently become two
         // odd paths: a quote inside a word is always a mistake worth stopping for.
-        if let Some(quote) = text.find('"') {
+        if let Some(quote) = text.bytes().position(|b| b == b'"') {
             self.error(
                 Some(line.loc(start + quote)),
                 format!("unexpected `\"` inside `{}`", shown(text)),

@@ -86,13 +86,66 @@ pub enum Scope {
 
 /// A validated, normalised policy path. Its text form is canonical: `$HOME/.ssh/**`.
 ///
-/// Immutable once parsed, and cheap to clone: the components are shared (the back-ends copy
-/// paths into every plan entry). Comparison and hashing are by value.
-#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+/// Immutable once parsed, and cheap to clone: the path is held as its one canonical text,
+/// shared (the back-ends copy paths into every plan entry, and the artifact serialises them),
+/// so parsing allocates once and displaying, serialising or keying by text allocates nothing.
+/// Components are slices of that text. Equality and hashing are by value (the canonical text
+/// determines root, components and scope, and is determined by them); ordering is by root,
+/// then components, then scope, as if the components were compared as a list.
+#[derive(Clone)]
 pub struct PolicyPath {
     root: Option<PathVar>,
-    components: Arc<[String]>,
     scope: Scope,
+    /// Where the components start and end in `text`: `text[rest.0..rest.1]` is every component
+    /// with a leading `/` each (`/.ssh` in `$HOME/.ssh/**`), empty for `/` or a bare variable.
+    rest: (u32, u32),
+    /// How many components.
+    depth: u32,
+    text: Arc<str>,
+}
+
+impl PartialEq for PolicyPath {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.text, &other.text) || self.text == other.text
+    }
+}
+
+impl Eq for PolicyPath {}
+
+impl std::hash::Hash for PolicyPath {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.text.hash(state);
+    }
+}
+
+impl PartialOrd for PolicyPath {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for PolicyPath {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.root
+            .cmp(&other.root)
+            .then_with(|| compare_components(self.rest(), other.rest()))
+            .then_with(|| self.scope.cmp(&other.scope))
+    }
+}
+
+/// Order two component texts (`/a/b`) as their component lists would be ordered: byte order,
+/// except that a separator sorts before any other byte, since it ends the component (`/a/b`
+/// before `/a-b`, because `a` is a prefix of `a-b`). Components never hold a NUL or a `/`.
+pub(crate) fn compare_components(a: &str, b: &str) -> std::cmp::Ordering {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    let common = a.iter().zip(b).position(|(x, y)| x != y);
+    match common {
+        Some(i) => {
+            let key = |c: u8| if c == b'/' { 0 } else { c };
+            key(a[i]).cmp(&key(b[i]))
+        }
+        None => a.len().cmp(&b.len()),
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -111,6 +164,50 @@ pub enum PathError {
     DotDot(String),
     #[error("unsupported glob in `{0}`: only a trailing `/**` (the whole subtree) is allowed")]
     Glob(String),
+}
+
+/// A text buffer on the stack for the short texts that are nearly all paths, spilling to the
+/// heap past its size, so that making a path's canonical text allocates only the shared copy.
+struct TextBuf {
+    stack: [u8; 256],
+    len: usize,
+    heap: Option<String>,
+}
+
+impl TextBuf {
+    fn new() -> Self {
+        TextBuf {
+            stack: [0; 256],
+            len: 0,
+            heap: None,
+        }
+    }
+    fn push_str(&mut self, s: &str) {
+        if let Some(heap) = &mut self.heap {
+            heap.push_str(s);
+            return;
+        }
+        let end = self.len + s.len();
+        if end <= self.stack.len() {
+            self.stack[self.len..end].copy_from_slice(s.as_bytes());
+            self.len = end;
+        } else {
+            let mut heap = String::with_capacity(end * 2);
+            heap.push_str(self.as_str());
+            heap.push_str(s);
+            self.heap = Some(heap);
+        }
+    }
+    fn len(&self) -> usize {
+        self.heap.as_ref().map_or(self.len, String::len)
+    }
+    fn as_str(&self) -> &str {
+        match &self.heap {
+            Some(heap) => heap,
+            // Only whole `&str`s are copied in, so this is valid UTF-8.
+            None => std::str::from_utf8(&self.stack[..self.len]).expect("whole str pieces"),
+        }
+    }
 }
 
 impl PolicyPath {
@@ -166,10 +263,19 @@ impl PolicyPath {
             return Err(PathError::Relative(text.to_string()));
         };
 
-        let mut components: Vec<String> = Vec::with_capacity(rest.matches('/').count());
+        // The canonical text is written as the components are checked.
+        let mut buf = TextBuf::new();
+        if let Some(v) = root {
+            buf.push_str("$");
+            buf.push_str(v.name());
+        }
+        let rest_start = buf.len();
+        let mut depth = 0u32;
         let mut scope = Scope::Exact;
-        let mut parts = rest
-            .split('/')
+        // Components are split by a byte scan (this runs once per rule, and `/` is ASCII);
+        // empty and `.` components are dropped.
+        // `/` is ASCII, so slicing at its byte offsets keeps whole characters.
+        let mut parts = ByteSplit(rest)
             .filter(|c| !c.is_empty() && *c != ".")
             .peekable();
         while let Some(part) = parts.next() {
@@ -180,132 +286,155 @@ impl PolicyPath {
                 scope = Scope::Subtree;
                 continue;
             }
-            if part.contains('*')
-                || part.contains('?')
-                || (part.contains('[') && part.contains(']'))
-            {
+            let has = |c: u8| part.as_bytes().contains(&c);
+            if has(b'*') || has(b'?') || (has(b'[') && has(b']')) {
                 return Err(PathError::Glob(text.to_string()));
             }
-            components.push(part.to_string());
+            buf.push_str("/");
+            buf.push_str(part);
+            depth += 1;
         }
-        Ok(PolicyPath {
+        let rest_end = buf.len();
+        match scope {
+            Scope::Exact if root.is_none() && depth == 0 => buf.push_str("/"),
+            Scope::Exact => {}
+            Scope::Subtree => buf.push_str("/**"),
+        }
+        Ok(PolicyPath::from_parts(
             root,
-            components: components.into(),
             scope,
-        })
+            (rest_start, rest_end),
+            depth,
+            buf.as_str(),
+        ))
+    }
+
+    fn from_parts(
+        root: Option<PathVar>,
+        scope: Scope,
+        rest: (usize, usize),
+        depth: u32,
+        text: &str,
+    ) -> PolicyPath {
+        // Paths come from profile lines, themselves bounded well below 4 GiB (see
+        // `resolve`'s limits), so the offsets fit.
+        let offset = |n: usize| u32::try_from(n).expect("path text under 4 GiB");
+        PolicyPath {
+            root,
+            scope,
+            rest: (offset(rest.0), offset(rest.1)),
+            depth,
+            text: Arc::from(text),
+        }
     }
 
     pub fn root(&self) -> Option<PathVar> {
         self.root
     }
-    pub fn components(&self) -> &[String] {
-        &self.components
+
+    /// The components, in order (`.ssh` for `$HOME/.ssh/**`).
+    pub fn components(&self) -> Components<'_> {
+        Components {
+            rest: self.rest(),
+            len: self.depth as usize,
+        }
     }
+
+    /// How many components.
+    pub fn depth(&self) -> usize {
+        self.depth as usize
+    }
+
+    /// Every component with a leading `/` each (`/.ssh` for `$HOME/.ssh/**`), empty for `/`
+    /// and for a bare variable.
+    pub fn rest(&self) -> &str {
+        &self.text[self.rest.0 as usize..self.rest.1 as usize]
+    }
+
+    /// The first component, if any.
+    pub fn first_component(&self) -> Option<&str> {
+        self.components().next()
+    }
+
     pub fn scope(&self) -> Scope {
         self.scope
     }
+
     pub fn with_scope(&self, scope: Scope) -> PolicyPath {
-        PolicyPath {
-            scope,
-            ..self.clone()
+        if scope == self.scope {
+            return self.clone();
         }
+        let mut buf = TextBuf::new();
+        buf.push_str(self.base());
+        if scope == Scope::Subtree {
+            buf.push_str(if self.root.is_none() && self.depth == 0 {
+                "**"
+            } else {
+                "/**"
+            });
+        }
+        PolicyPath::from_parts(
+            self.root,
+            scope,
+            (self.rest.0 as usize, self.rest.1 as usize),
+            self.depth,
+            buf.as_str(),
+        )
+    }
+
+    /// The path without its scope suffix: `$HOME/.ssh`, `/`.
+    fn base(&self) -> &str {
+        match self.scope {
+            Scope::Exact => &self.text,
+            Scope::Subtree => &self.text[..self.text.len() - 3 + usize::from(self.is_slash())],
+        }
+    }
+
+    /// `/` or `/**`.
+    fn is_slash(&self) -> bool {
+        self.root.is_none() && self.depth == 0
     }
 
     /// The path without its scope suffix: `$HOME/.ssh`.
     pub fn base_text(&self) -> String {
-        let mut s = String::with_capacity(self.text_len());
-        let _ = self.write_base(&mut s);
-        s
+        self.base().to_string()
     }
 
-    /// The text form (what `to_string()` gives), built in one allocation of the right size.
-    /// For sort keys and map keys in hot loops.
+    /// The text form (what `to_string()` gives), as a `&str`: for sort keys and map keys.
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    /// The text form, shared: cloning it copies no text.
+    pub fn shared_text(&self) -> Arc<str> {
+        self.text.clone()
+    }
+
+    /// The text form as an owned `String` (what `to_string()` gives).
     pub fn text(&self) -> String {
-        let mut s = String::with_capacity(self.text_len());
-        let _ = self.write_text(&mut s);
-        s
-    }
-
-    /// Call `f` with the text form, built on the stack when it is short (nearly always):
-    /// serialising or displaying a path is then one write instead of one per component.
-    pub(crate) fn with_text<R>(&self, f: impl FnOnce(&str) -> R) -> R {
-        /// A fixed buffer that refuses what does not fit.
-        struct Stack {
-            buf: [u8; 256],
-            len: usize,
-        }
-        impl fmt::Write for Stack {
-            fn write_str(&mut self, s: &str) -> fmt::Result {
-                let end = self.len + s.len();
-                if end > self.buf.len() {
-                    return Err(fmt::Error);
-                }
-                self.buf[self.len..end].copy_from_slice(s.as_bytes());
-                self.len = end;
-                Ok(())
-            }
-        }
-        let mut stack = Stack {
-            buf: [0; 256],
-            len: 0,
-        };
-        if self.text_len() <= stack.buf.len() && self.write_text(&mut stack).is_ok() {
-            // Only whole `&str`s were copied in, so this is valid UTF-8.
-            if let Ok(text) = std::str::from_utf8(&stack.buf[..stack.len]) {
-                return f(text);
-            }
-        }
-        f(&self.text())
-    }
-
-    /// The text form, written piece by piece.
-    fn write_text(&self, f: &mut impl fmt::Write) -> fmt::Result {
-        self.write_base(f)?;
-        match self.scope {
-            Scope::Exact => Ok(()),
-            Scope::Subtree if self.root.is_none() && self.components.is_empty() => {
-                f.write_str("**")
-            }
-            Scope::Subtree => f.write_str("/**"),
-        }
-    }
-
-    /// The length of the text form, to size buffers.
-    fn text_len(&self) -> usize {
-        self.root.map_or(0, |v| v.name().len() + 1)
-            + self.components.iter().map(|c| c.len() + 1).sum::<usize>()
-            + 3
-    }
-
-    fn write_base(&self, f: &mut impl fmt::Write) -> fmt::Result {
-        if let Some(v) = self.root {
-            f.write_char('$')?;
-            f.write_str(v.name())?;
-        } else if self.components.is_empty() {
-            return f.write_char('/');
-        }
-        for c in self.components.iter() {
-            f.write_char('/')?;
-            f.write_str(c)?;
-        }
-        Ok(())
+        self.text.to_string()
     }
 
     /// Is `self` the same object as, or below, `other` when `other` covers a subtree? Compares
     /// symbolically: both must share a root. Used to find denies inside grants.
     pub fn is_within(&self, other: &PolicyPath) -> bool {
-        if self.root != other.root || self.components.len() < other.components.len() {
+        if self.root != other.root || self.depth < other.depth {
             return false;
         }
-        if !self.components.starts_with(&other.components) {
+        let (inner, outer) = (self.rest(), other.rest());
+        // Whole components: `/usr/libx` is not within `/usr/lib`.
+        let Some(tail) = inner.strip_prefix(outer) else {
+            return false;
+        };
+        if !(tail.is_empty() || tail.starts_with('/')) {
             return false;
         }
-        self.components.len() == other.components.len() || other.scope == Scope::Subtree
+        self.depth == other.depth || other.scope == Scope::Subtree
     }
 
     /// Would granting write here hand over `/` or `$HOME` as a whole?
     pub fn is_broad(&self) -> bool {
-        self.components.is_empty() && matches!(self.root, None | Some(PathVar::Home))
+        self.depth == 0 && matches!(self.root, None | Some(PathVar::Home))
     }
 
     /// The same path with its variable replaced by its value for one run. The value must be
@@ -320,22 +449,29 @@ impl PolicyPath {
         let text = base
             .to_str()
             .ok_or_else(|| format!("${} is not valid UTF-8: {}", var.name(), base.display()))?;
-        let mut p =
-            PolicyPath::parse(text).map_err(|e| format!("${} = `{text}`: {e}", var.name()))?;
+        let p = PolicyPath::parse(text).map_err(|e| format!("${} = `{text}`: {e}", var.name()))?;
         if p.root.is_some() {
             return Err(format!(
                 "${} must be an absolute path, not `{text}`",
                 var.name()
             ));
         }
-        p.components = p
-            .components
-            .iter()
-            .chain(self.components.iter())
-            .cloned()
-            .collect();
-        p.scope = self.scope;
-        Ok(p)
+        let mut buf = TextBuf::new();
+        buf.push_str(p.rest());
+        buf.push_str(self.rest());
+        let rest_end = buf.len();
+        match self.scope {
+            Scope::Exact if rest_end == 0 => buf.push_str("/"),
+            Scope::Exact => {}
+            Scope::Subtree => buf.push_str("/**"),
+        }
+        Ok(PolicyPath::from_parts(
+            None,
+            self.scope,
+            (0, rest_end),
+            p.depth + self.depth,
+            buf.as_str(),
+        ))
     }
 
     /// Expand variables against the values of one run.
@@ -346,16 +482,70 @@ impl PolicyPath {
                 .get(v)
                 .ok_or_else(|| format!("${} is not set", v.name()))?,
         };
-        for c in self.components.iter() {
+        for c in self.components() {
             p.push(c);
         }
         Ok(p)
     }
 }
 
+/// The non-empty pieces of `str::split('/')` in order, by a plain byte scan, which beats a
+/// searcher set up per path for the short runs between separators. (It may yield fewer empty
+/// pieces than `split`; its caller drops them all.)
+struct ByteSplit<'a>(&'a str);
+
+impl<'a> Iterator for ByteSplit<'a> {
+    type Item = &'a str;
+    fn next(&mut self) -> Option<&'a str> {
+        let text = self.0;
+        if text.is_empty() {
+            return None;
+        }
+        match text.bytes().position(|b| b == b'/') {
+            Some(end) => {
+                self.0 = &text[end + 1..];
+                Some(&text[..end])
+            }
+            None => {
+                self.0 = "";
+                Some(text)
+            }
+        }
+    }
+}
+
+/// The components of a [`PolicyPath`], borrowed from its text.
+#[derive(Clone)]
+pub struct Components<'a> {
+    /// What is left: each component with its leading `/`.
+    rest: &'a str,
+    len: usize,
+}
+
+impl<'a> Iterator for Components<'a> {
+    type Item = &'a str;
+    fn next(&mut self) -> Option<&'a str> {
+        if self.len == 0 {
+            return None;
+        }
+        self.len -= 1;
+        // Components are short: a plain byte scan beats a searcher set up per call.
+        let body = &self.rest[1..];
+        let end = body.bytes().position(|b| b == b'/').unwrap_or(body.len());
+        let (component, rest) = body.split_at(end);
+        self.rest = rest;
+        Some(component)
+    }
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.len, Some(self.len))
+    }
+}
+
+impl ExactSizeIterator for Components<'_> {}
+
 impl fmt::Display for PolicyPath {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.with_text(|text| f.write_str(text))
+        f.write_str(&self.text)
     }
 }
 
@@ -367,7 +557,7 @@ impl fmt::Debug for PolicyPath {
 
 impl Serialize for PolicyPath {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        self.with_text(|text| s.serialize_str(text))
+        s.serialize_str(&self.text)
     }
 }
 
@@ -488,6 +678,158 @@ mod tests {
         assert_eq!(serde_json::to_string(&path).unwrap(), format!("\"{long}\""));
         let short = p("/a\"b/**");
         assert_eq!(serde_json::to_string(&short).unwrap(), r#""/a\"b/**""#);
+    }
+
+    /// The shape paths had before they were one shared text: a root, a list of component
+    /// strings and a scope, with derived ordering. Every comparison, containment answer and
+    /// text must be the same in both shapes, because rule ids follow the order of paths.
+    #[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
+    struct OldShape {
+        root: Option<PathVar>,
+        components: Vec<String>,
+        scope: Scope,
+    }
+
+    impl OldShape {
+        fn of(p: &PolicyPath) -> OldShape {
+            OldShape {
+                root: p.root(),
+                components: p.components().map(str::to_string).collect(),
+                scope: p.scope(),
+            }
+        }
+        fn is_within(&self, other: &OldShape) -> bool {
+            self.root == other.root
+                && self.components.starts_with(&other.components)
+                && (self.components.len() == other.components.len()
+                    || other.scope == Scope::Subtree)
+        }
+        fn text(&self) -> String {
+            let mut s = match self.root {
+                Some(v) => format!("${}", v.name()),
+                None if self.components.is_empty() => "/".into(),
+                None => String::new(),
+            };
+            for c in &self.components {
+                s.push('/');
+                s.push_str(c);
+            }
+            match self.scope {
+                Scope::Exact => s,
+                Scope::Subtree if s == "/" => "/**".into(),
+                Scope::Subtree => s + "/**",
+            }
+        }
+    }
+
+    /// Every path of up to three components from an alphabet chosen to sit on either side of
+    /// `/` in byte order (`-`, `.`, `!`, space, control and non-ASCII characters), under every
+    /// root kind and scope.
+    fn tricky_paths() -> Vec<PolicyPath> {
+        let alphabet = [
+            "a", "a-b", "ab", "a.b", "b", "!", " x", "\u{1}", "é", "a~", "A",
+        ];
+        let mut lists: Vec<Vec<&str>> = vec![vec![]];
+        for depth in 1..=3 {
+            let prev: Vec<Vec<&str>> = lists
+                .iter()
+                .filter(|l| l.len() == depth - 1)
+                .cloned()
+                .collect();
+            for l in prev {
+                for c in alphabet {
+                    let mut n = l.clone();
+                    n.push(c);
+                    lists.push(n);
+                }
+            }
+        }
+        let mut out = Vec::new();
+        for root in ["", "$HOME", "$XDG_CONFIG_HOME", "$WORKDIR"] {
+            for l in &lists {
+                let body: String = l.iter().map(|c| format!("/{c}")).collect();
+                for suffix in ["", "/**"] {
+                    let text = match (root, body.as_str(), suffix) {
+                        ("", "", "") => "/".to_string(),
+                        _ => format!("{root}{body}{suffix}"),
+                    };
+                    out.push(p(&text));
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn one_text_behaves_as_the_component_list_did() {
+        use std::collections::hash_map::DefaultHasher;
+        use std::hash::{Hash, Hasher};
+        let hash = |p: &PolicyPath| {
+            let mut h = DefaultHasher::new();
+            p.hash(&mut h);
+            h.finish()
+        };
+        let paths = tricky_paths();
+        assert!(paths.len() > 10_000, "{}", paths.len());
+        let old: Vec<OldShape> = paths.iter().map(OldShape::of).collect();
+        for (path, shape) in paths.iter().zip(&old) {
+            assert_eq!(path.as_str(), shape.text());
+            assert_eq!(path.to_string(), shape.text());
+            assert_eq!(path.depth(), shape.components.len());
+            assert_eq!(p(path.as_str()), *path, "re-parsing {path} changes it");
+            assert_eq!(
+                path.with_scope(Scope::Subtree).as_str(),
+                OldShape {
+                    scope: Scope::Subtree,
+                    ..OldShape::of(path)
+                }
+                .text()
+            );
+            assert_eq!(
+                path.with_scope(Scope::Exact).as_str(),
+                OldShape {
+                    scope: Scope::Exact,
+                    ..OldShape::of(path)
+                }
+                .text()
+            );
+        }
+        // Pairs: a stride through the list keeps this quadratic test fast while still
+        // pairing every kind of path with every other.
+        for (i, a) in paths.iter().enumerate() {
+            for (j, b) in paths.iter().enumerate().skip(i % 23).step_by(23) {
+                assert_eq!(a.cmp(b), old[i].cmp(&old[j]), "{a} vs {b}");
+                assert_eq!(a == b, old[i] == old[j], "{a} vs {b}");
+                if a == b {
+                    assert_eq!(hash(a), hash(b));
+                }
+                assert_eq!(a.is_within(b), old[i].is_within(&old[j]), "{a} within {b}");
+            }
+        }
+    }
+
+    #[test]
+    fn expanded_paths_are_what_parsing_the_expansion_gives() {
+        let mut vars = PathVars::new();
+        vars.set(PathVar::Home, "/home/a b");
+        vars.set(PathVar::Workdir, "/");
+        for path in tricky_paths().iter().step_by(13) {
+            let Ok(expanded) = path.expanded(&vars) else {
+                continue;
+            };
+            let text = path.expand(&vars).unwrap();
+            let mut want = text.to_str().unwrap().to_string();
+            if path.scope() == Scope::Subtree {
+                want = if want == "/" {
+                    "/**".into()
+                } else {
+                    want + "/**"
+                };
+            }
+            assert_eq!(expanded, p(&want), "{path}");
+            assert_eq!(expanded.as_str(), want, "{path}");
+            assert_eq!(expanded.root(), None);
+        }
     }
 
     #[test]

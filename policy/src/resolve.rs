@@ -15,6 +15,7 @@
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
 
 use crate::diag::{close_matches, Diagnostic, Loc, PolicyError, SourceText};
 use crate::doc::{DomainEntry, EnvModeDoc, ExecDoc, FsDoc, GroupDoc, Located, NetDoc, ProfileDoc};
@@ -62,7 +63,8 @@ fn default_name(source_name: &str) -> String {
 
 /// One parsed document in merge order, with the name its errors and provenance use.
 struct Layer {
-    source: String,
+    /// Shared by the origin of every rule the layer adds.
+    source: Arc<str>,
     doc: ProfileDoc,
 }
 
@@ -223,13 +225,13 @@ impl<'a> Resolver<'a> {
             }
         }
         self.layers.push(Layer {
-            source: source_name.to_string(),
+            source: Arc::from(source_name),
             doc,
         });
     }
 
     fn merge_layer(&mut self, layer: &Layer, acc: &mut Accumulator) {
-        let src = layer.source.as_str();
+        let src = &layer.source;
         let doc = &layer.doc;
         // Groups this layer uses: its own definitions first, then built-in/user groups.
         for used in &doc.use_groups {
@@ -256,7 +258,7 @@ impl<'a> Resolver<'a> {
             // Kept for diagnostics' snippets (moved, not copied: the file is done with).
             let SourceFile { name, text, .. } = file;
             self.texts.insert(name.clone(), Cow::Owned(text));
-            let file_name = name;
+            let file_name: Arc<str> = Arc::from(name);
             match parsed {
                 Ok(mut gdoc) => match gdoc.groups.remove(gname) {
                     Some(group) => self.merge_group(&group, &file_name, acc),
@@ -324,7 +326,7 @@ impl<'a> Resolver<'a> {
         }
     }
 
-    fn merge_group(&mut self, group: &GroupDoc, src: &str, acc: &mut Accumulator) {
+    fn merge_group(&mut self, group: &GroupDoc, src: &Arc<str>, acc: &mut Accumulator) {
         self.merge_rules(
             &group.filesystem,
             &group.exec,
@@ -370,7 +372,7 @@ impl<'a> Resolver<'a> {
         exec: &ExecDoc,
         net: &NetDoc,
         env: &crate::doc::EnvDoc,
-        src: &str,
+        src: &Arc<str>,
         acc: &mut Accumulator,
     ) {
         let fs_lists: [(&Vec<Located<String>>, Effect, Access); 8] = [
@@ -388,7 +390,7 @@ impl<'a> Resolver<'a> {
                 if let Some(p) = self.path(v, src) {
                     let e = acc
                         .fs
-                        .entry((p.text(), effect))
+                        .entry((p.shared_text(), effect))
                         .or_insert_with(|| (p, access, Vec::new()));
                     e.1 = e.1.union(access);
                     e.2.push(origin(src, v.loc));
@@ -545,10 +547,10 @@ fn valid_env_pattern(name: &str) -> bool {
     }
 }
 
-fn origin(source: &str, loc: Option<Loc>) -> Origin {
+fn origin(source: &Arc<str>, loc: Option<Loc>) -> Origin {
     let loc = loc.unwrap_or_default();
     Origin {
-        source: source.to_string(),
+        source: source.clone(),
         line: loc.line,
         column: loc.column,
     }
@@ -558,7 +560,9 @@ fn origin(source: &str, loc: Option<Loc>) -> Origin {
 /// canonical whatever order the rules were written in.
 #[derive(Default)]
 struct Accumulator {
-    fs: BTreeMap<(String, Effect), (PolicyPath, Access, Vec<Origin>)>,
+    /// Keyed by the path's text (shared with the path, not copied), so filesystem rules are in
+    /// text order.
+    fs: BTreeMap<FsKey, (PolicyPath, Access, Vec<Origin>)>,
     exec_deny: BTreeMap<PolicyPath, Vec<Origin>>,
     exec_only: Option<BTreeMap<PolicyPath, Vec<Origin>>>,
     net_mode: NetMode,
@@ -575,6 +579,9 @@ struct Accumulator {
 }
 
 type IpNetKey = crate::net::IpNet;
+
+/// A filesystem rule's path text (shared with its path) and effect.
+type FsKey = (Arc<str>, Effect);
 
 #[derive(Default)]
 struct EnvAcc {

@@ -1276,3 +1276,39 @@ fn kernel_coverage_is_per_part() {
     }
     assert!(files_only.seccomp.deny_udp_and_raw);
 }
+
+/// Seatbelt rule comments name each rule's first origin, looked up by id: also for ids that
+/// are not dense (a policy edited or built by hand) and rules without provenance.
+#[test]
+fn seatbelt_comments_name_origins_for_sparse_ids_and_missing_provenance() {
+    let mut p = default_like();
+    // No provenance for r2; r63 renumbered to r1000 with its own origin.
+    p.provenance.rules.remove(&RuleId(2));
+    let socket = p
+        .ipc
+        .unix_sockets
+        .last_mut()
+        .expect("default_like has sockets");
+    let old = socket.id;
+    socket.id = RuleId(1000);
+    let origins = p
+        .provenance
+        .rules
+        .remove(&old)
+        .expect("origin of the last rule");
+    p.provenance.rules.insert(RuleId(1000), origins);
+    let sb = seatbelt::profile(&p);
+    for (id, text) in p.rule_summaries() {
+        let expected = match p.provenance.origin(id) {
+            Some(o) => format!(";; {id} {text} from {o}"),
+            None => format!(";; {id} {text}"),
+        };
+        assert!(
+            sb.lines().any(|l| l == expected),
+            "missing `{expected}` in\n{sb}"
+        );
+    }
+    assert!(sb
+        .lines()
+        .any(|l| l.starts_with(";; r1000 ipc unix-socket ")));
+}

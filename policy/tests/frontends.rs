@@ -120,7 +120,7 @@ fn the_three_front_ends_produce_an_identical_ir() {
         }
     }
     assert_eq!(
-        lang.provenance.origin(lang.fs[0].id).unwrap().source,
+        &*lang.provenance.origin(lang.fs[0].id).unwrap().source,
         "same.nono"
     );
 }

@@ -86,7 +86,7 @@ fn extends_merges_parents_left_to_right_and_child_settings_win() {
     assert_eq!(p.audit.level, AuditLevel::All);
     assert!(p.ipc.scope_signals);
     assert_eq!(
-        p.provenance.origin(RuleId(1)).unwrap().source,
+        &*p.provenance.origin(RuleId(1)).unwrap().source,
         "builtin:base"
     );
 }

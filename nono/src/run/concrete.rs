@@ -429,7 +429,7 @@ pub(crate) mod tests {
         let e = expand(&p, &vars(&h)).unwrap();
         assert_eq!(e.fs.len(), 3);
         assert_eq!(
-            e.provenance.origin(RuleId(2)).unwrap().source,
+            &*e.provenance.origin(RuleId(2)).unwrap().source,
             IMPLICIT_SOURCE
         );
         let c = conflicts(&e);

@@ -362,7 +362,7 @@ pub(crate) fn plan_with_texts(
                     rule: r.id,
                 })
                 .collect();
-            v.sort_by_cached_key(|e| (e.path.text(), e.rule));
+            v.sort_by(|a, b| (a.path.as_str(), a.rule).cmp(&(b.path.as_str(), b.rule)));
             v
         },
         scopes: ScopeFlags {
@@ -381,11 +381,11 @@ pub(crate) fn plan_with_texts(
 }
 
 fn fs_denies(policy: &Policy) -> Vec<FsDenyEntry> {
-    let mut by_path: BTreeMap<String, FsDenyEntry> = BTreeMap::new();
+    let mut by_path: BTreeMap<&str, FsDenyEntry> = BTreeMap::new();
     for r in policy.fs.iter().filter(|r| r.effect == Effect::Deny) {
         let ops = FsOps::denied_by(r.access);
         by_path
-            .entry(r.path.text())
+            .entry(r.path.as_str())
             .and_modify(|e| {
                 e.ops = e.ops.union(ops);
                 e.rule = e.rule.min(r.id);
@@ -407,7 +407,7 @@ fn sorted_exec(rules: &[crate::ir::ExecRule]) -> Vec<ExecEntry> {
             rule: r.id,
         })
         .collect();
-    v.sort_by_cached_key(|e| (e.path.text(), e.rule));
+    v.sort_by(|a, b| (a.path.as_str(), a.rule).cmp(&(b.path.as_str(), b.rule)));
     v
 }
 
@@ -495,12 +495,17 @@ fn lpm_entries<const N: usize>(policy: &Policy, v6: bool) -> Vec<NetEntry<N>> {
     // Fold from the shortest prefix down, so each entry's nearest ancestor is already complete.
     let mut nets: Vec<IpNet> = drafts.keys().copied().collect();
     nets.sort_by_key(|n| (n.prefix_len(), *n));
-    let mut folded: HashMap<IpNet, Draft> = HashMap::new();
+    // Only the prefix lengths some entry has can hold an ancestor: looking those up alone keeps
+    // the search at a few lookups per entry instead of one per shorter length.
+    let mut lengths: Vec<u8> = nets.iter().map(|n| n.prefix_len()).collect();
+    lengths.dedup();
+    let mut folded: HashMap<IpNet, Draft> = HashMap::with_capacity(nets.len());
     for net in nets {
         let own = drafts[&net].clone();
         let mut entry = own.clone();
         if own.implicit_deny.is_none() {
-            let ancestor = (0..net.prefix_len()).rev().find_map(|len| {
+            let shorter = lengths.iter().rev().filter(|&&len| len < net.prefix_len());
+            let ancestor = shorter.copied().find_map(|len| {
                 let sup = IpNet::new(net.addr(), len).ok()?.trunc();
                 folded.get(&sup)
             });

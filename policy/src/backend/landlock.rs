@@ -70,7 +70,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::ir::{Access, CidrRule, DomainRule, Effect, NetMode, Policy, RuleId};
 use crate::net::{IpNet, PortSet, Protocol};
-use crate::path::{PolicyPath, Scope};
+use crate::path::{compare_components, PolicyPath, Scope};
 
 use super::containment::{covers, PathTrie};
 use super::{linux_release_for_abi, Target};
@@ -401,7 +401,7 @@ pub fn denied_rights(access: Access) -> FsRights {
 }
 
 fn is_under_dev(path: &PolicyPath) -> bool {
-    path.root().is_none() && path.components().first().is_some_and(|c| c == "dev")
+    path.root().is_none() && path.first_component() == Some("dev")
 }
 
 /// Compile the Landlock plan. Pure and deterministic: the same policy and target always give
@@ -842,7 +842,8 @@ impl<'p> Planner<'p> {
             rules[i].carve_outs.push(carve);
         }
         for r in rules.iter_mut() {
-            r.carve_outs.sort_by_cached_key(|c| (c.path.text(), c.rule));
+            r.carve_outs
+                .sort_by(|a, b| (a.path.as_str(), a.rule).cmp(&(b.path.as_str(), b.rule)));
             r.carve_outs.dedup();
         }
     }
@@ -1353,14 +1354,17 @@ fn restrict_exec(pieces: &mut Vec<Piece>, only: &[crate::ir::ExecRule]) {
 /// Landlock applies both beneath the object anyway). Sorted by path text.
 fn merge_pieces(mut pieces: Vec<Piece>) -> Vec<PathRule> {
     pieces.sort_by(|a, b| {
-        (a.path.root(), a.path.components()).cmp(&(b.path.root(), b.path.components()))
+        a.path
+            .root()
+            .cmp(&b.path.root())
+            .then_with(|| compare_components(a.path.rest(), b.path.rest()))
     });
     let mut rules: Vec<PathRule> = Vec::with_capacity(pieces.len());
     for piece in pieces {
         match rules.last_mut() {
             Some(last)
                 if last.path.root() == piece.path.root()
-                    && last.path.components() == piece.path.components() =>
+                    && last.path.rest() == piece.path.rest() =>
             {
                 last.rights = last.rights.union(piece.rights);
                 if piece.path.scope() == Scope::Subtree {
@@ -1381,7 +1385,7 @@ fn merge_pieces(mut pieces: Vec<Piece>) -> Vec<PathRule> {
         r.rules.sort();
         r.rules.dedup();
     }
-    rules.sort_by_cached_key(|r| r.path.text());
+    rules.sort_by(|a, b| a.path.as_str().cmp(b.path.as_str()));
     rules
 }
 

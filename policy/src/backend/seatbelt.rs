@@ -21,7 +21,7 @@
 
 use std::fmt::Write as _;
 
-use crate::ir::{Access, Effect, NetMode, Policy, RuleId};
+use crate::ir::{Access, Effect, NetMode, Origin, Policy, RuleId};
 use crate::net::{IpNet, PortSet, Protocol};
 use crate::path::{PolicyPath, Scope};
 
@@ -40,6 +40,7 @@ pub(crate) fn profile_with_texts(policy: &Policy, texts: &[(RuleId, String)]) ->
         out: String::with_capacity(4096 + 160 * texts.len()),
         policy,
         texts,
+        origins: first_origins(policy),
     };
     w.header();
     w.basics();
@@ -54,6 +55,23 @@ struct Writer<'p> {
     policy: &'p Policy,
     /// Every rule's one-line text, in id order.
     texts: &'p [(RuleId, String)],
+    /// Each rule's first origin, at index `id - 1` (ids are dense from 1): one pass over the
+    /// provenance map instead of a search per rule.
+    origins: Vec<Option<&'p Origin>>,
+}
+
+/// [`Writer::origins`].
+fn first_origins(policy: &Policy) -> Vec<Option<&Origin>> {
+    let mut origins = vec![None; policy.max_rule_id() as usize];
+    for (id, list) in &policy.provenance.rules {
+        if let Some(slot) = (id.0 as usize)
+            .checked_sub(1)
+            .and_then(|i| origins.get_mut(i))
+        {
+            *slot = list.first();
+        }
+    }
+    origins
 }
 
 impl Writer<'_> {
@@ -72,17 +90,40 @@ impl Writer<'_> {
     }
 
     fn rule_comment(&mut self, id: RuleId) {
-        let text = match self.texts.binary_search_by_key(&id, |(id, _)| *id) {
-            Ok(i) => self.texts[i].1.as_str(),
-            Err(_) => "",
+        // Texts are in id order and ids dense from 1, so the text is nearly always at `id - 1`.
+        let direct = (id.0 as usize)
+            .checked_sub(1)
+            .and_then(|i| self.texts.get(i))
+            .filter(|(tid, _)| *tid == id);
+        let text = match direct {
+            Some((_, text)) => text.as_str(),
+            None => match self.texts.binary_search_by_key(&id, |(id, _)| *id) {
+                Ok(i) => self.texts[i].1.as_str(),
+                Err(_) => "",
+            },
         };
-        // Written straight into the profile when there is nothing to escape (the usual case).
-        let origin = self.policy.provenance.origin(id);
-        let safe = |s: &str| !s.chars().any(char::is_control);
-        if safe(text) && origin.is_none_or(|o| safe(&o.source)) {
-            let _ = write!(self.out, ";; {id} {text}");
+        // Written straight into the profile when there is nothing to escape (the usual case),
+        // piece by piece rather than through `fmt`: this runs once per rule.
+        let origin = match (id.0 as usize).checked_sub(1) {
+            Some(i) if i < self.origins.len() => self.origins[i],
+            // Id 0, or past every rule: not a rule of this policy, but answer as the map does.
+            _ => self.policy.provenance.origin(id),
+        };
+        if !has_control(text) && origin.is_none_or(|o| !has_control(&o.source)) {
+            self.out.push_str(";; r");
+            push_u32(&mut self.out, id.0);
+            self.out.push(' ');
+            self.out.push_str(text);
             if let Some(origin) = origin {
-                let _ = write!(self.out, " from {origin}");
+                self.out.push_str(" from ");
+                self.out.push_str(&origin.source);
+                // As `Origin`'s Display: no position for rules built in memory.
+                if origin.line != 0 {
+                    self.out.push(':');
+                    push_u32(&mut self.out, origin.line);
+                    self.out.push(':');
+                    push_u32(&mut self.out, origin.column);
+                }
             }
             self.out.push('\n');
             return;
@@ -307,20 +348,19 @@ fn push_path_filter(out: &mut String, path: &PolicyPath) {
 /// [`path_expr`], written onto `out`. Escaping works character by character, so the pieces
 /// are escaped as they are written.
 fn push_path_expr(out: &mut String, path: &PolicyPath) {
-    let components = path.components();
     let private = path.root().is_none()
-        && components
-            .first()
-            .is_some_and(|c| matches!(c.as_str(), "tmp" | "var" | "etc"));
+        && path
+            .first_component()
+            .is_some_and(|c| matches!(c, "tmp" | "var" | "etc"));
+    // Every component with its leading `/`: escaping is per character, so the whole text
+    // escapes as the components one by one would.
+    let components = path.rest();
     let rest = |out: &mut String| {
         out.push('"');
         if private {
             out.push_str("/private");
         }
-        for c in components {
-            out.push('/');
-            push_escaped(out, c);
-        }
+        push_escaped(out, components);
         out.push('"');
     };
     match path.root() {
@@ -392,6 +432,31 @@ fn push_escaped(out: &mut String, s: &str) {
     }
 }
 
+/// Does `s` hold a control character (what [`comment_safe`] escapes)? Printable ASCII, the
+/// usual case, is answered from the bytes alone.
+fn has_control(s: &str) -> bool {
+    if s.bytes().all(|b| (b' '..=b'~').contains(&b)) {
+        return false;
+    }
+    s.chars().any(char::is_control)
+}
+
+/// `n` in decimal, without going through `fmt`.
+pub(crate) fn push_u32(out: &mut String, mut n: u32) {
+    let mut digits = [0u8; 10];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    // Only ASCII digits were written.
+    out.push_str(std::str::from_utf8(&digits[i..]).expect("ASCII digits"));
+}
+
 /// Comment text on one line: control characters (a newline would end the comment and let the
 /// rest of a path be read as rules) are shown escaped.
 fn comment_safe(s: &str) -> String {
@@ -435,6 +500,26 @@ mod tests {
         let evil = "/x\n(allow default)";
         assert_eq!(comment_safe(evil), "/x\\n(allow default)");
         assert_eq!(sbpl_str(evil), "\"/x\\n(allow default)\"");
+    }
+
+    #[test]
+    fn numbers_and_control_characters() {
+        for n in [0, 7, 10, 99, 100, 65_535, 1_000_000, u32::MAX] {
+            let mut s = String::from("x");
+            push_u32(&mut s, n);
+            assert_eq!(s, format!("x{n}"));
+        }
+        for s in [
+            "",
+            "plain /a b~",
+            "é",
+            "\u{85}",
+            "a\tb",
+            "\u{7f}",
+            "\u{2028}",
+        ] {
+            assert_eq!(has_control(s), s.chars().any(char::is_control), "{s:?}");
+        }
     }
 
     #[test]

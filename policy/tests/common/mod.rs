@@ -60,7 +60,7 @@ impl PolicyBuilder {
         self.policy.provenance.rules.insert(
             id,
             vec![Origin {
-                source: self.source.clone(),
+                source: self.source.as_str().into(),
                 line: id.0,
                 column: 1,
             }],
