@@ -1,9 +1,11 @@
 //! Kernel decisions, read from the programs' ring buffer.
 //!
-//! There is one ring buffer for all sandboxes. A reader keeps the events of its own sandbox and
-//! discards the others; with several sandboxes reading at once each may therefore miss some of
-//! its events (known limit; the fix is a ring buffer per sandbox in a map-of-maps). Events are
-//! a report, never the enforcement: the programs decide before they try to write one.
+//! Each live sandbox has a ring buffer of its own, the one of its event slot
+//! (`nono_common::event_slot`, claimed in [`super::sandbox`]), so concurrent runs never read
+//! each other's events. A reader still checks the sandbox id of every record and skips others:
+//! a reclaimed slot's ring can hold unread events of the dead run that held it before. Events are
+//! a report, never the enforcement: the programs decide before they try to write one, and count
+//! what does not fit in the slot's drop counter.
 //!
 //! Privileges: opening the pinned ring buffer needs CAP_BPF (root here).
 

@@ -174,10 +174,6 @@ impl KernelRun {
     pub fn layer(&self) -> Option<&KernelLayer> {
         self.layer.as_ref()
     }
-
-    fn dropped_events(&self) -> Option<u64> {
-        self.layer.as_ref()?.dropped_events().ok()
-    }
 }
 
 /// `r3` -> "r3 `deny ~/.ssh/**` (profile:12:1)", for event lines.
@@ -281,17 +277,20 @@ impl KernelSandbox {
     }
 
     /// After the command ended: print what is left, the drop counter, and remove the sandbox.
-    pub fn finish(mut self, run: &KernelRun) {
+    pub fn finish(mut self, _run: &KernelRun) {
         if let Some(p) = self.printer.take() {
             p.stop();
-            if let Some(dropped) = run.dropped_events() {
-                if verbose() {
-                    eprintln!("nono: kernel: dropped events: {dropped}");
+            // The sandbox's own event slot: exactly this session's losses.
+            match self.sandbox.dropped_events() {
+                Ok(dropped) => {
+                    if verbose() {
+                        eprintln!("nono: kernel: dropped events: {dropped}");
+                    }
+                    if let Some(tx) = &self.audit {
+                        tx.set_kernel_drops(dropped);
+                    }
                 }
-                // The counter is the programs' (all sandboxes): an upper bound for this one.
-                if let Some(tx) = &self.audit {
-                    tx.set_kernel_drops(dropped);
-                }
+                Err(e) => tracing::warn!("kernel layer: {e:#}"),
             }
         }
         if let Err(e) = self.sandbox.cleanup() {
