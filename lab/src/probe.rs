@@ -116,8 +116,10 @@ fn run_op(op: &str, args: &[String]) -> Result<(), i32> {
                     Err(-5)
                 }
             }
+            // Wait for a file to exist: SECONDS (default 20) at most.
             "wait" => {
-                let deadline = Instant::now() + Duration::from_secs(20);
+                let limit = a(1).parse().unwrap_or(20);
+                let deadline = Instant::now() + Duration::from_secs(limit);
                 while !Path::new(a(0)).exists() {
                     if Instant::now() > deadline {
                         return Err(-3);

@@ -296,11 +296,24 @@ pub fn vm_test(kernels: &[&str]) -> Result<()> {
     for series in kernels {
         let package = newest_package(series)?;
         let root = fetch_kernel(&lab, &package)?;
-        let command = format!(
-            "{} --nono {} --results /run/lab/results --kernel {series}\n",
+        let mut command = format!(
+            "{} --nono {} --results /run/lab/results --kernel {series}",
             tests.display(),
             nono.display()
         );
+        // While iterating: only the tests whose name contains NONO_LAB_FILTER.
+        if let Ok(filter) = std::env::var("NONO_LAB_FILTER") {
+            if !filter.is_empty() {
+                if !filter
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_')
+                {
+                    bail!("NONO_LAB_FILTER must be part of a test name: {filter:?}");
+                }
+                command.push_str(&format!(" --filter {filter}"));
+            }
+        }
+        command.push('\n');
         let started = Instant::now();
         eprintln!("vm-test: booting {package}");
         let outcome = boot(&lab, &package, &root, &command)?;

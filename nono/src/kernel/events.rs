@@ -336,10 +336,12 @@ impl EventStream {
     }
 }
 
-/// Prints a sandbox's events as they arrive, on a thread of its own running a small tokio
-/// runtime, until [`EventPrinter::stop`]; what is still buffered then is printed too. This is
-/// what `nono run -v` uses; a caller with its own runtime can drive
-/// [`EventStream::next_batch`] itself.
+/// Hands a sandbox's events to a callback as they arrive, one batch per ring-buffer drain, on a
+/// thread of its own running a small tokio runtime, until [`EventPrinter::stop`]; what is still
+/// buffered then is handed over too. This is what `nono run` uses (printing with `-v`, storing
+/// in the audit session: a batch per drain keeps a burst from filling the auditor's channel one
+/// event at a time); a caller with its own runtime can drive [`EventStream::next_batch`]
+/// itself.
 pub struct EventPrinter {
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
@@ -348,7 +350,7 @@ pub struct EventPrinter {
 impl EventPrinter {
     pub fn spawn(
         mut stream: EventStream,
-        mut print: impl FnMut(&KernelEvent) + Send + 'static,
+        mut print: impl FnMut(Vec<KernelEvent>) + Send + 'static,
     ) -> Result<EventPrinter> {
         let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
         let runtime = tokio::runtime::Builder::new_current_thread()
@@ -370,7 +372,7 @@ impl EventPrinter {
                     loop {
                         tokio::select! {
                             batch = stream.next_batch() => match batch {
-                                Ok(events) => events.iter().for_each(&mut print),
+                                Ok(events) => print(events),
                                 Err(e) => {
                                     tracing::warn!("kernel events: {e:#}");
                                     break;
@@ -380,7 +382,10 @@ impl EventPrinter {
                         }
                     }
                 });
-                stream.drain().iter().for_each(&mut print);
+                let rest = stream.drain();
+                if !rest.is_empty() {
+                    print(rest);
+                }
             })
             .context("starting the event reader thread")?;
         Ok(EventPrinter {

@@ -246,28 +246,36 @@ impl KernelSandbox {
         self.audit = audit.clone();
         let rules = self.rules.clone();
         let clock = ClockOffset::now();
-        let printer = EventPrinter::spawn(stream, move |event| {
-            let name = match (&event.object, &names) {
-                (kernel::events::EventObject::Net { addr, .. }, Some(n)) => n.get(*addr),
-                _ => None,
-            };
-            if verbose {
-                let rule = rules
-                    .get(&event.rule_id)
-                    .map(|r| format!(" [{r}]"))
-                    .unwrap_or_default();
-                let asked = name
-                    .as_ref()
-                    .map(|n| format!(" name={}", n.escape_debug()))
-                    .unwrap_or_default();
-                eprintln!("nono: {event}{asked}{rule}");
-            }
-            if let Some(tx) = &audit {
-                let mut ev = AuditEvent::from_kernel(event, clock, &rule_source);
-                if let What::Net { name: n, .. } = &mut ev.what {
-                    *n = name;
+        let printer = EventPrinter::spawn(stream, move |events| {
+            let mut stored = Vec::with_capacity(if audit.is_some() { events.len() } else { 0 });
+            for event in &events {
+                let name = match (&event.object, &names) {
+                    (kernel::events::EventObject::Net { addr, .. }, Some(n)) => n.get(*addr),
+                    _ => None,
+                };
+                if verbose {
+                    let rule = rules
+                        .get(&event.rule_id)
+                        .map(|r| format!(" [{r}]"))
+                        .unwrap_or_default();
+                    let asked = name
+                        .as_ref()
+                        .map(|n| format!(" name={}", n.escape_debug()))
+                        .unwrap_or_default();
+                    eprintln!("nono: {event}{asked}{rule}");
                 }
-                tx.try_send(vec![ev]);
+                if audit.is_some() {
+                    let mut ev = AuditEvent::from_kernel(event, clock, &rule_source);
+                    if let What::Net { name: n, .. } = &mut ev.what {
+                        *n = name;
+                    }
+                    stored.push(ev);
+                }
+            }
+            // One message per drain: the channel holds batches, so a burst sent one event per
+            // message would fill it after a few dozen events and count the rest as drops.
+            if let Some(tx) = &audit {
+                tx.try_send(stored);
             }
         });
         match printer {
