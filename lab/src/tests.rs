@@ -1238,8 +1238,12 @@ fn event_slots_full_refuses_and_kill9_frees_a_slot(ctx: &Ctx) -> Result<(), Stri
     }
     // kill -9 one holder's nono: its registration (and slot) is left behind...
     let mut victim = holders.remove(0);
-    victim.kill().map_err(|e| e.to_string())?;
+    let killed = victim.kill();
     let _ = victim.wait();
+    if let Err(e) = killed {
+        stop(&mut holders);
+        return Err(format!("kill -9 of nono: {e}"));
+    }
     if claimed_slots() != slots {
         stop(&mut holders);
         return Err("the killed run's slot claim vanished by itself: nothing was tested".into());

@@ -338,20 +338,25 @@ impl EventStream {
 
 /// Hands a sandbox's events to a callback as they arrive, one batch per ring-buffer drain, on a
 /// thread of its own running a small tokio runtime, until [`EventPrinter::stop`]; what is still
-/// buffered then is handed over too. This is what `nono run` uses (printing with `-v`, storing
-/// in the audit session: a batch per drain keeps a burst from filling the auditor's channel one
-/// event at a time); a caller with its own runtime can drive [`EventStream::next_batch`]
-/// itself.
+/// buffered then is handed over too. The callback returns a future the reader awaits before it
+/// drains again: `nono run` stores each batch in the audit session with `send().await`, so when
+/// the auditor falls behind the reader stops consuming, the sandbox's own ring absorbs the burst,
+/// and what the ring can't hold is counted by the kernel in the sandbox's drop counter, never
+/// lost between the reader and the store. A caller with its own runtime can drive
+/// [`EventStream::next_batch`] itself.
 pub struct EventPrinter {
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl EventPrinter {
-    pub fn spawn(
+    pub fn spawn<F>(
         mut stream: EventStream,
-        mut print: impl FnMut(Vec<KernelEvent>) + Send + 'static,
-    ) -> Result<EventPrinter> {
+        mut print: impl FnMut(Vec<KernelEvent>) -> F + Send + 'static,
+    ) -> Result<EventPrinter>
+    where
+        F: std::future::Future<Output = ()>,
+    {
         let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_io()
@@ -372,7 +377,7 @@ impl EventPrinter {
                     loop {
                         tokio::select! {
                             batch = stream.next_batch() => match batch {
-                                Ok(events) => print(events),
+                                Ok(events) => print(events).await,
                                 Err(e) => {
                                     tracing::warn!("kernel events: {e:#}");
                                     break;
@@ -381,11 +386,11 @@ impl EventPrinter {
                             _ = &mut stopped => break,
                         }
                     }
+                    let rest = stream.drain();
+                    if !rest.is_empty() {
+                        print(rest).await;
+                    }
                 });
-                let rest = stream.drain();
-                if !rest.is_empty() {
-                    print(rest);
-                }
             })
             .context("starting the event reader thread")?;
         Ok(EventPrinter {

@@ -225,7 +225,8 @@ impl KernelSandbox {
 
     /// Read the sandbox's kernel decisions as they arrive: with `-v` print them; with an audit
     /// session, store them (rule id and source; for network events, the name nono's resolver
-    /// answered for the address, if any). Storing never waits: a full channel counts a drop.
+    /// answered for the address, if any). Storing waits for room in the auditor's channel (the
+    /// ring buffer holds events meanwhile; the kernel counts what it can't hold).
     pub fn start_events(
         &mut self,
         audit: Option<AuditSender>,
@@ -272,10 +273,16 @@ impl KernelSandbox {
                     stored.push(ev);
                 }
             }
-            // One message per drain: the channel holds batches, so a burst sent one event per
-            // message would fill it after a few dozen events and count the rest as drops.
-            if let Some(tx) = &audit {
-                tx.try_send(stored);
+            // One message per drain, and the reader waits for room: while the auditor catches
+            // up, the sandbox's ring holds what arrives, and the kernel counts (per sandbox)
+            // what it can't. Sent one at a time without waiting, a burst overflowed the channel.
+            let tx = audit.clone();
+            async move {
+                if let Some(tx) = tx {
+                    if tx.send(stored).await.is_err() {
+                        tracing::warn!("audit: the auditor stopped; kernel events not stored");
+                    }
+                }
             }
         });
         match printer {
