@@ -48,9 +48,11 @@ pub mod names {
 /// away) another sandbox's events. aya 0.13 has no map-of-maps, hence a fixed pool.
 pub const EVENT_SLOTS: u32 = 16;
 
-/// Bytes of each event ring buffer (a power of two, at least a page). 512 KiB hold about 5,900
-/// events (80 bytes plus an 8-byte header each); the 16 rings lock 8 MiB of kernel memory.
-pub const EVENT_RING_BYTES: u32 = 1 << 19;
+/// Bytes of each event ring buffer (a power of two, at least a page). 1 MiB, the size of the
+/// single ring all sandboxes shared before, so no session buffers less than it did: about
+/// 11,900 events (80 bytes plus an 8-byte header each). The 16 rings take 16 MiB of kernel
+/// memory, allocated once when the programs are loaded.
+pub const EVENT_RING_BYTES: u32 = 1 << 20;
 
 /// The event slot of a sandbox: the low bits of its id. The loader picks each new sandbox's id
 /// so that its slot is claimed by no other live sandbox; the id keys every other map, so the
