@@ -30,8 +30,9 @@ const LAB_PACKAGES: &[&str] = &["qemu-system-x86", "busybox-static", "kmod"];
 /// The kernels booted when none are named.
 pub const DEFAULT_KERNELS: &[&str] = &["6.12", "6.1"];
 
-/// Boot plus tests; a healthy run takes well under a minute per kernel.
-const VM_TIMEOUT: Duration = Duration::from_secs(300);
+/// Boot plus tests. A healthy run takes 3 to 5 minutes per kernel under TCG on two cores that
+/// other builds share (the slot-pool test alone starts 17 sandboxes); a hang takes longer.
+const VM_TIMEOUT: Duration = Duration::from_secs(480);
 
 /// Modules (with their dependencies) needed to reach the host root; built in on some kernels.
 const BOOT_MODULES: &[&str] = &["virtio_pci", "9pnet_virtio", "9p"];
