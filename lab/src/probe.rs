@@ -106,6 +106,37 @@ fn run_op(op: &str, args: &[String]) -> Result<(), i32> {
                 }
                 Ok(())
             }
+            // N opens of a file the sandbox denies: ok when every one failed with EPERM (a
+            // burst of exactly N deny events).
+            "denyloop" => {
+                let n: usize = a(1).parse().unwrap_or(1000);
+                for _ in 0..n {
+                    let fd = libc::open(cstr(a(0)).as_ptr(), libc::O_RDONLY);
+                    if fd >= 0 {
+                        libc::close(fd);
+                        return Err(0);
+                    }
+                    let errno = std::io::Error::last_os_error().raw_os_error().unwrap_or(-1);
+                    if errno != libc::EPERM {
+                        return Err(errno);
+                    }
+                }
+                Ok(())
+            }
+            // N UDP sends to ADDR from one socket: ok when every one failed with EPERM.
+            "sendloop" => {
+                let target = addr(a(0))?;
+                let n: usize = a(1).parse().unwrap_or(1000);
+                let sock = UdpSocket::bind("0.0.0.0:0").map_err(io_errno)?;
+                for _ in 0..n {
+                    match sock.send_to(b"nono-lab", target) {
+                        Ok(_) => return Err(0),
+                        Err(e) if e.raw_os_error() == Some(libc::EPERM) => {}
+                        Err(e) => return Err(io_errno(e)),
+                    }
+                }
+                Ok(())
+            }
             "exec" => {
                 let status = std::process::Command::new(a(0))
                     .status()
@@ -116,8 +147,10 @@ fn run_op(op: &str, args: &[String]) -> Result<(), i32> {
                     Err(-5)
                 }
             }
+            // Wait for a file to exist: SECONDS (default 20) at most.
             "wait" => {
-                let deadline = Instant::now() + Duration::from_secs(20);
+                let limit = a(1).parse().unwrap_or(20);
+                let deadline = Instant::now() + Duration::from_secs(limit);
                 while !Path::new(a(0)).exists() {
                     if Instant::now() > deadline {
                         return Err(-3);

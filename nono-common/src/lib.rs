@@ -16,10 +16,50 @@ pub mod names {
     pub const NET_RULES_V6: &str = "NONO_NET_V6";
     pub const CONFIG: &str = "NONO_CONFIG";
     pub const ACTIVE: &str = "NONO_ACTIVE";
-    pub const EVENTS: &str = "NONO_EVENTS";
+    /// The event ring buffers, one per event slot (see [`super::EVENT_SLOTS`]), indexed by
+    /// slot.
+    pub const EVENT_RINGS: [&str; super::EVENT_SLOTS as usize] = [
+        "NONO_EVENTS_0",
+        "NONO_EVENTS_1",
+        "NONO_EVENTS_2",
+        "NONO_EVENTS_3",
+        "NONO_EVENTS_4",
+        "NONO_EVENTS_5",
+        "NONO_EVENTS_6",
+        "NONO_EVENTS_7",
+        "NONO_EVENTS_8",
+        "NONO_EVENTS_9",
+        "NONO_EVENTS_10",
+        "NONO_EVENTS_11",
+        "NONO_EVENTS_12",
+        "NONO_EVENTS_13",
+        "NONO_EVENTS_14",
+        "NONO_EVENTS_15",
+    ];
+    /// Per CPU, per event slot: events that did not fit in that slot's ring buffer.
     pub const DROPPED: &str = "NONO_DROPPED";
     pub const DNS_REDIRECT: &str = "NONO_DNS";
     pub const DNS_ORIGINAL: &str = "NONO_DNS_ORIG";
+}
+
+/// How many sandboxes can run at once, each with an event stream of its own: the programs
+/// write a sandbox's events to ring buffer [`event_slot`]`(sandbox_id)` and count what does not
+/// fit in entry `event_slot(sandbox_id)` of the drop counter, so no reader ever sees (or takes
+/// away) another sandbox's events. aya 0.13 has no map-of-maps, hence a fixed pool.
+pub const EVENT_SLOTS: u32 = 16;
+
+/// Bytes of each event ring buffer (a power of two, at least a page). 1 MiB, the size of the
+/// single ring all sandboxes shared before, so no session buffers less than it did: about
+/// 11,900 events (80 bytes plus an 8-byte header each). The 16 rings take 16 MiB of kernel
+/// memory, allocated once when the programs are loaded.
+pub const EVENT_RING_BYTES: u32 = 1 << 20;
+
+/// The event slot of a sandbox: the low bits of its id. The loader picks each new sandbox's id
+/// so that its slot is claimed by no other live sandbox; the id keys every other map, so the
+/// programs need nothing beyond the id they already have to find the ring.
+#[inline(always)]
+pub const fn event_slot(sandbox_id: u32) -> u32 {
+    sandbox_id & (EVENT_SLOTS - 1)
 }
 
 /// The destination port the DNS redirect rewrites (UDP and TCP).
@@ -336,8 +376,9 @@ impl Hook {
 pub const DECISION_ALLOW: u8 = 0;
 pub const DECISION_DENY: u8 = 1;
 
-/// One kernel decision, as written to the ring buffer. Fixed size: the programs reserve exactly
-/// this much, and a failed reservation bumps the per-CPU drop counter instead.
+/// One kernel decision, as written to its sandbox's ring buffer. Fixed size: the programs
+/// reserve exactly this much, and a failed reservation bumps the sandbox's per-CPU drop counter
+/// instead.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Event {
@@ -396,4 +437,7 @@ const _: () = {
     assert!(core::mem::size_of::<Event>() == 80);
     assert!(core::mem::size_of::<DnsRedirect>() == 28);
     assert!(core::mem::size_of::<DnsOriginal>() == 20);
+    // `event_slot` masks with `EVENT_SLOTS - 1`.
+    assert!(EVENT_SLOTS.is_power_of_two());
+    assert!(EVENT_RING_BYTES.is_power_of_two() && EVENT_RING_BYTES >= 4096);
 };

@@ -1,12 +1,67 @@
-//! Writing decisions to the ring buffer. Best effort by design: a full buffer costs an event
-//! (counted in `NONO_DROPPED`), never a decision.
+//! Writing decisions to the sandbox's own ring buffer. Best effort by design: a full buffer
+//! costs an event (counted in the sandbox's entry of `NONO_DROPPED`), never a decision.
+//!
+//! One ring per event slot (`nono_common::EVENT_SLOTS`), chosen by the low bits of the sandbox
+//! id (`nono_common::event_slot`): the loader gives live sandboxes distinct slots, so each
+//! `nono run` reads a ring that only its own sandbox writes, and no reader consumes another
+//! session's events. aya-ebpf 0.1 has no map-of-maps, so the rings are separate maps and the
+//! slot selects one with a `match` (each arm loads a constant map pointer, as the verifier
+//! requires of a ring buffer argument).
 
-use aya_ebpf::helpers::{
-    bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_uid_gid, bpf_ktime_get_ns,
+use aya_ebpf::{
+    helpers::{
+        bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_uid_gid, bpf_ktime_get_ns,
+    },
+    macros::map,
+    maps::{ring_buf::RingBufEntry, PerCpuArray, RingBuf},
 };
-use nono_common::Event;
+use nono_common::{event_slot, Event, EVENT_RING_BYTES, EVENT_SLOTS};
 
-use crate::{NONO_DROPPED, NONO_EVENTS};
+/// Per CPU, per event slot: events that did not fit in the slot's ring buffer. The loader
+/// zeroes a slot's entry when a new sandbox claims the slot. The decision stands regardless.
+#[map]
+static NONO_DROPPED: PerCpuArray<u64> = PerCpuArray::pinned(EVENT_SLOTS, 0);
+
+/// The ring buffers and the slot -> ring selection. The names are `nono_common::names::EVENT_RINGS`.
+macro_rules! rings {
+    ($($slot:literal => $name:ident),* $(,)?) => {
+        $(
+            #[map]
+            static $name: RingBuf = RingBuf::pinned(EVENT_RING_BYTES, 0);
+        )*
+
+        /// Room for one event in the ring of `slot`, if there is room.
+        #[inline(always)]
+        fn reserve(slot: u32) -> Option<RingBufEntry<Event>> {
+            match slot {
+                $($slot => $name.reserve::<Event>(0),)*
+                _ => None,
+            }
+        }
+
+        // Every slot has a ring, and nothing else does.
+        const _: () = assert!([$($slot),*].len() == EVENT_SLOTS as usize);
+    };
+}
+
+rings! {
+    0 => NONO_EVENTS_0,
+    1 => NONO_EVENTS_1,
+    2 => NONO_EVENTS_2,
+    3 => NONO_EVENTS_3,
+    4 => NONO_EVENTS_4,
+    5 => NONO_EVENTS_5,
+    6 => NONO_EVENTS_6,
+    7 => NONO_EVENTS_7,
+    8 => NONO_EVENTS_8,
+    9 => NONO_EVENTS_9,
+    10 => NONO_EVENTS_10,
+    11 => NONO_EVENTS_11,
+    12 => NONO_EVENTS_12,
+    13 => NONO_EVENTS_13,
+    14 => NONO_EVENTS_14,
+    15 => NONO_EVENTS_15,
+}
 
 /// The parts of an event the hook knows; the rest is filled in here.
 pub struct Decision {
@@ -41,8 +96,15 @@ impl Decision {
 
 #[inline(always)]
 pub fn emit(d: &Decision) {
-    let Some(mut entry) = NONO_EVENTS.reserve::<Event>(0) else {
-        if let Some(counter) = NONO_DROPPED.get_ptr_mut(0) {
+    // Sandbox id 0 is no sandbox (a network program in a cgroup the loader never registered,
+    // which it denies): there is no session to report it to, and slot 0 belongs to a sandbox
+    // that did not make the decision.
+    if d.sandbox_id == 0 {
+        return;
+    }
+    let slot = event_slot(d.sandbox_id);
+    let Some(mut entry) = reserve(slot) else {
+        if let Some(counter) = NONO_DROPPED.get_ptr_mut(slot) {
             // SAFETY: a per-CPU slot, so no other CPU writes it concurrently.
             unsafe { *counter += 1 };
         }

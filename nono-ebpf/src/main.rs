@@ -4,8 +4,8 @@
 //! Every program starts with the same fast path: look the current task's cgroup up in the
 //! sandbox map; a task outside every sandbox gets "allow" after that single lookup. The
 //! userspace half (`nono::kernel`) registers each sandbox's cgroup, fills the rule maps and
-//! the kernel offsets, and drains the event ring buffer. Types shared with it live in
-//! `nono-common`.
+//! the kernel offsets, and drains its sandbox's event ring buffer (see `events`). Types shared
+//! with it live in `nono-common`.
 #![no_std]
 #![no_main]
 
@@ -18,7 +18,7 @@ mod net;
 use aya_ebpf::{
     helpers::bpf_get_current_cgroup_id,
     macros::map,
-    maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, LpmTrie, LruHashMap},
 };
 use nono_common::{
     DnsOriginal, DnsRedirect, FsDeny, InodeKey, KernelOffsets, NetAllow, NetKeyV4, NetKeyV6,
@@ -59,14 +59,6 @@ static NONO_CONFIG: Array<KernelOffsets> = Array::pinned(1, 0);
 /// registers a cgroup and recounts after every change, under its lock.
 #[map]
 static NONO_ACTIVE: Array<u32> = Array::pinned(1, 0);
-
-/// Every decision worth reporting, as a fixed `nono_common::Event`.
-#[map]
-static NONO_EVENTS: RingBuf = RingBuf::pinned(1 << 20, 0);
-
-/// Per CPU: events that did not fit in the ring buffer. The decision stands regardless.
-#[map]
-static NONO_DROPPED: PerCpuArray<u64> = PerCpuArray::pinned(1, 0);
 
 /// The sandbox the current task belongs to, if any: the fast path of every program.
 #[inline(always)]

@@ -1,7 +1,8 @@
 //! Hidden subcommands for the VM lab and the kernel tests (`nono run` is what uses the layer):
 //! - `nono kernel-status` loads the layer (which sweeps stale sandboxes) and prints its state:
-//!   which parts are active, entry counts in total and per sandbox, the drop counter, and each
-//!   program's run time and count (with `kernel.bpf_stats_enabled=1`);
+//!   which parts are active, entry counts in total and per sandbox, the drop counters (all
+//!   slots), the number of event slots and how many are claimed, and each program's run time
+//!   and count (with `kernel.bpf_stats_enabled=1`);
 //! - `nono kernel-bench-noop -- CMD..` runs CMD with a no-op LSM program attached, the
 //!   baseline of the overhead benchmark.
 //!
@@ -42,6 +43,10 @@ pub fn kernel_status() -> CmdResult {
         count(maps.net_v4.keys().count() + maps.net_v6.keys().count())
     );
     println!("dropped={}", layer.dropped_events().unwrap_or(0));
+    // Event slots: how many there are, and which registry files (live or not yet swept) hold.
+    let claimed = super::sandbox::claimed_slots();
+    println!("event_slots={}", nono_common::EVENT_SLOTS);
+    println!("slots_claimed={}", claimed.len());
     // Per sandbox: registered cgroups, file and network entries (tests check one run's own).
     let mut per: std::collections::BTreeMap<u32, [usize; 3]> = Default::default();
     for (_, info) in maps.sandboxes.iter().flatten() {

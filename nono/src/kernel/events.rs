@@ -1,9 +1,11 @@
 //! Kernel decisions, read from the programs' ring buffer.
 //!
-//! There is one ring buffer for all sandboxes. A reader keeps the events of its own sandbox and
-//! discards the others; with several sandboxes reading at once each may therefore miss some of
-//! its events (known limit; the fix is a ring buffer per sandbox in a map-of-maps). Events are
-//! a report, never the enforcement: the programs decide before they try to write one.
+//! Each live sandbox has a ring buffer of its own, the one of its event slot
+//! (`nono_common::event_slot`, claimed in [`super::sandbox`]), so concurrent runs never read
+//! each other's events. A reader still checks the sandbox id of every record and skips others:
+//! a reclaimed slot's ring can hold unread events of the dead run that held it before. Events are
+//! a report, never the enforcement: the programs decide before they try to write one, and count
+//! what does not fit in the slot's drop counter.
 //!
 //! Privileges: opening the pinned ring buffer needs CAP_BPF (root here).
 
@@ -334,9 +336,13 @@ impl EventStream {
     }
 }
 
-/// Prints a sandbox's events as they arrive, on a thread of its own running a small tokio
-/// runtime, until [`EventPrinter::stop`]; what is still buffered then is printed too. This is
-/// what `nono run -v` uses; a caller with its own runtime can drive
+/// Hands a sandbox's events to a callback as they arrive, one batch per ring-buffer drain, on a
+/// thread of its own running a small tokio runtime, until [`EventPrinter::stop`]; what is still
+/// buffered then is handed over too. The callback returns a future the reader awaits before it
+/// drains again: `nono run` stores each batch in the audit session with `send().await`, so when
+/// the auditor falls behind the reader stops consuming, the sandbox's own ring absorbs the burst,
+/// and what the ring can't hold is counted by the kernel in the sandbox's drop counter, never
+/// lost between the reader and the store. A caller with its own runtime can drive
 /// [`EventStream::next_batch`] itself.
 pub struct EventPrinter {
     stop: Option<tokio::sync::oneshot::Sender<()>>,
@@ -344,10 +350,13 @@ pub struct EventPrinter {
 }
 
 impl EventPrinter {
-    pub fn spawn(
+    pub fn spawn<F>(
         mut stream: EventStream,
-        mut print: impl FnMut(&KernelEvent) + Send + 'static,
-    ) -> Result<EventPrinter> {
+        mut print: impl FnMut(Vec<KernelEvent>) -> F + Send + 'static,
+    ) -> Result<EventPrinter>
+    where
+        F: std::future::Future<Output = ()>,
+    {
         let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_io()
@@ -368,7 +377,7 @@ impl EventPrinter {
                     loop {
                         tokio::select! {
                             batch = stream.next_batch() => match batch {
-                                Ok(events) => events.iter().for_each(&mut print),
+                                Ok(events) => print(events).await,
                                 Err(e) => {
                                     tracing::warn!("kernel events: {e:#}");
                                     break;
@@ -377,8 +386,11 @@ impl EventPrinter {
                             _ = &mut stopped => break,
                         }
                     }
+                    let rest = stream.drain();
+                    if !rest.is_empty() {
+                        print(rest).await;
+                    }
                 });
-                stream.drain().iter().for_each(&mut print);
             })
             .context("starting the event reader thread")?;
         Ok(EventPrinter {

@@ -6,8 +6,10 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use aya::maps::{Array, HashMap, LpmTrie, Map, MapData, PerCpuArray};
-use nono_common::{names, FsDeny, InodeKey, NetAllow, NetKeyV4, NetKeyV6, SandboxInfo};
+use aya::maps::{Array, HashMap, LpmTrie, Map, MapData, PerCpuArray, PerCpuValues};
+use nono_common::{
+    names, FsDeny, InodeKey, NetAllow, NetKeyV4, NetKeyV6, SandboxInfo, EVENT_SLOTS,
+};
 
 pub struct Maps {
     dir: PathBuf,
@@ -42,9 +44,12 @@ impl Maps {
         Maps::open(&self.dir)
     }
 
-    /// A reader of the shared event ring buffer.
-    pub(crate) fn event_ring(&self) -> Result<super::events::RingReader> {
-        super::events::RingReader::new(pinned(&self.dir, names::EVENTS)?)
+    /// A reader of the event ring buffer of one event slot.
+    pub(crate) fn event_ring(&self, slot: u32) -> Result<super::events::RingReader> {
+        let name = names::EVENT_RINGS
+            .get(slot as usize)
+            .with_context(|| format!("event slot {slot} is out of range"))?;
+        super::events::RingReader::new(pinned(&self.dir, name)?)
     }
 
     /// Set the programs' count of registered cgroups. Callers hold the load lock.
@@ -60,11 +65,30 @@ impl Maps {
         self.set_active(count)
     }
 
-    pub fn dropped_events(&self) -> Result<u64> {
+    /// Events the programs could not write to the ring of `slot` since the slot was last
+    /// claimed, all CPUs.
+    pub fn dropped_events(&self, slot: u32) -> Result<u64> {
         let per_cpu = self
             .dropped
-            .get(&0, 0)
-            .context("reading the dropped-events counter")?;
+            .get(&slot, 0)
+            .with_context(|| format!("reading the dropped-events counter of event slot {slot}"))?;
         Ok(per_cpu.iter().sum())
+    }
+
+    /// Dropped events of every slot: what still counts from the sandboxes that last held them.
+    pub fn dropped_events_all(&self) -> Result<u64> {
+        (0..EVENT_SLOTS).map(|slot| self.dropped_events(slot)).sum()
+    }
+
+    /// Zero the drop counter of `slot`, on every CPU: a new sandbox's count starts at 0.
+    /// Callers hold the load lock and have not registered the sandbox's cgroup yet.
+    pub(crate) fn reset_dropped(&mut self, slot: u32) -> Result<()> {
+        let cpus = aya::util::nr_cpus()
+            .map_err(|(_, e)| anyhow::anyhow!("counting possible CPUs: {e}"))?;
+        let zeros = PerCpuValues::try_from(vec![0u64; cpus])
+            .context("building per-CPU zeros for the drop counter")?;
+        self.dropped
+            .set(slot, zeros, 0)
+            .with_context(|| format!("resetting the drop counter of event slot {slot}"))
     }
 }

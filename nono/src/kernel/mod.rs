@@ -24,7 +24,8 @@
 //! 3. Open `sandbox.cgroup_procs_path()` for writing before fork; in the child, before
 //!    dropping capabilities, Landlock and seccomp (Landlock would forbid the write), write `0`
 //!    to it. The command never runs outside the cgroup.
-//! 4. `EventPrinter::spawn(sandbox.events()?, ...)` for `-v`, stopped after the child exits.
+//! 4. `EventPrinter::spawn(sandbox.events()?, ...)` for `-v`, stopped after the child exits;
+//!    then `sandbox.dropped_events()` is this run's count of events lost to a full ring.
 //! 5. Drop the sandbox (or call `cleanup`) after the child exits.
 //!
 //! On a kernel without BPF LSM (the CI host), the seccomp filter should refuse `clone3` with
@@ -328,9 +329,11 @@ impl KernelLayer {
         &self.maps
     }
 
-    /// Events the programs could not write because the ring buffer was full, all CPUs.
+    /// Events the programs could not write because a ring buffer was full, all CPUs, summed
+    /// over the event slots (each counts since its current or last sandbox claimed it; a run's
+    /// own count is [`Sandbox::dropped_events`]).
     pub fn dropped_events(&self) -> Result<u64> {
-        self.maps.dropped_events()
+        self.maps.dropped_events_all()
     }
 
     /// Create a sandbox for one run from the policy after `Policy::expand` (concrete paths).

@@ -14,6 +14,15 @@
 //! Known limits of inode binding: btrfs subvolumes and overlayfs report a `st_dev` that can
 //! differ from the superblock's device the programs see.
 //!
+//! Events: each live sandbox has an event slot of its own, `nono_common::event_slot(id)` (the
+//! low bits of its id), which selects the ring buffer and the drop counter the programs write
+//! for it. The registry file below is the claim: a new sandbox gets an id whose slot no
+//! registry file holds, under the load lock, and its slot's drop counter is zeroed before its
+//! cgroup is registered. A slot whose owner died is reclaimed with the rest of its registration.
+//! When all `nono_common::EVENT_SLOTS` slots are held by running sandboxes, creating another one
+//! fails (the run is refused, naming the limit): sharing a ring would hand one session's events
+//! to another's reader.
+//!
 //! Cleanup: a registry file `/run/nono/sandboxes/<id>` names the owner (pid and start time) and
 //! cgroup. Dropping a [`Sandbox`] kills what is left in its cgroup, removes the cgroup, its map
 //! entries and the registry file. The next [`super::KernelLayer::load`] does the same for every
@@ -30,7 +39,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use nono_common::{
-    access, FsDeny, InodeKey, SandboxInfo, CGROUPFS_RULE, SANDBOX_AUDIT_ALL, SANDBOX_EXEC_ALLOWLIST,
+    access, event_slot, FsDeny, InodeKey, SandboxInfo, CGROUPFS_RULE, EVENT_SLOTS,
+    SANDBOX_AUDIT_ALL, SANDBOX_EXEC_ALLOWLIST,
 };
 use nono_policy::ir::{Effect, Policy};
 use nono_policy::path::PathVars;
@@ -161,6 +171,34 @@ fn random_u32() -> u32 {
                 .duration_since(std::time::UNIX_EPOCH)
                 .map(|d| d.subsec_nanos())
                 .unwrap_or(0))
+    }
+}
+
+/// The event slots the registry files claim: live sandboxes, and dead ones not swept yet (whose
+/// processes may still be running and writing events).
+pub(crate) fn claimed_slots() -> HashSet<u32> {
+    fs::read_dir(registry_dir())
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .map(event_slot)
+        .collect()
+}
+
+/// A new sandbox id: non-zero, not in `in_use`, and in the lowest event slot not `claimed`.
+/// `None` when every slot is claimed. The bits above the slot come from `random`.
+fn pick_id(
+    claimed: &HashSet<u32>,
+    in_use: &HashSet<u32>,
+    mut random: impl FnMut() -> u32,
+) -> Option<u32> {
+    let slot = (0..EVENT_SLOTS).find(|s| !claimed.contains(s))?;
+    loop {
+        let candidate = (random() & !(EVENT_SLOTS - 1)) | slot;
+        if candidate != 0 && !in_use.contains(&candidate) {
+            return Some(candidate);
+        }
     }
 }
 
@@ -328,13 +366,21 @@ impl Sandbox {
         let mut maps = layer.maps().reopen()?;
         fs::create_dir_all(registry_dir()).context("creating the sandbox registry")?;
         let in_use = ids_in_maps(&maps);
-        let id = loop {
-            let candidate = random_u32();
-            if candidate != 0
-                && !in_use.contains(&candidate)
-                && !registry_dir().join(candidate.to_string()).exists()
-            {
-                break candidate;
+        // The registry file written below claims the slot; the load lock is held.
+        let id = match pick_id(&claimed_slots(), &in_use, random_u32) {
+            Some(id) => id,
+            None => {
+                // A run may have died since this nono's load swept: reclaim its slot.
+                sweep_stale(layer.maps());
+                let in_use = ids_in_maps(&maps);
+                pick_id(&claimed_slots(), &in_use, random_u32).with_context(|| {
+                    format!(
+                        "all {EVENT_SLOTS} event slots of the kernel layer are held by running \
+                         sandboxes (see {}): at most {EVENT_SLOTS} kernel-layer sandboxes run at \
+                         once, each with an event stream of its own; wait for one to end",
+                        registry_dir().display()
+                    )
+                })?
             }
         };
         let own = cgroup::own_cgroup(layer.cgroup2_mount())?;
@@ -369,6 +415,8 @@ impl Sandbox {
             )
         })?;
         sandbox.cgroup_id = cgroup::cgroup_id(&cgroup_dir)?;
+        // The count is this session's: what the slot's previous owner dropped is not.
+        maps.reset_dropped(event_slot(id))?;
 
         if layer.lsm.is_active() {
             sandbox.bind_fs_rules(&mut maps, policy, layer.cgroup2_mount())?;
@@ -586,9 +634,23 @@ impl Sandbox {
         self.cgroup_dir.join("cgroup.procs")
     }
 
-    /// This sandbox's kernel decisions.
+    /// The event slot this sandbox holds: its ring buffer and drop counter.
+    pub fn event_slot(&self) -> u32 {
+        event_slot(self.id)
+    }
+
+    /// This sandbox's kernel decisions, from its own ring buffer.
     pub fn events(&self) -> Result<EventStream> {
-        Ok(EventStream::new(self.maps.event_ring()?, self.id))
+        Ok(EventStream::new(
+            self.maps.event_ring(self.event_slot())?,
+            self.id,
+        ))
+    }
+
+    /// Events the programs could not write to this sandbox's ring buffer (it was full), all
+    /// CPUs, since the sandbox was created.
+    pub fn dropped_events(&self) -> Result<u64> {
+        self.maps.dropped_events(self.event_slot())
     }
 
     /// Kill what is left in the cgroup, remove it and every entry of this sandbox.
@@ -618,5 +680,55 @@ impl Drop for Sandbox {
         if let Err(e) = self.cleanup() {
             tracing::warn!("kernel layer: cleaning up sandbox {}: {e:#}", self.id);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_new_id_takes_the_lowest_free_slot() {
+        let claimed = HashSet::from([0, 1, 3]);
+        let id = pick_id(&claimed, &HashSet::new(), || 0xdead_beef).unwrap();
+        assert_eq!(event_slot(id), 2);
+        assert_eq!(id & !(EVENT_SLOTS - 1), 0xdead_beef & !(EVENT_SLOTS - 1));
+    }
+
+    #[test]
+    fn ids_are_never_zero_nor_in_use() {
+        // Slot 0 with random upper bits 0 would be id 0 (no sandbox); an id still in the maps
+        // is skipped too.
+        let mut draws = [0u32, 0x10, 0x20].into_iter();
+        let in_use = HashSet::from([0x10]);
+        let id = pick_id(&HashSet::new(), &in_use, || draws.next().unwrap()).unwrap();
+        assert_eq!(id, 0x20);
+    }
+
+    #[test]
+    fn every_slot_claimed_gives_no_id() {
+        let claimed: HashSet<u32> = (0..EVENT_SLOTS).collect();
+        assert_eq!(pick_id(&claimed, &HashSet::new(), || 7), None);
+    }
+
+    #[test]
+    fn distinct_slots_for_concurrent_claims() {
+        // Each claim is a registry file named by the id: the next pick sees it.
+        let mut claimed = HashSet::new();
+        let mut ids = HashSet::new();
+        let mut n = 0u32;
+        for _ in 0..EVENT_SLOTS {
+            let id = pick_id(&claimed, &ids, || {
+                n = n.wrapping_add(0x9e37_79b9);
+                n
+            })
+            .unwrap();
+            assert!(
+                claimed.insert(event_slot(id)),
+                "slot of {id:#x} given twice"
+            );
+            ids.insert(id);
+        }
+        assert_eq!(pick_id(&claimed, &ids, || 1 << 8), None);
     }
 }

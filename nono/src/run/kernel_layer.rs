@@ -176,10 +176,6 @@ impl KernelRun {
     pub fn layer(&self) -> Option<&KernelLayer> {
         self.layer.as_ref()
     }
-
-    fn dropped_events(&self) -> Option<u64> {
-        self.layer.as_ref()?.dropped_events().ok()
-    }
 }
 
 /// `r3` -> "r3 `deny ~/.ssh/**` (profile:12:1)", for event lines.
@@ -231,7 +227,8 @@ impl KernelSandbox {
 
     /// Read the sandbox's kernel decisions as they arrive: with `-v` print them; with an audit
     /// session, store them (rule id and source; for network events, the name nono's resolver
-    /// answered for the address, if any). Storing never waits: a full channel counts a drop.
+    /// answered for the address, if any). Storing waits for room in the auditor's channel (the
+    /// ring buffer holds events meanwhile; the kernel counts what it can't hold).
     pub fn start_events(
         &mut self,
         audit: Option<AuditSender>,
@@ -252,28 +249,42 @@ impl KernelSandbox {
         self.audit = audit.clone();
         let rules = self.rules.clone();
         let clock = ClockOffset::now();
-        let printer = EventPrinter::spawn(stream, move |event| {
-            let name = match (&event.object, &names) {
-                (kernel::events::EventObject::Net { addr, .. }, Some(n)) => n.get(*addr),
-                _ => None,
-            };
-            if verbose {
-                let rule = rules
-                    .get(&event.rule_id)
-                    .map(|r| format!(" [{r}]"))
-                    .unwrap_or_default();
-                let asked = name
-                    .as_ref()
-                    .map(|n| format!(" name={}", n.escape_debug()))
-                    .unwrap_or_default();
-                eprintln!("nono: {event}{asked}{rule}");
-            }
-            if let Some(tx) = &audit {
-                let mut ev = AuditEvent::from_kernel(event, clock, &rule_source);
-                if let What::Net { name: n, .. } = &mut ev.what {
-                    *n = name;
+        let printer = EventPrinter::spawn(stream, move |events| {
+            let mut stored = Vec::with_capacity(if audit.is_some() { events.len() } else { 0 });
+            for event in &events {
+                let name = match (&event.object, &names) {
+                    (kernel::events::EventObject::Net { addr, .. }, Some(n)) => n.get(*addr),
+                    _ => None,
+                };
+                if verbose {
+                    let rule = rules
+                        .get(&event.rule_id)
+                        .map(|r| format!(" [{r}]"))
+                        .unwrap_or_default();
+                    let asked = name
+                        .as_ref()
+                        .map(|n| format!(" name={}", n.escape_debug()))
+                        .unwrap_or_default();
+                    eprintln!("nono: {event}{asked}{rule}");
                 }
-                tx.try_send(vec![ev]);
+                if audit.is_some() {
+                    let mut ev = AuditEvent::from_kernel(event, clock, &rule_source);
+                    if let What::Net { name: n, .. } = &mut ev.what {
+                        *n = name;
+                    }
+                    stored.push(ev);
+                }
+            }
+            // One message per drain, and the reader waits for room: while the auditor catches
+            // up, the sandbox's ring holds what arrives, and the kernel counts (per sandbox)
+            // what it can't. Sent one at a time without waiting, a burst overflowed the channel.
+            let tx = audit.clone();
+            async move {
+                if let Some(tx) = tx {
+                    if tx.send(stored).await.is_err() {
+                        tracing::warn!("audit: the auditor stopped; kernel events not stored");
+                    }
+                }
             }
         });
         match printer {
@@ -283,17 +294,20 @@ impl KernelSandbox {
     }
 
     /// After the command ended: print what is left, the drop counter, and remove the sandbox.
-    pub fn finish(mut self, run: &KernelRun) {
+    pub fn finish(mut self, _run: &KernelRun) {
         if let Some(p) = self.printer.take() {
             p.stop();
-            if let Some(dropped) = run.dropped_events() {
-                if verbose() {
-                    eprintln!("nono: kernel: dropped events: {dropped}");
+            // The sandbox's own event slot: exactly this session's losses.
+            match self.sandbox.dropped_events() {
+                Ok(dropped) => {
+                    if verbose() {
+                        eprintln!("nono: kernel: dropped events: {dropped}");
+                    }
+                    if let Some(tx) = &self.audit {
+                        tx.set_kernel_drops(dropped);
+                    }
                 }
-                // The counter is the programs' (all sandboxes): an upper bound for this one.
-                if let Some(tx) = &self.audit {
-                    tx.set_kernel_drops(dropped);
-                }
+                Err(e) => tracing::warn!("kernel layer: {e:#}"),
             }
         }
         if let Err(e) = self.sandbox.cleanup() {
