@@ -47,6 +47,11 @@ tests! {
     cgroupfs_writes_are_denied: Lsm,
     outside_process_unaffected: Lsm,
     events_carry_rule_id_and_drop_counter: Lsm,
+    missing_paths_bound_when_created: Lsm,
+    missing_paths_bound_when_moved_into_place: Lsm,
+    deeper_missing_paths_are_chained: Lsm,
+    denied_file_replaced_by_rename_stays_denied: Lsm,
+    unwatchable_missing_path_still_refuses: Lsm,
     cleanup_after_exit: CgroupSock,
     cleanup_after_kill9: CgroupSock,
     net_connect_denied_by_default: CgroupSock,
@@ -140,6 +145,11 @@ fn lab_profile(
         match flag.as_str() {
             "--deny" => lines.push(format!("deny {}", subtree(&value()?))),
             "--deny-write" => lines.push(format!("deny write {}", subtree(&value()?))),
+            // A directory rule on a path that need not exist (`deny PATH/**`).
+            "--deny-tree" => lines.push(format!(
+                "deny {}",
+                quoted(&format!("{}/**", value()?.trim_end_matches('/')))
+            )),
             "--exec-deny" => lines.push(format!("exec deny {}", subtree(&value()?))),
             "--exec-only" => lines.push(format!("exec only {}", subtree(&value()?))),
             "--allow-net" => {
@@ -328,7 +338,7 @@ fn sandbox_cgroups() -> Vec<PathBuf> {
 /// No sandbox left: no registered cgroup, no rule entry, no cgroup directory.
 fn nothing_left(ctx: &Ctx) -> Result<(), String> {
     let status = status_of(ctx)?;
-    for key in ["sandboxes", "fs_entries", "net_entries"] {
+    for key in ["sandboxes", "fs_entries", "fs_watches", "net_entries"] {
         if status_value(&status, key) != Some(0) {
             return Err(format!("{key} left behind: {status}"));
         }
@@ -955,6 +965,240 @@ fn audit_has_the_deny(
         (0, _) => Ok(()),
         (code, out) => Err(format!("nono audit verify exited {code}: {out}")),
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Denies on paths that do not exist yet (name watches, nono-ebpf/src/watch.rs)
+
+/// The run started with every rule bound: no "not bound" line, no refusal.
+fn all_bound(run: &Run) -> Result<(), String> {
+    if run.stderr.contains("not bound") || run.stderr.contains("can't watch") {
+        return Err(format!("a rule was left unbound: {}", run.stderr.trim()));
+    }
+    Ok(())
+}
+
+/// Waits (outside the sandbox) for the probe to reach a step: it creates `path`. Gives up when
+/// nono exits first (a refusal) or after 30 s.
+fn wait_for(path: &Path, child: &mut Child) -> Result<(), String> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !path.exists() {
+        if Instant::now() > deadline || child.try_wait().map_or(true, |s| s.is_some()) {
+            return Err(format!("the probe never created {}", path.display()));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(())
+}
+
+/// A deny on a missing file (`~/.git-credentials`) and on a missing directory (`~/.aws/**`)
+/// inside a writable home: the run starts (nothing to refuse), and
+/// (a) the agent can't create either (EPERM, nothing left behind): creating a watched object
+///     from inside is refused outright;
+/// (b) when a process outside the sandbox creates them during the run, the agent's reads and
+///     writes of them are denied (EPERM), and the files keep their content;
+/// and the rest of home stays writable.
+fn missing_paths_bound_when_created(ctx: &Ctx) -> Result<(), String> {
+    let home = ctx.scratch.join("home");
+    fs::create_dir_all(&home).map_err(|e| e.to_string())?;
+    let creds = home.join(".git-credentials");
+    let aws = home.join(".aws");
+    let aws_creds = aws.join("credentials");
+    let stage = ctx.scratch.join("stage1");
+    let go = ctx.scratch.join("go");
+    let mut flags = flag("--deny", &creds).to_vec();
+    flags.extend(flag("--deny-tree", &aws));
+    let mut child = spawn_sandboxed(
+        ctx,
+        &flags,
+        &[
+            &["create", &s(&creds)],
+            &["mkdir", &s(&aws)],
+            &["create", &s(&home.join("notes.txt"))],
+            &["create", &s(&stage)],
+            &["wait", &s(&go)],
+            &["read", &s(&creds)],
+            &["append", &s(&creds)],
+            &["read", &s(&aws_creds)],
+            &["create", &s(&aws.join("planted"))],
+            &["unlink", &s(&aws_creds)],
+        ],
+    )?;
+    let staged = wait_for(&stage, &mut child);
+    if staged.is_ok() {
+        // Created outside the sandbox, while it runs.
+        absent(&creds)?;
+        absent(&aws)?;
+        write(&creds, "https://user:token@forge")?;
+        write(&aws_creds, "[default]\nkey=secret\n")?;
+    }
+    write(&go, "")?;
+    let run = finish(child)?;
+    staged.map_err(|e| format!("{e} (exit {}); stderr: {}", run.code, run.stderr.trim()))?;
+    run.expect(&[EPERM, EPERM, OK, OK, OK, EPERM, EPERM, EPERM, EPERM, EPERM])?;
+    all_bound(&run)?;
+    absent(&aws.join("planted"))?;
+    unchanged(&creds, "https://user:token@forge")?;
+    unchanged(&aws_creds, "[default]\nkey=secret\n")
+}
+
+/// (c) Objects moved into a missing path's place from outside during the run: a file renamed to
+/// `~/.npmrc`, a directory renamed to `~/.aws`, a file hard-linked as `~/.pypirc`. The agent's
+/// reads are denied and the files unchanged. The agent itself can't rename or link anything
+/// into a watched name (EPERM, the source stays where it was).
+fn missing_paths_bound_when_moved_into_place(ctx: &Ctx) -> Result<(), String> {
+    let home = ctx.scratch.join("home");
+    let outside = ctx.scratch.join("outside");
+    fs::create_dir_all(&home).map_err(|e| e.to_string())?;
+    fs::create_dir_all(&outside).map_err(|e| e.to_string())?;
+    let npmrc = home.join(".npmrc");
+    let pypirc = home.join(".pypirc");
+    let aws = home.join(".aws");
+    let vault = home.join(".vault-token");
+    let mine = home.join("mine.txt");
+    write(&mine, "mine")?;
+    let stage = ctx.scratch.join("stage1");
+    let go = ctx.scratch.join("go");
+    let mut flags = flag("--deny", &npmrc).to_vec();
+    flags.extend(flag("--deny", &pypirc));
+    flags.extend(flag("--deny", &vault));
+    flags.extend(flag("--deny-tree", &aws));
+    let mut child = spawn_sandboxed(
+        ctx,
+        &flags,
+        &[
+            &["rename", &s(&mine), &s(&vault)],
+            &["link", &s(&mine), &s(&vault)],
+            &["create", &s(&stage)],
+            &["wait", &s(&go)],
+            &["read", &s(&npmrc)],
+            &["read", &s(&aws.join("credentials"))],
+            &["read", &s(&pypirc)],
+            &["append", &s(&pypirc)],
+        ],
+    )?;
+    let staged = wait_for(&stage, &mut child).and_then(|()| {
+        write(&outside.join("npmrc"), "//registry/:_authToken=npm")?;
+        write(&outside.join("aws/credentials"), "aws-secret")?;
+        write(&outside.join("pypi"), "pypi-secret")?;
+        let mv = |from: &Path, to: &Path| {
+            fs::rename(from, to).map_err(|e| format!("rename to {}: {e}", to.display()))
+        };
+        mv(&outside.join("npmrc"), &npmrc)?;
+        mv(&outside.join("aws"), &aws)?;
+        fs::hard_link(outside.join("pypi"), &pypirc).map_err(|e| format!("link: {e}"))
+    });
+    write(&go, "")?;
+    let run = finish(child)?;
+    staged.map_err(|e| format!("{e} (exit {}); stderr: {}", run.code, run.stderr.trim()))?;
+    run.expect(&[EPERM, EPERM, OK, OK, EPERM, EPERM, EPERM, EPERM])?;
+    all_bound(&run)?;
+    unchanged(&mine, "mine")?;
+    absent(&vault)?;
+    unchanged(&npmrc, "//registry/:_authToken=npm")?;
+    unchanged(&aws.join("credentials"), "aws-secret")?;
+    unchanged(&pypirc, "pypi-secret")
+}
+
+/// (d) Denies below a missing directory (`~/.config/gcloud/**`, `~/.config/gh/**` with no
+/// `~/.config`): the agent may create `~/.config` and use it, but not `gcloud` in it; `gh`
+/// made by a process outside is denied to the agent. A whole directory moved from outside
+/// into a missing directory's place (`~/.cfg`, above a deny on `~/.cfg/tool`) may already hold
+/// the protected path, which no program can look up: the whole of it is denied (fail closed).
+fn deeper_missing_paths_are_chained(ctx: &Ctx) -> Result<(), String> {
+    let home = ctx.scratch.join("home");
+    let outside = ctx.scratch.join("outside");
+    fs::create_dir_all(&home).map_err(|e| e.to_string())?;
+    let config = home.join(".config");
+    let gcloud = config.join("gcloud");
+    let gh = config.join("gh");
+    let cfg = home.join(".cfg");
+    let stage = ctx.scratch.join("stage1");
+    let go = ctx.scratch.join("go");
+    let mut flags = flag("--deny-tree", &gcloud).to_vec();
+    flags.extend(flag("--deny-tree", &gh));
+    flags.extend(flag("--deny-tree", &cfg.join("tool")));
+    let mut child = spawn_sandboxed(
+        ctx,
+        &flags,
+        &[
+            &["mkdir", &s(&config)],
+            &["mkdir", &s(&gcloud)],
+            &["mkdir", &s(&config.join("other"))],
+            &["create", &s(&config.join("other/settings"))],
+            &["create", &s(&stage)],
+            &["wait", &s(&go)],
+            &["read", &s(&gh.join("hosts.yml"))],
+            &["read", &s(&cfg.join("tool/secret"))],
+            &["read", &s(&cfg.join("unrelated.txt"))],
+        ],
+    )?;
+    let staged = wait_for(&stage, &mut child).and_then(|()| {
+        write(&gh.join("hosts.yml"), "oauth_token: gho")?;
+        write(&outside.join("cfg/tool/secret"), "tool-secret")?;
+        write(&outside.join("cfg/unrelated.txt"), "plain")?;
+        fs::rename(outside.join("cfg"), &cfg).map_err(|e| format!("rename: {e}"))
+    });
+    write(&go, "")?;
+    let run = finish(child)?;
+    staged.map_err(|e| format!("{e} (exit {}); stderr: {}", run.code, run.stderr.trim()))?;
+    run.expect(&[OK, EPERM, OK, OK, OK, OK, EPERM, EPERM, EPERM])?;
+    all_bound(&run)?;
+    absent(&gcloud)?;
+    unchanged(&gh.join("hosts.yml"), "oauth_token: gho")?;
+    unchanged(&cfg.join("tool/secret"), "tool-secret")
+}
+
+/// A denied file that exists is replaced during the run by rename, as git's credential store
+/// and editors save: the new file under the name is denied too, not only the old inode.
+fn denied_file_replaced_by_rename_stays_denied(ctx: &Ctx) -> Result<(), String> {
+    let creds = ctx.scratch.join("home/.git-credentials");
+    write(&creds, "old")?;
+    let stage = ctx.scratch.join("stage1");
+    let go = ctx.scratch.join("go");
+    let mut child = spawn_sandboxed(
+        ctx,
+        &flag("--deny", &creds),
+        &[
+            &["create", &s(&stage)],
+            &["wait", &s(&go)],
+            &["read", &s(&creds)],
+        ],
+    )?;
+    let staged = wait_for(&stage, &mut child).and_then(|()| {
+        let tmp = ctx.scratch.join("home/.git-credentials.lock");
+        write(&tmp, "new")?;
+        fs::rename(&tmp, &creds).map_err(|e| format!("rename: {e}"))
+    });
+    write(&go, "")?;
+    let run = finish(child)?;
+    staged.map_err(|e| format!("{e} (exit {}); stderr: {}", run.code, run.stderr.trim()))?;
+    run.expect(&[OK, OK, EPERM])?;
+    unchanged(&creds, "new")
+}
+
+/// What can't be watched still refuses the run (exit 125, naming the path): here a missing
+/// name longer than a watch holds. With `--best-effort` (which the lab passes on 6.1, for
+/// Landlock's sake) nono runs and names it in its warning instead.
+fn unwatchable_missing_path_still_refuses(ctx: &Ctx) -> Result<(), String> {
+    let long = ctx.scratch.join(format!("home/{}", "n".repeat(80)));
+    fs::create_dir_all(ctx.scratch.join("home")).map_err(|e| e.to_string())?;
+    let marker = ctx.scratch.join("ran");
+    let run = sandboxed(ctx, &flag("--deny", &long), &[&["create", &s(&marker)]])?;
+    if !run.stderr.contains("can't watch for it") || !run.stderr.contains(&s(&long)) {
+        return Err(format!("no reason naming the path: {}", run.stderr.trim()));
+    }
+    if landlock_abi() >= 3 {
+        if run.code != 125 {
+            return Err(format!(
+                "exit {} instead of 125: {}",
+                run.code,
+                run.stderr.trim()
+            ));
+        }
+        absent(&marker)?;
+    }
+    Ok(())
 }
 
 // ---------------------------------------------------------------------------------------------

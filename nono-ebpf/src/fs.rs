@@ -15,16 +15,14 @@
 use aya_ebpf::{helpers::bpf_probe_read_kernel, macros::lsm, programs::LsmContext};
 use nono_common::{
     access, FsDeny, Hook, InodeKey, KernelOffsets, SandboxInfo, MAX_PATH_DEPTH, NO_VERDICT_RULE,
-    OFFSET_MASK, SANDBOX_AUDIT_ALL, SANDBOX_EXEC_ALLOWLIST,
+    OFFSET_MASK, SANDBOX_EXEC_ALLOWLIST,
 };
 
 use crate::{
     current_sandbox,
-    events::{emit, Decision},
-    NONO_CONFIG, NONO_FS_DENY,
+    verdict::{conclude, Verdict},
+    watch, NONO_CONFIG, NONO_FS_DENY,
 };
-
-pub(crate) const EPERM: i32 = 1;
 
 // fmode_t bits (include/linux/fs.h), stable since long before 6.1.
 const FMODE_READ: u32 = 0x1;
@@ -41,9 +39,20 @@ pub(crate) unsafe fn read_at<T>(base: *const u8, offset: u32) -> Result<T, i64> 
     bpf_probe_read_kernel(base.add((offset & OFFSET_MASK) as usize) as *const T)
 }
 
-enum Verdict {
-    Allow { dev: u32, ino: u64 },
-    Deny { rule_id: u32, dev: u32, ino: u64 },
+/// The device marker of `key`'s sandbox and device: `None` when the sandbox has no rule on this
+/// filesystem (nothing to walk), a deny when a name watch failed to bind an object here
+/// ([`access::POISONED`]: fail closed), else the walk goes on.
+#[inline(always)]
+fn device_marker(key: &InodeKey) -> Option<Result<(), Verdict>> {
+    let marker: FsDeny = *unsafe { NONO_FS_DENY.get(key) }?;
+    if marker.access & access::POISONED != 0 {
+        return Some(Err(Verdict::Deny {
+            rule_id: NO_VERDICT_RULE,
+            dev: key.dev,
+            ino: 0,
+        }));
+    }
+    Some(Ok(()))
 }
 
 /// Is `want` access to the object behind `dentry` (or anything above it) denied to `sandbox_id`?
@@ -62,8 +71,16 @@ unsafe fn check_dentry(
         ino: 0,
     };
     // No rule of this sandbox lives on this filesystem: nothing to walk (procfs, sysfs, ...).
-    if NONO_FS_DENY.get(&key).is_none() {
-        return Ok(Verdict::Allow { dev, ino: 0 });
+    match device_marker(&key) {
+        None => {
+            return Ok(Verdict::Allow {
+                rule_id: 0,
+                dev,
+                ino: 0,
+            })
+        }
+        Some(Err(poisoned)) => return Ok(poisoned),
+        Some(Ok(())) => {}
     }
     let mut current = dentry;
     let mut object_ino = 0u64;
@@ -89,6 +106,7 @@ unsafe fn check_dentry(
         let parent: *const u8 = read_at(current, offsets.dentry_parent)?;
         if parent == current || parent.is_null() {
             return Ok(Verdict::Allow {
+                rule_id: 0,
                 dev,
                 ino: object_ino,
             });
@@ -105,39 +123,13 @@ unsafe fn check_dentry(
 /// Decide one access, report it, and return the LSM verdict (0 or -EPERM).
 #[inline(always)]
 fn enforce(sandbox: &SandboxInfo, hook: Hook, dentry: *const u8, want: u32) -> i32 {
-    let mut decision = Decision::file(sandbox.sandbox_id, hook as u16);
-    decision.access = want as u8;
     let verdict = match NONO_CONFIG.get(0) {
-        Some(offsets) if offsets.ready != 0 => unsafe {
+        Some(offsets) if offsets.ready != 0 && !dentry.is_null() => unsafe {
             check_dentry(offsets, sandbox.sandbox_id, dentry, want)
         },
         _ => Err(0),
     };
-    match verdict {
-        Ok(Verdict::Allow { dev, ino }) => {
-            if sandbox.flags & SANDBOX_AUDIT_ALL != 0 {
-                decision.dev = dev;
-                decision.ino = ino;
-                emit(&decision);
-            }
-            0
-        }
-        Ok(Verdict::Deny { rule_id, dev, ino }) => {
-            decision.denied = true;
-            decision.rule_id = rule_id;
-            decision.dev = dev;
-            decision.ino = ino;
-            emit(&decision);
-            -EPERM
-        }
-        Err(_) => {
-            // Fail closed: a sandboxed access we could not judge is denied, and says why.
-            decision.denied = true;
-            decision.rule_id = NO_VERDICT_RULE;
-            emit(&decision);
-            -EPERM
-        }
-    }
+    conclude(sandbox, hook, want, verdict)
 }
 
 /// The dentry of a `const struct path *` argument.
@@ -149,18 +141,51 @@ unsafe fn path_dentry(path: *const u8) -> *const u8 {
     }
 }
 
-/// Enforce on a path argument; an unreadable path is denied (fail closed).
+/// Enforce on a path argument; an unreadable path is denied (fail closed, in `enforce`).
 #[inline(always)]
 fn enforce_path(sandbox: &SandboxInfo, hook: Hook, path: *const u8, want: u32) -> i32 {
-    let dentry = unsafe { path_dentry(path) };
-    if dentry.is_null() {
-        let mut decision = Decision::file(sandbox.sandbox_id, hook as u16);
-        decision.denied = true;
-        decision.rule_id = NO_VERDICT_RULE;
-        emit(&decision);
-        return -EPERM;
-    }
+    let dentry = if path.is_null() {
+        core::ptr::null()
+    } else {
+        unsafe { path_dentry(path) }
+    };
     enforce(sandbox, hook, dentry, want)
+}
+
+/// A new name is about to appear in a directory: refuse it if the sandbox watches it (see
+/// `watch`). A rule's object can't be created, renamed or linked to from inside; a missing
+/// directory above one can be created (`mkdir`, and a plain file there holds nothing), but
+/// nothing can be renamed or linked into its place. The event's inode is the directory the
+/// name would appear in.
+#[inline(always)]
+fn enforce_new_name(sandbox: &SandboxInfo, hook: Hook, dentry: *const u8, move_in: bool) -> i32 {
+    if sandbox.flags & nono_common::SANDBOX_HAS_WATCHES == 0 {
+        return 0;
+    }
+    let verdict = match NONO_CONFIG.get(0) {
+        Some(o) if o.ready != 0 && !dentry.is_null() => {
+            unsafe { watch::own_watch(o, sandbox, dentry) }.map(|found| match found {
+                Some((key, w)) if w.child == 0 || move_in => Verdict::Deny {
+                    rule_id: w.rule_id,
+                    dev: key.dev,
+                    ino: key.parent_ino,
+                },
+                _ => Verdict::AllowQuiet,
+            })
+        }
+        _ => Err(0),
+    };
+    conclude(sandbox, hook, access::WRITE, verdict)
+}
+
+/// The walk above a name about to be created, then the name itself.
+#[inline(always)]
+fn enforce_create(sandbox: &SandboxInfo, hook: Hook, dentry: *const u8) -> i32 {
+    let parents = enforce(sandbox, hook, dentry, access::WRITE);
+    if parents != 0 {
+        return parents;
+    }
+    enforce_new_name(sandbox, hook, dentry, false)
 }
 
 #[lsm(hook = "file_open")]
@@ -191,9 +216,6 @@ pub fn file_open(ctx: LsmContext) -> i32 {
     if want == 0 {
         // Opens for neither read nor write (open mode 3, ioctl only) still reach the object.
         want = access::READ;
-    }
-    if dentry.is_null() {
-        return enforce_path(&sandbox, Hook::FileOpen, core::ptr::null(), want);
     }
     enforce(&sandbox, Hook::FileOpen, dentry, want)
 }
@@ -230,12 +252,7 @@ pub fn path_mknod(ctx: LsmContext) -> i32 {
         return 0;
     };
     // Also the hook for `open(O_CREAT)` of a new file: the new, negative dentry's parents decide.
-    enforce(
-        &sandbox,
-        Hook::PathMknod,
-        unsafe { ctx.arg(1) },
-        access::WRITE,
-    )
+    enforce_create(&sandbox, Hook::PathMknod, unsafe { ctx.arg(1) })
 }
 
 #[lsm(hook = "path_mkdir")]
@@ -243,12 +260,7 @@ pub fn path_mkdir(ctx: LsmContext) -> i32 {
     let Some(sandbox) = current_sandbox() else {
         return 0;
     };
-    enforce(
-        &sandbox,
-        Hook::PathMkdir,
-        unsafe { ctx.arg(1) },
-        access::WRITE,
-    )
+    enforce_create(&sandbox, Hook::PathMkdir, unsafe { ctx.arg(1) })
 }
 
 #[lsm(hook = "path_symlink")]
@@ -256,12 +268,7 @@ pub fn path_symlink(ctx: LsmContext) -> i32 {
     let Some(sandbox) = current_sandbox() else {
         return 0;
     };
-    enforce(
-        &sandbox,
-        Hook::PathSymlink,
-        unsafe { ctx.arg(1) },
-        access::WRITE,
-    )
+    enforce_create(&sandbox, Hook::PathSymlink, unsafe { ctx.arg(1) })
 }
 
 /// What a rename or link source is checked for: any deny, `exec deny` included, since a new
@@ -278,12 +285,16 @@ pub fn path_link(ctx: LsmContext) -> i32 {
     if source != 0 {
         return source;
     }
-    enforce(
+    let target = enforce(
         &sandbox,
         Hook::PathLink,
         unsafe { ctx.arg(2) },
         access::WRITE,
-    )
+    );
+    if target != 0 {
+        return target;
+    }
+    enforce_new_name(&sandbox, Hook::PathLink, unsafe { ctx.arg(2) }, true)
 }
 
 #[lsm(hook = "path_rename")]
@@ -302,12 +313,22 @@ pub fn path_rename(ctx: LsmContext) -> i32 {
     } else {
         access::WRITE
     };
-    enforce(
+    let target = enforce(
         &sandbox,
         Hook::PathRename,
         unsafe { ctx.arg(3) },
         target_want,
-    )
+    );
+    if target != 0 {
+        return target;
+    }
+    // With RENAME_EXCHANGE the source takes the target's name and the target the source's:
+    // either may be a watched name.
+    let new_name = enforce_new_name(&sandbox, Hook::PathRename, unsafe { ctx.arg(3) }, true);
+    if new_name != 0 || flags & RENAME_EXCHANGE == 0 {
+        return new_name;
+    }
+    enforce_new_name(&sandbox, Hook::PathRename, unsafe { ctx.arg(1) }, true)
 }
 
 #[lsm(hook = "path_truncate")]
@@ -382,19 +403,16 @@ pub fn inode_permission(ctx: LsmContext) -> i32 {
     if dev != offsets.cgroup2_dev {
         return 0;
     }
-    let mut decision = Decision::file(sandbox.sandbox_id, Hook::InodePermission as u16);
-    decision.denied = true;
-    decision.rule_id = nono_common::CGROUPFS_RULE;
-    decision.access = access::WRITE as u8;
-    decision.dev = dev;
-    emit(&decision);
-    -EPERM
-}
-
-/// What the exec check found walking up from the binary.
-enum ExecVerdict {
-    Allow { rule_id: u32, dev: u32, ino: u64 },
-    Deny { rule_id: u32, dev: u32, ino: u64 },
+    conclude(
+        &sandbox,
+        Hook::InodePermission,
+        access::WRITE,
+        Ok(Verdict::Deny {
+            rule_id: nono_common::CGROUPFS_RULE,
+            dev,
+            ino: 0,
+        }),
+    )
 }
 
 /// The exec check of `bprm`'s file: an `exec deny` ([`access::EXEC_DENY`]) or a file deny of
@@ -405,7 +423,7 @@ unsafe fn check_exec(
     offsets: &KernelOffsets,
     sandbox: &SandboxInfo,
     bprm: *const u8,
-) -> Result<ExecVerdict, i64> {
+) -> Result<Verdict, i64> {
     let file: *const u8 = read_at(bprm, offsets.binprm_file)?;
     let dentry: *const u8 = read_at(file, offsets.file_dentry)?;
     let super_block: *const u8 = read_at(dentry, offsets.dentry_sb)?;
@@ -417,12 +435,16 @@ unsafe fn check_exec(
     };
     let allowlist = sandbox.flags & SANDBOX_EXEC_ALLOWLIST != 0;
     // Without an allowlist and with no rule on this filesystem there is nothing to walk.
-    if !allowlist && NONO_FS_DENY.get(&key).is_none() {
-        return Ok(ExecVerdict::Allow {
-            rule_id: 0,
-            dev,
-            ino: 0,
-        });
+    match device_marker(&key) {
+        None if !allowlist => {
+            return Ok(Verdict::Allow {
+                rule_id: 0,
+                dev,
+                ino: 0,
+            })
+        }
+        Some(Err(poisoned)) => return Ok(poisoned),
+        _ => {}
     }
     let mut current = dentry;
     let mut object_ino = 0u64;
@@ -438,7 +460,7 @@ unsafe fn check_exec(
             if let Some(rule) = NONO_FS_DENY.get(&key) {
                 let rule: FsDeny = *rule;
                 if rule.access & (access::EXEC | access::EXEC_DENY) != 0 {
-                    return Ok(ExecVerdict::Deny {
+                    return Ok(Verdict::Deny {
                         rule_id: rule.rule_id,
                         dev,
                         ino: key.ino,
@@ -454,13 +476,13 @@ unsafe fn check_exec(
         if parent == current || parent.is_null() {
             return Ok(if allowlist && !allowed {
                 // Not on the allowlist: the default deny.
-                ExecVerdict::Deny {
+                Verdict::Deny {
                     rule_id: EXEC_DEFAULT_RULE,
                     dev,
                     ino: object_ino,
                 }
             } else {
-                ExecVerdict::Allow {
+                Verdict::Allow {
                     rule_id: allowed_by,
                     dev,
                     ino: object_ino,
@@ -469,7 +491,7 @@ unsafe fn check_exec(
         }
         current = parent;
     }
-    Ok(ExecVerdict::Deny {
+    Ok(Verdict::Deny {
         rule_id: NO_VERDICT_RULE,
         dev,
         ino: object_ino,
@@ -490,37 +512,11 @@ pub fn bprm_check_security(ctx: LsmContext) -> i32 {
         return 0;
     };
     let bprm: *const u8 = unsafe { ctx.arg(0) };
-    let mut decision = Decision::file(sandbox.sandbox_id, Hook::BprmCheck as u16);
-    decision.access = access::EXEC as u8;
     let verdict = match NONO_CONFIG.get(0) {
         Some(offsets) if offsets.ready != 0 => unsafe { check_exec(offsets, &sandbox, bprm) },
         _ => Err(0),
     };
-    match verdict {
-        Ok(ExecVerdict::Allow { rule_id, dev, ino }) => {
-            if sandbox.flags & SANDBOX_AUDIT_ALL != 0 {
-                decision.rule_id = rule_id;
-                decision.dev = dev;
-                decision.ino = ino;
-                emit(&decision);
-            }
-            0
-        }
-        Ok(ExecVerdict::Deny { rule_id, dev, ino }) => {
-            decision.denied = true;
-            decision.rule_id = rule_id;
-            decision.dev = dev;
-            decision.ino = ino;
-            emit(&decision);
-            -EPERM
-        }
-        Err(_) => {
-            decision.denied = true;
-            decision.rule_id = NO_VERDICT_RULE;
-            emit(&decision);
-            -EPERM
-        }
-    }
+    conclude(&sandbox, Hook::BprmCheck, access::EXEC, verdict)
 }
 
 /// Not attached in production: `nono kernel-bench-noop` attaches it to `file_open` as the

@@ -14,6 +14,8 @@ mod events;
 mod fs;
 mod ipc;
 mod net;
+mod verdict;
+mod watch;
 
 use aya_ebpf::{
     helpers::bpf_get_current_cgroup_id,

@@ -38,6 +38,16 @@ pub fn kernel_status() -> CmdResult {
     println!("sandboxes={}", count(maps.sandboxes.keys().count()));
     println!("fs_entries={}", count(maps.fs_deny.keys().count()));
     println!(
+        "fs_watches={}",
+        count(
+            maps.fs_watch.keys().count()
+                + maps.fs_watch_next.keys().count()
+                + (0..nono_common::MAX_WATCHERS)
+                    .filter(|s| maps.watchers.get(s, 0).is_ok_and(|id| id != 0))
+                    .count()
+        )
+    );
+    println!(
         "net_entries={}",
         count(maps.net_v4.keys().count() + maps.net_v6.keys().count())
     );

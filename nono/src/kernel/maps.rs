@@ -7,7 +7,10 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use aya::maps::{Array, HashMap, LpmTrie, Map, MapData, PerCpuArray};
-use nono_common::{names, FsDeny, InodeKey, NetAllow, NetKeyV4, NetKeyV6, SandboxInfo};
+use nono_common::{
+    names, FsDeny, InodeKey, NameKey, NameTemplate, NameWatch, NetAllow, NetKeyV4, NetKeyV6,
+    SandboxInfo, TemplateKey,
+};
 
 pub struct Maps {
     dir: PathBuf,
@@ -17,6 +20,10 @@ pub struct Maps {
     pub net_v6: LpmTrie<MapData, NetKeyV6, NetAllow>,
     pub dropped: PerCpuArray<MapData, u64>,
     active: Array<MapData, u32>,
+    /// Name watches, their templates and the watcher slots (see `super::watch`).
+    pub fs_watch: HashMap<MapData, NameKey, NameWatch>,
+    pub fs_watch_next: HashMap<MapData, TemplateKey, NameTemplate>,
+    pub watchers: Array<MapData, u32>,
 }
 
 fn pinned(dir: &Path, name: &str) -> Result<MapData> {
@@ -34,6 +41,9 @@ impl Maps {
             net_v6: LpmTrie::try_from(Map::LpmTrie(pinned(dir, names::NET_RULES_V6)?))?,
             dropped: PerCpuArray::try_from(Map::PerCpuArray(pinned(dir, names::DROPPED)?))?,
             active: Array::try_from(Map::Array(pinned(dir, names::ACTIVE)?))?,
+            fs_watch: HashMap::try_from(Map::HashMap(pinned(dir, names::FS_WATCH)?))?,
+            fs_watch_next: HashMap::try_from(Map::HashMap(pinned(dir, names::FS_WATCH_NEXT)?))?,
+            watchers: Array::try_from(Map::Array(pinned(dir, names::FS_WATCHERS)?))?,
         })
     }
 

@@ -38,6 +38,7 @@ mod maps;
 pub mod net;
 pub mod offsets;
 pub mod sandbox;
+mod watch;
 
 use std::fs;
 use std::os::fd::AsRawFd;
@@ -90,6 +91,10 @@ pub const LSM_HOOKS: &[&str] = &[
     "kernel_module_request",
     "unix_stream_connect",
     "unix_may_send",
+    // Name watches (nono-ebpf/src/watch.rs): bind objects that appear under a watched name.
+    "d_instantiate",
+    "inode_rename",
+    "inode_link",
 ];
 
 /// The cgroup socket-address programs of the network part and their attach types.

@@ -92,6 +92,9 @@ pub fn read_kernel_offsets() -> Result<KernelOffsets> {
             + field_offset(&btf, "sock_cgroup_data", "cgroup")?,
         unix_sock_dentry: field_offset(&btf, "unix_sock", "path")? + path_dentry,
         socket_sk: field_offset(&btf, "socket", "sk")?,
+        dentry_name_len: field_offset(&btf, "dentry", "d_name")?
+            + field_offset(&btf, "qstr", "len")?,
+        dentry_name: field_offset(&btf, "dentry", "d_name")? + field_offset(&btf, "qstr", "name")?,
         _pad: 0,
     })
 }
@@ -109,5 +112,8 @@ mod tests {
         // `struct path` is { vfsmount *mnt; dentry *dentry; } on every kernel nono supports.
         assert_eq!(o.path_dentry, 8);
         assert!(o.file_dentry > 0 && o.dentry_parent > 0 && o.dentry_inode > 0);
+        // `struct qstr` is { union { { u32 hash; u32 len; }; u64 hash_len; }; name; } on
+        // little-endian: the name pointer follows the length.
+        assert_eq!(o.dentry_name, o.dentry_name_len + 4);
     }
 }
