@@ -1101,8 +1101,8 @@ fn missing_paths_bound_when_moved_into_place(ctx: &Ctx) -> Result<(), String> {
 }
 
 /// (d) Denies below a missing directory (`~/.config/gcloud/**`, `~/.config/gh/**` with no
-/// `~/.config`): the agent may create `~/.config` and use it, but not `gcloud` in it; `gh`
-/// made by a process outside is denied to the agent. A whole directory moved from outside
+/// `~/.config`): the agent may create `~/.config` and use it, but not `gcloud` in it, nor move
+/// or remove `~/.config` again; `gh` made by a process outside is denied to the agent. A whole directory moved from outside
 /// into a missing directory's place (`~/.cfg`, above a deny on `~/.cfg/tool`) may already hold
 /// the protected path, which no program can look up: the whole of it is denied (fail closed).
 fn deeper_missing_paths_are_chained(ctx: &Ctx) -> Result<(), String> {
@@ -1126,6 +1126,10 @@ fn deeper_missing_paths_are_chained(ctx: &Ctx) -> Result<(), String> {
             &["mkdir", &s(&gcloud)],
             &["mkdir", &s(&config.join("other"))],
             &["create", &s(&config.join("other/settings"))],
+            // The directory the chain follows can't be moved away or removed from inside
+            // (else the agent could make the programs watch again and again).
+            &["rename", &s(&config), &s(&home.join("moved"))],
+            &["rmdir", &s(&config)],
             &["create", &s(&stage)],
             &["wait", &s(&go)],
             &["read", &s(&gh.join("hosts.yml"))],
@@ -1142,7 +1146,7 @@ fn deeper_missing_paths_are_chained(ctx: &Ctx) -> Result<(), String> {
     write(&go, "")?;
     let run = finish(child)?;
     staged.map_err(|e| format!("{e} (exit {}); stderr: {}", run.code, run.stderr.trim()))?;
-    run.expect(&[OK, EPERM, OK, OK, OK, OK, EPERM, EPERM, EPERM])?;
+    run.expect(&[OK, EPERM, OK, OK, EPERM, EPERM, OK, OK, EPERM, EPERM, EPERM])?;
     all_bound(&run)?;
     absent(&gcloud)?;
     unchanged(&gh.join("hosts.yml"), "oauth_token: gho")?;

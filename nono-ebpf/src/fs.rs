@@ -11,6 +11,9 @@
 //!   `path_rename` and `path_link` deny any source a deny rule covers, whatever access it denies.
 //! - The walk does not cross mount points: a filesystem mounted *below* a denied directory is not
 //!   covered by it (its root's `d_parent` is itself).
+//! - A rule whose object does not exist yet is bound when the object appears, by the name-watch
+//!   hooks in `watch`; the create, rename, link, unlink and rmdir hooks here refuse the
+//!   sandbox's own operations on a watched name (`enforce_name`).
 
 use aya_ebpf::{helpers::bpf_probe_read_kernel, macros::lsm, programs::LsmContext};
 use nono_common::{
@@ -152,20 +155,31 @@ fn enforce_path(sandbox: &SandboxInfo, hook: Hook, path: *const u8, want: u32) -
     enforce(sandbox, hook, dentry, want)
 }
 
-/// A new name is about to appear in a directory: refuse it if the sandbox watches it (see
-/// `watch`). A rule's object can't be created, renamed or linked to from inside; a missing
-/// directory above one can be created (`mkdir`, and a plain file there holds nothing), but
-/// nothing can be renamed or linked into its place. The event's inode is the directory the
-/// name would appear in.
+/// What the sandbox is about to do with a name in a directory (see `watch`).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum NameOp {
+    /// `mkdir`: allowed for a missing directory above a rule's object (the chain follows it).
+    MakeDir,
+    /// Any other create: a file, node or symlink under a watched name holds nothing the chain
+    /// could follow, so it is refused for every watched name.
+    Create,
+    /// A rename or link to the name, or a rename, unlink or rmdir of it: refused for every
+    /// watched name. An existing directory moved in may hold anything, and removing a watched
+    /// entry the sandbox made would let it make the programs watch again and again.
+    Other,
+}
+
+/// Refuse `op` on the name of `dentry` if the sandbox watches that name. The event's inode is
+/// the directory the name is in.
 #[inline(always)]
-fn enforce_new_name(sandbox: &SandboxInfo, hook: Hook, dentry: *const u8, move_in: bool) -> i32 {
+fn enforce_name(sandbox: &SandboxInfo, hook: Hook, dentry: *const u8, op: NameOp) -> i32 {
     if sandbox.flags & nono_common::SANDBOX_HAS_WATCHES == 0 {
         return 0;
     }
     let verdict = match NONO_CONFIG.get(0) {
         Some(o) if o.ready != 0 && !dentry.is_null() => {
             unsafe { watch::own_watch(o, sandbox, dentry) }.map(|found| match found {
-                Some((key, w)) if w.child == 0 || move_in => Verdict::Deny {
+                Some((key, w)) if w.child == 0 || op != NameOp::MakeDir => Verdict::Deny {
                     rule_id: w.rule_id,
                     dev: key.dev,
                     ino: key.parent_ino,
@@ -178,14 +192,14 @@ fn enforce_new_name(sandbox: &SandboxInfo, hook: Hook, dentry: *const u8, move_i
     conclude(sandbox, hook, access::WRITE, verdict)
 }
 
-/// The walk above a name about to be created, then the name itself.
+/// The walk above a name about to be created or removed, then the name itself.
 #[inline(always)]
-fn enforce_create(sandbox: &SandboxInfo, hook: Hook, dentry: *const u8) -> i32 {
+fn enforce_entry(sandbox: &SandboxInfo, hook: Hook, dentry: *const u8, op: NameOp) -> i32 {
     let parents = enforce(sandbox, hook, dentry, access::WRITE);
     if parents != 0 {
         return parents;
     }
-    enforce_new_name(sandbox, hook, dentry, false)
+    enforce_name(sandbox, hook, dentry, op)
 }
 
 #[lsm(hook = "file_open")]
@@ -225,11 +239,11 @@ pub fn path_unlink(ctx: LsmContext) -> i32 {
     let Some(sandbox) = current_sandbox() else {
         return 0;
     };
-    enforce(
+    enforce_entry(
         &sandbox,
         Hook::PathUnlink,
         unsafe { ctx.arg(1) },
-        access::WRITE,
+        NameOp::Other,
     )
 }
 
@@ -238,11 +252,11 @@ pub fn path_rmdir(ctx: LsmContext) -> i32 {
     let Some(sandbox) = current_sandbox() else {
         return 0;
     };
-    enforce(
+    enforce_entry(
         &sandbox,
         Hook::PathRmdir,
         unsafe { ctx.arg(1) },
-        access::WRITE,
+        NameOp::Other,
     )
 }
 
@@ -252,7 +266,12 @@ pub fn path_mknod(ctx: LsmContext) -> i32 {
         return 0;
     };
     // Also the hook for `open(O_CREAT)` of a new file: the new, negative dentry's parents decide.
-    enforce_create(&sandbox, Hook::PathMknod, unsafe { ctx.arg(1) })
+    enforce_entry(
+        &sandbox,
+        Hook::PathMknod,
+        unsafe { ctx.arg(1) },
+        NameOp::Create,
+    )
 }
 
 #[lsm(hook = "path_mkdir")]
@@ -260,7 +279,12 @@ pub fn path_mkdir(ctx: LsmContext) -> i32 {
     let Some(sandbox) = current_sandbox() else {
         return 0;
     };
-    enforce_create(&sandbox, Hook::PathMkdir, unsafe { ctx.arg(1) })
+    enforce_entry(
+        &sandbox,
+        Hook::PathMkdir,
+        unsafe { ctx.arg(1) },
+        NameOp::MakeDir,
+    )
 }
 
 #[lsm(hook = "path_symlink")]
@@ -268,7 +292,12 @@ pub fn path_symlink(ctx: LsmContext) -> i32 {
     let Some(sandbox) = current_sandbox() else {
         return 0;
     };
-    enforce_create(&sandbox, Hook::PathSymlink, unsafe { ctx.arg(1) })
+    enforce_entry(
+        &sandbox,
+        Hook::PathSymlink,
+        unsafe { ctx.arg(1) },
+        NameOp::Create,
+    )
 }
 
 /// What a rename or link source is checked for: any deny, `exec deny` included, since a new
@@ -294,7 +323,12 @@ pub fn path_link(ctx: LsmContext) -> i32 {
     if target != 0 {
         return target;
     }
-    enforce_new_name(&sandbox, Hook::PathLink, unsafe { ctx.arg(2) }, true)
+    enforce_name(
+        &sandbox,
+        Hook::PathLink,
+        unsafe { ctx.arg(2) },
+        NameOp::Other,
+    )
 }
 
 #[lsm(hook = "path_rename")]
@@ -322,13 +356,23 @@ pub fn path_rename(ctx: LsmContext) -> i32 {
     if target != 0 {
         return target;
     }
-    // With RENAME_EXCHANGE the source takes the target's name and the target the source's:
-    // either may be a watched name.
-    let new_name = enforce_new_name(&sandbox, Hook::PathRename, unsafe { ctx.arg(3) }, true);
-    if new_name != 0 || flags & RENAME_EXCHANGE == 0 {
+    // Neither name may be a watched one: the target gets a new object, the source loses its
+    // (with RENAME_EXCHANGE, both).
+    let new_name = enforce_name(
+        &sandbox,
+        Hook::PathRename,
+        unsafe { ctx.arg(3) },
+        NameOp::Other,
+    );
+    if new_name != 0 {
         return new_name;
     }
-    enforce_new_name(&sandbox, Hook::PathRename, unsafe { ctx.arg(1) }, true)
+    enforce_name(
+        &sandbox,
+        Hook::PathRename,
+        unsafe { ctx.arg(1) },
+        NameOp::Other,
+    )
 }
 
 #[lsm(hook = "path_truncate")]

@@ -25,10 +25,12 @@
 //! place may already hold the protected path, which no program can look up by name: that whole
 //! directory is denied to the sandbox instead (fail closed).
 //!
-//! Inside the sandbox, creating, renaming or linking anything to a watched object's name is
-//! denied outright (`fs` calls [`own_watch`]): the agent can't plant the object, nor make the
-//! programs bind objects over and over. Renaming or linking into a missing directory's place is
-//! denied too; `mkdir` of it is allowed (the chain follows).
+//! Inside the sandbox, every operation on a watched name is denied outright (`fs` calls
+//! [`own_watch`]): creating, renaming or linking anything to it, renaming it away, unlinking or
+//! removing it. So the agent can't plant the object, nor make the programs bind or watch over
+//! and over (each watched name is instantiated by the agent at most once per directory, which
+//! bounds what it can add to the shared maps). The one exception is `mkdir` of a missing
+//! directory above a rule's object: the agent may create `~/.config`, and the chain follows.
 //!
 //! Cost: tasks outside every sandbox leave on `NONO_ACTIVE == 0`, as in every program. With a
 //! sandbox live, `d_instantiate`, `inode_rename` and `inode_link` (creates, renames, links and
