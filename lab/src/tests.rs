@@ -1117,7 +1117,7 @@ fn deeper_missing_paths_are_chained(ctx: &Ctx) -> Result<(), String> {
     let go = ctx.scratch.join("go");
     let mut flags = flag("--deny-tree", &gcloud).to_vec();
     flags.extend(flag("--deny-tree", &gh));
-    flags.extend(flag("--deny-tree", &cfg.join("tool")));
+    flags.extend(flag("--deny-tree", cfg.join("tool")));
     let mut child = spawn_sandboxed(
         ctx,
         &flags,
