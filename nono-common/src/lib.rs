@@ -23,6 +23,8 @@ pub mod names {
     pub const FS_WATCH: &str = "NONO_FS_WATCH";
     pub const FS_WATCH_NEXT: &str = "NONO_FS_WATCH_NEXT";
     pub const FS_WATCHERS: &str = "NONO_FS_WATCHERS";
+    pub const FS_CACHE: &str = "NONO_FS_CACHE";
+    pub const FS_GEN: &str = "NONO_FS_GEN";
 }
 
 /// The destination port the DNS redirect rewrites (UDP and TCP).
@@ -294,7 +296,31 @@ pub struct KernelOffsets {
     pub dentry_name_len: u32,
     /// `dentry.d_name` + `qstr.name`: the pointer to a dentry's NUL-terminated name.
     pub dentry_name: u32,
+    /// `inode.i_generation`: tells a reused inode number from the directory a cache entry was
+    /// made for.
+    pub inode_generation: u32,
+    /// Non-zero: the file hooks may use the directory verdict cache (see [`FsCache`]). The
+    /// loader sets it when it found `rename_seq`; `nono kernel-cache off` clears it (benchmark).
+    pub cache_enabled: u32,
     pub _pad: u32,
+    /// Kernel address of `rename_lock`'s sequence count (from `/proc/kallsyms`), which every
+    /// change of any dentry's parent (rename, exchange, alias splice) bumps; 0: unknown, and
+    /// the cache stays off.
+    pub rename_seq: u64,
+}
+
+/// Value of the directory verdict cache, keyed by the [`InodeKey`] of a directory: when the
+/// entry was made, neither that directory nor any directory above it carried a file rule of the
+/// sandbox. It counts only while all three still hold: the rule generation (bumped whenever the
+/// programs add a rule), the `rename_lock` sequence (any rename anywhere moves it), and the
+/// directory's `i_generation` (a reused inode number has another). Only "nothing above" is
+/// cached, never a deny, and only for directories (a file may have other names).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FsCache {
+    pub rule_gen: u64,
+    pub rename_seq: u32,
+    pub i_generation: u32,
 }
 
 /// `task_struct` is larger than the other structs: its offsets are masked with this.
@@ -465,6 +491,7 @@ mod user {
     unsafe impl aya::Pod for super::DnsRedirect {}
     unsafe impl aya::Pod for super::DnsOriginal {}
     unsafe impl aya::Pod for super::NameKey {}
+    unsafe impl aya::Pod for super::FsCache {}
     unsafe impl aya::Pod for super::NameWatch {}
     unsafe impl aya::Pod for super::TemplateKey {}
     unsafe impl aya::Pod for super::NameTemplate {}
@@ -478,7 +505,8 @@ const _: () = {
     assert!(core::mem::size_of::<NetKeyV4>() == 12);
     assert!(core::mem::size_of::<NetKeyV6>() == 24);
     assert!(core::mem::size_of::<NetAllow>() == 24);
-    assert!(core::mem::size_of::<KernelOffsets>() == 88);
+    assert!(core::mem::size_of::<KernelOffsets>() == 104);
+    assert!(core::mem::size_of::<FsCache>() == 16);
     assert!(core::mem::size_of::<NameKey>() == 16 + WATCH_NAME_LEN);
     assert!(core::mem::size_of::<NameWatch>() == 16);
     assert!(core::mem::size_of::<TemplateKey>() == 8);

@@ -22,7 +22,7 @@ use nono_common::{
 };
 
 use crate::{
-    current_sandbox,
+    cache, current_sandbox,
     verdict::{conclude, Verdict},
     watch, NONO_CONFIG, NONO_FS_DENY,
 };
@@ -85,6 +85,11 @@ unsafe fn check_dentry(
         Some(Err(poisoned)) => return Ok(poisoned),
         Some(Ok(())) => {}
     }
+    let snap = cache::snapshot(offsets);
+    // No deny of any kind on the way so far: the object's directory may be cached as clean.
+    let mut clean = true;
+    let mut dir_ino = 0u64;
+    let mut dir_generation = 0u32;
     let mut current = dentry;
     let mut object_ino = 0u64;
     for depth in 0..MAX_PATH_DEPTH {
@@ -95,6 +100,18 @@ unsafe fn check_dentry(
             if depth == 0 {
                 object_ino = key.ino;
             }
+            // The object's directory: if it and everything above were clean, stop here.
+            if depth == 1 && snap.usable {
+                dir_generation = read_at(inode, offsets.inode_generation).unwrap_or(0);
+                if cache::clean(&key, &snap, dir_generation) {
+                    return Ok(Verdict::Allow {
+                        rule_id: 0,
+                        dev,
+                        ino: object_ino,
+                    });
+                }
+                dir_ino = key.ino;
+            }
             if let Some(rule) = NONO_FS_DENY.get(&key) {
                 let rule: FsDeny = *rule;
                 if rule.access & want != 0 {
@@ -104,10 +121,19 @@ unsafe fn check_dentry(
                         ino: key.ino,
                     });
                 }
+                // Any deny counts against caching, `exec deny` too: a rename source check
+                // (`MOVE_WANT`) must still find it.
+                if rule.access & (access::ALL | access::EXEC_DENY) != 0 {
+                    clean = false;
+                }
             }
         }
         let parent: *const u8 = read_at(current, offsets.dentry_parent)?;
         if parent == current || parent.is_null() {
+            if clean && dir_ino != 0 {
+                key.ino = dir_ino;
+                cache::store(offsets, &key, &snap, dir_generation);
+            }
             return Ok(Verdict::Allow {
                 rule_id: 0,
                 dev,

@@ -8,7 +8,11 @@
 //! `nono-common`.
 #![no_std]
 #![no_main]
+// `atomic_xadd` for the rule generation (cache.rs): the BPF target offers no `fetch_add`.
+#![allow(internal_features)]
+#![feature(core_intrinsics)]
 
+mod cache;
 mod dns;
 mod events;
 mod fs;

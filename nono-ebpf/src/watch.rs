@@ -186,7 +186,10 @@ fn bind_inode(sandbox_id: u32, dev: u32, ino: u64, watch: &NameWatch, hook: Hook
     };
     if NONO_FS_DENY.insert(&key, &value, 0).is_err() {
         poison(sandbox_id, dev, hook);
+        return;
     }
+    // A directory cached as clean may lie below the object just bound.
+    crate::cache::rules_changed();
 }
 
 /// How the object came to have the watched name.

@@ -2,6 +2,7 @@
 //! - `nono kernel-status` loads the layer (which sweeps stale sandboxes) and prints its state:
 //!   which parts are active, entry counts in total and per sandbox, the drop counter, and each
 //!   program's run time and count (with `kernel.bpf_stats_enabled=1`);
+//! - `nono kernel-cache on|off` switches the file hooks' directory verdict cache (benchmark);
 //! - `nono kernel-bench-noop -- CMD..` runs CMD with a no-op LSM program attached, the
 //!   baseline of the overhead benchmark.
 //!
@@ -82,6 +83,26 @@ pub fn kernel_status() -> CmdResult {
         }
     }
     println!("{}", layer.describe());
+    Ok(0)
+}
+
+#[derive(Debug, clap::Args)]
+pub struct KernelCacheArgs {
+    /// `on` or `off`.
+    #[arg(value_parser = ["on", "off"])]
+    state: String,
+}
+
+/// `nono kernel-cache on|off`: switch the file hooks' directory verdict cache (for the overhead
+/// benchmark, which measures both in one boot). Prints the state that took effect: `on` needs
+/// `rename_lock` in `/proc/kallsyms`.
+pub fn kernel_cache(args: KernelCacheArgs) -> CmdResult {
+    let layer = KernelLayer::load().map_err(|e| Exit::failure(format!("nono: {e:#}")))?;
+    let on = layer
+        .maps()
+        .set_cache(args.state == "on")
+        .map_err(|e| Exit::failure(format!("nono: {e:#}")))?;
+    println!("cache={}", if on { "on" } else { "off" });
     Ok(0)
 }
 

@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use aya::maps::{Array, HashMap, LpmTrie, Map, MapData, PerCpuArray};
 use nono_common::{
-    names, FsDeny, InodeKey, NameKey, NameTemplate, NameWatch, NetAllow, NetKeyV4, NetKeyV6,
-    SandboxInfo, TemplateKey,
+    names, FsCache, FsDeny, InodeKey, NameKey, NameTemplate, NameWatch, NetAllow, NetKeyV4,
+    NetKeyV6, SandboxInfo, TemplateKey,
 };
 
 pub struct Maps {
@@ -24,6 +24,8 @@ pub struct Maps {
     pub fs_watch: HashMap<MapData, NameKey, NameWatch>,
     pub fs_watch_next: HashMap<MapData, TemplateKey, NameTemplate>,
     pub watchers: Array<MapData, u32>,
+    /// The file hooks' directory verdict cache (LRU; see `nono-ebpf/src/cache.rs`).
+    pub fs_cache: HashMap<MapData, InodeKey, FsCache>,
 }
 
 fn pinned(dir: &Path, name: &str) -> Result<MapData> {
@@ -44,6 +46,7 @@ impl Maps {
             fs_watch: HashMap::try_from(Map::HashMap(pinned(dir, names::FS_WATCH)?))?,
             fs_watch_next: HashMap::try_from(Map::HashMap(pinned(dir, names::FS_WATCH_NEXT)?))?,
             watchers: Array::try_from(Map::Array(pinned(dir, names::FS_WATCHERS)?))?,
+            fs_cache: HashMap::try_from(Map::LruHashMap(pinned(dir, names::FS_CACHE)?))?,
         })
     }
 
@@ -68,6 +71,20 @@ impl Maps {
     pub(crate) fn publish_active(&mut self) -> Result<()> {
         let count = self.sandboxes.keys().count() as u32;
         self.set_active(count)
+    }
+
+    /// Turn the directory verdict cache on or off (the overhead benchmark compares both). On
+    /// only where the loader found `rename_lock`.
+    pub fn set_cache(&self, on: bool) -> Result<bool> {
+        let mut config: Array<MapData, nono_common::KernelOffsets> =
+            Array::try_from(Map::Array(pinned(&self.dir, names::CONFIG)?))?;
+        let mut offsets = config.get(&0, 0).context("reading the config map")?;
+        let on = on && offsets.rename_seq != 0;
+        offsets.cache_enabled = u32::from(on);
+        config
+            .set(0, offsets, 0)
+            .context("writing the config map")?;
+        Ok(on)
     }
 
     pub fn dropped_events(&self) -> Result<u64> {

@@ -433,6 +433,14 @@ fn load_object(
         .load(object)
         .context("loading nono's eBPF object (maps)")?;
     let mut offsets = offsets::read_kernel_offsets()?;
+    if let Some(address) = offsets::rename_seq_address() {
+        offsets.rename_seq = address;
+        offsets.cache_enabled = 1;
+    } else {
+        tracing::info!(
+            "kernel layer: no rename_lock in /proc/kallsyms: the directory verdict cache stays off"
+        );
+    }
     {
         use std::os::unix::fs::MetadataExt;
         let meta = fs::metadata(cgroup2).with_context(|| format!("stat {}", cgroup2.display()))?;

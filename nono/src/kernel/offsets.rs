@@ -95,7 +95,34 @@ pub fn read_kernel_offsets() -> Result<KernelOffsets> {
         dentry_name_len: field_offset(&btf, "dentry", "d_name")?
             + field_offset(&btf, "qstr", "len")?,
         dentry_name: field_offset(&btf, "dentry", "d_name")? + field_offset(&btf, "qstr", "name")?,
+        inode_generation: field_offset(&btf, "inode", "i_generation")?,
+        cache_enabled: 0,
         _pad: 0,
+        rename_seq: 0,
+    })
+}
+
+/// Where the directory verdict cache (`nono-ebpf/src/cache.rs`) reads `rename_lock`'s sequence
+/// count, or `None` (the cache stays off): the symbol's address from `/proc/kallsyms` (listed
+/// with `CONFIG_KALLSYMS_ALL`; root sees real addresses), and the BTF saying the count is the
+/// first word of it (`seqlock_t` starts with a `seqcount_spinlock_t`, whose `seqcount_t`
+/// starts with `sequence`).
+pub fn rename_seq_address() -> Option<u64> {
+    let btf = Btf::from_file(VMLINUX_BTF).ok()?;
+    if field_offset(&btf, "seqcount", "sequence").ok()? != 0
+        || field_offset(&btf, "seqcount_spinlock", "seqcount").ok()? != 0
+    {
+        return None;
+    }
+    let symbols = std::fs::read_to_string("/proc/kallsyms").ok()?;
+    symbols.lines().find_map(|line| {
+        let mut words = line.split_whitespace();
+        let address = words.next()?;
+        let _kind = words.next()?;
+        (words.next()? == "rename_lock" && words.next().is_none())
+            .then(|| u64::from_str_radix(address, 16).ok())
+            .flatten()
+            .filter(|&a| a != 0)
     })
 }
 

@@ -229,6 +229,22 @@ fn remove_entries(maps: &mut Maps, ids: &HashSet<u32>) {
     for k in templates {
         let _ = maps.fs_watch_next.remove(&k);
     }
+    remove_cache_entries(maps, ids);
+}
+
+/// Forget the directory verdicts cached for the sandboxes in `ids` (at removal, and for a new
+/// sandbox before its rules go in: an id may be reused, and its old "clean" verdicts knew
+/// nothing of the new rules).
+fn remove_cache_entries(maps: &mut Maps, ids: &HashSet<u32>) {
+    let cached: Vec<InodeKey> = maps
+        .fs_cache
+        .keys()
+        .filter_map(|k| k.ok())
+        .filter(|k| ids.contains(&k.sandbox_id))
+        .collect();
+    for k in cached {
+        let _ = maps.fs_cache.remove(&k);
+    }
 }
 
 /// Every sandbox id present in any map.
@@ -446,6 +462,7 @@ impl Sandbox {
         // costs time, never enforcement; the sweep and the cleanup recount.
         let registered = maps.sandboxes.keys().count() as u32;
         maps.set_active(registered + 1)?;
+        remove_cache_entries(&mut maps, &HashSet::from([id]));
 
         if layer.lsm.is_active() {
             sandbox.bind_fs_rules(&mut maps, policy, layer.cgroup2_mount())?;
