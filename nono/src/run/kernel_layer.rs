@@ -76,8 +76,8 @@ impl KernelRun {
                     // resolver, port-53 redirect, answered addresses in the maps
                     // (`crate::egress::kernel_sink`).
                     domains: layer.net.is_active(),
-                    // Both layers hold a deny beneath a read-only grant: the split also covers
-                    // deny paths that don't exist yet, which inode binding can't.
+                    // Both layers hold a deny beneath a read-only grant: the split covers deny
+                    // paths that don't exist yet by path, as the name watches do by inode.
                     keep_splits: true,
                 };
                 KernelRun {
