@@ -6,6 +6,12 @@
 //! nono splits the grant and enforces the deny), 14 (a granted path unix socket: Landlock cannot
 //! filter connect(2) by path). Domain rules (18/21) no longer refuse: nono's local proxy
 //! enforces them (tests/egress.rs).
+//!
+//! These run on the CI host, whose kernel refuses BPF LSM programs, so every deny inside a
+//! writable grant refuses here. Where BPF LSM runs (the VM lab, `lab/src/tests.rs`), such a deny
+//! is enforced instead, also on paths that don't exist yet (name watches:
+//! `missing_paths_bound_when_created` and the tests after it); there the refusal remains only for
+//! what can't be watched (`unwatchable_missing_path_still_refuses`).
 
 use nono_e2e::{as_root_and_nobody, run, User, Watch, World};
 use serde_json::json;

@@ -78,7 +78,7 @@ pub fn main() -> i32 {
     let args = match parse_args() {
         Ok(a) => a,
         Err(e) => {
-            eprintln!("nono-lab-tests: {e}\nusage: nono-lab-tests [--nono PATH] [--results FILE] [--kernel NAME] [--host] [--filter SUBSTRING]");
+            eprintln!("nono-lab-tests: {e}\nusage: nono-lab-tests [--nono PATH] [--results FILE] [--kernel NAME] [--host] [--filter SUBSTRING[,SUBSTRING..]]");
             return 2;
         }
     };
@@ -90,7 +90,8 @@ pub fn main() -> i32 {
             continue;
         }
         if let Some(f) = &args.filter {
-            if !test.name.contains(f.as_str()) {
+            // Comma-separated substrings: a test runs if its name contains any of them.
+            if !f.split(',').any(|part| test.name.contains(part)) {
                 continue;
             }
         }

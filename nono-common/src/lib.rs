@@ -40,6 +40,11 @@ pub mod names {
     pub const DROPPED: &str = "NONO_DROPPED";
     pub const DNS_REDIRECT: &str = "NONO_DNS";
     pub const DNS_ORIGINAL: &str = "NONO_DNS_ORIG";
+    pub const FS_WATCH: &str = "NONO_FS_WATCH";
+    pub const FS_WATCH_NEXT: &str = "NONO_FS_WATCH_NEXT";
+    pub const FS_WATCHERS: &str = "NONO_FS_WATCHERS";
+    pub const FS_CACHE: &str = "NONO_FS_CACHE";
+    pub const FS_GEN: &str = "NONO_FS_GEN";
 }
 
 /// How many sandboxes can run at once, each with an event stream of its own: the programs
@@ -130,6 +135,10 @@ pub mod access {
     /// Not a deny: a path unix socket the profile lets the sandbox connect to (`ipc
     /// unix-socket`), on the socket file or a directory above it. Only the unix hooks read it.
     pub const UNIX_ALLOW: u32 = 32;
+    /// Only on a device marker (`ino = 0`): the programs failed to bind an object that
+    /// appeared under a watched name on this device (the deny map was full), so every access of
+    /// this sandbox on this device is denied ([`super::NO_VERDICT_RULE`]): fail closed.
+    pub const POISONED: u32 = 1 << 31;
 }
 
 /// Value of the sandbox map, keyed by cgroup v2 id (`u64`, the cgroup directory's inode).
@@ -140,6 +149,75 @@ pub struct SandboxInfo {
     pub sandbox_id: u32,
     /// `SANDBOX_*` flags.
     pub flags: u32,
+}
+
+/// The sandbox has name watches ([`NameKey`]): its create, rename and link hooks look the new
+/// name up.
+pub const SANDBOX_HAS_WATCHES: u32 = 4;
+
+/// Longest name (one path component, in bytes) a name watch can hold; the key holds it
+/// NUL-padded, so it can be at most `WATCH_NAME_LEN - 1` bytes long. Longer components can't be
+/// watched and their rules stay unbound (reported; the run refuses as before).
+pub const WATCH_NAME_LEN: usize = 64;
+
+/// How many sandboxes can hold name watches at once: the slots of [`names::FS_WATCHERS`], which
+/// the creation hooks scan. A sandbox that finds no free slot leaves its rules on missing paths
+/// unbound (reported).
+pub const MAX_WATCHERS: u32 = 16;
+
+/// Key of the name-watch map: a directory entry that does not exist yet (or may be replaced)
+/// and is named by a deny rule of one sandbox, as (device, inode of the directory it would
+/// appear in, its name). When an entry of that name appears in that directory -- created,
+/// renamed or linked there, by any process -- the programs bind the new object at once, before
+/// the new name is visible (see `nono-ebpf/src/watch.rs`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct NameKey {
+    pub sandbox_id: u32,
+    /// Kernel `dev_t` of the directory.
+    pub dev: u32,
+    pub parent_ino: u64,
+    /// The name's bytes, NUL-padded.
+    pub name: [u8; WATCH_NAME_LEN],
+}
+
+/// Value of the name-watch map.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NameWatch {
+    /// The rule reported, and its `access::*` bits, for what gets bound under this name.
+    pub rule_id: u32,
+    pub access: u32,
+    /// 0: the name is a rule's object; bind what appears with `access`. Otherwise the name is a
+    /// missing directory above rules' objects, and this is the index of the first component
+    /// below it in the template map (under this sandbox); its siblings follow by
+    /// [`NameTemplate::sibling`]. When the directory is created, each of them is watched in it.
+    pub child: u32,
+    pub _pad: u32,
+}
+
+/// How many components below one missing directory the programs watch when it is created (the
+/// siblings a template chain may have). More rules under one missing directory stay unbound.
+pub const MAX_WATCH_SIBLINGS: u32 = 8;
+
+/// Key of the template map: (sandbox, index) of one missing component below a watched one.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct TemplateKey {
+    pub sandbox_id: u32,
+    pub index: u32,
+}
+
+/// Value of the template map: one missing component, the watch it becomes when its parent
+/// directory appears, and the next component under the same parent (0: none).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NameTemplate {
+    pub rule_id: u32,
+    pub access: u32,
+    pub child: u32,
+    pub sibling: u32,
+    pub name: [u8; WATCH_NAME_LEN],
 }
 
 /// Report allowed accesses too, not only denies (the profile's `audit all`).
@@ -261,7 +339,35 @@ pub struct KernelOffsets {
     pub unix_sock_dentry: u32,
     /// `socket.sk`.
     pub socket_sk: u32,
+    /// `dentry.d_name` + `qstr.len`: the length of a dentry's name.
+    pub dentry_name_len: u32,
+    /// `dentry.d_name` + `qstr.name`: the pointer to a dentry's NUL-terminated name.
+    pub dentry_name: u32,
+    /// `inode.i_generation`: tells a reused inode number from the directory a cache entry was
+    /// made for.
+    pub inode_generation: u32,
+    /// Non-zero: the file hooks may use the directory verdict cache (see [`FsCache`]). The
+    /// loader sets it when it found `rename_seq`; `nono kernel-cache off` clears it (benchmark).
+    pub cache_enabled: u32,
     pub _pad: u32,
+    /// Kernel address of `rename_lock`'s sequence count (from `/proc/kallsyms`), which every
+    /// change of any dentry's parent (rename, exchange, alias splice) bumps; 0: unknown, and
+    /// the cache stays off.
+    pub rename_seq: u64,
+}
+
+/// Value of the directory verdict cache, keyed by the [`InodeKey`] of a directory: when the
+/// entry was made, neither that directory nor any directory above it carried a file rule of the
+/// sandbox. It counts only while all three still hold: the rule generation (bumped whenever the
+/// programs add a rule), the `rename_lock` sequence (any rename anywhere moves it), and the
+/// directory's `i_generation` (a reused inode number has another). Only "nothing above" is
+/// cached, never a deny, and only for directories (a file may have other names).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FsCache {
+    pub rule_gen: u64,
+    pub rename_seq: u32,
+    pub i_generation: u32,
 }
 
 /// `task_struct` is larger than the other structs: its offsets are masked with this.
@@ -296,6 +402,9 @@ pub enum Hook {
     KernelModuleRequest = 19,
     UnixStreamConnect = 30,
     UnixMaySend = 31,
+    DInstantiate = 32,
+    InodeRename = 33,
+    InodeLink = 34,
     Connect4 = 20,
     Connect6 = 21,
     Sendmsg4 = 22,
@@ -329,6 +438,9 @@ impl Hook {
             19 => KernelModuleRequest,
             30 => UnixStreamConnect,
             31 => UnixMaySend,
+            32 => DInstantiate,
+            33 => InodeRename,
+            34 => InodeLink,
             20 => Connect4,
             21 => Connect6,
             22 => Sendmsg4,
@@ -363,6 +475,9 @@ impl Hook {
             KernelModuleRequest => "kernel_module_request",
             UnixStreamConnect => "unix_stream_connect",
             UnixMaySend => "unix_may_send",
+            DInstantiate => "d_instantiate",
+            InodeRename => "inode_rename",
+            InodeLink => "inode_link",
             Connect4 => "connect4",
             Connect6 => "connect6",
             Sendmsg4 => "sendmsg4",
@@ -423,6 +538,11 @@ mod user {
     unsafe impl aya::Pod for super::Event {}
     unsafe impl aya::Pod for super::DnsRedirect {}
     unsafe impl aya::Pod for super::DnsOriginal {}
+    unsafe impl aya::Pod for super::NameKey {}
+    unsafe impl aya::Pod for super::FsCache {}
+    unsafe impl aya::Pod for super::NameWatch {}
+    unsafe impl aya::Pod for super::TemplateKey {}
+    unsafe impl aya::Pod for super::NameTemplate {}
 }
 
 // Layouts are part of the kernel/userspace contract: a silent change of size breaks it.
@@ -433,7 +553,12 @@ const _: () = {
     assert!(core::mem::size_of::<NetKeyV4>() == 12);
     assert!(core::mem::size_of::<NetKeyV6>() == 24);
     assert!(core::mem::size_of::<NetAllow>() == 24);
-    assert!(core::mem::size_of::<KernelOffsets>() == 80);
+    assert!(core::mem::size_of::<KernelOffsets>() == 104);
+    assert!(core::mem::size_of::<FsCache>() == 16);
+    assert!(core::mem::size_of::<NameKey>() == 16 + WATCH_NAME_LEN);
+    assert!(core::mem::size_of::<NameWatch>() == 16);
+    assert!(core::mem::size_of::<TemplateKey>() == 8);
+    assert!(core::mem::size_of::<NameTemplate>() == 16 + WATCH_NAME_LEN);
     assert!(core::mem::size_of::<Event>() == 80);
     assert!(core::mem::size_of::<DnsRedirect>() == 28);
     assert!(core::mem::size_of::<DnsOriginal>() == 20);

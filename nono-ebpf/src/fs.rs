@@ -11,20 +11,21 @@
 //!   `path_rename` and `path_link` deny any source a deny rule covers, whatever access it denies.
 //! - The walk does not cross mount points: a filesystem mounted *below* a denied directory is not
 //!   covered by it (its root's `d_parent` is itself).
+//! - A rule whose object does not exist yet is bound when the object appears, by the name-watch
+//!   hooks in `watch`; the create, rename, link, unlink and rmdir hooks here refuse the
+//!   sandbox's own operations on a watched name (`enforce_name`).
 
 use aya_ebpf::{helpers::bpf_probe_read_kernel, macros::lsm, programs::LsmContext};
 use nono_common::{
     access, FsDeny, Hook, InodeKey, KernelOffsets, SandboxInfo, MAX_PATH_DEPTH, NO_VERDICT_RULE,
-    OFFSET_MASK, SANDBOX_AUDIT_ALL, SANDBOX_EXEC_ALLOWLIST,
+    OFFSET_MASK, SANDBOX_EXEC_ALLOWLIST,
 };
 
 use crate::{
-    current_sandbox,
-    events::{emit, Decision},
-    NONO_CONFIG, NONO_FS_DENY,
+    cache, current_sandbox,
+    verdict::{conclude, Verdict},
+    watch, NONO_CONFIG, NONO_FS_DENY,
 };
-
-pub(crate) const EPERM: i32 = 1;
 
 // fmode_t bits (include/linux/fs.h), stable since long before 6.1.
 const FMODE_READ: u32 = 0x1;
@@ -41,9 +42,20 @@ pub(crate) unsafe fn read_at<T>(base: *const u8, offset: u32) -> Result<T, i64> 
     bpf_probe_read_kernel(base.add((offset & OFFSET_MASK) as usize) as *const T)
 }
 
-enum Verdict {
-    Allow { dev: u32, ino: u64 },
-    Deny { rule_id: u32, dev: u32, ino: u64 },
+/// The device marker of `key`'s sandbox and device: `None` when the sandbox has no rule on this
+/// filesystem (nothing to walk), a deny when a name watch failed to bind an object here
+/// ([`access::POISONED`]: fail closed), else the walk goes on.
+#[inline(always)]
+fn device_marker(key: &InodeKey) -> Option<Result<(), Verdict>> {
+    let marker: FsDeny = *unsafe { NONO_FS_DENY.get(key) }?;
+    if marker.access & access::POISONED != 0 {
+        return Some(Err(Verdict::Deny {
+            rule_id: NO_VERDICT_RULE,
+            dev: key.dev,
+            ino: 0,
+        }));
+    }
+    Some(Ok(()))
 }
 
 /// Is `want` access to the object behind `dentry` (or anything above it) denied to `sandbox_id`?
@@ -62,9 +74,22 @@ unsafe fn check_dentry(
         ino: 0,
     };
     // No rule of this sandbox lives on this filesystem: nothing to walk (procfs, sysfs, ...).
-    if NONO_FS_DENY.get(&key).is_none() {
-        return Ok(Verdict::Allow { dev, ino: 0 });
+    match device_marker(&key) {
+        None => {
+            return Ok(Verdict::Allow {
+                rule_id: 0,
+                dev,
+                ino: 0,
+            })
+        }
+        Some(Err(poisoned)) => return Ok(poisoned),
+        Some(Ok(())) => {}
     }
+    let snap = cache::snapshot(offsets);
+    // No deny of any kind on the way so far: the object's directory may be cached as clean.
+    let mut clean = true;
+    let mut dir_ino = 0u64;
+    let mut dir_generation = 0u32;
     let mut current = dentry;
     let mut object_ino = 0u64;
     for depth in 0..MAX_PATH_DEPTH {
@@ -75,6 +100,18 @@ unsafe fn check_dentry(
             if depth == 0 {
                 object_ino = key.ino;
             }
+            // The object's directory: if it and everything above were clean, stop here.
+            if depth == 1 && snap.usable {
+                dir_generation = read_at(inode, offsets.inode_generation).unwrap_or(0);
+                if cache::clean(&key, &snap, dir_generation) {
+                    return Ok(Verdict::Allow {
+                        rule_id: 0,
+                        dev,
+                        ino: object_ino,
+                    });
+                }
+                dir_ino = key.ino;
+            }
             if let Some(rule) = NONO_FS_DENY.get(&key) {
                 let rule: FsDeny = *rule;
                 if rule.access & want != 0 {
@@ -84,11 +121,21 @@ unsafe fn check_dentry(
                         ino: key.ino,
                     });
                 }
+                // Any deny counts against caching, `exec deny` too: a rename source check
+                // (`MOVE_WANT`) must still find it.
+                if rule.access & (access::ALL | access::EXEC_DENY) != 0 {
+                    clean = false;
+                }
             }
         }
         let parent: *const u8 = read_at(current, offsets.dentry_parent)?;
         if parent == current || parent.is_null() {
+            if clean && dir_ino != 0 {
+                key.ino = dir_ino;
+                cache::store(offsets, &key, &snap, dir_generation);
+            }
             return Ok(Verdict::Allow {
+                rule_id: 0,
                 dev,
                 ino: object_ino,
             });
@@ -105,39 +152,13 @@ unsafe fn check_dentry(
 /// Decide one access, report it, and return the LSM verdict (0 or -EPERM).
 #[inline(always)]
 fn enforce(sandbox: &SandboxInfo, hook: Hook, dentry: *const u8, want: u32) -> i32 {
-    let mut decision = Decision::file(sandbox.sandbox_id, hook as u16);
-    decision.access = want as u8;
     let verdict = match NONO_CONFIG.get(0) {
-        Some(offsets) if offsets.ready != 0 => unsafe {
+        Some(offsets) if offsets.ready != 0 && !dentry.is_null() => unsafe {
             check_dentry(offsets, sandbox.sandbox_id, dentry, want)
         },
         _ => Err(0),
     };
-    match verdict {
-        Ok(Verdict::Allow { dev, ino }) => {
-            if sandbox.flags & SANDBOX_AUDIT_ALL != 0 {
-                decision.dev = dev;
-                decision.ino = ino;
-                emit(&decision);
-            }
-            0
-        }
-        Ok(Verdict::Deny { rule_id, dev, ino }) => {
-            decision.denied = true;
-            decision.rule_id = rule_id;
-            decision.dev = dev;
-            decision.ino = ino;
-            emit(&decision);
-            -EPERM
-        }
-        Err(_) => {
-            // Fail closed: a sandboxed access we could not judge is denied, and says why.
-            decision.denied = true;
-            decision.rule_id = NO_VERDICT_RULE;
-            emit(&decision);
-            -EPERM
-        }
-    }
+    conclude(sandbox, hook, want, verdict)
 }
 
 /// The dentry of a `const struct path *` argument.
@@ -149,18 +170,62 @@ unsafe fn path_dentry(path: *const u8) -> *const u8 {
     }
 }
 
-/// Enforce on a path argument; an unreadable path is denied (fail closed).
+/// Enforce on a path argument; an unreadable path is denied (fail closed, in `enforce`).
 #[inline(always)]
 fn enforce_path(sandbox: &SandboxInfo, hook: Hook, path: *const u8, want: u32) -> i32 {
-    let dentry = unsafe { path_dentry(path) };
-    if dentry.is_null() {
-        let mut decision = Decision::file(sandbox.sandbox_id, hook as u16);
-        decision.denied = true;
-        decision.rule_id = NO_VERDICT_RULE;
-        emit(&decision);
-        return -EPERM;
-    }
+    let dentry = if path.is_null() {
+        core::ptr::null()
+    } else {
+        unsafe { path_dentry(path) }
+    };
     enforce(sandbox, hook, dentry, want)
+}
+
+/// What the sandbox is about to do with a name in a directory (see `watch`).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum NameOp {
+    /// `mkdir`: allowed for a missing directory above a rule's object (the chain follows it).
+    MakeDir,
+    /// Any other create: a file, node or symlink under a watched name holds nothing the chain
+    /// could follow, so it is refused for every watched name.
+    Create,
+    /// A rename or link to the name, or a rename, unlink or rmdir of it: refused for every
+    /// watched name. An existing directory moved in may hold anything, and removing a watched
+    /// entry the sandbox made would let it make the programs watch again and again.
+    Other,
+}
+
+/// Refuse `op` on the name of `dentry` if the sandbox watches that name. The event's inode is
+/// the directory the name is in.
+#[inline(always)]
+fn enforce_name(sandbox: &SandboxInfo, hook: Hook, dentry: *const u8, op: NameOp) -> i32 {
+    if sandbox.flags & nono_common::SANDBOX_HAS_WATCHES == 0 {
+        return 0;
+    }
+    let verdict = match NONO_CONFIG.get(0) {
+        Some(o) if o.ready != 0 && !dentry.is_null() => {
+            unsafe { watch::own_watch(o, sandbox, dentry) }.map(|found| match found {
+                Some((key, w)) if w.child == 0 || op != NameOp::MakeDir => Verdict::Deny {
+                    rule_id: w.rule_id,
+                    dev: key.dev,
+                    ino: key.parent_ino,
+                },
+                _ => Verdict::AllowQuiet,
+            })
+        }
+        _ => Err(0),
+    };
+    conclude(sandbox, hook, access::WRITE, verdict)
+}
+
+/// The walk above a name about to be created or removed, then the name itself.
+#[inline(always)]
+fn enforce_entry(sandbox: &SandboxInfo, hook: Hook, dentry: *const u8, op: NameOp) -> i32 {
+    let parents = enforce(sandbox, hook, dentry, access::WRITE);
+    if parents != 0 {
+        return parents;
+    }
+    enforce_name(sandbox, hook, dentry, op)
 }
 
 #[lsm(hook = "file_open")]
@@ -192,9 +257,6 @@ pub fn file_open(ctx: LsmContext) -> i32 {
         // Opens for neither read nor write (open mode 3, ioctl only) still reach the object.
         want = access::READ;
     }
-    if dentry.is_null() {
-        return enforce_path(&sandbox, Hook::FileOpen, core::ptr::null(), want);
-    }
     enforce(&sandbox, Hook::FileOpen, dentry, want)
 }
 
@@ -203,11 +265,11 @@ pub fn path_unlink(ctx: LsmContext) -> i32 {
     let Some(sandbox) = current_sandbox() else {
         return 0;
     };
-    enforce(
+    enforce_entry(
         &sandbox,
         Hook::PathUnlink,
         unsafe { ctx.arg(1) },
-        access::WRITE,
+        NameOp::Other,
     )
 }
 
@@ -216,11 +278,11 @@ pub fn path_rmdir(ctx: LsmContext) -> i32 {
     let Some(sandbox) = current_sandbox() else {
         return 0;
     };
-    enforce(
+    enforce_entry(
         &sandbox,
         Hook::PathRmdir,
         unsafe { ctx.arg(1) },
-        access::WRITE,
+        NameOp::Other,
     )
 }
 
@@ -230,11 +292,11 @@ pub fn path_mknod(ctx: LsmContext) -> i32 {
         return 0;
     };
     // Also the hook for `open(O_CREAT)` of a new file: the new, negative dentry's parents decide.
-    enforce(
+    enforce_entry(
         &sandbox,
         Hook::PathMknod,
         unsafe { ctx.arg(1) },
-        access::WRITE,
+        NameOp::Create,
     )
 }
 
@@ -243,11 +305,11 @@ pub fn path_mkdir(ctx: LsmContext) -> i32 {
     let Some(sandbox) = current_sandbox() else {
         return 0;
     };
-    enforce(
+    enforce_entry(
         &sandbox,
         Hook::PathMkdir,
         unsafe { ctx.arg(1) },
-        access::WRITE,
+        NameOp::MakeDir,
     )
 }
 
@@ -256,11 +318,11 @@ pub fn path_symlink(ctx: LsmContext) -> i32 {
     let Some(sandbox) = current_sandbox() else {
         return 0;
     };
-    enforce(
+    enforce_entry(
         &sandbox,
         Hook::PathSymlink,
         unsafe { ctx.arg(1) },
-        access::WRITE,
+        NameOp::Create,
     )
 }
 
@@ -278,11 +340,20 @@ pub fn path_link(ctx: LsmContext) -> i32 {
     if source != 0 {
         return source;
     }
-    enforce(
+    let target = enforce(
         &sandbox,
         Hook::PathLink,
         unsafe { ctx.arg(2) },
         access::WRITE,
+    );
+    if target != 0 {
+        return target;
+    }
+    enforce_name(
+        &sandbox,
+        Hook::PathLink,
+        unsafe { ctx.arg(2) },
+        NameOp::Other,
     )
 }
 
@@ -302,11 +373,31 @@ pub fn path_rename(ctx: LsmContext) -> i32 {
     } else {
         access::WRITE
     };
-    enforce(
+    let target = enforce(
         &sandbox,
         Hook::PathRename,
         unsafe { ctx.arg(3) },
         target_want,
+    );
+    if target != 0 {
+        return target;
+    }
+    // Neither name may be a watched one: the target gets a new object, the source loses its
+    // (with RENAME_EXCHANGE, both).
+    let new_name = enforce_name(
+        &sandbox,
+        Hook::PathRename,
+        unsafe { ctx.arg(3) },
+        NameOp::Other,
+    );
+    if new_name != 0 {
+        return new_name;
+    }
+    enforce_name(
+        &sandbox,
+        Hook::PathRename,
+        unsafe { ctx.arg(1) },
+        NameOp::Other,
     )
 }
 
@@ -382,19 +473,16 @@ pub fn inode_permission(ctx: LsmContext) -> i32 {
     if dev != offsets.cgroup2_dev {
         return 0;
     }
-    let mut decision = Decision::file(sandbox.sandbox_id, Hook::InodePermission as u16);
-    decision.denied = true;
-    decision.rule_id = nono_common::CGROUPFS_RULE;
-    decision.access = access::WRITE as u8;
-    decision.dev = dev;
-    emit(&decision);
-    -EPERM
-}
-
-/// What the exec check found walking up from the binary.
-enum ExecVerdict {
-    Allow { rule_id: u32, dev: u32, ino: u64 },
-    Deny { rule_id: u32, dev: u32, ino: u64 },
+    conclude(
+        &sandbox,
+        Hook::InodePermission,
+        access::WRITE,
+        Ok(Verdict::Deny {
+            rule_id: nono_common::CGROUPFS_RULE,
+            dev,
+            ino: 0,
+        }),
+    )
 }
 
 /// The exec check of `bprm`'s file: an `exec deny` ([`access::EXEC_DENY`]) or a file deny of
@@ -405,7 +493,7 @@ unsafe fn check_exec(
     offsets: &KernelOffsets,
     sandbox: &SandboxInfo,
     bprm: *const u8,
-) -> Result<ExecVerdict, i64> {
+) -> Result<Verdict, i64> {
     let file: *const u8 = read_at(bprm, offsets.binprm_file)?;
     let dentry: *const u8 = read_at(file, offsets.file_dentry)?;
     let super_block: *const u8 = read_at(dentry, offsets.dentry_sb)?;
@@ -417,12 +505,16 @@ unsafe fn check_exec(
     };
     let allowlist = sandbox.flags & SANDBOX_EXEC_ALLOWLIST != 0;
     // Without an allowlist and with no rule on this filesystem there is nothing to walk.
-    if !allowlist && NONO_FS_DENY.get(&key).is_none() {
-        return Ok(ExecVerdict::Allow {
-            rule_id: 0,
-            dev,
-            ino: 0,
-        });
+    match device_marker(&key) {
+        None if !allowlist => {
+            return Ok(Verdict::Allow {
+                rule_id: 0,
+                dev,
+                ino: 0,
+            })
+        }
+        Some(Err(poisoned)) => return Ok(poisoned),
+        _ => {}
     }
     let mut current = dentry;
     let mut object_ino = 0u64;
@@ -438,7 +530,7 @@ unsafe fn check_exec(
             if let Some(rule) = NONO_FS_DENY.get(&key) {
                 let rule: FsDeny = *rule;
                 if rule.access & (access::EXEC | access::EXEC_DENY) != 0 {
-                    return Ok(ExecVerdict::Deny {
+                    return Ok(Verdict::Deny {
                         rule_id: rule.rule_id,
                         dev,
                         ino: key.ino,
@@ -454,13 +546,13 @@ unsafe fn check_exec(
         if parent == current || parent.is_null() {
             return Ok(if allowlist && !allowed {
                 // Not on the allowlist: the default deny.
-                ExecVerdict::Deny {
+                Verdict::Deny {
                     rule_id: EXEC_DEFAULT_RULE,
                     dev,
                     ino: object_ino,
                 }
             } else {
-                ExecVerdict::Allow {
+                Verdict::Allow {
                     rule_id: allowed_by,
                     dev,
                     ino: object_ino,
@@ -469,7 +561,7 @@ unsafe fn check_exec(
         }
         current = parent;
     }
-    Ok(ExecVerdict::Deny {
+    Ok(Verdict::Deny {
         rule_id: NO_VERDICT_RULE,
         dev,
         ino: object_ino,
@@ -490,37 +582,11 @@ pub fn bprm_check_security(ctx: LsmContext) -> i32 {
         return 0;
     };
     let bprm: *const u8 = unsafe { ctx.arg(0) };
-    let mut decision = Decision::file(sandbox.sandbox_id, Hook::BprmCheck as u16);
-    decision.access = access::EXEC as u8;
     let verdict = match NONO_CONFIG.get(0) {
         Some(offsets) if offsets.ready != 0 => unsafe { check_exec(offsets, &sandbox, bprm) },
         _ => Err(0),
     };
-    match verdict {
-        Ok(ExecVerdict::Allow { rule_id, dev, ino }) => {
-            if sandbox.flags & SANDBOX_AUDIT_ALL != 0 {
-                decision.rule_id = rule_id;
-                decision.dev = dev;
-                decision.ino = ino;
-                emit(&decision);
-            }
-            0
-        }
-        Ok(ExecVerdict::Deny { rule_id, dev, ino }) => {
-            decision.denied = true;
-            decision.rule_id = rule_id;
-            decision.dev = dev;
-            decision.ino = ino;
-            emit(&decision);
-            -EPERM
-        }
-        Err(_) => {
-            decision.denied = true;
-            decision.rule_id = NO_VERDICT_RULE;
-            emit(&decision);
-            -EPERM
-        }
-    }
+    conclude(&sandbox, Hook::BprmCheck, access::EXEC, verdict)
 }
 
 /// Not attached in production: `nono kernel-bench-noop` attaches it to `file_open` as the

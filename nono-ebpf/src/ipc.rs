@@ -27,13 +27,13 @@
 use aya_ebpf::{helpers::bpf_probe_read_kernel, macros::lsm, programs::LsmContext};
 use nono_common::{
     access, FsDeny, Hook, InodeKey, KernelOffsets, SandboxInfo, ISOLATION_RULE, MAX_PATH_DEPTH,
-    NO_VERDICT_RULE, SANDBOX_AUDIT_ALL, TASK_OFFSET_MASK,
+    TASK_OFFSET_MASK,
 };
 
 use crate::{
     current_sandbox,
-    events::{emit, Decision},
-    fs::{read_at, EPERM},
+    fs::read_at,
+    verdict::{conclude, Verdict},
     NONO_CONFIG, NONO_FS_DENY, NONO_SANDBOXES,
 };
 
@@ -69,12 +69,16 @@ fn inside_only(sandbox: &SandboxInfo, hook: Hook, task: *const u8) -> i32 {
 
 #[inline(always)]
 fn deny(sandbox: &SandboxInfo, hook: Hook, object: u64) -> i32 {
-    let mut decision = Decision::file(sandbox.sandbox_id, hook as u16);
-    decision.denied = true;
-    decision.rule_id = ISOLATION_RULE;
-    decision.ino = object;
-    emit(&decision);
-    -EPERM
+    conclude(
+        sandbox,
+        hook,
+        0,
+        Ok(Verdict::Deny {
+            rule_id: ISOLATION_RULE,
+            dev: 0,
+            ino: object,
+        }),
+    )
 }
 
 #[lsm(hook = "task_kill")]
@@ -152,34 +156,33 @@ unsafe fn sock_cgroup_id(o: &KernelOffsets, sk: *const u8) -> Result<u64, i64> {
     read_at(kn, o.kernfs_node_id)
 }
 
-enum UnixVerdict {
-    /// The peer socket was created inside this sandbox.
-    Inside,
-    /// A path socket the profile lists (`ipc unix-socket`): the rule and the socket's inode.
-    Listed { rule_id: u32, dev: u32, ino: u64 },
-    /// Anything else: an outside path socket (docker.sock, an ssh agent) or an outside
-    /// abstract socket.
-    Outside { dev: u32, ino: u64 },
-}
-
 /// May the current sandbox reach the unix socket `other` (the peer's `struct sock`)?
+/// - created inside this sandbox: allowed, not reported;
+/// - a path socket the profile lists (`ipc unix-socket`): allowed by that rule (the socket's
+///   inode in the event);
+/// - anything else, an outside path socket (docker.sock, an ssh agent) or an outside abstract
+///   socket: denied by the default rule.
 #[inline(always)]
 unsafe fn check_unix_peer(
     o: &KernelOffsets,
     sandbox: &SandboxInfo,
     other: *const u8,
-) -> Result<UnixVerdict, i64> {
+) -> Result<Verdict, i64> {
     if let Ok(cgroup_id) = sock_cgroup_id(o, other) {
         if let Some(info) = NONO_SANDBOXES.get(&cgroup_id) {
             if info.sandbox_id == sandbox.sandbox_id {
-                return Ok(UnixVerdict::Inside);
+                return Ok(Verdict::AllowQuiet);
             }
         }
     }
     let dentry: *const u8 = read_at(other, o.unix_sock_dentry)?;
     if dentry.is_null() {
         // Abstract (or unbound): no file to be listed.
-        return Ok(UnixVerdict::Outside { dev: 0, ino: 0 });
+        return Ok(Verdict::Deny {
+            rule_id: 0,
+            dev: 0,
+            ino: 0,
+        });
     }
     let super_block: *const u8 = read_at(dentry, o.dentry_sb)?;
     let dev: u32 = read_at(super_block, o.sb_dev)?;
@@ -200,7 +203,7 @@ unsafe fn check_unix_peer(
             if let Some(rule) = NONO_FS_DENY.get(&key) {
                 let rule: FsDeny = *rule;
                 if rule.access & access::UNIX_ALLOW != 0 {
-                    return Ok(UnixVerdict::Listed {
+                    return Ok(Verdict::Allow {
                         rule_id: rule.rule_id,
                         dev,
                         ino: object_ino,
@@ -214,7 +217,8 @@ unsafe fn check_unix_peer(
         }
         current = parent;
     }
-    Ok(UnixVerdict::Outside {
+    Ok(Verdict::Deny {
+        rule_id: 0,
         dev,
         ino: object_ino,
     })
@@ -224,38 +228,13 @@ unsafe fn check_unix_peer(
 /// everything else is denied with the default rule (the socket's inode in the event).
 #[inline(always)]
 fn unix_peer(sandbox: &SandboxInfo, hook: Hook, other: *const u8) -> i32 {
-    let mut decision = Decision::file(sandbox.sandbox_id, hook as u16);
     let verdict = match NONO_CONFIG.get(0) {
-        Some(o) if o.ready != 0 && o.unix_sock_dentry != 0 => unsafe {
+        Some(o) if o.ready != 0 && o.unix_sock_dentry != 0 && !other.is_null() => unsafe {
             check_unix_peer(o, sandbox, other)
         },
         _ => Err(0),
     };
-    match verdict {
-        Ok(UnixVerdict::Inside) => 0,
-        Ok(UnixVerdict::Listed { rule_id, dev, ino }) => {
-            if sandbox.flags & SANDBOX_AUDIT_ALL != 0 {
-                decision.rule_id = rule_id;
-                decision.dev = dev;
-                decision.ino = ino;
-                emit(&decision);
-            }
-            0
-        }
-        Ok(UnixVerdict::Outside { dev, ino }) => {
-            decision.denied = true;
-            decision.dev = dev;
-            decision.ino = ino;
-            emit(&decision);
-            -EPERM
-        }
-        Err(_) => {
-            decision.denied = true;
-            decision.rule_id = NO_VERDICT_RULE;
-            emit(&decision);
-            -EPERM
-        }
-    }
+    conclude(sandbox, hook, 0, verdict)
 }
 
 /// `connect(2)` of a stream or seqpacket unix socket; `other` is the listener.
@@ -278,12 +257,6 @@ pub fn unix_may_send(ctx: LsmContext) -> i32 {
         Some(o) => unsafe { read_at::<*const u8>(other, o.socket_sk).unwrap_or(core::ptr::null()) },
         None => core::ptr::null(),
     };
-    if sk.is_null() {
-        let mut decision = Decision::file(sandbox.sandbox_id, Hook::UnixMaySend as u16);
-        decision.denied = true;
-        decision.rule_id = NO_VERDICT_RULE;
-        emit(&decision);
-        return -EPERM;
-    }
+    // A null `sk` is denied (fail closed) in `unix_peer`.
     unix_peer(&sandbox, Hook::UnixMaySend, sk)
 }

@@ -8,12 +8,18 @@
 //! with it live in `nono-common`.
 #![no_std]
 #![no_main]
+// `atomic_xadd` for the rule generation (cache.rs): the BPF target offers no `fetch_add`.
+#![allow(internal_features)]
+#![feature(core_intrinsics)]
 
+mod cache;
 mod dns;
 mod events;
 mod fs;
 mod ipc;
 mod net;
+mod verdict;
+mod watch;
 
 use aya_ebpf::{
     helpers::bpf_get_current_cgroup_id,

@@ -78,6 +78,10 @@ enum Command {
     #[cfg(target_os = "linux")]
     #[command(hide = true)]
     KernelBenchNoop(kernel::cli::KernelBenchNoopArgs),
+    /// Switch the file hooks' directory verdict cache on or off (overhead benchmark).
+    #[cfg(target_os = "linux")]
+    #[command(hide = true)]
+    KernelCache(kernel::cli::KernelCacheArgs),
     /// Serve nono's egress resolver and/or proxy in the foreground (tests, benchmarks).
     #[cfg(target_os = "linux")]
     #[command(hide = true)]
@@ -123,6 +127,8 @@ fn main() {
         Command::KernelStatus => kernel::cli::kernel_status(),
         #[cfg(target_os = "linux")]
         Command::KernelBenchNoop(args) => kernel::cli::kernel_bench_noop(args),
+        #[cfg(target_os = "linux")]
+        Command::KernelCache(args) => kernel::cli::kernel_cache(args),
         #[cfg(target_os = "linux")]
         Command::EgressServe(args) => egress::cli::egress_serve(args),
     };

@@ -3,6 +3,7 @@
 //!   which parts are active, entry counts in total and per sandbox, the drop counters (all
 //!   slots), the number of event slots and how many are claimed, and each program's run time
 //!   and count (with `kernel.bpf_stats_enabled=1`);
+//! - `nono kernel-cache on|off` switches the file hooks' directory verdict cache (benchmark);
 //! - `nono kernel-bench-noop -- CMD..` runs CMD with a no-op LSM program attached, the
 //!   baseline of the overhead benchmark.
 //!
@@ -38,6 +39,16 @@ pub fn kernel_status() -> CmdResult {
     );
     println!("sandboxes={}", count(maps.sandboxes.keys().count()));
     println!("fs_entries={}", count(maps.fs_deny.keys().count()));
+    println!(
+        "fs_watches={}",
+        count(
+            maps.fs_watch.keys().count()
+                + maps.fs_watch_next.keys().count()
+                + (0..nono_common::MAX_WATCHERS)
+                    .filter(|s| maps.watchers.get(s, 0).is_ok_and(|id| id != 0))
+                    .count()
+        )
+    );
     println!(
         "net_entries={}",
         count(maps.net_v4.keys().count() + maps.net_v6.keys().count())
@@ -81,6 +92,26 @@ pub fn kernel_status() -> CmdResult {
         }
     }
     println!("{}", layer.describe());
+    Ok(0)
+}
+
+#[derive(Debug, clap::Args)]
+pub struct KernelCacheArgs {
+    /// `on` or `off`.
+    #[arg(value_parser = ["on", "off"])]
+    state: String,
+}
+
+/// `nono kernel-cache on|off`: switch the file hooks' directory verdict cache (for the overhead
+/// benchmark, which measures both in one boot). Prints the state that took effect: `on` needs
+/// `rename_lock` in `/proc/kallsyms`.
+pub fn kernel_cache(args: KernelCacheArgs) -> CmdResult {
+    let layer = KernelLayer::load().map_err(|e| Exit::failure(format!("nono: {e:#}")))?;
+    let on = layer
+        .maps()
+        .set_cache(args.state == "on")
+        .map_err(|e| Exit::failure(format!("nono: {e:#}")))?;
+    println!("cache={}", if on { "on" } else { "off" });
     Ok(0)
 }
 

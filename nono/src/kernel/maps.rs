@@ -8,7 +8,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use aya::maps::{Array, HashMap, LpmTrie, Map, MapData, PerCpuArray, PerCpuValues};
 use nono_common::{
-    names, FsDeny, InodeKey, NetAllow, NetKeyV4, NetKeyV6, SandboxInfo, EVENT_SLOTS,
+    names, FsCache, FsDeny, InodeKey, NameKey, NameTemplate, NameWatch, NetAllow, NetKeyV4,
+    NetKeyV6, SandboxInfo, TemplateKey, EVENT_SLOTS,
 };
 
 pub struct Maps {
@@ -19,6 +20,12 @@ pub struct Maps {
     pub net_v6: LpmTrie<MapData, NetKeyV6, NetAllow>,
     pub dropped: PerCpuArray<MapData, u64>,
     active: Array<MapData, u32>,
+    /// Name watches, their templates and the watcher slots (see `super::watch`).
+    pub fs_watch: HashMap<MapData, NameKey, NameWatch>,
+    pub fs_watch_next: HashMap<MapData, TemplateKey, NameTemplate>,
+    pub watchers: Array<MapData, u32>,
+    /// The file hooks' directory verdict cache (LRU; see `nono-ebpf/src/cache.rs`).
+    pub fs_cache: HashMap<MapData, InodeKey, FsCache>,
 }
 
 fn pinned(dir: &Path, name: &str) -> Result<MapData> {
@@ -36,6 +43,10 @@ impl Maps {
             net_v6: LpmTrie::try_from(Map::LpmTrie(pinned(dir, names::NET_RULES_V6)?))?,
             dropped: PerCpuArray::try_from(Map::PerCpuArray(pinned(dir, names::DROPPED)?))?,
             active: Array::try_from(Map::Array(pinned(dir, names::ACTIVE)?))?,
+            fs_watch: HashMap::try_from(Map::HashMap(pinned(dir, names::FS_WATCH)?))?,
+            fs_watch_next: HashMap::try_from(Map::HashMap(pinned(dir, names::FS_WATCH_NEXT)?))?,
+            watchers: Array::try_from(Map::Array(pinned(dir, names::FS_WATCHERS)?))?,
+            fs_cache: HashMap::try_from(Map::LruHashMap(pinned(dir, names::FS_CACHE)?))?,
         })
     }
 
@@ -63,6 +74,20 @@ impl Maps {
     pub(crate) fn publish_active(&mut self) -> Result<()> {
         let count = self.sandboxes.keys().count() as u32;
         self.set_active(count)
+    }
+
+    /// Turn the directory verdict cache on or off (the overhead benchmark compares both). On
+    /// only where the loader found `rename_lock`.
+    pub fn set_cache(&self, on: bool) -> Result<bool> {
+        let mut config: Array<MapData, nono_common::KernelOffsets> =
+            Array::try_from(Map::Array(pinned(&self.dir, names::CONFIG)?))?;
+        let mut offsets = config.get(&0, 0).context("reading the config map")?;
+        let on = on && offsets.rename_seq != 0;
+        offsets.cache_enabled = u32::from(on);
+        config
+            .set(0, offsets, 0)
+            .context("writing the config map")?;
+        Ok(on)
     }
 
     /// Events the programs could not write to the ring of `slot` since the slot was last

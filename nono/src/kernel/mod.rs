@@ -39,6 +39,7 @@ mod maps;
 pub mod net;
 pub mod offsets;
 pub mod sandbox;
+mod watch;
 
 use std::fs;
 use std::os::fd::AsRawFd;
@@ -91,6 +92,10 @@ pub const LSM_HOOKS: &[&str] = &[
     "kernel_module_request",
     "unix_stream_connect",
     "unix_may_send",
+    // Name watches (nono-ebpf/src/watch.rs): bind objects that appear under a watched name.
+    "d_instantiate",
+    "inode_rename",
+    "inode_link",
 ];
 
 /// The cgroup socket-address programs of the network part and their attach types.
@@ -447,6 +452,14 @@ fn load_object(
         .load(object)
         .context("loading nono's eBPF object (maps)")?;
     let mut offsets = offsets::read_kernel_offsets()?;
+    if let Some(address) = offsets::rename_seq_address() {
+        offsets.rename_seq = address;
+        offsets.cache_enabled = 1;
+    } else {
+        tracing::info!(
+            "kernel layer: no rename_lock in /proc/kallsyms: the directory verdict cache stays off"
+        );
+    }
     {
         use std::os::unix::fs::MetadataExt;
         let meta = fs::metadata(cgroup2).with_context(|| format!("stat {}", cgroup2.display()))?;

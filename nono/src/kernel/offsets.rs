@@ -92,7 +92,37 @@ pub fn read_kernel_offsets() -> Result<KernelOffsets> {
             + field_offset(&btf, "sock_cgroup_data", "cgroup")?,
         unix_sock_dentry: field_offset(&btf, "unix_sock", "path")? + path_dentry,
         socket_sk: field_offset(&btf, "socket", "sk")?,
+        dentry_name_len: field_offset(&btf, "dentry", "d_name")?
+            + field_offset(&btf, "qstr", "len")?,
+        dentry_name: field_offset(&btf, "dentry", "d_name")? + field_offset(&btf, "qstr", "name")?,
+        inode_generation: field_offset(&btf, "inode", "i_generation")?,
+        cache_enabled: 0,
         _pad: 0,
+        rename_seq: 0,
+    })
+}
+
+/// Where the directory verdict cache (`nono-ebpf/src/cache.rs`) reads `rename_lock`'s sequence
+/// count, or `None` (the cache stays off): the symbol's address from `/proc/kallsyms` (listed
+/// with `CONFIG_KALLSYMS_ALL`; root sees real addresses), and the BTF saying the count is the
+/// first word of it (`seqlock_t` starts with a `seqcount_spinlock_t`, whose `seqcount_t`
+/// starts with `sequence`).
+pub fn rename_seq_address() -> Option<u64> {
+    let btf = Btf::from_file(VMLINUX_BTF).ok()?;
+    if field_offset(&btf, "seqcount", "sequence").ok()? != 0
+        || field_offset(&btf, "seqcount_spinlock", "seqcount").ok()? != 0
+    {
+        return None;
+    }
+    let symbols = std::fs::read_to_string("/proc/kallsyms").ok()?;
+    symbols.lines().find_map(|line| {
+        let mut words = line.split_whitespace();
+        let address = words.next()?;
+        let _kind = words.next()?;
+        (words.next()? == "rename_lock" && words.next().is_none())
+            .then(|| u64::from_str_radix(address, 16).ok())
+            .flatten()
+            .filter(|&a| a != 0)
     })
 }
 
@@ -109,5 +139,8 @@ mod tests {
         // `struct path` is { vfsmount *mnt; dentry *dentry; } on every kernel nono supports.
         assert_eq!(o.path_dentry, 8);
         assert!(o.file_dentry > 0 && o.dentry_parent > 0 && o.dentry_inode > 0);
+        // `struct qstr` is { union { { u32 hash; u32 len; }; u64 hash_len; }; name; } on
+        // little-endian: the name pointer follows the length.
+        assert_eq!(o.dentry_name, o.dentry_name_len + 4);
     }
 }

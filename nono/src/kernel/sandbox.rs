@@ -10,7 +10,9 @@
 //! File rules bind by (device, inode), resolved when the sandbox is created; see
 //! `nono-ebpf/src/fs.rs` for what that covers (later files, renames inside, hard links, bind
 //! mounts) and how renames and links out of a denied subtree are refused. A deny whose path does
-//! not exist yet can't be bound to an inode and is listed in [`Sandbox::unbound`].
+//! not exist yet is bound by a name watch instead (see [`super::watch`]): the object is bound the
+//! moment it appears, whoever creates it. What can't be watched either (a name too long, no
+//! free watcher slot) is listed in [`Sandbox::unbound`].
 //! Known limits of inode binding: btrfs subvolumes and overlayfs report a `st_dev` that can
 //! differ from the superblock's device the programs see.
 //!
@@ -40,7 +42,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use nono_common::{
     access, event_slot, FsDeny, InodeKey, SandboxInfo, CGROUPFS_RULE, EVENT_SLOTS,
-    SANDBOX_AUDIT_ALL, SANDBOX_EXEC_ALLOWLIST,
+    SANDBOX_AUDIT_ALL, SANDBOX_EXEC_ALLOWLIST, SANDBOX_HAS_WATCHES,
 };
 use nono_policy::ir::{Effect, Policy};
 use nono_policy::path::PathVars;
@@ -49,6 +51,7 @@ use super::cgroup;
 use super::events::EventStream;
 use super::maps::Maps;
 use super::net::NetEntries;
+use super::watch::{self, Resolved, WatchPlan};
 use super::{pinned_sock_program, KernelLayer, RUN_DIR, SOCK_PROGRAMS};
 
 #[derive(Debug, Clone, Default)]
@@ -107,6 +110,8 @@ pub struct Sandbox {
     /// Rules the kernel layer could not bind, with the reason (for `-v` and `--dry-run`).
     pub unbound: Vec<Unbound>,
     pub net_enforced: bool,
+    /// The sandbox holds name watches (a watcher slot and entries in the watch maps).
+    has_watches: bool,
     cleaned: bool,
 }
 
@@ -241,6 +246,42 @@ fn remove_entries(maps: &mut Maps, ids: &HashSet<u32>) {
     for k in v6 {
         let _ = maps.net_v6.remove(&k);
     }
+    // Watches go after the slot: the programs stop looking before the entries vanish.
+    watch::release_slots(maps, ids);
+    let watches: Vec<_> = maps
+        .fs_watch
+        .keys()
+        .filter_map(|k| k.ok())
+        .filter(|k| ids.contains(&k.sandbox_id))
+        .collect();
+    for k in watches {
+        let _ = maps.fs_watch.remove(&k);
+    }
+    let templates: Vec<_> = maps
+        .fs_watch_next
+        .keys()
+        .filter_map(|k| k.ok())
+        .filter(|k| ids.contains(&k.sandbox_id))
+        .collect();
+    for k in templates {
+        let _ = maps.fs_watch_next.remove(&k);
+    }
+    remove_cache_entries(maps, ids);
+}
+
+/// Forget the directory verdicts cached for the sandboxes in `ids` (at removal, and for a new
+/// sandbox before its rules go in: an id may be reused, and its old "clean" verdicts knew
+/// nothing of the new rules).
+fn remove_cache_entries(maps: &mut Maps, ids: &HashSet<u32>) {
+    let cached: Vec<InodeKey> = maps
+        .fs_cache
+        .keys()
+        .filter_map(|k| k.ok())
+        .filter(|k| ids.contains(&k.sandbox_id))
+        .collect();
+    for k in cached {
+        let _ = maps.fs_cache.remove(&k);
+    }
 }
 
 /// Every sandbox id present in any map.
@@ -269,7 +310,34 @@ fn ids_in_maps(maps: &Maps) -> HashSet<u32> {
             .filter_map(|k| k.ok())
             .map(|k| k.data().sandbox_id),
     );
+    ids.extend(
+        maps.fs_watch
+            .keys()
+            .filter_map(|k| k.ok())
+            .map(|k| k.sandbox_id),
+    );
+    ids.extend(
+        maps.fs_watch_next
+            .keys()
+            .filter_map(|k| k.ok())
+            .map(|k| k.sandbox_id),
+    );
+    ids.extend(
+        (0..nono_common::MAX_WATCHERS)
+            .filter_map(|slot| maps.watchers.get(&slot, 0).ok())
+            .filter(|&id| id != 0),
+    );
     ids
+}
+
+/// Ids of sandboxes with a registry file (live, or being created under the load lock).
+fn registered_ids() -> HashSet<u32> {
+    fs::read_dir(registry_dir())
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse().ok()))
+        .collect()
 }
 
 /// Clean up after runs whose nono is gone. Called with the load lock held.
@@ -312,6 +380,24 @@ pub(crate) fn sweep_stale(maps: &Maps) {
     if let Err(e) = maps.publish_active() {
         tracing::warn!("kernel layer: {e:#}");
     }
+}
+
+/// The marker that tells the programs this filesystem carries rules of the sandbox.
+fn insert_marker(maps: &mut Maps, sandbox_id: u32, dev: u32) -> Result<()> {
+    maps.fs_deny
+        .insert(
+            InodeKey {
+                sandbox_id,
+                dev,
+                ino: 0,
+            },
+            FsDeny {
+                rule_id: 0,
+                access: 0,
+            },
+            0,
+        )
+        .context("inserting a device marker")
 }
 
 /// How many entries of a denied directory are inspected for hard-linked files. Credential
@@ -406,6 +492,7 @@ impl Sandbox {
             fs_rules: Vec::new(),
             unbound: Vec::new(),
             net_enforced: false,
+            has_watches: false,
             cleaned: false,
         };
         fs::create_dir(&cgroup_dir).with_context(|| {
@@ -417,6 +504,12 @@ impl Sandbox {
         sandbox.cgroup_id = cgroup::cgroup_id(&cgroup_dir)?;
         // The count is this session's: what the slot's previous owner dropped is not.
         maps.reset_dropped(event_slot(id))?;
+        // The count goes up before any rule is written: the name-watch programs act only while
+        // it is non-zero, and a watch must act from the moment it is written. A count too high
+        // costs time, never enforcement; the sweep and the cleanup recount.
+        let registered = maps.sandboxes.keys().count() as u32;
+        maps.set_active(registered + 1)?;
+        remove_cache_entries(&mut maps, &HashSet::from([id]));
 
         if layer.lsm.is_active() {
             sandbox.bind_fs_rules(&mut maps, policy, layer.cgroup2_mount())?;
@@ -453,10 +546,11 @@ impl Sandbox {
             sandbox.net_enforced = true;
         }
         // Registering the cgroup is the last step: enforcement starts with every rule in place.
-        // The count goes up first, so the programs never skip a registered cgroup.
-        let registered = maps.sandboxes.keys().count() as u32;
-        maps.set_active(registered + 1)?;
-        let flags = Sandbox::flags(policy, options, layer.lsm.is_active());
+        // The count went up first, so the programs never skip a registered cgroup.
+        let mut flags = Sandbox::flags(policy, options, layer.lsm.is_active());
+        if sandbox.has_watches {
+            flags |= SANDBOX_HAS_WATCHES;
+        }
         maps.sandboxes
             .insert(
                 sandbox.cgroup_id,
@@ -473,7 +567,9 @@ impl Sandbox {
 
     fn bind_fs_rules(&mut self, maps: &mut Maps, policy: &Policy, cgroup2: &Path) -> Result<()> {
         let vars = PathVars::new();
+        let sandbox_id = self.id;
         let mut devices = HashSet::new();
+        let mut bound = Vec::new();
         let mut bind = |maps: &mut Maps, rule_id: u32, path: &Path, access: u32| -> Result<bool> {
             let meta = match fs::metadata(path) {
                 Ok(m) => m,
@@ -485,7 +581,7 @@ impl Sandbox {
             };
             let dev = kernel_dev(meta.dev());
             let key = InodeKey {
-                sandbox_id: self.id,
+                sandbox_id,
                 dev,
                 ino: meta.ino(),
             };
@@ -501,23 +597,9 @@ impl Sandbox {
                 format!("rule r{rule_id}: inserting the deny of {}", path.display())
             })?;
             if devices.insert(dev) {
-                // The marker that tells the programs this filesystem carries rules.
-                maps.fs_deny
-                    .insert(
-                        InodeKey {
-                            sandbox_id: self.id,
-                            dev,
-                            ino: 0,
-                        },
-                        FsDeny {
-                            rule_id: 0,
-                            access: 0,
-                        },
-                        0,
-                    )
-                    .context("inserting a device marker")?;
+                insert_marker(maps, sandbox_id, dev)?;
             }
-            self.fs_rules.push(BoundFsRule {
+            bound.push(BoundFsRule {
                 rule_id,
                 path: path.to_path_buf(),
                 dev,
@@ -527,6 +609,7 @@ impl Sandbox {
             Ok(true)
         };
         let mut unbound = Vec::new();
+        let mut plan = WatchPlan::default();
         // File denies, and `exec deny` entries, which only `bprm_check_security` reads (an exec
         // deny takes away running the binary, not reading it).
         let denies = policy
@@ -545,21 +628,80 @@ impl Sandbox {
             let path = rule_path
                 .expand(&vars)
                 .map_err(|e| anyhow::anyhow!("rule {}: {e} (expand the policy first)", id))?;
-            if !bind(maps, id.0, &path, access)? {
-                unbound.push(Unbound {
+            let not_watched = |why: String| Unbound {
+                rule: Some(id.0),
+                reason: format!(
+                    "{} does not exist, and the kernel layer can't watch for it: {why}",
+                    path.display()
+                ),
+                fails_closed: false,
+            };
+            match watch::resolve(&path) {
+                Ok(Resolved::Exists(canonical)) => {
+                    if !bind(maps, id.0, &path, access)? {
+                        unbound.push(not_watched("it vanished while nono bound it".into()));
+                        continue;
+                    }
+                    // A replacement under the same name (saved by rename) is bound too.
+                    plan.add_existing(id.0, &canonical, access);
+                    // A hard link made before the sandbox started, outside the denied
+                    // directory, would reach a file without passing the directory: bind such
+                    // files by their own inode.
+                    for linked in multiply_linked_files(&path) {
+                        bind(maps, id.0, &linked, access)?;
+                    }
+                }
+                Ok(Resolved::Missing { dir, names }) => {
+                    if let Err(why) = plan.add_missing(id.0, &path, &dir, &names, access) {
+                        unbound.push(not_watched(why));
+                    }
+                }
+                Err(why) => unbound.push(Unbound {
                     rule: Some(id.0),
                     reason: format!(
-                        "{} does not exist, so the kernel layer can't bind the deny to an inode",
+                        "can't resolve {} for the kernel layer: {why}",
                         path.display()
                     ),
                     fails_closed: false,
-                });
-                continue;
+                }),
             }
-            // A hard link made before the sandbox started, outside the denied directory, would
-            // reach a file without passing the directory: bind such files by their own inode.
-            for linked in multiply_linked_files(&path) {
-                bind(maps, id.0, &linked, access)?;
+        }
+        if !plan.is_empty() {
+            match watch::claim_slot(maps, sandbox_id, &registered_ids())? {
+                None => {
+                    for (rule, path) in plan.missing_rules() {
+                        unbound.push(Unbound {
+                            rule: Some(rule),
+                            reason: format!(
+                                "{} does not exist, and all {} name-watch slots of the kernel layer are taken by other sandboxes",
+                                path.display(),
+                                nono_common::MAX_WATCHERS
+                            ),
+                            fails_closed: false,
+                        });
+                    }
+                }
+                Some(_) => {
+                    self.has_watches = true;
+                    // The programs bind new objects only on devices the sandbox has a marker
+                    // for (the walk skips the others).
+                    // (Written before any watch exists, so no program has poisoned one yet.)
+                    for dev in plan.devices() {
+                        insert_marker(maps, sandbox_id, dev)?;
+                    }
+                    plan.write(maps, sandbox_id)?;
+                    let (appeared, failed) = plan.settle(maps, sandbox_id);
+                    for (rule, path, access) in appeared {
+                        bind(maps, rule, &path, access)?;
+                    }
+                    for (rule, why) in failed {
+                        unbound.push(Unbound {
+                            rule: Some(rule),
+                            reason: format!("the kernel layer can't watch for it: {why}"),
+                            fails_closed: false,
+                        });
+                    }
+                }
             }
         }
         // The `exec only` allowlist: entries the exec check requires on the binary or above it.
@@ -600,6 +742,7 @@ impl Sandbox {
         }
         // No write anywhere in cgroupfs: the agent can't leave its cgroup or make new ones.
         bind(maps, CGROUPFS_RULE, cgroup2, access::WRITE)?;
+        self.fs_rules.extend(bound);
         self.unbound.extend(unbound);
         Ok(())
     }

@@ -13,8 +13,10 @@
 //!
 //! What the kernel layer covers is decided per part ([`KernelCoverage`]): the Landlock plan is
 //! computed with it, so a gap the active parts close is no longer a problem, and a gap only an
-//! inactive part could close still is. A covered rule the layer then can't bind (a deny whose
-//! path does not exist: rules bind by device and inode) becomes a problem again.
+//! inactive part could close still is. A covered rule the layer then can't bind becomes a
+//! problem again: rules bind by device and inode, and a deny whose path does not exist yet is
+//! bound by a name watch (`crate::kernel::watch`), so what remains is what can't be watched
+//! (a missing name of 64 bytes or more, no free watcher slot, ...).
 //!
 //! Lifecycle: the child writes itself into the sandbox cgroup before it confines itself
 //! (`spawn`); the sandbox's cgroup and map entries are removed when the run ends, and a run
@@ -76,8 +78,8 @@ impl KernelRun {
                     // resolver, port-53 redirect, answered addresses in the maps
                     // (`crate::egress::kernel_sink`).
                     domains: layer.net.is_active(),
-                    // Both layers hold a deny beneath a read-only grant: the split also covers
-                    // deny paths that don't exist yet, which inode binding can't.
+                    // Both layers hold a deny beneath a read-only grant: the split covers deny
+                    // paths that don't exist yet by path, as the name watches do by inode.
                     keep_splits: true,
                 };
                 KernelRun {
