@@ -80,6 +80,35 @@ impl std::io::Write for HashWriter {
     }
 }
 
+/// `sha256:<hex>` of the digested fields' canonical JSON, hashed as it is serialised.
+fn digest_of(digested: &Digested<'_>) -> String {
+    // Buffered: serde_json writes token by token, and SHA-256 is cheaper fed in blocks.
+    let mut writer = std::io::BufWriter::with_capacity(8192, HashWriter(Sha256::new()));
+    serde_json::to_writer(&mut writer, digested)
+        .expect("policies serialise: no non-string map keys, no floats");
+    let hasher = match writer.into_inner() {
+        Ok(w) => w.0,
+        Err(_) => unreachable!("hashing cannot fail"),
+    };
+    let mut out = String::with_capacity(7 + 64);
+    out.push_str("sha256:");
+    out.push_str(&hex::encode(hasher.finalize()));
+    out
+}
+
+/// The digest [`CompiledPolicy::build`] would seal `policy` with for `target`, without
+/// building any back-end's plan (what `nono run` records in its audit session).
+pub fn policy_digest(policy: &Policy, target: Target) -> String {
+    let compiler = compiler_id();
+    digest_of(&Digested {
+        format: FORMAT,
+        format_version: FORMAT_VERSION,
+        compiler: &compiler,
+        target: &target,
+        policy,
+    })
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ArtifactError {
     #[error("not a compiled policy: {0}")]
@@ -141,18 +170,7 @@ impl CompiledPolicy {
 
     /// `sha256:<hex>` of [`Self::canonical_json`], hashed as it is serialised.
     pub fn compute_digest(&self) -> String {
-        // Buffered: serde_json writes token by token, and SHA-256 is cheaper fed in blocks.
-        let mut writer = std::io::BufWriter::with_capacity(8192, HashWriter(Sha256::new()));
-        serde_json::to_writer(&mut writer, &self.digested())
-            .expect("policies serialise: no non-string map keys, no floats");
-        let hasher = match writer.into_inner() {
-            Ok(w) => w.0,
-            Err(_) => unreachable!("hashing cannot fail"),
-        };
-        let mut out = String::with_capacity(7 + 64);
-        out.push_str("sha256:");
-        out.push_str(&hex::encode(hasher.finalize()));
-        out
+        digest_of(&self.digested())
     }
 
     /// The artifact as written to disk: pretty JSON with a trailing newline.

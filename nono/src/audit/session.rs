@@ -16,8 +16,6 @@ use std::path::Path;
 
 use nono_policy::backend::Target;
 use nono_policy::ir::Policy;
-use serde::Serialize;
-use sha2::{Digest, Sha256};
 
 use super::event::{AuditEvent, What};
 use super::ingest::{AuditSender, Auditor, Summary};
@@ -44,27 +42,10 @@ pub struct RunAudit {
     pub id: String,
 }
 
-/// The digest `nono policy compile` and `nono run --dry-run` print for this policy and target
-/// (`sha256:` over the artifact's canonical inputs), without building every back-end's plan.
+/// The digest `nono policy compile` and `nono run --dry-run` print for this policy and target,
+/// without building every back-end's plan.
 pub fn policy_digest(policy: &Policy, target: Target) -> String {
-    #[derive(Serialize)]
-    struct Digested<'a> {
-        format: &'a str,
-        format_version: u32,
-        compiler: &'a str,
-        target: &'a Target,
-        policy: &'a Policy,
-    }
-    let compiler = nono_policy::artifact::compiler_id();
-    let json = serde_json::to_vec(&Digested {
-        format: nono_policy::artifact::FORMAT,
-        format_version: nono_policy::artifact::FORMAT_VERSION,
-        compiler: &compiler,
-        target: &target,
-        policy,
-    })
-    .expect("policies serialise");
-    format!("sha256:{}", hex::encode(Sha256::digest(json)))
+    nono_policy::artifact::policy_digest(policy, target)
 }
 
 /// Where each rule of `policy` was first written (`profile.nono:12:3`), for

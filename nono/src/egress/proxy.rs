@@ -46,6 +46,9 @@ fn escape_text(s: &str) -> String {
 /// The longest request head the proxy reads.
 pub const MAX_HEAD: usize = 16 * 1024;
 /// How long a client gets to send its request head, and the proxy to connect out.
+/// The reply to a CONNECT the proxy lets through (strict mode sends it before the check).
+const ESTABLISHED: &[u8] = b"HTTP/1.1 200 Connection established\r\n\r\n";
+
 const HEAD_TIMEOUT: Duration = Duration::from_secs(30);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -266,11 +269,7 @@ async fn handle(mut conn: TcpStream, resolver: &Resolver, strict: bool) {
     if strict && named {
         let checked = match &head.forward {
             None => {
-                if conn
-                    .write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
-                    .await
-                    .is_err()
-                {
+                if conn.write_all(ESTABLISHED).await.is_err() {
                     return;
                 }
                 established = true;
@@ -330,11 +329,7 @@ async fn handle(mut conn: TcpStream, resolver: &Resolver, strict: bool) {
     match &head.forward {
         None if established => {}
         None => {
-            if conn
-                .write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
-                .await
-                .is_err()
-            {
+            if conn.write_all(ESTABLISHED).await.is_err() {
                 return;
             }
         }
