@@ -88,6 +88,8 @@ pub fn user_name(uid: u32) -> String {
 /// session; a prune it had started either commits or rolls back, as SQLite guarantees.
 pub struct PendingRun {
     session: std::sync::mpsc::SyncSender<NewSession>,
+    /// Says the session row is committed (or, closed, that the writer failed).
+    written: std::sync::mpsc::Receiver<()>,
     auditor: Auditor,
     id: String,
 }
@@ -96,6 +98,7 @@ pub struct PendingRun {
 pub fn prepare(db: &Path) -> Result<PendingRun, AuditError> {
     let id = new_session_id().map_err(|e| AuditError::Other(format!("session id: {e}")))?;
     let (session, sessions) = std::sync::mpsc::sync_channel::<NewSession>(1);
+    let (written_tx, written) = std::sync::mpsc::sync_channel::<()>(1);
     let db = db.to_path_buf();
     let open = move || {
         let mut store = Store::open(&db)?;
@@ -113,12 +116,14 @@ pub fn prepare(db: &Path) -> Result<PendingRun, AuditError> {
             .map_err(|_| AuditError::Other("the run was not started".into()))?;
         session.user = user;
         let cursor = store.begin_session(&session)?;
+        let _ = written_tx.send(());
         Ok((store, cursor))
     };
     let auditor = Auditor::start_opening(open, |_| {})
         .map_err(|e| AuditError::Other(format!("cannot start the audit writer: {e}")))?;
     Ok(PendingRun {
         session,
+        written,
         auditor,
         id,
     })
@@ -130,6 +135,7 @@ impl PendingRun {
     pub fn begin(self, info: RunInfo<'_>) -> RunAudit {
         let PendingRun {
             session,
+            written,
             auditor,
             id,
         } = self;
@@ -149,6 +155,10 @@ impl PendingRun {
         // A writer that already failed (the store cannot be opened) has dropped the receiver;
         // `finish` reports its error.
         let _ = session.send(row);
+        // The row is committed before the command starts: a `kill -9` of nono at any moment
+        // after leaves an incomplete session, never none. The store was opened meanwhile, so
+        // this waits for one small transaction. A failed writer closes the channel.
+        let _ = written.recv();
         let landlock_log =
             match super::landlock_log::LandlockLog::start(auditor.sender(), info.child_pid) {
                 Ok(l) => Some(l),
