@@ -13,7 +13,7 @@ use aya_ebpf::{
         bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_uid_gid, bpf_ktime_get_ns,
     },
     macros::map,
-    maps::{ring_buf::RingBufEntry, PerCpuArray, RingBuf},
+    maps::{PerCpuArray, RingBuf},
 };
 use nono_common::{event_slot, Event, EVENT_RING_BYTES, EVENT_SLOTS};
 
@@ -21,6 +21,19 @@ use nono_common::{event_slot, Event, EVENT_RING_BYTES, EVENT_SLOTS};
 /// zeroes a slot's entry when a new sandbox claims the slot. The decision stands regardless.
 #[map]
 static NONO_DROPPED: PerCpuArray<u64> = PerCpuArray::pinned(EVENT_SLOTS, 0);
+
+/// Per CPU: where an event is assembled before it is copied into its ring. The hooks' own
+/// stacks have no room for it (the BPF stack is 512 bytes). `busy` guards against a program
+/// that interrupts another on the same CPU mid-event: it counts its event as dropped instead
+/// of overwriting one half built.
+#[repr(C)]
+pub struct Scratch {
+    event: Event,
+    busy: u64,
+}
+
+#[map]
+static NONO_EVENT_SCRATCH: PerCpuArray<Scratch> = PerCpuArray::with_max_entries(1, 0);
 
 /// The ring buffers and the slot -> ring selection. The names are `nono_common::names::EVENT_RINGS`.
 macro_rules! rings {
@@ -30,13 +43,18 @@ macro_rules! rings {
             static $name: RingBuf = RingBuf::pinned(EVENT_RING_BYTES, 0);
         )*
 
-        /// Room for one event in the ring of `slot`, if there is room.
+        /// Copies `event` into the ring of `slot`; false if it has no room. A copy
+        /// (`bpf_ringbuf_output`) rather than reserve-and-fill: each arm's reservation would be
+        /// a reference of its own, which keeps the verifier from merging the arms, and the
+        /// event-filling code would be verified once per slot at every call site (the
+        /// `d_instantiate` program went past the verifier's million-instruction limit).
         #[inline(always)]
-        fn reserve(slot: u32) -> Option<RingBufEntry<Event>> {
-            match slot {
-                $($slot => $name.reserve::<Event>(0),)*
-                _ => None,
-            }
+        fn output(slot: u32, event: &Event) -> bool {
+            let r = match slot {
+                $($slot => $name.output::<Event>(event, 0),)*
+                _ => Err(0),
+            };
+            r.is_ok()
         }
 
         // Every slot has a ring, and nothing else does.
@@ -103,34 +121,47 @@ pub fn emit(d: &Decision) {
         return;
     }
     let slot = event_slot(d.sandbox_id);
-    let Some(mut entry) = reserve(slot) else {
+    let count_drop = || {
         if let Some(counter) = NONO_DROPPED.get_ptr_mut(slot) {
             // SAFETY: a per-CPU slot, so no other CPU writes it concurrently.
             unsafe { *counter += 1 };
         }
+    };
+    let Some(scratch) = NONO_EVENT_SCRATCH.get_ptr_mut(0) else {
+        count_drop();
         return;
     };
+    // SAFETY: this CPU's scratch entry; `busy` keeps a nested program on this CPU out of it.
+    let scratch = unsafe { &mut *scratch };
+    if scratch.busy != 0 {
+        count_drop();
+        return;
+    }
+    scratch.busy = 1;
     let pid_tgid = bpf_get_current_pid_tgid();
-    entry.write(Event {
-        time_ns: unsafe { bpf_ktime_get_ns() },
-        sandbox_id: d.sandbox_id,
-        tgid: (pid_tgid >> 32) as u32,
-        pid: pid_tgid as u32,
-        uid: bpf_get_current_uid_gid() as u32,
-        rule_id: d.rule_id,
-        hook: d.hook,
-        decision: if d.denied {
-            nono_common::DECISION_DENY
-        } else {
-            nono_common::DECISION_ALLOW
-        },
-        access: d.access,
-        dev: d.dev,
-        port: d.port,
-        family: d.family,
-        ino: d.ino,
-        addr: d.addr,
-        comm: bpf_get_current_comm().unwrap_or([0; 16]),
-    });
-    entry.submit(0);
+    let e = &mut scratch.event;
+    e.time_ns = unsafe { bpf_ktime_get_ns() };
+    e.sandbox_id = d.sandbox_id;
+    e.tgid = (pid_tgid >> 32) as u32;
+    e.pid = pid_tgid as u32;
+    e.uid = bpf_get_current_uid_gid() as u32;
+    e.rule_id = d.rule_id;
+    e.hook = d.hook;
+    e.decision = if d.denied {
+        nono_common::DECISION_DENY
+    } else {
+        nono_common::DECISION_ALLOW
+    };
+    e.access = d.access;
+    e.dev = d.dev;
+    e.port = d.port;
+    e.family = d.family;
+    e.ino = d.ino;
+    e.addr = d.addr;
+    e.comm = bpf_get_current_comm().unwrap_or([0; 16]);
+    let written = output(slot, &scratch.event);
+    scratch.busy = 0;
+    if !written {
+        count_drop();
+    }
 }
