@@ -104,19 +104,20 @@ pub fn prepare(db: &Path) -> Result<PendingRun, AuditError> {
         let mut store = Store::open(&db)?;
         // SAFETY: getuid cannot fail.
         let user = user_name(unsafe { libc::getuid() });
-        // A few sessions past the retention go per run (see [`query::AUTO_PRUNE_LIMIT`]).
-        // Before this run's row exists, so it cannot be among them.
-        let cutoff = time::now_ns() - query::DEFAULT_RETENTION_NS;
-        let limit = Some(query::AUTO_PRUNE_LIMIT);
-        if let Err(e) = query::prune(&mut store, cutoff, limit, None) {
-            tracing::warn!("audit: pruning sessions older than the retention failed: {e}");
-        }
         let mut session = sessions
             .recv()
             .map_err(|_| AuditError::Other("the run was not started".into()))?;
         session.user = user;
         let cursor = store.begin_session(&session)?;
         let _ = written_tx.send(());
+        // A few sessions past the retention go per run (see [`query::AUTO_PRUNE_LIMIT`]),
+        // while the command runs: the command waits for this run's row, not for the prune,
+        // and the prune's cutoff keeps this run's row out of it.
+        let cutoff = time::now_ns() - query::DEFAULT_RETENTION_NS;
+        let limit = Some(query::AUTO_PRUNE_LIMIT);
+        if let Err(e) = query::prune(&mut store, cutoff, limit, Some(cursor.sid)) {
+            tracing::warn!("audit: pruning sessions older than the retention failed: {e}");
+        }
         Ok((store, cursor))
     };
     let auditor = Auditor::start_opening(open, |_| {})
