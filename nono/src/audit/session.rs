@@ -245,15 +245,23 @@ impl RunAudit {
     }
 }
 
-/// The `nono run` hook, as soon as the policy is known: starts the writer unless the profile
-/// says `audit off` (see [`PendingRun`]). A store that cannot be located or a writer that
-/// cannot start is reported on stderr and the run goes on without a trail (see the module
-/// documentation); one that cannot be opened is reported when the run ends.
-pub fn prepare_run(policy: &Policy, cwd: &Path) -> Option<PendingRun> {
+/// The `nono run` hook, first thing: starts the writer (see [`PendingRun`]) before the policy
+/// is even compiled, so that opening the store overlaps all of the run's preparation. The
+/// caller drops it unused when the profile says `audit off` ([`keep_for`]); until a session is
+/// begun the writer writes nothing, beyond creating an empty store.
+pub fn prepare_run(cwd: &Path) -> Result<PendingRun, String> {
+    super::default_db_path(cwd).and_then(|db| prepare(&db).map_err(|e| e.to_string()))
+}
+
+/// The writer [`prepare_run`] started, if `policy` wants a trail. A store that cannot be
+/// located or a writer that cannot start is reported on stderr and the run goes on without a
+/// trail (see the module documentation); one that cannot be opened is reported when the run
+/// ends.
+pub fn keep_for(policy: &Policy, prepared: Result<PendingRun, String>) -> Option<PendingRun> {
     if policy.audit.level == nono_policy::ir::AuditLevel::Off {
         return None;
     }
-    match super::default_db_path(cwd).and_then(|db| prepare(&db).map_err(|e| e.to_string())) {
+    match prepared {
         Ok(p) => {
             tracing::info!("audit: session {}", p.id);
             Some(p)

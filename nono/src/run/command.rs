@@ -366,6 +366,8 @@ pub fn run(args: RunArgs) -> CmdResult {
         write: args.write.clone(),
         allow_domain: args.allow_domain.clone(),
     };
+    // The audit writer opens its store while the sandbox is worked out (`PendingRun`).
+    let prepared_audit = (!args.dry_run).then(|| crate::audit::session::prepare_run(&workdir));
     let mut policy = super::load::compile(&flags, &cwd).map_err(refused)?;
     // The layer is named "command line"; messages should name the profile the user chose.
     policy.meta.name = args.profile.clone();
@@ -376,12 +378,7 @@ pub fn run(args: RunArgs) -> CmdResult {
     let policy = concrete::expand(&policy, &vars)
         .map_err(|e| refused(format!("nono: cannot expand the policy's paths: {e}")))?;
 
-    // The audit writer opens its store while the sandbox is worked out (`PendingRun`).
-    let pending_audit = if args.dry_run {
-        None
-    } else {
-        crate::audit::session::prepare_run(&policy, &workdir)
-    };
+    let pending_audit = prepared_audit.and_then(|p| crate::audit::session::keep_for(&policy, p));
 
     let kernel = KernelFeatures::probe();
     let klayer = KernelRun::start();
