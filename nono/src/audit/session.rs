@@ -39,6 +39,8 @@ pub struct RunAudit {
     auditor: Auditor,
     landlock_log: Option<super::landlock_log::LandlockLog>,
     child_pid: &'static std::sync::atomic::AtomicI32,
+    /// The command's exec is in the trail ([`RunAudit::executed`]).
+    exec_recorded: std::cell::Cell<bool>,
     pub id: String,
 }
 
@@ -172,6 +174,7 @@ impl PendingRun {
             auditor,
             landlock_log,
             child_pid: info.child_pid,
+            exec_recorded: std::cell::Cell::new(false),
             id,
         }
     }
@@ -274,8 +277,17 @@ pub fn keep_for(policy: &Policy, prepared: Result<PendingRun, String>) -> Option
 }
 
 impl RunAudit {
-    /// The `nono run` hook after the command: its exec (with `exec_errno` if `execve`
-    /// failed) at `started_ns`, and the status nono exits with. Failures are warnings.
+    /// The `nono run` hook once the command was executed: the exec, at `started_ns`, goes
+    /// to the writer while the command runs (in the trail's order, before what the command
+    /// did), rather than after it, when `nono run` waits for the writer to finish.
+    pub fn executed(&self, started_ns: i64, binary: &Path, argv: &[OsString]) {
+        self.exec(started_ns, binary, argv, None);
+        self.exec_recorded.set(true);
+    }
+
+    /// The `nono run` hook after the command: its exec, unless [`RunAudit::executed`] recorded
+    /// it (with `exec_errno` if `execve` failed) at `started_ns`, and the status nono exits
+    /// with. Failures are warnings.
     pub fn end_run(
         self,
         started_ns: i64,
@@ -284,7 +296,9 @@ impl RunAudit {
         exec_errno: Option<i32>,
         exit_code: i32,
     ) {
-        self.exec(started_ns, binary, argv, exec_errno);
+        if !self.exec_recorded.get() {
+            self.exec(started_ns, binary, argv, exec_errno);
+        }
         let id = self.id.clone();
         match self.finish(Some(exit_code)) {
             Ok(s) => tracing::info!(

@@ -581,7 +581,11 @@ pub fn run(args: RunArgs) -> CmdResult {
         );
     }
     let started_ns = crate::audit::time::now_ns();
-    let result = sandbox::run(&sandbox, &launch);
+    let result = sandbox::run(&sandbox, &launch, || {
+        if let Some(a) = &audit {
+            a.executed(started_ns, &bin, &args.command);
+        }
+    });
     // The redirect goes before the sandbox's entries, so no late answer re-adds one.
     drop(egress);
     if let Some(k) = ksandbox {

@@ -126,7 +126,13 @@ pub enum RunError {
 pub static CHILD_PID: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
 
 /// Start the command confined by `sandbox`, forward signals until it ends, clean up survivors.
-pub fn run(sandbox: &Sandbox, launch: &spawn::Launch) -> Result<supervise::Ended, RunError> {
+/// `on_exec` runs once the command has been executed (`spawn` returns only after the child's
+/// `execve` succeeded), while it runs.
+pub fn run(
+    sandbox: &Sandbox,
+    launch: &spawn::Launch,
+    on_exec: impl FnOnce(),
+) -> Result<supervise::Ended, RunError> {
     supervise::become_subreaper().map_err(RunError::Setup)?;
     let blocked = supervise::BlockedSignals::block().map_err(RunError::Setup)?;
     // SAFETY: the ruleset owns the fd and outlives this borrow.
@@ -138,6 +144,7 @@ pub fn run(sandbox: &Sandbox, launch: &spawn::Launch) -> Result<supervise::Ended
     };
     let child = spawn::spawn(launch, &conf, &blocked.previous).map_err(RunError::Spawn)?;
     CHILD_PID.store(child, std::sync::atomic::Ordering::Release);
+    on_exec();
     let ended = supervise::supervise(&blocked, child).map_err(RunError::Supervise)?;
     match supervise::kill_survivors(child) {
         Ok(0) => {}
@@ -214,7 +221,7 @@ mod tests {
         // allocations `run` needs, which is acceptable in a test).
         let helper = unsafe { libc::fork() };
         if helper == 0 {
-            let code = match run(&sandbox, &launch) {
+            let code = match run(&sandbox, &launch, || {}) {
                 Ok(e) => e.exit_code(),
                 Err(_) => 125,
             };
