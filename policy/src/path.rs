@@ -248,26 +248,38 @@ impl PolicyPath {
         let mut at = rest_start;
         while at < bytes.len() {
             let start = at + 1;
-            let end = bytes[start..]
-                .iter()
-                .position(|&b| b == b'/')
-                .map_or(bytes.len(), |n| start + n);
+            let mut end = start;
+            // Whether the component holds a byte that may make it other than a plain name:
+            // `.` and `..`, a glob, a NUL. Most components have none, and are read in this
+            // one pass.
+            let mut unusual = false;
+            while end < bytes.len() && bytes[end] != b'/' {
+                unusual |= matches!(bytes[end], b'.' | b'*' | b'?' | b'[' | b']' | b'\0');
+                end += 1;
+            }
             let component = &bytes[start..end];
-            match component {
-                [] | b"." | b".." => return None,
-                b"**" if end == bytes.len() => {
-                    scope = Scope::Subtree;
-                    rest_end = at;
-                }
-                // What the normalising reader refuses as a glob, and a NUL: its errors.
-                _ if component.iter().any(|b| matches!(b, b'*' | b'?' | b'\0'))
-                    || (component.contains(&b'[') && component.contains(&b']')) =>
-                {
-                    return None
-                }
-                _ => depth += 1,
+            if component.is_empty() {
+                return None;
             }
             at = end;
+            if unusual {
+                match component {
+                    b"." | b".." => return None,
+                    b"**" if end == bytes.len() => {
+                        scope = Scope::Subtree;
+                        rest_end = start - 1;
+                        continue;
+                    }
+                    // What the normalising reader refuses as a glob, and a NUL: its errors.
+                    _ if component.iter().any(|b| matches!(b, b'*' | b'?' | b'\0'))
+                        || (component.contains(&b'[') && component.contains(&b']')) =>
+                    {
+                        return None
+                    }
+                    _ => {}
+                }
+            }
+            depth += 1;
         }
         Some(PolicyPath::from_parts(
             root,

@@ -391,7 +391,8 @@ impl<'a> Resolver<'a> {
                     let e = acc
                         .fs
                         .entry((p.shared_text(), effect))
-                        .or_insert_with(|| (p, access, Vec::new()));
+                        // Room for one origin: a rule is rarely written twice.
+                        .or_insert_with(|| (p, access, Vec::with_capacity(1)));
                     e.1 = e.1.union(access);
                     e.2.push(origin(src, v.loc));
                 }
@@ -440,7 +441,7 @@ impl<'a> Resolver<'a> {
             let e = acc
                 .domains
                 .entry(pattern)
-                .or_insert_with(|| (PortSet::default(), Vec::new()));
+                .or_insert_with(|| (PortSet::default(), Vec::with_capacity(1)));
             e.0 = e.0.union(&ports);
             e.1.push(origin(src, d.loc));
         }
