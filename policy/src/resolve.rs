@@ -386,6 +386,8 @@ impl<'a> Resolver<'a> {
             (&fs.deny_write, Effect::Deny, Access::WRITE),
             (&fs.deny_exec, Effect::Deny, Access::EXEC),
         ];
+        acc.fs
+            .reserve(fs_lists.iter().map(|(list, _, _)| list.len()).sum());
         for (list, effect, access) in fs_lists {
             for v in list {
                 if let Some(path) = self.path(v, src) {
@@ -639,12 +641,13 @@ struct EnvAcc {
 
 impl Accumulator {
     fn into_policy(self, meta: Meta, fs: Vec<MergedFs>) -> Policy {
-        let mut next = 0u32;
-        let mut provenance = Provenance::default();
+        // Ids are handed out in increasing order, so the provenance map is built in one go
+        // from the finished list (a bulk build) rather than by an insert per rule.
+        let mut origins_by_id: Vec<(RuleId, Vec<Origin>)> = Vec::with_capacity(fs.len());
         let mut id = |origins: Vec<Origin>| {
-            next += 1;
-            let rid = RuleId(next);
-            provenance.rules.insert(rid, origins);
+            let count = u32::try_from(origins_by_id.len()).expect("rules are limited to MAX_RULES");
+            let rid = RuleId(count + 1);
+            origins_by_id.push((rid, origins));
             rid
         };
         let fs = fs
@@ -699,6 +702,9 @@ impl Accumulator {
             .into_iter()
             .map(|(path, o)| UnixSocketRule { id: id(o), path })
             .collect();
+        let provenance = Provenance {
+            rules: origins_by_id.into_iter().collect(),
+        };
         let mut rollback = self.rollback;
         rollback.exclude.sort();
         rollback.exclude.dedup();
