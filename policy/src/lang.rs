@@ -246,7 +246,9 @@ fn fast_line<'i>(text: &'i str) -> Option<Option<Stmt<'i>>> {
         if values.is_empty() {
             return None;
         }
-        let mut parts: Vec<Part> = keywords.iter().map(|&k| keyword(k)).collect();
+        // Sized once: collecting the keywords and then extending would reallocate per line.
+        let mut parts = Vec::with_capacity(keywords.len() + values.len());
+        parts.extend(keywords.iter().map(|&k| keyword(k)));
         parts.extend(values.iter().map(|&t| value(value_rule, t)));
         Some(Some(Stmt { rule, start, parts }))
     };
@@ -366,11 +368,13 @@ fn fast_net_allow<'i>(tokens: &[(usize, &'i str)], start: usize) -> Option<Optio
         ),
         _ => return None,
     };
-    let mut parts = vec![
+    // Room for every token: three keywords, the values, the protocol and the port.
+    let mut parts = Vec::with_capacity(tokens.len());
+    parts.extend([
         keyword(Rule::kw_net),
         keyword(Rule::kw_allow),
         keyword(kind),
-    ];
+    ]);
     let rest = &tokens[3..];
     let n = rest.iter().take_while(|t| !ends.contains(&t.1)).count();
     if n == 0 {
@@ -851,11 +855,13 @@ impl<'s> Walker<'s> {
     /// The decoded values of the statement's `rule` positions, each located; malformed ones
     /// are reported and left out.
     fn values(&mut self, line: &Line, parts: Vec<Part>, rule: Rule) -> Vec<Located<String>> {
-        parts
-            .into_iter()
-            .filter(|part| part.rule == rule)
-            .filter_map(|part| self.value(line, part))
-            .collect()
+        // Not `collect`ed from `parts`: that would reuse (and then shrink) the parts' buffer,
+        // a reallocation per statement.
+        let mut values = Vec::with_capacity(parts.len());
+        for part in parts.into_iter().filter(|part| part.rule == rule) {
+            values.extend(self.value(line, part));
+        }
+        values
     }
 
     /// One value position (`path`, `domain`...), whose single child is a word or a string.
