@@ -183,12 +183,12 @@ impl<'i> Stmt<'i> {
 /// holds the two readings together.
 fn fast_line<'i>(text: &'i str) -> Option<Option<Stmt<'i>>> {
     let bytes = text.as_bytes();
-    if !bytes
-        .iter()
-        .all(|&b| (b' '..=b'~').contains(&b) || b == b'\t')
-    {
-        return None;
-    }
+    // Plain means printable ASCII, spaces and tabs only. Checked as the line is split, each
+    // byte once: blanks are skipped, words, strings and the comment are checked whole.
+    let plain = |run: &[u8]| {
+        run.iter()
+            .all(|&b| (b' '..=b'~').contains(&b) || b == b'\t')
+    };
     // At most a handful of tokens in the statements read here; more go to pest. A token is
     // a word, or a quoted string when its text starts with `"`.
     let mut tokens: [(usize, &'i str); 16] = [(0, ""); 16];
@@ -200,6 +200,9 @@ fn fast_line<'i>(text: &'i str) -> Option<Option<Stmt<'i>>> {
             continue;
         }
         if bytes[i] == b'#' {
+            if !plain(&bytes[i..]) {
+                return None;
+            }
             break;
         }
         let start = i;
@@ -208,7 +211,7 @@ fn fast_line<'i>(text: &'i str) -> Option<Option<Stmt<'i>>> {
             // end of the line; anything else (escapes, a missing quote, text glued to the
             // closing quote) is for the grammar to read and report.
             let close = start + 1 + text[start + 1..].find('"')?;
-            if text[start + 1..close].contains('\\') {
+            if !plain(&bytes[start + 1..close]) || text[start + 1..close].contains('\\') {
                 return None;
             }
             i = close + 1;
@@ -217,8 +220,9 @@ fn fast_line<'i>(text: &'i str) -> Option<Option<Stmt<'i>>> {
             }
         } else {
             while i < bytes.len() && bytes[i] != b' ' && bytes[i] != b'\t' {
-                // A quote inside a word is the walker's error to report.
-                if bytes[i] == b'"' {
+                // A quote inside a word is the walker's error to report; anything but
+                // printable ASCII is for the grammar.
+                if bytes[i] == b'"' || !(b'!'..=b'~').contains(&bytes[i]) {
                     return None;
                 }
                 i += 1;
@@ -1502,6 +1506,15 @@ mod tests {
             "read /a\r",
             "read /a \u{202e}",
             "#\u{7f}",
+            // Each place a byte that is not plain may sit: a word, a string, a comment.
+            "read /a\u{7f}",
+            "read /a\u{1}b",
+            "read \"/a\u{7}b\"",
+            "read \"/é\"",
+            "read \"/a\tb\"",
+            "read /a #\u{1}",
+            "read /a #\tc",
+            "read /a\u{b}#c",
         ]
         .iter()
         .map(|s| s.to_string())
