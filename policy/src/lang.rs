@@ -183,12 +183,12 @@ impl<'i> Stmt<'i> {
 /// holds the two readings together.
 fn fast_line<'i>(text: &'i str) -> Option<Option<Stmt<'i>>> {
     let bytes = text.as_bytes();
-    if !bytes
-        .iter()
-        .all(|&b| (b' '..=b'~').contains(&b) || b == b'\t')
-    {
-        return None;
-    }
+    // Plain means printable ASCII, spaces and tabs only. Checked as the line is split, each
+    // byte once: blanks are skipped, words, strings and the comment are checked whole.
+    let plain = |run: &[u8]| {
+        run.iter()
+            .all(|&b| (b' '..=b'~').contains(&b) || b == b'\t')
+    };
     // At most a handful of tokens in the statements read here; more go to pest. A token is
     // a word, or a quoted string when its text starts with `"`.
     let mut tokens: [(usize, &'i str); 16] = [(0, ""); 16];
@@ -200,6 +200,9 @@ fn fast_line<'i>(text: &'i str) -> Option<Option<Stmt<'i>>> {
             continue;
         }
         if bytes[i] == b'#' {
+            if !plain(&bytes[i..]) {
+                return None;
+            }
             break;
         }
         let start = i;
@@ -208,7 +211,7 @@ fn fast_line<'i>(text: &'i str) -> Option<Option<Stmt<'i>>> {
             // end of the line; anything else (escapes, a missing quote, text glued to the
             // closing quote) is for the grammar to read and report.
             let close = start + 1 + text[start + 1..].find('"')?;
-            if text[start + 1..close].contains('\\') {
+            if !plain(&bytes[start + 1..close]) || text[start + 1..close].contains('\\') {
                 return None;
             }
             i = close + 1;
@@ -217,8 +220,9 @@ fn fast_line<'i>(text: &'i str) -> Option<Option<Stmt<'i>>> {
             }
         } else {
             while i < bytes.len() && bytes[i] != b' ' && bytes[i] != b'\t' {
-                // A quote inside a word is the walker's error to report.
-                if bytes[i] == b'"' {
+                // A quote inside a word is the walker's error to report; anything but
+                // printable ASCII is for the grammar.
+                if bytes[i] == b'"' || !(b'!'..=b'~').contains(&bytes[i]) {
                     return None;
                 }
                 i += 1;
@@ -246,7 +250,9 @@ fn fast_line<'i>(text: &'i str) -> Option<Option<Stmt<'i>>> {
         if values.is_empty() {
             return None;
         }
-        let mut parts: Vec<Part> = keywords.iter().map(|&k| keyword(k)).collect();
+        // Sized once: collecting the keywords and then extending would reallocate per line.
+        let mut parts = Vec::with_capacity(keywords.len() + values.len());
+        parts.extend(keywords.iter().map(|&k| keyword(k)));
         parts.extend(values.iter().map(|&t| value(value_rule, t)));
         Some(Some(Stmt { rule, start, parts }))
     };
@@ -366,11 +372,13 @@ fn fast_net_allow<'i>(tokens: &[(usize, &'i str)], start: usize) -> Option<Optio
         ),
         _ => return None,
     };
-    let mut parts = vec![
+    // Room for every token: three keywords, the values, the protocol and the port.
+    let mut parts = Vec::with_capacity(tokens.len());
+    parts.extend([
         keyword(Rule::kw_net),
         keyword(Rule::kw_allow),
         keyword(kind),
-    ];
+    ]);
     let rest = &tokens[3..];
     let n = rest.iter().take_while(|t| !ends.contains(&t.1)).count();
     if n == 0 {
@@ -851,11 +859,13 @@ impl<'s> Walker<'s> {
     /// The decoded values of the statement's `rule` positions, each located; malformed ones
     /// are reported and left out.
     fn values(&mut self, line: &Line, parts: Vec<Part>, rule: Rule) -> Vec<Located<String>> {
-        parts
-            .into_iter()
-            .filter(|part| part.rule == rule)
-            .filter_map(|part| self.value(line, part))
-            .collect()
+        // Not `collect`ed from `parts`: that would reuse (and then shrink) the parts' buffer,
+        // a reallocation per statement.
+        let mut values = Vec::with_capacity(parts.len());
+        for part in parts.into_iter().filter(|part| part.rule == rule) {
+            values.extend(self.value(line, part));
+        }
+        values
     }
 
     /// One value position (`path`, `domain`...), whose single child is a word or a string.
@@ -1496,6 +1506,15 @@ mod tests {
             "read /a\r",
             "read /a \u{202e}",
             "#\u{7f}",
+            // Each place a byte that is not plain may sit: a word, a string, a comment.
+            "read /a\u{7f}",
+            "read /a\u{1}b",
+            "read \"/a\u{7}b\"",
+            "read \"/é\"",
+            "read \"/a\tb\"",
+            "read /a #\u{1}",
+            "read /a #\tc",
+            "read /a\u{b}#c",
         ]
         .iter()
         .map(|s| s.to_string())

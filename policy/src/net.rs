@@ -27,14 +27,19 @@ pub enum Protocol {
 
 impl fmt::Display for Protocol {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Protocol::Tcp => "tcp",
-            Protocol::Udp => "udp",
-        })
+        f.write_str(self.keyword())
     }
 }
 
 impl Protocol {
+    /// The keyword the policy language and the plans use: `tcp`, `udp`.
+    pub fn keyword(self) -> &'static str {
+        match self {
+            Protocol::Tcp => "tcp",
+            Protocol::Udp => "udp",
+        }
+    }
+
     pub fn parse(s: &str) -> Option<Protocol> {
         match s {
             "tcp" => Some(Protocol::Tcp),

@@ -213,6 +213,85 @@ impl TextBuf {
 impl PolicyPath {
     /// Parse and normalise the text form of a policy path.
     pub fn parse(text: &str) -> Result<PolicyPath, PathError> {
+        match PolicyPath::parse_canonical(text) {
+            Some(path) => Ok(path),
+            None => PolicyPath::parse_normalising(text),
+        }
+    }
+
+    /// A text already in canonical form, read in one pass over its bytes and shared as it is;
+    /// `None` for anything else (`~`, `${..}`, empty or `.` components, a trailing slash, any
+    /// glob character, a NUL, errors), which [`Self::parse_normalising`] reads.
+    ///
+    /// Profiles nearly always write paths this way, and every path the compiler writes out
+    /// (artifacts, exports) is canonical, so this is what runs once per rule. Whenever it
+    /// answers, it answers exactly what the normalising reader would: the
+    /// `canonical_reader_agrees_with_the_normalising_one` test holds the two together.
+    fn parse_canonical(text: &str) -> Option<PolicyPath> {
+        let bytes = text.as_bytes();
+        let (root, rest_start) = match bytes.first()? {
+            b'/' => (None, 0),
+            b'$' => {
+                let end = bytes.iter().position(|&b| b == b'/').unwrap_or(bytes.len());
+                (Some(PathVar::from_name(&text[1..end])?), end)
+            }
+            _ => return None,
+        };
+        // `/` alone: its canonical text is not `/` followed by components.
+        if root.is_none() && bytes.len() == 1 {
+            return None;
+        }
+        let mut depth = 0u32;
+        let mut scope = Scope::Exact;
+        let mut rest_end = bytes.len();
+        // Each step is at a `/` and reads the component after it.
+        let mut at = rest_start;
+        while at < bytes.len() {
+            let start = at + 1;
+            let mut end = start;
+            // Whether the component holds a byte that may make it other than a plain name:
+            // `.` and `..`, a glob, a NUL. Most components have none, and are read in this
+            // one pass.
+            let mut unusual = false;
+            while end < bytes.len() && bytes[end] != b'/' {
+                unusual |= matches!(bytes[end], b'.' | b'*' | b'?' | b'[' | b']' | b'\0');
+                end += 1;
+            }
+            let component = &bytes[start..end];
+            if component.is_empty() {
+                return None;
+            }
+            at = end;
+            if unusual {
+                match component {
+                    b"." | b".." => return None,
+                    b"**" if end == bytes.len() => {
+                        scope = Scope::Subtree;
+                        rest_end = start - 1;
+                        continue;
+                    }
+                    // What the normalising reader refuses as a glob, and a NUL: its errors.
+                    _ if component.iter().any(|b| matches!(b, b'*' | b'?' | b'\0'))
+                        || (component.contains(&b'[') && component.contains(&b']')) =>
+                    {
+                        return None
+                    }
+                    _ => {}
+                }
+            }
+            depth += 1;
+        }
+        Some(PolicyPath::from_parts(
+            root,
+            scope,
+            (rest_start, rest_end),
+            depth,
+            text,
+        ))
+    }
+
+    /// [`Self::parse`] for any text: checks it and writes its canonical form.
+    fn parse_normalising(text: &str) -> Result<PolicyPath, PathError> {
         if text.is_empty() {
             return Err(PathError::Empty);
         }
@@ -621,6 +700,91 @@ mod tests {
 
     fn p(s: &str) -> PolicyPath {
         PolicyPath::parse(s).unwrap()
+    }
+
+    /// Texts built from the pieces paths are made of, canonical or not, valid or not.
+    fn generated_path_texts(count: usize) -> Vec<String> {
+        const PIECES: &[&str] = &[
+            "/",
+            "/",
+            "/",
+            "a",
+            "bc",
+            ".ssh",
+            ".",
+            "..",
+            "**",
+            "*",
+            "?",
+            "[",
+            "]",
+            "\0",
+            "$HOME",
+            "$WORKDIR",
+            "$XDG_CONFIG_HOME",
+            "$HOMEX",
+            "${HOME}",
+            "~",
+            "~root",
+            "$",
+            "{",
+            "}",
+            "é",
+            " ",
+            "\n",
+        ];
+        // xorshift64: a fixed sequence, so a failure reproduces.
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        (0..count)
+            .map(|_| {
+                let len = (next() % 9) as usize;
+                (0..len)
+                    .map(|_| PIECES[(next() % PIECES.len() as u64) as usize])
+                    .collect()
+            })
+            .collect()
+    }
+
+    fn parts(p: &PolicyPath) -> (Option<PathVar>, Scope, (u32, u32), u32, &str) {
+        (p.root, p.scope, p.rest, p.depth, p.as_str())
+    }
+
+    #[test]
+    fn canonical_reader_agrees_with_the_normalising_one() {
+        let mut texts = generated_path_texts(200_000);
+        texts.extend(
+            [
+                "/", "/**", "$HOME", "$HOME/**", "/a/**/b", "/a/**/**", "/a/b/", "$HOME//x",
+            ]
+            .map(String::from),
+        );
+        let mut read_canonically = 0;
+        for text in &texts {
+            let normalised = PolicyPath::parse_normalising(text);
+            if let Some(fast) = PolicyPath::parse_canonical(text) {
+                read_canonically += 1;
+                let normalised = normalised
+                    .unwrap_or_else(|e| panic!("`{text}`: read canonically, but refused: {e}"));
+                assert_eq!(parts(&fast), parts(&normalised), "`{text}`");
+            } else if let Ok(path) = normalised {
+                // Declining is only allowed for texts that are not already canonical.
+                assert!(
+                    path.as_str() != text || text == "/",
+                    "`{text}` is canonical but was not read as such"
+                );
+            }
+        }
+        // Both branches above ran many times: the generator makes canonical texts too.
+        assert!(
+            read_canonically > 1_000,
+            "{read_canonically} read canonically"
+        );
     }
 
     #[test]

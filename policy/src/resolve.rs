@@ -139,7 +139,8 @@ impl<'a> Resolver<'a> {
                 .with_help("use subtree grants (`/**`) instead of listing files one by one"),
             ));
         }
-        self.check_broad_writes(&acc);
+        let fs = merge_fs(std::mem::take(&mut acc.fs));
+        self.check_broad_writes(&acc, &fs);
         if !self.errors.is_empty() {
             return Err(PolicyError {
                 diagnostics: self.errors,
@@ -151,7 +152,7 @@ impl<'a> Resolver<'a> {
             description: meta_doc.1,
             extends: ordered_parents,
         };
-        Ok(acc.into_policy(meta))
+        Ok(acc.into_policy(meta, fs))
     }
 
     /// Depth-first: parents (in order) before the document itself.
@@ -385,15 +386,17 @@ impl<'a> Resolver<'a> {
             (&fs.deny_write, Effect::Deny, Access::WRITE),
             (&fs.deny_exec, Effect::Deny, Access::EXEC),
         ];
+        acc.fs
+            .reserve(fs_lists.iter().map(|(list, _, _)| list.len()).sum());
         for (list, effect, access) in fs_lists {
             for v in list {
-                if let Some(p) = self.path(v, src) {
-                    let e = acc
-                        .fs
-                        .entry((p.shared_text(), effect))
-                        .or_insert_with(|| (p, access, Vec::new()));
-                    e.1 = e.1.union(access);
-                    e.2.push(origin(src, v.loc));
+                if let Some(path) = self.path(v, src) {
+                    acc.fs.push(FsWritten {
+                        path,
+                        effect,
+                        access,
+                        origin: origin(src, v.loc),
+                    });
                 }
             }
         }
@@ -440,7 +443,7 @@ impl<'a> Resolver<'a> {
             let e = acc
                 .domains
                 .entry(pattern)
-                .or_insert_with(|| (PortSet::default(), Vec::new()));
+                .or_insert_with(|| (PortSet::default(), Vec::with_capacity(1)));
             e.0 = e.0.union(&ports);
             e.1.push(origin(src, d.loc));
         }
@@ -515,11 +518,17 @@ impl<'a> Resolver<'a> {
         }
     }
 
-    fn check_broad_writes(&mut self, acc: &Accumulator) {
+    fn check_broad_writes(&mut self, acc: &Accumulator, fs: &[MergedFs]) {
         if acc.overrides.allow_broad_write {
             return;
         }
-        for ((_, effect), (path, access, origins)) in &acc.fs {
+        for MergedFs {
+            path,
+            effect,
+            access,
+            origins,
+        } in fs
+        {
             if *effect == Effect::Allow && access.contains(Access::WRITE) && path.is_broad() {
                 let o = &origins[0];
                 let loc = (o.line > 0).then_some(Loc {
@@ -560,9 +569,9 @@ fn origin(source: &Arc<str>, loc: Option<Loc>) -> Origin {
 /// canonical whatever order the rules were written in.
 #[derive(Default)]
 struct Accumulator {
-    /// Keyed by the path's text (shared with the path, not copied), so filesystem rules are in
-    /// text order.
-    fs: BTreeMap<FsKey, (PolicyPath, Access, Vec<Origin>)>,
+    /// Filesystem rules as written, in merge order; [`merge_fs`] puts them in canonical order
+    /// and merges duplicates once every layer is in.
+    fs: Vec<FsWritten>,
     exec_deny: BTreeMap<PolicyPath, Vec<Origin>>,
     exec_only: Option<BTreeMap<PolicyPath, Vec<Origin>>>,
     net_mode: NetMode,
@@ -580,8 +589,48 @@ struct Accumulator {
 
 type IpNetKey = crate::net::IpNet;
 
-/// A filesystem rule's path text (shared with its path) and effect.
-type FsKey = (Arc<str>, Effect);
+/// One filesystem rule as a profile wrote it.
+struct FsWritten {
+    path: PolicyPath,
+    effect: Effect,
+    access: Access,
+    origin: Origin,
+}
+
+/// One filesystem rule of the policy: every written rule with its path and effect, merged.
+#[derive(Debug, PartialEq)]
+struct MergedFs {
+    path: PolicyPath,
+    effect: Effect,
+    /// The union of what each written rule gives or takes.
+    access: Access,
+    /// Where each was written, in merge order.
+    origins: Vec<Origin>,
+}
+
+/// The filesystem rules in canonical order (path text, then allow before deny), duplicates
+/// merged. One sort of the whole list: with thousands of rules that costs far less than a
+/// map lookup per rule as it is written, each comparing path texts scattered over the heap.
+/// The sort is stable, so a merged rule's origins stay in the order they were written.
+fn merge_fs(mut written: Vec<FsWritten>) -> Vec<MergedFs> {
+    written.sort_by(|a, b| (a.path.as_str(), a.effect).cmp(&(b.path.as_str(), b.effect)));
+    let mut merged: Vec<MergedFs> = Vec::with_capacity(written.len());
+    for w in written {
+        match merged.last_mut() {
+            Some(last) if last.effect == w.effect && last.path == w.path => {
+                last.access = last.access.union(w.access);
+                last.origins.push(w.origin);
+            }
+            _ => merged.push(MergedFs {
+                path: w.path,
+                effect: w.effect,
+                access: w.access,
+                origins: vec![w.origin],
+            }),
+        }
+    }
+    merged
+}
 
 #[derive(Default)]
 struct EnvAcc {
@@ -591,23 +640,23 @@ struct EnvAcc {
 }
 
 impl Accumulator {
-    fn into_policy(self, meta: Meta) -> Policy {
-        let mut next = 0u32;
-        let mut provenance = Provenance::default();
+    fn into_policy(self, meta: Meta, fs: Vec<MergedFs>) -> Policy {
+        // Ids are handed out in increasing order, so the provenance map is built in one go
+        // from the finished list (a bulk build) rather than by an insert per rule.
+        let mut origins_by_id: Vec<(RuleId, Vec<Origin>)> = Vec::with_capacity(fs.len());
         let mut id = |origins: Vec<Origin>| {
-            next += 1;
-            let rid = RuleId(next);
-            provenance.rules.insert(rid, origins);
+            let count = u32::try_from(origins_by_id.len()).expect("rules are limited to MAX_RULES");
+            let rid = RuleId(count + 1);
+            origins_by_id.push((rid, origins));
             rid
         };
-        let fs = self
-            .fs
+        let fs = fs
             .into_iter()
-            .map(|((_, effect), (path, access, origins))| FsRule {
-                id: id(origins),
-                path,
-                effect,
-                access,
+            .map(|rule| FsRule {
+                id: id(rule.origins),
+                path: rule.path,
+                effect: rule.effect,
+                access: rule.access,
             })
             .collect();
         let deny = self
@@ -653,6 +702,9 @@ impl Accumulator {
             .into_iter()
             .map(|(path, o)| UnixSocketRule { id: id(o), path })
             .collect();
+        let provenance = Provenance {
+            rules: origins_by_id.into_iter().collect(),
+        };
         let mut rollback = self.rollback;
         rollback.exclude.sort();
         rollback.exclude.dedup();
@@ -679,6 +731,92 @@ impl Accumulator {
             rollback,
             overrides: self.overrides,
             provenance,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What [`merge_fs`] replaced, kept as the reference: a map keyed by path text and effect,
+    /// filled rule by rule.
+    fn merge_fs_by_map(written: Vec<FsWritten>) -> Vec<MergedFs> {
+        let mut map: BTreeMap<(Arc<str>, Effect), MergedFs> = BTreeMap::new();
+        for w in written {
+            let e = map
+                .entry((w.path.shared_text(), w.effect))
+                .or_insert_with(|| MergedFs {
+                    path: w.path,
+                    effect: w.effect,
+                    access: w.access,
+                    origins: Vec::new(),
+                });
+            e.access = e.access.union(w.access);
+            e.origins.push(w.origin);
+        }
+        map.into_values().collect()
+    }
+
+    /// Rules drawn from a small set of paths (so many repeat, with either effect and any
+    /// access), from a few sources, in a fixed pseudo-random order.
+    fn generated_rules(count: usize, seed: u64) -> Vec<FsWritten> {
+        const PATHS: &[&str] = &[
+            "/",
+            "/**",
+            "/a",
+            "/a/**",
+            "/a/b",
+            "/a-b",
+            "/a/b/**",
+            "/ab",
+            "$HOME",
+            "$HOME/**",
+            "$HOME/.ssh/**",
+            "$HOME/.ssh",
+            "$WORKDIR/x",
+            "$TMPDIR/**",
+            "/tmp/**",
+            "/tmp",
+        ];
+        const SOURCES: &[&str] = &["a.nono", "builtin:groups/g", "b.json"];
+        let mut state = seed;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let sources: Vec<Arc<str>> = SOURCES.iter().map(|s| Arc::from(*s)).collect();
+        (0..count)
+            .map(|i| FsWritten {
+                path: PolicyPath::parse(PATHS[(next() % PATHS.len() as u64) as usize]).unwrap(),
+                effect: if next() % 3 == 0 {
+                    Effect::Deny
+                } else {
+                    Effect::Allow
+                },
+                access: Access::from_bits((next() % 7 + 1) as u8).unwrap(),
+                origin: Origin {
+                    source: sources[(next() % sources.len() as u64) as usize].clone(),
+                    line: i as u32 + 1,
+                    column: (next() % 5) as u32 + 1,
+                },
+            })
+            .collect()
+    }
+
+    #[test]
+    fn merging_by_sort_agrees_with_merging_by_map() {
+        for (count, seed) in [(0, 1), (1, 2), (2, 3), (10, 4), (100, 5), (5_000, 6)] {
+            let sorted = merge_fs(generated_rules(count, seed));
+            let mapped = merge_fs_by_map(generated_rules(count, seed));
+            assert_eq!(sorted, mapped, "{count} rules, seed {seed}");
+            if count >= 100 {
+                // Duplicates were there to merge.
+                assert!(sorted.len() < count);
+                assert!(sorted.iter().any(|r| r.origins.len() > 1));
+            }
         }
     }
 }

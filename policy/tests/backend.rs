@@ -936,6 +936,40 @@ fn ebpf_rule_table_and_other_maps() {
     assert_eq!(serde_json::from_str::<ebpf::EbpfPlan>(&json).unwrap(), e);
 }
 
+/// The rule table pairs each rule with its first origin however the provenance is shaped:
+/// rules without one, origins of ids that are not rules, several origins for one rule.
+#[test]
+fn ebpf_rule_table_origins_match_a_lookup_per_rule() {
+    use nono_policy::ir::{Origin, RuleId};
+    let mut p = default_like();
+    let origin = |line| Origin {
+        source: "extra.nono".into(),
+        line,
+        column: 1,
+    };
+    p.provenance.rules.remove(&RuleId(1));
+    p.provenance.rules.remove(&RuleId(30));
+    p.provenance.rules.remove(&RuleId(63));
+    p.provenance.rules.insert(RuleId(0), vec![origin(1)]);
+    p.provenance.rules.insert(RuleId(500), vec![origin(2)]);
+    p.provenance
+        .rules
+        .insert(RuleId(2), vec![origin(3), origin(4)]);
+    p.provenance.rules.insert(RuleId(31), Vec::new());
+    let e = ebpf::plan(&p, &Target::landlock_only(7));
+    assert_eq!(e.rule_table.len(), 63);
+    for entry in &e.rule_table {
+        assert_eq!(
+            entry.origin.as_ref(),
+            p.provenance.origin(entry.id),
+            "{}",
+            entry.id
+        );
+    }
+    assert!(e.rule_table[0].origin.is_none());
+    assert_eq!(e.rule_table[1].origin, Some(origin(3)));
+}
+
 // -------------------------------------------------------------------------------------------
 // Seatbelt
 

@@ -369,15 +369,27 @@ pub(crate) fn plan_with_texts(
             signals: policy.ipc.scope_signals,
             abstract_unix: policy.ipc.scope_abstract_unix,
         },
-        rule_table: texts
-            .into_iter()
-            .map(|(id, text)| RuleTableEntry {
-                id,
-                text,
-                origin: policy.provenance.origin(id).cloned(),
-            })
-            .collect(),
+        rule_table: rule_table(policy, texts),
     }
+}
+
+/// Each rule's text with its first origin. `texts` is in id order, as
+/// [`Policy::rule_summaries`] gives it, and so is the provenance map: the two are walked side
+/// by side rather than the map searched once per rule.
+fn rule_table(policy: &Policy, texts: Vec<(RuleId, String)>) -> Vec<RuleTableEntry> {
+    let mut provenance = policy.provenance.rules.iter().peekable();
+    texts
+        .into_iter()
+        .map(|(id, text)| {
+            while provenance.next_if(|(pid, _)| **pid < id).is_some() {}
+            let origin = provenance
+                .peek()
+                .filter(|(pid, _)| **pid == id)
+                .and_then(|(_, origins)| origins.first())
+                .cloned();
+            RuleTableEntry { id, text, origin }
+        })
+        .collect()
 }
 
 fn fs_denies(policy: &Policy) -> Vec<FsDenyEntry> {

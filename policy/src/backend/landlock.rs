@@ -181,11 +181,15 @@ impl FsRights {
     }
 
     pub fn names(self) -> Vec<&'static str> {
-        FsRights::NAMES
-            .iter()
-            .filter(|(r, _)| self.contains(*r))
-            .map(|(_, n)| *n)
-            .collect()
+        // Sized once: one bit per named right (a filtered iterator would start small and grow).
+        let mut names = Vec::with_capacity(self.0.count_ones() as usize);
+        names.extend(
+            FsRights::NAMES
+                .iter()
+                .filter(|(r, _)| self.contains(*r))
+                .map(|(_, n)| *n),
+        );
+        names
     }
 }
 
@@ -574,17 +578,33 @@ struct Deny<'p> {
 
 impl<'p> Planner<'p> {
     fn text(&self, id: RuleId) -> String {
-        match self.texts.binary_search_by_key(&id, |(id, _)| *id) {
-            Ok(i) => self.texts[i].1.clone(),
-            Err(_) => id.to_string(),
-        }
+        let mut out = String::new();
+        self.push_text(&mut out, id);
+        out
     }
 
+    /// The rules' texts, `, `-separated, written into one string (a note or gap names a few
+    /// rules, and there are notes for every carved-out deny).
     fn texts_of(&self, ids: &[RuleId]) -> String {
-        ids.iter()
-            .map(|id| self.text(*id))
-            .collect::<Vec<_>>()
-            .join(", ")
+        let mut out = String::new();
+        for (n, id) in ids.iter().enumerate() {
+            if n > 0 {
+                out.push_str(", ");
+            }
+            self.push_text(&mut out, *id);
+        }
+        out
+    }
+
+    /// A rule's one-line text, or its id for a rule without one.
+    fn push_text(&self, out: &mut String, id: RuleId) {
+        use std::fmt::Write as _;
+        match self.texts.binary_search_by_key(&id, |(id, _)| *id) {
+            Ok(i) => out.push_str(&self.texts[i].1),
+            Err(_) => {
+                let _ = write!(out, "{id}");
+            }
+        }
     }
 
     /// Record a gap the kernel layer closes when the part that closes it is active.

@@ -81,7 +81,13 @@ impl Writer<'_> {
     }
 
     fn comment(&mut self, text: &str) {
-        let _ = writeln!(self.out, ";; {}", comment_safe(text));
+        self.out.push_str(";; ");
+        if has_control(text) {
+            self.out.push_str(&comment_safe(text));
+        } else {
+            self.out.push_str(text);
+        }
+        self.out.push('\n');
     }
 
     fn section(&mut self, title: &str) {
@@ -257,12 +263,12 @@ impl Writer<'_> {
             for r in &net.listen {
                 self.rule_comment(r.id);
                 for port in self.ports(&r.ports) {
-                    let _ = writeln!(
-                        self.out,
-                        "(allow network-bind network-inbound (local {} {}))",
-                        r.protocol,
-                        sbpl_str(&format!("*:{port}"))
-                    );
+                    self.out
+                        .push_str("(allow network-bind network-inbound (local ");
+                    self.out.push_str(r.protocol.keyword());
+                    self.out.push_str(" \"*:");
+                    push_port(&mut self.out, port);
+                    self.out.push_str("\"))\n");
                 }
             }
         }
@@ -279,33 +285,46 @@ impl Writer<'_> {
         }
     }
 
+    /// One `(allow network-outbound (remote tcp "HOST:PORT"))` line per port, written piece
+    /// by piece: a profile can hold thousands (a line per port of every network rule).
     fn remote(&mut self, protocol: Protocol, host: &str, ports: &PortSet) {
         for port in self.ports(ports) {
-            let _ = writeln!(
-                self.out,
-                "(allow network-outbound (remote {protocol} {}))",
-                sbpl_str(&format!("{host}:{port}"))
-            );
+            self.out.push_str("(allow network-outbound (remote ");
+            self.out.push_str(protocol.keyword());
+            self.out.push_str(" \"");
+            push_escaped(&mut self.out, host);
+            self.out.push(':');
+            push_port(&mut self.out, port);
+            self.out.push_str("\"))\n");
         }
     }
 
-    /// The ports to write out; `*` for "every port" and for ranges too wide to list.
-    fn ports(&mut self, ports: &PortSet) -> Vec<String> {
+    /// The ports to write out; `None` (written `*`) for "every port" and for ranges too wide
+    /// to list.
+    fn ports(&mut self, ports: &PortSet) -> Vec<Option<u16>> {
         if ports.is_empty() {
-            return vec!["*".into()];
+            return vec![None];
         }
         if ports.count() > MAX_LISTED_PORTS {
             self.comment(&format!(
                 "WARNING: {} ports are more than {MAX_LISTED_PORTS}: widened to every port",
                 ports.count()
             ));
-            return vec!["*".into()];
+            return vec![None];
         }
         ports
             .ranges()
             .iter()
-            .flat_map(|r| (r.first..=r.last).map(|p| p.to_string()))
+            .flat_map(|r| (r.first..=r.last).map(Some))
             .collect()
+    }
+}
+
+/// A port of [`Writer::ports`]: its number, or `*` for every port.
+fn push_port(out: &mut String, port: Option<u16>) {
+    match port {
+        Some(port) => push_u32(out, port.into()),
+        None => out.push('*'),
     }
 }
 
@@ -413,7 +432,12 @@ fn push_sbpl_str(out: &mut String, s: &str) {
 
 /// The inside of an SBPL string literal.
 fn push_escaped(out: &mut String, s: &str) {
-    if !s.chars().any(|c| matches!(c, '"' | '\\') || c.is_control()) {
+    // Printable ASCII but for the quote and the backslash, the usual case, is answered from
+    // the bytes alone.
+    let plain = |b: &u8| (b' '..=b'~').contains(b) && !matches!(b, b'"' | b'\\');
+    if s.as_bytes().iter().all(plain)
+        || !s.chars().any(|c| matches!(c, '"' | '\\') || c.is_control())
+    {
         out.push_str(s);
         return;
     }
