@@ -663,7 +663,12 @@ fn interrupted_restore_completes_when_run_again() {
     }
     assert!(interrupted, "could not interrupt a restore part-way");
     let again = restore(&w, &id, &[]);
-    assert!(!again.stdout.contains("0 path(s)"), "{}", again.stdout);
+    // `ID: N path(s) restored`; a bare "0 path(s)" would also match "10 path(s)".
+    assert!(
+        again.stdout.contains(" path(s) restored") && !again.stdout.contains(": 0 path(s)"),
+        "{}",
+        again.stdout
+    );
     assert_same_tree(&expected, &w.work);
 }
 
