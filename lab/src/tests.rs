@@ -1947,7 +1947,8 @@ fn bench_lsm_overhead(ctx: &Ctx) -> Result<(), String> {
     let [idle_noop, idle_open, idle_perm] = fastest(outside)?;
     // With a live sandbox, processes outside pay the cgroup lookup.
     let go = ctx.scratch.join("go");
-    let live = spawn_sandboxed(ctx, &flag("--deny", &denied), &[&["wait", &s(&go)]])?;
+    // It waits for as long as all the rounds may take under TCG.
+    let live = spawn_sandboxed(ctx, &flag("--deny", &denied), &[&["wait", &s(&go), "600"]])?;
     let deadline = Instant::now() + Duration::from_secs(60);
     while sandbox_cgroups().is_empty() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(50));
