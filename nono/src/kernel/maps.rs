@@ -79,13 +79,13 @@ impl Maps {
     /// Turn the directory verdict cache on or off (the overhead benchmark compares both). On
     /// only where the loader found `rename_lock`.
     pub fn set_cache(&self, on: bool) -> Result<bool> {
-        let mut config: Array<MapData, nono_common::KernelOffsets> =
+        let mut config: Array<MapData, nono_common::LayerConfig> =
             Array::try_from(Map::Array(pinned(&self.dir, names::CONFIG)?))?;
-        let mut offsets = config.get(&0, 0).context("reading the config map")?;
-        let on = on && offsets.rename_seq != 0;
-        offsets.cache_enabled = u32::from(on);
+        let mut layer_config = config.get(&0, 0).context("reading the config map")?;
+        let on = on && layer_config.rename_seq != 0;
+        layer_config.cache_enabled = u32::from(on);
         config
-            .set(0, offsets, 0)
+            .set(0, layer_config, 0)
             .context("writing the config map")?;
         Ok(on)
     }
