@@ -18,6 +18,7 @@ pub mod names {
     /// The programs' read-only global holding the [`super::KernelOffsets`], set before load.
     pub const OFFSETS: &str = "NONO_OFFSETS";
     pub const ACTIVE: &str = "NONO_ACTIVE";
+    pub const CGROUP_FILTER: &str = "NONO_CGROUP_FILTER";
     /// The event ring buffers, one per event slot (see [`super::EVENT_SLOTS`]), indexed by
     /// slot.
     pub const EVENT_RINGS: [&str; super::EVENT_SLOTS as usize] = [
@@ -141,6 +142,25 @@ pub mod access {
     /// appeared under a watched name on this device (the deny map was full), so every access of
     /// this sandbox on this device is denied ([`super::NO_VERDICT_RULE`]): fail closed.
     pub const POISONED: u32 = 1 << 31;
+}
+
+/// Words of the registered-cgroup filter, a bitmap of [`CGROUP_FILTER_WORDS`] x 64 bits (entry
+/// `i` of the `NONO_CGROUP_FILTER` array map is word `i`). The bit of every cgroup id in the
+/// sandbox map is set (the loader sets it before it registers the cgroup and recomputes the
+/// words from the map after every change); so a clear bit proves the id is not registered, and
+/// the programs answer "outside every sandbox" with one array load instead of a hash lookup.
+/// A bit set for nothing (two ids sharing it, a recount still to come) only costs the lookup.
+pub const CGROUP_FILTER_WORDS: u32 = 64;
+
+/// The filter word and bit of a cgroup id: its low 12 bits. Cgroup ids are kernfs inode
+/// numbers, handed out in sequence, so the few registered ids rarely share a bit with the
+/// cgroup of a task outside.
+#[inline(always)]
+pub const fn cgroup_filter_bit(cgroup_id: u64) -> (u32, u64) {
+    (
+        (cgroup_id >> 6) as u32 & (CGROUP_FILTER_WORDS - 1),
+        1 << (cgroup_id & 63),
+    )
 }
 
 /// Value of the sandbox map, keyed by cgroup v2 id (`u64`, the cgroup directory's inode).
@@ -602,5 +622,7 @@ const _: () = {
     assert!(core::mem::size_of::<DnsOriginal>() == 20);
     // `event_slot` masks with `EVENT_SLOTS - 1`.
     assert!(EVENT_SLOTS.is_power_of_two());
+    // `cgroup_filter_bit` masks with `CGROUP_FILTER_WORDS - 1`.
+    assert!(CGROUP_FILTER_WORDS.is_power_of_two());
     assert!(EVENT_RING_BYTES.is_power_of_two() && EVENT_RING_BYTES >= 4096);
 };

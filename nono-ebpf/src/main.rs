@@ -1,8 +1,10 @@
 //! nono's kernel-side programs: BPF LSM file, exec and process-isolation hooks, and cgroup
 //! socket-address hooks.
 //!
-//! Every program starts with the same fast path: look the current task's cgroup up in the
-//! sandbox map; a task outside every sandbox gets "allow" after that single lookup. The
+//! Every program starts with the same fast path, [`current_sandbox`]: a task outside every
+//! sandbox gets "allow" after an array load (no sandbox live), or after its cgroup id and one
+//! more array load (the registered-cgroup filter); only a task whose cgroup's filter bit is set
+//! pays the sandbox map lookup. The
 //! userspace half (`nono::kernel`) sets the kernel offsets before loading the programs,
 //! registers each sandbox's cgroup, fills the rule maps, and drains its sandbox's event ring
 //! buffer (see `events`). Types shared with it live in `nono-common`.
@@ -32,8 +34,8 @@ use aya_ebpf::{
     maps::{Array, HashMap, LpmTrie, LruHashMap},
 };
 use nono_common::{
-    DnsOriginal, DnsRedirect, FsDeny, InodeKey, KernelOffsets, LayerConfig, NetAllow, NetKeyV4,
-    NetKeyV6, SandboxInfo,
+    cgroup_filter_bit, DnsOriginal, DnsRedirect, FsDeny, InodeKey, KernelOffsets, LayerConfig,
+    NetAllow, NetKeyV4, NetKeyV6, SandboxInfo, CGROUP_FILTER_WORDS,
 };
 
 /// cgroup v2 id -> sandbox. The sandbox's own cgroup and every cgroup below it.
@@ -94,7 +96,18 @@ pub(crate) fn offset_at(field: *const u32) -> u32 {
 #[map]
 static NONO_ACTIVE: Array<u32> = Array::pinned(1, 0);
 
+/// A bitmap with the bit of every cgroup id in `NONO_SANDBOXES` set (see
+/// [`nono_common::CGROUP_FILTER_WORDS`] for how the loader keeps it so).
+#[map]
+static NONO_CGROUP_FILTER: Array<u64> = Array::pinned(CGROUP_FILTER_WORDS, 0);
+
 /// The sandbox the current task belongs to, if any: the fast path of every program.
+///
+/// Sound with any cgroup layout: a clear filter bit proves the cgroup is not in the sandbox
+/// map, the same answer the map lookup would give (an unregistered cgroup below a sandbox is
+/// outside for the LSM hooks either way; the agent can't create one, see `nono::kernel::sandbox`).
+/// Sandbox cgroups live below whichever cgroup each nono runs in, so no single ancestor
+/// (`bpf_get_current_ancestor_cgroup_id`) could tell them apart from the rest.
 #[inline(always)]
 fn current_sandbox() -> Option<SandboxInfo> {
     // An array lookup is inlined by the verifier: a plain load.
@@ -104,6 +117,12 @@ fn current_sandbox() -> Option<SandboxInfo> {
         }
     }
     let cgroup_id = unsafe { bpf_get_current_cgroup_id() };
+    let (word, bit) = cgroup_filter_bit(cgroup_id);
+    if let Some(registered) = NONO_CGROUP_FILTER.get(word) {
+        if *registered & bit == 0 {
+            return None;
+        }
+    }
     // SAFETY: the value is copied out before any other map operation can change it.
     unsafe { NONO_SANDBOXES.get(&cgroup_id) }.copied()
 }
