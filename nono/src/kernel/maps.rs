@@ -76,7 +76,7 @@ impl Maps {
     /// Recount the registered cgroups and publish the count and the cgroup filter. Callers hold
     /// the load lock.
     pub(crate) fn publish_active(&mut self) -> Result<()> {
-        let registered: Vec<u64> = self.sandboxes.keys().filter_map(|k| k.ok()).collect();
+        let registered = self.registered_cgroups()?;
         self.publish_cgroup_filter(registered.iter().copied())?;
         self.set_active(registered.len() as u32)
     }
@@ -84,8 +84,17 @@ impl Maps {
     /// Set the filter bit of `cgroup_id` before it is registered, keeping every registered
     /// cgroup's bit. Callers hold the load lock.
     pub(crate) fn admit_to_cgroup_filter(&mut self, cgroup_id: u64) -> Result<()> {
-        let registered: Vec<u64> = self.sandboxes.keys().filter_map(|k| k.ok()).collect();
+        let registered = self.registered_cgroups()?;
         self.publish_cgroup_filter(registered.into_iter().chain([cgroup_id]))
+    }
+
+    /// Every cgroup id in the sandbox map. A key that can't be read fails the whole call: a
+    /// filter written without it could turn its cgroup's tasks away as outside.
+    fn registered_cgroups(&self) -> Result<Vec<u64>> {
+        self.sandboxes
+            .keys()
+            .collect::<Result<Vec<u64>, _>>()
+            .context("reading the registered cgroups")
     }
 
     /// Rewrite the filter to hold exactly the bits of `cgroup_ids`. Word by word, so a program
