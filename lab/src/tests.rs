@@ -1897,12 +1897,17 @@ fn per_run(
     Ok((a_ns.saturating_sub(b_ns) as f64 / runs as f64, runs))
 }
 
+/// How many times the overhead benchmark measures each case. TCG timing on a shared host is
+/// noisy upwards only (a vCPU thread descheduled inside a program inflates that run), so the
+/// fastest round of each case is the one reported.
+const BENCH_ROUNDS: usize = 5;
+
 /// Per-run cost of nono's `file_open` and `inode_permission` programs for a task outside every
 /// sandbox and inside one (a deny on the same filesystem, so the walk runs; inside measured with
 /// the directory verdict cache off and on), next to a no-op LSM program measured on the same
-/// opens. Absolute VM times mean nothing; ratios do. Targets
-/// from the issue: outside <= 1.5x the no-op, inside <= 5x; reported, not asserted, because TCG
-/// timing is noisy.
+/// opens. Absolute VM times mean nothing; ratios do. Each case is measured [`BENCH_ROUNDS`]
+/// times and its fastest round reported. Targets from the issue: outside <= 1.5x the no-op,
+/// inside <= 5x; reported, not asserted, because TCG timing is noisy.
 fn bench_lsm_overhead(ctx: &Ctx) -> Result<(), String> {
     fs::write("/proc/sys/kernel/bpf_stats_enabled", "1")
         .map_err(|e| format!("enabling bpf stats: {e}"))?;
@@ -1913,7 +1918,7 @@ fn bench_lsm_overhead(ctx: &Ctx) -> Result<(), String> {
     let me = std::env::current_exe().map_err(|e| e.to_string())?;
     let n = "3000";
     // Outside any sandbox: per-run cost of the no-op and of nono's programs on the same opens.
-    let outside = || -> Result<(f64, f64, f64), String> {
+    let outside = || -> Result<[f64; 3], String> {
         let before = prog_stats(ctx)?;
         let out = Command::new(&ctx.nono)
             .args(["kernel-bench-noop", "--"])
@@ -1936,23 +1941,24 @@ fn bench_lsm_overhead(ctx: &Ctx) -> Result<(), String> {
             ))?;
         let (open, _) = per_run(&before, &after, "file_open")?;
         let (perm, _) = per_run(&before, &after, "inode_permissio")?;
-        Ok((noop, open, perm))
+        Ok([noop, open, perm])
     };
     // With no sandbox anywhere, the programs leave on the active count alone.
-    let (idle_noop, idle_open, idle_perm) = outside()?;
+    let [idle_noop, idle_open, idle_perm] = fastest(outside)?;
     // With a live sandbox, processes outside pay the cgroup lookup.
     let go = ctx.scratch.join("go");
-    let live = spawn_sandboxed(ctx, &flag("--deny", &denied), &[&["wait", &s(&go)]])?;
+    // It waits for as long as all the rounds may take under TCG.
+    let live = spawn_sandboxed(ctx, &flag("--deny", &denied), &[&["wait", &s(&go), "600"]])?;
     let deadline = Instant::now() + Duration::from_secs(60);
     while sandbox_cgroups().is_empty() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(50));
     }
-    let measured = outside();
+    let measured = fastest(outside);
     write(&go, "")?;
     finish(live)?.expect(&[OK])?;
-    let (noop, outside_open, outside_perm) = measured?;
+    let [noop, outside_open, outside_perm] = measured?;
     // Inside, with the directory verdict cache off, then on (nono-ebpf/src/cache.rs).
-    let inside = |cache: bool| -> Result<(f64, f64), String> {
+    let inside = |cache: bool| -> Result<[f64; 2], String> {
         set_cache(ctx, cache)?;
         let before = prog_stats(ctx)?;
         let run = sandboxed(
@@ -1964,12 +1970,12 @@ fn bench_lsm_overhead(ctx: &Ctx) -> Result<(), String> {
         let after = prog_stats(ctx)?;
         let (open, _) = per_run(&before, &after, "file_open")?;
         let (perm, _) = per_run(&before, &after, "inode_permissio")?;
-        Ok((open, perm))
+        Ok([open, perm])
     };
-    let uncached = inside(false);
-    let cached = inside(true);
-    let (uncached_open, _) = uncached?;
-    let (inside_open, inside_perm) = cached?;
+    let uncached = fastest(|| inside(false));
+    let cached = fastest(|| inside(true));
+    let [uncached_open, _] = uncached?;
+    let [inside_open, inside_perm] = cached?;
     crate::harness::info(format!(
         "bench {}: no sandbox live: no-op {idle_noop:.0} ns/run, file_open {idle_open:.0} ({:.2}x), inode_permission {idle_perm:.0} ({:.2}x)",
         ctx.kernel,
@@ -1986,6 +1992,19 @@ fn bench_lsm_overhead(ctx: &Ctx) -> Result<(), String> {
         inside_perm / noop,
     ));
     Ok(())
+}
+
+/// Each figure's minimum over [`BENCH_ROUNDS`] runs of `measure`.
+fn fastest<const N: usize>(
+    mut measure: impl FnMut() -> Result<[f64; N], String>,
+) -> Result<[f64; N], String> {
+    let mut best = [f64::INFINITY; N];
+    for _ in 0..BENCH_ROUNDS {
+        for (best, got) in best.iter_mut().zip(measure()?) {
+            *best = best.min(got);
+        }
+    }
+    Ok(best)
 }
 
 /// The names a test upstream was asked.

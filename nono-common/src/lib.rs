@@ -15,7 +15,10 @@ pub mod names {
     pub const NET_RULES_V4: &str = "NONO_NET_V4";
     pub const NET_RULES_V6: &str = "NONO_NET_V6";
     pub const CONFIG: &str = "NONO_CONFIG";
+    /// The programs' read-only global holding the [`super::KernelOffsets`], set before load.
+    pub const OFFSETS: &str = "NONO_OFFSETS";
     pub const ACTIVE: &str = "NONO_ACTIVE";
+    pub const CGROUP_FILTER: &str = "NONO_CGROUP_FILTER";
     /// The event ring buffers, one per event slot (see [`super::EVENT_SLOTS`]), indexed by
     /// slot.
     pub const EVENT_RINGS: [&str; super::EVENT_SLOTS as usize] = [
@@ -139,6 +142,25 @@ pub mod access {
     /// appeared under a watched name on this device (the deny map was full), so every access of
     /// this sandbox on this device is denied ([`super::NO_VERDICT_RULE`]): fail closed.
     pub const POISONED: u32 = 1 << 31;
+}
+
+/// Words of the registered-cgroup filter, a bitmap of [`CGROUP_FILTER_WORDS`] x 64 bits (entry
+/// `i` of the `NONO_CGROUP_FILTER` array map is word `i`). The bit of every cgroup id in the
+/// sandbox map is set (the loader sets it before it registers the cgroup and recomputes the
+/// words from the map after every change); so a clear bit proves the id is not registered, and
+/// the programs answer "outside every sandbox" with one array load instead of a hash lookup.
+/// A bit set for nothing (two ids sharing it, a recount still to come) only costs the lookup.
+pub const CGROUP_FILTER_WORDS: u32 = 64;
+
+/// The filter word and bit of a cgroup id: its low 12 bits. Cgroup ids are kernfs inode
+/// numbers, handed out in sequence, so the few registered ids rarely share a bit with the
+/// cgroup of a task outside.
+#[inline(always)]
+pub const fn cgroup_filter_bit(cgroup_id: u64) -> (u32, u64) {
+    (
+        (cgroup_id >> 6) as u32 & (CGROUP_FILTER_WORDS - 1),
+        1 << (cgroup_id & 63),
+    )
 }
 
 /// Value of the sandbox map, keyed by cgroup v2 id (`u64`, the cgroup directory's inode).
@@ -294,7 +316,11 @@ pub const NET_CONNECT: u32 = 1;
 pub const NET_BIND: u32 = 2;
 
 /// Kernel struct field offsets, read from the running kernel's BTF by the loader (aya has no
-/// CO-RE) and handed to the programs in the single entry of the config array.
+/// CO-RE) and set as the programs' read-only global `NONO_OFFSETS` before they are loaded
+/// (`EbpfLoader::set_global`). The verifier reads a frozen read-only map as constants, so
+/// `ptr + offset` on a BTF-typed pointer has a known offset and the field is loaded directly
+/// (a `BPF_PROBE_MEM` load the verifier checks against the running kernel's BTF), with no helper
+/// call. The programs are loaded once per boot, so constants fixed at load are always right.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct KernelOffsets {
@@ -314,17 +340,11 @@ pub struct KernelOffsets {
     pub inode_ino: u32,
     /// `super_block.s_dev`.
     pub sb_dev: u32,
-    /// Non-zero once the loader has filled this in; until then every hook allows (the maps are
-    /// empty then anyway) rather than read kernel memory at offset 0.
-    pub ready: u32,
     /// `inode.i_sb`.
     pub inode_sb: u32,
-    /// Kernel `dev_t` of the cgroup2 filesystem (per boot, not per kernel build): sandboxed
-    /// tasks may not write anything there.
-    pub cgroup2_dev: u32,
     /// `linux_binprm.file`.
     pub binprm_file: u32,
-    /// `task_struct.cgroups` (a `css_set *`), masked with [`TASK_OFFSET_MASK`].
+    /// `task_struct.cgroups` (a `css_set *`), at most [`TASK_OFFSET_MASK`].
     pub task_cgroups: u32,
     /// `css_set.dfl_cgrp` (the task's cgroup v2).
     pub css_set_dfl_cgrp: u32,
@@ -346,10 +366,45 @@ pub struct KernelOffsets {
     /// `inode.i_generation`: tells a reused inode number from the directory a cache entry was
     /// made for.
     pub inode_generation: u32,
+}
+
+impl KernelOffsets {
+    /// What the eBPF object carries until the loader sets the real offsets.
+    pub const UNSET: KernelOffsets = KernelOffsets {
+        file_dentry: 0,
+        file_mode: 0,
+        path_dentry: 0,
+        dentry_parent: 0,
+        dentry_inode: 0,
+        dentry_sb: 0,
+        inode_ino: 0,
+        sb_dev: 0,
+        inode_sb: 0,
+        binprm_file: 0,
+        task_cgroups: 0,
+        css_set_dfl_cgrp: 0,
+        cgroup_kn: 0,
+        kernfs_node_id: 0,
+        sock_cgroup: 0,
+        unix_sock_dentry: 0,
+        socket_sk: 0,
+        dentry_name_len: 0,
+        dentry_name: 0,
+        inode_generation: 0,
+    };
+}
+
+/// The entry of the config array map: what the loader learns per boot besides the offsets, and
+/// the one switch that changes at run time. Plain values, read with a map load (no helper).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LayerConfig {
+    /// Kernel `dev_t` of the cgroup2 filesystem (per boot, not per kernel build): sandboxed
+    /// tasks may not write anything there. 0 until the loader has written this entry.
+    pub cgroup2_dev: u32,
     /// Non-zero: the file hooks may use the directory verdict cache (see [`FsCache`]). The
     /// loader sets it when it found `rename_seq`; `nono kernel-cache off` clears it (benchmark).
     pub cache_enabled: u32,
-    pub _pad: u32,
     /// Kernel address of `rename_lock`'s sequence count (from `/proc/kallsyms`), which every
     /// change of any dentry's parent (rename, exchange, alias splice) bumps; 0: unknown, and
     /// the cache stays off.
@@ -370,11 +425,12 @@ pub struct FsCache {
     pub i_generation: u32,
 }
 
-/// `task_struct` is larger than the other structs: its offsets are masked with this.
+/// `task_struct` is larger than the other structs: its offsets may go up to this.
 pub const TASK_OFFSET_MASK: u32 = 0x7fff;
 
-/// Every kernel offset is below this; the programs mask with it so the verifier sees bounded
-/// pointer arithmetic.
+/// Every other kernel offset is below this. The programs mask the offsets they pass to
+/// `bpf_probe_read_kernel` with it (harmless on constants), and the loader refuses a kernel
+/// whose struct layout puts a field beyond it.
 pub const OFFSET_MASK: u32 = 0xfff;
 
 /// Which hook produced an event.
@@ -535,6 +591,7 @@ mod user {
     unsafe impl<const N: usize> aya::Pod for super::NetKey<N> {}
     unsafe impl aya::Pod for super::NetAllow {}
     unsafe impl aya::Pod for super::KernelOffsets {}
+    unsafe impl aya::Pod for super::LayerConfig {}
     unsafe impl aya::Pod for super::Event {}
     unsafe impl aya::Pod for super::DnsRedirect {}
     unsafe impl aya::Pod for super::DnsOriginal {}
@@ -553,7 +610,8 @@ const _: () = {
     assert!(core::mem::size_of::<NetKeyV4>() == 12);
     assert!(core::mem::size_of::<NetKeyV6>() == 24);
     assert!(core::mem::size_of::<NetAllow>() == 24);
-    assert!(core::mem::size_of::<KernelOffsets>() == 104);
+    assert!(core::mem::size_of::<KernelOffsets>() == 80);
+    assert!(core::mem::size_of::<LayerConfig>() == 16);
     assert!(core::mem::size_of::<FsCache>() == 16);
     assert!(core::mem::size_of::<NameKey>() == 16 + WATCH_NAME_LEN);
     assert!(core::mem::size_of::<NameWatch>() == 16);
@@ -564,5 +622,7 @@ const _: () = {
     assert!(core::mem::size_of::<DnsOriginal>() == 20);
     // `event_slot` masks with `EVENT_SLOTS - 1`.
     assert!(EVENT_SLOTS.is_power_of_two());
+    // `cgroup_filter_bit` masks with `CGROUP_FILTER_WORDS - 1`.
+    assert!(CGROUP_FILTER_WORDS.is_power_of_two());
     assert!(EVENT_RING_BYTES.is_power_of_two() && EVENT_RING_BYTES >= 4096);
 };

@@ -19,15 +19,19 @@
 //!
 //! Off (nothing cached, nothing looked up) when the loader found no `rename_lock` in
 //! `/proc/kallsyms` (a kernel without `CONFIG_KALLSYMS_ALL`) or `nono kernel-cache off` cleared
-//! it. Ordering: the sequence is read before and after the walk's loads through helper calls,
-//! which the compiler can't move loads across, and x86-64 does not reorder loads with loads.
+//! it (both in the config map, `LayerConfig`). Ordering: the sequence is read before and after
+//! the walk through helper calls (`bpf_probe_read_kernel`: aya can't name a kernel variable for
+//! a direct load), which the compiler can't move loads across; the walk's own loads are
+//! volatile; and x86-64 does not reorder loads with loads.
 
 use aya_ebpf::{
     helpers::bpf_probe_read_kernel,
     macros::map,
     maps::{Array, LruHashMap},
 };
-use nono_common::{FsCache, InodeKey, KernelOffsets};
+use nono_common::{FsCache, InodeKey};
+
+use crate::NONO_CONFIG;
 
 #[map]
 static NONO_FS_CACHE: LruHashMap<InodeKey, FsCache> = LruHashMap::pinned(16384, 0);
@@ -42,36 +46,38 @@ pub(crate) struct Snapshot {
     pub usable: bool,
     seq: u32,
     gen: u64,
+    /// Where the sequence count is (a kernel address), to read it again before a store.
+    seq_address: u64,
 }
 
 #[inline(always)]
-fn rename_seq(o: &KernelOffsets) -> Option<u32> {
-    if o.rename_seq == 0 {
-        return None;
-    }
-    unsafe { bpf_probe_read_kernel(o.rename_seq as *const u32) }.ok()
+fn rename_seq(address: u64) -> Option<u32> {
+    unsafe { bpf_probe_read_kernel(address as *const u32) }.ok()
 }
 
 #[inline(always)]
-pub(crate) fn snapshot(o: &KernelOffsets) -> Snapshot {
+pub(crate) fn snapshot() -> Snapshot {
     let off = Snapshot {
         usable: false,
         seq: 0,
         gen: 0,
+        seq_address: 0,
     };
-    if o.cache_enabled == 0 || o.inode_generation == 0 {
-        return off;
-    }
+    let seq_address = match NONO_CONFIG.get(0) {
+        Some(config) if config.cache_enabled != 0 && config.rename_seq != 0 => config.rename_seq,
+        _ => return off,
+    };
     let gen = match NONO_FS_GEN.get(0) {
         Some(g) => *g,
         None => return off,
     };
-    match rename_seq(o) {
+    match rename_seq(seq_address) {
         // Odd: a rename is in progress; the walk may see a half-moved tree.
         Some(seq) if seq & 1 == 0 => Snapshot {
             usable: true,
             seq,
             gen,
+            seq_address,
         },
         _ => off,
     }
@@ -93,11 +99,11 @@ pub(crate) fn clean(key: &InodeKey, snap: &Snapshot, i_generation: u32) -> bool 
 
 /// Remember the directory `key` as clean, if no rename happened during the walk.
 #[inline(always)]
-pub(crate) fn store(o: &KernelOffsets, key: &InodeKey, snap: &Snapshot, i_generation: u32) {
+pub(crate) fn store(key: &InodeKey, snap: &Snapshot, i_generation: u32) {
     if !snap.usable || i_generation == 0 {
         return;
     }
-    if rename_seq(o) != Some(snap.seq) {
+    if rename_seq(snap.seq_address) != Some(snap.seq) {
         return;
     }
     let entry = FsCache {

@@ -14,15 +14,21 @@
 //! - A rule whose object does not exist yet is bound when the object appears, by the name-watch
 //!   hooks in `watch`; the create, rename, link, unlink and rmdir hooks here refuse the
 //!   sandbox's own operations on a watched name (`enforce_name`).
+//!
+//! Kernel memory is read with direct loads ([`load`]) through the BTF-typed pointers the hooks
+//! receive, at the constant offsets of `NONO_OFFSETS`: no helper call per field. The verifier
+//! checks each against the running kernel's BTF at load, and runs it as a `BPF_PROBE_MEM` load
+//! (a fault reads zero). The name-watch and unix-socket code keeps `bpf_probe_read_kernel`
+//! ([`read_at`]) where the pointer's BTF type is not the struct read (see `ipc`).
 
 use aya_ebpf::{helpers::bpf_probe_read_kernel, macros::lsm, programs::LsmContext};
 use nono_common::{
-    access, FsDeny, Hook, InodeKey, KernelOffsets, SandboxInfo, MAX_PATH_DEPTH, NO_VERDICT_RULE,
-    OFFSET_MASK, SANDBOX_EXEC_ALLOWLIST,
+    access, FsDeny, Hook, InodeKey, SandboxInfo, MAX_PATH_DEPTH, NO_VERDICT_RULE, OFFSET_MASK,
+    SANDBOX_EXEC_ALLOWLIST,
 };
 
 use crate::{
-    cache, current_sandbox,
+    cache, current_sandbox, kernel_offset,
     verdict::{conclude, Verdict},
     watch, NONO_CONFIG, NONO_FS_DENY,
 };
@@ -35,8 +41,19 @@ const FMODE_EXEC: u32 = 0x20;
 /// `RENAME_EXCHANGE` swaps the two names: both sides then move.
 const RENAME_EXCHANGE: u32 = 1 << 1;
 
-/// Reads a `T` at `base + offset`. The mask bounds the offset, which the verifier requires
-/// before it allows arithmetic on a BTF pointer.
+/// The `T` at `base + offset`, loaded directly. `base` must be a pointer the verifier knows by
+/// BTF type (a hook argument, or a pointer field loaded from one) and `offset` a
+/// [`kernel_offset!`] (a constant to the verifier), else the program is refused at load: the
+/// verifier accepts the load only if the kernel's BTF has a field of `T`'s size there. It runs
+/// as `BPF_PROBE_MEM`: a fault (a NULL or stale pointer) reads as zero. Volatile, so the
+/// compiler never moves it above the null checks that guard it.
+#[inline(always)]
+pub(crate) unsafe fn load<T>(base: *const u8, offset: u32) -> T {
+    core::ptr::read_volatile(base.add(offset as usize) as *const T)
+}
+
+/// Reads a `T` at `base + offset` with `bpf_probe_read_kernel`, for pointers whose BTF type is
+/// not the struct being read. The mask bounds the offset for the pointer arithmetic.
 #[inline(always)]
 pub(crate) unsafe fn read_at<T>(base: *const u8, offset: u32) -> Result<T, i64> {
     bpf_probe_read_kernel(base.add((offset & OFFSET_MASK) as usize) as *const T)
@@ -58,16 +75,21 @@ fn device_marker(key: &InodeKey) -> Option<Result<(), Verdict>> {
     Some(Ok(()))
 }
 
+/// The device of the filesystem `dentry` is on; `Err` (deny) if the dentry has no superblock,
+/// which a live one always has.
+#[inline(always)]
+unsafe fn dentry_dev(dentry: *const u8) -> Result<u32, i64> {
+    let super_block: *const u8 = load(dentry, kernel_offset!(dentry_sb));
+    if super_block.is_null() {
+        return Err(0);
+    }
+    Ok(load(super_block, kernel_offset!(sb_dev)))
+}
+
 /// Is `want` access to the object behind `dentry` (or anything above it) denied to `sandbox_id`?
 #[inline(always)]
-unsafe fn check_dentry(
-    offsets: &KernelOffsets,
-    sandbox_id: u32,
-    dentry: *const u8,
-    want: u32,
-) -> Result<Verdict, i64> {
-    let super_block: *const u8 = read_at(dentry, offsets.dentry_sb)?;
-    let dev: u32 = read_at(super_block, offsets.sb_dev)?;
+unsafe fn check_dentry(sandbox_id: u32, dentry: *const u8, want: u32) -> Result<Verdict, i64> {
+    let dev = dentry_dev(dentry)?;
     let mut key = InodeKey {
         sandbox_id,
         dev,
@@ -85,7 +107,7 @@ unsafe fn check_dentry(
         Some(Err(poisoned)) => return Ok(poisoned),
         Some(Ok(())) => {}
     }
-    let snap = cache::snapshot(offsets);
+    let snap = cache::snapshot();
     // No deny of any kind on the way so far: the object's directory may be cached as clean.
     let mut clean = true;
     let mut dir_ino = 0u64;
@@ -93,16 +115,16 @@ unsafe fn check_dentry(
     let mut current = dentry;
     let mut object_ino = 0u64;
     for depth in 0..MAX_PATH_DEPTH {
-        let inode: *const u8 = read_at(current, offsets.dentry_inode)?;
+        let inode: *const u8 = load(current, kernel_offset!(dentry_inode));
         // A negative dentry (a name about to be created) has no inode; its parents decide.
         if !inode.is_null() {
-            key.ino = read_at(inode, offsets.inode_ino)?;
+            key.ino = load(inode, kernel_offset!(inode_ino));
             if depth == 0 {
                 object_ino = key.ino;
             }
             // The object's directory: if it and everything above were clean, stop here.
             if depth == 1 && snap.usable {
-                dir_generation = read_at(inode, offsets.inode_generation).unwrap_or(0);
+                dir_generation = load(inode, kernel_offset!(inode_generation));
                 if cache::clean(&key, &snap, dir_generation) {
                     return Ok(Verdict::Allow {
                         rule_id: 0,
@@ -128,11 +150,11 @@ unsafe fn check_dentry(
                 }
             }
         }
-        let parent: *const u8 = read_at(current, offsets.dentry_parent)?;
+        let parent: *const u8 = load(current, kernel_offset!(dentry_parent));
         if parent == current || parent.is_null() {
             if clean && dir_ino != 0 {
                 key.ino = dir_ino;
-                cache::store(offsets, &key, &snap, dir_generation);
+                cache::store(&key, &snap, dir_generation);
             }
             return Ok(Verdict::Allow {
                 rule_id: 0,
@@ -149,34 +171,26 @@ unsafe fn check_dentry(
     })
 }
 
-/// Decide one access, report it, and return the LSM verdict (0 or -EPERM).
+/// Decide one access, report it, and return the LSM verdict (0 or -EPERM). `dentry` is a
+/// BTF-typed `struct dentry *` (see [`load`]); a null one is denied.
 #[inline(always)]
 fn enforce(sandbox: &SandboxInfo, hook: Hook, dentry: *const u8, want: u32) -> i32 {
-    let verdict = match NONO_CONFIG.get(0) {
-        Some(offsets) if offsets.ready != 0 && !dentry.is_null() => unsafe {
-            check_dentry(offsets, sandbox.sandbox_id, dentry, want)
-        },
-        _ => Err(0),
+    let verdict = if dentry.is_null() {
+        Err(0)
+    } else {
+        unsafe { check_dentry(sandbox.sandbox_id, dentry, want) }
     };
     conclude(sandbox, hook, want, verdict)
 }
 
-/// The dentry of a `const struct path *` argument.
-#[inline(always)]
-unsafe fn path_dentry(path: *const u8) -> *const u8 {
-    match NONO_CONFIG.get(0) {
-        Some(offsets) => read_at(path, offsets.path_dentry).unwrap_or(core::ptr::null()),
-        None => core::ptr::null(),
-    }
-}
-
-/// Enforce on a path argument; an unreadable path is denied (fail closed, in `enforce`).
+/// Enforce on a `const struct path *` argument; a path without a dentry is denied (fail
+/// closed, in `enforce`).
 #[inline(always)]
 fn enforce_path(sandbox: &SandboxInfo, hook: Hook, path: *const u8, want: u32) -> i32 {
     let dentry = if path.is_null() {
         core::ptr::null()
     } else {
-        unsafe { path_dentry(path) }
+        unsafe { load(path, kernel_offset!(path_dentry)) }
     };
     enforce(sandbox, hook, dentry, want)
 }
@@ -202,18 +216,17 @@ fn enforce_name(sandbox: &SandboxInfo, hook: Hook, dentry: *const u8, op: NameOp
     if sandbox.flags & nono_common::SANDBOX_HAS_WATCHES == 0 {
         return 0;
     }
-    let verdict = match NONO_CONFIG.get(0) {
-        Some(o) if o.ready != 0 && !dentry.is_null() => {
-            unsafe { watch::own_watch(o, sandbox, dentry) }.map(|found| match found {
-                Some((key, w)) if w.child == 0 || op != NameOp::MakeDir => Verdict::Deny {
-                    rule_id: w.rule_id,
-                    dev: key.dev,
-                    ino: key.parent_ino,
-                },
-                _ => Verdict::AllowQuiet,
-            })
-        }
-        _ => Err(0),
+    let verdict = if dentry.is_null() {
+        Err(0)
+    } else {
+        unsafe { watch::own_watch(sandbox, dentry) }.map(|found| match found {
+            Some((key, w)) if w.child == 0 || op != NameOp::MakeDir => Verdict::Deny {
+                rule_id: w.rule_id,
+                dev: key.dev,
+                ino: key.parent_ino,
+            },
+            _ => Verdict::AllowQuiet,
+        })
     };
     conclude(sandbox, hook, access::WRITE, verdict)
 }
@@ -234,15 +247,8 @@ pub fn file_open(ctx: LsmContext) -> i32 {
         return 0;
     };
     let file: *const u8 = unsafe { ctx.arg(0) };
-    let (dentry, mode) = match NONO_CONFIG.get(0) {
-        Some(o) => unsafe {
-            (
-                read_at::<*const u8>(file, o.file_dentry).unwrap_or(core::ptr::null()),
-                read_at::<u32>(file, o.file_mode).unwrap_or(FMODE_READ | FMODE_WRITE),
-            )
-        },
-        None => (core::ptr::null(), 0),
-    };
+    let dentry: *const u8 = unsafe { load(file, kernel_offset!(file_dentry)) };
+    let mode: u32 = unsafe { load(file, kernel_offset!(file_mode)) };
     let mut want = 0;
     if mode & FMODE_READ != 0 {
         want |= access::READ;
@@ -457,20 +463,20 @@ pub fn inode_permission(ctx: LsmContext) -> i32 {
     if mask & MAY_WRITE == 0 {
         return 0;
     }
-    let Some(offsets) = NONO_CONFIG.get(0) else {
-        return 0;
+    let cgroup2_dev = match NONO_CONFIG.get(0) {
+        Some(config) if config.cgroup2_dev != 0 => config.cgroup2_dev,
+        _ => return 0,
     };
-    if offsets.ready == 0 || offsets.cgroup2_dev == 0 {
-        return 0;
-    }
     let inode: *const u8 = unsafe { ctx.arg(0) };
     let dev = unsafe {
-        match read_at::<*const u8>(inode, offsets.inode_sb) {
-            Ok(sb) => read_at::<u32>(sb, offsets.sb_dev).unwrap_or(0),
-            Err(_) => 0,
+        let sb: *const u8 = load(inode, kernel_offset!(inode_sb));
+        if sb.is_null() {
+            0
+        } else {
+            load::<u32>(sb, kernel_offset!(sb_dev))
         }
     };
-    if dev != offsets.cgroup2_dev {
+    if dev != cgroup2_dev {
         return 0;
     }
     conclude(
@@ -489,15 +495,16 @@ pub fn inode_permission(ctx: LsmContext) -> i32 {
 /// exec ([`access::EXEC`]) on it or a directory above it denies; with an allowlist, an [`access::EXEC_ALLOW`] entry on it or above
 /// it is required. A deny wins over an allow anywhere on the way.
 #[inline(always)]
-unsafe fn check_exec(
-    offsets: &KernelOffsets,
-    sandbox: &SandboxInfo,
-    bprm: *const u8,
-) -> Result<Verdict, i64> {
-    let file: *const u8 = read_at(bprm, offsets.binprm_file)?;
-    let dentry: *const u8 = read_at(file, offsets.file_dentry)?;
-    let super_block: *const u8 = read_at(dentry, offsets.dentry_sb)?;
-    let dev: u32 = read_at(super_block, offsets.sb_dev)?;
+unsafe fn check_exec(sandbox: &SandboxInfo, bprm: *const u8) -> Result<Verdict, i64> {
+    let file: *const u8 = load(bprm, kernel_offset!(binprm_file));
+    if file.is_null() {
+        return Err(0);
+    }
+    let dentry: *const u8 = load(file, kernel_offset!(file_dentry));
+    if dentry.is_null() {
+        return Err(0);
+    }
+    let dev = dentry_dev(dentry)?;
     let mut key = InodeKey {
         sandbox_id: sandbox.sandbox_id,
         dev,
@@ -521,9 +528,9 @@ unsafe fn check_exec(
     let mut allowed_by = 0u32;
     let mut allowed = false;
     for depth in 0..MAX_PATH_DEPTH {
-        let inode: *const u8 = read_at(current, offsets.dentry_inode)?;
+        let inode: *const u8 = load(current, kernel_offset!(dentry_inode));
         if !inode.is_null() {
-            key.ino = read_at(inode, offsets.inode_ino)?;
+            key.ino = load(inode, kernel_offset!(inode_ino));
             if depth == 0 {
                 object_ino = key.ino;
             }
@@ -542,7 +549,7 @@ unsafe fn check_exec(
                 }
             }
         }
-        let parent: *const u8 = read_at(current, offsets.dentry_parent)?;
+        let parent: *const u8 = load(current, kernel_offset!(dentry_parent));
         if parent == current || parent.is_null() {
             return Ok(if allowlist && !allowed {
                 // Not on the allowlist: the default deny.
@@ -582,10 +589,7 @@ pub fn bprm_check_security(ctx: LsmContext) -> i32 {
         return 0;
     };
     let bprm: *const u8 = unsafe { ctx.arg(0) };
-    let verdict = match NONO_CONFIG.get(0) {
-        Some(offsets) if offsets.ready != 0 => unsafe { check_exec(offsets, &sandbox, bprm) },
-        _ => Err(0),
-    };
+    let verdict = unsafe { check_exec(&sandbox, bprm) };
     conclude(&sandbox, Hook::BprmCheck, access::EXEC, verdict)
 }
 

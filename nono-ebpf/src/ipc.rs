@@ -23,39 +23,41 @@
 //! -> kernfs_node id, offsets from BTF) looked up in the sandbox map: a task in any cgroup
 //! registered to the same sandbox is inside; anything else is outside. An unreadable target is
 //! outside (fail closed).
+//!
+//! These hooks read kernel memory with `bpf_probe_read_kernel` (`fs::read_at`), not the direct
+//! loads of the file hooks: `unix_stream_connect` hands a `struct sock *` that is a `unix_sock`,
+//! beyond what the verifier lets a direct load through a `struct sock *` reach, and none of
+//! these hooks is on a hot path.
 
 use aya_ebpf::{helpers::bpf_probe_read_kernel, macros::lsm, programs::LsmContext};
 use nono_common::{
-    access, FsDeny, Hook, InodeKey, KernelOffsets, SandboxInfo, ISOLATION_RULE, MAX_PATH_DEPTH,
-    TASK_OFFSET_MASK,
+    access, FsDeny, Hook, InodeKey, SandboxInfo, ISOLATION_RULE, MAX_PATH_DEPTH, TASK_OFFSET_MASK,
 };
 
 use crate::{
     current_sandbox,
     fs::read_at,
+    kernel_offset,
     verdict::{conclude, Verdict},
-    NONO_CONFIG, NONO_FS_DENY, NONO_SANDBOXES,
+    NONO_FS_DENY, NONO_SANDBOXES,
 };
 
 /// The cgroup v2 id of `task` (what `bpf_get_current_cgroup_id` would return in it). Deny
 /// events carry it in their `ino` field.
 #[inline(always)]
-unsafe fn task_cgroup_id(o: &KernelOffsets, task: *const u8) -> Result<u64, i64> {
+unsafe fn task_cgroup_id(task: *const u8) -> Result<u64, i64> {
     let cset: *const u8 = bpf_probe_read_kernel(
-        task.add((o.task_cgroups & TASK_OFFSET_MASK) as usize) as *const *const u8,
+        task.add((kernel_offset!(task_cgroups) & TASK_OFFSET_MASK) as usize) as *const *const u8,
     )?;
-    let cgroup: *const u8 = read_at(cset, o.css_set_dfl_cgrp)?;
-    let kn: *const u8 = read_at(cgroup, o.cgroup_kn)?;
-    read_at(kn, o.kernfs_node_id)
+    let cgroup: *const u8 = read_at(cset, kernel_offset!(css_set_dfl_cgrp))?;
+    let kn: *const u8 = read_at(cgroup, kernel_offset!(cgroup_kn))?;
+    read_at(kn, kernel_offset!(kernfs_node_id))
 }
 
 /// Allow `task` if it is in the current task's sandbox; otherwise report and deny.
 #[inline(always)]
 fn inside_only(sandbox: &SandboxInfo, hook: Hook, task: *const u8) -> i32 {
-    let target = match NONO_CONFIG.get(0) {
-        Some(o) if o.ready != 0 && o.task_cgroups != 0 => unsafe { task_cgroup_id(o, task) },
-        _ => Err(0),
-    };
+    let target = unsafe { task_cgroup_id(task) };
     if let Ok(cgroup_id) = target {
         // SAFETY: copied out at once.
         if let Some(info) = unsafe { NONO_SANDBOXES.get(&cgroup_id) } {
@@ -150,10 +152,10 @@ pub fn kernel_module_request(_ctx: LsmContext) -> i32 {
 
 /// The cgroup v2 id of the task that created socket `sk`.
 #[inline(always)]
-unsafe fn sock_cgroup_id(o: &KernelOffsets, sk: *const u8) -> Result<u64, i64> {
-    let cgroup: *const u8 = read_at(sk, o.sock_cgroup)?;
-    let kn: *const u8 = read_at(cgroup, o.cgroup_kn)?;
-    read_at(kn, o.kernfs_node_id)
+unsafe fn sock_cgroup_id(sk: *const u8) -> Result<u64, i64> {
+    let cgroup: *const u8 = read_at(sk, kernel_offset!(sock_cgroup))?;
+    let kn: *const u8 = read_at(cgroup, kernel_offset!(cgroup_kn))?;
+    read_at(kn, kernel_offset!(kernfs_node_id))
 }
 
 /// May the current sandbox reach the unix socket `other` (the peer's `struct sock`)?
@@ -163,19 +165,15 @@ unsafe fn sock_cgroup_id(o: &KernelOffsets, sk: *const u8) -> Result<u64, i64> {
 /// - anything else, an outside path socket (docker.sock, an ssh agent) or an outside abstract
 ///   socket: denied by the default rule.
 #[inline(always)]
-unsafe fn check_unix_peer(
-    o: &KernelOffsets,
-    sandbox: &SandboxInfo,
-    other: *const u8,
-) -> Result<Verdict, i64> {
-    if let Ok(cgroup_id) = sock_cgroup_id(o, other) {
+unsafe fn check_unix_peer(sandbox: &SandboxInfo, other: *const u8) -> Result<Verdict, i64> {
+    if let Ok(cgroup_id) = sock_cgroup_id(other) {
         if let Some(info) = NONO_SANDBOXES.get(&cgroup_id) {
             if info.sandbox_id == sandbox.sandbox_id {
                 return Ok(Verdict::AllowQuiet);
             }
         }
     }
-    let dentry: *const u8 = read_at(other, o.unix_sock_dentry)?;
+    let dentry: *const u8 = read_at(other, kernel_offset!(unix_sock_dentry))?;
     if dentry.is_null() {
         // Abstract (or unbound): no file to be listed.
         return Ok(Verdict::Deny {
@@ -184,8 +182,8 @@ unsafe fn check_unix_peer(
             ino: 0,
         });
     }
-    let super_block: *const u8 = read_at(dentry, o.dentry_sb)?;
-    let dev: u32 = read_at(super_block, o.sb_dev)?;
+    let super_block: *const u8 = read_at(dentry, kernel_offset!(dentry_sb))?;
+    let dev: u32 = read_at(super_block, kernel_offset!(sb_dev))?;
     let mut key = InodeKey {
         sandbox_id: sandbox.sandbox_id,
         dev,
@@ -194,9 +192,9 @@ unsafe fn check_unix_peer(
     let mut current = dentry;
     let mut object_ino = 0u64;
     for depth in 0..MAX_PATH_DEPTH {
-        let inode: *const u8 = read_at(current, o.dentry_inode)?;
+        let inode: *const u8 = read_at(current, kernel_offset!(dentry_inode))?;
         if !inode.is_null() {
-            key.ino = read_at(inode, o.inode_ino)?;
+            key.ino = read_at(inode, kernel_offset!(inode_ino))?;
             if depth == 0 {
                 object_ino = key.ino;
             }
@@ -211,7 +209,7 @@ unsafe fn check_unix_peer(
                 }
             }
         }
-        let parent: *const u8 = read_at(current, o.dentry_parent)?;
+        let parent: *const u8 = read_at(current, kernel_offset!(dentry_parent))?;
         if parent == current || parent.is_null() {
             break;
         }
@@ -228,11 +226,10 @@ unsafe fn check_unix_peer(
 /// everything else is denied with the default rule (the socket's inode in the event).
 #[inline(always)]
 fn unix_peer(sandbox: &SandboxInfo, hook: Hook, other: *const u8) -> i32 {
-    let verdict = match NONO_CONFIG.get(0) {
-        Some(o) if o.ready != 0 && o.unix_sock_dentry != 0 && !other.is_null() => unsafe {
-            check_unix_peer(o, sandbox, other)
-        },
-        _ => Err(0),
+    let verdict = if other.is_null() {
+        Err(0)
+    } else {
+        unsafe { check_unix_peer(sandbox, other) }
     };
     conclude(sandbox, hook, 0, verdict)
 }
@@ -253,9 +250,8 @@ pub fn unix_may_send(ctx: LsmContext) -> i32 {
         return 0;
     };
     let other: *const u8 = unsafe { ctx.arg(1) };
-    let sk = match NONO_CONFIG.get(0) {
-        Some(o) => unsafe { read_at::<*const u8>(other, o.socket_sk).unwrap_or(core::ptr::null()) },
-        None => core::ptr::null(),
+    let sk = unsafe {
+        read_at::<*const u8>(other, kernel_offset!(socket_sk)).unwrap_or(core::ptr::null())
     };
     // A null `sk` is denied (fail closed) in `unix_peer`.
     unix_peer(&sandbox, Hook::UnixMaySend, sk)

@@ -48,7 +48,7 @@ use aya_ebpf::{
     programs::LsmContext,
 };
 use nono_common::{
-    access, FsDeny, Hook, InodeKey, KernelOffsets, NameKey, NameTemplate, NameWatch, SandboxInfo,
+    access, FsDeny, Hook, InodeKey, NameKey, NameTemplate, NameWatch, SandboxInfo,
     TemplateKey, MAX_WATCHERS, MAX_WATCH_SIBLINGS, NO_VERDICT_RULE, SANDBOX_HAS_WATCHES,
     WATCH_NAME_LEN,
 };
@@ -56,7 +56,7 @@ use nono_common::{
 use crate::{
     events::{emit, Decision},
     fs::read_at,
-    NONO_ACTIVE, NONO_CONFIG, NONO_FS_DENY,
+    kernel_offset, NONO_ACTIVE, NONO_FS_DENY,
 };
 
 /// (sandbox, device, directory inode, name) -> what to do when that entry appears.
@@ -92,17 +92,16 @@ fn watching() -> bool {
 /// [`WATCH_NAME_LEN`] bytes or longer (no watch holds such a name), or unreadable.
 #[inline(always)]
 unsafe fn dentry_name(
-    o: &KernelOffsets,
     dentry: *const u8,
     name: &mut [u8; WATCH_NAME_LEN],
 ) -> bool {
-    let Ok(len) = read_at::<u32>(dentry, o.dentry_name_len) else {
+    let Ok(len) = read_at::<u32>(dentry, kernel_offset!(dentry_name_len)) else {
         return false;
     };
     if len == 0 || len as usize >= WATCH_NAME_LEN {
         return false;
     }
-    let Ok(ptr) = read_at::<*const u8>(dentry, o.dentry_name) else {
+    let Ok(ptr) = read_at::<*const u8>(dentry, kernel_offset!(dentry_name)) else {
         return false;
     };
     // Copies up to and including the NUL, never past the buffer.
@@ -116,16 +115,15 @@ unsafe fn dentry_name(
 
 /// (device, inode) of an inode.
 #[inline(always)]
-unsafe fn inode_id(o: &KernelOffsets, inode: *const u8) -> Result<(u32, u64), i64> {
-    let sb: *const u8 = read_at(inode, o.inode_sb)?;
-    Ok((read_at(sb, o.sb_dev)?, read_at(inode, o.inode_ino)?))
+unsafe fn inode_id(inode: *const u8) -> Result<(u32, u64), i64> {
+    let sb: *const u8 = read_at(inode, kernel_offset!(inode_sb))?;
+    Ok((read_at(sb, kernel_offset!(sb_dev))?, read_at(inode, kernel_offset!(inode_ino))?))
 }
 
 /// The key a new entry `dentry` gets: its parent directory and its name. `None` when the name
 /// can't be watched.
 #[inline(always)]
 unsafe fn entry_key(
-    o: &KernelOffsets,
     dev: u32,
     parent_ino: u64,
     dentry: *const u8,
@@ -136,7 +134,7 @@ unsafe fn entry_key(
         parent_ino,
         name: [0; WATCH_NAME_LEN],
     };
-    if dentry_name(o, dentry, &mut key.name) {
+    if dentry_name(dentry, &mut key.name) {
         Some(key)
     } else {
         None
@@ -204,7 +202,6 @@ enum Arrival {
 /// The object `inode` appears under `key`'s name, which sandbox `key.sandbox_id` watches.
 #[inline(always)]
 unsafe fn arrive(
-    o: &KernelOffsets,
     key: &NameKey,
     watch: NameWatch,
     inode: *const u8,
@@ -213,7 +210,7 @@ unsafe fn arrive(
 ) {
     let sandbox_id = key.sandbox_id;
     let dev = key.dev;
-    let Ok(ino) = read_at::<u64>(inode, o.inode_ino) else {
+    let Ok(ino) = read_at::<u64>(inode, kernel_offset!(inode_ino)) else {
         poison(sandbox_id, dev, hook);
         return;
     };
@@ -257,7 +254,6 @@ unsafe fn arrive(
 /// sandbox that watches that name.
 #[inline(always)]
 unsafe fn match_watches(
-    o: &KernelOffsets,
     dev: u32,
     parent_ino: u64,
     dentry: *const u8,
@@ -265,7 +261,7 @@ unsafe fn match_watches(
     how: Arrival,
     hook: Hook,
 ) {
-    let Some(mut key) = entry_key(o, dev, parent_ino, dentry) else {
+    let Some(mut key) = entry_key(dev, parent_ino, dentry) else {
         return;
     };
     for i in 0..MAX_WATCHERS {
@@ -278,16 +274,8 @@ unsafe fn match_watches(
         key.sandbox_id = *id;
         if let Some(watch) = NONO_FS_WATCH.get(&key) {
             let watch: NameWatch = *watch;
-            arrive(o, &key, watch, inode, how, hook);
+            arrive(&key, watch, inode, how, hook);
         }
-    }
-}
-
-#[inline(always)]
-fn offsets() -> Option<&'static KernelOffsets> {
-    match NONO_CONFIG.get(0) {
-        Some(o) if o.ready != 0 && o.dentry_name != 0 => Some(o),
-        _ => None,
     }
 }
 
@@ -298,30 +286,28 @@ pub fn d_instantiate(ctx: LsmContext) -> i32 {
     if !watching() {
         return 0;
     }
-    let Some(o) = offsets() else { return 0 };
     let dentry: *const u8 = unsafe { ctx.arg(0) };
     let inode: *const u8 = unsafe { ctx.arg(1) };
     if dentry.is_null() || inode.is_null() {
         return 0;
     }
     unsafe {
-        let Ok(parent) = read_at::<*const u8>(dentry, o.dentry_parent) else {
+        let Ok(parent) = read_at::<*const u8>(dentry, kernel_offset!(dentry_parent)) else {
             return 0;
         };
         if parent.is_null() || parent == dentry {
             return 0; // a filesystem root
         }
-        let Ok(dir) = read_at::<*const u8>(parent, o.dentry_inode) else {
+        let Ok(dir) = read_at::<*const u8>(parent, kernel_offset!(dentry_inode)) else {
             return 0;
         };
         if dir.is_null() {
             return 0;
         }
-        let Ok((dev, parent_ino)) = inode_id(o, dir) else {
+        let Ok((dev, parent_ino)) = inode_id(dir) else {
             return 0;
         };
         match_watches(
-            o,
             dev,
             parent_ino,
             dentry,
@@ -340,12 +326,11 @@ pub fn inode_rename(ctx: LsmContext) -> i32 {
     if !watching() {
         return 0;
     }
-    let Some(o) = offsets() else { return 0 };
     unsafe {
         let old_dentry: *const u8 = ctx.arg(1);
         let new_dir: *const u8 = ctx.arg(2);
         let new_dentry: *const u8 = ctx.arg(3);
-        moved(o, old_dentry, new_dir, new_dentry, Hook::InodeRename);
+        moved(old_dentry, new_dir, new_dentry, Hook::InodeRename);
     }
     0
 }
@@ -357,19 +342,17 @@ pub fn inode_link(ctx: LsmContext) -> i32 {
     if !watching() {
         return 0;
     }
-    let Some(o) = offsets() else { return 0 };
     unsafe {
         let old_dentry: *const u8 = ctx.arg(0);
         let dir: *const u8 = ctx.arg(1);
         let new_dentry: *const u8 = ctx.arg(2);
-        moved(o, old_dentry, dir, new_dentry, Hook::InodeLink);
+        moved(old_dentry, dir, new_dentry, Hook::InodeLink);
     }
     0
 }
 
 #[inline(always)]
 unsafe fn moved(
-    o: &KernelOffsets,
     old_dentry: *const u8,
     new_dir: *const u8,
     new_dentry: *const u8,
@@ -378,16 +361,16 @@ unsafe fn moved(
     if old_dentry.is_null() || new_dir.is_null() || new_dentry.is_null() {
         return;
     }
-    let Ok(inode) = read_at::<*const u8>(old_dentry, o.dentry_inode) else {
+    let Ok(inode) = read_at::<*const u8>(old_dentry, kernel_offset!(dentry_inode)) else {
         return;
     };
     if inode.is_null() {
         return;
     }
-    let Ok((dev, parent_ino)) = inode_id(o, new_dir) else {
+    let Ok((dev, parent_ino)) = inode_id(new_dir) else {
         return;
     };
-    match_watches(o, dev, parent_ino, new_dentry, inode, Arrival::Moved, hook);
+    match_watches(dev, parent_ino, new_dentry, inode, Arrival::Moved, hook);
 }
 
 /// The sandbox's own watch on the name `dentry` (a name about to be created, or a rename or
@@ -395,23 +378,22 @@ unsafe fn moved(
 /// renaming or linking to a watched name from inside.
 #[inline(always)]
 pub(crate) unsafe fn own_watch(
-    o: &KernelOffsets,
     sandbox: &SandboxInfo,
     dentry: *const u8,
 ) -> Result<Option<(NameKey, NameWatch)>, i64> {
-    if sandbox.flags & SANDBOX_HAS_WATCHES == 0 || o.dentry_name == 0 {
+    if sandbox.flags & SANDBOX_HAS_WATCHES == 0 {
         return Ok(None);
     }
-    let parent: *const u8 = read_at(dentry, o.dentry_parent)?;
+    let parent: *const u8 = read_at(dentry, kernel_offset!(dentry_parent))?;
     if parent.is_null() {
         return Err(0);
     }
-    let dir: *const u8 = read_at(parent, o.dentry_inode)?;
+    let dir: *const u8 = read_at(parent, kernel_offset!(dentry_inode))?;
     if dir.is_null() {
         return Err(0);
     }
-    let (dev, parent_ino) = inode_id(o, dir)?;
-    let Some(mut key) = entry_key(o, dev, parent_ino, dentry) else {
+    let (dev, parent_ino) = inode_id(dir)?;
+    let Some(mut key) = entry_key(dev, parent_ino, dentry) else {
         return Ok(None);
     };
     key.sandbox_id = sandbox.sandbox_id;

@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use aya::maps::{Array, HashMap, LpmTrie, Map, MapData, PerCpuArray, PerCpuValues};
 use nono_common::{
-    names, FsCache, FsDeny, InodeKey, NameKey, NameTemplate, NameWatch, NetAllow, NetKeyV4,
-    NetKeyV6, SandboxInfo, TemplateKey, EVENT_SLOTS,
+    cgroup_filter_bit, names, FsCache, FsDeny, InodeKey, NameKey, NameTemplate, NameWatch,
+    NetAllow, NetKeyV4, NetKeyV6, SandboxInfo, TemplateKey, CGROUP_FILTER_WORDS, EVENT_SLOTS,
 };
 
 pub struct Maps {
@@ -20,6 +20,8 @@ pub struct Maps {
     pub net_v6: LpmTrie<MapData, NetKeyV6, NetAllow>,
     pub dropped: PerCpuArray<MapData, u64>,
     active: Array<MapData, u32>,
+    /// The programs' registered-cgroup filter (see [`nono_common::CGROUP_FILTER_WORDS`]).
+    cgroup_filter: Array<MapData, u64>,
     /// Name watches, their templates and the watcher slots (see `super::watch`).
     pub fs_watch: HashMap<MapData, NameKey, NameWatch>,
     pub fs_watch_next: HashMap<MapData, TemplateKey, NameTemplate>,
@@ -43,6 +45,7 @@ impl Maps {
             net_v6: LpmTrie::try_from(Map::LpmTrie(pinned(dir, names::NET_RULES_V6)?))?,
             dropped: PerCpuArray::try_from(Map::PerCpuArray(pinned(dir, names::DROPPED)?))?,
             active: Array::try_from(Map::Array(pinned(dir, names::ACTIVE)?))?,
+            cgroup_filter: Array::try_from(Map::Array(pinned(dir, names::CGROUP_FILTER)?))?,
             fs_watch: HashMap::try_from(Map::HashMap(pinned(dir, names::FS_WATCH)?))?,
             fs_watch_next: HashMap::try_from(Map::HashMap(pinned(dir, names::FS_WATCH_NEXT)?))?,
             watchers: Array::try_from(Map::Array(pinned(dir, names::FS_WATCHERS)?))?,
@@ -70,22 +73,53 @@ impl Maps {
             .context("writing the active-sandbox count")
     }
 
-    /// Recount the registered cgroups and publish the count. Callers hold the load lock.
+    /// Recount the registered cgroups and publish the count and the cgroup filter. Callers hold
+    /// the load lock.
     pub(crate) fn publish_active(&mut self) -> Result<()> {
-        let count = self.sandboxes.keys().count() as u32;
-        self.set_active(count)
+        let registered = self.registered_cgroups()?;
+        self.publish_cgroup_filter(registered.iter().copied())?;
+        self.set_active(registered.len() as u32)
+    }
+
+    /// Set the filter bit of `cgroup_id` before it is registered, keeping every registered
+    /// cgroup's bit. Callers hold the load lock.
+    pub(crate) fn admit_to_cgroup_filter(&mut self, cgroup_id: u64) -> Result<()> {
+        let registered = self.registered_cgroups()?;
+        self.publish_cgroup_filter(registered.into_iter().chain([cgroup_id]))
+    }
+
+    /// Every cgroup id in the sandbox map. A key that can't be read fails the whole call: a
+    /// filter written without it could turn its cgroup's tasks away as outside.
+    fn registered_cgroups(&self) -> Result<Vec<u64>> {
+        self.sandboxes
+            .keys()
+            .collect::<Result<Vec<u64>, _>>()
+            .context("reading the registered cgroups")
+    }
+
+    /// Rewrite the filter to hold exactly the bits of `cgroup_ids`. Word by word, so a program
+    /// may see old and new words mixed: still sound, because only the lock holder registers
+    /// cgroups, so every cgroup registered during the rewrite has its bit in both.
+    fn publish_cgroup_filter(&mut self, cgroup_ids: impl Iterator<Item = u64>) -> Result<()> {
+        let words = cgroup_filter_words(cgroup_ids);
+        for (index, word) in words.into_iter().enumerate() {
+            self.cgroup_filter
+                .set(index as u32, word, 0)
+                .context("writing the cgroup filter")?;
+        }
+        Ok(())
     }
 
     /// Turn the directory verdict cache on or off (the overhead benchmark compares both). On
     /// only where the loader found `rename_lock`.
     pub fn set_cache(&self, on: bool) -> Result<bool> {
-        let mut config: Array<MapData, nono_common::KernelOffsets> =
+        let mut config: Array<MapData, nono_common::LayerConfig> =
             Array::try_from(Map::Array(pinned(&self.dir, names::CONFIG)?))?;
-        let mut offsets = config.get(&0, 0).context("reading the config map")?;
-        let on = on && offsets.rename_seq != 0;
-        offsets.cache_enabled = u32::from(on);
+        let mut layer_config = config.get(&0, 0).context("reading the config map")?;
+        let on = on && layer_config.rename_seq != 0;
+        layer_config.cache_enabled = u32::from(on);
         config
-            .set(0, offsets, 0)
+            .set(0, layer_config, 0)
             .context("writing the config map")?;
         Ok(on)
     }
@@ -115,5 +149,38 @@ impl Maps {
         self.dropped
             .set(slot, zeros, 0)
             .with_context(|| format!("resetting the drop counter of event slot {slot}"))
+    }
+}
+
+/// The filter words with the bit of each of `cgroup_ids` set.
+fn cgroup_filter_words(
+    cgroup_ids: impl Iterator<Item = u64>,
+) -> [u64; CGROUP_FILTER_WORDS as usize] {
+    let mut words = [0u64; CGROUP_FILTER_WORDS as usize];
+    for id in cgroup_ids {
+        let (word, bit) = cgroup_filter_bit(id);
+        words[word as usize] |= bit;
+    }
+    words
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_filter_holds_the_bit_of_every_registered_cgroup() {
+        let registered = [2u64, 65, 4096 + 2, 1 << 40, u64::MAX];
+        let words = cgroup_filter_words(registered.iter().copied());
+        for id in registered {
+            let (word, bit) = cgroup_filter_bit(id);
+            assert_ne!(words[word as usize] & bit, 0, "cgroup {id}");
+        }
+        // 2 and 4096 + 2 share a bit; 3 and 66 are clear: the programs return for them at once.
+        assert_eq!(words.iter().map(|w| w.count_ones()).sum::<u32>(), 4);
+        for outside in [3u64, 66] {
+            let (word, bit) = cgroup_filter_bit(outside);
+            assert_eq!(words[word as usize] & bit, 0, "cgroup {outside}");
+        }
     }
 }

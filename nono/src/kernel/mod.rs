@@ -49,7 +49,7 @@ use anyhow::{bail, Context, Result};
 use aya::maps::{Array, MapData};
 use aya::programs::{CgroupSockAddr, Lsm};
 use aya::{Btf, EbpfLoader};
-use nono_common::{names, KernelOffsets};
+use nono_common::{names, LayerConfig};
 
 pub use events::{EventPrinter, EventStream, KernelEvent};
 pub use maps::Maps;
@@ -365,7 +365,7 @@ impl KernelLayer {
 }
 
 /// The state of an earlier, complete load of this object, if there was one: every program
-/// pinned (or its part marked refused) and the offsets written. Reusing it costs no BTF
+/// pinned (or its part marked refused) and the config written. Reusing it costs no BTF
 /// parsing and no verification, which matters for every `nono run`.
 fn reuse_pins(pin_dir: &Path) -> Option<(Part, Part)> {
     if !pin_dir.join(LOADED_MARKER).exists() {
@@ -437,7 +437,7 @@ const LOADED_MARKER: &str = "loaded";
 const LSM_REFUSED_MARKER: &str = "lsm-refused";
 const NET_REFUSED_MARKER: &str = "net-refused";
 
-/// First load of this object on this boot: maps, offsets, programs, pins, markers.
+/// First load of this object on this boot: offsets, maps, config, programs, pins, markers.
 fn load_object(
     object: &[u8],
     pin_dir: &Path,
@@ -445,16 +445,19 @@ fn load_object(
     lsm_listed: Option<bool>,
     cgroup2: &Path,
 ) -> Result<(Part, Part)> {
-    // Maps are declared `pinned`: the loader reuses the pins of an earlier run, or creates and
-    // pins them.
+    // The offsets become constants of the programs (`NONO_OFFSETS` in `.rodata`, frozen before
+    // any program is verified), so they are read before the object is loaded. Maps are
+    // declared `pinned`: the loader reuses the pins of an earlier run, or creates and pins them.
+    let offsets = offsets::read_kernel_offsets()?;
     let mut ebpf = EbpfLoader::new()
+        .set_global(names::OFFSETS, &offsets, true)
         .map_pin_path(maps_dir)
         .load(object)
         .context("loading nono's eBPF object (maps)")?;
-    let mut offsets = offsets::read_kernel_offsets()?;
+    let mut layer_config = LayerConfig::default();
     if let Some(address) = offsets::rename_seq_address() {
-        offsets.rename_seq = address;
-        offsets.cache_enabled = 1;
+        layer_config.rename_seq = address;
+        layer_config.cache_enabled = 1;
     } else {
         tracing::info!(
             "kernel layer: no rename_lock in /proc/kallsyms: the directory verdict cache stays off"
@@ -463,15 +466,15 @@ fn load_object(
     {
         use std::os::unix::fs::MetadataExt;
         let meta = fs::metadata(cgroup2).with_context(|| format!("stat {}", cgroup2.display()))?;
-        offsets.cgroup2_dev = sandbox::kernel_dev(meta.dev());
+        layer_config.cgroup2_dev = sandbox::kernel_dev(meta.dev());
     }
-    let mut config: Array<&mut MapData, KernelOffsets> = Array::try_from(
+    let mut config: Array<&mut MapData, LayerConfig> = Array::try_from(
         ebpf.map_mut(names::CONFIG)
             .context("the eBPF object has no config map")?,
     )?;
     config
-        .set(0, offsets, 0)
-        .context("writing kernel offsets to the config map")?;
+        .set(0, layer_config, 0)
+        .context("writing the config map")?;
     let mark = |name: &str| {
         let _ = fs::create_dir(pin_dir.join(name));
     };

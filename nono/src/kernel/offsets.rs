@@ -2,7 +2,9 @@
 //!
 //! aya emits no CO-RE relocations, so a field offset compiled into a program would be right for
 //! one kernel only (`file.f_inode` is at 32 on 6.1 and 6.18 but 40 on 6.12). The loader reads
-//! every offset the programs use here and hands them over in the config map.
+//! every offset the programs use here and sets them as the programs' read-only global
+//! `NONO_OFFSETS` before loading them: constants to the verifier, which then checks each field
+//! access against this same BTF (see `nono-ebpf/src/fs.rs`).
 //!
 //! Privileges: none (the BTF file is world-readable).
 
@@ -80,9 +82,7 @@ pub fn read_kernel_offsets() -> Result<KernelOffsets> {
         dentry_sb: field_offset(&btf, "dentry", "d_sb")?,
         inode_ino: field_offset(&btf, "inode", "i_ino")?,
         sb_dev: field_offset(&btf, "super_block", "s_dev")?,
-        ready: 1,
         inode_sb: field_offset(&btf, "inode", "i_sb")?,
-        cgroup2_dev: 0,
         binprm_file: field_offset(&btf, "linux_binprm", "file")?,
         task_cgroups: field_offset_below(&btf, "task_struct", "cgroups", TASK_OFFSET_MASK)?,
         css_set_dfl_cgrp: field_offset(&btf, "css_set", "dfl_cgrp")?,
@@ -96,9 +96,6 @@ pub fn read_kernel_offsets() -> Result<KernelOffsets> {
             + field_offset(&btf, "qstr", "len")?,
         dentry_name: field_offset(&btf, "dentry", "d_name")? + field_offset(&btf, "qstr", "name")?,
         inode_generation: field_offset(&btf, "inode", "i_generation")?,
-        cache_enabled: 0,
-        _pad: 0,
-        rename_seq: 0,
     })
 }
 

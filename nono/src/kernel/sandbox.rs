@@ -1,8 +1,10 @@
 //! One run's sandbox in the kernel layer: its cgroup, its map entries, and their cleanup.
 //!
 //! Identity: the sandbox's cgroup id maps to its sandbox id in `NONO_SANDBOXES`; every program
-//! decides by the current task's cgroup id, a single lookup that also serves as the fast path
-//! for tasks outside every sandbox. The agent stays in its cgroup: the sandbox carries a deny of
+//! decides by the current task's cgroup id. Tasks outside every sandbox leave before that
+//! lookup, on the registered-cgroup filter (`nono_common::CGROUP_FILTER_WORDS`): the cgroup's
+//! bit is set before the cgroup is registered, and the filter is recomputed from the map (with
+//! the active count) after every change, under the load lock. The agent stays in its cgroup: the sandbox carries a deny of
 //! every write to the cgroup2 filesystem ([`nono_common::CGROUPFS_RULE`]), so it can neither
 //! write another `cgroup.procs` nor create child cgroups; the network programs deny a task in
 //! an unregistered cgroup below the sandbox (fail closed).
@@ -546,7 +548,9 @@ impl Sandbox {
             sandbox.net_enforced = true;
         }
         // Registering the cgroup is the last step: enforcement starts with every rule in place.
-        // The count went up first, so the programs never skip a registered cgroup.
+        // The count went up first and the filter bit goes up now, so the programs never skip a
+        // registered cgroup.
+        maps.admit_to_cgroup_filter(sandbox.cgroup_id)?;
         let mut flags = Sandbox::flags(policy, options, layer.lsm.is_active());
         if sandbox.has_watches {
             flags |= SANDBOX_HAS_WATCHES;
