@@ -23,7 +23,7 @@ use super::layer::Flags;
 use super::sandbox::landlock::AddedRule;
 use super::sandbox::probe::{abi_features, KernelFeatures};
 use super::sandbox::spawn::{Launch, Step};
-use super::sandbox::{self, PendingRuleset, RunError, Sandbox};
+use super::sandbox::{self, RunError, Sandbox};
 use super::RunArgs;
 use crate::exit::{self, CmdResult, Exit};
 
@@ -400,9 +400,6 @@ pub fn run(args: RunArgs) -> CmdResult {
     } else {
         plan_with_coverage(&policy, target.landlock_abi, klayer.coverage)
     };
-    // The ruleset's path rules are added meanwhile (nothing below changes them).
-    let pending_ruleset = (!args.dry_run && kernel.landlock_abi > 0)
-        .then(|| PendingRuleset::start(&plan, kernel.landlock_abi, policy.audit.level));
     let conflicts = concrete::conflicts(&policy);
     let mut problems = problems(&policy, &plan, &conflicts, &kernel, &klayer.coverage);
 
@@ -529,9 +526,7 @@ pub fn run(args: RunArgs) -> CmdResult {
         e.apply(&mut plan, &mut env);
         eprintln!("{}", e.describe());
     }
-    let pending_ruleset = pending_ruleset
-        .unwrap_or_else(|| PendingRuleset::start(&plan, kernel.landlock_abi, policy.audit.level));
-    let mut sandbox = Sandbox::finish(pending_ruleset, &plan, kernel.landlock_abi)
+    let mut sandbox = Sandbox::prepare(&plan, kernel.landlock_abi, policy.audit.level)
         .map_err(|e| refused(format!("nono: cannot set up the sandbox: {e}")))?;
     if let Some(k) = ksandbox.as_mut() {
         sandbox.cgroup_procs = k.take_cgroup_procs();

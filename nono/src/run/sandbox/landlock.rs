@@ -25,7 +25,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-use nono_policy::backend::landlock::{FsRights, LandlockPlan, NetRight, PathRule, PortRule};
+use nono_policy::backend::landlock::{FsRights, LandlockPlan, NetRight, PathRule};
 use nono_policy::ir::{AuditLevel, RuleId};
 use nono_policy::path::PathVars;
 
@@ -474,23 +474,7 @@ fn add_carved(
 }
 
 /// Create the ruleset and add every rule of the plan. Runs in the parent, before `fork`.
-#[cfg(test)]
 pub fn build(
-    plan: &LandlockPlan,
-    kernel_abi: u8,
-    audit: AuditLevel,
-) -> Result<Ruleset, LandlockError> {
-    let mut ruleset = build_paths(plan, kernel_abi, audit)?;
-    add_port_rules(&mut ruleset, &plan.port_rules)?;
-    Ok(ruleset)
-}
-
-/// Create the ruleset with every access the plan handles, and add its path rules; the port
-/// rules come later ([`add_port_rules`]). The path rules are the slow part of a ruleset: an
-/// open and a `landlock_add_rule` for each path, hundreds when a grant is split around its
-/// denies, so `nono run` adds them on a thread of their own while it works out the rest of the
-/// run (see `sandbox::PendingRuleset`); the ports it settles last (its egress proxy's).
-pub fn build_paths(
     plan: &LandlockPlan,
     kernel_abi: u8,
     audit: AuditLevel,
@@ -559,13 +543,8 @@ pub fn build_paths(
         }
         add_carved(&mut ruleset, &root, rule.rights, &carves, &rule.rules)?;
     }
-    Ok(ruleset)
-}
 
-/// Add the plan's TCP port rules to a ruleset made by [`build_paths`] for the same plan (the
-/// ports a run adds after planning, its egress proxy's, need no new handled access).
-pub fn add_port_rules(ruleset: &mut Ruleset, port_rules: &[PortRule]) -> Result<(), LandlockError> {
-    for p in port_rules {
+    for p in &plan.port_rules {
         let attr = uapi::NetPortAttr {
             allowed_access: net_bits(&p.rights),
             port: u64::from(p.port),
@@ -578,7 +557,7 @@ pub fn add_port_rules(ruleset: &mut Ruleset, port_rules: &[PortRule]) -> Result<
             });
         }
     }
-    Ok(())
+    Ok(ruleset)
 }
 
 #[cfg(test)]

@@ -39,77 +39,16 @@ pub enum SetupError {
 }
 
 impl Sandbox {
-    /// Everything the child needs: the ruleset whose path rules `pending` is adding (`plan` is
-    /// the plan `pending` started from, with the port rules the run added since) and the
-    /// seccomp filters.
-    pub fn finish(
-        pending: PendingRuleset,
+    pub fn prepare(
         plan: &LandlockPlan,
         kernel_abi: u8,
+        audit: AuditLevel,
     ) -> Result<Sandbox, SetupError> {
-        landlock::check_plan(plan, kernel_abi)?;
-        let filters = seccomp::build(&plan.seccomp)?;
-        let mut ruleset = pending.wait()?;
-        landlock::add_port_rules(&mut ruleset, &plan.port_rules)?;
         Ok(Sandbox {
-            ruleset,
-            filters,
+            ruleset: landlock::build(plan, kernel_abi, audit)?,
+            filters: seccomp::build(&plan.seccomp)?,
             cgroup_procs: None,
         })
-    }
-}
-
-/// A ruleset whose path rules are being added on a thread of its own (see
-/// [`landlock::build_paths`]: on the default profile they were the largest part of `nono
-/// run`'s start-up), while the caller works out the rest of the run. Dropped unfinished (the
-/// run was refused), the thread completes and its ruleset is closed unused.
-pub struct PendingRuleset(PendingInner);
-
-enum PendingInner {
-    Thread(std::thread::JoinHandle<Result<landlock::Ruleset, landlock::LandlockError>>),
-    /// No thread could be started: built on the caller's, then.
-    Done(Result<landlock::Ruleset, landlock::LandlockError>),
-}
-
-impl PendingRuleset {
-    /// Starts adding `plan`'s path rules; its port rules are left to [`Sandbox::finish`].
-    pub fn start(plan: &LandlockPlan, kernel_abi: u8, audit: AuditLevel) -> PendingRuleset {
-        let paths = LandlockPlan {
-            abi: plan.abi,
-            handled_fs: plan.handled_fs,
-            handled_net: plan.handled_net.clone(),
-            scope_signals: plan.scope_signals,
-            scope_abstract_unix: plan.scope_abstract_unix,
-            path_rules: plan.path_rules.clone(),
-            port_rules: Vec::new(),
-            seccomp: Default::default(),
-            gaps: Vec::new(),
-            covered_by_kernel_layer: Vec::new(),
-            notes: Vec::new(),
-        };
-        let build = move || landlock::build_paths(&paths, kernel_abi, audit);
-        let inner = match std::thread::Builder::new()
-            .name("nono-landlock".into())
-            .spawn(build)
-        {
-            Ok(handle) => PendingInner::Thread(handle),
-            Err(e) => {
-                tracing::debug!("landlock: no thread for the path rules ({e}); adding them here");
-                PendingInner::Done(landlock::build_paths(plan, kernel_abi, audit))
-            }
-        };
-        PendingRuleset(inner)
-    }
-
-    fn wait(self) -> Result<landlock::Ruleset, landlock::LandlockError> {
-        match self.0 {
-            PendingInner::Done(r) => r,
-            PendingInner::Thread(handle) => match handle.join() {
-                Ok(r) => r,
-                // A panic is a bug; the run must not go on without its ruleset.
-                Err(panic) => std::panic::resume_unwind(panic),
-            },
-        }
     }
 }
 
@@ -207,8 +146,7 @@ mod tests {
     /// changes do not leak into the test harness.
     fn confined(plan: &LandlockPlan, script: &str) -> i32 {
         let abi = probe::landlock_abi();
-        let sandbox =
-            Sandbox::finish(PendingRuleset::start(plan, abi, AuditLevel::Off), plan, abi).unwrap();
+        let sandbox = Sandbox::prepare(plan, abi, AuditLevel::Off).unwrap();
         let launch = spawn::Launch::new(
             Path::new("/bin/sh"),
             &["sh".into(), "-c".into(), script.into()],
