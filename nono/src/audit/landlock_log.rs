@@ -10,7 +10,12 @@
 //! - Landlock ABI 7, and a ruleset restricted with `LANDLOCK_RESTRICT_SELF_LOG_NEW_EXEC_ON`
 //!   (nono sets it unless the profile says `audit off`), so denials after `execve` are logged.
 //!
-//! When one is missing the reader is not started and `nono run -v` says which. nono does not
+//! - `CAP_AUDIT_WRITE`, optionally, for the end marker that tells the reader every record of
+//!   the command has arrived ([`LandlockLog::stop`]); without it the reader waits a fixed
+//!   grace period, which a loaded machine can outlast.
+//!
+//! When one of the required ones is missing the reader is not started and `nono run -v` says
+//! which. nono does not
 //! enable audit itself: that is a host-wide setting with a cost for every process.
 //!
 //! Attribution: Landlock names the denying domain by a 64-bit id in each `AUDIT_LANDLOCK_ACCESS`
@@ -317,8 +322,12 @@ impl LandlockLog {
         })
     }
 
-    /// Stops after reading what the kernel delivers within a short grace period (kauditd
-    /// sends records asynchronously, after the syscall that caused them).
+    /// Stops once every record the command caused has been read. kauditd sends records
+    /// asynchronously, after the syscall that caused them, from one FIFO queue: the reader
+    /// writes a marker record of its own into that queue ([`send_marker`]) after the command
+    /// ended, and stops when the marker comes back, so no record of the command is still on
+    /// its way. Without the right to write one (CAP_AUDIT_WRITE), or if the marker does not
+    /// come back within [`MARKER_WAIT`], it stops after [`GRACE`].
     pub fn stop(mut self) {
         self.stop.store(true, Ordering::Release);
         if let Some(t) = self.thread.take() {
@@ -327,18 +336,75 @@ impl LandlockLog {
     }
 }
 
-/// How long to keep reading after the command ended.
+/// How long to keep reading after the command ended when no marker could be sent.
 const GRACE: Duration = Duration::from_millis(150);
+/// The longest wait for the marker (kauditd delayed by a loaded machine, or the backlog full).
+const MARKER_WAIT: Duration = Duration::from_secs(2);
+/// `AUDIT_TRUSTED_APP`: a user-space message of free text.
+const AUDIT_TRUSTED_APP: u16 = 1121;
+const NLMSG_ERROR: u16 = 2;
+
+/// Writes a `AUDIT_TRUSTED_APP` record with `text` into the kernel's audit queue (it also
+/// lands in the host's audit log, if auditd runs: one line per `nono run` that read Landlock's
+/// records). Needs CAP_AUDIT_WRITE.
+fn send_marker(fd: &OwnedFd, text: &str) -> std::io::Result<()> {
+    // With its NUL: the kernel writes one over the payload's last byte.
+    let len = 16 + text.len() + 1;
+    let mut msg = vec![0u8; (len + 3) & !3];
+    msg[0..4].copy_from_slice(&(len as u32).to_ne_bytes());
+    msg[4..6].copy_from_slice(&AUDIT_TRUSTED_APP.to_ne_bytes());
+    msg[6..8].copy_from_slice(&(libc::NLM_F_REQUEST as u16).to_ne_bytes());
+    msg[16..16 + text.len()].copy_from_slice(text.as_bytes());
+    // SAFETY: sockaddr_nl zeroed is the kernel; sendto from a buffer of the given size.
+    let rc = unsafe {
+        let mut to: libc::sockaddr_nl = std::mem::zeroed();
+        to.nl_family = libc::AF_NETLINK as u16;
+        libc::sendto(
+            fd.as_raw_fd(),
+            msg.as_ptr().cast(),
+            len,
+            0,
+            (&to as *const libc::sockaddr_nl).cast(),
+            std::mem::size_of::<libc::sockaddr_nl>() as u32,
+        )
+    };
+    if rc < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
 
 fn read_loop(fd: OwnedFd, sender: AuditSender, child: &AtomicI32, stop: Arc<AtomicBool>) {
     let mut attr = Attributor::new(0);
     let mut buf = vec![0u8; 64 * 1024];
     let mut stop_at: Option<Instant> = None;
+    // Unique to this reader: the pid and the command's pid.
+    let mut marker: Option<String> = None;
     loop {
         if stop_at.is_none() && stop.load(Ordering::Acquire) {
-            stop_at = Some(Instant::now() + GRACE);
+            let text = format!(
+                "nono: end of session records, nono_pid={} child_pid={}",
+                std::process::id(),
+                child.load(Ordering::Acquire)
+            );
+            match send_marker(&fd, &text) {
+                Ok(()) => {
+                    marker = Some(text);
+                    stop_at = Some(Instant::now() + MARKER_WAIT);
+                }
+                Err(e) => {
+                    tracing::debug!("audit: no end marker ({e}); reading {GRACE:?} more");
+                    stop_at = Some(Instant::now() + GRACE);
+                }
+            }
         }
         if stop_at.is_some_and(|t| Instant::now() >= t) {
+            if marker.is_some() {
+                tracing::warn!(
+                    "audit: the kernel's audit queue did not deliver nono's end marker within \
+                     {MARKER_WAIT:?}; Landlock records after that are not in the session"
+                );
+            }
             break;
         }
         let mut pfd = libc::pollfd {
@@ -361,6 +427,7 @@ fn read_loop(fd: OwnedFd, sender: AuditSender, child: &AtomicI32, stop: Arc<Atom
         }
         attr.set_child(child.load(Ordering::Acquire) as i64);
         let mut events = Vec::new();
+        let mut marker_seen = false;
         let mut off = 0;
         let n = n as usize;
         // A datagram may carry several netlink messages.
@@ -371,6 +438,25 @@ fn read_loop(fd: OwnedFd, sender: AuditSender, child: &AtomicI32, stop: Arc<Atom
                 break;
             }
             let text = String::from_utf8_lossy(&buf[off + 16..off + len]);
+            if kind == AUDIT_TRUSTED_APP
+                && marker.as_ref().is_some_and(|m| text.contains(m.as_str()))
+            {
+                marker_seen = true;
+            }
+            // The kernel refused the marker (no CAP_AUDIT_WRITE, or a filter): fall back to
+            // the grace period rather than wait for a record that will not come.
+            if kind == NLMSG_ERROR && len >= 20 && marker.is_some() {
+                let errno =
+                    i32::from_ne_bytes(buf[off + 16..off + 20].try_into().expect("4 bytes"));
+                if errno != 0 {
+                    tracing::debug!(
+                        "audit: the end marker was refused ({}); reading {GRACE:?} more",
+                        std::io::Error::from_raw_os_error(-errno)
+                    );
+                    marker = None;
+                    stop_at = Some(Instant::now() + GRACE);
+                }
+            }
             if let Some(r) = Record::parse(kind, &text) {
                 events.extend(attr.push(r));
             }
@@ -378,6 +464,9 @@ fn read_loop(fd: OwnedFd, sender: AuditSender, child: &AtomicI32, stop: Arc<Atom
         }
         if !events.is_empty() {
             sender.try_send(events);
+        }
+        if marker_seen {
+            break;
         }
     }
     let rest = attr.flush();
