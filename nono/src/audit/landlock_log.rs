@@ -257,25 +257,9 @@ pub fn audit_enabled() -> Option<bool> {
     }
     // SAFETY: owned from here.
     let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-    let mut req = [0u8; 16];
-    req[0..4].copy_from_slice(&16u32.to_ne_bytes());
-    req[4..6].copy_from_slice(&1000u16.to_ne_bytes()); // AUDIT_GET
-    req[6..8].copy_from_slice(&(libc::NLM_F_REQUEST as u16).to_ne_bytes());
-    // SAFETY: sockaddr_nl zeroed = the kernel; send/recv on buffers of the given sizes.
+    send_request(&fd, AUDIT_GET, b"").ok()?;
+    // SAFETY: setsockopt with a timeval; recv into a buffer of its length.
     unsafe {
-        let mut to: libc::sockaddr_nl = std::mem::zeroed();
-        to.nl_family = libc::AF_NETLINK as u16;
-        if libc::sendto(
-            fd.as_raw_fd(),
-            req.as_ptr().cast(),
-            req.len(),
-            0,
-            (&to as *const libc::sockaddr_nl).cast(),
-            std::mem::size_of::<libc::sockaddr_nl>() as u32,
-        ) < 0
-        {
-            return None;
-        }
         let tv = libc::timeval {
             tv_sec: 1,
             tv_usec: 0,
@@ -291,7 +275,7 @@ pub fn audit_enabled() -> Option<bool> {
         let n = libc::recv(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0);
         // The reply is `struct audit_status`: mask, then enabled (u32 each).
         let kind = u16::from_ne_bytes([buf[4], buf[5]]);
-        if n < 24 || kind != 1000 {
+        if n < 24 || kind != AUDIT_GET {
             return None;
         }
         Some(u32::from_ne_bytes([buf[20], buf[21], buf[22], buf[23]]) != 0)
@@ -342,6 +326,7 @@ const GRACE: Duration = Duration::from_millis(150);
 const MARKER_WAIT: Duration = Duration::from_secs(2);
 /// `AUDIT_TRUSTED_APP`: a user-space message of free text.
 const AUDIT_TRUSTED_APP: u16 = 1121;
+const AUDIT_GET: u16 = 1000;
 const NLMSG_ERROR: u16 = 2;
 
 /// Writes a `AUDIT_TRUSTED_APP` record with `text` into the kernel's audit queue (it also
@@ -349,12 +334,20 @@ const NLMSG_ERROR: u16 = 2;
 /// records). Needs CAP_AUDIT_WRITE.
 fn send_marker(fd: &OwnedFd, text: &str) -> std::io::Result<()> {
     // With its NUL: the kernel writes one over the payload's last byte.
-    let len = 16 + text.len() + 1;
+    let mut payload = Vec::with_capacity(text.len() + 1);
+    payload.extend_from_slice(text.as_bytes());
+    payload.push(0);
+    send_request(fd, AUDIT_TRUSTED_APP, &payload)
+}
+
+/// Sends one netlink request of type `kind` with `payload` to the kernel's audit subsystem.
+fn send_request(fd: &OwnedFd, kind: u16, payload: &[u8]) -> std::io::Result<()> {
+    let len = 16 + payload.len();
     let mut msg = vec![0u8; (len + 3) & !3];
     msg[0..4].copy_from_slice(&(len as u32).to_ne_bytes());
-    msg[4..6].copy_from_slice(&AUDIT_TRUSTED_APP.to_ne_bytes());
+    msg[4..6].copy_from_slice(&kind.to_ne_bytes());
     msg[6..8].copy_from_slice(&(libc::NLM_F_REQUEST as u16).to_ne_bytes());
-    msg[16..16 + text.len()].copy_from_slice(text.as_bytes());
+    msg[16..len].copy_from_slice(payload);
     // SAFETY: sockaddr_nl zeroed is the kernel; sendto from a buffer of the given size.
     let rc = unsafe {
         let mut to: libc::sockaddr_nl = std::mem::zeroed();
