@@ -81,11 +81,18 @@ impl Maps {
         self.set_active(registered.len() as u32)
     }
 
-    /// Set the filter bit of `cgroup_id` before it is registered, keeping every registered
-    /// cgroup's bit. Callers hold the load lock.
+    /// Set the filter bit of `cgroup_id` before it is registered. Only its word changes: the
+    /// filter already holds every registered cgroup's bit ([`Maps::publish_active`] rewrites
+    /// it after every change, under the same lock). Callers hold the load lock.
     pub(crate) fn admit_to_cgroup_filter(&mut self, cgroup_id: u64) -> Result<()> {
-        let registered = self.registered_cgroups()?;
-        self.publish_cgroup_filter(registered.into_iter().chain([cgroup_id]))
+        let (word, bit) = cgroup_filter_bit(cgroup_id);
+        let current = self
+            .cgroup_filter
+            .get(&word, 0)
+            .context("reading the cgroup filter")?;
+        self.cgroup_filter
+            .set(word, current | bit, 0)
+            .context("writing the cgroup filter")
     }
 
     /// Every cgroup id in the sandbox map. A key that can't be read fails the whole call: a
