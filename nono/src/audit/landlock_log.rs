@@ -15,8 +15,8 @@
 //!   grace period, which a loaded machine can outlast.
 //!
 //! When one of the required ones is missing the reader is not started and `nono run -v` says
-//! which. nono does not
-//! enable audit itself: that is a host-wide setting with a cost for every process.
+//! which. nono does not enable audit itself: that is a host-wide setting with a cost for every
+//! process.
 //!
 //! Attribution: Landlock names the denying domain by a 64-bit id in each `AUDIT_LANDLOCK_ACCESS`
 //! record, and logs the domain's creator (`AUDIT_LANDLOCK_DOMAIN status=allocated pid=N`) with
