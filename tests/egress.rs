@@ -599,7 +599,7 @@ fn has_cgroup_sock() -> bool {
 
 /// `nono run` with domain rules, as root: nothing is reachable until nono's resolver answers
 /// for an allowed name; then exactly the answered address is, on the rule's port, until its TTL
-/// ends. The sandboxed probe connects on the test's command, and the test queries nono's
+/// ends, from an IPv4 socket and in IPv4-mapped form from a dual-stack one. The sandboxed probe connects on the test's command, and the test queries nono's
 /// resolver from outside (the redirect of the sandbox's own queries is the next test).
 #[test]
 fn kernel_mode_resolver_allows_answered_addresses_until_their_ttl() {
@@ -621,7 +621,7 @@ fn kernel_mode_resolver_allows_answered_addresses_until_their_ttl() {
 import errno, socket, sys
 for line in sys.stdin:
     ip, port = line.split()
-    s = socket.socket(socket.AF_INET)
+    s = socket.socket(socket.AF_INET6 if ":" in ip else socket.AF_INET)
     s.settimeout(5)
     try:
         s.connect((ip, int(port)))
@@ -650,11 +650,14 @@ for line in sys.stdin:
         vec!["127.0.0.2".parse::<std::net::IpAddr>().unwrap()]
     );
     assert_eq!(connect("127.0.0.2"), "OK served-by 127.0.0.2");
+    // The same address from a dual-stack socket, in IPv4-mapped form (what Java does).
+    assert_eq!(connect("::ffff:127.0.0.2"), "OK served-by 127.0.0.2");
     // A non-allowed name: REFUSED, never forwarded, its address stays closed.
     let r = query_udp(resolver, "b.nono.test.", RecordType::A);
     assert_eq!(r.metadata.response_code, ResponseCode::Refused);
     assert!(!zone.saw("b.nono.test"));
     assert_eq!(connect("127.0.0.3"), "EPERM");
+    assert_eq!(connect("::ffff:127.0.0.3"), "EPERM");
     // TTL: the old address closes when the TTL ends; the new answer opens the new one.
     let r = query_udp(resolver, "t.nono.test.", RecordType::A);
     assert_eq!(
@@ -678,7 +681,7 @@ for line in sys.stdin:
     assert!(status.success(), "{status:?}");
     assert_eq!(
         (a.hits(), b.hits(), t_old.hits(), t_new.hits()),
-        (1, 0, 1, 1)
+        (2, 0, 1, 1)
     );
     // The audit trail has the kernel's denies, the one after the TTL naming what was asked.
     let list: serde_json::Value =

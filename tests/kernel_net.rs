@@ -213,6 +213,71 @@ attempt("sctp_socket", lambda: socket.socket(socket.AF_INET6, socket.SOCK_STREAM
     );
 }
 
+/// IPv4-mapped destinations on a dual-stack socket (`::ffff:a.b.c.d`, what Java and other
+/// AF_INET6-only runtimes use to reach IPv4 hosts) are judged by the IPv4 rules: the kernel
+/// sends them as IPv4 packets, so an IPv4 CIDR rule allows them and everything else it does
+/// not allow stays denied, for TCP connect and UDP send alike.
+#[test]
+fn ipv4_mapped_destinations_follow_the_ipv4_rules() {
+    let _serial = serial();
+    let w = World::new(User::Root);
+    let other_addr = tcp_listener();
+    let p = port(&other_addr);
+    let allowed = TcpListener::bind(("127.0.0.2", p)).expect("bind 127.0.0.2");
+    allowed.set_nonblocking(true).unwrap();
+    let udp_allowed = udp_listener();
+    let udp_other = udp_listener();
+    let a = udp_allowed.local_addr().unwrap().port();
+    let o = udp_other.local_addr().unwrap().port();
+    let profile = cidr_profile(
+        &w,
+        "net-mapped",
+        serde_json::json!([
+            { "cidr": "127.0.0.2/32", "protocol": "tcp", "ports": [p] },
+            { "cidr": "127.0.0.1/32", "protocol": "udp", "ports": [a] }
+        ]),
+    );
+    let code = format!(
+        r#"{CONNECT}
+def sendto6(host, port):
+    s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+    s.sendto(b"datagram", (host, port))
+    s.close()
+attempt("mapped_allowed", lambda: connect("::ffff:127.0.0.2", P["p"]))
+attempt("mapped_other_addr", lambda: connect("::ffff:127.0.0.1", P["p"]))
+attempt("mapped_udp_allowed", lambda: sendto6("::ffff:127.0.0.1", P["a"]))
+attempt("mapped_udp_other_port", lambda: sendto6("::ffff:127.0.0.1", P["o"]))
+"#
+    );
+    let out = w.probe_with(
+        &["-v", "--profile", &profile],
+        &serde_json::json!({ "p": p, "a": a, "o": o }),
+        &code,
+    );
+    assert_net_part_active(&out);
+    out.expect("mapped_allowed", "OK")
+        .expect("mapped_other_addr", "EPERM")
+        .expect("mapped_udp_allowed", "OK")
+        .expect("mapped_udp_other_port", "EPERM");
+    assert_got_connection(&allowed);
+    assert_no_tcp_connection(&other_addr);
+    let mut buf = [0u8; 64];
+    let got = wait_until(Duration::from_secs(5), || {
+        udp_allowed.recv_from(&mut buf).is_ok()
+    });
+    assert!(got, "the allowed mapped datagram never arrived");
+    assert_no_datagram(&udp_other);
+    let event = out
+        .stderr
+        .lines()
+        .find(|l| l.contains("deny connect6"))
+        .unwrap_or_else(|| panic!("no connect6 deny event\n{}", out.describe()));
+    assert!(
+        event.contains("rule=default") && event.contains("127.0.0.1"),
+        "wrong event: {event}"
+    );
+}
+
 /// Deletes the namespace however the test ends.
 struct Netns(String);
 
@@ -292,18 +357,33 @@ fn metadata_address_is_denied_unless_named() {
 attempt("metadata", lambda: connect("169.254.169.254", 8080))
 "#
     );
+    // Every IPv4 and IPv6 address on the port: neither opens the metadata address, also not in
+    // its IPv4-mapped form on a dual-stack socket (IPv4 traffic, so the IPv4 denies apply).
+    let broad_code = format!(
+        r#"{code}
+attempt("metadata_mapped", lambda: connect("::ffff:169.254.169.254", 8080))
+"#
+    );
     let broad = cidr_profile(
         &w,
         "net-broad",
-        serde_json::json!([{ "cidr": "0.0.0.0/0", "protocol": "tcp", "ports": [8080] }]),
+        serde_json::json!([
+            { "cidr": "0.0.0.0/0", "protocol": "tcp", "ports": [8080] },
+            { "cidr": "::/0", "protocol": "tcp", "ports": [8080] }
+        ]),
     );
     let mut cmd = in_netns(
         &name,
-        &w.probe_command(&["-v", "--profile", &broad], &serde_json::json!({}), &code),
+        &w.probe_command(
+            &["-v", "--profile", &broad],
+            &serde_json::json!({}),
+            &broad_code,
+        ),
     );
     let out = run(&mut cmd);
     assert_net_part_active(&out);
-    out.expect("metadata", "EPERM");
+    out.expect("metadata", "EPERM")
+        .expect("metadata_mapped", "EPERM");
     assert_no_tcp_connection(&listener);
 
     let named = cidr_profile(

@@ -3,6 +3,9 @@
 //! addresses (the cloud metadata address among them) included: they can only be allowed by a
 //! rule that names them, because the loader never widens a rule into them.
 //!
+//! An IPv4-mapped destination (`::ffff:a.b.c.d`) reaching `connect6` or `bind6` is IPv4 traffic
+//! on a dual-stack socket: the IPv4 trie decides it, so IPv6 rules never open an IPv4 address.
+//!
 //! The loader attaches these programs to each sandbox's cgroup, so they run only for sandboxed
 //! tasks (and every cgroup below the sandbox's); processes elsewhere never pay for them.
 
@@ -97,6 +100,12 @@ fn lookup_v6(
     }
 }
 
+/// `::ffff:a.b.c.d` (RFC 4291 2.5.5.2).
+#[inline(always)]
+fn is_ipv4_mapped(addr: &[u8; 16]) -> bool {
+    addr[..10].iter().all(|b| *b == 0) && addr[10] == 0xff && addr[11] == 0xff
+}
+
 #[inline(always)]
 fn check(ctx: &SockAddrContext, hook: Hook, v6: bool, direction: u32) -> i32 {
     // One sandbox lookup per call: this runs on every connect and UDP send of the sandbox.
@@ -142,11 +151,15 @@ fn check(ctx: &SockAddrContext, hook: Hook, v6: bool, direction: u32) -> i32 {
         // An ephemeral port (UDP clients do this): no address is claimed that a rule names.
         return ALLOW;
     }
-    let allowed = if v6 {
+    let allowed = if v6 && !is_ipv4_mapped(&addr) {
         lookup_v6(sandbox.sandbox_id, protocol, addr, port, direction)
     } else {
+        // An IPv4-mapped address on a dual-stack socket goes out as IPv4: the IPv4 rules (and
+        // the IPv4 implicit denies, the metadata address among them) decide it. `connect6`
+        // sees it in this form; the kernel hands mapped UDP sends to `sendmsg4` itself.
+        let start = if v6 { 12 } else { 0 };
         let mut a4 = [0u8; 4];
-        a4.copy_from_slice(&addr[..4]);
+        a4.copy_from_slice(&addr[start..start + 4]);
         lookup_v4(sandbox.sandbox_id, protocol, a4, port, direction)
     };
     match allowed {

@@ -29,8 +29,8 @@ use nono_policy::backend::landlock::LandlockPlan;
 use nono_policy::ir::Policy;
 use nono_policy::net::{IpNet, PortSet};
 
-use super::resolver::{AllowedDestinations, Grant, Resolver};
-use super::rules::EgressRules;
+use super::resolver::{AllowedDestinations, DestinationTable, Grant, Resolver};
+use super::rules::{canonical, EgressRules};
 use super::{Listen, Service};
 use crate::kernel::net::{NetEntries, EXPAND_PORTS};
 use crate::kernel::{KernelLayer, Maps};
@@ -59,9 +59,10 @@ pub struct KernelDestinations {
 pub struct AnsweredNames(Arc<Mutex<HashMap<IpAddr, String>>>);
 
 impl AnsweredNames {
+    /// Keyed by the canonical address: a `connect6` event carries an IPv4 answer in mapped form.
     pub fn get(&self, addr: IpAddr) -> Option<String> {
         let map = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        map.get(&addr).cloned()
+        map.get(&canonical(addr)).cloned()
     }
 
     fn note(&self, addr: IpAddr, name: &str) {
@@ -69,7 +70,7 @@ impl AnsweredNames {
         if map.len() >= 4 * MAX_LIVE_ENTRIES {
             map.clear();
         }
-        map.insert(addr, name.to_string());
+        map.insert(canonical(addr), name.to_string());
     }
 }
 
@@ -187,14 +188,14 @@ impl AllowedDestinations for KernelDestinations {
         let expires_ns = monotonic_ns() + remaining.as_nanos() as u64;
         let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         let Inner { maps, live } = &mut *inner;
+        // An IPv4-mapped answer (`::ffff:a.b.c.d` in an AAAA record) is an IPv4 destination:
+        // the programs judge mapped connects by the IPv4 rules, so it is keyed there.
+        let addr = canonical(grant.addr);
         for (port, lo, hi) in port_slots(&grant.ports).with_context(|| grant.rule.to_string())? {
-            if self
-                .policy
-                .has_slot(IPPROTO_TCP, port, IpNet::from(grant.addr))
-            {
+            if self.policy.has_slot(IPPROTO_TCP, port, IpNet::from(addr)) {
                 continue;
             }
-            let slot = (grant.addr, port);
+            let slot = (addr, port);
             if !live.contains_key(&slot) && live.len() >= MAX_LIVE_ENTRIES {
                 bail!(
                     "{} (`{}`): the sandbox already has {MAX_LIVE_ENTRIES} resolved addresses \
@@ -208,7 +209,7 @@ impl AllowedDestinations for KernelDestinations {
                     "{} (`{}`): {} already has port range {}-{} from another name",
                     grant.rule,
                     grant.name,
-                    grant.addr,
+                    addr,
                     v.port_lo,
                     v.port_hi
                 ),
@@ -223,9 +224,8 @@ impl AllowedDestinations for KernelDestinations {
                     expires_ns,
                 },
             };
-            self.write(maps, slot, value).with_context(|| {
-                format!("allowing {} port {port} in the kernel map", grant.addr)
-            })?;
+            self.write(maps, slot, value)
+                .with_context(|| format!("allowing {addr} port {port} in the kernel map"))?;
             let entry = live
                 .entry(slot)
                 .or_insert_with(|| (value, grant.expires, Vec::new()));
@@ -339,8 +339,9 @@ fn allow_resolver(maps: &mut Maps, sandbox_id: u32, addr: IpAddr, port: u16) -> 
 
 /// Send the sandbox's port-53 traffic (UDP and TCP) to `resolver`: IPv4 and IPv4-mapped
 /// destinations to the IPv4 address, native IPv6 ones to `resolver6` when there is one
-/// (`nono-ebpf/src/dns.rs`); and allow the rewritten destinations in its rules (for
-/// `connect6` on a dual-stack socket, the IPv4 resolver in mapped form).
+/// (`nono-ebpf/src/dns.rs`); and allow the rewritten destinations in its rules (the IPv4 entry
+/// also serves `connect6` on a dual-stack socket, which the programs judge by the IPv4 rules
+/// when the address is mapped).
 fn redirect_dns(
     layer: &KernelLayer,
     maps: &mut Maps,
@@ -377,12 +378,6 @@ fn redirect_dns(
         let _ = redirect.remove(&id);
     }
     allow_resolver(maps, sandbox_id, IpAddr::V4(*v4.ip()), v4.port())?;
-    allow_resolver(
-        maps,
-        sandbox_id,
-        IpAddr::V6(v4.ip().to_ipv6_mapped()),
-        v4.port(),
-    )?;
     if let Some(a) = v6 {
         allow_resolver(maps, sandbox_id, IpAddr::V6(*a.ip()), a.port())?;
     }
@@ -431,7 +426,7 @@ impl KernelEgress {
         let sink: Arc<dyn AllowedDestinations> = if strict {
             // The proxy's own table: answered addresses are reachable by nono's proxy (outside
             // the sandbox's cgroup), never by the sandbox directly.
-            Arc::new(super::resolver::DestinationTable::default())
+            Arc::new(DestinationTable::default())
         } else {
             Arc::new(sink)
         };
@@ -450,14 +445,9 @@ impl KernelEgress {
         let redirect = redirect_dns(layer, &mut kmaps, sandbox_id, addr, service.dns6)?;
         if let Some(SocketAddr::V4(p)) = service.proxy {
             // TCP only matters, but one helper writes both protocols; UDP to the proxy's port
-            // reaches nothing (it listens on TCP).
+            // reaches nothing (it listens on TCP). The IPv4 entry also serves a dual-stack
+            // socket connecting to the proxy in mapped form.
             allow_resolver(&mut kmaps, sandbox_id, IpAddr::V4(*p.ip()), p.port())?;
-            allow_resolver(
-                &mut kmaps,
-                sandbox_id,
-                IpAddr::V6(p.ip().to_ipv6_mapped()),
-                p.port(),
-            )?;
         }
         Ok(KernelEgress {
             redirect,
