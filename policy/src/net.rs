@@ -108,6 +108,10 @@ pub enum NetError {
         "`{0}` is an IP address; allow it with a CIDR rule (`net allow cidr {0}/32 tcp`) instead"
     )]
     IpLiteral(String),
+    #[error(
+        "`{0}` is an IPv4-mapped IPv6 network: traffic to `::ffff:a.b.c.d` leaves as IPv4 and the IPv4 rules decide it; write `{1}`"
+    )]
+    MappedCidr(String, String),
 }
 
 /// A sorted, merged set of port ranges. Empty means "every port" where a rule allows that
@@ -236,14 +240,25 @@ impl PortSpec {
 
 /// Parse a CIDR (`10.0.0.0/8`, `::1/128`) or a bare address (taken as a single host).
 pub fn parse_cidr(s: &str) -> Result<IpNet, NetError> {
-    if let Ok(ip) = s.parse::<std::net::IpAddr>() {
-        return Ok(IpNet::from(ip));
-    }
-    let net: IpNet = s
-        .parse()
-        .map_err(|e: ipnet::AddrParseError| NetError::BadCidr(s.to_string(), e.to_string()))?;
+    let net = match s.parse::<std::net::IpAddr>() {
+        Ok(ip) => IpNet::from(ip),
+        Err(_) => s
+            .parse()
+            .map_err(|e: ipnet::AddrParseError| NetError::BadCidr(s.to_string(), e.to_string()))?,
+    };
     if net.trunc() != net {
         return Err(NetError::HostBits(s.to_string(), net.trunc().to_string()));
+    }
+    // The kernel layer judges a mapped destination by the IPv4 rules (nono-ebpf's `net.rs`),
+    // so a rule written in the mapped form would never match: ask for the IPv4 form instead.
+    if let IpNet::V6(v6) = net {
+        if v6.prefix_len() >= 96 {
+            if let Some(v4) = v6.network().to_ipv4_mapped() {
+                let suggestion = IpNet::new(v4.into(), v6.prefix_len() - 96)
+                    .expect("a prefix of 96..=128 less 96 fits IPv4");
+                return Err(NetError::MappedCidr(s.to_string(), suggestion.to_string()));
+            }
+        }
     }
     Ok(net)
 }
@@ -461,6 +476,18 @@ mod tests {
         assert_eq!(parse_cidr("10.0.0.0/8").unwrap().to_string(), "10.0.0.0/8");
         assert_eq!(parse_cidr("127.0.0.1").unwrap().to_string(), "127.0.0.1/32");
         assert_eq!(parse_cidr("::1").unwrap().to_string(), "::1/128");
+        assert!(
+            matches!(parse_cidr("::ffff:10.1.0.0/112"), Err(NetError::MappedCidr(_, s)) if s == "10.1.0.0/16")
+        );
+        assert!(
+            matches!(parse_cidr("::ffff:127.0.0.1"), Err(NetError::MappedCidr(_, s)) if s == "127.0.0.1/32")
+        );
+        // Networks around the mapped range are IPv6 rules like any other.
+        assert_eq!(parse_cidr("::/0").unwrap().to_string(), "::/0");
+        assert_eq!(
+            parse_cidr("::fffe:0:0/96").unwrap().to_string(),
+            "::fffe:0:0/96"
+        );
         assert!(
             matches!(parse_cidr("10.0.0.1/8"), Err(NetError::HostBits(_, s)) if s == "10.0.0.0/8")
         );
