@@ -266,4 +266,38 @@ fn strict_domains(user: User) {
             "no refusal saying `{why}` in:\n{denials}"
         );
     }
+    if kernel {
+        // The kernel's denies of the direct connects name what the address was answered for
+        // (the proxy's and the sandbox's lookups of a.nono.test), though strict mode opened it
+        // to nobody in the sandbox.
+        let list: serde_json::Value =
+            serde_json::from_str(&run(&mut w.nono(["audit", "list", "--json"])).stdout).unwrap();
+        let id = list[0]["id"]
+            .as_str()
+            .expect("a recorded session")
+            .to_string();
+        let doc: serde_json::Value =
+            serde_json::from_str(&run(&mut w.nono(["audit", "show", &id, "--json"])).stdout)
+                .unwrap();
+        let direct: Vec<&serde_json::Value> = doc["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| {
+                e["kind"] == "net"
+                    && e["denied"] == true
+                    && e["object"] == format!("127.0.0.2:{port}")
+            })
+            .collect();
+        assert_eq!(direct.len(), 2, "two direct connects denied: {direct:?}");
+        for event in direct {
+            assert_eq!(
+                event["detail"]["name"]
+                    .as_str()
+                    .map(|n| n.trim_end_matches('.')),
+                Some("a.nono.test"),
+                "{event}"
+            );
+        }
+    }
 }

@@ -74,6 +74,26 @@ impl AnsweredNames {
     }
 }
 
+/// The sink of `--strict-domains` in kernel mode: answers open nothing to the sandbox (only
+/// nono's proxy is reachable; the proxy connects from outside the sandbox's cgroup), but each
+/// answered address keeps its name, so a direct connect the programs deny is audited with the
+/// name the sandbox asked for.
+struct NamesOnly {
+    names: AnsweredNames,
+    table: DestinationTable,
+}
+
+impl AllowedDestinations for NamesOnly {
+    fn allow(&self, grant: &Grant) -> Result<()> {
+        self.names.note(grant.addr, &grant.name);
+        self.table.allow(grant)
+    }
+
+    fn expire(&self, now: Instant) -> Result<Vec<Grant>> {
+        self.table.expire(now)
+    }
+}
+
 struct Inner {
     maps: Maps,
     live: HashMap<Slot, (NetAllow, Instant, Vec<Grant>)>,
@@ -424,9 +444,10 @@ impl KernelEgress {
             KernelDestinations::new(maps.reopen()?, sandbox_id, NetEntries::from_policy(policy)?);
         let names = sink.names.clone();
         let sink: Arc<dyn AllowedDestinations> = if strict {
-            // The proxy's own table: answered addresses are reachable by nono's proxy (outside
-            // the sandbox's cgroup), never by the sandbox directly.
-            Arc::new(DestinationTable::default())
+            Arc::new(NamesOnly {
+                names: names.clone(),
+                table: DestinationTable::default(),
+            })
         } else {
             Arc::new(sink)
         };
