@@ -20,6 +20,7 @@ as_root_and_nobody!(
     case18_cidr_port_rule_enforced_exactly_or_refused,
     case18_cidr_port_rule_best_effort_allows_only_its_port,
     case18_block_net_overrides_profile_cidr,
+    case18_tcp_fast_open_send_denied,
     case19_udp_raw_packet_netlink_vsock_sockets_denied,
     case20_io_uring_setup_denied,
 );
@@ -230,6 +231,51 @@ attempt("allowed_port", lambda: connect("127.0.0.1", P["allowed"]))
     let out = w.probe_with(&["--profile", &profile, "--block-net"], &extra, &code);
     out.expect_one_of("allowed_port", TCP_DENIED);
     assert_no_tcp_connection(&s.allowed);
+}
+
+/// Case 18: TCP Fast Open. `sendto(MSG_FASTOPEN)` connects and sends in one call, without
+/// `connect(2)`, where Landlock checks TCP connects: unconfined, it reached a loopback port no
+/// rule allowed, data included. nono's seccomp filter refuses such sends (EPERM) whenever the
+/// network is restricted, also to a port a rule allows; a plain `connect` there still works.
+fn case18_tcp_fast_open_send_denied(user: User) {
+    let w = World::new(user);
+    let s = CidrSetup::new(&w);
+    let other = tcp_listener();
+    let extra = serde_json::json!({
+        "allowed": port(&s.allowed),
+        "other": port(&other),
+    });
+    let code = format!(
+        r#"{CONNECT}
+def fast_open(host, port, flags=0):
+    fam = socket.AF_INET6 if ":" in host else socket.AF_INET
+    s = socket.socket(fam, socket.SOCK_STREAM)
+    s.settimeout(10)
+    s.sendto(b"fast open", socket.MSG_FASTOPEN | flags, (host, port))
+    s.close()
+def fast_open_msg(host, port):
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.settimeout(10)
+    s.sendmsg([b"fast open"], [], socket.MSG_FASTOPEN, (host, port))
+    s.close()
+attempt("tfo_other", lambda: fast_open("127.0.0.1", P["other"]))
+attempt("tfo_other_nosignal", lambda: fast_open("127.0.0.1", P["other"], socket.MSG_NOSIGNAL))
+attempt("tfo_msg_other", lambda: fast_open_msg("127.0.0.1", P["other"]))
+attempt("tfo_allowed", lambda: fast_open("127.0.0.1", P["allowed"]))
+attempt("connect_allowed", lambda: connect("127.0.0.1", P["allowed"]))
+"#
+    );
+    let profile = s.profile.display().to_string();
+    let out = w.probe_with(&["--profile", &profile, "--best-effort"], &extra, &code);
+    out.expect("tfo_other", "EPERM")
+        .expect("tfo_other_nosignal", "EPERM")
+        .expect("tfo_msg_other", "EPERM")
+        .expect("tfo_allowed", "EPERM")
+        .expect("connect_allowed", "OK");
+    // Exactly the plain connect arrived: none of the Fast Open sends did.
+    assert_got_connection(&s.allowed);
+    assert_no_tcp_connection(&s.allowed);
+    assert_no_tcp_connection(&other);
 }
 
 /// Case 19: UDP (v4 and v6, sent to a loopback socket of the test), raw and ping sockets,

@@ -286,6 +286,12 @@ pub struct SeccompPlan {
     /// cgroup socket programs see TCP connects and UDP sends only.
     #[serde(default)]
     pub inet_tcp_udp_only: bool,
+    /// Block `sendto`/`sendmsg`/`sendmmsg` with `MSG_FASTOPEN`: a TCP Fast Open send connects
+    /// without `connect(2)`, so Landlock's TCP connect rules never see it (measured on Linux
+    /// 6.18: it reaches any port). Set whenever the network is restricted; programs then use
+    /// `connect(2)` (or `TCP_FASTOPEN_CONNECT`, which goes through it).
+    #[serde(default)]
+    pub deny_tcp_fastopen: bool,
 }
 
 /// Which way a target falls short of a rule. A reviewer needs to know whether the sandbox ends up
@@ -974,6 +980,9 @@ impl<'p> Planner<'p> {
         let dns_via_kernel = k && self.cover.domains && !net.domains.is_empty();
         seccomp.deny_udp_and_raw = !(k && (has_udp || dns_via_kernel));
         seccomp.inet_tcp_udp_only = !seccomp.deny_udp_and_raw;
+        // Landlock checks TCP connects in `connect(2)` only; a Fast Open send connects from
+        // `sendto`/`sendmsg`. (The kernel layer's `connect4/6` programs do see it.)
+        seccomp.deny_tcp_fastopen = true;
         if has_udp {
             for id in &udp_rules {
                 self.kernel_gap(

@@ -135,6 +135,7 @@ mod tests {
                 deny_escape_syscalls: true,
                 deny_unix_sockets: true,
                 inet_tcp_udp_only: false,
+                deny_tcp_fastopen: true,
             },
             gaps: vec![],
             covered_by_kernel_layer: vec![],
