@@ -21,6 +21,7 @@ as_root_and_nobody!(
     case18_cidr_port_rule_best_effort_allows_only_its_port,
     case18_block_net_overrides_profile_cidr,
     case18_tcp_fast_open_send_denied,
+    listen_without_a_rule_denied,
     case19_udp_raw_packet_netlink_vsock_sockets_denied,
     case20_io_uring_setup_denied,
 );
@@ -276,6 +277,39 @@ attempt("connect_allowed", lambda: connect("127.0.0.1", P["allowed"]))
     assert_got_connection(&s.allowed);
     assert_no_tcp_connection(&s.allowed);
     assert_no_tcp_connection(&other);
+}
+
+/// Listening without a listen rule. `listen(2)` on a TCP socket never bound binds an
+/// ephemeral port itself, without the bind check Landlock makes: unconfined, the socket served
+/// on 0.0.0.0. The probe tries that and an explicit bind; both are refused (seccomp's EPERM for
+/// `listen`, Landlock's EACCES for `bind`), and a connect from outside finds nothing to reach.
+fn listen_without_a_rule_denied(user: User) {
+    let w = World::new(user);
+    let code = r#"
+def unbound():
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.listen(1)
+    print("port", s.getsockname()[1], flush=True)
+def unbound6():
+    s = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+    s.listen(1)
+def bound():
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.bind(("127.0.0.1", 0))
+    s.listen(1)
+attempt("listen_unbound", unbound)
+attempt("listen_unbound6", unbound6)
+attempt("bind_then_listen", bound)
+"#;
+    let out = w.probe_with(&[] as &[&str], &serde_json::json!({}), code);
+    out.expect("listen_unbound", "EPERM")
+        .expect("listen_unbound6", "EPERM")
+        .expect_one_of("bind_then_listen", TCP_DENIED);
+    assert!(
+        !out.stdout.contains("port "),
+        "a socket listened:\n{}",
+        out.describe()
+    );
 }
 
 /// Case 19: UDP (v4 and v6, sent to a loopback socket of the test), raw and ping sockets,

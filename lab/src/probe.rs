@@ -289,6 +289,14 @@ fn run_op(op: &str, args: &[String]) -> Result<(), i32> {
                 TcpListener::bind(addr(a(0))?).map_err(io_errno)?;
                 Ok(())
             }
+            // listen(2) on a TCP socket never bound (the kernel would pick the port itself).
+            "listen-unbound" => {
+                let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0);
+                errno_of(fd)?;
+                let rc = errno_of(libc::listen(fd, 1));
+                libc::close(fd);
+                rc
+            }
             "netns" => {
                 // Enter a network namespace the test made; later operations happen inside it.
                 let f = std::fs::File::open(format!("/run/netns/{}", a(0))).map_err(io_errno)?;

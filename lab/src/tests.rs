@@ -61,6 +61,7 @@ tests! {
     net_allowed_cidr_and_port: CgroupSock,
     net_udp_sendto: CgroupSock,
     net_bind_needs_listen_rule: CgroupSock,
+    net_listen_needs_a_bound_port: Lsm,
     net_metadata_address_denied: CgroupSock,
     net_dns_redirect_v4_and_v6: CgroupSock,
     bench_lsm_overhead: Lsm,
@@ -1753,6 +1754,28 @@ fn net_bind_needs_listen_rule(ctx: &Ctx) -> Result<(), String> {
     run.expect(&[EPERM, OK])?;
     if !run.stderr.contains("deny bind4") {
         return Err(format!("no bind4 deny event: {}", run.stderr));
+    }
+    Ok(())
+}
+
+/// `listen(2)` on a socket never bound would take an ephemeral port that neither the `bind4`
+/// program nor Landlock checks: the `socket_listen` program refuses it, with or without listen
+/// rules, while a bound listener on a port a rule allows still works. (Without any TCP rule on
+/// 6.1, Landlock ABI 2, seccomp refuses the inet socket itself: EPERM before `listen`.)
+fn net_listen_needs_a_bound_port(ctx: &Ctx) -> Result<(), String> {
+    let free = (20000..30000)
+        .find(|p| TcpListener::bind(("127.0.0.1", *p)).is_ok())
+        .ok_or("no free port")?;
+    sandboxed(ctx, &[], &[&["listen-unbound"]])?.expect(&[EPERM])?;
+    let listen = ["--listen".to_string(), "tcp:20000-29999".to_string()];
+    let ruled = sandboxed(
+        ctx,
+        &listen,
+        &[&["listen-unbound"], &["bind", &format!("127.0.0.1:{free}")]],
+    )?;
+    ruled.expect(&[EPERM, OK])?;
+    if !ruled.stderr.contains("deny socket_listen") {
+        return Err(format!("no socket_listen deny event: {}", ruled.stderr));
     }
     Ok(())
 }

@@ -366,6 +366,11 @@ pub struct KernelOffsets {
     /// `inode.i_generation`: tells a reused inode number from the directory a cache entry was
     /// made for.
     pub inode_generation: u32,
+    /// `sock.__sk_common` + `sock_common.skc_family`: the socket's address family.
+    pub sock_family: u32,
+    /// `sock.__sk_common` + `sock_common.skc_num`: the bound local port (host order), 0 while
+    /// an inet socket is unbound.
+    pub sock_num: u32,
 }
 
 impl KernelOffsets {
@@ -391,6 +396,8 @@ impl KernelOffsets {
         dentry_name_len: 0,
         dentry_name: 0,
         inode_generation: 0,
+        sock_family: 0,
+        sock_num: 0,
     };
 }
 
@@ -461,6 +468,7 @@ pub enum Hook {
     DInstantiate = 32,
     InodeRename = 33,
     InodeLink = 34,
+    SocketListen = 35,
     Connect4 = 20,
     Connect6 = 21,
     Sendmsg4 = 22,
@@ -497,6 +505,7 @@ impl Hook {
             32 => DInstantiate,
             33 => InodeRename,
             34 => InodeLink,
+            35 => SocketListen,
             20 => Connect4,
             21 => Connect6,
             22 => Sendmsg4,
@@ -534,6 +543,7 @@ impl Hook {
             DInstantiate => "d_instantiate",
             InodeRename => "inode_rename",
             InodeLink => "inode_link",
+            SocketListen => "socket_listen",
             Connect4 => "connect4",
             Connect6 => "connect6",
             Sendmsg4 => "sendmsg4",
@@ -610,7 +620,7 @@ const _: () = {
     assert!(core::mem::size_of::<NetKeyV4>() == 12);
     assert!(core::mem::size_of::<NetKeyV6>() == 24);
     assert!(core::mem::size_of::<NetAllow>() == 24);
-    assert!(core::mem::size_of::<KernelOffsets>() == 80);
+    assert!(core::mem::size_of::<KernelOffsets>() == 88);
     assert!(core::mem::size_of::<LayerConfig>() == 16);
     assert!(core::mem::size_of::<FsCache>() == 16);
     assert!(core::mem::size_of::<NameKey>() == 16 + WATCH_NAME_LEN);

@@ -10,8 +10,10 @@
 //! tasks (and every cgroup below the sandbox's); processes elsewhere never pay for them.
 
 use aya_ebpf::{
-    helpers::bpf_ktime_get_ns, macros::cgroup_sock_addr, maps::lpm_trie::Key,
-    programs::SockAddrContext,
+    helpers::bpf_ktime_get_ns,
+    macros::{cgroup_sock_addr, lsm},
+    maps::lpm_trie::Key,
+    programs::{LsmContext, SockAddrContext},
 };
 use nono_common::{
     Hook, NetAllow, NetKeyV4, NetKeyV6, NET_BIND, NET_CONNECT, NET_DEFAULT_RULE,
@@ -21,7 +23,8 @@ use nono_common::{
 use crate::{
     current_sandbox,
     events::{emit, Decision},
-    NONO_NET_V4, NONO_NET_V6,
+    fs::read_at,
+    kernel_offset, NONO_NET_V4, NONO_NET_V6,
 };
 
 const ALLOW: i32 = 1;
@@ -207,4 +210,45 @@ pub fn bind4(ctx: SockAddrContext) -> i32 {
 #[cgroup_sock_addr(bind6)]
 pub fn bind6(ctx: SockAddrContext) -> i32 {
     check(&ctx, Hook::Bind6, true, NET_BIND)
+}
+
+const IPPROTO_TCP: u8 = 6;
+
+/// `listen(2)` of a sandboxed task (BPF LSM, unlike the programs above). An inet socket that
+/// was never bound gets an ephemeral port inside `listen` (`inet_autobind`), which runs neither
+/// the `bind4/6` programs nor Landlock's bind check: it would serve on every address, on a port
+/// no rule names. So a sandbox listens only on a port it bound, which those checks allowed.
+/// Other families pass (unix servers are the unix-socket hooks' business); a socket without a
+/// `struct sock` is refused (fail closed).
+#[lsm(hook = "socket_listen")]
+pub fn socket_listen(ctx: LsmContext) -> i32 {
+    let Some(sandbox) = current_sandbox() else {
+        return 0;
+    };
+    let sock: *const u8 = unsafe { ctx.arg(0) };
+    // SAFETY: probe reads (`fs::read_at`); a fault is an error, denied below.
+    let bound = unsafe {
+        read_at::<*const u8>(sock, kernel_offset!(socket_sk)).and_then(|sk| {
+            if sk.is_null() {
+                return Err(0);
+            }
+            let family: u16 = read_at(sk, kernel_offset!(sock_family))?;
+            let port: u16 = read_at(sk, kernel_offset!(sock_num))?;
+            Ok((family, port))
+        })
+    };
+    let (family, rule_id) = match bound {
+        Ok((family, _)) if family != AF_INET && family != AF_INET6 => return 0,
+        Ok((_, port)) if port != 0 => return 0,
+        Ok((family, _)) => (family, NET_DEFAULT_RULE),
+        Err(_) => (AF_INET, NO_VERDICT_RULE),
+    };
+    // The event: the family, port 0 (unbound) and TCP, as a network event of the session.
+    let mut decision = Decision::file(sandbox.sandbox_id, Hook::SocketListen as u16);
+    decision.family = family;
+    decision.access = IPPROTO_TCP;
+    decision.denied = true;
+    decision.rule_id = rule_id;
+    emit(&decision);
+    -crate::verdict::EPERM
 }

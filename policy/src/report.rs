@@ -157,6 +157,9 @@ pub fn render_text(compiled: &CompiledPolicy) -> String {
     if ll.seccomp.deny_tcp_fastopen && !ll.seccomp.deny_inet {
         net.push("seccomp refuses TCP Fast Open sends (MSG_FASTOPEN)".into());
     }
+    if ll.seccomp.deny_listen {
+        net.push("seccomp refuses listen(2)".into());
+    }
     if target.kernel_layer && compiled.ebpf.net.is_some() {
         net.push("eBPF cgroup/connect4+connect6 allowlist (link-local and metadata denied)".into());
     }

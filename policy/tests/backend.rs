@@ -531,9 +531,62 @@ fn every_tcp_port_everywhere_unhandles_connect() {
         .listen(Protocol::Tcp, "8080")
         .build();
     let plan = ll(&p, 7, false);
-    assert!(plan.gaps.is_empty(), "{:#?}", plan.gaps);
+    // Only the listen rule's unbound-listen gap (see `unbound_listen_...` below).
+    let features: Vec<&str> = plan.gaps.iter().map(|g| g.feature.as_str()).collect();
+    assert_eq!(
+        features,
+        ["listen(2) on an unbound TCP socket"],
+        "{:#?}",
+        plan.gaps
+    );
     assert_eq!(plan.handled_net, [NetRight::BindTcp]);
     assert_eq!(port(&plan, 8080).unwrap().rights, [NetRight::BindTcp]);
+}
+
+/// `listen(2)` on a TCP socket never bound takes an ephemeral port without Landlock's bind
+/// check. Without a TCP listen rule (and with unix sockets closed) seccomp refuses `listen`
+/// outright; a TCP listen rule keeps `listen` open, so its plan names the unbound case as a
+/// gap that only the kernel layer's `socket_listen` program closes.
+#[test]
+fn unbound_listen_is_refused_or_named() {
+    let none = PolicyBuilder::new("t").build();
+    let plan = ll(&none, 7, false);
+    assert!(plan.seccomp.deny_listen);
+    assert!(plan.gaps.is_empty(), "{:#?}", plan.gaps);
+    // With the kernel layer unix sockets are open (servers need listen): its program decides.
+    assert!(!ll(&none, 7, true).seccomp.deny_listen);
+    // Unrestricted network: nothing to protect.
+    let all = PolicyBuilder::new("t").net_all().build();
+    assert!(!ll(&all, 7, false).seccomp.deny_listen);
+
+    let listens = PolicyBuilder::new("t")
+        .listen(Protocol::Tcp, "3000")
+        .build();
+    let plan = ll(&listens, 7, false);
+    assert!(!plan.seccomp.deny_listen);
+    let gaps: Vec<(&str, GapDirection)> = plan
+        .gaps
+        .iter()
+        .map(|g| (g.feature.as_str(), g.direction))
+        .collect();
+    assert_eq!(
+        gaps,
+        [(
+            "listen(2) on an unbound TCP socket",
+            GapDirection::AllowsMore
+        )]
+    );
+    let kernel = ll(&listens, 7, true);
+    assert!(kernel.gaps.is_empty(), "{:#?}", kernel.gaps);
+    assert!(kernel
+        .covered_by_kernel_layer
+        .iter()
+        .any(|g| g.feature == "listen(2) on an unbound TCP socket"));
+    // A UDP listen rule needs no listen(2): seccomp may still refuse it.
+    let udp = PolicyBuilder::new("t")
+        .listen(Protocol::Udp, "5353")
+        .build();
+    assert!(ll(&udp, 7, false).seccomp.deny_listen);
 }
 
 #[test]
@@ -729,6 +782,7 @@ fn default_like_policy_at_every_abi() {
             "TCP address filtering",
             "deny inside an allowed tree",
             "domain allowlist",
+            "listen(2) on an unbound TCP socket",
             "path unix socket filtering"
         ]
     );

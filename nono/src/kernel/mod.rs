@@ -92,6 +92,8 @@ pub const LSM_HOOKS: &[&str] = &[
     "kernel_module_request",
     "unix_stream_connect",
     "unix_may_send",
+    // Listening needs a bound port (nono-ebpf/src/net.rs).
+    "socket_listen",
     // Name watches (nono-ebpf/src/watch.rs): bind objects that appear under a watched name.
     "d_instantiate",
     "inode_rename",

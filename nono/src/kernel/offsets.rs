@@ -96,6 +96,10 @@ pub fn read_kernel_offsets() -> Result<KernelOffsets> {
             + field_offset(&btf, "qstr", "len")?,
         dentry_name: field_offset(&btf, "dentry", "d_name")? + field_offset(&btf, "qstr", "name")?,
         inode_generation: field_offset(&btf, "inode", "i_generation")?,
+        sock_family: field_offset(&btf, "sock", "__sk_common")?
+            + field_offset(&btf, "sock_common", "skc_family")?,
+        sock_num: field_offset(&btf, "sock", "__sk_common")?
+            + field_offset(&btf, "sock_common", "skc_num")?,
     })
 }
 

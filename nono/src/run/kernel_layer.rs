@@ -73,6 +73,7 @@ impl KernelRun {
                     files: layer.lsm.is_active(),
                     exec: layer.lsm.is_active(),
                     unix_sockets: layer.lsm.is_active(),
+                    listen: layer.lsm.is_active(),
                     net: layer.net.is_active(),
                     // With the network programs, `nono run` serves the domain rules itself:
                     // resolver, port-53 redirect, answered addresses in the maps

@@ -292,6 +292,13 @@ pub struct SeccompPlan {
     /// `connect(2)` (or `TCP_FASTOPEN_CONNECT`, which goes through it).
     #[serde(default)]
     pub deny_tcp_fastopen: bool,
+    /// Block `listen(2)`: on a TCP socket never bound, `listen` binds an ephemeral port itself,
+    /// without the bind hook Landlock checks, and serves on every address (measured on Linux
+    /// 6.18). Set when the network is restricted, the profile allows no TCP listen, and
+    /// `socket(AF_UNIX)` is closed too (unix servers need `listen`); otherwise the kernel
+    /// layer's `socket_listen` program refuses unbound listens (see `KernelCoverage::listen`).
+    #[serde(default)]
+    pub deny_listen: bool,
 }
 
 /// Which way a target falls short of a rule. A reviewer needs to know whether the sandbox ends up
@@ -437,6 +444,9 @@ pub struct KernelCoverage {
     pub domains: bool,
     /// BPF LSM unix-socket connect filtering by path.
     pub unix_sockets: bool,
+    /// BPF LSM `socket_listen`: a listen on an inet socket that was never bound (an ephemeral
+    /// port Landlock never sees) is refused, so listening takes an explicit, checked bind.
+    pub listen: bool,
     /// Split read/exec-only grants around denies even when the file hooks enforce them. The
     /// runtime asks for it: a split also holds for a deny whose path does not exist yet, which
     /// the file hooks (bound by inode when the run starts) can't cover. Without it the plan
@@ -452,6 +462,7 @@ impl KernelCoverage {
         net: false,
         domains: false,
         unix_sockets: false,
+        listen: false,
         keep_splits: false,
     };
 
@@ -463,6 +474,7 @@ impl KernelCoverage {
             net: true,
             domains: true,
             unix_sockets: true,
+            listen: true,
             keep_splits: false,
         }
     }
@@ -515,6 +527,17 @@ fn plan_inner(
     let path_rules = planner.filesystem();
     let (handled_net, port_rules, mut seccomp) = planner.network();
     seccomp.deny_unix_sockets = !cover.unix_sockets;
+    // A listen on an unbound TCP socket binds an ephemeral port past Landlock's bind check.
+    // With no TCP listen rule and no unix socket to serve, `listen` has no allowed use left.
+    let tcp_listen_rules = policy
+        .net
+        .listen
+        .iter()
+        .any(|r| r.protocol == Protocol::Tcp);
+    seccomp.deny_listen = policy.net.mode != NetMode::Unrestricted
+        && !cover.listen
+        && !tcp_listen_rules
+        && seccomp.deny_unix_sockets;
     let (scope_signals, scope_abstract_unix) = planner.scopes();
     planner.unix_socket_note();
     planner.abi_notes(&path_rules);
@@ -1114,6 +1137,16 @@ impl<'p> Planner<'p> {
                 continue;
             }
             allow(&r.ports, NetRight::BindTcp, r.id);
+            self.kernel_gap(
+                self.cover.listen,
+                r.id,
+                "listen(2) on an unbound TCP socket",
+                "the eBPF kernel layer's BPF LSM programs (root)",
+                "Landlock checks bind(2) only: a listen on a socket never bound serves on an \
+                 ephemeral port of any number"
+                    .into(),
+                GapDirection::AllowsMore,
+            );
         }
 
         let mut handled = vec![NetRight::BindTcp, NetRight::ConnectTcp];

@@ -136,6 +136,7 @@ mod tests {
                 deny_unix_sockets: true,
                 inet_tcp_udp_only: false,
                 deny_tcp_fastopen: true,
+                deny_listen: true,
             },
             gaps: vec![],
             covered_by_kernel_layer: vec![],

@@ -32,6 +32,10 @@
 //!   whenever the network is restricted). A Fast Open send connects inside the send call, and
 //!   Landlock checks TCP connects only in `connect(2)`: on Linux 6.18 such a send reached a
 //!   loopback port no rule allowed. The kernel layer's `connect4/6` programs do see it.
+//! - `listen` when the plan says so (`deny_listen`: no TCP listen rule and no unix sockets). A
+//!   listen on a TCP socket never bound binds an ephemeral port without the bind hook Landlock
+//!   checks: on Linux 6.18 such a socket served on 0.0.0.0 under a ruleset that denied every
+//!   bind.
 //! - `socket(AF_UNIX)` when the plan closes the family (`deny_unix_sockets`: Landlock cannot
 //!   filter `connect(2)` by socket path); `socketpair(AF_UNIX)` stays allowed.
 //!
@@ -379,6 +383,10 @@ pub fn eperm_rules(plan: &SeccompPlan, x32: bool) -> Result<(Rules, Vec<String>)
         }
         summary.push("sockets: sendto/sendmsg/sendmmsg with MSG_FASTOPEN (TCP Fast Open)".into());
     }
+    if plan.deny_listen {
+        rules.insert(libc::SYS_listen, vec![]);
+        summary.push("sockets: listen (no TCP listen rule; unbound listens skip Landlock)".into());
+    }
     if plan.deny_escape_syscalls {
         for (nr, _) in ESCAPE_SYSCALLS {
             rules.insert(*nr, vec![]);
@@ -561,6 +569,7 @@ pub(crate) mod tests {
             deny_unix_sockets: true,
             inet_tcp_udp_only: false,
             deny_tcp_fastopen: true,
+            deny_listen: true,
         }
     }
 
@@ -705,8 +714,8 @@ pub(crate) mod tests {
         // The kernel converts and JIT-compiles every instruction when the child loads the
         // filter, and emulates it per syscall number to build its allow cache: its size is
         // start-up time. (1,789 instructions with one rule per socket type; 1,085 with x32
-        // aliases that checked arguments too; the TCP Fast Open rules add about 24.)
-        for (x32, most) in [(false, 490), (true, 730)] {
+        // aliases that checked arguments too; the TCP Fast Open and listen rules add about 30.)
+        for (x32, most) in [(false, 490), (true, 745)] {
             let f = build_for(&full(), x32).unwrap();
             let len = f.programs[0].len();
             assert!(
@@ -833,6 +842,18 @@ pub(crate) mod tests {
         for nr in [libc::SYS_recvfrom, libc::SYS_recvmsg] {
             assert_eq!(run(&f, nr, [3, 0, 0, fastopen, 0, 0]), ALLOW);
         }
+    }
+
+    #[test]
+    fn listen_is_denied_only_when_planned() {
+        let f = build(&full()).unwrap();
+        assert_eq!(run(&f, libc::SYS_listen, [3, 128, 0, 0, 0, 0]), EPERM);
+        let f = build(&SeccompPlan {
+            deny_listen: false,
+            ..full()
+        })
+        .unwrap();
+        assert_eq!(run(&f, libc::SYS_listen, [3, 128, 0, 0, 0, 0]), ALLOW);
     }
 
     #[test]
