@@ -30,6 +30,7 @@ as_root_and_nobody!(
     case08_mkfifo_and_mknod_in_read_only_places_denied,
     case09_mount_and_user_namespaces_denied,
     case10_setuid_binary_gains_no_privilege,
+    exec_only_holds_for_memfd_executables,
     case11_inherited_fd_not_visible_inside,
     child_environment_loader_variables_stripped,
 );
@@ -520,6 +521,53 @@ show("euid", subprocess.run([P["work"] + "/suid-id", "-u"], capture_output=True,
         let control = w.unconfined_probe(&serde_json::json!({}), code);
         control.expect("euid", "0");
     }
+}
+
+/// `exec only` against a binary with no path: a memfd lives on an internal mount that Landlock
+/// never checks, so `execve("/proc/self/fd/N")` of one ran unlisted code. Under an allowlist
+/// without the kernel layer's exec hook, seccomp refuses `memfd_create` unless the memfd is
+/// sealed non-executable (`MFD_NOEXEC_SEAL`, which then cannot run). A copy on disk is refused
+/// by Landlock as before; the control run without `exec only` shows the memfd path works here.
+fn exec_only_holds_for_memfd_executables(user: User) {
+    let w = World::new(user);
+    let allowlist = w.profile_file(
+        "exec-only-usr",
+        &serde_json::json!({
+            "extends": ["default"],
+            "exec": { "allow_only": ["/usr/**", "/bin/**", "/lib/**", "/lib64/**"] }
+        }),
+    );
+    let code = r#"
+import os, subprocess
+data = open("/usr/bin/true", "rb").read()
+MFD_NOEXEC_SEAL = 0x8
+def run_copy():
+    path = P["work"] + "/true-copy"
+    with open(path, "wb") as f:
+        f.write(data)
+    os.chmod(path, 0o755)
+    subprocess.run([path], check=True)
+def run_memfd(flags):
+    fd = os.memfd_create("payload", flags)
+    os.write(fd, data)
+    subprocess.run(["/proc/self/fd/%d" % fd], pass_fds=[fd], check=True)
+attempt("listed", lambda: subprocess.run(["/usr/bin/true"], check=True))
+attempt("copy", run_copy)
+attempt("memfd", lambda: run_memfd(0))
+attempt("memfd_sealed", lambda: run_memfd(MFD_NOEXEC_SEAL))
+"#;
+    let out = w.probe_with(
+        &["--profile".as_ref(), allowlist.as_os_str()],
+        &serde_json::json!({}),
+        code,
+    );
+    out.expect("listed", "OK")
+        .expect("copy", "EACCES")
+        .expect("memfd", "EPERM")
+        // Sealed non-executable: no exec bit can be set (EINVAL before Linux 6.3: no flag).
+        .expect_one_of("memfd_sealed", &["EACCES", "EINVAL"]);
+    let control = w.probe_with(&[] as &[&str], &serde_json::json!({}), code);
+    control.expect("memfd", "OK");
 }
 
 /// Case 11: an fd the caller left open without close-on-exec (fd 5, on a file outside every

@@ -147,6 +147,23 @@ fn run_op(op: &str, args: &[String]) -> Result<(), i32> {
                     Err(-5)
                 }
             }
+            // Copy SRC into a memfd and run it through /proc/self/fd: a binary with no path.
+            "exec-memfd" => {
+                let bytes = std::fs::read(a(0)).map_err(io_errno)?;
+                let fd = libc::memfd_create(c"payload".as_ptr(), 0);
+                errno_of(fd)?;
+                let written = libc::write(fd, bytes.as_ptr().cast(), bytes.len());
+                if written != bytes.len() as isize {
+                    libc::close(fd);
+                    return Err(-6);
+                }
+                let status = std::process::Command::new(format!("/proc/self/fd/{fd}")).status();
+                libc::close(fd);
+                match status.map_err(io_errno)?.success() {
+                    true => Ok(()),
+                    false => Err(-5),
+                }
+            }
             // Wait for a file to exist: SECONDS (default 20) at most.
             "wait" => {
                 let limit = a(1).parse().unwrap_or(20);

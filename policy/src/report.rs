@@ -183,6 +183,12 @@ pub fn render_text(compiled: &CompiledPolicy) -> String {
     if !scopes.is_empty() {
         let _ = writeln!(out, "  ipc:          Landlock scopes {}", scopes.join(", "));
     }
+    if ll.seccomp.deny_exec_memfd {
+        let _ = writeln!(
+            out,
+            "  exec:         seccomp refuses memfd_create without MFD_NOEXEC_SEAL (exec only)"
+        );
+    }
     if ll.seccomp.deny_escape_syscalls {
         let _ = writeln!(
             out,

@@ -543,6 +543,17 @@ fn every_tcp_port_everywhere_unhandles_connect() {
     assert_eq!(port(&plan, 8080).unwrap().rights, [NetRight::BindTcp]);
 }
 
+/// `exec only` cannot name a memfd: without the kernel layer's exec hook, seccomp keeps
+/// executable memfds from being made; with it (or without an allowlist) memfds stay open.
+#[test]
+fn exec_only_closes_executable_memfds_without_the_exec_hook() {
+    let only = PolicyBuilder::new("t").exec_only("/usr/**").build();
+    assert!(ll(&only, 7, false).seccomp.deny_exec_memfd);
+    assert!(!ll(&only, 7, true).seccomp.deny_exec_memfd);
+    let plain = PolicyBuilder::new("t").exec("/usr/**").build();
+    assert!(!ll(&plain, 7, false).seccomp.deny_exec_memfd);
+}
+
 /// `listen(2)` on a TCP socket never bound takes an ephemeral port without Landlock's bind
 /// check. Without a TCP listen rule (and with unix sockets closed) seccomp refuses `listen`
 /// outright; a TCP listen rule keeps `listen` open, so its plan names the unbound case as a

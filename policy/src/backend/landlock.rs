@@ -299,6 +299,12 @@ pub struct SeccompPlan {
     /// layer's `socket_listen` program refuses unbound listens (see `KernelCoverage::listen`).
     #[serde(default)]
     pub deny_listen: bool,
+    /// Block `memfd_create` unless it asks for `MFD_NOEXEC_SEAL`: a memfd lives on an internal
+    /// mount outside every path, so Landlock never checks `execute` on it, and `execve` of
+    /// `/proc/self/fd/N` would run a binary `exec only` does not list (measured on Linux 6.18).
+    /// Set with `exec only` when the kernel layer's exec hook does not cover it.
+    #[serde(default)]
+    pub deny_exec_memfd: bool,
 }
 
 /// Which way a target falls short of a rule. A reviewer needs to know whether the sandbox ends up
@@ -538,6 +544,9 @@ fn plan_inner(
         && !cover.listen
         && !tcp_listen_rules
         && seccomp.deny_unix_sockets;
+    // `exec only` promises that nothing unlisted runs; an executable memfd has no path to
+    // list or refuse. The kernel layer's exec hook judges it by inode (not on the allowlist).
+    seccomp.deny_exec_memfd = policy.exec.allow_only.is_some() && !cover.exec;
     let (scope_signals, scope_abstract_unix) = planner.scopes();
     planner.unix_socket_note();
     planner.abi_notes(&path_rules);

@@ -137,6 +137,7 @@ mod tests {
                 inet_tcp_udp_only: false,
                 deny_tcp_fastopen: true,
                 deny_listen: true,
+                deny_exec_memfd: false,
             },
             gaps: vec![],
             covered_by_kernel_layer: vec![],

@@ -36,6 +36,10 @@
 //!   listen on a TCP socket never bound binds an ephemeral port without the bind hook Landlock
 //!   checks: on Linux 6.18 such a socket served on 0.0.0.0 under a ruleset that denied every
 //!   bind.
+//! - `memfd_create` without `MFD_NOEXEC_SEAL` under `exec only` without the kernel layer's exec
+//!   hook (`deny_exec_memfd`): a memfd is outside every path, Landlock never checks `execute`
+//!   on it, and on Linux 6.18 `execve("/proc/self/fd/N")` of one ran a binary the allowlist did
+//!   not list. Before Linux 6.3 the flag does not exist (EINVAL): no memfd at all then.
 //! - `socket(AF_UNIX)` when the plan closes the family (`deny_unix_sockets`: Landlock cannot
 //!   filter `connect(2)` by socket path); `socketpair(AF_UNIX)` stays allowed.
 //!
@@ -383,6 +387,15 @@ pub fn eperm_rules(plan: &SeccompPlan, x32: bool) -> Result<(Rules, Vec<String>)
         }
         summary.push("sockets: sendto/sendmsg/sendmmsg with MSG_FASTOPEN (TCP Fast Open)".into());
     }
+    if plan.deny_exec_memfd {
+        // memfd_create(name, flags): refused unless the memfd is sealed non-executable.
+        let seal = libc::MFD_NOEXEC_SEAL as u64;
+        rules.insert(
+            libc::SYS_memfd_create,
+            vec![rule(vec![cond(1, Len::Dword, Op::MaskedEq(seal), 0)?])?],
+        );
+        summary.push("exec: memfd_create without MFD_NOEXEC_SEAL (exec only)".into());
+    }
     if plan.deny_listen {
         rules.insert(libc::SYS_listen, vec![]);
         summary.push("sockets: listen (no TCP listen rule; unbound listens skip Landlock)".into());
@@ -570,6 +583,7 @@ pub(crate) mod tests {
             inet_tcp_udp_only: false,
             deny_tcp_fastopen: true,
             deny_listen: true,
+            deny_exec_memfd: true,
         }
     }
 
@@ -714,8 +728,9 @@ pub(crate) mod tests {
         // The kernel converts and JIT-compiles every instruction when the child loads the
         // filter, and emulates it per syscall number to build its allow cache: its size is
         // start-up time. (1,789 instructions with one rule per socket type; 1,085 with x32
-        // aliases that checked arguments too; the TCP Fast Open and listen rules add about 30.)
-        for (x32, most) in [(false, 490), (true, 745)] {
+        // aliases that checked arguments too; the TCP Fast Open, listen and memfd rules add about
+        // 40.)
+        for (x32, most) in [(false, 500), (true, 760)] {
             let f = build_for(&full(), x32).unwrap();
             let len = f.programs[0].len();
             assert!(
@@ -842,6 +857,33 @@ pub(crate) mod tests {
         for nr in [libc::SYS_recvfrom, libc::SYS_recvmsg] {
             assert_eq!(run(&f, nr, [3, 0, 0, fastopen, 0, 0]), ALLOW);
         }
+    }
+
+    #[test]
+    fn executable_memfds_are_denied_when_planned() {
+        let f = build(&full()).unwrap();
+        let nr = libc::SYS_memfd_create;
+        let seal = libc::MFD_NOEXEC_SEAL as u64;
+        let cloexec = libc::MFD_CLOEXEC as u64;
+        for (flags, want) in [
+            (0, EPERM),
+            (cloexec, EPERM),
+            (libc::MFD_EXEC as u64, EPERM),
+            (seal, ALLOW),
+            (seal | cloexec, ALLOW),
+        ] {
+            assert_eq!(
+                run(&f, nr, [0, flags, 0, 0, 0, 0]),
+                want,
+                "flags {flags:#x}"
+            );
+        }
+        let f = build(&SeccompPlan {
+            deny_exec_memfd: false,
+            ..full()
+        })
+        .unwrap();
+        assert_eq!(run(&f, nr, [0, 0, 0, 0, 0, 0]), ALLOW);
     }
 
     #[test]
