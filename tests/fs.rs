@@ -528,6 +528,9 @@ show("euid", subprocess.run([P["work"] + "/suid-id", "-u"], capture_output=True,
 /// without the kernel layer's exec hook, seccomp refuses `memfd_create` unless the memfd is
 /// sealed non-executable (`MFD_NOEXEC_SEAL`, which then cannot run). A copy on disk is refused
 /// by Landlock as before; the control run without `exec only` shows the memfd path works here.
+/// Without BPF LSM (this host) `exec only` has one gap, code mapped without execve (the
+/// dynamic loader run as a program): nono refuses to start unless `--best-effort`, whose
+/// warning names it.
 fn exec_only_holds_for_memfd_executables(user: User) {
     let w = World::new(user);
     let allowlist = w.profile_file(
@@ -556,10 +559,32 @@ attempt("copy", run_copy)
 attempt("memfd", lambda: run_memfd(0))
 attempt("memfd_sealed", lambda: run_memfd(MFD_NOEXEC_SEAL))
 "#;
-    let out = w.probe_with(
+    let refused = run(&mut w.sandbox(
         &["--profile".as_ref(), allowlist.as_os_str()],
+        &["/usr/bin/true"],
+    ));
+    assert_eq!(refused.code(), Some(125), "{}", refused.describe());
+    assert!(
+        refused
+            .stderr
+            .contains("exec allowlist for code mapped without execve"),
+        "{}",
+        refused.describe()
+    );
+    let out = w.probe_with(
+        &[
+            "--profile".as_ref(),
+            allowlist.as_os_str(),
+            "--best-effort".as_ref(),
+        ],
         &serde_json::json!({}),
         code,
+    );
+    assert!(
+        out.stderr
+            .contains("exec allowlist for code mapped without execve"),
+        "the --best-effort warning must name the gap\n{}",
+        out.describe()
     );
     out.expect("listed", "OK")
         .expect("copy", "EACCES")

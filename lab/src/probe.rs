@@ -147,6 +147,31 @@ fn run_op(op: &str, args: &[String]) -> Result<(), i32> {
                     Err(-5)
                 }
             }
+            // Map PATH's first page executable, as a loader (`ld.so PATH`) does: directly
+            // (`map-exec`), or readable first and then mprotect'ed (`map-then-protect`).
+            "map-exec" | "map-then-protect" => {
+                let fd = libc::open(cstr(a(0)).as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC);
+                errno_of(fd)?;
+                let direct = op == "map-exec";
+                let prot = if direct {
+                    libc::PROT_READ | libc::PROT_EXEC
+                } else {
+                    libc::PROT_READ
+                };
+                let page = libc::mmap(std::ptr::null_mut(), 4096, prot, libc::MAP_PRIVATE, fd, 0);
+                libc::close(fd);
+                if page == libc::MAP_FAILED {
+                    return Err(std::io::Error::last_os_error().raw_os_error().unwrap_or(-1));
+                }
+                let rc = if direct {
+                    0
+                } else {
+                    libc::mprotect(page, 4096, libc::PROT_READ | libc::PROT_EXEC)
+                };
+                let result = errno_of(rc);
+                libc::munmap(page, 4096);
+                result
+            }
             // Copy SRC into a memfd and run it through /proc/self/fd: a binary with no path.
             "exec-memfd" => {
                 let bytes = std::fs::read(a(0)).map_err(io_errno)?;

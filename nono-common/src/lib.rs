@@ -371,6 +371,8 @@ pub struct KernelOffsets {
     /// `sock.__sk_common` + `sock_common.skc_num`: the bound local port (host order), 0 while
     /// an inet socket is unbound.
     pub sock_num: u32,
+    /// `vm_area_struct.vm_file`: the file a mapping maps, null for anonymous memory.
+    pub vma_file: u32,
 }
 
 impl KernelOffsets {
@@ -398,6 +400,7 @@ impl KernelOffsets {
         inode_generation: 0,
         sock_family: 0,
         sock_num: 0,
+        vma_file: 0,
     };
 }
 
@@ -469,6 +472,8 @@ pub enum Hook {
     InodeRename = 33,
     InodeLink = 34,
     SocketListen = 35,
+    MmapFile = 36,
+    FileMprotect = 37,
     Connect4 = 20,
     Connect6 = 21,
     Sendmsg4 = 22,
@@ -506,6 +511,8 @@ impl Hook {
             33 => InodeRename,
             34 => InodeLink,
             35 => SocketListen,
+            36 => MmapFile,
+            37 => FileMprotect,
             20 => Connect4,
             21 => Connect6,
             22 => Sendmsg4,
@@ -544,6 +551,8 @@ impl Hook {
             InodeRename => "inode_rename",
             InodeLink => "inode_link",
             SocketListen => "socket_listen",
+            MmapFile => "mmap_file",
+            FileMprotect => "file_mprotect",
             Connect4 => "connect4",
             Connect6 => "connect6",
             Sendmsg4 => "sendmsg4",
@@ -620,7 +629,7 @@ const _: () = {
     assert!(core::mem::size_of::<NetKeyV4>() == 12);
     assert!(core::mem::size_of::<NetKeyV6>() == 24);
     assert!(core::mem::size_of::<NetAllow>() == 24);
-    assert!(core::mem::size_of::<KernelOffsets>() == 88);
+    assert!(core::mem::size_of::<KernelOffsets>() == 92);
     assert!(core::mem::size_of::<LayerConfig>() == 16);
     assert!(core::mem::size_of::<FsCache>() == 16);
     assert!(core::mem::size_of::<NameKey>() == 16 + WATCH_NAME_LEN);

@@ -491,12 +491,13 @@ pub fn inode_permission(ctx: LsmContext) -> i32 {
     )
 }
 
-/// The exec check of `bprm`'s file: an `exec deny` ([`access::EXEC_DENY`]) or a file deny of
-/// exec ([`access::EXEC`]) on it or a directory above it denies; with an allowlist, an [`access::EXEC_ALLOW`] entry on it or above
-/// it is required. A deny wins over an allow anywhere on the way.
+/// The exec check of `file` (a BTF-typed `struct file *`: the binary `execve` runs, or a file
+/// mapped executable): an `exec deny` ([`access::EXEC_DENY`]) or a file deny of exec
+/// ([`access::EXEC`]) on it or a directory above it denies; with an allowlist, an
+/// [`access::EXEC_ALLOW`] entry on it or above it is required. A deny wins over an allow
+/// anywhere on the way.
 #[inline(always)]
-unsafe fn check_exec(sandbox: &SandboxInfo, bprm: *const u8) -> Result<Verdict, i64> {
-    let file: *const u8 = load(bprm, kernel_offset!(binprm_file));
+unsafe fn check_exec_file(sandbox: &SandboxInfo, file: *const u8) -> Result<Verdict, i64> {
     if file.is_null() {
         return Err(0);
     }
@@ -589,8 +590,61 @@ pub fn bprm_check_security(ctx: LsmContext) -> i32 {
         return 0;
     };
     let bprm: *const u8 = unsafe { ctx.arg(0) };
-    let verdict = unsafe { check_exec(&sandbox, bprm) };
+    let verdict = unsafe { check_exec_file(&sandbox, load(bprm, kernel_offset!(binprm_file))) };
     conclude(&sandbox, Hook::BprmCheck, access::EXEC, verdict)
+}
+
+/// `PROT_EXEC` (include/uapi/asm-generic/mman-common.h).
+const PROT_EXEC: u64 = 0x4;
+
+/// Code mapped from a file is judged like an `execve` of it. The dynamic loader run as a
+/// program (`ld.so ./binary`, the loader being on every allowlist) maps a binary with
+/// `PROT_EXEC` and runs it without `execve`, so `bprm_check_security` never sees it; the kernel's
+/// own ELF loader maps through here too, which the exec check already allowed. Anonymous memory
+/// (JITs) has no file and passes. Arguments: `(file, reqprot, prot, flags)`; `prot` is what
+/// will be mapped (`reqprot` plus `READ_IMPLIES_EXEC`), both are checked.
+#[lsm(hook = "mmap_file")]
+pub fn mmap_file(ctx: LsmContext) -> i32 {
+    let Some(sandbox) = current_sandbox() else {
+        return 0;
+    };
+    let file: *const u8 = unsafe { ctx.arg(0) };
+    let reqprot: u64 = unsafe { ctx.arg(1) };
+    let prot: u64 = unsafe { ctx.arg(2) };
+    if file.is_null() || (reqprot | prot) & PROT_EXEC == 0 {
+        return 0;
+    }
+    conclude(&sandbox, Hook::MmapFile, access::EXEC, check_mapping(&sandbox, file))
+}
+
+/// The same for a file mapping made executable later (`mprotect(PROT_EXEC)` of a mapping first
+/// made readable only). Arguments: `(vma, reqprot, prot)`.
+#[lsm(hook = "file_mprotect")]
+pub fn file_mprotect(ctx: LsmContext) -> i32 {
+    let Some(sandbox) = current_sandbox() else {
+        return 0;
+    };
+    let vma: *const u8 = unsafe { ctx.arg(0) };
+    let reqprot: u64 = unsafe { ctx.arg(1) };
+    let prot: u64 = unsafe { ctx.arg(2) };
+    if vma.is_null() || (reqprot | prot) & PROT_EXEC == 0 {
+        return 0;
+    }
+    let file: *const u8 = unsafe { load(vma, kernel_offset!(vma_file)) };
+    if file.is_null() {
+        return 0;
+    }
+    conclude(&sandbox, Hook::FileMprotect, access::EXEC, check_mapping(&sandbox, file))
+}
+
+/// [`check_exec_file`] for an executable mapping; allowed ones are not reported even under
+/// `audit all`: every exec maps its libraries, and the exec itself is already reported.
+#[inline(always)]
+fn check_mapping(sandbox: &SandboxInfo, file: *const u8) -> Result<Verdict, i64> {
+    match unsafe { check_exec_file(sandbox, file) } {
+        Ok(Verdict::Allow { .. }) => Ok(Verdict::AllowQuiet),
+        other => other,
+    }
 }
 
 /// Not attached in production: `nono kernel-bench-noop` attaches it to `file_open` as the

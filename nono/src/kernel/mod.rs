@@ -84,6 +84,9 @@ pub const LSM_HOOKS: &[&str] = &[
     "path_chown",
     "inode_permission",
     "bprm_check_security",
+    // Code mapped without execve (the dynamic loader run as a program): the exec rules again.
+    "mmap_file",
+    "file_mprotect",
     "task_kill",
     "ptrace_access_check",
     "bpf",

@@ -100,6 +100,7 @@ pub fn read_kernel_offsets() -> Result<KernelOffsets> {
             + field_offset(&btf, "sock_common", "skc_family")?,
         sock_num: field_offset(&btf, "sock", "__sk_common")?
             + field_offset(&btf, "sock_common", "skc_num")?,
+        vma_file: field_offset(&btf, "vm_area_struct", "vm_file")?,
     })
 }
 

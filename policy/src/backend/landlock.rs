@@ -37,8 +37,11 @@
 //!
 //! **exec.** `exec deny` is a deny of `execute`. `exec only` intersects the exec grants with the
 //! listed paths: a grant inside a listed path keeps `execute`, a grant that only contains listed
-//! paths loses it and each listed path inside it gets its own `execute` rule. This is always
-//! representable, so `exec only` never causes a gap on its own.
+//! paths loses it and each listed path inside it gets its own `execute` rule. The paths are
+//! always representable, but Landlock checks `execute` at `execve` only: the dynamic loader,
+//! which every dynamic binary needs executable, maps any readable binary when run as a program.
+//! So without the kernel layer's mapping hooks `exec only` has one gap (allows more), and
+//! seccomp keeps executable memfds (no path at all) from being made.
 //!
 //! **Network** (ABI 4 adds TCP bind/connect port rules; Landlock cannot see addresses, UDP or
 //! domains). With `net allow all` nothing is handled. Otherwise:
@@ -547,6 +550,26 @@ fn plan_inner(
     // `exec only` promises that nothing unlisted runs; an executable memfd has no path to
     // list or refuse. The kernel layer's exec hook judges it by inode (not on the allowlist).
     seccomp.deny_exec_memfd = policy.exec.allow_only.is_some() && !cover.exec;
+    // The dynamic loader must be executable for any dynamic binary to start, and run as a
+    // program it maps any readable binary without execve: only the kernel layer's mapping
+    // hooks (`mmap_file`, `file_mprotect`) hold the allowlist there.
+    if let Some(first) = policy
+        .exec
+        .allow_only
+        .as_ref()
+        .and_then(|list| list.first())
+    {
+        planner.kernel_gap(
+            cover.exec,
+            first.id,
+            "exec allowlist for code mapped without execve",
+            "the eBPF kernel layer's BPF LSM programs (root)",
+            "Landlock checks execute at execve only: the dynamic loader run as a program \
+             (`ld.so ./binary`) maps and runs binaries the list does not name"
+                .into(),
+            GapDirection::AllowsMore,
+        );
+    }
     let (scope_signals, scope_abstract_unix) = planner.scopes();
     planner.unix_socket_note();
     planner.abi_notes(&path_rules);
