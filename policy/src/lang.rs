@@ -548,6 +548,24 @@ impl<'s> Walker<'s> {
         }
     }
 
+    /// The list a path statement adds to, in the open group or the profile.
+    fn path_list(&mut self, rule: Rule) -> &mut Vec<Located<String>> {
+        let sections = self.sections();
+        match rule {
+            Rule::read_stmt => &mut sections.filesystem.read,
+            Rule::write_stmt => &mut sections.filesystem.write,
+            Rule::readwrite_stmt => &mut sections.filesystem.readwrite,
+            Rule::exec_stmt => &mut sections.filesystem.exec,
+            Rule::deny_stmt => &mut sections.filesystem.deny,
+            Rule::deny_read_stmt => &mut sections.filesystem.deny_read,
+            Rule::deny_write_stmt => &mut sections.filesystem.deny_write,
+            Rule::deny_exec_stmt => &mut sections.filesystem.deny_exec,
+            Rule::exec_deny_stmt => &mut sections.exec.deny,
+            Rule::exec_only_stmt => sections.exec.allow_only.get_or_insert_with(Vec::new),
+            other => unreachable!("{other:?} is not a path statement"),
+        }
+    }
+
     /// Records that a single-valued setting is set here; false (and an error) if it already was.
     fn claim(&mut self, setting: &'static str, loc: Loc, span: usize) -> bool {
         let settings = match &mut self.group {
@@ -655,21 +673,13 @@ impl<'s> Walker<'s> {
             | Rule::deny_exec_stmt
             | Rule::exec_deny_stmt
             | Rule::exec_only_stmt => {
-                let paths = self.values(line, pairs, Rule::path);
-                let sections = self.sections();
-                let list = match rule {
-                    Rule::read_stmt => &mut sections.filesystem.read,
-                    Rule::write_stmt => &mut sections.filesystem.write,
-                    Rule::readwrite_stmt => &mut sections.filesystem.readwrite,
-                    Rule::exec_stmt => &mut sections.filesystem.exec,
-                    Rule::deny_stmt => &mut sections.filesystem.deny,
-                    Rule::deny_read_stmt => &mut sections.filesystem.deny_read,
-                    Rule::deny_write_stmt => &mut sections.filesystem.deny_write,
-                    Rule::deny_exec_stmt => &mut sections.filesystem.deny_exec,
-                    Rule::exec_deny_stmt => &mut sections.exec.deny,
-                    _ => sections.exec.allow_only.get_or_insert_with(Vec::new),
-                };
-                list.extend(paths);
+                // Each path goes straight onto its list: most lines hold one, and collecting
+                // them first would cost a vector per line.
+                for part in pairs.into_iter().filter(|part| part.rule == Rule::path) {
+                    if let Some(path) = self.value(line, part) {
+                        self.path_list(rule).push(path);
+                    }
+                }
             }
             Rule::net_allow_all_stmt => {
                 self.sections().network.allow_all = Some(true);
