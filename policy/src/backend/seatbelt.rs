@@ -477,8 +477,8 @@ pub(crate) fn push_u32(out: &mut String, mut n: u32) {
             break;
         }
     }
-    // Only ASCII digits were written.
-    out.push_str(std::str::from_utf8(&digits[i..]).expect("ASCII digits"));
+    // One char per ASCII digit: cheaper than checking the digits are UTF-8 to push a `str`.
+    out.extend(digits[i..].iter().map(|&d| char::from(d)));
 }
 
 /// Comment text on one line: control characters (a newline would end the comment and let the
