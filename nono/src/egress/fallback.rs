@@ -124,7 +124,8 @@ impl Fallback {
         format!(
             "nono: egress: unprivileged mode: domain rules ({}) enforced by nono's proxy at \
              http://{} (HTTPS_PROXY/HTTP_PROXY/ALL_PROXY set); Landlock allows TCP connect to \
-             its port only, seccomp blocks UDP; names resolved via {}{}",
+             its port number only, on every address (Landlock cannot filter addresses; the \
+             kernel layer can), seccomp blocks UDP; names resolved via {}{}",
             self.rules.domain_rule_ids().len(),
             self.proxy_addr(),
             ups.join(", "),

@@ -13,7 +13,8 @@
 //!   sandbox's map with the answer's TTL. Programs that ignore proxy variables, raw UDP and DNS
 //!   for other names are all covered, because the kernel decides every connect and send.
 //! - **Proxy mode** ([`Fallback`]), without it: nono's HTTP CONNECT proxy, Landlock TCP connect
-//!   to its port only, seccomp blocking UDP, proxy variables set.
+//!   to its port number only (on every address: Landlock cannot filter addresses), seccomp
+//!   blocking UDP, proxy variables set.
 //!
 //! The same rules (names, wildcards, ports, special ranges, `--allow-resolved`) decide in both:
 //! both use `super::rules::EgressRules` through `super::resolver::Resolver`.
