@@ -235,12 +235,20 @@ fn command(ctx: &Ctx, flags: &[String], ops: &[&[&str]]) -> Command {
     cmd
 }
 
+/// The exit code, or minus 100 plus the signal that killed the process (-109: SIGKILL).
+fn exit_code(status: &std::process::ExitStatus) -> i32 {
+    use std::os::unix::process::ExitStatusExt;
+    status
+        .code()
+        .unwrap_or_else(|| -100 - status.signal().unwrap_or(0))
+}
+
 fn sandboxed(ctx: &Ctx, flags: &[String], ops: &[&[&str]]) -> Result<Run, String> {
     let out = command(ctx, flags, ops)
         .output()
         .map_err(|e| format!("running {}: {e}", ctx.nono.display()))?;
     Ok(Run {
-        code: out.status.code().unwrap_or(-1),
+        code: exit_code(&out.status),
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
     })
@@ -257,7 +265,7 @@ fn spawn_sandboxed(ctx: &Ctx, flags: &[String], ops: &[&[&str]]) -> Result<Child
 fn finish(child: Child) -> Result<Run, String> {
     let out = child.wait_with_output().map_err(|e| e.to_string())?;
     Ok(Run {
-        code: out.status.code().unwrap_or(-1),
+        code: exit_code(&out.status),
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
     })
@@ -910,7 +918,7 @@ fn events_carry_rule_id_and_drop_counter(ctx: &Ctx) -> Result<(), String> {
         .output()
         .map_err(|e| format!("running {}: {e}", ctx.nono.display()))?;
     let run = Run {
-        code: out.status.code().unwrap_or(-1),
+        code: exit_code(&out.status),
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
     };
@@ -962,7 +970,7 @@ fn audit_has_the_deny(
             .output()
             .map_err(|e| format!("nono audit: {e}"))?;
         Ok((
-            out.status.code().unwrap_or(-1),
+            exit_code(&out.status),
             String::from_utf8_lossy(&out.stdout).into_owned(),
         ))
     };
@@ -2118,7 +2126,7 @@ fn net_dns_redirect_v4_and_v6(ctx: &Ctx) -> Result<(), String> {
         .output()
         .map_err(|e| format!("running {}: {e}", ctx.nono.display()))?;
     let run = Run {
-        code: out.status.code().unwrap_or(-1),
+        code: exit_code(&out.status),
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
     };
@@ -2170,7 +2178,7 @@ fn bench_event_burst(ctx: &Ctx) -> Result<(), String> {
     .map_err(|e| format!("running {}: {e}", ctx.nono.display()))?;
     let elapsed = started.elapsed();
     let run = Run {
-        code: out.status.code().unwrap_or(-1),
+        code: exit_code(&out.status),
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
     };
