@@ -684,15 +684,7 @@ for line in sys.stdin:
         (2, 0, 1, 1)
     );
     // The audit trail has the kernel's denies, the one after the TTL naming what was asked.
-    let list: serde_json::Value =
-        serde_json::from_str(&run(&mut w.nono(["audit", "list", "--json"])).stdout).unwrap();
-    let id = list[0]["id"]
-        .as_str()
-        .expect("a recorded session")
-        .to_string();
-    let doc: serde_json::Value =
-        serde_json::from_str(&run(&mut w.nono(["audit", "show", &id, "--json"])).stdout).unwrap();
-    let events = doc["events"].as_array().unwrap();
+    let events = w.latest_session_events();
     let net_denies: Vec<&serde_json::Value> = events
         .iter()
         .filter(|e| e["kind"] == "net" && e["denied"] == true)

@@ -289,6 +289,21 @@ impl World {
         c
     }
 
+    /// The events of the newest audit session (`audit list --json`, then `audit show --json`).
+    pub fn latest_session_events(&self) -> Vec<serde_json::Value> {
+        let list: serde_json::Value =
+            serde_json::from_str(&run(&mut self.nono(["audit", "list", "--json"])).stdout)
+                .expect("audit list --json");
+        let id = list[0]["id"]
+            .as_str()
+            .expect("a recorded session")
+            .to_string();
+        let doc: serde_json::Value =
+            serde_json::from_str(&run(&mut self.nono(["audit", "show", &id, "--json"])).stdout)
+                .expect("audit show --json");
+        doc["events"].as_array().expect("an event list").clone()
+    }
+
     /// The standard grants of every case: the workspace read-write, `ro` read-only.
     pub fn grant_args(&self) -> Vec<OsString> {
         vec![

@@ -113,6 +113,16 @@ fn assert_nothing_left(id: u32, cgroup: &Path) {
     );
 }
 
+/// Two TCP listeners on one port: on 127.0.0.1 (the address no rule names) and on 127.0.0.2
+/// (the one a test's rule allows), so only the address tells them apart.
+fn same_port_listeners() -> (TcpListener, TcpListener, u16) {
+    let other_addr = tcp_listener();
+    let p = port(&other_addr);
+    let allowed = TcpListener::bind(("127.0.0.2", p)).expect("bind 127.0.0.2");
+    allowed.set_nonblocking(true).unwrap();
+    (other_addr, allowed, p)
+}
+
 /// A CIDR rule binds the address: `127.0.0.2/32 tcp port P` lets 127.0.0.2:P through and
 /// denies 127.0.0.1:P with EPERM, which Landlock (ports only) would have allowed. Without the
 /// kernel layer this profile is refused; with its network part it runs without
@@ -121,10 +131,7 @@ fn assert_nothing_left(id: u32, cgroup: &Path) {
 fn tcp_address_rule_is_enforced_by_the_cgroup_programs() {
     let _serial = serial();
     let w = World::new(User::Root);
-    let other_addr = tcp_listener();
-    let p = port(&other_addr);
-    let allowed = TcpListener::bind(("127.0.0.2", p)).expect("bind 127.0.0.2");
-    allowed.set_nonblocking(true).unwrap();
+    let (other_addr, allowed, p) = same_port_listeners();
     let profile = cidr_profile(
         &w,
         "net-addr",
@@ -221,10 +228,7 @@ attempt("sctp_socket", lambda: socket.socket(socket.AF_INET6, socket.SOCK_STREAM
 fn ipv4_mapped_destinations_follow_the_ipv4_rules() {
     let _serial = serial();
     let w = World::new(User::Root);
-    let other_addr = tcp_listener();
-    let p = port(&other_addr);
-    let allowed = TcpListener::bind(("127.0.0.2", p)).expect("bind 127.0.0.2");
-    allowed.set_nonblocking(true).unwrap();
+    let (other_addr, allowed, p) = same_port_listeners();
     let udp_allowed = udp_listener();
     let udp_other = udp_listener();
     let a = udp_allowed.local_addr().unwrap().port();

@@ -270,18 +270,8 @@ fn strict_domains(user: User) {
         // The kernel's denies of the direct connects name what the address was answered for
         // (the proxy's and the sandbox's lookups of a.nono.test), though strict mode opened it
         // to nobody in the sandbox.
-        let list: serde_json::Value =
-            serde_json::from_str(&run(&mut w.nono(["audit", "list", "--json"])).stdout).unwrap();
-        let id = list[0]["id"]
-            .as_str()
-            .expect("a recorded session")
-            .to_string();
-        let doc: serde_json::Value =
-            serde_json::from_str(&run(&mut w.nono(["audit", "show", &id, "--json"])).stdout)
-                .unwrap();
-        let direct: Vec<&serde_json::Value> = doc["events"]
-            .as_array()
-            .unwrap()
+        let events = w.latest_session_events();
+        let direct: Vec<&serde_json::Value> = events
             .iter()
             .filter(|e| {
                 e["kind"] == "net"
