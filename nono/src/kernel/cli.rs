@@ -85,17 +85,16 @@ pub fn kernel_status() -> CmdResult {
     Ok(0)
 }
 
-/// Cumulative (run time in ns, run count) of each of nono's programs and of the no-op, by
-/// program name (the kernel keeps the first 15 bytes: `inode_permissio`). Counted only while
+/// Cumulative (run time in ns, run count) of each of nono's programs, by program name (the
+/// kernel keeps the first 15 bytes: `inode_permissio`). Counted only while
 /// `kernel.bpf_stats_enabled` is 1.
-fn program_stats() -> std::collections::BTreeMap<String, (u128, u64)> {
+fn program_stats() -> ProgramStats {
     aya::programs::loaded_programs()
         .flatten()
         .filter_map(|info| {
             let name = info.name_as_str()?;
             let ours = super::LSM_HOOKS.iter().any(|h| h.starts_with(name))
-                || super::SOCK_PROGRAMS.iter().any(|(p, _, _)| *p == name)
-                || name == "bench_noop";
+                || super::SOCK_PROGRAMS.iter().any(|(p, _, _)| *p == name);
             ours.then(|| {
                 (
                     name.to_string(),
@@ -128,16 +127,22 @@ pub fn kernel_cache(args: KernelCacheArgs) -> CmdResult {
 
 #[derive(Debug, clap::Args)]
 pub struct KernelBenchNoopArgs {
+    /// Print a window every this many milliseconds while CMD runs (0: one window, CMD's whole
+    /// run).
+    #[arg(long, default_value_t = 0)]
+    sample_ms: u64,
     #[arg(last = true, required = true, value_name = "CMD")]
     command: Vec<OsString>,
 }
 
-/// Attach the no-op LSM program to `file_open`, run CMD, detach. Prints the run time and count
-/// of the no-op and of each of nono's programs over the same window, from just before CMD
-/// starts to just after it exits: every open in it ran both the no-op and nono's `file_open`,
-/// so their ratio compares the two on the same opens at the same moment (TCG timing drifts by
-/// several times between windows). The baseline of the overhead benchmark. Reading the
-/// statistics opens no file, so the reads add no runs to the window.
+/// Attach the no-op LSM program to `file_open`, run CMD, detach. Prints windows: a `window`
+/// line, then the run time and count of the no-op and of each of nono's programs over that
+/// window (from just before CMD starts to just after it exits, or one `--sample-ms` period of
+/// it). Every open in a window ran both the no-op and nono's `file_open`, so their ratio
+/// compares the two on the same opens at the same moment: TCG timing drifts by several times
+/// between windows, and a stall of the host lands in whichever program runs then, so short
+/// windows let the benchmark set the stalled ones aside. The baseline of the overhead
+/// benchmark. Reading the statistics opens no file, so the reads add no runs to any window.
 pub fn kernel_bench_noop(args: KernelBenchNoopArgs) -> CmdResult {
     let inner = || -> Result<i32> {
         let layer = KernelLayer::load()?;
@@ -152,28 +157,52 @@ pub fn kernel_bench_noop(args: KernelBenchNoopArgs) -> CmdResult {
             .try_into()?;
         program.load("file_open", &btf)?;
         program.attach()?;
-        let noop_before = program.info()?;
-        let before = program_stats();
-        let status = std::process::Command::new(&args.command[0])
-            .args(&args.command[1..])
-            .status()?;
-        let after = program_stats();
-        let noop_after = program.info()?;
-        println!(
-            "prog.bench_noop={} {}",
-            (noop_after.run_time() - noop_before.run_time()).as_nanos(),
-            noop_after.run_count() - noop_before.run_count()
-        );
-        // Another `bench_noop` (a concurrent benchmark's) is not this window's baseline.
-        for (name, (run_ns, runs)) in after.iter().filter(|(name, _)| *name != "bench_noop") {
-            let (ns_before, runs_before) = before.get(name).copied().unwrap_or_default();
-            println!(
-                "prog.{name}={} {}",
-                run_ns.saturating_sub(ns_before),
-                runs.saturating_sub(runs_before)
+        // The no-op is read through its own handle: a concurrent benchmark's `bench_noop`
+        // (same name) is not this window's baseline.
+        let snapshot = |program: &aya::programs::Lsm| -> Result<ProgramStats> {
+            let noop = program.info()?;
+            let mut stats = program_stats();
+            stats.insert(
+                "bench_noop".into(),
+                (noop.run_time().as_nanos(), noop.run_count()),
             );
-        }
+            Ok(stats)
+        };
+        let mut before = snapshot(program)?;
+        let mut child = std::process::Command::new(&args.command[0])
+            .args(&args.command[1..])
+            .spawn()?;
+        let status = loop {
+            let exited = if args.sample_ms == 0 {
+                Some(child.wait()?)
+            } else {
+                std::thread::sleep(std::time::Duration::from_millis(args.sample_ms));
+                child.try_wait()?
+            };
+            let after = snapshot(program)?;
+            print_window(&before, &after);
+            if let Some(status) = exited {
+                break status;
+            }
+            before = after;
+        };
         Ok(status.code().unwrap_or(1))
     };
     inner().map_err(|e| Exit::failure(format!("nono: {e:#}")))
+}
+
+/// (run time in ns, run count) by program name.
+type ProgramStats = std::collections::BTreeMap<String, (u128, u64)>;
+
+/// One window: each program's runs between two snapshots.
+fn print_window(before: &ProgramStats, after: &ProgramStats) {
+    println!("window");
+    for (name, (run_ns, runs)) in after {
+        let (ns_before, runs_before) = before.get(name).copied().unwrap_or_default();
+        println!(
+            "prog.{name}={} {}",
+            run_ns.saturating_sub(ns_before),
+            runs.saturating_sub(runs_before)
+        );
+    }
 }
