@@ -19,6 +19,9 @@ pub mod names {
     pub const OFFSETS: &str = "NONO_OFFSETS";
     pub const ACTIVE: &str = "NONO_ACTIVE";
     pub const CGROUP_FILTER: &str = "NONO_CGROUP_FILTER";
+    /// Per event slot, the filesystems its sandbox has file rules on (see
+    /// [`super::RuleDevices`]).
+    pub const RULE_DEVICES: &str = "NONO_RULE_DEVICES";
     /// The event ring buffers, one per event slot (see [`super::EVENT_SLOTS`]), indexed by
     /// slot.
     pub const EVENT_RINGS: [&str; super::EVENT_SLOTS as usize] = [
@@ -258,6 +261,29 @@ pub struct InodeKey {
     pub sandbox_id: u32,
     pub dev: u32,
     pub ino: u64,
+}
+
+/// How many filesystems with file rules one sandbox can list in its [`RuleDevices`].
+pub const LISTED_RULE_DEVICES: usize = 6;
+
+/// `RuleDevices::count` of a sandbox with rules on more filesystems than the list holds: the
+/// file hooks then look the device marker up, as for a sandbox without an entry.
+pub const RULE_DEVICES_UNLISTED: u32 = u32::MAX;
+
+/// Entry `event_slot(sandbox_id)` of the rule-device array: the filesystems on which the sandbox
+/// has a device marker (an [`InodeKey`] with `ino = 0`), so the file hooks tell "no rule of this
+/// sandbox on this filesystem" (`/proc`, `/dev`, ...) from a few compares instead of a marker
+/// lookup. The loader writes it before it registers the sandbox's cgroup and never changes it
+/// while the sandbox runs (only the loader adds markers, all before registration). An entry
+/// whose `sandbox_id` is not the sandbox's (a previous holder of the slot) says nothing.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RuleDevices {
+    pub sandbox_id: u32,
+    /// How many of `devs` are filled, or [`RULE_DEVICES_UNLISTED`].
+    pub count: u32,
+    /// Kernel `dev_t`s.
+    pub devs: [u32; LISTED_RULE_DEVICES],
 }
 
 /// Value of the file deny map.
@@ -611,6 +637,7 @@ mod user {
     unsafe impl aya::Pod for super::NetAllow {}
     unsafe impl aya::Pod for super::KernelOffsets {}
     unsafe impl aya::Pod for super::LayerConfig {}
+    unsafe impl aya::Pod for super::RuleDevices {}
     unsafe impl aya::Pod for super::Event {}
     unsafe impl aya::Pod for super::DnsRedirect {}
     unsafe impl aya::Pod for super::DnsOriginal {}
@@ -631,6 +658,7 @@ const _: () = {
     assert!(core::mem::size_of::<NetAllow>() == 24);
     assert!(core::mem::size_of::<KernelOffsets>() == 92);
     assert!(core::mem::size_of::<LayerConfig>() == 16);
+    assert!(core::mem::size_of::<RuleDevices>() == 8 + 4 * LISTED_RULE_DEVICES);
     assert!(core::mem::size_of::<FsCache>() == 16);
     assert!(core::mem::size_of::<NameKey>() == 16 + WATCH_NAME_LEN);
     assert!(core::mem::size_of::<NameWatch>() == 16);

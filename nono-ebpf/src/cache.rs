@@ -6,8 +6,10 @@
 //! hard links, that lead through other directories; a directory has one parent), and an entry
 //! counts only while everything it was computed from still holds:
 //! - the rule generation `NONO_FS_GEN`: the programs bump it after every rule they add (the
-//!   name watches). The loader adds rules only before a sandbox is registered, and deletes the
-//!   cache entries of a sandbox id when it creates and when it removes that sandbox.
+//!   name watches) and after they poison a device marker, which a cache hit never looks at
+//!   (`fs::check_dentry` looks the marker up only past the cache). The loader adds rules only
+//!   before a sandbox is registered, and deletes the cache entries of a sandbox id when it
+//!   creates and when it removes that sandbox.
 //! - the `rename_lock` sequence: the kernel bumps it around every change of any dentry's parent
 //!   (rename, `RENAME_EXCHANGE`, a directory alias spliced), by any process. A walk runs with
 //!   the sequence even and unchanged from its start to the store, else nothing is stored; a

@@ -15,16 +15,27 @@
 //!   hooks in `watch`; the create, rename, link, unlink and rmdir hooks here refuse the
 //!   sandbox's own operations on a watched name (`enforce_name`).
 //!
+//! What a sandboxed check costs: a filesystem the sandbox has no rule on ends after a few
+//! compares with its listed rule devices (`NONO_RULE_DEVICES`; a device marker lookup when the
+//! list is incomplete); otherwise the object's own entry, then the directory verdict cache
+//! (`cache`) on its directory, and only past the cache the device marker and the rest of the
+//! walk (see [`check_dentry`]).
+//!
 //! Kernel memory is read with direct loads ([`load`]) through the BTF-typed pointers the hooks
 //! receive, at the constant offsets of `NONO_OFFSETS`: no helper call per field. The verifier
 //! checks each against the running kernel's BTF at load, and runs it as a `BPF_PROBE_MEM` load
 //! (a fault reads zero). The name-watch and unix-socket code keeps `bpf_probe_read_kernel`
 //! ([`read_at`]) where the pointer's BTF type is not the struct read (see `ipc`).
 
-use aya_ebpf::{helpers::bpf_probe_read_kernel, macros::lsm, programs::LsmContext};
+use aya_ebpf::{
+    helpers::bpf_probe_read_kernel,
+    macros::{lsm, map},
+    maps::Array,
+    programs::LsmContext,
+};
 use nono_common::{
-    access, FsDeny, Hook, InodeKey, SandboxInfo, MAX_PATH_DEPTH, NO_VERDICT_RULE, OFFSET_MASK,
-    SANDBOX_EXEC_ALLOWLIST,
+    access, event_slot, FsDeny, Hook, InodeKey, RuleDevices, SandboxInfo, EVENT_SLOTS,
+    LISTED_RULE_DEVICES, MAX_PATH_DEPTH, NO_VERDICT_RULE, OFFSET_MASK, SANDBOX_EXEC_ALLOWLIST,
 };
 
 use crate::{
@@ -59,6 +70,26 @@ pub(crate) unsafe fn read_at<T>(base: *const u8, offset: u32) -> Result<T, i64> 
     bpf_probe_read_kernel(base.add((offset & OFFSET_MASK) as usize) as *const T)
 }
 
+/// Per event slot, the filesystems its sandbox has rules on (see [`RuleDevices`]).
+#[map]
+static NONO_RULE_DEVICES: Array<RuleDevices> = Array::pinned(EVENT_SLOTS, 0);
+
+/// Whether `sandbox_id` has file rules on `dev`, from its listed devices: `Some(false)` only
+/// when its entry is its own and complete; `None` (unknown: look the marker up) otherwise.
+#[inline(always)]
+fn rules_on_device(sandbox_id: u32, dev: u32) -> Option<bool> {
+    let listed = NONO_RULE_DEVICES.get(event_slot(sandbox_id))?;
+    if listed.sandbox_id != sandbox_id || listed.count > LISTED_RULE_DEVICES as u32 {
+        return None;
+    }
+    for (index, listed_dev) in listed.devs.iter().enumerate() {
+        if (index as u32) < listed.count && *listed_dev == dev {
+            return Some(true);
+        }
+    }
+    Some(false)
+}
+
 /// The device marker of `key`'s sandbox and device: `None` when the sandbox has no rule on this
 /// filesystem (nothing to walk), a deny when a name watch failed to bind an object here
 /// ([`access::POISONED`]: fail closed), else the walk goes on.
@@ -87,67 +118,93 @@ unsafe fn dentry_dev(dentry: *const u8) -> Result<u32, i64> {
 }
 
 /// Is `want` access to the object behind `dentry` (or anything above it) denied to `sandbox_id`?
+///
+/// The object's own entry comes first (a file may have other names, so no cache answers for
+/// it), then the directory verdict cache on its directory. The device marker is looked up only
+/// past the cache: a clean entry proves the marker was there and not poisoned when the entry was
+/// made, and poisoning bumps the rule generation, which voids every entry. Depth 0 and the
+/// cache are peeled off the walk, so the loop carries no more state than the walk itself (the
+/// verifier explores it once per step).
 #[inline(always)]
 unsafe fn check_dentry(sandbox_id: u32, dentry: *const u8, want: u32) -> Result<Verdict, i64> {
     let dev = dentry_dev(dentry)?;
+    let no_rule_here = Verdict::Allow {
+        rule_id: 0,
+        dev,
+        ino: 0,
+    };
+    // No rule of this sandbox lives on this filesystem: nothing to walk (procfs, sysfs, ...).
+    if rules_on_device(sandbox_id, dev) == Some(false) {
+        return Ok(no_rule_here);
+    }
     let mut key = InodeKey {
         sandbox_id,
         dev,
         ino: 0,
     };
-    // No rule of this sandbox lives on this filesystem: nothing to walk (procfs, sysfs, ...).
-    match device_marker(&key) {
-        None => {
-            return Ok(Verdict::Allow {
-                rule_id: 0,
-                dev,
-                ino: 0,
-            })
+    // No deny of any kind on the way so far: the object's directory may be cached as clean.
+    let mut clean = true;
+    let mut object_ino = 0u64;
+    // A negative dentry (a name about to be created) has no inode; its parents decide.
+    let inode: *const u8 = load(dentry, kernel_offset!(dentry_inode));
+    if !inode.is_null() {
+        object_ino = load(inode, kernel_offset!(inode_ino));
+        key.ino = object_ino;
+        match rule_verdict(&key, want) {
+            Some(Err(denied)) => return Ok(denied),
+            Some(Ok(())) => clean = false,
+            None => {}
         }
+    }
+    let parent: *const u8 = load(dentry, kernel_offset!(dentry_parent));
+    let object_is_root = parent == dentry || parent.is_null();
+    let snap = cache::snapshot();
+    let mut dir_ino = 0u64;
+    let mut dir_generation = 0u32;
+    // The object's directory: if it and everything above were clean, stop here.
+    if !object_is_root && snap.usable {
+        let dir: *const u8 = load(parent, kernel_offset!(dentry_inode));
+        if !dir.is_null() {
+            key.ino = load(dir, kernel_offset!(inode_ino));
+            dir_generation = load(dir, kernel_offset!(inode_generation));
+            if cache::clean(&key, &snap, dir_generation) {
+                return Ok(Verdict::Allow {
+                    rule_id: 0,
+                    dev,
+                    ino: object_ino,
+                });
+            }
+            dir_ino = key.ino;
+        }
+    }
+    let marker = InodeKey {
+        sandbox_id,
+        dev,
+        ino: 0,
+    };
+    match device_marker(&marker) {
+        None => return Ok(no_rule_here),
         Some(Err(poisoned)) => return Ok(poisoned),
         Some(Ok(())) => {}
     }
-    let snap = cache::snapshot();
-    // No deny of any kind on the way so far: the object's directory may be cached as clean.
-    let mut clean = true;
-    let mut dir_ino = 0u64;
-    let mut dir_generation = 0u32;
-    let mut current = dentry;
-    let mut object_ino = 0u64;
-    for depth in 0..MAX_PATH_DEPTH {
+    let allowed = Verdict::Allow {
+        rule_id: 0,
+        dev,
+        ino: object_ino,
+    };
+    if object_is_root {
+        return Ok(allowed);
+    }
+    // The walk from the directory up; the object was depth 0.
+    let mut current = parent;
+    for _ in 1..MAX_PATH_DEPTH {
         let inode: *const u8 = load(current, kernel_offset!(dentry_inode));
-        // A negative dentry (a name about to be created) has no inode; its parents decide.
         if !inode.is_null() {
             key.ino = load(inode, kernel_offset!(inode_ino));
-            if depth == 0 {
-                object_ino = key.ino;
-            }
-            // The object's directory: if it and everything above were clean, stop here.
-            if depth == 1 && snap.usable {
-                dir_generation = load(inode, kernel_offset!(inode_generation));
-                if cache::clean(&key, &snap, dir_generation) {
-                    return Ok(Verdict::Allow {
-                        rule_id: 0,
-                        dev,
-                        ino: object_ino,
-                    });
-                }
-                dir_ino = key.ino;
-            }
-            if let Some(rule) = NONO_FS_DENY.get(&key) {
-                let rule: FsDeny = *rule;
-                if rule.access & want != 0 {
-                    return Ok(Verdict::Deny {
-                        rule_id: rule.rule_id,
-                        dev,
-                        ino: key.ino,
-                    });
-                }
-                // Any deny counts against caching, `exec deny` too: a rename source check
-                // (`MOVE_WANT`) must still find it.
-                if rule.access & (access::ALL | access::EXEC_DENY) != 0 {
-                    clean = false;
-                }
+            match rule_verdict(&key, want) {
+                Some(Err(denied)) => return Ok(denied),
+                Some(Ok(())) => clean = false,
+                None => {}
             }
         }
         let parent: *const u8 = load(current, kernel_offset!(dentry_parent));
@@ -156,11 +213,7 @@ unsafe fn check_dentry(sandbox_id: u32, dentry: *const u8, want: u32) -> Result<
                 key.ino = dir_ino;
                 cache::store(&key, &snap, dir_generation);
             }
-            return Ok(Verdict::Allow {
-                rule_id: 0,
-                dev,
-                ino: object_ino,
-            });
+            return Ok(allowed);
         }
         current = parent;
     }
@@ -169,6 +222,25 @@ unsafe fn check_dentry(sandbox_id: u32, dentry: *const u8, want: u32) -> Result<
         dev,
         ino: object_ino,
     })
+}
+
+/// The entry of `key`, if any: a deny when its rule covers `want`, else `Ok` when it is a rule
+/// a cached "clean" must not hide (any deny, `exec deny` too: a rename source check,
+/// `MOVE_WANT`, must still find it).
+#[inline(always)]
+fn rule_verdict(key: &InodeKey, want: u32) -> Option<Result<(), Verdict>> {
+    let rule: FsDeny = *unsafe { NONO_FS_DENY.get(key) }?;
+    if rule.access & want != 0 {
+        return Some(Err(Verdict::Deny {
+            rule_id: rule.rule_id,
+            dev: key.dev,
+            ino: key.ino,
+        }));
+    }
+    if rule.access & (access::ALL | access::EXEC_DENY) != 0 {
+        return Some(Ok(()));
+    }
+    None
 }
 
 /// Decide one access, report it, and return the LSM verdict (0 or -EPERM). `dentry` is a

@@ -38,7 +38,8 @@
 //! with a watcher present they read the name once and make one lookup per watching sandbox.
 //!
 //! If binding fails (a full map), the sandbox's marker for the device is poisoned
-//! ([`access::POISONED`]): every access of that sandbox on that filesystem is denied from then
+//! ([`access::POISONED`]) and the rule generation bumped, so no cached "clean" directory lets
+//! a check skip the marker: every access of that sandbox on that filesystem is denied from then
 //! on, and the failure is reported.
 
 use aya_ebpf::{
@@ -156,6 +157,8 @@ fn poison(sandbox_id: u32, dev: u32, hook: Hook) {
             (*m).rule_id = NO_VERDICT_RULE;
         }
     }
+    // A cache hit skips the marker (`fs::check_dentry`): void every entry made before.
+    crate::cache::rules_changed();
     let mut decision = Decision::file(sandbox_id, hook as u16);
     decision.denied = true;
     decision.rule_id = NO_VERDICT_RULE;

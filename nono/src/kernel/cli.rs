@@ -4,8 +4,9 @@
 //!   slots), the number of event slots and how many are claimed, and each program's run time
 //!   and count (with `kernel.bpf_stats_enabled=1`);
 //! - `nono kernel-cache on|off` switches the file hooks' directory verdict cache (benchmark);
-//! - `nono kernel-bench-noop -- CMD..` runs CMD with a no-op LSM program attached, the
-//!   baseline of the overhead benchmark.
+//! - `nono kernel-bench-noop -- CMD..` runs CMD with a no-op LSM program attached to
+//!   `file_open`, the baseline of the overhead benchmark, and prints the no-op's and nono's
+//!   program statistics over the same window.
 //!
 //! Privileges: root.
 
@@ -77,22 +78,31 @@ pub fn kernel_status() -> CmdResult {
     }
     // Per-program statistics (with kernel.bpf_stats_enabled=1), for the overhead benchmarks
     // (the lab's LSM one, `cargo xtask bench connect`).
-    for info in aya::programs::loaded_programs().flatten() {
-        if let Some(name) = info.name_as_str() {
-            if super::LSM_HOOKS.iter().any(|h| h.starts_with(name))
-                || super::SOCK_PROGRAMS.iter().any(|(p, _, _)| *p == name)
-                || name == "bench_noop"
-            {
-                println!(
-                    "prog.{name}={} {}",
-                    info.run_time().as_nanos(),
-                    info.run_count()
-                );
-            }
-        }
+    for (name, (run_ns, runs)) in program_stats() {
+        println!("prog.{name}={run_ns} {runs}");
     }
     println!("{}", layer.describe());
     Ok(0)
+}
+
+/// Cumulative (run time in ns, run count) of each of nono's programs, by program name (the
+/// kernel keeps the first 15 bytes: `inode_permissio`). Counted only while
+/// `kernel.bpf_stats_enabled` is 1.
+fn program_stats() -> ProgramStats {
+    aya::programs::loaded_programs()
+        .flatten()
+        .filter_map(|info| {
+            let name = info.name_as_str()?;
+            let ours = super::LSM_HOOKS.iter().any(|h| h.starts_with(name))
+                || super::SOCK_PROGRAMS.iter().any(|(p, _, _)| *p == name);
+            ours.then(|| {
+                (
+                    name.to_string(),
+                    (info.run_time().as_nanos(), info.run_count()),
+                )
+            })
+        })
+        .collect()
 }
 
 #[derive(Debug, clap::Args)]
@@ -117,12 +127,22 @@ pub fn kernel_cache(args: KernelCacheArgs) -> CmdResult {
 
 #[derive(Debug, clap::Args)]
 pub struct KernelBenchNoopArgs {
+    /// Print a window every this many milliseconds while CMD runs (0: one window, CMD's whole
+    /// run).
+    #[arg(long, default_value_t = 0)]
+    sample_ms: u64,
     #[arg(last = true, required = true, value_name = "CMD")]
     command: Vec<OsString>,
 }
 
-/// Attach the no-op LSM program to `file_open`, run CMD outside any sandbox, print the no-op's
-/// run time and count, detach. The baseline of the overhead benchmark.
+/// Attach the no-op LSM program to `file_open`, run CMD, detach. Prints windows: a `window`
+/// line, then the run time and count of the no-op and of each of nono's programs over that
+/// window (from just before CMD starts to just after it exits, or one `--sample-ms` period of
+/// it). Every open in a window ran both the no-op and nono's `file_open`, so their ratio
+/// compares the two on the same opens at the same moment: TCG timing drifts by several times
+/// between windows, and a stall of the host lands in whichever program runs then, so short
+/// windows let the benchmark set the stalled ones aside. The baseline of the overhead
+/// benchmark. Reading the statistics opens no file, so the reads add no runs to any window.
 pub fn kernel_bench_noop(args: KernelBenchNoopArgs) -> CmdResult {
     let inner = || -> Result<i32> {
         let layer = KernelLayer::load()?;
@@ -137,16 +157,52 @@ pub fn kernel_bench_noop(args: KernelBenchNoopArgs) -> CmdResult {
             .try_into()?;
         program.load("file_open", &btf)?;
         program.attach()?;
-        let status = std::process::Command::new(&args.command[0])
+        // The no-op is read through its own handle: a concurrent benchmark's `bench_noop`
+        // (same name) is not this window's baseline.
+        let snapshot = |program: &aya::programs::Lsm| -> Result<ProgramStats> {
+            let noop = program.info()?;
+            let mut stats = program_stats();
+            stats.insert(
+                "bench_noop".into(),
+                (noop.run_time().as_nanos(), noop.run_count()),
+            );
+            Ok(stats)
+        };
+        let mut before = snapshot(program)?;
+        let mut child = std::process::Command::new(&args.command[0])
             .args(&args.command[1..])
-            .status()?;
-        let info = program.info()?;
-        println!(
-            "prog.bench_noop={} {}",
-            info.run_time().as_nanos(),
-            info.run_count()
-        );
+            .spawn()?;
+        let status = loop {
+            let exited = if args.sample_ms == 0 {
+                Some(child.wait()?)
+            } else {
+                std::thread::sleep(std::time::Duration::from_millis(args.sample_ms));
+                child.try_wait()?
+            };
+            let after = snapshot(program)?;
+            print_window(&before, &after);
+            if let Some(status) = exited {
+                break status;
+            }
+            before = after;
+        };
         Ok(status.code().unwrap_or(1))
     };
     inner().map_err(|e| Exit::failure(format!("nono: {e:#}")))
+}
+
+/// (run time in ns, run count) by program name.
+type ProgramStats = std::collections::BTreeMap<String, (u128, u64)>;
+
+/// One window: each program's runs between two snapshots.
+fn print_window(before: &ProgramStats, after: &ProgramStats) {
+    println!("window");
+    for (name, (run_ns, runs)) in after {
+        let (ns_before, runs_before) = before.get(name).copied().unwrap_or_default();
+        println!(
+            "prog.{name}={} {}",
+            run_ns.saturating_sub(ns_before),
+            runs.saturating_sub(runs_before)
+        );
+    }
 }

@@ -3,13 +3,15 @@
 //!
 //! Privileges: opening pinned maps needs CAP_BPF (root here).
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use aya::maps::{Array, HashMap, LpmTrie, Map, MapData, PerCpuArray, PerCpuValues};
 use nono_common::{
-    cgroup_filter_bit, names, FsCache, FsDeny, InodeKey, NameKey, NameTemplate, NameWatch,
-    NetAllow, NetKeyV4, NetKeyV6, SandboxInfo, TemplateKey, CGROUP_FILTER_WORDS, EVENT_SLOTS,
+    cgroup_filter_bit, event_slot, names, FsCache, FsDeny, InodeKey, NameKey, NameTemplate,
+    NameWatch, NetAllow, NetKeyV4, NetKeyV6, RuleDevices, SandboxInfo, TemplateKey,
+    CGROUP_FILTER_WORDS, EVENT_SLOTS, LISTED_RULE_DEVICES, RULE_DEVICES_UNLISTED,
 };
 
 pub struct Maps {
@@ -22,6 +24,8 @@ pub struct Maps {
     active: Array<MapData, u32>,
     /// The programs' registered-cgroup filter (see [`nono_common::CGROUP_FILTER_WORDS`]).
     cgroup_filter: Array<MapData, u64>,
+    /// Per event slot, the devices its sandbox has markers on (see [`RuleDevices`]).
+    rule_devices: Array<MapData, RuleDevices>,
     /// Name watches, their templates and the watcher slots (see `super::watch`).
     pub fs_watch: HashMap<MapData, NameKey, NameWatch>,
     pub fs_watch_next: HashMap<MapData, TemplateKey, NameTemplate>,
@@ -46,6 +50,7 @@ impl Maps {
             dropped: PerCpuArray::try_from(Map::PerCpuArray(pinned(dir, names::DROPPED)?))?,
             active: Array::try_from(Map::Array(pinned(dir, names::ACTIVE)?))?,
             cgroup_filter: Array::try_from(Map::Array(pinned(dir, names::CGROUP_FILTER)?))?,
+            rule_devices: Array::try_from(Map::Array(pinned(dir, names::RULE_DEVICES)?))?,
             fs_watch: HashMap::try_from(Map::HashMap(pinned(dir, names::FS_WATCH)?))?,
             fs_watch_next: HashMap::try_from(Map::HashMap(pinned(dir, names::FS_WATCH_NEXT)?))?,
             watchers: Array::try_from(Map::Array(pinned(dir, names::FS_WATCHERS)?))?,
@@ -117,6 +122,18 @@ impl Maps {
         Ok(())
     }
 
+    /// Tell the file hooks which devices `sandbox_id` has markers on. Called before the
+    /// sandbox's cgroup is registered, so no program reads the entry half-written for it.
+    pub(crate) fn set_rule_devices(
+        &mut self,
+        sandbox_id: u32,
+        devices: &HashSet<u32>,
+    ) -> Result<()> {
+        self.rule_devices
+            .set(event_slot(sandbox_id), rule_devices(sandbox_id, devices), 0)
+            .context("writing the sandbox's rule devices")
+    }
+
     /// Turn the directory verdict cache on or off (the overhead benchmark compares both). On
     /// only where the loader found `rename_lock`.
     pub fn set_cache(&self, on: bool) -> Result<bool> {
@@ -159,6 +176,23 @@ impl Maps {
     }
 }
 
+/// The rule-device entry of a sandbox with markers on `devices`: listed when they fit, else
+/// marked unlisted (the programs look markers up).
+fn rule_devices(sandbox_id: u32, devices: &HashSet<u32>) -> RuleDevices {
+    let mut entry = RuleDevices {
+        sandbox_id,
+        count: RULE_DEVICES_UNLISTED,
+        devs: [0; LISTED_RULE_DEVICES],
+    };
+    if devices.len() <= LISTED_RULE_DEVICES {
+        for (slot, dev) in entry.devs.iter_mut().zip(devices) {
+            *slot = *dev;
+        }
+        entry.count = devices.len() as u32;
+    }
+    entry
+}
+
 /// The filter words with the bit of each of `cgroup_ids` set.
 fn cgroup_filter_words(
     cgroup_ids: impl Iterator<Item = u64>,
@@ -189,5 +223,16 @@ mod tests {
             let (word, bit) = cgroup_filter_bit(outside);
             assert_eq!(words[word as usize] & bit, 0, "cgroup {outside}");
         }
+    }
+
+    #[test]
+    fn rule_devices_are_listed_only_when_they_all_fit() {
+        let few: HashSet<u32> = [7, 9].into();
+        let entry = rule_devices(3, &few);
+        assert_eq!((entry.sandbox_id, entry.count), (3, 2));
+        let listed: HashSet<u32> = entry.devs[..2].iter().copied().collect();
+        assert_eq!(listed, few);
+        let many: HashSet<u32> = (1..=LISTED_RULE_DEVICES as u32 + 1).collect();
+        assert_eq!(rule_devices(3, &many).count, RULE_DEVICES_UNLISTED);
     }
 }

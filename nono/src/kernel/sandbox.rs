@@ -514,7 +514,8 @@ impl Sandbox {
         remove_cache_entries(&mut maps, &HashSet::from([id]));
 
         if layer.lsm.is_active() {
-            sandbox.bind_fs_rules(&mut maps, policy, layer.cgroup2_mount())?;
+            let devices = sandbox.bind_fs_rules(&mut maps, policy, layer.cgroup2_mount())?;
+            maps.set_rule_devices(id, &devices)?;
         } else if policy.fs.iter().any(|r| r.effect == Effect::Deny)
             || !policy.exec.deny.is_empty()
             || policy.exec.allow_only.is_some()
@@ -569,10 +570,17 @@ impl Sandbox {
         Ok(sandbox)
     }
 
-    fn bind_fs_rules(&mut self, maps: &mut Maps, policy: &Policy, cgroup2: &Path) -> Result<()> {
+    /// Bind the file rules; returns the devices that got a marker.
+    fn bind_fs_rules(
+        &mut self,
+        maps: &mut Maps,
+        policy: &Policy,
+        cgroup2: &Path,
+    ) -> Result<HashSet<u32>> {
         let vars = PathVars::new();
         let sandbox_id = self.id;
         let mut devices = HashSet::new();
+        let mut watch_devices = Vec::new();
         let mut bound = Vec::new();
         let mut bind = |maps: &mut Maps, rule_id: u32, path: &Path, access: u32| -> Result<bool> {
             let meta = match fs::metadata(path) {
@@ -692,6 +700,7 @@ impl Sandbox {
                     // (Written before any watch exists, so no program has poisoned one yet.)
                     for dev in plan.devices() {
                         insert_marker(maps, sandbox_id, dev)?;
+                        watch_devices.push(dev);
                     }
                     plan.write(maps, sandbox_id)?;
                     let (appeared, failed) = plan.settle(maps, sandbox_id);
@@ -748,7 +757,8 @@ impl Sandbox {
         bind(maps, CGROUPFS_RULE, cgroup2, access::WRITE)?;
         self.fs_rules.extend(bound);
         self.unbound.extend(unbound);
-        Ok(())
+        devices.extend(watch_devices);
+        Ok(devices)
     }
 
     pub fn id(&self) -> u32 {
