@@ -20,6 +20,7 @@ as_root_and_nobody!(
     case15_tiocsti_terminal_injection_fails,
     case16_cgroup_escape_bpf_module_and_sysctl_denied,
     case17_background_survivor_stays_confined,
+    resource_limits_of_nono_and_outside_processes_unchanged,
 );
 
 /// A `sleep 30` outside the sandbox, as the test's user; killed when dropped.
@@ -47,6 +48,33 @@ impl Drop for Sleeper {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
+}
+
+/// `prlimit` on another process needs only the same uid, and Landlock does not mediate it: the
+/// command could shrink nono's limits (RLIMIT_FSIZE, RLIMIT_NOFILE) and break its audit and
+/// rollback writes, or an outside process's. Setting them is refused (EPERM); reading them and
+/// setting its own still work, and the limits read back unchanged.
+fn resource_limits_of_nono_and_outside_processes_unchanged(user: User) {
+    let w = World::new(user);
+    let sleeper = Sleeper::start(user);
+    let code = r#"
+import resource
+R = resource.RLIMIT_NOFILE
+targets = [("sleeper", P["sleeper"])] + ([("nono", NONO_PID)] if NONO_PID else [])
+for name, pid in targets:
+    before = resource.prlimit(pid, R)
+    attempt("set_" + name, lambda: resource.prlimit(pid, R, (3, 3)))
+    show("unchanged_" + name, resource.prlimit(pid, R) == before)
+soft, hard = resource.getrlimit(R)
+attempt("set_own", lambda: resource.setrlimit(R, (min(soft, 64), hard)))
+"#;
+    let extra = serde_json::json!({ "sleeper": sleeper.pid() });
+    let out = w.probe_with(&[] as &[&str], &extra, code);
+    out.expect("set_sleeper", "EPERM")
+        .expect("unchanged_sleeper", "True")
+        .expect("set_nono", "EPERM")
+        .expect("unchanged_nono", "True")
+        .expect("set_own", "OK");
 }
 
 /// Case 12: attaching to the nono parent or to another process of the same user.

@@ -40,6 +40,9 @@
 //!   hook (`deny_exec_memfd`): a memfd is outside every path, Landlock never checks `execute`
 //!   on it, and on Linux 6.18 `execve("/proc/self/fd/N")` of one ran a binary the allowlist did
 //!   not list. Before Linux 6.3 the flag does not exist (EINVAL): no memfd at all then.
+//! - `prlimit64` setting another process's limits (pid != 0, new limits given): the kernel
+//!   checks only the uid, so the command could shrink nono's own limits and break its audit and
+//!   rollback writes (on Linux 6.18 it set nono's RLIMIT_NOFILE to 3 mid-run).
 //! - `socket(AF_UNIX)` when the plan closes the family (`deny_unix_sockets`: Landlock cannot
 //!   filter `connect(2)` by socket path); `socketpair(AF_UNIX)` stays allowed.
 //!
@@ -422,6 +425,18 @@ pub fn eperm_rules(plan: &SeccompPlan, x32: bool) -> Result<(Rules, Vec<String>)
         };
         rules.insert(libc::SYS_unshare, newuser()?);
         rules.insert(libc::SYS_clone, newuser()?);
+        // prlimit64(pid, resource, new, old) setting another process's limits: only the uid is
+        // checked (no LSM in the way but `task_prlimit`, which Landlock leaves alone), so the
+        // command could lower nono's own limits (RLIMIT_FSIZE, RLIMIT_NOFILE, RLIMIT_CPU) and
+        // break its audit and rollback writes, or any process of the user's. pid 0 (itself,
+        // what setrlimit(2) uses) and reads (new = NULL) stay allowed.
+        rules.insert(
+            libc::SYS_prlimit64,
+            vec![rule(vec![
+                cond(0, Len::Dword, Op::Ne, 0)?,
+                cond(2, Len::Qword, Op::Ne, 0)?,
+            ])?],
+        );
         ownership_rules(&mut rules)?;
         summary
             .push("ownership: chown family; chmod/open/mknod setting setuid or setgid bits".into());
@@ -435,6 +450,7 @@ pub fn eperm_rules(plan: &SeccompPlan, x32: bool) -> Result<(Rules, Vec<String>)
         ));
         summary.push("ioctl: TIOCSTI, TIOCLINUX (terminal injection)".into());
         summary.push("user namespaces: unshare/clone with CLONE_NEWUSER; clone3 -> ENOSYS".into());
+        summary.push("prlimit64 setting another process's limits".into());
     }
     Ok((with_x32_aliases(rules, x32), summary))
 }
@@ -728,9 +744,9 @@ pub(crate) mod tests {
         // The kernel converts and JIT-compiles every instruction when the child loads the
         // filter, and emulates it per syscall number to build its allow cache: its size is
         // start-up time. (1,789 instructions with one rule per socket type; 1,085 with x32
-        // aliases that checked arguments too; the TCP Fast Open, listen and memfd rules add about
-        // 40.)
-        for (x32, most) in [(false, 500), (true, 760)] {
+        // aliases that checked arguments too; the TCP Fast Open, listen, memfd and prlimit rules
+        // add about 50.)
+        for (x32, most) in [(false, 515), (true, 775)] {
             let f = build_for(&full(), x32).unwrap();
             let len = f.programs[0].len();
             assert!(
@@ -884,6 +900,23 @@ pub(crate) mod tests {
         })
         .unwrap();
         assert_eq!(run(&f, nr, [0, 0, 0, 0, 0, 0]), ALLOW);
+    }
+
+    #[test]
+    fn prlimit_of_other_processes_is_denied() {
+        let f = build(&full()).unwrap();
+        let nr = libc::SYS_prlimit64;
+        let limits = 0x7fff_0000_1000u64;
+        for (pid, new, want) in [
+            (0, limits, ALLOW), // itself: setrlimit(2)
+            (0, 0, ALLOW),      // reading its own
+            (4242, 0, ALLOW),   // reading another's
+            (4242, limits, EPERM),
+            (1, limits, EPERM),
+        ] {
+            let args = [pid, libc::RLIMIT_NOFILE as u64, new, 0, 0, 0];
+            assert_eq!(run(&f, nr, args), want, "pid {pid} new {new:#x}");
+        }
     }
 
     #[test]
