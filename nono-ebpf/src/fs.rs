@@ -578,21 +578,25 @@ unsafe fn check_exec_file(sandbox: &SandboxInfo, file: *const u8) -> Result<Verd
         return Err(0);
     }
     let dev = dentry_dev(dentry)?;
+    let allowlist = sandbox.flags & SANDBOX_EXEC_ALLOWLIST != 0;
+    let no_rule_here = Verdict::Allow {
+        rule_id: 0,
+        dev,
+        ino: 0,
+    };
+    // Without an allowlist and with no rule on this filesystem there is nothing to walk: the
+    // listed rule devices say so without a lookup (this runs for every executable mapping of
+    // a sandboxed task, libraries included), the marker when the list can't.
+    if !allowlist && rules_on_device(sandbox.sandbox_id, dev) == Some(false) {
+        return Ok(no_rule_here);
+    }
     let mut key = InodeKey {
         sandbox_id: sandbox.sandbox_id,
         dev,
         ino: 0,
     };
-    let allowlist = sandbox.flags & SANDBOX_EXEC_ALLOWLIST != 0;
-    // Without an allowlist and with no rule on this filesystem there is nothing to walk.
     match device_marker(&key) {
-        None if !allowlist => {
-            return Ok(Verdict::Allow {
-                rule_id: 0,
-                dev,
-                ino: 0,
-            })
-        }
+        None if !allowlist => return Ok(no_rule_here),
         Some(Err(poisoned)) => return Ok(poisoned),
         _ => {}
     }
