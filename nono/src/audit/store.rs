@@ -145,9 +145,7 @@ impl Store {
         .map_err(sql)?;
         // The busy timeout first: switching to WAL itself takes a lock another process may hold.
         conn.busy_timeout(BUSY_TIMEOUT).map_err(sql)?;
-        let mode: String = conn
-            .query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))
-            .map_err(sql)?;
+        let mode = switch_to_wal(&conn).map_err(sql)?;
         if !mode.eq_ignore_ascii_case("wal") {
             return Err(AuditError::Other(format!(
                 "audit store {}: cannot use write-ahead logging (journal mode `{mode}`); is it on a network file system?",
@@ -413,4 +411,24 @@ fn insert_rows(
         ])?;
     }
     Ok((head, seq, violations))
+}
+
+/// `PRAGMA journal_mode=WAL`, retried while another process holds the lock. On a store that is
+/// not yet in WAL mode the switch upgrades a shared lock to an exclusive one, and SQLite returns
+/// SQLITE_BUSY at once instead of calling the busy handler (waiting could deadlock): several
+/// `nono run`s creating a new store together saw "database is locked". Retried for as long as
+/// the busy timeout would have waited.
+fn switch_to_wal(conn: &Connection) -> rusqlite::Result<String> {
+    let deadline = std::time::Instant::now() + BUSY_TIMEOUT;
+    loop {
+        match conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0)) {
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if e.code == rusqlite::ErrorCode::DatabaseBusy
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            other => return other,
+        }
+    }
 }
