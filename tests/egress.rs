@@ -49,6 +49,7 @@ as_nobody!(
     direct_connect_bypassing_the_proxy_is_denied,
     wildcards_lookalikes_case_and_trailing_dot,
     special_range_answers_are_refused_unless_allowed,
+    the_proxy_port_reaches_the_proxy_and_nothing_else,
 );
 
 /// A profile allowing `domains` on `port` only.
@@ -243,6 +244,87 @@ attempt("direct", direct)
     assert_ne!(out.code(), Some(0), "{}", out.describe());
     assert!(out.stderr.contains("CIDR rule"), "{}", out.describe());
     assert_eq!(server.hits(), 0, "the target saw a connection");
+}
+
+/// Landlock filters TCP connect by port only, so the proxy's Landlock rule opens its port number
+/// on every address. Before the command had a network namespace of its own, any host listening
+/// on that port number was reachable from the sandbox: here, a listener on 127.0.0.2 that the
+/// test binds once the command has said which port its proxy is on. Now that address has no
+/// listener in the command's namespace (ECONNREFUSED, and the host's listener sees nothing),
+/// the only interface there is `lo`, and the proxy still answers.
+fn the_proxy_port_reaches_the_proxy_and_nothing_else(user: User) {
+    let w = World::new(user);
+    let zone = Zone::start();
+    let server = HttpServer::start("127.0.0.5", 0);
+    let port = server.addr.port();
+    zone.set("a.nono.test", &["127.0.0.5"], 60);
+    let p = profile(&w, &["a.nono.test"], port);
+    let a = args(&p, &zone, true);
+    let mut cmd = w.probe_command(
+        &a,
+        &serde_json::json!({ "port": port }),
+        r#"
+proxy_port = int(os.environ["HTTPS_PROXY"].rsplit(":", 1)[1])
+show("proxy_port", proxy_port)
+sys.stdin.readline()
+def connect(host, port):
+    s = socket.socket()
+    s.settimeout(10)
+    s.connect((host, port))
+    return s
+attempt("same_port_other_address", lambda: connect("127.0.0.2", proxy_port))
+def through_proxy():
+    s = connect("127.0.0.1", proxy_port)
+    s.sendall(b"GET http://a.nono.test:%d/ HTTP/1.0\r\n\r\n" % P["port"])
+    reply = b""
+    while True:
+        chunk = s.recv(4096)
+        if not chunk:
+            break
+        reply += chunk
+    if b"served-by 127.0.0.5" not in reply:
+        raise OSError(errno.EPROTO, repr(reply[:200]))
+attempt("through_proxy", through_proxy)
+lines = open("/proc/self/net/dev").read().splitlines()[2:]
+show("interfaces", ",".join(sorted(l.split(":")[0].strip() for l in lines)))
+"#,
+    );
+    cmd.stdin(Stdio::piped()).stdout(Stdio::piped());
+    let mut child = nono_e2e::spawn(&mut cmd);
+    let mut stdin = child.stdin.take().expect("piped stdin");
+    let _ = writeln!(stdin, "{}", child.id());
+    let mut stdout = BufReader::new(child.stdout.take().expect("piped stdout"));
+    let mut first = String::new();
+    let _ = stdout.read_line(&mut first);
+    let proxy_port: u16 = first
+        .trim()
+        .strip_prefix("proxy_port=")
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no proxy port from the probe: {first:?}"));
+    // The host side of the old hole: something else listening on the proxy's port number.
+    let elsewhere = std::net::TcpListener::bind(("127.0.0.2", proxy_port))
+        .expect("bind 127.0.0.2 on the proxy's port number");
+    elsewhere.set_nonblocking(true).unwrap();
+    let _ = writeln!(stdin, "go");
+    drop(stdin);
+    let rest = std::thread::spawn(move || {
+        let mut rest = String::new();
+        let _ = std::io::Read::read_to_string(&mut stdout, &mut rest);
+        rest
+    });
+    let mut out = nono_e2e::wait_with_timeout(child, Duration::from_secs(60));
+    out.stdout = format!("{first}{}", rest.join().expect("the stdout reader"));
+    assert_eq!(out.code(), Some(0), "{}", out.describe());
+    out.expect("same_port_other_address", "ECONNREFUSED")
+        .expect("through_proxy", "OK");
+    assert_eq!(out.result("interfaces"), "lo", "{}", out.describe());
+    assert_no_tcp_connection(&elsewhere);
+    assert_eq!(server.hits(), 1);
+    assert!(
+        out.stderr.contains("network namespace of its own"),
+        "{}",
+        out.describe()
+    );
 }
 
 fn udp_is_denied(user: User) {

@@ -118,6 +118,7 @@ pub fn egress_serve(args: EgressServeArgs) -> CmdResult {
         dns: args.dns,
         dns6: None,
         strict: false,
+        proxy_later: false,
     };
     let service = Service::start(resolver, &listen).map_err(|e| Exit::failure(format!("{e:#}")))?;
     let addr = |a: Option<SocketAddr>| a.map(|a| a.to_string());

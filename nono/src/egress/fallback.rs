@@ -1,22 +1,30 @@
 //! The unprivileged egress mode of `nono run`: domain rules enforced by nono's local proxy.
 //!
-//! Privilege: none. Kernel assumptions: Landlock ABI 4 (Linux 6.7) for TCP connect rules, and
-//! seccomp (the default plan already refuses UDP and raw sockets).
+//! Privilege: none. Kernel assumptions: Landlock ABI 4 (Linux 6.7) for TCP connect rules,
+//! seccomp (the default plan already refuses UDP and raw sockets), and network namespaces that
+//! an unprivileged user may create through a user namespace (`crate::run::sandbox::netns`).
 //!
 //! When the policy allows domains (and the network is not `net allow all`), `nono run`:
 //! 1. plans Landlock from the policy *without* its domain rules ([`plan_policy`]): the proxy,
 //!    not a port rule open to every address, enforces them;
-//! 2. starts the proxy on `127.0.0.1:<ephemeral port>` on a thread of its own
-//!    ([`super::Service`]) and adds one Landlock rule: TCP connect to that port
-//!    ([`Fallback::add_port_rule`]). Every other TCP connect fails with EACCES, UDP with EPERM;
+//! 2. starts the proxy on a thread of its own ([`super::Service`]). Its listener is made by the
+//!    command's set-up inside the command's own network namespace, on `127.0.0.1:3128`, and
+//!    handed to the proxy once the command runs ([`Fallback::serve_listener`]); the proxy dials
+//!    out from nono's namespace. In that namespace there is a loopback interface and nothing
+//!    else, so the proxy is all the command can reach. nono adds one Landlock rule, TCP
+//!    connect to that port ([`Fallback::add_port_rule`]): every other TCP connect fails with
+//!    EACCES, UDP with EPERM;
 //! 3. sets `HTTPS_PROXY`, `HTTP_PROXY`, `ALL_PROXY` and their lower-case forms to the proxy and
 //!    `NO_PROXY`/`no_proxy` to empty for the command ([`Fallback::set_env`]);
 //! 4. says on stderr which mode is active ([`Fallback::describe`]).
 //!
+//! Where the command cannot have a namespace of its own (user namespaces closed to
+//! unprivileged users), `nono run` refuses, naming why; with `--best-effort` the proxy listens
+//! on `127.0.0.1:<ephemeral port>` in nono's namespace instead, and because Landlock filters by
+//! port only, that port number is then open to every address.
+//!
 //! Limits (documented in the README): the sandbox has no DNS (the proxy resolves); programs that
-//! ignore the proxy variables cannot connect at all (they fail closed, they do not leak);
-//! Landlock filters by port only, so the proxy's port number is open to every address, not only
-//! 127.0.0.1 — the port is ephemeral and changes every run.
+//! ignore the proxy variables cannot connect at all (they fail closed, they do not leak).
 
 use std::ffi::OsString;
 use std::net::SocketAddr;
@@ -65,20 +73,30 @@ pub fn parse_cidrs(texts: &[String]) -> Result<Vec<IpNet>, String> {
 
 /// The proxy of one run.
 pub struct Fallback {
-    service: Service,
+    /// Its thread serves until nono exits; kept for what it bound.
+    _service: Service,
     rules: EgressRules,
     upstreams: Vec<SocketAddr>,
     strict: bool,
+    /// Where the proxy listens, as the command sees it.
+    addr: SocketAddr,
+    /// The proxy's listener lives in the command's network namespace (else in nono's).
+    in_netns: bool,
+    late_proxy: std::sync::Mutex<Option<tokio::sync::oneshot::Sender<std::net::TcpListener>>>,
 }
 
 impl Fallback {
     /// Start the proxy. `upstreams` empty means `/etc/resolv.conf`.
     /// `strict`: `--strict-domains` (the proxy checks the name inside each tunnel).
+    /// `netns_port`: the port the command's set-up listens on inside its own network namespace
+    /// (the listener arrives through [`Fallback::serve_listener`]); `None` (`--best-effort`
+    /// without namespaces) listens on an ephemeral port of 127.0.0.1 in nono's namespace.
     pub fn start(
         policy: &Policy,
         upstreams: &[SocketAddr],
         allow_resolved: &[IpNet],
         strict: bool,
+        netns_port: Option<u16>,
     ) -> Result<Fallback> {
         let rules = EgressRules::from_policy(policy, allow_resolved);
         let upstreams = super::upstream::upstreams(upstreams)?;
@@ -88,24 +106,50 @@ impl Fallback {
             Arc::new(DestinationTable::default()),
         ));
         let listen = Listen {
-            proxy: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
+            proxy: match netns_port {
+                Some(_) => None,
+                None => Some(SocketAddr::from(([127, 0, 0, 1], 0))),
+            },
             dns: None,
             dns6: None,
             strict,
+            proxy_later: netns_port.is_some(),
         };
-        let service = Service::start(resolver, &listen)?;
+        let mut service = Service::start(resolver, &listen)?;
+        let addr = match netns_port {
+            Some(port) => SocketAddr::from(([127, 0, 0, 1], port)),
+            None => service
+                .proxy
+                .expect("a proxy address was given, so it is bound"),
+        };
+        let late_proxy = std::sync::Mutex::new(service.late_proxy.take());
         Ok(Fallback {
-            service,
+            _service: service,
             rules,
             upstreams,
             strict,
+            addr,
+            in_netns: netns_port.is_some(),
+            late_proxy,
         })
     }
 
+    /// Where the command reaches the proxy.
     pub fn proxy_addr(&self) -> SocketAddr {
-        self.service
-            .proxy
-            .expect("the fallback always serves the proxy")
+        self.addr
+    }
+
+    /// Serve the proxy on the listener the command's set-up made in its network namespace.
+    pub fn serve_listener(&self, listener: std::net::TcpListener) {
+        let sender = self
+            .late_proxy
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(s) = sender {
+            // Fails only if the service thread is gone, and then nothing could serve it.
+            let _ = s.send(listener);
+        }
     }
 
     /// Allow TCP connect to the proxy's port, attributed to the domain rules.
@@ -121,11 +165,18 @@ impl Fallback {
     /// The line saying which mode is active.
     pub fn describe(&self) -> String {
         let ups: Vec<String> = self.upstreams.iter().map(|u| u.to_string()).collect();
+        let reach = if self.in_netns {
+            "the command has a network namespace of its own (loopback only), where Landlock \
+             allows TCP connect to the proxy's port only"
+        } else {
+            "WITHOUT a network namespace of its own (--best-effort): Landlock allows TCP \
+             connect to the proxy's port number only, but on every address (Landlock cannot \
+             filter addresses)"
+        };
         format!(
             "nono: egress: unprivileged mode: domain rules ({}) enforced by nono's proxy at \
-             http://{} (HTTPS_PROXY/HTTP_PROXY/ALL_PROXY set); Landlock allows TCP connect to \
-             its port number only, on every address (Landlock cannot filter addresses; the \
-             kernel layer can), seccomp blocks UDP; names resolved via {}{}",
+             http://{} (HTTPS_PROXY/HTTP_PROXY/ALL_PROXY set); {reach}; seccomp blocks UDP; \
+             names resolved via {}{}",
             self.rules.domain_rule_ids().len(),
             self.proxy_addr(),
             ups.join(", "),
@@ -181,8 +232,10 @@ pub fn dry_run_line(policy: &Policy, landlock_abi: u8) -> Option<String> {
     }
     Some(if applies(policy, landlock_abi) {
         format!(
-            "Egress: {} domain rule(s) enforced by nono's local proxy (unprivileged mode): TCP \
-             connect allowed to the proxy's port only; the command gets HTTPS_PROXY/HTTP_PROXY/ALL_PROXY",
+            "Egress: {} domain rule(s) enforced by nono's local proxy (unprivileged mode): the \
+             command gets a network namespace of its own (loopback only) holding the proxy's \
+             listener, TCP connect allowed to the proxy's port only; the command gets \
+             HTTPS_PROXY/HTTP_PROXY/ALL_PROXY",
             policy.net.domains.len()
         )
     } else {

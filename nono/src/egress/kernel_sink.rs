@@ -459,6 +459,7 @@ impl KernelEgress {
                 dns6: Some(SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, 0))),
                 proxy: strict.then(|| SocketAddr::from(([127, 0, 0, 1], 0))),
                 strict,
+                proxy_later: false,
             },
         )?;
         let addr = service.dns_udp.context("the resolver has no address")?;

@@ -53,6 +53,9 @@ pub struct Service {
     pub dns_tcp: Option<SocketAddr>,
     /// The resolver's second address (UDP and TCP), if [`Listen::dns6`] was given and bound.
     pub dns6: Option<SocketAddr>,
+    /// With [`Listen::proxy_later`]: where the proxy's listener goes once it exists (the
+    /// proxy mode's listener is made inside the command's network namespace, after this starts).
+    pub late_proxy: Option<tokio::sync::oneshot::Sender<std::net::TcpListener>>,
 }
 
 /// What to serve, and where.
@@ -67,6 +70,8 @@ pub struct Listen {
     pub dns6: Option<SocketAddr>,
     /// `--strict-domains`: the proxy checks the name inside each tunnel ([`strict`]).
     pub strict: bool,
+    /// Serve the proxy on a listener handed over later through [`Service::late_proxy`].
+    pub proxy_later: bool,
 }
 
 impl Service {
@@ -102,11 +107,19 @@ impl Service {
             };
             anyhow::Ok((proxy, udp, tcp, dns6))
         })?;
+        let (late_proxy, late_listener) = match listen.proxy_later {
+            true => {
+                let (tx, rx) = tokio::sync::oneshot::channel::<std::net::TcpListener>();
+                (Some(tx), Some(rx))
+            }
+            false => (None, None),
+        };
         let service = Service {
             proxy: proxy.as_ref().and_then(|l| l.local_addr().ok()),
             dns_udp: udp.as_ref().and_then(|s| s.local_addr().ok()),
             dns_tcp: tcp.as_ref().and_then(|s| s.local_addr().ok()),
             dns6: dns6.as_ref().and_then(|(s, _)| s.local_addr().ok()),
+            late_proxy,
         };
         let strict = listen.strict;
         let blocked = BlockAllSignals::new();
@@ -117,6 +130,20 @@ impl Service {
                     let mut tasks = tokio::task::JoinSet::new();
                     if let Some(l) = proxy {
                         tasks.spawn(proxy::serve(l, resolver.clone(), strict));
+                    }
+                    if let Some(rx) = late_listener {
+                        let resolver = resolver.clone();
+                        tasks.spawn(async move {
+                            // A dropped sender (the command never started) ends only this task.
+                            let Ok(l) = rx.await else { return };
+                            match l
+                                .set_nonblocking(true)
+                                .and_then(|()| tokio::net::TcpListener::from_std(l))
+                            {
+                                Ok(l) => proxy::serve(l, resolver, strict).await,
+                                Err(e) => tracing::warn!("egress proxy: cannot serve: {e}"),
+                            }
+                        });
                     }
                     if let Some(u) = udp {
                         tasks.spawn(resolver::serve_udp(u, resolver.clone()));

@@ -12,9 +12,9 @@
 //!   server it names, and the resolver adds each address it answers for an allowed name to the
 //!   sandbox's map with the answer's TTL. Programs that ignore proxy variables, raw UDP and DNS
 //!   for other names are all covered, because the kernel decides every connect and send.
-//! - **Proxy mode** ([`Fallback`]), without it: nono's HTTP CONNECT proxy, Landlock TCP connect
-//!   to its port number only (on every address: Landlock cannot filter addresses), seccomp
-//!   blocking UDP, proxy variables set.
+//! - **Proxy mode** ([`Fallback`]), without it: the command in a network namespace of its own
+//!   (loopback only) where nono's HTTP CONNECT proxy listens, Landlock TCP connect to its port
+//!   only, seccomp blocking UDP, proxy variables set.
 //!
 //! The same rules (names, wildcards, ports, special ranges, `--allow-resolved`) decide in both:
 //! both use `super::rules::EgressRules` through `super::resolver::Resolver`.
@@ -64,6 +64,7 @@ impl Egress {
         upstreams: &[SocketAddr],
         allow_resolved: &[IpNet],
         strict: bool,
+        netns_port: Option<u16>,
     ) -> Result<Option<Egress>> {
         if let Some(k) = kernel {
             if !kernel_applies(policy, true) {
@@ -86,7 +87,15 @@ impl Egress {
             upstreams,
             allow_resolved,
             strict,
+            netns_port,
         )?)))
+    }
+
+    /// Hand the proxy the listener made in the command's network namespace (proxy mode).
+    pub fn serve_listener(&self, listener: std::net::TcpListener) {
+        if let Egress::Proxy(p) = self {
+            p.serve_listener(listener);
+        }
     }
 
     /// Add what the mode needs to the Landlock plan and the command's environment.

@@ -402,6 +402,26 @@ pub fn run(args: RunArgs) -> CmdResult {
     };
     let conflicts = concrete::conflicts(&policy);
     let mut problems = problems(&policy, &plan, &conflicts, &kernel, &klayer.coverage);
+    // The proxy mode's network namespace: without it the proxy's port number would be open to
+    // every address (`sandbox::netns`).
+    let netns = if proxy_mode {
+        // SAFETY: geteuid has no preconditions.
+        match sandbox::netns::availability(unsafe { libc::geteuid() }) {
+            Ok(()) => Some(sandbox::netns::Setup::for_caller(
+                sandbox::netns::PROXY_PORT,
+            )),
+            Err(why) => {
+                problems.push(Problem(format!(
+                    "the domain rules (nono's proxy): the command needs a network namespace of \
+                     its own, so that the proxy is all its TCP port rule reaches ({why}); \
+                     without one the proxy's port number is open on every address"
+                )));
+                None
+            }
+        }
+    } else {
+        None
+    };
 
     if args.dry_run {
         let compiled = nono_policy::artifact::CompiledPolicy::build(&policy, target);
@@ -516,6 +536,7 @@ pub fn run(args: RunArgs) -> CmdResult {
         &args.dns_upstream,
         &allow_resolved,
         args.strict_domains,
+        netns.as_ref().map(|n| n.port()),
     )
     .map_err(|e| {
         refused(format!(
@@ -531,6 +552,7 @@ pub fn run(args: RunArgs) -> CmdResult {
     if let Some(k) = ksandbox.as_mut() {
         sandbox.cgroup_procs = k.take_cgroup_procs();
     }
+    sandbox.netns = netns;
     for s in &sandbox.ruleset.skipped {
         let rules: Vec<String> = s
             .rules
@@ -576,7 +598,10 @@ pub fn run(args: RunArgs) -> CmdResult {
         );
     }
     let started_ns = crate::audit::time::now_ns();
-    let result = sandbox::run(&sandbox, &launch, || {
+    let result = sandbox::run(&sandbox, &launch, |proxy_listener| {
+        if let (Some(l), Some(e)) = (proxy_listener, &egress) {
+            e.serve_listener(l);
+        }
         if let Some(a) = &audit {
             a.executed(started_ns, &bin, &args.command);
         }

@@ -7,9 +7,11 @@
 //!
 //! Module boundaries: [`probe`] asks the kernel what it offers; [`landlock`] and [`seccomp`]
 //! turn a plan into kernel objects in the parent; [`spawn`] is the only code that runs between
-//! `clone` and `execve`; [`supervise`] is the parent until the command ends.
+//! `clone` and `execve`, with [`netns::enter`] as its step for the proxy mode's network
+//! namespace; [`supervise`] is the parent until the command ends.
 
 pub mod landlock;
+pub mod netns;
 pub mod probe;
 pub mod seccomp;
 pub mod spawn;
@@ -28,6 +30,8 @@ pub struct Sandbox {
     /// With the kernel layer: the run's sandbox cgroup's `cgroup.procs`, which the child writes
     /// itself into before it confines itself (see [`spawn`]).
     pub cgroup_procs: Option<std::os::fd::OwnedFd>,
+    /// In the proxy mode of domain rules: the command's own network namespace.
+    pub netns: Option<netns::Setup>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -48,6 +52,7 @@ impl Sandbox {
             ruleset: landlock::build(plan, kernel_abi, audit)?,
             filters: seccomp::build(&plan.seccomp)?,
             cgroup_procs: None,
+            netns: None,
         })
     }
 }
@@ -66,24 +71,55 @@ pub static CHILD_PID: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI3
 
 /// Start the command confined by `sandbox`, forward signals until it ends, clean up survivors.
 /// `on_exec` runs once the command has been executed (`spawn` returns only after the child's
-/// `execve` succeeded), while it runs.
+/// `execve` succeeded), while it runs; it gets the proxy's listener from inside the command's
+/// network namespace when the sandbox has one.
 pub fn run(
     sandbox: &Sandbox,
     launch: &spawn::Launch,
-    on_exec: impl FnOnce(),
+    on_exec: impl FnOnce(Option<std::net::TcpListener>),
 ) -> Result<supervise::Ended, RunError> {
     supervise::become_subreaper().map_err(RunError::Setup)?;
     let blocked = supervise::BlockedSignals::block().map_err(RunError::Setup)?;
+    let channel = match &sandbox.netns {
+        Some(_) => Some(netns::channel().map_err(RunError::Setup)?),
+        None => None,
+    };
     // SAFETY: the ruleset owns the fd and outlives this borrow.
     let fd = unsafe { BorrowedFd::borrow_raw(sandbox.ruleset.raw_fd()) };
     let conf = spawn::Confinement {
         landlock: Some((fd, sandbox.ruleset.restrict_flags())),
         seccomp: &sandbox.filters.programs,
         cgroup_procs: sandbox.cgroup_procs.as_ref().map(|fd| fd.as_fd()),
+        netns: sandbox
+            .netns
+            .as_ref()
+            .zip(channel.as_ref())
+            .map(|(setup, (_, child_end))| (setup, child_end.as_fd())),
     };
     let child = spawn::spawn(launch, &conf, &blocked.previous).map_err(RunError::Spawn)?;
     CHILD_PID.store(child, std::sync::atomic::Ordering::Release);
-    on_exec();
+    let listener = match channel {
+        Some((nono_end, child_end)) => {
+            // The child has exec'd: its copy of its end is closed, so with ours closed too a
+            // missing listener reads as EOF, never as a wait.
+            drop(child_end);
+            match netns::receive_listener(&nono_end) {
+                Ok(l) => Some(l),
+                Err(e) => {
+                    // Without the listener the command could reach nothing; it must not run
+                    // half set up.
+                    // SAFETY: signalling and reaping our own child.
+                    unsafe {
+                        libc::kill(child, libc::SIGKILL);
+                        libc::waitpid(child, std::ptr::null_mut(), 0);
+                    }
+                    return Err(RunError::Setup(e));
+                }
+            }
+        }
+        None => None,
+    };
+    on_exec(listener);
     let ended = supervise::supervise(&blocked, child).map_err(RunError::Supervise)?;
     match supervise::kill_survivors(child) {
         Ok(0) => {}
@@ -162,7 +198,7 @@ mod tests {
         // allocations `run` needs, which is acceptable in a test).
         let helper = unsafe { libc::fork() };
         if helper == 0 {
-            let code = match run(&sandbox, &launch, || {}) {
+            let code = match run(&sandbox, &launch, |_| {}) {
                 Ok(e) => e.exit_code(),
                 Err(_) => 125,
             };

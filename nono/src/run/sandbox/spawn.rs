@@ -20,6 +20,9 @@
 //!    caller's signal mask;
 //! 2. `setsid`: a new session without a controlling terminal, so the command cannot reach the
 //!    caller's terminal with TIOCSTI or job-control it (the terminal stays usable as stdio);
+//!    2a. in the proxy mode of domain rules, a network namespace of its own, whose listener for
+//!    the proxy goes back to nono (see [`super::netns`]). It comes before the parent-death
+//!    signal because entering a user namespace changes credentials;
 //! 3. `PR_SET_PDEATHSIG(SIGKILL)`, then check the parent is still there: if nono is killed, the
 //!    command dies with it;
 //!    3a. with the kernel layer, write `0` to the run's sandbox cgroup's `cgroup.procs` (opened
@@ -61,6 +64,10 @@ pub enum Step {
     Exec,
     Capabilities,
     Cgroup,
+    Namespace,
+    UserMap,
+    Loopback,
+    ProxyListener,
 }
 
 impl Step {
@@ -78,6 +85,10 @@ impl Step {
             Exec,
             Capabilities,
             Cgroup,
+            Namespace,
+            UserMap,
+            Loopback,
+            ProxyListener,
         ]
         .into_iter()
         .find(|s| *s as u8 == v)
@@ -96,6 +107,13 @@ impl Step {
             Step::Exec => "execve",
             Step::Capabilities => "dropping capabilities (capset)",
             Step::Cgroup => "entering the sandbox cgroup (kernel layer)",
+            Step::Namespace => {
+                "entering a network namespace of its own (unshare CLONE_NEWNET, with \
+                 CLONE_NEWUSER unless root)"
+            }
+            Step::UserMap => "mapping its uid and gid in its user namespace",
+            Step::Loopback => "bringing up the loopback interface of its network namespace",
+            Step::ProxyListener => "listening for the proxy inside its network namespace",
         }
     }
 }
@@ -240,6 +258,9 @@ pub struct Confinement<'a> {
     pub seccomp: &'a [BpfProgram],
     /// The kernel layer's sandbox cgroup's `cgroup.procs`, open for writing.
     pub cgroup_procs: Option<std::os::fd::BorrowedFd<'a>>,
+    /// The proxy mode's network namespace, and the child's end of the socketpair its listener
+    /// goes back over.
+    pub netns: Option<(&'a super::netns::Setup, std::os::fd::BorrowedFd<'a>)>,
 }
 
 fn errno() -> i32 {
@@ -294,6 +315,12 @@ fn child(
         }
         if libc::setsid() < 0 {
             fail(Step::Setsid);
+        }
+        if let Some((setup, channel)) = &conf.netns {
+            if let Err((step, e)) = super::netns::enter(setup, channel.as_raw_fd()) {
+                *libc::__errno_location() = e;
+                fail(step);
+            }
         }
         if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) != 0 {
             fail(Step::ParentDeath);
@@ -528,6 +555,7 @@ mod tests {
                 landlock: None,
                 seccomp: &[],
                 cgroup_procs: None,
+                netns: None,
             },
             &empty_mask(),
         )
@@ -546,6 +574,7 @@ mod tests {
                 landlock: None,
                 seccomp: &[],
                 cgroup_procs: None,
+                netns: None,
             },
             &empty_mask(),
         )
@@ -571,6 +600,7 @@ mod tests {
                 landlock: None,
                 seccomp: &[],
                 cgroup_procs: None,
+                netns: None,
             },
             &empty_mask(),
         )
@@ -600,6 +630,7 @@ mod tests {
                 landlock: None,
                 seccomp: &[],
                 cgroup_procs: None,
+                netns: None,
             },
             &empty_mask(),
         )
