@@ -172,6 +172,38 @@ fn run_op(op: &str, args: &[String]) -> Result<(), i32> {
                 libc::munmap(page, 4096);
                 result
             }
+            // Watch PATH for every event: an inotify watch, or a fanotify inode mark (the
+            // unprivileged kind, which must report file handles).
+            "inotify-watch" => {
+                let fd = libc::inotify_init1(libc::IN_CLOEXEC);
+                errno_of(fd)?;
+                let wd = libc::inotify_add_watch(fd, cstr(a(0)).as_ptr(), libc::IN_ALL_EVENTS);
+                let result = errno_of(wd);
+                libc::close(fd);
+                result
+            }
+            "fanotify-watch" => {
+                const FAN_CLASS_NOTIF: libc::c_uint = 0;
+                const FAN_REPORT_FID: libc::c_uint = 0x200;
+                const FAN_MARK_ADD: libc::c_uint = 0x1;
+                const FAN_CREATE: u64 = 0x100;
+                const FAN_ONDIR: u64 = 0x4000_0000;
+                let fd = libc::fanotify_init(
+                    FAN_CLASS_NOTIF | FAN_REPORT_FID | libc::FAN_CLOEXEC,
+                    libc::O_RDONLY as libc::c_uint,
+                );
+                errno_of(fd)?;
+                let rc = libc::fanotify_mark(
+                    fd,
+                    FAN_MARK_ADD,
+                    FAN_CREATE | FAN_ONDIR,
+                    libc::AT_FDCWD,
+                    cstr(a(0)).as_ptr(),
+                );
+                let result = errno_of(rc);
+                libc::close(fd);
+                result
+            }
             // Copy SRC into a memfd and run it through /proc/self/fd: a binary with no path.
             "exec-memfd" => {
                 let bytes = std::fs::read(a(0)).map_err(io_errno)?;

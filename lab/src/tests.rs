@@ -33,6 +33,7 @@ tests! {
     bpf_lsm_listed: Lsm,
     nono_has_kernel_layer: CgroupSock,
     deny_inside_grant: Lsm,
+    watches_on_denied_paths_refused: Lsm,
     file_created_later_in_denied_dir: Lsm,
     rename_and_link_out_of_denied_dir: Lsm,
     preexisting_hard_link_is_denied: Lsm,
@@ -425,6 +426,35 @@ fn deny_inside_grant(ctx: &Ctx) -> Result<(), String> {
     run.expect(&[EPERM, EPERM, OK, OK])?;
     unchanged(&key, "PRIVATE KEY")?;
     unchanged(&notes, "notesx")
+}
+
+/// An inotify watch or fanotify mark on a denied directory or file would report the names of
+/// what is created there and when its files are read, without opening anything: `path_notify`
+/// refuses it, while watches on the rest of the tree work.
+fn watches_on_denied_paths_refused(ctx: &Ctx) -> Result<(), String> {
+    let home = ctx.scratch.join("home");
+    let ssh = home.join(".ssh");
+    let key = ssh.join("id_rsa");
+    write(&key, "PRIVATE KEY")?;
+    let run = sandboxed(
+        ctx,
+        &flag("--deny", &ssh),
+        &[
+            &["inotify-watch", &s(&ssh)],
+            &["inotify-watch", &s(&key)],
+            &["fanotify-watch", &s(&ssh)],
+            &["inotify-watch", &s(&home)],
+            &["fanotify-watch", &s(&home)],
+        ],
+    )?;
+    run.expect(&[EPERM, EPERM, EPERM, OK, OK])?;
+    if !run.stderr.contains("path_notify") {
+        return Err(format!(
+            "no path_notify deny event in -v output: {}",
+            run.stderr.trim()
+        ));
+    }
+    unchanged(&key, "PRIVATE KEY")
 }
 
 /// Files created in a denied directory after the sandbox started are denied too, whoever

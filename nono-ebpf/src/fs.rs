@@ -338,6 +338,23 @@ pub fn file_open(ctx: LsmContext) -> i32 {
     enforce(&sandbox, Hook::FileOpen, dentry, want)
 }
 
+/// An inotify watch or fanotify mark on a path reports the names of entries created, moved and
+/// deleted under it and when files there are read or written: metadata of the object, so it
+/// needs the read access a deny takes away. No VFS hook would see those reports, and Landlock
+/// has no hook here at all.
+#[lsm(hook = "path_notify")]
+pub fn path_notify(ctx: LsmContext) -> i32 {
+    let Some(sandbox) = current_sandbox() else {
+        return 0;
+    };
+    enforce_path(
+        &sandbox,
+        Hook::PathNotify,
+        unsafe { ctx.arg(0) },
+        access::READ,
+    )
+}
+
 #[lsm(hook = "path_unlink")]
 pub fn path_unlink(ctx: LsmContext) -> i32 {
     let Some(sandbox) = current_sandbox() else {

@@ -87,6 +87,8 @@ pub const LSM_HOOKS: &[&str] = &[
     // Code mapped without execve (the dynamic loader run as a program): the exec rules again.
     "mmap_file",
     "file_mprotect",
+    // inotify and fanotify marks: a watch reports the names and events of what it watches.
+    "path_notify",
     "task_kill",
     "ptrace_access_check",
     "bpf",
