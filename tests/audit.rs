@@ -14,6 +14,7 @@ use serde_json::{json, Value};
 as_root_and_nobody!(
     landlock_only_run_records_session_exec_and_exit,
     sandbox_cannot_read_or_write_the_store,
+    best_effort_never_opens_the_store,
     hostile_names_are_escaped_in_show,
     tampering_is_detected_by_verify,
     concurrent_runs_share_the_store,
@@ -169,6 +170,45 @@ show("db_fds", sum(1 for f in fds if "audit.db" in f))
     assert_eq!(after.len(), 2);
     assert_eq!(after[1], before[0]);
     audit(&w, &["verify", before[0]["id"].as_str().unwrap()], 0);
+}
+
+/// A write grant on `$HOME` covers `~/.local/state/nono`, and Landlock cannot carve the implicit
+/// deny out of it. `--best-effort` runs without profile rules this kernel can't enforce, but
+/// not without that one: the old binary ran the command with the audit database writable.
+fn best_effort_never_opens_the_store(user: User) {
+    let _serial = serial();
+    let w = World::new(user);
+    let first = run(&mut w.sandbox(&[] as &[&str], &["/bin/true"]));
+    assert_eq!(first.code(), Some(0), "{}", first.describe());
+    let db = db(&w);
+    let canary = w.write(&db.with_file_name("canary"), "nono state\n");
+    let watch = Watch::new(&[&db, &canary]);
+    let home = w.home.display().to_string();
+    let ran = w.work.join("ran");
+    let out = w.probe_with(
+        &["--write", &home, "--best-effort"],
+        &json!({"db": db, "canary": canary, "ran": ran}),
+        r#"
+open(P["ran"], "w").close()
+attempt("append_db", lambda: append(P["db"]))
+attempt("append_canary", lambda: append(P["canary"]))
+"#,
+    );
+    assert_eq!(out.code(), Some(125), "{}", out.describe());
+    assert!(
+        out.stderr.contains("even with --best-effort") && out.stderr.contains("builtin:nono-state"),
+        "{}",
+        out.describe()
+    );
+    assert!(!ran.exists(), "the command ran");
+    watch.assert_unchanged();
+    // --dry-run says so before anything runs.
+    let dry = run(&mut w.sandbox(&["--write", &home, "--dry-run"], &["/bin/true"]));
+    assert!(
+        dry.stdout.contains("even with --best-effort"),
+        "{}",
+        dry.describe()
+    );
 }
 
 /// A binary whose name holds a newline, ANSI escapes, a bidi override and invalid UTF-8:

@@ -192,7 +192,16 @@ fn case02_best_effort_runs_and_warns_what_is_not_enforced(user: User) {
         "--".into(),
     ];
     args.extend(refused_command(&w));
-    let out = run(&mut w.nono(&args));
+    // nono's own state must lie outside the `$HOME` grant: `--best-effort` never waives its
+    // implicit deny (`tests/audit.rs`, `best_effort_never_opens_the_store`).
+    let mut cmd = w.nono(&args);
+    for (var, dir) in [("XDG_STATE_HOME", "state"), ("XDG_CONFIG_HOME", "config")] {
+        let dir = w.root.join(dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        w.hand_over(&dir);
+        cmd.env(var, dir);
+    }
+    let out = run(&mut cmd);
     assert_eq!(out.code(), Some(0), "{}", out.describe());
     assert!(w.work.join("ran").exists(), "the command did not run");
     assert!(

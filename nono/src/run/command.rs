@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 
 use nono_policy::backend::landlock::{plan_with_coverage, FsRights, KernelCoverage, LandlockPlan};
 use nono_policy::backend::{linux_release_for_abi, Target};
-use nono_policy::ir::{NetPolicy, Policy};
+use nono_policy::ir::{NetPolicy, Policy, RuleId};
 use nono_policy::path::PathVars;
 
 use super::concrete::{self, Conflict, RuleRef};
@@ -33,7 +33,31 @@ fn refused(message: impl Into<String>) -> Exit {
 
 /// One reason the sandbox would not enforce the policy as written.
 #[derive(Debug, Clone)]
-struct Problem(String);
+/// A rule this kernel cannot enforce, as `nono run` lists it.
+struct Problem {
+    text: String,
+    /// `--best-effort` may run without it. Not so for nono's own state (the implicit denies on
+    /// the audit trail, the rollback store and nono's configuration): a run may do without a
+    /// profile's rule, never with the record of what it did open to the command.
+    waivable: bool,
+}
+
+impl Problem {
+    fn new(text: String) -> Problem {
+        Problem {
+            text,
+            waivable: true,
+        }
+    }
+}
+
+/// Whether `id` is one of nono's implicit denies on its own state (`concrete::expand`).
+fn protects_nono_state(policy: &Policy, id: RuleId) -> bool {
+    policy
+        .provenance
+        .origin(id)
+        .is_some_and(|o| &*o.source == concrete::IMPLICIT_SOURCE)
+}
 
 fn problems(
     policy: &Policy,
@@ -48,10 +72,13 @@ fn problems(
             Some(id) => RuleRef::of(policy, id).to_string(),
             None => "the default deny".to_string(),
         };
-        out.push(Problem(format!(
-            "{rule}: `{}` needs {} ({}); {}",
-            g.rule_text, g.feature, g.needs, g.reason
-        )));
+        out.push(Problem {
+            text: format!(
+                "{rule}: `{}` needs {} ({}); {}",
+                g.rule_text, g.feature, g.needs, g.reason
+            ),
+            waivable: !g.rule.is_some_and(|id| protects_nono_state(policy, id)),
+        });
     }
     for c in conflicts {
         // BPF LSM enforces the deny by inode wherever the grant reaches it (the symlinked grant
@@ -70,13 +97,16 @@ fn problems(
         if landlock_splits(plan, c) {
             continue;
         }
-        out.push(Problem(format!(
-            "{c}: Landlock can only grant, so the grant would expose what the deny protects \
-             (grant narrower paths, or drop the grant)"
-        )));
+        out.push(Problem {
+            text: format!(
+                "{c}: Landlock can only grant, so the grant would expose what the deny protects \
+                 (grant narrower paths, or drop the grant)"
+            ),
+            waivable: !protects_nono_state(policy, c.deny.id),
+        });
     }
     if !kernel.seccomp_errno {
-        out.push(Problem(
+        out.push(Problem::new(
             "seccomp filters are unavailable: non-TCP sockets, io_uring, ptrace, TIOCSTI, \
              mount and module loading would not be blocked (needs CONFIG_SECCOMP_FILTER)"
                 .into(),
@@ -205,7 +235,7 @@ fn concrete_text(p: &nono_policy::path::PolicyPath) -> String {
 fn list(problems: &[Problem]) -> String {
     problems
         .iter()
-        .map(|p| format!("  - {}", p.0))
+        .map(|p| format!("  - {}", p.text))
         .collect::<Vec<_>>()
         .join("\n")
 }
@@ -411,7 +441,7 @@ pub fn run(args: RunArgs) -> CmdResult {
                 sandbox::netns::PROXY_PORT,
             )),
             Err(why) => {
-                problems.push(Problem(format!(
+                problems.push(Problem::new(format!(
                     "the domain rules (nono's proxy): the command needs a network namespace of \
                      its own, so that the proxy is all its TCP port rule reaches ({why}); \
                      without one the proxy's port number is open on every address"
@@ -444,6 +474,12 @@ pub fn run(args: RunArgs) -> CmdResult {
             println!("Would refuse: no Landlock on this kernel.");
         } else if problems.is_empty() {
             println!("Would run: every rule is enforced on this kernel.");
+        } else if problems.iter().any(|p| !p.waivable) {
+            println!(
+                "Would refuse (exit 125), even with --best-effort, since nono's own state would \
+                 be reachable; not enforced here:\n{}",
+                list(&problems)
+            );
         } else {
             println!(
                 "Would refuse (exit 125) unless --best-effort; not enforced here:\n{}",
@@ -474,7 +510,24 @@ pub fn run(args: RunArgs) -> CmdResult {
     let (mut ksandbox, unbound) = klayer
         .create(&policy, &covered)
         .map_err(|e| refused(format!("nono: cannot set up the kernel layer: {e}")))?;
-    problems.extend(unbound.into_iter().map(Problem));
+    problems.extend(unbound.into_iter().map(Problem::new));
+    let fixed: Vec<Problem> = problems
+        .iter()
+        .filter(|p| !p.waivable)
+        .map(|p| Problem::new(p.text.clone()))
+        .collect();
+    if args.best_effort && !fixed.is_empty() {
+        return Err(refused(format!(
+            "nono: refusing to run, even with --best-effort: nono's own state (audit trail, \
+             rollback store, configuration) would be reachable from the sandbox on this kernel \
+             (Linux {}, Landlock ABI {}):\n{}\n  Grant narrower paths that leave it out, set \
+             XDG_STATE_HOME and XDG_CONFIG_HOME outside the grants, or run as root with the \
+             kernel layer.",
+            kernel.release,
+            kernel.landlock_abi,
+            list(&fixed)
+        )));
+    }
     if !problems.is_empty() {
         if !args.best_effort {
             return Err(refused(format!(
