@@ -54,6 +54,7 @@ as_nobody!(
     wildcards_lookalikes_case_and_trailing_dot,
     special_range_answers_are_refused_unless_allowed,
     the_proxy_port_reaches_the_proxy_and_nothing_else,
+    proxy_decisions_are_in_the_audit_trail,
 );
 
 /// A profile allowing `domains` on `port` only.
@@ -329,6 +330,63 @@ show("interfaces", ",".join(sorted(l.split(":")[0].strip() for l in lines)))
         "{}",
         out.describe()
     );
+}
+
+/// The proxy's decisions are audit events, as the kernel programs' are in kernel mode: a
+/// refused name (no address: it was never resolved) and, under `audit all`, an allowed request
+/// with the address it went to, the name and the rule that allowed it.
+fn proxy_decisions_are_in_the_audit_trail(user: User) {
+    let w = World::new(user);
+    let zone = Zone::start();
+    let server = HttpServer::start("127.0.0.6", 0);
+    let port = server.addr.port();
+    zone.set("a.nono.test", &["127.0.0.6"], 60);
+    zone.set("exfil.nono.test", &["127.0.0.6"], 60);
+    let p = w.profile_file(
+        "egress-audit",
+        &serde_json::json!({
+            "extends": ["default"],
+            "audit": { "level": "all" },
+            "network": { "domains": [{ "domain": "a.nono.test", "ports": [port] }] },
+        }),
+    );
+    let a = args(&p, &zone, true);
+    let script = format!(
+        "curl -q -sS --fail --max-time 20 http://a.nono.test:{port}/ && \
+         ! curl -q -sS --fail --max-time 20 http://exfil.nono.test:{port}/"
+    );
+    let out = run(&mut w.sandbox(&a, &["sh", "-c", &script]));
+    assert_eq!(out.code(), Some(0), "{}", out.describe());
+    let proxy: Vec<serde_json::Value> = w
+        .latest_session_events()
+        .into_iter()
+        .filter(|e| e["kind"] == "net" && e["op"] == "proxy")
+        .collect();
+    let allowed = proxy
+        .iter()
+        .find(|e| e["denied"] == false)
+        .unwrap_or_else(|| panic!("no allowed proxy event in {proxy:#?}"));
+    assert_eq!(allowed["detail"]["name"], "a.nono.test", "{allowed:#}");
+    assert_eq!(allowed["detail"]["addr"], "127.0.0.6", "{allowed:#}");
+    assert_eq!(allowed["detail"]["port"], port, "{allowed:#}");
+    assert!(
+        allowed["rule_source"]
+            .as_str()
+            .is_some_and(|s| s.contains("egress-audit")),
+        "the allowing rule's source: {allowed:#}"
+    );
+    let refused = proxy
+        .iter()
+        .find(|e| e["denied"] == true)
+        .unwrap_or_else(|| panic!("no refused proxy event in {proxy:#?}"));
+    assert_eq!(refused["detail"]["name"], "exfil.nono.test", "{refused:#}");
+    assert!(refused["detail"].get("addr").is_none(), "{refused:#}");
+    assert_eq!(
+        refused["object"],
+        format!("exfil.nono.test:{port}"),
+        "{refused:#}"
+    );
+    assert_eq!(server.hits(), 1);
 }
 
 fn udp_is_denied(user: User) {

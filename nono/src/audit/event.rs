@@ -47,14 +47,17 @@ pub enum What {
         /// The LSM hook that decided (kernel layer), e.g. `file_open`.
         hook: Option<String>,
     },
-    /// An outbound connection attempt (`op` = `connect`, `sendmsg`, `bind`).
+    /// An outbound connection attempt (`op` = `connect`, `sendmsg`, `bind` from the kernel
+    /// layer; `proxy` for a request to nono's proxy).
     Net {
         op: String,
-        addr: IpAddr,
+        /// `None` when no address was involved: the proxy refused a name before resolving it.
+        addr: Option<IpAddr>,
         port: u16,
         /// `tcp`, `udp` or the IP protocol number.
         protocol: String,
-        /// The name nono's resolver last answered with this address (kernel mode), if any.
+        /// The name nono's resolver last answered with this address (kernel mode), or the
+        /// name the client asked the proxy for.
         name: Option<String>,
     },
     /// A program was executed. `argv` is already redacted (see [`super::redact`]); `errno` is
@@ -135,17 +138,24 @@ impl AuditEvent {
                 protocol,
                 name,
             } => {
-                let object = match addr {
-                    IpAddr::V4(a) => format!("{a}:{port}"),
-                    IpAddr::V6(a) => format!("[{a}]:{port}"),
+                // The name a refused request asked for stands in for the address it never got;
+                // stored as the client sent it (the object column holds raw bytes).
+                let object = match (addr, &name) {
+                    (Some(IpAddr::V4(a)), _) => format!("{a}:{port}"),
+                    (Some(IpAddr::V6(a)), _) => format!("[{a}]:{port}"),
+                    (None, Some(n)) => format!("{n}:{port}"),
+                    (None, None) => format!("?:{port}"),
                 };
-                let mut d = format!("{{\"addr\":\"{addr}\"");
+                let mut d = String::from("{");
+                if let Some(a) = addr {
+                    let _ = write!(d, "\"addr\":\"{a}\",");
+                }
                 if let Some(n) = name {
-                    let _ = write!(d, ",\"name\":{}", json_string(&n));
+                    let _ = write!(d, "\"name\":{},", json_string(&n));
                 }
                 let _ = write!(
                     d,
-                    ",\"port\":{port},\"protocol\":{}}}",
+                    "\"port\":{port},\"protocol\":{}}}",
                     json_string(&protocol)
                 );
                 ("net", op, object.into_bytes(), Some(d))
@@ -261,7 +271,7 @@ impl AuditEvent {
                     _ => "connect",
                 }
                 .to_string(),
-                addr: *addr,
+                addr: Some(*addr),
                 port: *port,
                 protocol: match i32::from(*protocol) {
                     libc::IPPROTO_TCP => "tcp".to_string(),
@@ -342,7 +352,7 @@ mod tests {
             rule_source: None,
             what: What::Net {
                 op: "connect".into(),
-                addr: "::1".parse().unwrap(),
+                addr: Some("::1".parse().unwrap()),
                 port: 443,
                 protocol: "tcp".into(),
                 name: None,
@@ -354,6 +364,31 @@ mod tests {
             net.detail.as_deref(),
             Some(r#"{"addr":"::1","port":443,"protocol":"tcp"}"#)
         );
+        // A name the proxy refused before resolving it: no address, the name in its place.
+        let refused = AuditEvent {
+            time_ns: 1,
+            pid: 0,
+            process: String::new(),
+            denied: true,
+            rule_id: None,
+            rule_source: None,
+            what: What::Net {
+                op: "proxy".into(),
+                addr: None,
+                port: 443,
+                protocol: "tcp".into(),
+                name: Some("exfil.example.com".into()),
+            },
+        }
+        .into_row();
+        assert_eq!(refused.object, b"exfil.example.com:443");
+        assert_eq!(
+            refused.detail.as_deref(),
+            Some(r#"{"name":"exfil.example.com","port":443,"protocol":"tcp"}"#)
+        );
+        let parsed: serde_json::Value =
+            serde_json::from_str(refused.detail.as_deref().unwrap()).unwrap();
+        assert_eq!(parsed["port"], 443);
         let exec = AuditEvent {
             what: What::Exec {
                 binary: b"/bin/true".to_vec(),

@@ -52,7 +52,7 @@ pub fn policy_digest(policy: &Policy, target: Target) -> String {
 
 /// Where each rule of `policy` was first written (`profile.nono:12:3`), for
 /// [`AuditEvent::from_kernel`]'s `rule_source`: the kernel reports rule ids only.
-pub fn rule_sources(policy: &Policy) -> impl Fn(u32) -> Option<String> + Send + 'static {
+pub fn rule_sources(policy: &Policy) -> impl Fn(u32) -> Option<String> + Send + Sync + 'static {
     let map: std::collections::HashMap<u32, String> = policy
         .provenance
         .rules

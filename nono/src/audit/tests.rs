@@ -321,7 +321,7 @@ fn net_events_round_trip_through_the_store() {
         rule_source: None,
         what: What::Net {
             op: "connect".into(),
-            addr: "127.0.0.1".parse::<IpAddr>().unwrap(),
+            addr: Some("127.0.0.1".parse::<IpAddr>().unwrap()),
             port: 8080,
             protocol: "tcp".into(),
             name: None,

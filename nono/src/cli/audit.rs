@@ -504,11 +504,21 @@ fn event_line(e: &Event, style: &Style) -> String {
             }
             x
         }
-        "net" => d
-            .get("protocol")
-            .and_then(Value::as_str)
-            .map(|p| format!(" {}", esc(p)))
-            .unwrap_or_default(),
+        "net" => {
+            let mut x = d
+                .get("protocol")
+                .and_then(Value::as_str)
+                .map(|p| format!(" {}", esc(p)))
+                .unwrap_or_default();
+            // The name, unless the object already is the name (a refused request).
+            if let (Some(n), true) = (
+                d.get("name").and_then(Value::as_str),
+                d.get("addr").is_some(),
+            ) {
+                x.push_str(&format!(" name {}", esc(n)));
+            }
+            x
+        }
         "end" => format!(
             " exit {}, dropped kernel {} userspace {}",
             d.get("exit_code")

@@ -74,7 +74,7 @@ pub fn parse_cidrs(texts: &[String]) -> Result<Vec<IpNet>, String> {
 /// The proxy of one run.
 pub struct Fallback {
     /// Its thread serves until nono exits; kept for what it bound.
-    _service: Service,
+    service: Service,
     rules: EgressRules,
     upstreams: Vec<SocketAddr>,
     strict: bool,
@@ -124,7 +124,7 @@ impl Fallback {
         };
         let late_proxy = std::sync::Mutex::new(service.late_proxy.take());
         Ok(Fallback {
-            _service: service,
+            service,
             rules,
             upstreams,
             strict,
@@ -132,6 +132,11 @@ impl Fallback {
             in_netns: netns_port.is_some(),
             late_proxy,
         })
+    }
+
+    /// The proxy's decisions, for the audit session.
+    pub fn decisions(&self) -> &super::Decisions {
+        &self.service.decisions
     }
 
     /// Where the command reaches the proxy.

@@ -294,7 +294,7 @@ impl Drop for KernelDestinations {
 
 /// The resolver of a kernel-layer sandbox and its DNS redirect; dropping it ends the redirect.
 pub struct KernelEgress {
-    _service: Service,
+    service: Service,
     redirect: aya::maps::HashMap<aya::maps::MapData, u32, DnsRedirect>,
     sandbox_id: u32,
     resolver: SocketAddr,
@@ -477,11 +477,16 @@ impl KernelEgress {
             resolver: addr,
             resolver6: service.dns6,
             proxy: service.proxy,
-            _service: service,
+            service,
             rules,
             upstreams,
             names,
         })
+    }
+
+    /// The strict-domains proxy's decisions, for the audit session.
+    pub fn decisions(&self) -> &super::Decisions {
+        &self.service.decisions
     }
 
     /// The names the resolver answered, by address (for network events).

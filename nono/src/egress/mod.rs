@@ -44,6 +44,62 @@ use anyhow::{Context, Result};
 
 pub use resolver::Resolver;
 
+/// Where the proxy records its decisions: the run's audit session, attached once it exists
+/// (the proxy starts before the session does). Until then, and without a session, decisions
+/// go to stderr only.
+#[derive(Clone, Default)]
+pub struct Decisions(Arc<std::sync::OnceLock<DecisionSink>>);
+
+/// The audit session the proxy's decisions go to.
+pub struct DecisionSink {
+    pub sender: crate::audit::ingest::AuditSender,
+    /// Where each rule was written, for the events' `rule_source`.
+    pub rule_source: Box<dyn Fn(u32) -> Option<String> + Send + Sync>,
+    /// Record allowed requests too (`audit all`); refusals are always recorded.
+    pub allows: bool,
+}
+
+impl Decisions {
+    pub fn attach(&self, sink: DecisionSink) {
+        // A second session cannot exist: one run, one proxy.
+        let _ = self.0.set(sink);
+    }
+
+    /// One request the proxy decided. The proxy sees a TCP connection, not a process, so the
+    /// event has no pid; `addr` is `None` for a name refused before it was resolved.
+    pub(crate) fn record(
+        &self,
+        denied: bool,
+        rule: Option<nono_policy::ir::RuleId>,
+        addr: Option<std::net::IpAddr>,
+        port: u16,
+        name: Option<&str>,
+    ) {
+        let Some(sink) = self.0.get() else { return };
+        if !denied && !sink.allows {
+            return;
+        }
+        let rule_id = rule.map(|r| r.0);
+        let event = crate::audit::event::AuditEvent {
+            time_ns: crate::audit::time::now_ns(),
+            pid: 0,
+            process: String::new(),
+            denied,
+            rule_id,
+            rule_source: rule_id.and_then(|id| (sink.rule_source)(id)),
+            what: crate::audit::event::What::Net {
+                op: "proxy".into(),
+                addr,
+                port,
+                protocol: "tcp".into(),
+                name: name.map(str::to_string),
+            },
+        };
+        // Never waits: a full channel is counted as dropped in the session.
+        sink.sender.try_send(vec![event]);
+    }
+}
+
 /// The resolver and/or proxy running on their own thread. Dropping it leaves the thread
 /// running until the process exits, which is what `nono run` wants: the sandbox may use the
 /// proxy until the command and every survivor are gone, and nono exits right after that.
@@ -56,6 +112,8 @@ pub struct Service {
     /// With [`Listen::proxy_later`]: where the proxy's listener goes once it exists (the
     /// proxy mode's listener is made inside the command's network namespace, after this starts).
     pub late_proxy: Option<tokio::sync::oneshot::Sender<std::net::TcpListener>>,
+    /// The proxy's decisions, for the audit session.
+    pub decisions: Decisions,
 }
 
 /// What to serve, and where.
@@ -120,8 +178,10 @@ impl Service {
             dns_tcp: tcp.as_ref().and_then(|s| s.local_addr().ok()),
             dns6: dns6.as_ref().and_then(|(s, _)| s.local_addr().ok()),
             late_proxy,
+            decisions: Decisions::default(),
         };
         let strict = listen.strict;
+        let decisions = service.decisions.clone();
         let blocked = BlockAllSignals::new();
         std::thread::Builder::new()
             .name("nono-egress".into())
@@ -129,7 +189,7 @@ impl Service {
                 rt.block_on(async move {
                     let mut tasks = tokio::task::JoinSet::new();
                     if let Some(l) = proxy {
-                        tasks.spawn(proxy::serve(l, resolver.clone(), strict));
+                        tasks.spawn(proxy::serve(l, resolver.clone(), strict, decisions.clone()));
                     }
                     if let Some(rx) = late_listener {
                         let resolver = resolver.clone();
@@ -140,7 +200,7 @@ impl Service {
                                 .set_nonblocking(true)
                                 .and_then(|()| tokio::net::TcpListener::from_std(l))
                             {
-                                Ok(l) => proxy::serve(l, resolver, strict).await,
+                                Ok(l) => proxy::serve(l, resolver, strict, decisions).await,
                                 Err(e) => tracing::warn!("egress proxy: cannot serve: {e}"),
                             }
                         });

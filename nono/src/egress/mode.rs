@@ -91,6 +91,15 @@ impl Egress {
         )?)))
     }
 
+    /// Record the proxy's decisions in the run's audit session. Kernel mode has a proxy only
+    /// with `--strict-domains`; its kernel programs report through the kernel layer.
+    pub fn attach_audit(&self, sink: super::DecisionSink) {
+        match self {
+            Egress::Proxy(p) => p.decisions().attach(sink),
+            Egress::Kernel(k) => k.decisions().attach(sink),
+        }
+    }
+
     /// Hand the proxy the listener made in the command's network namespace (proxy mode).
     pub fn serve_listener(&self, listener: std::net::TcpListener) {
         if let Egress::Proxy(p) = self {

@@ -163,15 +163,21 @@ pub async fn decide(
 }
 
 /// Serve the proxy; `strict`: `--strict-domains` (see [`super::strict`]).
-pub async fn serve(listener: TcpListener, resolver: Arc<Resolver>, strict: bool) {
+pub async fn serve(
+    listener: TcpListener,
+    resolver: Arc<Resolver>,
+    strict: bool,
+    decisions: super::Decisions,
+) {
     loop {
         let Ok((conn, _)) = listener.accept().await else {
             continue;
         };
         let resolver = resolver.clone();
+        let decisions = decisions.clone();
         tokio::spawn(async move {
             let _ = conn.set_nodelay(true);
-            handle(conn, &resolver, strict).await;
+            handle(conn, &resolver, strict, &decisions).await;
         });
     }
 }
@@ -239,7 +245,12 @@ async fn refuse(conn: &mut TcpStream, status: &str, why: &str) {
     let _ = conn.shutdown().await;
 }
 
-async fn handle(mut conn: TcpStream, resolver: &Resolver, strict: bool) {
+async fn handle(
+    mut conn: TcpStream,
+    resolver: &Resolver,
+    strict: bool,
+    decisions: &super::Decisions,
+) {
     let (raw, early) = match tokio::time::timeout(HEAD_TIMEOUT, read_head(&mut conn)).await {
         Ok(Ok(x)) => x,
         Ok(Err(e)) => return refuse(&mut conn, "400 Bad Request", &e).await,
@@ -250,6 +261,9 @@ async fn handle(mut conn: TcpStream, resolver: &Resolver, strict: bool) {
         Err(e) => return refuse(&mut conn, "400 Bad Request", &e).await,
     };
     let shown = format!("{} {}:{}", head.method, escape(&head.host), head.port);
+    // What the audit trail names: an IP literal is the address, anything else a name.
+    let literal = head.host.parse::<IpAddr>().ok();
+    let asked_name = literal.is_none().then_some(head.host.as_str());
     let (rule, addrs) = match decide(resolver, &head.host, head.port).await {
         Ok(x) => x,
         Err(r) => {
@@ -257,6 +271,7 @@ async fn handle(mut conn: TcpStream, resolver: &Resolver, strict: bool) {
                 "nono: egress denied: {shown}: {}",
                 escape_text(&r.to_string())
             );
+            decisions.record(true, None, literal, head.port, asked_name);
             return refuse(&mut conn, "403 Forbidden", &r.to_string()).await;
         }
     };
@@ -264,7 +279,7 @@ async fn handle(mut conn: TcpStream, resolver: &Resolver, strict: bool) {
     // connected or forwarded until its first bytes name that same server; a plain request's
     // Host must be the URL's host. IP literals are CIDR-ruled: the address is the rule.
     let mut early = early;
-    let named = head.host.parse::<IpAddr>().is_err();
+    let named = literal.is_none();
     let mut established = false;
     if strict && named {
         let checked = match &head.forward {
@@ -291,6 +306,7 @@ async fn handle(mut conn: TcpStream, resolver: &Resolver, strict: bool) {
         };
         if let Err(why) = checked {
             eprintln!("nono: egress denied: {shown}: {}", escape_text(&why));
+            decisions.record(true, None, None, head.port, asked_name);
             if established {
                 // The tunnel is already open: all the client can be told is a close.
                 let _ = conn.shutdown().await;
@@ -322,6 +338,13 @@ async fn handle(mut conn: TcpStream, resolver: &Resolver, strict: bool) {
         return refuse(&mut conn, "502 Bad Gateway", &why).await;
     };
     let _ = upstream.set_nodelay(true);
+    decisions.record(
+        false,
+        Some(rule),
+        upstream.peer_addr().ok().map(|a| a.ip()),
+        head.port,
+        asked_name,
+    );
     tracing::info!(
         "egress: {shown} allowed by {rule} via {:?}",
         upstream.peer_addr().ok()

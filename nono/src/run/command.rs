@@ -642,6 +642,14 @@ pub fn run(args: RunArgs) -> CmdResult {
             child_pid: &sandbox::CHILD_PID,
         })
     });
+    // The proxy's decisions go to the audit trail too (it reports refusals on stderr itself).
+    if let (Some(e), Some(a)) = (&egress, &audit) {
+        e.attach_audit(crate::egress::DecisionSink {
+            sender: a.sender(),
+            rule_source: Box::new(crate::audit::session::rule_sources(&policy)),
+            allows: policy.audit.level == nono_policy::ir::AuditLevel::All,
+        });
+    }
     // Kernel decisions go to `-v` and the audit trail from before the command starts.
     if let Some(k) = ksandbox.as_mut() {
         k.start_events(
