@@ -120,6 +120,28 @@ fn landlock_only_run_records_session_exec_and_exit(user: User) {
     assert_eq!(lines.len(), 4);
     assert!(lines.iter().any(|l| l["event"]["outcome"] == "failure"
         && l["process"]["executable"] == tool.display().to_string()));
+    // ECS field names a SIEM maps without configuration.
+    for l in &lines {
+        assert!(
+            l["@timestamp"].as_str().is_some_and(|t| t.ends_with('Z')),
+            "{l}"
+        );
+        assert_eq!(l["event"]["dataset"], "nono.audit", "{l}");
+        assert!(l["event"]["category"].is_array(), "{l}");
+        assert!(l["nono"]["session"]["id"].is_string(), "{l}");
+    }
+    // The time window: everything is from the last hour, nothing from before it or the future.
+    let count = |args: &[&str]| audit(&w, args, 0).lines().count();
+    assert_eq!(count(&["export", "--since", "1h"]), 4);
+    assert_eq!(count(&["export", "--until", "1h"]), 0);
+    assert_eq!(count(&["export", "--since", "2099-01-01"]), 0);
+    // One session by a prefix of its id (the unit tests cover an ambiguous prefix: random ids
+    // need not share one here); a malformed id is a clear error.
+    let first = sessions(&w)[1]["id"].as_str().unwrap().to_string();
+    assert_eq!(count(&["export", &first[..12]]), 2);
+    let out = run(&mut w.nono(["audit", "show", "not-an-id"]));
+    assert_eq!(out.code(), Some(1), "{}", out.describe());
+    assert!(out.stderr.contains("hexadecimal"), "{}", out.describe());
 }
 
 /// The store is under the implicit deny of `$XDG_STATE_HOME/nono`: even with a read grant on
@@ -338,12 +360,21 @@ fn kill_9_leaves_a_consistent_store_and_an_incomplete_session(user: User) {
     let mut child = spawn(&mut cmd);
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     assert_eq!(lines.next().unwrap().unwrap(), "ready");
+    // While nono runs, its session is `running`, and no prune deletes it, however old.
+    let live = sessions(&w);
+    assert_eq!(live[0]["running"], true, "{live:#?}");
+    assert!(audit(&w, &["list"], 0).contains("running"));
+    let live_id = live[0]["id"].as_str().unwrap().to_string();
+    assert!(audit(&w, &["show", &live_id], 0).contains("RUNNING"));
+    assert!(audit(&w, &["prune", "--older-than", "0s"], 0).contains("pruned 0 session(s)"));
+    assert_eq!(sessions(&w).len(), 1);
     // SAFETY: kill(2) on the nono process this test spawned (setpriv execs into nono).
     assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGKILL) }, 0);
     let _ = child.wait();
     let list = sessions(&w);
     assert_eq!(list.len(), 1);
     assert_eq!(list[0]["complete"], false);
+    assert_eq!(list[0]["running"], false);
     assert_eq!(list[0]["exit_code"], Value::Null);
     let id = list[0]["id"].as_str().unwrap();
     assert!(audit(&w, &["list"], 0).contains("incomplete"));

@@ -96,14 +96,21 @@ impl Session {
         serde_json::from_str(&self.layers_json).unwrap_or(Value::Null)
     }
 
-    /// `complete`, or `incomplete` (nono has not finished recording it: still running, or
-    /// killed).
+    /// `complete`; `running` (the nono that records it is still alive); or `incomplete`
+    /// (nono ended without finishing it: killed).
     pub fn status(&self) -> &'static str {
         if self.complete {
             "complete"
+        } else if self.running() {
+            "running"
         } else {
             "incomplete"
         }
+    }
+
+    /// The session is not complete and the nono process that began it is still alive.
+    pub fn running(&self) -> bool {
+        !self.complete && nono_alive(self.nono_pid, self.started_ns)
     }
 
     /// The session object of the JSON schema (README "Audit trail").
@@ -113,6 +120,7 @@ impl Session {
         m.insert("started_at".into(), json!(time::rfc3339(self.started_ns)));
         m.insert("ended_at".into(), json!(self.ended_ns.map(time::rfc3339)));
         m.insert("complete".into(), json!(self.complete));
+        m.insert("running".into(), json!(self.running()));
         m.insert("user".into(), json!(self.user));
         m.insert("uid".into(), json!(self.uid));
         m.insert("argv".into(), json!(self.argv));
@@ -426,26 +434,74 @@ pub fn verify(store: &Store, s: &Session) -> Result<Verification, AuditError> {
     })
 }
 
+/// Whether process `pid` is alive and is the one that began a session at `started_ns`: it
+/// exists (`kill(pid, 0)` succeeds, or fails with EPERM for another user's process) and it
+/// started no later than the session did, so a pid reused since is not taken for it.
+/// `/proc/PID/stat`'s start time counts clock ticks from boot (`btime` in `/proc/stat`, whole
+/// seconds): a second of slack covers both roundings.
+pub fn nono_alive(pid: i64, started_ns: i64) -> bool {
+    let Ok(pid) = libc::pid_t::try_from(pid) else {
+        return false;
+    };
+    if pid <= 0 {
+        return false;
+    }
+    // SAFETY: signal 0 only checks that the process exists and may be signalled.
+    let exists = unsafe { libc::kill(pid, 0) } == 0
+        || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM);
+    if !exists {
+        return false;
+    }
+    let start_ticks = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| {
+            // The fields after the command name, which may hold spaces and parentheses.
+            let rest = &stat[stat.rfind(')')? + 2..];
+            rest.split(' ').nth(19)?.parse::<i64>().ok()
+        });
+    let boot_s = std::fs::read_to_string("/proc/stat").ok().and_then(|s| {
+        s.lines()
+            .find_map(|l| l.strip_prefix("btime "))
+            .and_then(|v| v.trim().parse::<i64>().ok())
+    });
+    // SAFETY: sysconf has no preconditions.
+    let hz = i64::from(unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as i32).max(1);
+    match (start_ticks, boot_s) {
+        (Some(ticks), Some(boot)) => {
+            let started_process_ns = boot * 1_000_000_000 + ticks * (1_000_000_000 / hz);
+            started_process_ns <= started_ns + 1_000_000_000
+        }
+        // No /proc to ask: the pid exists, which is all that is known.
+        _ => true,
+    }
+}
+
 /// Deletes sessions started before `cutoff_ns` (oldest first, at most `limit`, never
-/// `keep_sid`), each with its events in one transaction. Returns (sessions, events) deleted.
+/// `keep_sid`, never a session whose nono is still running: its rows are being written),
+/// each with its events in one transaction. Returns (sessions, events) deleted.
 pub fn prune(
     store: &mut Store,
     cutoff_ns: i64,
     limit: Option<usize>,
     keep_sid: Option<i64>,
 ) -> Result<(u64, u64), AuditError> {
-    let victims: Vec<i64> = (|| -> rusqlite::Result<Vec<i64>> {
+    let candidates: Vec<(i64, i64, i64, bool)> = (|| -> rusqlite::Result<Vec<_>> {
         let mut stmt = store.conn().prepare(
-            "SELECT sid FROM sessions WHERE started_ns < ?1 AND sid IS NOT ?2
-             ORDER BY started_ns LIMIT ?3",
+            "SELECT sid, nono_pid, started_ns, complete FROM sessions
+             WHERE started_ns < ?1 AND sid IS NOT ?2 ORDER BY started_ns",
         )?;
-        let rows = stmt.query_map(
-            params![cutoff_ns, keep_sid, limit.map_or(-1, |l| l as i64)],
-            |r| r.get(0),
-        )?;
+        let rows = stmt.query_map(params![cutoff_ns, keep_sid], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+        })?;
         rows.collect()
     })()
     .map_err(|e| store.sql_err(e))?;
+    let victims: Vec<i64> = candidates
+        .into_iter()
+        .filter(|(_, pid, started, complete)| *complete || !nono_alive(*pid, *started))
+        .map(|(sid, ..)| sid)
+        .take(limit.unwrap_or(usize::MAX))
+        .collect();
     let (mut sessions, mut events) = (0, 0);
     for sid in victims {
         let r = (|| -> rusqlite::Result<usize> {

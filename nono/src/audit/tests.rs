@@ -523,3 +523,22 @@ fn store_opened_on_the_writer_thread() {
     assert!(err.to_string().contains("not-a-db"), "{err}");
     assert!(tx.blocking_send(vec![file_event(0, false)]).is_err());
 }
+
+#[test]
+fn a_session_is_running_only_while_the_nono_that_began_it_lives() {
+    let me = i64::from(std::process::id());
+    let now = super::time::now_ns();
+    assert!(
+        query::nono_alive(me, now),
+        "this process, a session begun now"
+    );
+    // The same pid, but a session begun a year before this process started: a reused pid.
+    assert!(!query::nono_alive(
+        me,
+        now - 3_600 * 1_000_000_000_i64 * 24 * 365
+    ));
+    // No such process (pid_max is at most 2^22).
+    assert!(!query::nono_alive(i64::from(i32::MAX), now));
+    assert!(!query::nono_alive(0, now));
+    assert!(!query::nono_alive(-1, now));
+}

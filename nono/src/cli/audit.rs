@@ -293,9 +293,14 @@ pub fn main(cmd: AuditCommand) -> CmdResult {
                     hex::encode(v.head),
                     if v.complete {
                         String::new()
+                    } else if s.running() {
+                        format!(
+                            "\n  incomplete: nono (pid {}) is still recording it",
+                            s.nono_pid
+                        )
                     } else {
-                        "\n  incomplete: nono did not finish recording it (still running or killed); \
-                         events after the last committed batch may be missing"
+                        "\n  incomplete: nono ended without finishing it (killed); events \
+                         after the last committed batch may be missing"
                             .to_string()
                     }
                 );
@@ -418,7 +423,8 @@ fn show(store: &Store, s: &Session, range: Range, json: bool) -> CmdResult {
     let ended = match (s.complete, s.ended_ns, s.exit_code) {
         (true, Some(t), Some(c)) => format!("ended {} UTC, exit {c}", time::short(t)),
         (true, Some(t), None) => format!("ended {} UTC, the command did not start", time::short(t)),
-        _ => "INCOMPLETE: nono did not finish recording it (still running, or killed)".into(),
+        _ if s.running() => format!("RUNNING: nono (pid {}) is still recording it", s.nono_pid),
+        _ => "INCOMPLETE: nono ended without finishing it (killed)".into(),
     };
     let layers = s
         .layers()
