@@ -448,9 +448,17 @@ fn watches_on_denied_paths_refused(ctx: &Ctx) -> Result<(), String> {
         ],
     )?;
     run.expect(&[EPERM, EPERM, EPERM, OK, OK])?;
-    if !run.stderr.contains("path_notify") {
+    // The deny on the key, below the denied directory, names that directory: the object its
+    // rule is bound to.
+    let named = format!("path={}", s(&ssh));
+    if !run
+        .stderr
+        .lines()
+        .any(|l| l.contains("deny path_notify") && l.contains(&named))
+    {
         return Err(format!(
-            "no path_notify deny event in -v output: {}",
+            "no path_notify deny naming {} in -v output: {}",
+            ssh.display(),
             run.stderr.trim()
         ));
     }
@@ -980,7 +988,10 @@ fn events_carry_rule_id_and_drop_counter(ctx: &Ctx) -> Result<(), String> {
     if dropped.is_none() {
         return Err(format!("no drop counter; stderr: {}", run.stderr));
     }
-    audit_has_the_deny(ctx, &state, &profile, line, ino)
+    if !event.contains(&format!("path={}", s(&b))) {
+        return Err(format!("the event does not name the denied path: {event}"));
+    }
+    audit_has_the_deny(ctx, &state, &profile, line, ino, &b)
 }
 
 /// The run's audit session (`nono audit show --json`) holds the kernel's deny with the rule's
@@ -991,6 +1002,7 @@ fn audit_has_the_deny(
     profile: &Path,
     line: usize,
     ino: u64,
+    path: &Path,
 ) -> Result<(), String> {
     let audit = |args: &[&str]| -> Result<(i32, String), String> {
         let out = Command::new(&ctx.nono)
@@ -1025,10 +1037,12 @@ fn audit_has_the_deny(
                 .is_some_and(|s| s.starts_with(&origin))
             && e["detail"]["ino"].as_u64() == Some(ino)
             && e["detail"]["hook"] == "file_open"
+            && e["object"].as_str() == Some(&s(path))
     });
     if !found {
         return Err(format!(
-            "the audit session has no file_open deny from {origin} on inode {ino}: {shown}"
+            "the audit session has no file_open deny of {} from {origin} on inode {ino}: {shown}",
+            path.display()
         ));
     }
     match audit(&["verify", &id])? {

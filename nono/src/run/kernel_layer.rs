@@ -251,12 +251,26 @@ impl KernelSandbox {
         };
         self.audit = audit.clone();
         let rules = self.rules.clone();
+        // A file deny names the object its rule is bound to: the file itself, or the denied
+        // directory it lies below. nono bound those objects, so it knows their paths.
+        let bound: HashMap<(u32, u64), std::path::PathBuf> = self
+            .sandbox
+            .fs_rules
+            .iter()
+            .map(|r| ((r.dev, r.ino), r.path.clone()))
+            .collect();
         let clock = ClockOffset::now();
         let printer = EventPrinter::spawn(stream, move |events| {
             let mut stored = Vec::with_capacity(if audit.is_some() { events.len() } else { 0 });
             for event in &events {
                 let name = match (&event.object, &names) {
                     (kernel::events::EventObject::Net { addr, .. }, Some(n)) => n.get(*addr),
+                    _ => None,
+                };
+                let protected = match &event.object {
+                    kernel::events::EventObject::File { dev, ino, .. } if event.denied => {
+                        bound.get(&(*dev, *ino))
+                    }
                     _ => None,
                 };
                 if verbose {
@@ -268,12 +282,27 @@ impl KernelSandbox {
                         .as_ref()
                         .map(|n| format!(" name={}", n.escape_debug()))
                         .unwrap_or_default();
-                    eprintln!("nono: {event}{asked}{rule}");
+                    let path = protected
+                        .map(|p| {
+                            format!(
+                                " path={}",
+                                crate::cli::escape_for_terminal(&p.to_string_lossy())
+                            )
+                        })
+                        .unwrap_or_default();
+                    eprintln!("nono: {event}{path}{asked}{rule}");
                 }
                 if audit.is_some() {
                     let mut ev = AuditEvent::from_kernel(event, clock, &rule_source);
-                    if let What::Net { name: n, .. } = &mut ev.what {
-                        *n = name;
+                    match &mut ev.what {
+                        What::Net { name: n, .. } => *n = name,
+                        What::File { path, .. } => {
+                            if let Some(p) = protected {
+                                use std::os::unix::ffi::OsStrExt;
+                                *path = p.as_os_str().as_bytes().to_vec();
+                            }
+                        }
+                        _ => {}
                     }
                     stored.push(ev);
                 }
