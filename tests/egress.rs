@@ -4,11 +4,13 @@
 //! Every packet goes to loopback: the upstream is a test-served [`Zone`] on 127.0.0.1 (nono is
 //! always given `--dns-upstream`, never the machine's resolver) and the HTTP servers listen on
 //! 127.0.0.2 to 127.0.0.6. The zone points names at loopback, which is a special range, so the
-//! allowed cases pass `--allow-resolved 127.0.0.0/8` and one case shows the default refusal.
+//! allowed cases pass `--allow-resolved 127.0.0.0/8` and one case in each mode shows the default
+//! refusal. The metadata address (169.254.169.254) exists only on the loopback of a network
+//! namespace the test creates, with the zone and the listener inside it.
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use hickory_proto::op::ResponseCode;
@@ -675,19 +677,29 @@ fn resolver_expires_addresses_after_their_ttl(user: User) {
 // Kernel mode, natively: the resolver feeding the cgroup socket programs' maps
 
 /// `nono run` as root with the kernel layer's network part: spawns `probe` (a line-driven Python
-/// loop) with `profile` and the test zone as upstream, waits for the line saying the kernel mode
-/// is active and returns the child, its resolver's address, and a function asking the probe.
+/// loop) with `profile`, the test zone as upstream and `--allow-resolved 127.0.0.0/8`, waits for
+/// the line saying the kernel mode is active and returns the child, its resolver's address, and
+/// a function asking the probe.
 fn start_kernel_mode(
     w: &World,
     zone: &Zone,
     profile: &Path,
     probe: &str,
 ) -> (Child, std::net::SocketAddr, impl FnMut(&str) -> String) {
-    let mut child = w
-        .sandbox(
-            &args(profile, zone, true),
-            &[nono_e2e::PYTHON, "-I", "-c", probe],
-        )
+    spawn_kernel_mode(kernel_mode_command(w, &args(profile, zone, true), probe))
+}
+
+/// The `nono run` command of [`start_kernel_mode`] with these arguments.
+fn kernel_mode_command(w: &World, nono_args: &[String], probe: &str) -> Command {
+    w.sandbox(nono_args, &[nono_e2e::PYTHON, "-I", "-c", probe])
+}
+
+/// [`start_kernel_mode`] for a command built by the caller (other arguments, another network
+/// namespace).
+fn spawn_kernel_mode(
+    mut cmd: Command,
+) -> (Child, std::net::SocketAddr, impl FnMut(&str) -> String) {
+    let mut child = cmd
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -1087,4 +1099,89 @@ fn kernel_mode_ipv6_port_53_is_redirected_to_nono_resolver() {
     assert!(child.wait().unwrap().success());
     nono_e2e::wait_until(Duration::from_secs(5), || a.hits() == 1);
     assert_eq!(a.hits(), 1);
+}
+
+/// The special-range refusal in kernel mode, with no `--allow-resolved`: an allowed name the
+/// zone answers with loopback (127.0.0.6) is forwarded, but its answer comes back with no
+/// address (over UDP and TCP), nothing is opened, and a direct connect to that address and the
+/// rule's port is EPERM while the test's listener there sees nothing.
+#[test]
+fn kernel_mode_loopback_answers_open_nothing_without_allow_resolved() {
+    let _serial = serial();
+    if !has_cgroup_sock() {
+        return;
+    }
+    let w = World::new(User::Root);
+    let zone = Zone::start();
+    let listener = std::net::TcpListener::bind("127.0.0.6:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    zone.set("lo.nono.test", &["127.0.0.6"], 60);
+    let profile = profile(&w, &["lo.nono.test"], port);
+    let (mut child, _, mut ask) = spawn_kernel_mode(kernel_mode_command(
+        &w,
+        &args(&profile, &zone, false),
+        DNS_PROBE,
+    ));
+
+    assert_eq!(ask("udp lo.nono.test"), "rcode=0 from=127.0.0.9:53 addr=-");
+    assert_eq!(ask("tcp lo.nono.test"), "rcode=0 from=-:0 addr=-");
+    assert!(
+        zone.saw("lo.nono.test"),
+        "an allowed name is forwarded; only its answer is filtered: {:?}",
+        zone.queried()
+    );
+    assert_eq!(ask(&format!("connect 127.0.0.6 {port}")), "EPERM");
+    drop(ask);
+    assert!(child.wait().unwrap().success());
+    assert_no_tcp_connection(&listener);
+    let denied = w.latest_session_events().into_iter().any(|e| {
+        e["kind"] == "net" && e["denied"] == true && e["object"] == format!("127.0.0.6:{port}")
+    });
+    assert!(denied, "no deny event for 127.0.0.6:{port}");
+}
+
+/// The same for the cloud metadata address, which the test puts on the loopback of a network
+/// namespace it creates (with the zone and the listener), so nothing is ever sent towards a
+/// real 169.254.169.254: an allowed name the zone answers with it gets no address, and a
+/// direct connect to it on the rule's port is EPERM; the listener saw nothing, though it is
+/// reachable from outside the sandbox (the control at the end).
+#[test]
+fn kernel_mode_metadata_answers_open_nothing() {
+    let _serial = serial();
+    if !has_cgroup_sock() {
+        return;
+    }
+    let w = World::new(User::Root);
+    let ns = nono_e2e::Netns::new("egress-metadata", &["169.254.169.254/32"]);
+    let (zone, metadata) = ns.run(|| (Zone::start(), HttpServer::start("169.254.169.254", 0)));
+    let port = metadata.addr.port();
+    zone.set("metadata.nono.test", &["169.254.169.254"], 60);
+    let profile = profile(&w, &["metadata.nono.test"], port);
+    let (mut child, _, mut ask) = spawn_kernel_mode(ns.command(&kernel_mode_command(
+        &w,
+        &args(&profile, &zone, false),
+        DNS_PROBE,
+    )));
+
+    assert_eq!(
+        ask("udp metadata.nono.test"),
+        "rcode=0 from=127.0.0.9:53 addr=-"
+    );
+    assert_eq!(ask("tcp metadata.nono.test"), "rcode=0 from=-:0 addr=-");
+    assert!(zone.saw("metadata.nono.test"), "{:?}", zone.queried());
+    assert_eq!(ask(&format!("connect 169.254.169.254 {port}")), "EPERM");
+    drop(ask);
+    assert!(child.wait().unwrap().success());
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(metadata.hits(), 0, "the metadata listener saw a connection");
+    // Control: the listener answers a connect from its namespace outside the sandbox.
+    let addr = metadata.addr;
+    ns.run(move || {
+        std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5))
+            .expect("connect to the namespace's listener");
+    });
+    assert!(nono_e2e::wait_until(Duration::from_secs(5), || metadata
+        .hits()
+        == 1));
 }
