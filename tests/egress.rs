@@ -866,14 +866,17 @@ for line in sys.stdin:
 /// The sandboxed probe of the kernel-mode DNS tests: `udp NAME [SERVER]` / `tcp NAME [SERVER]`
 /// query SERVER port 53, by default 127.0.0.9 (nothing listens there, so a broken redirect
 /// stays on loopback; an IPv6 SERVER uses an AF_INET6 socket), `connect IP PORT`, and
-/// `udp-other` (a datagram to 127.0.0.9:54). A query built by hand: the probe is plain Python,
+/// `udp-other` (a datagram to 127.0.0.9:54). NAME may end in a dot (the absolute form, the same
+/// query on the wire). A query built by hand: the probe is plain Python,
 /// and the test only reads the header's rcode and the single A record a filtered answer carries.
 const DNS_PROBE: &str = r#"
 import errno, socket, struct, sys
 def query(name, tcp, server):
     fam = socket.AF_INET6 if ":" in server else socket.AF_INET
     q = struct.pack(">HHHHHH", 0x4e4f, 0x0100, 1, 0, 0, 0)
-    q += b"".join(bytes([len(l)]) + l.encode() for l in name.split(".")) + b"\0"
+    # A trailing dot is the absolute form: on the wire every name ends in the root label.
+    labels = name[:-1].split(".") if name.endswith(".") else name.split(".")
+    q += b"".join(bytes([len(l)]) + l.encode() for l in labels) + b"\0"
     q += struct.pack(">HH", 1, 1)
     if tcp:
         s = socket.socket(fam, socket.SOCK_STREAM)
@@ -1184,4 +1187,125 @@ fn kernel_mode_metadata_answers_open_nothing() {
     assert!(nono_e2e::wait_until(Duration::from_secs(5), || metadata
         .hits()
         == 1));
+}
+
+/// Kernel mode, a rule written with a trailing dot and in mixed case (`A.Nono.Test.`) and a
+/// second rule on another port: the sandbox's queries for `a.nono.test.` (absolute form) and
+/// `A.NONO.TEST` are answered; the answered address opens on its rule's port only. A connect
+/// to it on the other rule's port (which Landlock allows, so EPERM is the kernel layer's) is
+/// EPERM and the listener there sees nothing, and the other name's address is open on its own
+/// port only once that name is answered. The deny names the normalised name.
+#[test]
+fn kernel_mode_trailing_dot_and_the_rules_ports() {
+    let _serial = serial();
+    if !has_cgroup_sock() {
+        return;
+    }
+    let w = World::new(User::Root);
+    let zone = Zone::start();
+    let a = HttpServer::start("127.0.0.2", 0);
+    let p = a.addr.port();
+    let b = HttpServer::start("127.0.0.3", 0);
+    let q = b.addr.port();
+    let a_on_q = std::net::TcpListener::bind(("127.0.0.2", q)).unwrap();
+    a_on_q.set_nonblocking(true).unwrap();
+    let b_on_p = std::net::TcpListener::bind(("127.0.0.3", p)).unwrap();
+    b_on_p.set_nonblocking(true).unwrap();
+    zone.set("a.nono.test", &["127.0.0.2"], 60);
+    zone.set("b.nono.test", &["127.0.0.3"], 60);
+    let profile = w.profile_file(
+        "egress-ports",
+        &serde_json::json!({ "extends": ["default"], "network": { "domains": [
+            { "domain": "A.Nono.Test.", "ports": [p] },
+            { "domain": "b.nono.test", "ports": [q] },
+        ] } }),
+    );
+    let (mut child, _, mut ask) = start_kernel_mode(&w, &zone, &profile, DNS_PROBE);
+
+    for name in ["a.nono.test.", "A.NONO.TEST"] {
+        assert_eq!(
+            ask(&format!("udp {name}")),
+            "rcode=0 from=127.0.0.9:53 addr=127.0.0.2",
+            "{name}"
+        );
+    }
+    assert_eq!(ask("tcp a.nono.test."), "rcode=0 from=-:0 addr=127.0.0.2");
+    assert_eq!(ask(&format!("connect 127.0.0.2 {p}")), "OK");
+    assert_eq!(ask(&format!("connect 127.0.0.2 {q}")), "EPERM");
+    assert_eq!(ask(&format!("connect 127.0.0.3 {q}")), "EPERM");
+    assert_eq!(
+        ask("udp b.nono.test"),
+        "rcode=0 from=127.0.0.9:53 addr=127.0.0.3"
+    );
+    assert_eq!(ask(&format!("connect 127.0.0.3 {q}")), "OK");
+    assert_eq!(ask(&format!("connect 127.0.0.3 {p}")), "EPERM");
+    assert_eq!(ask(&format!("connect 127.0.0.2 {q}")), "EPERM");
+    drop(ask);
+    assert!(child.wait().unwrap().success());
+    assert_no_tcp_connection(&a_on_q);
+    assert_no_tcp_connection(&b_on_p);
+    nono_e2e::wait_until(Duration::from_secs(5), || a.hits() == 1 && b.hits() == 1);
+    assert_eq!((a.hits(), b.hits()), (1, 1));
+    let events = w.latest_session_events();
+    let wrong_port = events
+        .iter()
+        .find(|e| {
+            e["kind"] == "net" && e["denied"] == true && e["object"] == format!("127.0.0.2:{q}")
+        })
+        .unwrap_or_else(|| panic!("no deny of 127.0.0.2:{q} in {events:#?}"));
+    assert_eq!(
+        wrong_port["detail"]["name"], "a.nono.test",
+        "{wrong_port:#}"
+    );
+}
+
+/// Kernel mode, punycode: the rule `bücher.nono.test` is the name `xn--bcher-kva.nono.test`,
+/// which resolves and connects; look-alikes one code point away (Cyrillic `е` for `e`, the
+/// policy crate's `domains_normalise_and_match` case, and ASCII `u` for `ü`) are other names:
+/// REFUSED, never forwarded, and the address the zone gives them stays closed.
+#[test]
+fn kernel_mode_punycode_lookalikes_are_distinct() {
+    let _serial = serial();
+    if !has_cgroup_sock() {
+        return;
+    }
+    let w = World::new(User::Root);
+    let zone = Zone::start();
+    let real = HttpServer::start("127.0.0.4", 0);
+    let port = real.addr.port();
+    let fake = HttpServer::start("127.0.0.5", port);
+    // bücher, büchеr (Cyrillic е, U+0435) and bucher.
+    let lookalikes = ["xn--bchr-0ra660c.nono.test", "bucher.nono.test"];
+    zone.set("xn--bcher-kva.nono.test", &["127.0.0.4"], 60);
+    for n in lookalikes {
+        zone.set(n, &["127.0.0.5"], 60);
+    }
+    let profile = profile(&w, &["bücher.nono.test"], port);
+    let (mut child, _, mut ask) = start_kernel_mode(&w, &zone, &profile, DNS_PROBE);
+
+    for n in lookalikes {
+        assert_eq!(
+            ask(&format!("udp {n}")),
+            "rcode=5 from=127.0.0.9:53 addr=-",
+            "{n}"
+        );
+    }
+    assert_eq!(ask(&format!("connect 127.0.0.5 {port}")), "EPERM");
+    assert_eq!(
+        ask("udp xn--bcher-kva.nono.test"),
+        "rcode=0 from=127.0.0.9:53 addr=127.0.0.4"
+    );
+    assert_eq!(ask(&format!("connect 127.0.0.4 {port}")), "OK");
+    assert_eq!(ask(&format!("connect 127.0.0.5 {port}")), "EPERM");
+    drop(ask);
+    assert!(child.wait().unwrap().success());
+    for n in lookalikes {
+        assert!(
+            !zone.saw(n),
+            "{n} reached the upstream: {:?}",
+            zone.queried()
+        );
+    }
+    nono_e2e::wait_until(Duration::from_secs(5), || real.hits() == 1);
+    assert_eq!((real.hits(), fake.hits()), (1, 0));
 }
