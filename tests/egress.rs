@@ -4,11 +4,13 @@
 //! Every packet goes to loopback: the upstream is a test-served [`Zone`] on 127.0.0.1 (nono is
 //! always given `--dns-upstream`, never the machine's resolver) and the HTTP servers listen on
 //! 127.0.0.2 to 127.0.0.6. The zone points names at loopback, which is a special range, so the
-//! allowed cases pass `--allow-resolved 127.0.0.0/8` and one case shows the default refusal.
+//! allowed cases pass `--allow-resolved 127.0.0.0/8` and one case in each mode shows the default
+//! refusal. The metadata address (169.254.169.254) exists only on the loopback of a network
+//! namespace the test creates, with the zone and the listener inside it.
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use hickory_proto::op::ResponseCode;
@@ -675,19 +677,29 @@ fn resolver_expires_addresses_after_their_ttl(user: User) {
 // Kernel mode, natively: the resolver feeding the cgroup socket programs' maps
 
 /// `nono run` as root with the kernel layer's network part: spawns `probe` (a line-driven Python
-/// loop) with `profile` and the test zone as upstream, waits for the line saying the kernel mode
-/// is active and returns the child, its resolver's address, and a function asking the probe.
+/// loop) with `profile`, the test zone as upstream and `--allow-resolved 127.0.0.0/8`, waits for
+/// the line saying the kernel mode is active and returns the child, its resolver's address, and
+/// a function asking the probe.
 fn start_kernel_mode(
     w: &World,
     zone: &Zone,
     profile: &Path,
     probe: &str,
 ) -> (Child, std::net::SocketAddr, impl FnMut(&str) -> String) {
-    let mut child = w
-        .sandbox(
-            &args(profile, zone, true),
-            &[nono_e2e::PYTHON, "-I", "-c", probe],
-        )
+    spawn_kernel_mode(kernel_mode_command(w, &args(profile, zone, true), probe))
+}
+
+/// The `nono run` command of [`start_kernel_mode`] with these arguments.
+fn kernel_mode_command(w: &World, nono_args: &[String], probe: &str) -> Command {
+    w.sandbox(nono_args, &[nono_e2e::PYTHON, "-I", "-c", probe])
+}
+
+/// [`start_kernel_mode`] for a command built by the caller (other arguments, another network
+/// namespace).
+fn spawn_kernel_mode(
+    mut cmd: Command,
+) -> (Child, std::net::SocketAddr, impl FnMut(&str) -> String) {
+    let mut child = cmd
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -854,14 +866,17 @@ for line in sys.stdin:
 /// The sandboxed probe of the kernel-mode DNS tests: `udp NAME [SERVER]` / `tcp NAME [SERVER]`
 /// query SERVER port 53, by default 127.0.0.9 (nothing listens there, so a broken redirect
 /// stays on loopback; an IPv6 SERVER uses an AF_INET6 socket), `connect IP PORT`, and
-/// `udp-other` (a datagram to 127.0.0.9:54). A query built by hand: the probe is plain Python,
+/// `udp-other` (a datagram to 127.0.0.9:54). NAME may end in a dot (the absolute form, the same
+/// query on the wire). A query built by hand: the probe is plain Python,
 /// and the test only reads the header's rcode and the single A record a filtered answer carries.
 const DNS_PROBE: &str = r#"
 import errno, socket, struct, sys
 def query(name, tcp, server):
     fam = socket.AF_INET6 if ":" in server else socket.AF_INET
     q = struct.pack(">HHHHHH", 0x4e4f, 0x0100, 1, 0, 0, 0)
-    q += b"".join(bytes([len(l)]) + l.encode() for l in name.split(".")) + b"\0"
+    # A trailing dot is the absolute form: on the wire every name ends in the root label.
+    labels = name[:-1].split(".") if name.endswith(".") else name.split(".")
+    q += b"".join(bytes([len(l)]) + l.encode() for l in labels) + b"\0"
     q += struct.pack(">HH", 1, 1)
     if tcp:
         s = socket.socket(fam, socket.SOCK_STREAM)
@@ -1087,4 +1102,210 @@ fn kernel_mode_ipv6_port_53_is_redirected_to_nono_resolver() {
     assert!(child.wait().unwrap().success());
     nono_e2e::wait_until(Duration::from_secs(5), || a.hits() == 1);
     assert_eq!(a.hits(), 1);
+}
+
+/// The special-range refusal in kernel mode, with no `--allow-resolved`: an allowed name the
+/// zone answers with loopback (127.0.0.6) is forwarded, but its answer comes back with no
+/// address (over UDP and TCP), nothing is opened, and a direct connect to that address and the
+/// rule's port is EPERM while the test's listener there sees nothing.
+#[test]
+fn kernel_mode_loopback_answers_open_nothing_without_allow_resolved() {
+    let _serial = serial();
+    if !has_cgroup_sock() {
+        return;
+    }
+    let w = World::new(User::Root);
+    let zone = Zone::start();
+    let listener = std::net::TcpListener::bind("127.0.0.6:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    zone.set("lo.nono.test", &["127.0.0.6"], 60);
+    let profile = profile(&w, &["lo.nono.test"], port);
+    let (mut child, _, mut ask) = spawn_kernel_mode(kernel_mode_command(
+        &w,
+        &args(&profile, &zone, false),
+        DNS_PROBE,
+    ));
+
+    assert_eq!(ask("udp lo.nono.test"), "rcode=0 from=127.0.0.9:53 addr=-");
+    assert_eq!(ask("tcp lo.nono.test"), "rcode=0 from=-:0 addr=-");
+    assert!(
+        zone.saw("lo.nono.test"),
+        "an allowed name is forwarded; only its answer is filtered: {:?}",
+        zone.queried()
+    );
+    assert_eq!(ask(&format!("connect 127.0.0.6 {port}")), "EPERM");
+    drop(ask);
+    assert!(child.wait().unwrap().success());
+    assert_no_tcp_connection(&listener);
+    let denied = w.latest_session_events().into_iter().any(|e| {
+        e["kind"] == "net" && e["denied"] == true && e["object"] == format!("127.0.0.6:{port}")
+    });
+    assert!(denied, "no deny event for 127.0.0.6:{port}");
+}
+
+/// The same for the cloud metadata address, which the test puts on the loopback of a network
+/// namespace it creates (with the zone and the listener), so nothing is ever sent towards a
+/// real 169.254.169.254: an allowed name the zone answers with it gets no address, and a
+/// direct connect to it on the rule's port is EPERM; the listener saw nothing, though it is
+/// reachable from outside the sandbox (the control at the end).
+#[test]
+fn kernel_mode_metadata_answers_open_nothing() {
+    let _serial = serial();
+    if !has_cgroup_sock() {
+        return;
+    }
+    let w = World::new(User::Root);
+    let ns = nono_e2e::Netns::new("egress-metadata", &["169.254.169.254/32"]);
+    let (zone, metadata) = ns.run(|| (Zone::start(), HttpServer::start("169.254.169.254", 0)));
+    let port = metadata.addr.port();
+    zone.set("metadata.nono.test", &["169.254.169.254"], 60);
+    let profile = profile(&w, &["metadata.nono.test"], port);
+    let (mut child, _, mut ask) = spawn_kernel_mode(ns.command(&kernel_mode_command(
+        &w,
+        &args(&profile, &zone, false),
+        DNS_PROBE,
+    )));
+
+    assert_eq!(
+        ask("udp metadata.nono.test"),
+        "rcode=0 from=127.0.0.9:53 addr=-"
+    );
+    assert_eq!(ask("tcp metadata.nono.test"), "rcode=0 from=-:0 addr=-");
+    assert!(zone.saw("metadata.nono.test"), "{:?}", zone.queried());
+    assert_eq!(ask(&format!("connect 169.254.169.254 {port}")), "EPERM");
+    drop(ask);
+    assert!(child.wait().unwrap().success());
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(metadata.hits(), 0, "the metadata listener saw a connection");
+    // Control: the listener answers a connect from its namespace outside the sandbox.
+    let addr = metadata.addr;
+    ns.run(move || {
+        std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5))
+            .expect("connect to the namespace's listener");
+    });
+    assert!(nono_e2e::wait_until(Duration::from_secs(5), || metadata
+        .hits()
+        == 1));
+}
+
+/// Kernel mode, a rule written with a trailing dot and in mixed case (`A.Nono.Test.`) and a
+/// second rule on another port: the sandbox's queries for `a.nono.test.` (absolute form) and
+/// `A.NONO.TEST` are answered; the answered address opens on its rule's port only. A connect
+/// to it on the other rule's port (which Landlock allows, so EPERM is the kernel layer's) is
+/// EPERM and the listener there sees nothing, and the other name's address is open on its own
+/// port only once that name is answered. The deny names the normalised name.
+#[test]
+fn kernel_mode_trailing_dot_and_the_rules_ports() {
+    let _serial = serial();
+    if !has_cgroup_sock() {
+        return;
+    }
+    let w = World::new(User::Root);
+    let zone = Zone::start();
+    let a = HttpServer::start("127.0.0.2", 0);
+    let p = a.addr.port();
+    let b = HttpServer::start("127.0.0.3", 0);
+    let q = b.addr.port();
+    let a_on_q = std::net::TcpListener::bind(("127.0.0.2", q)).unwrap();
+    a_on_q.set_nonblocking(true).unwrap();
+    let b_on_p = std::net::TcpListener::bind(("127.0.0.3", p)).unwrap();
+    b_on_p.set_nonblocking(true).unwrap();
+    zone.set("a.nono.test", &["127.0.0.2"], 60);
+    zone.set("b.nono.test", &["127.0.0.3"], 60);
+    let profile = w.profile_file(
+        "egress-ports",
+        &serde_json::json!({ "extends": ["default"], "network": { "domains": [
+            { "domain": "A.Nono.Test.", "ports": [p] },
+            { "domain": "b.nono.test", "ports": [q] },
+        ] } }),
+    );
+    let (mut child, _, mut ask) = start_kernel_mode(&w, &zone, &profile, DNS_PROBE);
+
+    for name in ["a.nono.test.", "A.NONO.TEST"] {
+        assert_eq!(
+            ask(&format!("udp {name}")),
+            "rcode=0 from=127.0.0.9:53 addr=127.0.0.2",
+            "{name}"
+        );
+    }
+    assert_eq!(ask("tcp a.nono.test."), "rcode=0 from=-:0 addr=127.0.0.2");
+    assert_eq!(ask(&format!("connect 127.0.0.2 {p}")), "OK");
+    assert_eq!(ask(&format!("connect 127.0.0.2 {q}")), "EPERM");
+    assert_eq!(ask(&format!("connect 127.0.0.3 {q}")), "EPERM");
+    assert_eq!(
+        ask("udp b.nono.test"),
+        "rcode=0 from=127.0.0.9:53 addr=127.0.0.3"
+    );
+    assert_eq!(ask(&format!("connect 127.0.0.3 {q}")), "OK");
+    assert_eq!(ask(&format!("connect 127.0.0.3 {p}")), "EPERM");
+    assert_eq!(ask(&format!("connect 127.0.0.2 {q}")), "EPERM");
+    drop(ask);
+    assert!(child.wait().unwrap().success());
+    assert_no_tcp_connection(&a_on_q);
+    assert_no_tcp_connection(&b_on_p);
+    nono_e2e::wait_until(Duration::from_secs(5), || a.hits() == 1 && b.hits() == 1);
+    assert_eq!((a.hits(), b.hits()), (1, 1));
+    let events = w.latest_session_events();
+    let wrong_port = events
+        .iter()
+        .find(|e| {
+            e["kind"] == "net" && e["denied"] == true && e["object"] == format!("127.0.0.2:{q}")
+        })
+        .unwrap_or_else(|| panic!("no deny of 127.0.0.2:{q} in {events:#?}"));
+    assert_eq!(
+        wrong_port["detail"]["name"], "a.nono.test",
+        "{wrong_port:#}"
+    );
+}
+
+/// Kernel mode, punycode: the rule `bücher.nono.test` is the name `xn--bcher-kva.nono.test`,
+/// which resolves and connects; look-alikes one code point away (Cyrillic `е` for `e`, the
+/// policy crate's `domains_normalise_and_match` case, and ASCII `u` for `ü`) are other names:
+/// REFUSED, never forwarded, and the address the zone gives them stays closed.
+#[test]
+fn kernel_mode_punycode_lookalikes_are_distinct() {
+    let _serial = serial();
+    if !has_cgroup_sock() {
+        return;
+    }
+    let w = World::new(User::Root);
+    let zone = Zone::start();
+    let real = HttpServer::start("127.0.0.4", 0);
+    let port = real.addr.port();
+    let fake = HttpServer::start("127.0.0.5", port);
+    // bücher, büchеr (Cyrillic е, U+0435) and bucher.
+    let lookalikes = ["xn--bchr-0ra660c.nono.test", "bucher.nono.test"];
+    zone.set("xn--bcher-kva.nono.test", &["127.0.0.4"], 60);
+    for n in lookalikes {
+        zone.set(n, &["127.0.0.5"], 60);
+    }
+    let profile = profile(&w, &["bücher.nono.test"], port);
+    let (mut child, _, mut ask) = start_kernel_mode(&w, &zone, &profile, DNS_PROBE);
+
+    for n in lookalikes {
+        assert_eq!(
+            ask(&format!("udp {n}")),
+            "rcode=5 from=127.0.0.9:53 addr=-",
+            "{n}"
+        );
+    }
+    assert_eq!(ask(&format!("connect 127.0.0.5 {port}")), "EPERM");
+    assert_eq!(
+        ask("udp xn--bcher-kva.nono.test"),
+        "rcode=0 from=127.0.0.9:53 addr=127.0.0.4"
+    );
+    assert_eq!(ask(&format!("connect 127.0.0.4 {port}")), "OK");
+    assert_eq!(ask(&format!("connect 127.0.0.5 {port}")), "EPERM");
+    drop(ask);
+    assert!(child.wait().unwrap().success());
+    for n in lookalikes {
+        assert!(
+            !zone.saw(n),
+            "{n} reached the upstream: {:?}",
+            zone.queried()
+        );
+    }
+    nono_e2e::wait_until(Duration::from_secs(5), || real.hits() == 1);
+    assert_eq!((real.hits(), fake.hits()), (1, 0));
 }

@@ -694,6 +694,86 @@ pub fn assert_no_datagram(socket: &UdpSocket) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Network namespaces: addresses the test assigns, where no packet can leave the machine
+
+/// A network namespace the test creates (`ip netns add`, root only) and deletes however the
+/// test ends. Its only interface is `lo`, up, carrying 127.0.0.0/8 and the addresses the test
+/// gives it (such as 169.254.169.254/32): nothing sent there can route out, so a test can aim at
+/// an address that would otherwise leave the machine.
+pub struct Netns {
+    pub name: String,
+}
+
+fn ip(args: &[&str]) {
+    let out = Command::new("ip").args(args).output().expect("run ip");
+    assert!(
+        out.status.success(),
+        "ip {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+impl Netns {
+    /// A fresh namespace, named after `tag` and this process, with `addrs` (CIDRs) on its `lo`.
+    pub fn new(tag: &str, addrs: &[&str]) -> Netns {
+        let name = format!("nono-e2e-{tag}-{}", std::process::id());
+        ip(&["netns", "add", &name]);
+        let ns = Netns { name };
+        for a in addrs {
+            ip(&["-n", &ns.name, "addr", "add", a, "dev", "lo"]);
+        }
+        ip(&["-n", &ns.name, "link", "set", "lo", "up"]);
+        ns
+    }
+
+    /// `f`'s result, run on a thread that entered the namespace: the sockets it creates (and
+    /// the threads it starts) live there.
+    pub fn run<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> T {
+        let path = format!("/run/netns/{}", self.name);
+        std::thread::spawn(move || {
+            let ns = fs::File::open(&path).expect("open the netns");
+            // SAFETY: setns(2) on this thread only, with a namespace file it holds open.
+            assert_eq!(
+                unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) },
+                0
+            );
+            f()
+        })
+        .join()
+        .expect("the thread in the netns")
+    }
+
+    /// `cmd`, run inside the namespace (nsenter changes only the network namespace: nono still
+    /// sees the host's cgroup and BPF filesystems).
+    pub fn command(&self, cmd: &Command) -> Command {
+        let mut c = Command::new("nsenter");
+        c.arg(format!("--net=/run/netns/{}", self.name))
+            .arg("--")
+            .arg(cmd.get_program())
+            .args(cmd.get_args())
+            .env_clear();
+        for (k, v) in cmd.get_envs() {
+            if let Some(v) = v {
+                c.env(k, v);
+            }
+        }
+        if let Some(d) = cmd.get_current_dir() {
+            c.current_dir(d);
+        }
+        c
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .status();
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
 // Pseudo-terminals
 
 /// A child process whose stdin, stdout and stderr are a fresh pseudo-terminal that is also

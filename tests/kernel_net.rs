@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use nono_e2e::{
     assert_no_datagram, assert_no_tcp_connection, nono_bin, run, tcp_listener, udp_listener,
-    wait_until, Finished, User, World,
+    wait_until, Finished, Netns, User, World,
 };
 
 const CONNECT: &str = r#"
@@ -282,45 +282,6 @@ attempt("mapped_udp_other_port", lambda: sendto6("::ffff:127.0.0.1", P["o"]))
     );
 }
 
-/// Deletes the namespace however the test ends.
-struct Netns(String);
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
-    }
-}
-
-fn ip(args: &[&str]) {
-    let out = Command::new("ip").args(args).output().expect("run ip");
-    assert!(
-        out.status.success(),
-        "ip {}: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// `cmd`, run inside the network namespace `ns` (nsenter changes only the network namespace:
-/// nono still sees the host's cgroup and BPF filesystems).
-fn in_netns(ns: &str, cmd: &Command) -> Command {
-    let mut c = Command::new("nsenter");
-    c.arg(format!("--net=/run/netns/{ns}"))
-        .arg("--")
-        .arg(cmd.get_program())
-        .args(cmd.get_args())
-        .env_clear();
-    for (k, v) in cmd.get_envs() {
-        if let Some(v) = v {
-            c.env(k, v);
-        }
-    }
-    if let Some(d) = cmd.get_current_dir() {
-        c.current_dir(d);
-    }
-    c
-}
-
 /// The cloud metadata address is denied even under a rule that covers every IPv4 address, and
 /// reachable when a rule names it. The address lives on the loopback of a namespace the test
 /// creates; nothing is sent to it from the host's namespace.
@@ -328,34 +289,13 @@ fn in_netns(ns: &str, cmd: &Command) -> Command {
 fn metadata_address_is_denied_unless_named() {
     let _serial = serial();
     let w = World::new(User::Root);
-    let name = format!("nono-e2e-{}", std::process::id());
-    ip(&["netns", "add", &name]);
-    let ns = Netns(name.clone());
-    ip(&[
-        "-n",
-        &ns.0,
-        "addr",
-        "add",
-        "169.254.169.254/32",
-        "dev",
-        "lo",
-    ]);
-    ip(&["-n", &ns.0, "link", "set", "lo", "up"]);
+    let ns = Netns::new("metadata", &["169.254.169.254/32"]);
     // The listener is bound by a thread that entered the namespace.
-    let (tx, rx) = std::sync::mpsc::channel();
-    let ns_path = format!("/run/netns/{name}");
-    std::thread::spawn(move || {
-        let f = std::fs::File::open(&ns_path).expect("open the netns");
-        use std::os::fd::AsRawFd;
-        // SAFETY: setns(2) on this thread only.
-        assert_eq!(unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) }, 0);
+    let listener = ns.run(|| {
         let l = TcpListener::bind("169.254.169.254:8080").expect("bind in the netns");
         l.set_nonblocking(true).unwrap();
-        tx.send(l).unwrap();
+        l
     });
-    let listener = rx
-        .recv_timeout(Duration::from_secs(5))
-        .expect("namespace listener");
     let code = format!(
         r#"{CONNECT}
 attempt("metadata", lambda: connect("169.254.169.254", 8080))
@@ -376,14 +316,11 @@ attempt("metadata_mapped", lambda: connect("::ffff:169.254.169.254", 8080))
             { "cidr": "::/0", "protocol": "tcp", "ports": [8080] }
         ]),
     );
-    let mut cmd = in_netns(
-        &name,
-        &w.probe_command(
-            &["-v", "--profile", &broad],
-            &serde_json::json!({}),
-            &broad_code,
-        ),
-    );
+    let mut cmd = ns.command(&w.probe_command(
+        &["-v", "--profile", &broad],
+        &serde_json::json!({}),
+        &broad_code,
+    ));
     let out = run(&mut cmd);
     assert_net_part_active(&out);
     out.expect("metadata", "EPERM")
@@ -395,10 +332,8 @@ attempt("metadata_mapped", lambda: connect("::ffff:169.254.169.254", 8080))
         "net-metadata",
         serde_json::json!([{ "cidr": "169.254.169.254/32", "protocol": "tcp", "ports": [8080] }]),
     );
-    let mut cmd = in_netns(
-        &name,
-        &w.probe_command(&["-v", "--profile", &named], &serde_json::json!({}), &code),
-    );
+    let mut cmd =
+        ns.command(&w.probe_command(&["-v", "--profile", &named], &serde_json::json!({}), &code));
     let out = run(&mut cmd);
     out.expect("metadata", "OK");
     assert_got_connection(&listener);

@@ -330,7 +330,8 @@ fn run_op(op: &str, args: &[String]) -> Result<(), i32> {
             }
             // A DNS A query for NAME to SERVER over UDP: ok when the answer is NOERROR and
             // comes from SERVER itself (the redirect must hide nono's resolver); errno -3 for
-            // another source, -(10 + rcode) for an error answer.
+            // another source, -(10 + rcode) for an error answer. With ADDR (`dnsq SERVER NAME
+            // ADDR`), the answer's last record must be the A record ADDR, else errno -7.
             "dnsq" => {
                 let server = addr(a(0))?;
                 let local = if server.is_ipv4() {
@@ -357,7 +358,18 @@ fn run_op(op: &str, args: &[String]) -> Result<(), i32> {
                 if rcode != 0 {
                     return Err(-(10 + i32::from(rcode)));
                 }
-                Ok(())
+                let answers = if n >= 8 {
+                    u16::from_be_bytes([buf[6], buf[7]])
+                } else {
+                    0
+                };
+                match a(2) {
+                    "" => Ok(()),
+                    want => match want.parse::<std::net::Ipv4Addr>() {
+                        Ok(ip) if answers > 0 && n >= 4 && buf[n - 4..n] == ip.octets() => Ok(()),
+                        _ => Err(-7),
+                    },
+                }
             }
             "bind" => {
                 TcpListener::bind(addr(a(0))?).map_err(io_errno)?;

@@ -3,8 +3,9 @@
 //!
 //! A test states its rules as flags (`--deny PATH`, `--deny-write PATH`, `--allow-net
 //! PROTO:CIDR[@PORTS]`, `--listen PROTO:PORTS`, `--audit-all`, `--grant-cgroupfs`, `--netns
-//! NAME`, `--exec-deny PATH`, `--exec-only PATH`), which [`lab_profile`] turns into a profile
-//! file: read and exec on `/`, read-write and exec on the test's scratch directory, and the
+//! NAME`, `--exec-deny PATH`, `--exec-only PATH`, `--domain RULE`), which [`lab_profile`] turns
+//! into a profile file (`--dns-upstream ADDR` and `--allow-resolved CIDR` go to `nono run`
+//! itself): read and exec on `/`, read-write and exec on the test's scratch directory, and the
 //! rules. So every deny lies inside a grant Landlock can't
 //! split (the scratch directory is writable): the kernel layer is what enforces it, and its
 //! denial is EPERM where Landlock's would be EACCES.
@@ -65,6 +66,7 @@ tests! {
     net_listen_needs_a_bound_port: Lsm,
     net_metadata_address_denied: CgroupSock,
     net_dns_redirect_v4_and_v6: CgroupSock,
+    net_egress_by_domain_until_ttl: CgroupSock,
     bench_lsm_overhead: Lsm,
     bench_event_burst: CgroupSock,
 }
@@ -184,6 +186,10 @@ fn lab_profile(
             }
             "--netns" => netns = Some(value()?),
             "--domain" => lines.push(format!("net allow domain {}", value()?)),
+            // `nono run` arguments, not profile lines: [`command`] passes them on.
+            "--dns-upstream" | "--allow-resolved" => {
+                value()?;
+            }
             other => return Err(format!("unknown lab flag {other}")),
         }
     }
@@ -220,6 +226,11 @@ fn command(ctx: &Ctx, flags: &[String], ops: &[&[&str]]) -> Command {
         None => Command::new(&ctx.nono),
     };
     cmd.args(["run", "-v", "--profile"]).arg(profile);
+    for pair in flags.windows(2) {
+        if pair[0] == "--dns-upstream" || pair[0] == "--allow-resolved" {
+            cmd.args(pair);
+        }
+    }
     if landlock_abi() < 3 {
         // Landlock below ABI 3 (Linux 6.1 has 2) can't handle truncate(2) nor scope signals
         // and abstract sockets, which refuses every run; the tests assert each operation's
@@ -2192,8 +2203,9 @@ fn bench_lsm_overhead(ctx: &Ctx) -> Result<(), String> {
 /// The names a test upstream was asked.
 type Asked = Arc<std::sync::Mutex<Vec<String>>>;
 
-/// A test upstream on 127.0.0.1: answers every A query with 127.0.0.2 and records the names.
-fn dns_upstream() -> Result<(u16, Asked), String> {
+/// A test upstream on 127.0.0.1: answers every A query with 127.0.0.2, TTL `ttl` seconds, and
+/// records the names.
+fn dns_upstream(ttl: u32) -> Result<(u16, Asked), String> {
     let sock = UdpSocket::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
     let port = sock.local_addr().map_err(|e| e.to_string())?.port();
     let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
@@ -2219,7 +2231,9 @@ fn dns_upstream() -> Result<(u16, Asked), String> {
             r[3] = 0x80; // recursion available, NOERROR
             r[6..8].copy_from_slice(&1u16.to_be_bytes()); // one answer
             r[8..12].copy_from_slice(&[0; 4]);
-            r.extend_from_slice(&[0xc0, 12, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 127, 0, 0, 2]);
+            r.extend_from_slice(&[0xc0, 12, 0, 1, 0, 1]); // the question's name, A, IN
+            r.extend_from_slice(&ttl.to_be_bytes());
+            r.extend_from_slice(&[0, 4, 127, 0, 0, 2]);
             let _ = sock.send_to(&r, from);
         }
     });
@@ -2230,7 +2244,7 @@ fn dns_upstream() -> Result<(u16, Asked), String> {
 /// where nothing listens on 53) and IPv4-mapped, reach nono's resolver and the answer appears to
 /// come from the server asked; a name no rule allows is refused and never reaches the upstream.
 fn net_dns_redirect_v4_and_v6(ctx: &Ctx) -> Result<(), String> {
-    let (port, seen) = dns_upstream()?;
+    let (port, seen) = dns_upstream(60)?;
     let has_v6 = UdpSocket::bind("[::1]:0").is_ok();
     let mut ops: Vec<Vec<String>> = vec![
         vec!["dnsq".into(), "127.0.0.9:53".into(), "a.lab.test".into()],
@@ -2281,6 +2295,76 @@ fn net_dns_redirect_v4_and_v6(ctx: &Ctx) -> Result<(), String> {
         crate::harness::info(format!(
             "{}: no ::1 in this VM, IPv6 native case skipped",
             ctx.kernel
+        ));
+    }
+    Ok(())
+}
+
+/// Egress by domain on this kernel, end to end through the port-53 redirect: nothing is open
+/// before an answer; the allowed name (on its rule's port) resolves through a query to
+/// 127.0.0.9:53, answered with 127.0.0.2 (loopback, opened by `--allow-resolved
+/// 127.0.0.0/8`), and then connects; a name no rule allows is REFUSED, never reaches the
+/// upstream, and its address (connected to directly) stays EPERM; once the answer's 2 s TTL
+/// is over the old address is EPERM again. `--dns-upstream` names the test's upstream, never
+/// the VM's resolver; every packet stays on loopback.
+fn net_egress_by_domain_until_ttl(ctx: &Ctx) -> Result<(), String> {
+    let (upstream, seen) = dns_upstream(2)?;
+    let allowed = TcpListener::bind("127.0.0.2:0").map_err(|e| e.to_string())?;
+    allowed.set_nonblocking(true).map_err(|e| e.to_string())?;
+    let port = allowed.local_addr().map_err(|e| e.to_string())?.port();
+    let refused = TcpListener::bind(("127.0.0.3", port)).map_err(|e| e.to_string())?;
+    refused.set_nonblocking(true).map_err(|e| e.to_string())?;
+    let a = format!("127.0.0.2:{port}");
+    let b = format!("127.0.0.3:{port}");
+    let flags = [
+        "--domain".to_string(),
+        format!("a.lab.test port {port}"),
+        "--dns-upstream".into(),
+        format!("127.0.0.1:{upstream}"),
+        "--allow-resolved".into(),
+        "127.0.0.0/8".into(),
+    ];
+    let run = sandboxed(
+        ctx,
+        &flags,
+        &[
+            &["connect", &a],
+            &["dnsq", "127.0.0.9:53", "a.lab.test", "127.0.0.2"],
+            &["connect", &a],
+            &["dnsq", "127.0.0.9:53", "b.lab.test"],
+            &["connect", &b],
+            &["sleep", "4"],
+            &["connect", &a],
+        ],
+    )?;
+    // REFUSED is rcode 5: errno -15 from the probe.
+    run.expect(&[EPERM, OK, OK, "errno -15", EPERM, OK, EPERM])?;
+    if !run.stderr.contains("egress: kernel mode") {
+        return Err(format!(
+            "nono did not run in kernel mode: {}",
+            run.stderr.trim()
+        ));
+    }
+    let accepted = |l: &TcpListener| {
+        let mut n = 0;
+        while l.accept().is_ok() {
+            n += 1;
+        }
+        n
+    };
+    let (to_a, to_b) = (accepted(&allowed), accepted(&refused));
+    if (to_a, to_b) != (1, 0) {
+        return Err(format!(
+            "expected one connection to {a} and none to {b}, got {to_a} and {to_b}"
+        ));
+    }
+    let names = seen.lock().unwrap().clone();
+    if names.iter().any(|n| n.starts_with('b')) {
+        return Err(format!("a refused name reached the upstream: {names:?}"));
+    }
+    if !names.iter().any(|n| n == "a.lab.test") {
+        return Err(format!(
+            "the allowed name never reached the upstream: {names:?}"
         ));
     }
     Ok(())
