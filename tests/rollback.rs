@@ -24,6 +24,7 @@ as_root_and_nobody!(
     store_is_unreachable_from_the_sandbox,
     too_large_tree_is_refused_before_the_run,
     excluded_names_are_left_alone,
+    unreadable_files_keep_the_change_record,
 );
 
 // ---------------------------------------------------------------------------------------------
@@ -203,6 +204,22 @@ fn assert_nothing_left_to_restore(w: &World, id: &str) {
         "{}",
         again.describe()
     );
+}
+
+/// Relative path -> op of every change `show --json` lists.
+fn change_ops(w: &World, id: &str) -> BTreeMap<String, String> {
+    let v = show_json(w, id);
+    let prefix = format!("{}/", w.work.display());
+    v["changes"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no change record: {v}"))
+        .iter()
+        .map(|c| {
+            let p = c["path"].as_str().unwrap();
+            let rel = p.strip_prefix(&prefix).unwrap_or(p);
+            (rel.to_string(), c["op"].as_str().unwrap().to_string())
+        })
+        .collect()
 }
 
 fn os(b: &[u8]) -> OsString {
@@ -595,6 +612,57 @@ fn excluded_names_are_left_alone(user: User) {
         b"new build\n"
     );
     assert!(t.join("sub/node_modules/pkg/new.js").exists());
+}
+
+/// The agent makes files unreadable to their owner (`chmod 000`): the change record must
+/// still be written, with their content, and restore must still return the tree.
+fn unreadable_files_keep_the_change_record(user: User) {
+    let w = World::new(user);
+    let t = &w.work;
+    w.write(&t.join("edited.txt"), "before the session\n");
+    w.write(&t.join("locked.txt"), "only its mode changes\n");
+    w.write(&t.join("src/lib.rs"), "pub fn f() {}\n");
+    w.hand_over(t);
+    let expected = w.root.join("expected");
+    copy_tree(t, &expected);
+
+    let script = "set -e; echo s > secret; chmod 000 secret; \
+                  echo agent > edited.txt; chmod 000 edited.txt; chmod 000 locked.txt; \
+                  echo new > src/new.rs; chmod 000 src/new.rs";
+    let out = run_rollback(&w, &[], script);
+    assert_eq!(out.code(), Some(0), "{}", out.describe());
+    assert!(
+        !out.stderr.contains("could not record"),
+        "{}",
+        out.describe()
+    );
+    let id = latest_session(&w);
+    let ops = change_ops(&w, &id);
+    let want = [
+        ("secret", "created"),
+        ("edited.txt", "modified"),
+        ("locked.txt", "mode_changed"),
+        ("src/new.rs", "created"),
+    ];
+    for (p, op) in want {
+        assert_eq!(ops.get(p).map(String::as_str), Some(op), "{p}: {ops:#?}");
+    }
+    assert_eq!(ops.len(), want.len(), "{ops:#?}");
+    // The content was saved (nono regained read access to the user's own files), so
+    // `show --diff` can show it.
+    let d = nono(&w, &["rollback", "show", &id, "--diff"]);
+    assert_eq!(d.code(), Some(0), "{}", d.describe());
+    assert!(d.stdout.contains("+agent"), "{}", d.stdout);
+    assert!(!d.stdout.contains("content not saved"), "{}", d.stdout);
+    // ...and the files were left as the agent left them.
+    let mode = |p: &str| fs::symlink_metadata(t.join(p)).unwrap().mode() & 0o7777;
+    assert_eq!(mode("secret"), 0);
+    assert_eq!(mode("edited.txt"), 0);
+
+    restore(&w, &id, &[]);
+    assert_same_tree(&expected, t);
+    assert_nothing_left_to_restore(&w, &id);
+    assert_same_tree(&expected, t);
 }
 
 /// A 100 MB file: stored once, diffed as binary, restored byte for byte.

@@ -231,6 +231,9 @@ fn change_line(c: &Change) -> String {
             line.push_str(&format!("  mode {} -> {}", mode_text(b), mode_text(a)));
         }
     }
+    if let Some(why) = c.after.as_ref().and_then(|a| a.unsaved.as_deref()) {
+        line.push_str(&format!("  (content not saved: {})", names::shown_str(why)));
+    }
     line
 }
 
@@ -327,6 +330,10 @@ fn hash_line(s: Option<&State>) -> String {
 
 fn print_diff(store: &Store, c: &Change) {
     if c.op == Op::ModeChanged || c.op == Op::Renamed {
+        return;
+    }
+    if c.after.as_ref().is_some_and(|a| a.unsaved.is_some()) {
+        println!("    (nothing to diff: the content after the run could not be saved)");
         return;
     }
     let is_file_or_none = |s: Option<&State>| s.is_none_or(|s| s.kind == Kind::File);

@@ -652,6 +652,7 @@ mod tests {
             ino: 0,
             hash: None,
             target: None,
+            unsaved: None,
         }
     }
 
