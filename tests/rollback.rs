@@ -25,6 +25,7 @@ as_root_and_nobody!(
     too_large_tree_is_refused_before_the_run,
     excluded_names_are_left_alone,
     unreadable_files_keep_the_change_record,
+    restore_regains_access_the_agent_took_away,
 );
 
 // ---------------------------------------------------------------------------------------------
@@ -658,6 +659,59 @@ fn unreadable_files_keep_the_change_record(user: User) {
     let mode = |p: &str| fs::symlink_metadata(t.join(p)).unwrap().mode() & 0o7777;
     assert_eq!(mode("secret"), 0);
     assert_eq!(mode("edited.txt"), 0);
+
+    restore(&w, &id, &[]);
+    assert_same_tree(&expected, t);
+    assert_nothing_left_to_restore(&w, &id);
+    assert_same_tree(&expected, t);
+}
+
+/// The agent takes its owner's permissions away from directories (`chmod 000`): ones it
+/// changed inside, one it emptied, one it created, and the workspace itself. Restore regains
+/// access, finishes everything, and sets the recorded modes again.
+fn restore_regains_access_the_agent_took_away(user: User) {
+    let w = World::new(user);
+    let t = &w.work;
+    w.write(&t.join("src/deep/f.rs"), "fn f() {}\n");
+    w.write(&t.join("src/main.rs"), "fn main() {}\n");
+    w.write(&t.join("gone/g.txt"), "deleted by the agent\n");
+    w.write(&t.join("zz-last.txt"), "after the others in walk order\n");
+    fs::create_dir_all(t.join("ro")).unwrap();
+    w.write(&t.join("ro/keep"), "in a read-only directory\n");
+    w.hand_over(t);
+    fs::set_permissions(t.join("ro"), fs::Permissions::from_mode(0o555)).unwrap();
+    let expected = w.root.join("expected");
+    copy_tree(t, &expected);
+
+    let script = "set -e; echo agent > src/deep/f.rs; echo new > src/deep/new.rs; \
+                  rm gone/g.txt; mkdir -p junk/inner; echo j > junk/inner/x; \
+                  echo z > zz-last.txt; chmod u+w ro; echo r > ro/keep; \
+                  chmod 000 src/deep junk/inner; chmod 000 src gone junk ro .";
+    let out = run_rollback(&w, &[], script);
+    assert_eq!(out.code(), Some(0), "{}", out.describe());
+    let id = latest_session(&w);
+    let ops = change_ops(&w, &id);
+    let want = [
+        ("src/deep/f.rs", "modified"),
+        ("src/deep/new.rs", "created"),
+        ("gone/g.txt", "deleted"),
+        ("junk", "created"),
+        ("junk/inner/x", "created"),
+        ("zz-last.txt", "modified"),
+        ("ro/keep", "modified"),
+        ("src", "mode_changed"),
+        ("src/deep", "mode_changed"),
+        ("gone", "mode_changed"),
+        ("ro", "mode_changed"),
+    ];
+    for (p, op) in want {
+        assert_eq!(ops.get(p).map(String::as_str), Some(op), "{p}: {ops:#?}");
+    }
+
+    // A dry run looks without changing anything, modes included.
+    let before_dry = tree(t);
+    restore(&w, &id, &["--dry-run"]);
+    assert_eq!(tree(t), before_dry);
 
     restore(&w, &id, &[]);
     assert_same_tree(&expected, t);

@@ -71,7 +71,10 @@ pub enum RollbackCommand {
 Restore deletes what the session created, recreates what it deleted (with modes), and
 returns modified files to their content. It never follows a symlink the session planted,
 never adds a setuid/setgid bit, is idempotent, and an interrupted restore completes when
-run again. Excluded names (target/, node_modules/...) are left alone.")]
+run again. A directory of yours the session made unreadable (chmod 000) is opened again
+and gets its recorded mode back. A path that cannot be restored is reported and the rest
+is still restored (exit status 1). Excluded names (target/, node_modules/...) are left
+alone.")]
     Restore {
         /// Session id, or a unique prefix of it.
         id: String,
@@ -488,6 +491,14 @@ fn restore(prefix: &str, dry_run: bool, path: Option<&Path>, json: bool) -> CmdR
                 (false, false) => "restored",
             }
         );
+        if !errors.is_empty() {
+            eprintln!(
+                "nono rollback restore: {} problem(s), each above; everything else was {}. \
+                 Restore is idempotent: run it again once they are fixed.",
+                errors.len(),
+                if dry_run { "checked" } else { "restored" }
+            );
+        }
     }
     Ok(if errors.is_empty() { 0 } else { 1 })
 }
