@@ -15,7 +15,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use nono_e2e::{as_root_and_nobody, run, spawn, Finished, User, Watch, World};
+use nono_e2e::{
+    as_root_and_nobody, run, spawn, wait_until, wait_with_timeout, Finished, User, Watch, World,
+};
 
 as_root_and_nobody!(
     restore_returns_the_tree_byte_for_byte,
@@ -717,6 +719,90 @@ fn restore_regains_access_the_agent_took_away(user: User) {
     assert_same_tree(&expected, t);
     assert_nothing_left_to_restore(&w, &id);
     assert_same_tree(&expected, t);
+}
+
+/// A file nono cannot read after the run even by regaining access (someone else's, here
+/// root's, mode 000: the user may not change its mode) is recorded without its content,
+/// marked so, and the rest of the record is kept; restore does not need that content.
+/// Only an unprivileged nono can meet this (root reads everything), and only if something
+/// outside the sandbox makes the file so: the test does it while the command waits.
+#[test]
+fn content_that_cannot_be_read_is_recorded_as_not_saved() {
+    let w = World::new(User::Nobody);
+    let t = &w.work;
+    w.write(&t.join("edited.txt"), "before the session\n");
+    w.write(&t.join("plain.txt"), "unchanged\n");
+    w.hand_over(t);
+    let expected = w.root.join("expected");
+    copy_tree(t, &expected);
+
+    let mut cmd = w.sandbox(
+        &["--rollback"],
+        &[
+            "/bin/sh",
+            "-c",
+            "set -e; echo agent > edited.txt; echo new > made.txt; echo s > made-2.txt; \
+             touch ready; while [ ! -e go ]; do sleep 0.05; done; rm ready go",
+        ],
+    );
+    cmd.stdin(std::process::Stdio::null());
+    let child = spawn(&mut cmd);
+    assert!(wait_until(Duration::from_secs(30), || t
+        .join("ready")
+        .exists()));
+    for f in ["edited.txt", "made.txt"] {
+        std::os::unix::fs::lchown(t.join(f), Some(0), Some(0)).unwrap();
+        fs::set_permissions(t.join(f), fs::Permissions::from_mode(0o000)).unwrap();
+    }
+    fs::write(t.join("go"), "").unwrap();
+    let out = wait_with_timeout(child, Duration::from_secs(60));
+    assert_eq!(out.code(), Some(0), "{}", out.describe());
+    assert!(
+        out.stderr.contains("could not be saved"),
+        "{}",
+        out.describe()
+    );
+    assert!(
+        !out.stderr.contains("could not record"),
+        "{}",
+        out.describe()
+    );
+
+    let id = latest_session(&w);
+    let v = show_json(&w, &id);
+    let changes = v["changes"].as_array().expect("a change record");
+    let find = |name: &str| {
+        changes
+            .iter()
+            .find(|c| c["path"].as_str().unwrap().ends_with(name))
+            .unwrap_or_else(|| panic!("{name}: {v}"))
+    };
+    for (name, op) in [("/edited.txt", "modified"), ("/made.txt", "created")] {
+        let c = find(name);
+        assert_eq!(c["op"], op, "{c}");
+        assert!(c["after"].get("hash").is_none(), "{c}");
+        assert!(
+            c["after"]["content_not_saved"]
+                .as_str()
+                .is_some_and(|r| r.contains("Permission denied")),
+            "{c}"
+        );
+    }
+    let saved = find("/made-2.txt");
+    assert_eq!(saved["op"], "created", "{saved}");
+    assert!(saved["after"]["hash"].is_string(), "{saved}");
+    assert_eq!(changes.len(), 3, "{v}");
+    let shown = nono(&w, &["rollback", "show", &id, "--diff"]);
+    assert_eq!(shown.code(), Some(0), "{}", shown.describe());
+    assert!(
+        shown.stdout.contains("content not saved: cannot read it"),
+        "{}",
+        shown.stdout
+    );
+
+    restore(&w, &id, &[]);
+    assert_same_tree(&expected, t);
+    assert_nothing_left_to_restore(&w, &id);
 }
 
 /// A 100 MB file: stored once, diffed as binary, restored byte for byte.
