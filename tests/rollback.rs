@@ -715,6 +715,14 @@ fn restore_regains_access_the_agent_took_away(user: User) {
     restore(&w, &id, &["--dry-run"]);
     assert_eq!(tree(t), before_dry);
 
+    // One file below locked directories: they are opened on the way and keep the mode they
+    // had (the whole restore below sets the recorded ones).
+    let one = t.join("src/deep/f.rs");
+    restore(&w, &id, &["--path", one.to_str().unwrap()]);
+    let mode = |p: &str| fs::symlink_metadata(t.join(p)).unwrap().mode() & 0o7777;
+    assert_eq!(fs::read(&one).unwrap(), b"fn f() {}\n");
+    assert_eq!((mode("src"), mode("src/deep"), mode("")), (0, 0, 0));
+
     restore(&w, &id, &[]);
     assert_same_tree(&expected, t);
     assert_nothing_left_to_restore(&w, &id);
