@@ -15,7 +15,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use nono_e2e::{as_root_and_nobody, run, spawn, Finished, User, Watch, World};
+use nono_e2e::{
+    as_root_and_nobody, run, spawn, wait_until, wait_with_timeout, Finished, User, Watch, World,
+};
 
 as_root_and_nobody!(
     restore_returns_the_tree_byte_for_byte,
@@ -24,6 +26,8 @@ as_root_and_nobody!(
     store_is_unreachable_from_the_sandbox,
     too_large_tree_is_refused_before_the_run,
     excluded_names_are_left_alone,
+    unreadable_files_keep_the_change_record,
+    restore_regains_access_the_agent_took_away,
 );
 
 // ---------------------------------------------------------------------------------------------
@@ -193,6 +197,34 @@ fn assert_same_tree(expected: &Path, actual: &Path) {
     assert!(d.is_empty(), "trees differ:\n{}", d.join("\n"));
 }
 
+/// A second restore finds nothing to do. The exact line: "0 path(s)" alone would also match
+/// "10 path(s)".
+fn assert_nothing_left_to_restore(w: &World, id: &str) {
+    let again = restore(w, id, &[]);
+    let want = format!("{id}: 0 path(s) to change: the files already match the snapshot");
+    assert!(
+        again.stdout.lines().any(|l| l == want),
+        "{}",
+        again.describe()
+    );
+}
+
+/// Relative path -> op of every change `show --json` lists.
+fn change_ops(w: &World, id: &str) -> BTreeMap<String, String> {
+    let v = show_json(w, id);
+    let prefix = format!("{}/", w.work.display());
+    v["changes"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no change record: {v}"))
+        .iter()
+        .map(|c| {
+            let p = c["path"].as_str().unwrap();
+            let rel = p.strip_prefix(&prefix).unwrap_or(p);
+            (rel.to_string(), c["op"].as_str().unwrap().to_string())
+        })
+        .collect()
+}
+
 fn os(b: &[u8]) -> OsString {
     OsString::from_vec(b.to_vec())
 }
@@ -334,8 +366,7 @@ rm link-to-main && ln -s src/lib.rs link-to-main
     restore(&w, &id, &[]);
     assert_same_tree(&expected, t);
     // Idempotent: a second restore finds nothing to do and changes nothing.
-    let again = restore(&w, &id, &[]);
-    assert!(again.stdout.contains("0 path(s)"), "{}", again.stdout);
+    assert_nothing_left_to_restore(&w, &id);
     assert_same_tree(&expected, t);
 }
 
@@ -584,6 +615,202 @@ fn excluded_names_are_left_alone(user: User) {
         b"new build\n"
     );
     assert!(t.join("sub/node_modules/pkg/new.js").exists());
+}
+
+/// The agent makes files unreadable to their owner (`chmod 000`): the change record must
+/// still be written, with their content, and restore must still return the tree.
+fn unreadable_files_keep_the_change_record(user: User) {
+    let w = World::new(user);
+    let t = &w.work;
+    w.write(&t.join("edited.txt"), "before the session\n");
+    w.write(&t.join("locked.txt"), "only its mode changes\n");
+    w.write(&t.join("src/lib.rs"), "pub fn f() {}\n");
+    w.hand_over(t);
+    let expected = w.root.join("expected");
+    copy_tree(t, &expected);
+
+    let script = "set -e; echo s > secret; chmod 000 secret; \
+                  echo agent > edited.txt; chmod 000 edited.txt; chmod 000 locked.txt; \
+                  echo new > src/new.rs; chmod 000 src/new.rs";
+    let out = run_rollback(&w, &[], script);
+    assert_eq!(out.code(), Some(0), "{}", out.describe());
+    assert!(
+        !out.stderr.contains("could not record"),
+        "{}",
+        out.describe()
+    );
+    let id = latest_session(&w);
+    let ops = change_ops(&w, &id);
+    let want = [
+        ("secret", "created"),
+        ("edited.txt", "modified"),
+        ("locked.txt", "mode_changed"),
+        ("src/new.rs", "created"),
+    ];
+    for (p, op) in want {
+        assert_eq!(ops.get(p).map(String::as_str), Some(op), "{p}: {ops:#?}");
+    }
+    assert_eq!(ops.len(), want.len(), "{ops:#?}");
+    // The content was saved (nono regained read access to the user's own files), so
+    // `show --diff` can show it.
+    let d = nono(&w, &["rollback", "show", &id, "--diff"]);
+    assert_eq!(d.code(), Some(0), "{}", d.describe());
+    assert!(d.stdout.contains("+agent"), "{}", d.stdout);
+    assert!(!d.stdout.contains("content not saved"), "{}", d.stdout);
+    // ...and the files were left as the agent left them.
+    let mode = |p: &str| fs::symlink_metadata(t.join(p)).unwrap().mode() & 0o7777;
+    assert_eq!(mode("secret"), 0);
+    assert_eq!(mode("edited.txt"), 0);
+
+    restore(&w, &id, &[]);
+    assert_same_tree(&expected, t);
+    assert_nothing_left_to_restore(&w, &id);
+    assert_same_tree(&expected, t);
+}
+
+/// The agent takes its owner's permissions away from directories (`chmod 000`): ones it
+/// changed inside, one it emptied, one it created, and the workspace itself. Restore regains
+/// access, finishes everything, and sets the recorded modes again.
+fn restore_regains_access_the_agent_took_away(user: User) {
+    let w = World::new(user);
+    let t = &w.work;
+    w.write(&t.join("src/deep/f.rs"), "fn f() {}\n");
+    w.write(&t.join("src/main.rs"), "fn main() {}\n");
+    w.write(&t.join("gone/g.txt"), "deleted by the agent\n");
+    w.write(&t.join("zz-last.txt"), "after the others in walk order\n");
+    fs::create_dir_all(t.join("ro")).unwrap();
+    w.write(&t.join("ro/keep"), "in a read-only directory\n");
+    w.hand_over(t);
+    fs::set_permissions(t.join("ro"), fs::Permissions::from_mode(0o555)).unwrap();
+    let expected = w.root.join("expected");
+    copy_tree(t, &expected);
+
+    let script = "set -e; echo agent > src/deep/f.rs; echo new > src/deep/new.rs; \
+                  rm gone/g.txt; mkdir -p junk/inner; echo j > junk/inner/x; \
+                  echo z > zz-last.txt; chmod u+w ro; echo r > ro/keep; \
+                  chmod 000 src/deep junk/inner; chmod 000 src gone junk ro .";
+    let out = run_rollback(&w, &[], script);
+    assert_eq!(out.code(), Some(0), "{}", out.describe());
+    let id = latest_session(&w);
+    let ops = change_ops(&w, &id);
+    let want = [
+        ("src/deep/f.rs", "modified"),
+        ("src/deep/new.rs", "created"),
+        ("gone/g.txt", "deleted"),
+        ("junk", "created"),
+        ("junk/inner/x", "created"),
+        ("zz-last.txt", "modified"),
+        ("ro/keep", "modified"),
+        ("src", "mode_changed"),
+        ("src/deep", "mode_changed"),
+        ("gone", "mode_changed"),
+        ("ro", "mode_changed"),
+    ];
+    for (p, op) in want {
+        assert_eq!(ops.get(p).map(String::as_str), Some(op), "{p}: {ops:#?}");
+    }
+
+    // A dry run looks without changing anything, modes included.
+    let before_dry = tree(t);
+    restore(&w, &id, &["--dry-run"]);
+    assert_eq!(tree(t), before_dry);
+
+    // One file below locked directories: they are opened on the way and keep the mode they
+    // had (the whole restore below sets the recorded ones).
+    let one = t.join("src/deep/f.rs");
+    restore(&w, &id, &["--path", one.to_str().unwrap()]);
+    let mode = |p: &str| fs::symlink_metadata(t.join(p)).unwrap().mode() & 0o7777;
+    assert_eq!(fs::read(&one).unwrap(), b"fn f() {}\n");
+    assert_eq!((mode("src"), mode("src/deep"), mode("")), (0, 0, 0));
+
+    restore(&w, &id, &[]);
+    assert_same_tree(&expected, t);
+    assert_nothing_left_to_restore(&w, &id);
+    assert_same_tree(&expected, t);
+}
+
+/// A file nono cannot read after the run even by regaining access (someone else's, here
+/// root's, mode 000: the user may not change its mode) is recorded without its content,
+/// marked so, and the rest of the record is kept; restore does not need that content.
+/// Only an unprivileged nono can meet this (root reads everything), and only if something
+/// outside the sandbox makes the file so: the test does it while the command waits.
+#[test]
+fn content_that_cannot_be_read_is_recorded_as_not_saved() {
+    let w = World::new(User::Nobody);
+    let t = &w.work;
+    w.write(&t.join("edited.txt"), "before the session\n");
+    w.write(&t.join("plain.txt"), "unchanged\n");
+    w.hand_over(t);
+    let expected = w.root.join("expected");
+    copy_tree(t, &expected);
+
+    let mut cmd = w.sandbox(
+        &["--rollback"],
+        &[
+            "/bin/sh",
+            "-c",
+            "set -e; echo agent > edited.txt; echo new > made.txt; echo s > made-2.txt; \
+             touch ready; while [ ! -e go ]; do sleep 0.05; done; rm ready go",
+        ],
+    );
+    cmd.stdin(std::process::Stdio::null());
+    let child = spawn(&mut cmd);
+    assert!(wait_until(Duration::from_secs(30), || t
+        .join("ready")
+        .exists()));
+    for f in ["edited.txt", "made.txt"] {
+        std::os::unix::fs::lchown(t.join(f), Some(0), Some(0)).unwrap();
+        fs::set_permissions(t.join(f), fs::Permissions::from_mode(0o000)).unwrap();
+    }
+    fs::write(t.join("go"), "").unwrap();
+    let out = wait_with_timeout(child, Duration::from_secs(60));
+    assert_eq!(out.code(), Some(0), "{}", out.describe());
+    assert!(
+        out.stderr.contains("could not be saved"),
+        "{}",
+        out.describe()
+    );
+    assert!(
+        !out.stderr.contains("could not record"),
+        "{}",
+        out.describe()
+    );
+
+    let id = latest_session(&w);
+    let v = show_json(&w, &id);
+    let changes = v["changes"].as_array().expect("a change record");
+    let find = |name: &str| {
+        changes
+            .iter()
+            .find(|c| c["path"].as_str().unwrap().ends_with(name))
+            .unwrap_or_else(|| panic!("{name}: {v}"))
+    };
+    for (name, op) in [("/edited.txt", "modified"), ("/made.txt", "created")] {
+        let c = find(name);
+        assert_eq!(c["op"], op, "{c}");
+        assert!(c["after"].get("hash").is_none(), "{c}");
+        assert!(
+            c["after"]["content_not_saved"]
+                .as_str()
+                .is_some_and(|r| r.contains("Permission denied")),
+            "{c}"
+        );
+    }
+    let saved = find("/made-2.txt");
+    assert_eq!(saved["op"], "created", "{saved}");
+    assert!(saved["after"]["hash"].is_string(), "{saved}");
+    assert_eq!(changes.len(), 3, "{v}");
+    let shown = nono(&w, &["rollback", "show", &id, "--diff"]);
+    assert_eq!(shown.code(), Some(0), "{}", shown.describe());
+    assert!(
+        shown.stdout.contains("content not saved: cannot read it"),
+        "{}",
+        shown.stdout
+    );
+
+    restore(&w, &id, &[]);
+    assert_same_tree(&expected, t);
+    assert_nothing_left_to_restore(&w, &id);
 }
 
 /// A 100 MB file: stored once, diffed as binary, restored byte for byte.

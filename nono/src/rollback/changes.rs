@@ -47,6 +47,13 @@ pub struct State {
         skip_serializing_if = "Option::is_none"
     )]
     pub target: Option<PathBuf>,
+    /// After the run: why the content could not be saved (see [`Entry::unsaved`]).
+    #[serde(
+        rename = "content_not_saved",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub unsaved: Option<String>,
 }
 
 impl From<&Entry> for State {
@@ -57,6 +64,7 @@ impl From<&Entry> for State {
             size: e.size,
             hash: e.hash.clone(),
             target: e.target.clone(),
+            unsaved: e.unsaved.clone(),
         }
     }
 }
@@ -98,17 +106,29 @@ fn content_differs(b: &Entry, a: &Entry) -> bool {
 }
 
 /// The changes between two manifests of the same root, sorted by path.
+///
+/// A file whose content could not be saved after the run counts as modified (it cannot be
+/// compared), and a directory that could not be listed as modified itself, with nothing known
+/// below it: what was there before is not claimed deleted.
 pub fn diff(before: &RootManifest, after: &RootManifest) -> Vec<Change> {
     let root = &before.root;
     let bmap = before.by_path();
     let amap = after.by_path();
+    let unlisted: Vec<&Path> = after
+        .entries
+        .iter()
+        .filter(|a| a.kind == Kind::Dir && a.unsaved.is_some())
+        .map(|a| a.path.as_path())
+        .collect();
+    let below_unlisted = |p: &Path| unlisted.iter().any(|u| p != *u && p.starts_with(u));
     let mut out = Vec::new();
     let mut deleted: Vec<&Entry> = Vec::new();
     let mut created: Vec<&Entry> = Vec::new();
     for b in &before.entries {
         match amap.get(b.path.as_path()) {
+            None if below_unlisted(&b.path) => {}
             None => deleted.push(b),
-            Some(a) if content_differs(b, a) => out.push(Change {
+            Some(a) if content_differs(b, a) || a.unsaved.is_some() => out.push(Change {
                 op: Op::Modified,
                 path: abs(root, &b.path),
                 from: None,
@@ -199,6 +219,7 @@ mod tests {
             ino: 1,
             hash: hash.map(str::to_string),
             target: None,
+            unsaved: None,
         }
     }
 
@@ -244,6 +265,47 @@ mod tests {
                 (Op::Created, "/w/made".into()),
                 (Op::Renamed, "/w/new".into()),
                 (Op::Modified, "/w/swap".into()),
+            ]
+        );
+    }
+
+    #[test]
+    fn what_could_not_be_saved_is_modified_and_hides_nothing_as_deleted() {
+        let root = PathBuf::from("/w");
+        let before = RootManifest {
+            root: root.clone(),
+            entries: vec![
+                e("", Kind::Dir, 0o755, None),
+                e("locked", Kind::Dir, 0o755, None),
+                e("locked/inside", Kind::File, 0o644, Some("aa")),
+                e("same", Kind::File, 0o644, Some("bb")),
+            ],
+            skipped: vec![],
+        };
+        let mut locked = e("locked", Kind::Dir, 0o000, None);
+        locked.unsaved = Some("cannot list it".into());
+        let mut same = e("same", Kind::File, 0o000, None);
+        same.unsaved = Some("cannot read it".into());
+        let mut new = e("new", Kind::File, 0o000, None);
+        new.unsaved = Some("cannot read it".into());
+        let after = RootManifest {
+            root: root.clone(),
+            entries: vec![e("", Kind::Dir, 0o755, None), locked, same, new],
+            skipped: vec![],
+        };
+        let got: Vec<(Op, String, bool)> = diff(&before, &after)
+            .into_iter()
+            .map(|c| {
+                let marked = c.after.as_ref().is_some_and(|a| a.unsaved.is_some());
+                (c.op, c.path.display().to_string(), marked)
+            })
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (Op::Modified, "/w/locked".into(), true),
+                (Op::Created, "/w/new".into(), true),
+                (Op::Modified, "/w/same".into(), true),
             ]
         );
     }

@@ -71,7 +71,10 @@ pub enum RollbackCommand {
 Restore deletes what the session created, recreates what it deleted (with modes), and
 returns modified files to their content. It never follows a symlink the session planted,
 never adds a setuid/setgid bit, is idempotent, and an interrupted restore completes when
-run again. Excluded names (target/, node_modules/...) are left alone.")]
+run again. A directory of yours the session made unreadable (chmod 000) is opened again
+and gets its recorded mode back. A path that cannot be restored is reported and the rest
+is still restored (exit status 1). Excluded names (target/, node_modules/...) are left
+alone.")]
     Restore {
         /// Session id, or a unique prefix of it.
         id: String,
@@ -231,6 +234,9 @@ fn change_line(c: &Change) -> String {
             line.push_str(&format!("  mode {} -> {}", mode_text(b), mode_text(a)));
         }
     }
+    if let Some(why) = c.after.as_ref().and_then(|a| a.unsaved.as_deref()) {
+        line.push_str(&format!("  (content not saved: {})", names::shown_str(why)));
+    }
     line
 }
 
@@ -327,6 +333,10 @@ fn hash_line(s: Option<&State>) -> String {
 
 fn print_diff(store: &Store, c: &Change) {
     if c.op == Op::ModeChanged || c.op == Op::Renamed {
+        return;
+    }
+    if c.after.as_ref().is_some_and(|a| a.unsaved.is_some()) {
+        println!("    (nothing to diff: the content after the run could not be saved)");
         return;
     }
     let is_file_or_none = |s: Option<&State>| s.is_none_or(|s| s.kind == Kind::File);
@@ -481,6 +491,14 @@ fn restore(prefix: &str, dry_run: bool, path: Option<&Path>, json: bool) -> CmdR
                 (false, false) => "restored",
             }
         );
+        if !errors.is_empty() {
+            eprintln!(
+                "nono rollback restore: {} problem(s), each above; everything else was {}. \
+                 Restore is idempotent: run it again once they are fixed.",
+                errors.len(),
+                if dry_run { "checked" } else { "restored" }
+            );
+        }
     }
     Ok(if errors.is_empty() { 0 } else { 1 })
 }

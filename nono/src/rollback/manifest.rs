@@ -55,6 +55,15 @@ pub struct Entry {
         skip_serializing_if = "Option::is_none"
     )]
     pub target: Option<PathBuf>,
+    /// Recorded after the run only: why the content (a file's bytes, a directory's listing)
+    /// could not be read. `hash` is then absent; restore never needs it, as it restores from
+    /// the snapshot taken before the run.
+    #[serde(
+        rename = "content_not_saved",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub unsaved: Option<String>,
 }
 
 impl Entry {

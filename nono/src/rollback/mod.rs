@@ -13,8 +13,10 @@
 //! - [`changes`]: created / modified / deleted / renamed / mode changed;
 //! - [`session`]: which roots, and the `nono run --rollback` flow;
 //! - [`restore`]: dir-fd based, symlink-safe, idempotent restore;
+//! - [`access`]: regaining access to the user's own entries the command made unreadable;
 //! - [`cli`]: the commands; [`names`]: escaping hostile file names.
 
+pub mod access;
 pub mod changes;
 pub mod cli;
 pub mod manifest;

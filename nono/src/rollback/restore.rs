@@ -2,8 +2,10 @@
 //!
 //! Privilege: none for the user's own files; run as root, nono also restores owners.
 //! Kernel assumptions: `openat(O_NOFOLLOW|O_DIRECTORY)`, `renameat`, `unlinkat`,
-//! `fstatat(AT_SYMLINK_NOFOLLOW)` — every operation is relative to a directory fd that was
-//! opened without following a symlink, so nothing the agent planted is ever followed:
+//! `fstatat(AT_SYMLINK_NOFOLLOW)`, and for a directory the agent locked its owner out of,
+//! `O_PATH` and procfs (see [`super::access`]) — every operation is relative to a directory
+//! fd that was opened without following a symlink, so nothing the agent planted is ever
+//! followed:
 //! - a directory replaced by a symlink (to `~`, `/etc`…) is seen as a symlink, removed and
 //!   recreated as a directory; restore never descends through it;
 //! - a file replaced by a symlink (to `~/.bashrc`) is restored by writing a temporary file in
@@ -23,6 +25,19 @@
 //! running nono, so a setuid bit recorded for someone else's file is dropped, not granted to
 //! the restorer.
 //!
+//! Modes the agent took away: a directory the restore must enter, list, empty or write in is
+//! given its owner's read, write and search bits for the moment, and the snapshot's mode once
+//! its entries are done (a directory the session created is simply removed). When a plain
+//! open is refused (`chmod 000`), access is regained as [`super::access`] describes: the
+//! directory is opened `O_PATH|O_NOFOLLOW` relative to its parent's fd, checked to be a
+//! directory owned by the user running nono, and chmod'ed and reopened through
+//! `/proc/self/fd`, so a symlink is never followed. `--dry-run` changes no mode: it reports a
+//! directory it could only see into that way, without comparing what is inside.
+//!
+//! Failures are per entry: each is recorded, the rest of the tree is still restored, and the
+//! command reports every failure and exits non-zero; running it again retries only what
+//! still differs.
+//!
 //! Left alone: names in the exclusion list and paths the snapshot skipped (`.gitignore`d,
 //! other filesystems). Special files (FIFOs, sockets, devices) are never created.
 
@@ -40,6 +55,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, Stat, Timespec, Timestamps};
 use sha2::{Digest, Sha256};
 
+use super::access::Pinned;
 use super::manifest::{Entry, Kind, Options, RootManifest};
 use super::names::shown;
 use super::store::Store;
@@ -127,23 +143,84 @@ fn list(dir: BorrowedFd<'_>) -> rustix::io::Result<Vec<OsString>> {
     Ok(out)
 }
 
+fn mode_of(st: &Stat) -> u32 {
+    st.st_mode as u32 & 0o7777
+}
+
+/// Open the directory `name` in `dir` to work inside it, with its owner's read, write and
+/// search bits added; returns it with the mode found. A directory its owner may not open
+/// (`chmod 000`) is regained through [`Pinned`], which refuses a symlink and anyone else's
+/// directory.
+fn open_dir_for_work(dir: BorrowedFd<'_>, name: &OsStr, path: &Path) -> Res<(OwnedFd, u32)> {
+    match open_dir(dir, name) {
+        Ok(fd) => {
+            let found = rustix::fs::fstat(&fd)
+                .map(|st| mode_of(&st))
+                .map_err(|e| errno("cannot stat", path, e))?;
+            if found & 0o700 != 0o700 {
+                // Someone else's directory cannot be changed; working inside it will say so.
+                let _ = rustix::fs::fchmod(&fd, Mode::from_raw_mode((found | 0o700) as _));
+            }
+            Ok((fd, found))
+        }
+        Err(rustix::io::Errno::ACCESS) => {
+            let regain = || -> std::io::Result<(OwnedFd, u32)> {
+                let p = Pinned::at(dir, name, FileType::Directory)?;
+                p.chmod(p.mode() | 0o700)?;
+                Ok((p.reopen(OFlags::RDONLY | OFlags::DIRECTORY)?, p.mode()))
+            };
+            regain().map_err(|e| {
+                format!(
+                    "cannot open {}: permission denied, and cannot regain access: {e}",
+                    shown(path)
+                )
+            })
+        }
+        Err(e) => Err(errno("cannot open", path, e)),
+    }
+}
+
 /// Remove `name` in `dir` and, for a directory, everything below it; never follows a link.
-fn remove_any(dir: BorrowedFd<'_>, name: &OsStr, path: &Path) -> Res<()> {
+/// A failure is added to `errors` and the rest is still removed; returns whether `name` is
+/// gone.
+fn remove_any(dir: BorrowedFd<'_>, name: &OsStr, path: &Path, errors: &mut Vec<String>) -> bool {
     let Some(st) = stat_at(dir, name) else {
-        return Ok(());
+        return true;
     };
-    if kind_of(&st) == FileType::Directory {
-        let sub = open_dir(dir, name).map_err(|e| errno("cannot open", path, e))?;
-        // A directory the agent made read-only must still be emptied.
-        let _ = rustix::fs::fchmod(&sub, Mode::from_raw_mode(0o700));
-        for n in list(sub.as_fd()).map_err(|e| errno("cannot list", path, e))? {
-            remove_any(sub.as_fd(), &n, &path.join(&n))?;
+    let r = if kind_of(&st) == FileType::Directory {
+        // A directory the agent made unreadable or read-only must still be emptied.
+        let sub = match open_dir_for_work(dir, name, path) {
+            Ok((sub, _)) => sub,
+            Err(m) => {
+                errors.push(m);
+                return false;
+            }
+        };
+        let names = match list(sub.as_fd()) {
+            Ok(n) => n,
+            Err(e) => {
+                errors.push(errno("cannot list", path, e));
+                return false;
+            }
+        };
+        let failed_before = errors.len();
+        for n in names {
+            remove_any(sub.as_fd(), &n, &path.join(&n), errors);
+        }
+        if errors.len() > failed_before {
+            // Not empty: each failure below is reported; "not empty" would add nothing.
+            return false;
         }
         rustix::fs::unlinkat(dir, name, AtFlags::REMOVEDIR)
-            .map_err(|e| errno("cannot remove", path, e))
     } else {
         rustix::fs::unlinkat(dir, name, AtFlags::empty())
-            .map_err(|e| errno("cannot remove", path, e))
+    };
+    match r {
+        Ok(()) => true,
+        Err(e) => {
+            errors.push(errno("cannot remove", path, e));
+            false
+        }
     }
 }
 
@@ -295,9 +372,29 @@ impl<'a> Restorer<'a> {
     ) -> Res<()> {
         let path = self.abs(&e.path);
         let cur = dir.and_then(|d| stat_at(d, name));
-        let sub = match (dir, &cur) {
+        // The directory, and its mode as found (before any change below); `None` when it had
+        // to be created.
+        let opened: Option<(OwnedFd, Option<u32>)> = match (dir, &cur) {
+            (Some(d), Some(st)) if kind_of(st) == FileType::Directory && self.dry_run => {
+                let opened = open_dir(d, name);
+                let owner_locked_out =
+                    !self.is_root() && st.st_uid == self.euid && mode_of(st) & 0o500 != 0o500;
+                match opened {
+                    Ok(fd) if !owner_locked_out => Some((fd, Some(mode_of(st)))),
+                    Ok(_) | Err(rustix::io::Errno::ACCESS) => {
+                        // Seeing inside takes a mode change, which a dry run does not make.
+                        self.act("regain access to look inside", &e.path);
+                        if scope == Scope::All && mode_of(st) != self.safe_mode(e) {
+                            self.act("restore mode", &e.path);
+                        }
+                        return Ok(());
+                    }
+                    Err(er) => return Err(errno("cannot open", &path, er)),
+                }
+            }
             (Some(d), Some(st)) if kind_of(st) == FileType::Directory => {
-                Some(open_dir(d, name).map_err(|er| errno("cannot open", &path, er))?)
+                let (fd, found) = open_dir_for_work(d, name, &path)?;
+                Some((fd, Some(found)))
             }
             _ => {
                 if cur.is_some() {
@@ -307,17 +404,26 @@ impl<'a> Restorer<'a> {
                 }
                 match dir {
                     Some(d) if !self.dry_run => {
-                        if cur.is_some() {
-                            remove_any(d, name, &path)?;
+                        if cur.is_some() && !remove_any(d, name, &path, &mut self.errors) {
+                            return Err(format!(
+                                "{}: directory not restored: what replaced it could not be \
+                                 removed",
+                                shown(&path)
+                            ));
                         }
                         rustix::fs::mkdirat(d, name, Mode::from_raw_mode(0o700))
                             .map_err(|er| errno("cannot create", &path, er))?;
-                        Some(open_dir(d, name).map_err(|er| errno("cannot open", &path, er))?)
+                        Some((
+                            open_dir(d, name).map_err(|er| errno("cannot open", &path, er))?,
+                            None,
+                        ))
                     }
                     _ => None,
                 }
             }
         };
+        let found_mode = opened.as_ref().and_then(|(_, m)| *m);
+        let sub = opened.map(|(fd, _)| fd);
         let want: Vec<&'a Entry> = self
             .children
             .get(e.path.as_path())
@@ -331,21 +437,12 @@ impl<'a> Restorer<'a> {
                 .map(|c| c.as_os_str().to_os_string()),
             _ => None,
         };
-        // The mode found, before any temporary change below.
-        let found_mode = sub
-            .as_ref()
-            .and_then(|s| rustix::fs::fstat(s).ok())
-            .map(|st| st.st_mode as u32 & 0o7777);
-        if let (Some(sub), Some(m), false, Scope::All) = (&sub, found_mode, self.dry_run, scope) {
-            // A directory made read-only must be writable while its entries are restored;
-            // its recorded mode is set again below, once they are done.
-            if m & 0o700 != 0o700 {
-                let _ = rustix::fs::fchmod(sub, Mode::from_raw_mode((m | 0o700) as _));
-            }
-        }
         if let Some(sub) = &sub {
             // Whatever is here and not in the snapshot was created by the session.
-            let names = list(sub.as_fd()).map_err(|er| errno("cannot list", &path, er))?;
+            let names = list(sub.as_fd()).unwrap_or_else(|er| {
+                self.errors.push(errno("cannot list", &path, er));
+                Vec::new()
+            });
             for n in names {
                 if scope == Scope::Towards && next.as_deref() != Some(n.as_os_str()) {
                     continue;
@@ -361,7 +458,8 @@ impl<'a> Restorer<'a> {
                 }
                 self.act("delete", &rel);
                 if !self.dry_run {
-                    remove_any(sub.as_fd(), &n, &self.abs(&rel))?;
+                    let abs = self.abs(&rel);
+                    remove_any(sub.as_fd(), &n, &abs, &mut self.errors);
                 }
             }
         }
@@ -371,10 +469,14 @@ impl<'a> Restorer<'a> {
             };
             self.entry(sub.as_ref().map(|s| s.as_fd()), cname, c);
         }
-        if scope == Scope::All {
-            if let Some(sub) = &sub {
-                self.fix_dir_metadata(sub.as_fd(), e, found_mode)?;
+        match (&sub, scope, found_mode) {
+            (Some(sub), Scope::All, _) => self.fix_dir_metadata(sub.as_fd(), e, found_mode)?,
+            // Only passed through: it keeps the mode it had, loosened or not.
+            (Some(sub), _, Some(m)) if !self.dry_run && m & 0o700 != 0o700 => {
+                rustix::fs::fchmod(sub, Mode::from_raw_mode(m as _))
+                    .map_err(|er| errno("cannot put back the mode of", &path, er))?
             }
+            _ => {}
         }
         Ok(())
     }
@@ -553,11 +655,14 @@ impl<'a> Restorer<'a> {
         cur: Option<&Stat>,
         path: &Path,
     ) -> Res<()> {
-        if cur.is_some_and(|st| kind_of(st) == FileType::Directory) {
-            if let Err(m) = remove_any(d, name, path) {
-                let _ = rustix::fs::unlinkat(d, tmp, AtFlags::empty());
-                return Err(m);
-            }
+        if cur.is_some_and(|st| kind_of(st) == FileType::Directory)
+            && !remove_any(d, name, path, &mut self.errors)
+        {
+            let _ = rustix::fs::unlinkat(d, tmp, AtFlags::empty());
+            return Err(format!(
+                "{}: not restored: the directory that replaced it could not be removed",
+                shown(path)
+            ));
         }
         rustix::fs::renameat(d, tmp, d, name).map_err(|er| {
             let _ = rustix::fs::unlinkat(d, tmp, AtFlags::empty());
@@ -652,6 +757,7 @@ mod tests {
             ino: 0,
             hash: None,
             target: None,
+            unsaved: None,
         }
     }
 

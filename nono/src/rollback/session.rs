@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 use super::changes::{self, Change, Op};
 use super::manifest::{EncPath, Manifest, Options, RootManifest};
 use super::names::shown;
-use super::snapshot::{self, Limits, SnapshotError, Stats, WalkOptions};
+use super::snapshot::{self, Limits, Phase, SnapshotError, Stats, WalkOptions};
 use super::store::{self, Lock, Store};
 
 /// `nono run --rollback[=MODE]`.
@@ -240,11 +240,12 @@ pub struct Session {
     before: Manifest,
 }
 
-fn walk_options(o: &Options, skip: &[EncPath], gitignore: bool) -> WalkOptions {
+fn walk_options(o: &Options, skip: &[EncPath], gitignore: bool, phase: Phase) -> WalkOptions {
     WalkOptions {
         exclude: o.exclude.iter().map(OsString::from).collect(),
         gitignore,
         skip: skip.iter().map(|p| p.0.clone()).collect(),
+        phase,
     }
 }
 
@@ -307,7 +308,7 @@ pub fn begin(a: BeginArgs<'_>) -> Result<Option<Session>, String> {
     };
     let store_root = store::default_root().map_err(|e| format!("nono: rollback: {e}"))?;
     let store = Store::open(&store_root, Lock::Shared).map_err(|e| format!("nono: {e}"))?;
-    let opts = walk_options(&options, &[], options.gitignore);
+    let opts = walk_options(&options, &[], options.gitignore, Phase::Before);
 
     // Walk everything first: a tree too large is reported before anything is hashed.
     let mut walked = Vec::new();
@@ -428,7 +429,15 @@ impl Session {
     /// trail).
     pub fn finish(mut self, exit_code: Option<i32>) -> Option<(String, Counts)> {
         match self.record(exit_code) {
-            Ok(counts) => {
+            Ok((counts, unsaved)) => {
+                if unsaved > 0 {
+                    eprintln!(
+                        "nono: warning: rollback session {}: the content of {unsaved} path(s) \
+                         could not be saved after the run (marked \"content not saved\" in \
+                         `nono rollback show`); restoring them does not need it.",
+                        self.info.id
+                    );
+                }
                 eprintln!(
                     "nono: rollback session {}: {counts}.\n  See `nono rollback show {} --diff`; \
                      undo with `nono rollback restore {}`.",
@@ -438,8 +447,9 @@ impl Session {
             }
             Err(e) => {
                 eprintln!(
-                    "nono: rollback session {}: could not record the changes: {e}\n  The \
-                     snapshot is intact: `nono rollback restore {}` still works.",
+                    "nono: rollback session {}: the command has run, but nono could not record \
+                     what it changed: {e}\n  The snapshot taken before the run is intact: \
+                     `nono rollback restore {}` still works.",
                     self.info.id, self.info.id
                 );
                 None
@@ -447,7 +457,8 @@ impl Session {
         }
     }
 
-    fn record(&mut self, exit_code: Option<i32>) -> Result<Counts, String> {
+    /// The change counts, and how many entries were recorded without their content.
+    fn record(&mut self, exit_code: Option<i32>) -> Result<(Counts, usize), String> {
         let mut after = Manifest {
             options: self.before.options.clone(),
             roots: Vec::new(),
@@ -456,7 +467,7 @@ impl Session {
         for b in &self.before.roots {
             // Same exclusions; .gitignore is not re-evaluated (the session may have edited
             // it): what was skipped then is skipped now, everything else is seen.
-            let opts = walk_options(&self.before.options, &b.skipped, false);
+            let opts = walk_options(&self.before.options, &b.skipped, false, Phase::After);
             let w = if std::fs::symlink_metadata(&b.root).is_err() {
                 // The root itself is gone: everything in it was deleted.
                 snapshot::Walked::default()
@@ -481,7 +492,13 @@ impl Session {
         self.info.new_objects = self.store.new_objects.load(Ordering::Relaxed);
         self.info.new_bytes = self.store.new_bytes.load(Ordering::Relaxed);
         store::write_json_fast(&self.dir.join("session.json"), &self.info)?;
-        Ok(counts)
+        let unsaved = after
+            .roots
+            .iter()
+            .flat_map(|r| &r.entries)
+            .filter(|e| e.unsaved.is_some())
+            .count();
+        Ok((counts, unsaved))
     }
 }
 

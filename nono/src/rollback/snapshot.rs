@@ -1,7 +1,8 @@
 //! Taking a snapshot of a root: walk, check the limits, hash what changed, store it.
 //!
 //! Privilege: none; reads what the user can read. Kernel assumptions: `lstat` semantics
-//! (symlinks are recorded, never followed), `O_NOFOLLOW`.
+//! (symlinks are recorded, never followed), `O_NOFOLLOW`; after the run, those of
+//! [`super::access`].
 //!
 //! - The walk never follows symlinks and stays on the root's filesystem: a mount point inside
 //!   a root is recorded as skipped (restore leaves it alone), as `cp -ax` would.
@@ -16,6 +17,13 @@
 //! - A regular file whose (device, inode, size, mtime, ctime) equal the previous snapshot of
 //!   the same path reuses its hash without being read; the others are hashed and stored in
 //!   parallel (rayon).
+//! - Before the run ([`Phase::Before`]), a file or directory nono cannot read could not be
+//!   restored, so the snapshot fails and the run does not start. After the run
+//!   ([`Phase::After`]) the command has already run and its change record must not be lost
+//!   to one entry: a file or directory of the user's own that the command made unreadable
+//!   (`chmod 000`) is read by loosening its owner bits for the moment (see
+//!   [`super::access`]; its mode is put back), and what still cannot be read is recorded with
+//!   the reason instead of its content ([`Entry::unsaved`]).
 
 use std::collections::{HashMap, HashSet};
 use std::ffi::OsString;
@@ -28,7 +36,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rayon::prelude::*;
+use rustix::fs::{FileType, OFlags};
 
+use super::access::{Loosened, Pinned};
 use super::manifest::{EncPath, Entry, Kind, RootManifest};
 use super::names::shown;
 use super::store::Store;
@@ -74,12 +84,24 @@ pub fn parse_size(v: &str) -> Option<u64> {
     num.trim().parse::<u64>().ok()?.checked_mul(mult)
 }
 
+/// Which side of the command's run a snapshot is taken on (see the module doc).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Phase {
+    /// Before the command starts: what cannot be read makes the snapshot fail.
+    #[default]
+    Before,
+    /// After the command exits: regain access to the user's own entries, else record the
+    /// entry as not saved; never lose the record.
+    After,
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct WalkOptions {
     pub exclude: HashSet<OsString>,
     pub gitignore: bool,
     /// Relative paths not to walk (the skipped list of an earlier walk of the same root).
     pub skip: HashSet<PathBuf>,
+    pub phase: Phase,
 }
 
 #[derive(Debug)]
@@ -129,6 +151,29 @@ pub struct Walked {
     pub entries: Vec<Entry>,
     pub skipped: Vec<PathBuf>,
     pub bytes: u64,
+    pub phase: Phase,
+    /// Directories made readable for the walk; they stay so until their files are read by
+    /// [`store_files`], and get their mode back when this is dropped.
+    pub loosened: Vec<Loosened>,
+}
+
+/// Does the user running nono own `m` but lack the owner permission `bits` on it? Only then
+/// is regaining access both needed and nono's to do (root reads and searches everything).
+fn owner_lacks(m: &fs::Metadata, bits: u32) -> bool {
+    let euid = rustix::process::geteuid().as_raw();
+    euid != 0 && m.uid() == euid && m.mode() & bits != bits
+}
+
+/// After the run: open a regular file of the user's own that the command made unreadable, by
+/// giving its owner read permission just long enough to open it.
+fn open_regained(path: &Path) -> std::io::Result<File> {
+    let p = Pinned::path(path, FileType::RegularFile)?;
+    p.chmod(p.mode() | 0o400)?;
+    let fd = p.reopen(OFlags::RDONLY | OFlags::NONBLOCK | OFlags::NOCTTY);
+    let put_back = p.chmod(p.mode());
+    let fd = fd?;
+    put_back?;
+    Ok(File::from(fd))
 }
 
 fn entry_of(rel: PathBuf, m: &fs::Metadata) -> Entry {
@@ -157,6 +202,7 @@ fn entry_of(rel: PathBuf, m: &fs::Metadata) -> Entry {
         ino: m.ino(),
         hash: None,
         target: None,
+        unsaved: None,
     }
 }
 
@@ -199,12 +245,37 @@ impl Walker<'_> {
         false
     }
 
-    fn dir(&mut self, abs: &Path, rel: &Path) -> Result<(), SnapshotError> {
-        let rd = fs::read_dir(abs)
-            .map_err(|e| SnapshotError::Io(format!("cannot list {}: {e}", shown(abs))))?;
-        let mut children: Vec<fs::DirEntry> = rd
-            .collect::<Result<_, _>>()
-            .map_err(|e| SnapshotError::Io(format!("cannot list {}: {e}", shown(abs))))?;
+    /// Walk the directory whose entry is `self.out.entries[at]`.
+    fn dir(&mut self, abs: &Path, rel: &Path, at: usize) -> Result<(), SnapshotError> {
+        let after = self.opts.phase == Phase::After;
+        if after {
+            let m = fs::symlink_metadata(abs)
+                .map_err(|e| SnapshotError::Io(format!("cannot stat {}: {e}", shown(abs))))?;
+            if owner_lacks(&m, 0o500) {
+                match Pinned::path(abs, FileType::Directory).and_then(|p| Loosened::new(p, 0o500)) {
+                    Ok(l) => self.out.loosened.push(l),
+                    Err(e) => {
+                        self.out.entries[at].unsaved =
+                            Some(format!("cannot regain access to list it: {e}"));
+                        return Ok(());
+                    }
+                }
+            }
+        }
+        let listed = fs::read_dir(abs).and_then(|rd| rd.collect::<Result<Vec<_>, _>>());
+        let mut children: Vec<fs::DirEntry> = match listed {
+            Ok(c) => c,
+            Err(e) if after => {
+                self.out.entries[at].unsaved = Some(format!("cannot list it: {e}"));
+                return Ok(());
+            }
+            Err(e) => {
+                return Err(SnapshotError::Io(format!(
+                    "cannot list {}: {e}",
+                    shown(abs)
+                )))
+            }
+        };
         children.sort_by_key(|e| e.file_name());
         let pushed = if self.opts.gitignore {
             let gi = abs.join(".gitignore");
@@ -265,7 +336,7 @@ impl Walker<'_> {
                 return Err(self.too_large());
             }
             if is_dir {
-                self.dir(&cabs, &crel)?;
+                self.dir(&cabs, &crel, self.out.entries.len() - 1)?;
             }
         }
         if pushed {
@@ -288,7 +359,10 @@ pub fn walk(
         dev: m.dev(),
         opts,
         limits,
-        out: Walked::default(),
+        out: Walked {
+            phase: opts.phase,
+            ..Walked::default()
+        },
         ignores: Vec::new(),
     };
     let mut e = entry_of(PathBuf::new(), &m);
@@ -299,7 +373,7 @@ pub fn walk(
     let is_dir = e.kind == Kind::Dir;
     w.out.entries.push(e);
     if is_dir {
-        w.dir(root, Path::new(""))?;
+        w.dir(root, Path::new(""), 0)?;
     }
     Ok(w.out)
 }
@@ -386,6 +460,7 @@ pub fn store_files(
     prev: Option<&RootManifest>,
 ) -> Result<(RootManifest, Stats), SnapshotError> {
     let mut entries = walked.entries;
+    let phase = walked.phase;
     let prev_map: HashMap<&Path, &Entry> = prev.map(|p| p.by_path()).unwrap_or_default();
     let mut todo: Vec<&mut Entry> = Vec::new();
     let mut stats = Stats {
@@ -413,12 +488,29 @@ pub fn store_files(
         } else {
             root.join(&e.path)
         };
-        let mut f = open_nofollow(&abs).map_err(|er| {
-            SnapshotError::Io(format!(
-                "cannot read {}: {er} (rollback could not restore it, so the run does not start)",
-                shown(&abs)
-            ))
-        })?;
+        let opened = match open_nofollow(&abs) {
+            Err(er)
+                if phase == Phase::After && er.kind() == std::io::ErrorKind::PermissionDenied =>
+            {
+                open_regained(&abs)
+                    .map_err(|again| format!("{er}; cannot regain access to read it: {again}"))
+            }
+            r => r.map_err(|er| er.to_string()),
+        };
+        let mut f = match opened {
+            Ok(f) => f,
+            Err(why) if phase == Phase::After => {
+                e.unsaved = Some(format!("cannot read it: {why}"));
+                return Ok(());
+            }
+            Err(why) => {
+                return Err(SnapshotError::Io(format!(
+                    "cannot read {}: {why} (rollback could not restore it, so the run does not \
+                     start)",
+                    shown(&abs)
+                )))
+            }
+        };
         let (hash, len) = store
             .put_file(&mut f, e.size)
             .map_err(|m| SnapshotError::Io(format!("{}: {m}", shown(&abs))))?;
@@ -435,6 +527,10 @@ pub fn store_files(
         Ok::<(), SnapshotError>(())
     })?;
     drop(progress);
+    // Put the modes back, deepest first (each through its own fd, so the order is tidiness).
+    for l in walked.loosened.into_iter().rev() {
+        drop(l);
+    }
     Ok((
         RootManifest {
             root: root.to_path_buf(),
