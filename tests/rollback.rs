@@ -589,12 +589,19 @@ fn excluded_names_are_left_alone(user: User) {
     w.write(&t.join("src/lib.rs"), "code\n");
     w.write(&t.join("target/debug/app"), "old build\n");
     w.write(&t.join("sub/node_modules/pkg/index.js"), "old dep\n");
+    w.write(&t.join("logs/run.log"), "old log\n");
     w.hand_over(t);
+    // A pattern from the profile, on top of the default names.
+    let profile = w.profile_file(
+        "rollback-logs",
+        &serde_json::json!({ "extends": ["default"], "rollback": { "exclude": ["*.log"] } }),
+    );
+    let profile = profile.display().to_string();
     let out = run_rollback(
         &w,
-        &[],
+        &["--profile", &profile],
         "set -e; echo new build > target/debug/app; echo dep > sub/node_modules/pkg/new.js; \
-         echo edited > src/lib.rs",
+         echo more >> logs/run.log; echo fresh > logs/new.log; echo edited > src/lib.rs",
     );
     assert_eq!(out.code(), Some(0), "{}", out.describe());
     let id = latest_session(&w);
@@ -615,6 +622,11 @@ fn excluded_names_are_left_alone(user: User) {
         b"new build\n"
     );
     assert!(t.join("sub/node_modules/pkg/new.js").exists());
+    assert_eq!(
+        fs::read(t.join("logs/run.log")).unwrap(),
+        b"old log\nmore\n"
+    );
+    assert!(t.join("logs/new.log").exists());
 }
 
 /// The agent makes files unreadable to their owner (`chmod 000`): the change record must

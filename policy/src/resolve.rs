@@ -309,17 +309,32 @@ impl<'a> Resolver<'a> {
         }
         for ex in &doc.rollback.exclude {
             let name = ex.value.trim();
-            if name.is_empty() || name.contains('/') || name == "." || name == ".." {
-                let d = self.diag(
-                    src,
-                    ex.loc,
-                    format!(
-                        "rollback exclude `{name}` must be a file or directory name, not a path"
-                    ),
-                );
-                self.errors.push(d);
+            let problem = if name.is_empty() || name.contains('/') || name == "." || name == ".." {
+                Some(format!(
+                    "rollback exclude `{name}` must be a file or directory name or a pattern \
+                     for one (`*.log`), not a path"
+                ))
+            } else if name.contains(['*', '?', '[', '{']) {
+                // A pattern is matched against one name, as the snapshot walk does.
+                globset::GlobBuilder::new(name)
+                    .literal_separator(true)
+                    .build()
+                    .err()
+                    .map(|e| {
+                        format!(
+                            "rollback exclude `{name}` is not a valid pattern: {}",
+                            e.kind()
+                        )
+                    })
             } else {
-                acc.rollback.exclude.push(name.to_string());
+                None
+            };
+            match problem {
+                Some(msg) => {
+                    let d = self.diag(src, ex.loc, msg);
+                    self.errors.push(d);
+                }
+                None => acc.rollback.exclude.push(name.to_string()),
             }
         }
         if let Some(v) = doc.overrides.allow_broad_write {

@@ -342,3 +342,32 @@ fn rollback_and_overrides_are_carried() {
     let d = first_error(compile_json(r#"{"rollback": {"exclude": ["a/b"]}}"#));
     assert!(d.message.contains("not a path"));
 }
+
+#[test]
+fn rollback_excludes_are_names_or_patterns_for_one_name() {
+    let p = compile(
+        &SourceFile {
+            name: "p.nono".into(),
+            text: "profile p\nrollback exclude vendor \"*.log\" \"[Bb]uild\"\n".into(),
+            format: Format::Lang,
+        },
+        &MemorySource::default(),
+    )
+    .expect("names and patterns compile");
+    for n in ["vendor", "*.log", "[Bb]uild"] {
+        assert!(p.rollback.exclude.iter().any(|e| e == n), "{n}");
+    }
+    for (bad, needle) in [
+        ("src/gen", "not a path"),
+        ("[abc", "not a valid pattern"),
+        ("{a,b", "not a valid pattern"),
+    ] {
+        let text = format!(
+            "{{\"rollback\": {{\"exclude\": [{}]}}}}",
+            serde_json::to_string(bad).unwrap()
+        );
+        let d = first_error(compile_json(&text));
+        assert!(d.message.contains(needle), "{bad:?}: {d}");
+        assert!(d.loc.is_some(), "{bad:?}: a location");
+    }
+}

@@ -212,3 +212,81 @@ mod tests {
         assert_eq!(shown_line("\tx\x07"), "\tx\\u{7}");
     }
 }
+
+/// The names a snapshot skips (`rollback exclude`): exact names, and glob patterns (`*.log`,
+/// `.env.*`, `[Bb]uild`) matched against one name at a time, never against a path (the
+/// compiler refuses a `/` in them). Exact names are looked up in a set, so the common case of
+/// a few build directories costs one hash per entry.
+#[derive(Debug, Clone, Default)]
+pub struct Exclusions {
+    exact: std::collections::HashSet<std::ffi::OsString>,
+    patterns: Option<globset::GlobSet>,
+}
+
+/// Whether `name` uses glob syntax (else it is a literal name).
+pub fn is_pattern(name: &str) -> bool {
+    name.contains(['*', '?', '[', '{'])
+}
+
+impl Exclusions {
+    /// From the policy's list. A pattern that does not parse was refused by the compiler;
+    /// here it is skipped (with a warning) rather than taken literally.
+    pub fn new<S: AsRef<str>>(names: &[S]) -> Exclusions {
+        let mut exact = std::collections::HashSet::new();
+        let mut builder = globset::GlobSetBuilder::new();
+        let mut any = false;
+        for n in names {
+            let n = n.as_ref();
+            if !is_pattern(n) {
+                exact.insert(std::ffi::OsString::from(n));
+                continue;
+            }
+            match globset::GlobBuilder::new(n).literal_separator(true).build() {
+                Ok(g) => {
+                    builder.add(g);
+                    any = true;
+                }
+                Err(e) => tracing::warn!("rollback: exclude pattern {n:?} ignored: {e}"),
+            }
+        }
+        let patterns = any.then(|| builder.build().ok()).flatten();
+        Exclusions { exact, patterns }
+    }
+
+    pub fn matches(&self, name: &std::ffi::OsStr) -> bool {
+        self.exact.contains(name)
+            || self
+                .patterns
+                .as_ref()
+                .is_some_and(|p| p.is_match(std::path::Path::new(name)))
+    }
+}
+
+#[cfg(test)]
+mod exclusion_tests {
+    use super::*;
+    use std::ffi::OsStr;
+    use std::os::unix::ffi::OsStrExt;
+
+    #[test]
+    fn names_and_patterns_match_one_name() {
+        let e = Exclusions::new(&["target", "*.log", ".env.*", "[Bb]uild", "cache-?"]);
+        for yes in [
+            "target",
+            "x.log",
+            ".log",
+            ".env.local",
+            "Build",
+            "build",
+            "cache-1",
+        ] {
+            assert!(e.matches(OsStr::new(yes)), "{yes}");
+        }
+        for no in ["targets", "x.log.gz", ".env", "rebuild", "cache-12", "src"] {
+            assert!(!e.matches(OsStr::new(no)), "{no}");
+        }
+        // Names need not be UTF-8.
+        assert!(e.matches(OsStr::from_bytes(b"\xff.log")));
+        assert!(!Exclusions::default().matches(OsStr::new("target")));
+    }
+}

@@ -228,7 +228,7 @@ pub struct Restorer<'a> {
     store: &'a Store,
     rm: &'a RootManifest,
     children: HashMap<&'a Path, Vec<&'a Entry>>,
-    exclude: HashSet<OsString>,
+    exclude: super::names::Exclusions,
     skipped: HashSet<&'a Path>,
     /// Restore only this path (relative to the root) and what is below it.
     only: Option<PathBuf>,
@@ -266,7 +266,7 @@ impl<'a> Restorer<'a> {
             store,
             rm,
             children,
-            exclude: options.exclude.iter().map(OsString::from).collect(),
+            exclude: super::names::Exclusions::new(&options.exclude),
             skipped: rm.skipped.iter().map(|p| p.0.as_path()).collect(),
             only,
             dry_run,
@@ -448,7 +448,7 @@ impl<'a> Restorer<'a> {
                     continue;
                 }
                 let rel = e.path.join(&n);
-                if self.exclude.contains(&n)
+                if self.exclude.matches(&n)
                     || self.skipped.contains(rel.as_path())
                     || want
                         .iter()

@@ -242,7 +242,7 @@ pub struct Session {
 
 fn walk_options(o: &Options, skip: &[EncPath], gitignore: bool, phase: Phase) -> WalkOptions {
     WalkOptions {
-        exclude: o.exclude.iter().map(OsString::from).collect(),
+        exclude: super::names::Exclusions::new(&o.exclude),
         gitignore,
         skip: skip.iter().map(|p| p.0.clone()).collect(),
         phase,

@@ -26,7 +26,6 @@
 //!   the reason instead of its content ([`Entry::unsaved`]).
 
 use std::collections::{HashMap, HashSet};
-use std::ffi::OsString;
 use std::fs::{self, File};
 use std::io::IsTerminal;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
@@ -97,7 +96,7 @@ pub enum Phase {
 
 #[derive(Debug, Clone, Default)]
 pub struct WalkOptions {
-    pub exclude: HashSet<OsString>,
+    pub exclude: super::names::Exclusions,
     pub gitignore: bool,
     /// Relative paths not to walk (the skipped list of an earlier walk of the same root).
     pub skip: HashSet<PathBuf>,
@@ -302,7 +301,7 @@ impl Walker<'_> {
         };
         for c in children {
             let name = c.file_name();
-            if self.opts.exclude.contains(&name) {
+            if self.opts.exclude.matches(&name) {
                 continue;
             }
             let crel = rel.join(&name);
@@ -589,7 +588,7 @@ mod tests {
         }
         fs::write(t.join(".gitignore"), "*.log\n!keep/out.log\n").unwrap();
         let mut opts = WalkOptions {
-            exclude: ["target".into()].into_iter().collect(),
+            exclude: super::super::names::Exclusions::new(&["target"]),
             gitignore: true,
             ..Default::default()
         };
