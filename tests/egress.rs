@@ -57,6 +57,7 @@ as_nobody!(
     special_range_answers_are_refused_unless_allowed,
     the_proxy_port_reaches_the_proxy_and_nothing_else,
     proxy_decisions_are_in_the_audit_trail,
+    listen_rules_in_proxy_mode_are_named_as_inside_only,
 );
 
 /// A profile allowing `domains` on `port` only.
@@ -389,6 +390,34 @@ fn proxy_decisions_are_in_the_audit_trail(user: User) {
         "{refused:#}"
     );
     assert_eq!(server.hits(), 1);
+}
+
+/// A server the profile lets the command run listens in the command's own network namespace:
+/// nono says it is reachable from inside the sandbox only (listen rules are a gap without the
+/// kernel layer, so this runs with `--best-effort`).
+fn listen_rules_in_proxy_mode_are_named_as_inside_only(user: User) {
+    let w = World::new(user);
+    let zone = Zone::start();
+    let p = w.profile_file(
+        "egress-listen",
+        &serde_json::json!({
+            "extends": ["default"],
+            "network": {
+                "domains": [{ "domain": "a.nono.test" }],
+                "listen": [{ "protocol": "tcp", "ports": [3000] }],
+            },
+        }),
+    );
+    let mut a = args(&p, &zone, false);
+    a.push("--best-effort".into());
+    let out = run(&mut w.sandbox(&a, &["/bin/true"]));
+    assert_eq!(out.code(), Some(0), "{}", out.describe());
+    assert!(
+        out.stderr
+            .contains("(TCP port 3000) listen in its own network namespace"),
+        "{}",
+        out.describe()
+    );
 }
 
 fn udp_is_denied(user: User) {

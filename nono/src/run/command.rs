@@ -599,6 +599,23 @@ pub fn run(args: RunArgs) -> CmdResult {
     if let Some(e) = &egress {
         e.apply(&mut plan, &mut env);
         eprintln!("{}", e.describe());
+        // Servers the profile lets the command run listen in its own network namespace.
+        let listen_ports: Vec<String> = plan
+            .port_rules
+            .iter()
+            .filter(|r| {
+                r.rights
+                    .contains(&nono_policy::backend::landlock::NetRight::BindTcp)
+            })
+            .map(|r| r.port.to_string())
+            .collect();
+        if netns.is_some() && !listen_ports.is_empty() {
+            eprintln!(
+                "nono: egress: servers the command starts (TCP port {}) listen in its own \
+                 network namespace: reachable from inside the sandbox only",
+                listen_ports.join(", ")
+            );
+        }
     }
     let mut sandbox = Sandbox::prepare(&plan, kernel.landlock_abi, policy.audit.level)
         .map_err(|e| refused(format!("nono: cannot set up the sandbox: {e}")))?;
