@@ -21,6 +21,7 @@ use nono_e2e::{
 
 as_root_and_nobody!(
     restore_returns_the_tree_byte_for_byte,
+    included_defaults_are_snapshotted,
     planted_symlinks_are_never_followed,
     hostile_names_are_escaped_and_restored,
     store_is_unreachable_from_the_sandbox,
@@ -627,6 +628,34 @@ fn excluded_names_are_left_alone(user: User) {
         b"old log\nmore\n"
     );
     assert!(t.join("logs/new.log").exists());
+}
+
+/// `rollback include build` takes a default exclusion back: a source directory named `build`
+/// is snapshotted and restored like any other, while `target` stays excluded.
+fn included_defaults_are_snapshotted(user: User) {
+    let w = World::new(user);
+    let t = &w.work;
+    w.write(&t.join("build/gen.py"), "source, not output\n");
+    w.write(&t.join("target/app"), "old build\n");
+    w.hand_over(t);
+    let profile = w.profile_file(
+        "rollback-build",
+        &serde_json::json!({ "extends": ["default"], "rollback": { "include": ["build"] } }),
+    );
+    let profile = profile.display().to_string();
+    let out = run_rollback(
+        &w,
+        &["--profile", &profile],
+        "set -e; rm build/gen.py; echo new > target/app",
+    );
+    assert_eq!(out.code(), Some(0), "{}", out.describe());
+    let id = latest_session(&w);
+    restore(&w, &id, &[]);
+    assert_eq!(
+        fs::read(t.join("build/gen.py")).unwrap(),
+        b"source, not output\n"
+    );
+    assert_eq!(fs::read(t.join("target/app")).unwrap(), b"new\n");
 }
 
 /// The agent makes files unreadable to their owner (`chmod 000`): the change record must

@@ -315,13 +315,20 @@ pub struct RollbackDoc {
     /// File or directory names skipped by snapshots, added to the defaults.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub exclude: Vec<Located<String>>,
+    /// Names taken off the exclusions so far (the defaults and what parents excluded): a
+    /// source directory called `build` or `dist` is then snapshotted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub include: Vec<Located<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gitignore: Option<bool>,
 }
 
 impl RollbackDoc {
     pub fn is_empty(&self) -> bool {
-        self.enabled.is_none() && self.exclude.is_empty() && self.gitignore.is_none()
+        self.enabled.is_none()
+            && self.exclude.is_empty()
+            && self.include.is_empty()
+            && self.gitignore.is_none()
     }
 }
 

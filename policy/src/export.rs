@@ -137,6 +137,7 @@ pub fn to_doc(p: &Policy) -> ProfileDoc {
         .filter(|e| !DEFAULT_ROLLBACK_EXCLUDES.contains(&e.as_str()))
         .map(bare)
         .collect();
+    doc.rollback.include = taken_back(p).into_iter().map(bare).collect();
     if p.overrides.allow_broad_write {
         doc.overrides.allow_broad_write = Some(true);
     }
@@ -346,6 +347,18 @@ pub fn to_lang(p: &Policy) -> String {
                 .join(" ")
         );
     }
+    let included = taken_back(p);
+    if !included.is_empty() {
+        let _ = writeln!(
+            out,
+            "rollback include {}",
+            included
+                .iter()
+                .map(|s| lang_value(s))
+                .collect::<Vec<_>>()
+                .join(" ")
+        );
+    }
     if p.rollback.gitignore {
         out.push_str("rollback gitignore on\n");
     }
@@ -353,6 +366,15 @@ pub fn to_lang(p: &Policy) -> String {
         out.push_str("override allow-broad-write\n");
     }
     out
+}
+
+/// The default exclusions the policy took back (`rollback include`).
+fn taken_back(p: &Policy) -> Vec<String> {
+    DEFAULT_ROLLBACK_EXCLUDES
+        .iter()
+        .filter(|d| !p.rollback.exclude.iter().any(|e| e == *d))
+        .map(|d| d.to_string())
+        .collect()
 }
 
 #[cfg(test)]

@@ -801,6 +801,10 @@ impl<'s> Walker<'s> {
                 let patterns = self.values(line, pairs, Rule::exclude_pattern);
                 self.doc.rollback.exclude.extend(patterns);
             }
+            Rule::rollback_include_stmt => {
+                let names = self.values(line, pairs, Rule::exclude_pattern);
+                self.doc.rollback.include.extend(names);
+            }
             Rule::override_stmt => {
                 self.doc.overrides.allow_broad_write = Some(true);
             }
@@ -1124,6 +1128,7 @@ fn rule_is_statement(rule: Rule) -> bool {
             | Rule::audit_stmt
             | Rule::rollback_stmt
             | Rule::rollback_exclude_stmt
+            | Rule::rollback_include_stmt
             | Rule::rollback_gitignore_stmt
             | Rule::override_stmt
     ) || allowed_in_group(rule)
@@ -1326,6 +1331,7 @@ fn keyword_of(rule: Rule) -> Option<&'static str> {
         Rule::kw_denied => "denied",
         Rule::kw_rollback => "rollback",
         Rule::kw_exclude => "exclude",
+        Rule::kw_include => "include",
         Rule::kw_gitignore => "gitignore",
         Rule::kw_override => "override",
         Rule::kw_allow_broad_write => "allow-broad-write",

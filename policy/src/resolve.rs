@@ -337,6 +337,24 @@ impl<'a> Resolver<'a> {
                 None => acc.rollback.exclude.push(name.to_string()),
             }
         }
+        // After this document's own excludes: a document that both excludes and includes a
+        // name ends up including it.
+        for inc in &doc.rollback.include {
+            let name = inc.value.trim();
+            if !acc.rollback.exclude.iter().any(|e| e == name) {
+                let d = self.diag(
+                    src,
+                    inc.loc,
+                    format!(
+                        "rollback include `{name}`: no exclusion by that name to take back \
+                         (excluded so far: {})",
+                        acc.rollback.exclude.join(" ")
+                    ),
+                );
+                self.errors.push(d);
+            }
+            acc.rollback.exclude.retain(|e| e != name);
+        }
         if let Some(v) = doc.overrides.allow_broad_write {
             acc.overrides.allow_broad_write = v;
         }

@@ -34,6 +34,7 @@ env strip AWS_*
 audit all
 rollback on
 rollback exclude vendor
+rollback include build
 "#;
 
 const JSON: &str = r#"{
@@ -56,7 +57,7 @@ const JSON: &str = r#"{
   "ipc": {"scope_signals": false, "unix_sockets": ["$XDG_RUNTIME_DIR/bus"]},
   "env": {"mode": "clean", "pass": ["TERM", "LANG", "LC_*"], "strip": ["AWS_*"]},
   "audit": {"level": "all"},
-  "rollback": {"enabled": true, "exclude": ["vendor"]}
+  "rollback": {"enabled": true, "exclude": ["vendor"], "include": ["build"]}
 }"#;
 
 const YAML: &str = r#"
@@ -88,7 +89,7 @@ env:
   pass: [TERM, LANG, LC_*]
   strip: [AWS_*]
 audit: {level: all}
-rollback: {enabled: true, exclude: [vendor]}
+rollback: {enabled: true, exclude: [vendor], include: [build]}
 "#;
 
 fn file(name: &str, text: &str, format: Format) -> SourceFile {

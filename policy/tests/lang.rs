@@ -930,7 +930,7 @@ fn missing_values() {
         (
             "rollback",
             9,
-            "expected `on`, `off`, `exclude` or `gitignore` after `rollback`",
+            "expected `on`, `off`, `exclude`, `include` or `gitignore` after `rollback`",
         ),
         (
             "rollback gitignore",

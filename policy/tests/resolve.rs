@@ -371,3 +371,45 @@ fn rollback_excludes_are_names_or_patterns_for_one_name() {
         assert!(d.loc.is_some(), "{bad:?}: a location");
     }
 }
+
+#[test]
+fn rollback_include_takes_back_an_exclusion() {
+    let lang = |text: &str| SourceFile {
+        name: "p.nono".into(),
+        text: text.into(),
+        format: Format::Lang,
+    };
+    let p = compile(
+        &lang("profile p\nrollback exclude vendor\nrollback include build dist\n"),
+        &MemorySource::default(),
+    )
+    .expect("compiles");
+    let ex = &p.rollback.exclude;
+    assert!(ex.iter().any(|e| e == "vendor") && ex.iter().any(|e| e == "target"));
+    assert!(!ex.iter().any(|e| e == "build" || e == "dist"), "{ex:?}");
+    // A child takes back what a parent excluded.
+    let src = MemorySource::default()
+        .with_profile("base", lang("profile base\nrollback exclude generated\n"));
+    let child = compile(
+        &lang("profile child\nextends base\nrollback include generated\n"),
+        &src,
+    )
+    .expect("compiles");
+    assert!(!child.rollback.exclude.iter().any(|e| e == "generated"));
+    // Nothing by that name: a typo, reported where it was written.
+    let d = first_error(compile(
+        &lang("profile p\nrollback include biuld\n"),
+        &MemorySource::default(),
+    ));
+    assert!(d.message.contains("no exclusion by that name"), "{d}");
+    assert_eq!(d.loc.map(|l| l.line), Some(2));
+    // The policy language export says it again, and compiles back to the same list.
+    let text = nono_policy::export::to_lang(&p);
+    assert!(text.contains("rollback include build dist"), "{text}");
+    let back = compile(&lang(&text), &MemorySource::default()).expect("the export compiles");
+    let mut a = p.rollback.exclude.clone();
+    let mut b = back.rollback.exclude.clone();
+    a.sort();
+    b.sort();
+    assert_eq!(a, b);
+}
