@@ -22,6 +22,7 @@ use nono_e2e::{
 as_root_and_nobody!(
     restore_returns_the_tree_byte_for_byte,
     included_defaults_are_snapshotted,
+    after_run_content_is_capped,
     planted_symlinks_are_never_followed,
     hostile_names_are_escaped_and_restored,
     store_is_unreachable_from_the_sandbox,
@@ -852,6 +853,50 @@ fn content_that_cannot_be_read_is_recorded_as_not_saved() {
     restore(&w, &id, &[]);
     assert_same_tree(&expected, t);
     assert_nothing_left_to_restore(&w, &id);
+}
+
+/// What the command writes is stored only for `show --diff`, up to the byte limit: past it,
+/// the change is recorded without its content, and restore (which needs only what was there
+/// before) still returns the tree.
+fn after_run_content_is_capped(user: User) {
+    let w = World::new(user);
+    let t = &w.work;
+    w.write(&t.join("notes.txt"), "before\n");
+    w.hand_over(t);
+    let expected = w.root.join("expected");
+    copy_tree(t, &expected);
+    let mut cmd = w.sandbox(
+        &["--rollback"],
+        &[
+            "/bin/sh",
+            "-c",
+            "set -e; echo after > notes.txt; head -c 1048576 /dev/zero > big.bin",
+        ],
+    );
+    cmd.env("NONO_ROLLBACK_MAX_BYTES", "64K");
+    let out = run(&mut cmd);
+    assert_eq!(out.code(), Some(0), "{}", out.describe());
+    let id = latest_session(&w);
+    let v = show_json(&w, &id);
+    let changes = v["changes"].as_array().expect("a change record");
+    let big = changes
+        .iter()
+        .find(|c| c["path"].as_str().unwrap().ends_with("/big.bin"))
+        .unwrap_or_else(|| panic!("{v}"));
+    assert_eq!(big["op"], "created", "{big}");
+    assert!(
+        big["after"]["content_not_saved"]
+            .as_str()
+            .is_some_and(|r| r.contains("after-run limit")),
+        "{big}"
+    );
+    let notes = changes
+        .iter()
+        .find(|c| c["path"].as_str().unwrap().ends_with("/notes.txt"))
+        .unwrap_or_else(|| panic!("{v}"));
+    assert!(notes["after"]["hash"].is_string(), "{notes}");
+    restore(&w, &id, &[]);
+    assert_same_tree(&expected, t);
 }
 
 /// A 100 MB file: stored once, diffed as binary, restored byte for byte.

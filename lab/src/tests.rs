@@ -35,6 +35,7 @@ tests! {
     nono_has_kernel_layer: CgroupSock,
     deny_inside_grant: Lsm,
     watches_on_denied_paths_refused: Lsm,
+    nono_state_is_denied_under_a_write_grant: Lsm,
     file_created_later_in_denied_dir: Lsm,
     rename_and_link_out_of_denied_dir: Lsm,
     preexisting_hard_link_is_denied: Lsm,
@@ -474,6 +475,46 @@ fn watches_on_denied_paths_refused(ctx: &Ctx) -> Result<(), String> {
         ));
     }
     unchanged(&key, "PRIVATE KEY")
+}
+
+/// nono's own state inside a writable grant: the lab profile grants the scratch directory
+/// read-write, and `XDG_STATE_HOME` lies in it, so Landlock cannot keep the implicit deny on
+/// `$XDG_STATE_HOME/nono`; the kernel layer does. The command gets EPERM on the audit
+/// database and on a new file beside it, and the session it was recorded in verifies.
+fn nono_state_is_denied_under_a_write_grant(ctx: &Ctx) -> Result<(), String> {
+    let state = ctx.scratch.join("state");
+    fs::create_dir_all(&state).map_err(|e| e.to_string())?;
+    let db = state.join("nono/audit.db");
+    let planted = state.join("nono/planted");
+    let out = command(
+        ctx,
+        &[],
+        &[
+            &["read", &s(&db)],
+            &["append", &s(&db)],
+            &["create", &s(&planted)],
+        ],
+    )
+    .env("XDG_STATE_HOME", &state)
+    .output()
+    .map_err(|e| format!("running {}: {e}", ctx.nono.display()))?;
+    let run = Run {
+        code: exit_code(&out.status),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    };
+    run.expect(&[EPERM, EPERM, EPERM])?;
+    absent(&planted)?;
+    let list = audit_json(ctx, &state, &["list"])?;
+    let id = list[0]["id"]
+        .as_str()
+        .ok_or_else(|| format!("no audit session: {list}"))?
+        .to_string();
+    let verified = audit_json(ctx, &state, &["verify", &id])?;
+    if verified["intact"] != true || verified["complete"] != true {
+        return Err(format!("the session does not verify: {verified}"));
+    }
+    Ok(())
 }
 
 /// Files created in a denied directory after the sandbox started are denied too, whoever

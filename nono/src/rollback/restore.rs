@@ -799,7 +799,7 @@ mod tests {
         std::fs::create_dir(&outside).unwrap();
         let store = Store::open(&base.join("store"), Lock::Shared).unwrap();
         let w = walk(&tree, &WalkOptions::default(), None).unwrap();
-        let (rm, _) = store_files(&store, &tree, w, None).unwrap();
+        let (rm, _) = store_files(&store, &tree, w, None, None).unwrap();
 
         std::fs::remove_file(tree.join("config")).unwrap();
         std::os::unix::fs::symlink(&victim, tree.join("config")).unwrap();

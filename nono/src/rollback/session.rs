@@ -349,7 +349,7 @@ pub fn begin(a: BeginArgs<'_>) -> Result<Option<Session>, String> {
     let mut total = Stats::default();
     for (root, w) in walked {
         let prev = previous(&store, &root);
-        let (rm, st) = match snapshot::store_files(&store, &root, w, prev.as_ref()) {
+        let (rm, st) = match snapshot::store_files(&store, &root, w, prev.as_ref(), None) {
             Ok(x) => x,
             Err(e) => return too_large(mode, e.to_string()),
         };
@@ -464,6 +464,10 @@ impl Session {
             roots: Vec::new(),
         };
         let mut all = Vec::new();
+        // One budget for the content of the whole run's changes (see `store_files`).
+        let mut budget = snapshot::Limits::from_env()
+            .map(|l| l.max_bytes)
+            .unwrap_or(snapshot::DEFAULT_MAX_BYTES);
         for b in &self.before.roots {
             // Same exclusions; .gitignore is not re-evaluated (the session may have edited
             // it): what was skipped then is skipped now, everything else is seen.
@@ -474,8 +478,10 @@ impl Session {
             } else {
                 snapshot::walk(&b.root, &opts, None).map_err(|e| e.to_string())?
             };
-            let (mut rm, _) = snapshot::store_files(&self.store, &b.root, w, Some(b))
-                .map_err(|e| e.to_string())?;
+            let (mut rm, stats) =
+                snapshot::store_files(&self.store, &b.root, w, Some(b), Some(budget))
+                    .map_err(|e| e.to_string())?;
+            budget = budget.saturating_sub(stats.hashed_bytes);
             rm.skipped = b.skipped.clone();
             all.extend(changes::diff(b, &rm));
             after.roots.push(rm);

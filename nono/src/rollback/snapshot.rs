@@ -457,6 +457,7 @@ pub fn store_files(
     root: &Path,
     walked: Walked,
     prev: Option<&RootManifest>,
+    content_budget: Option<u64>,
 ) -> Result<(RootManifest, Stats), SnapshotError> {
     let mut entries = walked.entries;
     let phase = walked.phase;
@@ -477,6 +478,25 @@ pub fn store_files(
             }
         }
         todo.push(e);
+    }
+    // After the run, content is stored only for `show --diff` (restore needs what was there
+    // before, not what the command wrote), so it is capped: a command that writes more than
+    // the budget cannot fill the store or hold up nono's exit. Past it, entries are recorded
+    // with their metadata and no content (in walk order, each file that still fits stored).
+    if let Some(budget) = content_budget {
+        let mut used = 0u64;
+        todo.retain_mut(|e| {
+            // A file that does not fit is skipped; smaller ones after it may still fit.
+            if used.saturating_add(e.size) <= budget {
+                used += e.size;
+                return true;
+            }
+            e.unsaved = Some(format!(
+                "not stored: the command wrote more than the {budget}-byte after-run limit \
+                 (NONO_ROLLBACK_MAX_BYTES)"
+            ));
+            false
+        });
     }
     stats.hashed_files = todo.len() as u64;
     stats.hashed_bytes = todo.iter().map(|e| e.size).sum();
@@ -556,18 +576,18 @@ mod tests {
         let store = Store::open(&d.path().join("store"), Lock::Shared).unwrap();
         let opts = WalkOptions::default();
         let w = walk(&tree, &opts, None).unwrap();
-        let (m1, s1) = store_files(&store, &tree, w, None).unwrap();
+        let (m1, s1) = store_files(&store, &tree, w, None, None).unwrap();
         assert_eq!(s1.hashed_files, 2);
         assert_eq!(m1.entries.len(), 6);
         let link = m1.entries.iter().find(|e| e.kind == Kind::Symlink).unwrap();
         assert_eq!(link.target.as_deref(), Some(Path::new("/etc/passwd")));
         let w = walk(&tree, &opts, None).unwrap();
-        let (m2, s2) = store_files(&store, &tree, w, Some(&m1)).unwrap();
+        let (m2, s2) = store_files(&store, &tree, w, Some(&m1), None).unwrap();
         assert_eq!(s2.hashed_files, 0);
         assert_eq!(m1, m2);
         fs::write(tree.join("a/one"), "changed").unwrap();
         let w = walk(&tree, &opts, None).unwrap();
-        let (_, s3) = store_files(&store, &tree, w, Some(&m2)).unwrap();
+        let (_, s3) = store_files(&store, &tree, w, Some(&m2), None).unwrap();
         assert_eq!(s3.hashed_files, 1);
     }
 
