@@ -23,6 +23,7 @@ as_root_and_nobody!(
     restore_returns_the_tree_byte_for_byte,
     included_defaults_are_snapshotted,
     after_run_content_is_capped,
+    gitignored_paths_are_left_out_and_shown,
     planted_symlinks_are_never_followed,
     hostile_names_are_escaped_and_restored,
     store_is_unreachable_from_the_sandbox,
@@ -897,6 +898,54 @@ fn after_run_content_is_capped(user: User) {
     assert!(notes["after"]["hash"].is_string(), "{notes}");
     restore(&w, &id, &[]);
     assert_same_tree(&expected, t);
+}
+
+/// `rollback gitignore on`: what `.gitignore` ignores is neither snapshotted nor restored, and
+/// `show` says which paths were left out, so nobody expects a restore to bring them back.
+fn gitignored_paths_are_left_out_and_shown(user: User) {
+    let w = World::new(user);
+    let t = &w.work;
+    w.write(&t.join(".gitignore"), "*.tmp\n");
+    w.write(&t.join("scratch.tmp"), "ignored\n");
+    w.write(&t.join("kept.txt"), "kept\n");
+    w.hand_over(t);
+    let profile = w.profile_file(
+        "rollback-gitignore",
+        &serde_json::json!({ "extends": ["default"], "rollback": { "gitignore": true } }),
+    );
+    let profile = profile.display().to_string();
+    let out = run_rollback(
+        &w,
+        &["--profile", &profile],
+        "set -e; echo changed > scratch.tmp; echo changed > kept.txt",
+    );
+    assert_eq!(out.code(), Some(0), "{}", out.describe());
+    let id = latest_session(&w);
+    let v = show_json(&w, &id);
+    let left: Vec<&str> = v["left_out"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{v}"))
+        .iter()
+        .filter_map(|p| p.as_str())
+        .collect();
+    assert!(left.iter().any(|p| p.ends_with("/scratch.tmp")), "{v}");
+    let changed: Vec<&str> = v["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(changed.len(), 1, "{changed:?}");
+    assert!(changed[0].ends_with("/kept.txt"));
+    let text = nono(&w, &["rollback", "show", &id]);
+    assert!(
+        text.stdout.contains("left out") && text.stdout.contains("scratch.tmp"),
+        "{}",
+        text.stdout
+    );
+    restore(&w, &id, &[]);
+    assert_eq!(fs::read(t.join("kept.txt")).unwrap(), b"kept\n");
+    assert_eq!(fs::read(t.join("scratch.tmp")).unwrap(), b"changed\n");
 }
 
 /// A 100 MB file: stored once, diffed as binary, restored byte for byte.

@@ -245,11 +245,26 @@ fn show(prefix: &str, diff: bool, json: bool) -> CmdResult {
     let id = session::resolve(&store, prefix).map_err(fail)?;
     let info = session::load_info(&store, &id).map_err(fail)?;
     let changes = session::load_changes(&store, &id).map_err(fail)?;
+    // Paths inside the roots the snapshot left out (other filesystems, `.gitignore`d).
+    let left_out: Vec<std::path::PathBuf> = session::load_manifest(&store, &id, "before")
+        .map(|m| {
+            m.roots
+                .iter()
+                .flat_map(|r| r.skipped.iter().map(|p| r.root.join(&p.0)))
+                .collect()
+        })
+        .unwrap_or_default();
     if json {
+        let left: Vec<super::manifest::EncPath> = left_out
+            .iter()
+            .cloned()
+            .map(super::manifest::EncPath)
+            .collect();
         let v = json!({
             "id": info.id, "started": info.started, "ended": info.ended,
             "command": info.command, "profile": info.profile, "exit_code": info.exit_code,
             "workdir": info.workdir, "roots": info.roots, "skipped_roots": info.skipped_roots,
+            "left_out": left,
             "snapshot": info.snapshot, "new_objects": info.new_objects,
             "new_bytes": info.new_bytes, "counts": session::counts(&store, &info),
             "changes": changes,
@@ -275,6 +290,19 @@ fn show(prefix: &str, diff: bool, json: bool) -> CmdResult {
     }
     for s in &info.skipped_roots {
         println!("not saved {} ({})", shown(&s.path.0), s.reason);
+    }
+    const LEFT_OUT_SHOWN: usize = 20;
+    for p in left_out.iter().take(LEFT_OUT_SHOWN) {
+        println!(
+            "left out  {} (another filesystem, or ignored by .gitignore)",
+            shown(p)
+        );
+    }
+    if left_out.len() > LEFT_OUT_SHOWN {
+        println!(
+            "left out  ... and {} more (`--json` lists them all)",
+            left_out.len() - LEFT_OUT_SHOWN
+        );
     }
     println!(
         "snapshot  {} entries, {}; {} new object(s), {}",

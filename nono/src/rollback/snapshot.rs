@@ -314,7 +314,14 @@ impl Walker<'_> {
                 .metadata()
                 .map_err(|e| SnapshotError::Io(format!("cannot stat {}: {e}", shown(&cabs))))?;
             if m.dev() != self.dev {
-                tracing::info!("rollback: {} is another filesystem; skipped", shown(&cabs));
+                // Said without -v before the run: restore will not cover what is mounted there.
+                if self.opts.phase == Phase::Before {
+                    tracing::warn!(
+                        "rollback: {} is another filesystem: not snapshotted, and restore \
+                         leaves it alone",
+                        shown(&cabs)
+                    );
+                }
                 self.out.skipped.push(crel);
                 continue;
             }
