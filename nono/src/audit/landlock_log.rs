@@ -97,6 +97,56 @@ impl Record {
     }
 }
 
+/// The policy's deny rules by path. Landlock reports the path it refused, not a rule: a
+/// refusal at or below a deny rule's path is that rule's (it names the object the profile
+/// protects, whether or not a grant also missed it); any other is the default deny
+/// ("not granted"), which has no rule id.
+#[derive(Debug, Default, Clone)]
+pub struct DenyRules(Vec<DenyRule>);
+
+#[derive(Debug, Clone)]
+struct DenyRule {
+    base: std::path::PathBuf,
+    subtree: bool,
+    id: u32,
+    source: Option<String>,
+}
+
+impl DenyRules {
+    /// From the run's policy (paths already expanded for this machine).
+    pub fn from_policy(
+        policy: &nono_policy::ir::Policy,
+        source: impl Fn(u32) -> Option<String>,
+    ) -> DenyRules {
+        use nono_policy::ir::Effect;
+        use nono_policy::path::Scope;
+        let mut rules: Vec<DenyRule> = policy
+            .fs
+            .iter()
+            .filter(|r| r.effect == Effect::Deny && r.path.root().is_none())
+            .map(|r| DenyRule {
+                base: std::path::PathBuf::from(r.path.base_text()),
+                subtree: r.path.scope() == Scope::Subtree,
+                id: r.id.0,
+                source: source(r.id.0),
+            })
+            .collect();
+        // The most specific rule first: the one whose path is longest.
+        rules.sort_by_key(|r| std::cmp::Reverse(r.base.as_os_str().len()));
+        DenyRules(rules)
+    }
+
+    /// The deny rule behind a refusal of `path`, if any.
+    fn rule_for(&self, path: &[u8]) -> Option<(u32, Option<String>)> {
+        use std::os::unix::ffi::OsStrExt;
+        let path = std::path::Path::new(std::ffi::OsStr::from_bytes(path));
+        self.0
+            .iter()
+            .find(|r| path == r.base || (r.subtree && path.starts_with(&r.base)))
+            .map(|r| (r.id, r.source.clone()))
+    }
+}
+
 /// Follows the records of one session: which domains are its, and which denials to keep.
 #[derive(Debug, Default)]
 pub struct Attributor {
@@ -104,6 +154,7 @@ pub struct Attributor {
     domains: HashSet<String>,
     /// The records of the audit event being read (one serial number).
     current: Vec<Record>,
+    denies: DenyRules,
 }
 
 impl Attributor {
@@ -112,6 +163,12 @@ impl Attributor {
             child: child_pid,
             ..Attributor::default()
         }
+    }
+
+    /// Name the deny rule behind each file denial (see [`DenyRules`]).
+    pub fn with_denies(mut self, denies: DenyRules) -> Attributor {
+        self.denies = denies;
+        self
     }
 
     pub fn set_child(&mut self, pid: i64) {
@@ -169,13 +226,21 @@ impl Attributor {
                         record: r.body.clone(),
                     },
                 };
+                let rule = match &what {
+                    What::File { path, .. } => self.denies.rule_for(path),
+                    _ => None,
+                };
+                let (rule_id, rule_source) = match rule {
+                    Some((id, source)) => (Some(id), source),
+                    None => (None, None),
+                };
                 AuditEvent {
                     time_ns: r.time_ns,
                     pid,
                     process: process.clone(),
                     denied: true,
-                    rule_id: None,
-                    rule_source: None,
+                    rule_id,
+                    rule_source,
                     what,
                 }
             })
@@ -285,7 +350,11 @@ pub fn audit_enabled() -> Option<bool> {
 impl LandlockLog {
     /// Starts reading, if this host lets nono; otherwise says why not. `child` is filled in
     /// with the command's pid once it is spawned.
-    pub fn start(sender: AuditSender, child: &'static AtomicI32) -> Result<LandlockLog, String> {
+    pub fn start(
+        sender: AuditSender,
+        child: &'static AtomicI32,
+        denies: DenyRules,
+    ) -> Result<LandlockLog, String> {
         if audit_enabled() == Some(false) {
             return Err(
                 "kernel audit is disabled (no auditd, audit=0): Landlock logs nothing".into(),
@@ -298,7 +367,7 @@ impl LandlockLog {
         let _blocked = super::ingest::AllSignalsBlocked::new();
         let thread = std::thread::Builder::new()
             .name("nono-landlock-log".into())
-            .spawn(move || read_loop(fd, sender, child, stop2))
+            .spawn(move || read_loop(fd, sender, child, stop2, denies))
             .map_err(|e| e.to_string())?;
         Ok(LandlockLog {
             stop,
@@ -367,8 +436,14 @@ fn send_request(fd: &OwnedFd, kind: u16, payload: &[u8]) -> std::io::Result<()> 
     Ok(())
 }
 
-fn read_loop(fd: OwnedFd, sender: AuditSender, child: &AtomicI32, stop: Arc<AtomicBool>) {
-    let mut attr = Attributor::new(0);
+fn read_loop(
+    fd: OwnedFd,
+    sender: AuditSender,
+    child: &AtomicI32,
+    stop: Arc<AtomicBool>,
+    denies: DenyRules,
+) {
+    let mut attr = Attributor::new(0).with_denies(denies);
     let mut buf = vec![0u8; 64 * 1024];
     let mut stop_at: Option<Instant> = None;
     // Unique to this reader: the pid and the command's pid.
@@ -487,6 +562,37 @@ mod tests {
             .iter()
             .flat_map(|(k, t)| a.push(Record::parse(*k, t).unwrap()))
             .collect()
+    }
+
+    #[test]
+    fn a_denial_under_a_deny_rule_names_that_rule() {
+        let rule = |base: &str, subtree: bool, id: u32| DenyRule {
+            base: base.into(),
+            subtree,
+            id,
+            source: Some(format!("p.nono:{id}:1")),
+        };
+        let mut rules = vec![
+            rule("/root", true, 3),
+            rule("/root/.bashrc", false, 9),
+            rule("/root/.ssh", true, 7),
+        ];
+        rules.sort_by_key(|r| std::cmp::Reverse(r.base.as_os_str().len()));
+        let denies = DenyRules(rules);
+        // The most specific rule decides.
+        let got = feed(
+            &mut Attributor::new(24167).with_denies(denies.clone()),
+            EVENT,
+        );
+        assert_eq!(got[0].rule_id, Some(9));
+        assert_eq!(got[0].rule_source.as_deref(), Some("p.nono:9:1"));
+        assert_eq!(denies.rule_for(b"/root/.ssh/id_rsa").map(|r| r.0), Some(7));
+        assert_eq!(denies.rule_for(b"/root/.sshx").map(|r| r.0), Some(3));
+        assert_eq!(denies.rule_for(b"/root/.bashrc.d/x").map(|r| r.0), Some(3));
+        // Outside every deny: the default ("not granted"), no rule.
+        assert_eq!(denies.rule_for(b"/etc/shadow"), None);
+        let none = feed(&mut Attributor::new(24167), EVENT);
+        assert_eq!(none[0].rule_id, None);
     }
 
     #[test]

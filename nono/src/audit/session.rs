@@ -162,14 +162,17 @@ impl PendingRun {
         // after leaves an incomplete session, never none. The store was opened meanwhile, so
         // this waits for one small transaction. A failed writer closes the channel.
         let _ = written.recv();
-        let landlock_log =
-            match super::landlock_log::LandlockLog::start(auditor.sender(), info.child_pid) {
-                Ok(l) => Some(l),
-                Err(why) => {
-                    tracing::info!("audit: not reading Landlock's denial records: {why}");
-                    None
-                }
-            };
+        let landlock_log = match super::landlock_log::LandlockLog::start(
+            auditor.sender(),
+            info.child_pid,
+            super::landlock_log::DenyRules::from_policy(info.policy, rule_sources(info.policy)),
+        ) {
+            Ok(l) => Some(l),
+            Err(why) => {
+                tracing::info!("audit: not reading Landlock's denial records: {why}");
+                None
+            }
+        };
         RunAudit {
             auditor,
             landlock_log,
