@@ -137,8 +137,10 @@ fn run_op(op: &str, args: &[String]) -> Result<(), i32> {
                 }
                 Ok(())
             }
+            // `exec PATH [ARG..]`: run PATH with the arguments, and wait for it.
             "exec" => {
                 let status = std::process::Command::new(a(0))
+                    .args(args.iter().skip(1))
                     .status()
                     .map_err(io_errno)?;
                 if status.success() {

@@ -50,6 +50,7 @@ tests! {
     cgroupfs_writes_are_denied: Lsm,
     outside_process_unaffected: Lsm,
     events_carry_rule_id_and_drop_counter: Lsm,
+    exec_events_carry_binary_and_argv: Lsm,
     concurrent_sessions_get_their_own_events: CgroupSock,
     event_slots_full_refuses_and_kill9_frees_a_slot: OwnMachine,
     missing_paths_bound_when_created: Lsm,
@@ -1044,6 +1045,79 @@ fn events_carry_rule_id_and_drop_counter(ctx: &Ctx) -> Result<(), String> {
         return Err(format!("the event does not name the denied path: {event}"));
     }
     audit_has_the_deny(ctx, &state, &profile, line, ino, &b)
+}
+
+/// Under `audit all`, an exec inside the sandbox reaches the audit trail from the kernel layer
+/// (the `sched_process_exec` tracepoint) with the binary it ran and its arguments, redacted by
+/// the documented rule, and the `-v` line shows them redacted too.
+fn exec_events_carry_binary_and_argv(ctx: &Ctx) -> Result<(), String> {
+    let flags = vec!["--audit-all".to_string()];
+    let state = ctx.scratch.with_extension("state");
+    let binary = "/bin/true";
+    let secret = "s3cret-lab-value";
+    let assignment_secret = "abc-lab-token";
+    let assignment = format!("GITHUB_TOKEN={assignment_secret}");
+    let out = command(
+        ctx,
+        &flags,
+        &[&["exec", binary, "--token", secret, &assignment, "plain"]],
+    )
+    .env("XDG_STATE_HOME", &state)
+    .output()
+    .map_err(|e| format!("running {}: {e}", ctx.nono.display()))?;
+    let run = Run {
+        code: exit_code(&out.status),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    };
+    run.expect(&[OK])?;
+    let want = [
+        binary,
+        "--token",
+        "[REDACTED]",
+        "GITHUB_TOKEN=[REDACTED]",
+        "plain",
+    ];
+    let line = run
+        .stderr
+        .lines()
+        .find(|l| l.contains("allow exec") && l.contains(&format!("binary={binary} ")))
+        .ok_or_else(|| format!("no exec event line; stderr: {}", run.stderr))?;
+    if !line.contains(&format!("argv=[{}]", want.join(", "))) || !line.contains("comm=true") {
+        return Err(format!("wrong exec event line: {line}"));
+    }
+    let list = audit_json(ctx, &state, &["list"])?;
+    let id = list[0]["id"]
+        .as_str()
+        .ok_or_else(|| format!("no audit session: {list}"))?
+        .to_string();
+    let doc = audit_json(ctx, &state, &["show", &id])?;
+    let shown = doc.to_string();
+    if shown.contains(secret) || shown.contains(assignment_secret) {
+        return Err(format!("a secret reached the audit trail: {shown}"));
+    }
+    if run.stderr.contains(secret) || run.stderr.contains(assignment_secret) {
+        return Err(format!("a secret reached the -v output: {}", run.stderr));
+    }
+    let events = doc["events"].as_array().cloned().unwrap_or_default();
+    let found = events.iter().any(|e| {
+        e["kind"] == "exec"
+            && e["denied"] == false
+            && e["object"].as_str() == Some(binary)
+            && e["process"] == "true"
+            && e["pid"].as_u64().is_some_and(|p| p != 0)
+            && e["detail"]["argv"].as_array().is_some_and(|a| {
+                a.iter()
+                    .map(|v| v.as_str())
+                    .eq(want.iter().map(|w| Some(*w)))
+            })
+    });
+    if !found {
+        return Err(format!(
+            "the audit session has no kernel exec event of {binary} with argv {want:?}: {shown}"
+        ));
+    }
+    Ok(())
 }
 
 /// The run's audit session (`nono audit show --json`) holds the kernel's deny with the rule's

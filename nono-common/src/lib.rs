@@ -51,6 +51,9 @@ pub mod names {
     pub const FS_WATCHERS: &str = "NONO_FS_WATCHERS";
     pub const FS_CACHE: &str = "NONO_FS_CACHE";
     pub const FS_GEN: &str = "NONO_FS_GEN";
+    /// The BTF tracepoint program reporting a sandboxed task's completed exec (binary and
+    /// argv, see [`super::ExecRecord`]); named after the tracepoint it attaches to.
+    pub const EXEC_TRACEPOINT: &str = "sched_process_exec";
 }
 
 /// How many sandboxes can run at once, each with an event stream of its own: the programs
@@ -399,6 +402,14 @@ pub struct KernelOffsets {
     pub sock_num: u32,
     /// `vm_area_struct.vm_file`: the file a mapping maps, null for anonymous memory.
     pub vma_file: u32,
+    /// `linux_binprm.filename`: the name `execve` was given (a `const char *`).
+    pub binprm_filename: u32,
+    /// `task_struct.mm`, at most [`TASK_OFFSET_MASK`].
+    pub task_mm: u32,
+    /// `mm_struct.arg_start` and `mm_struct.arg_end`: the NUL-separated argument strings on
+    /// the new program's stack (user memory).
+    pub mm_arg_start: u32,
+    pub mm_arg_end: u32,
 }
 
 impl KernelOffsets {
@@ -427,6 +438,10 @@ impl KernelOffsets {
         sock_family: 0,
         sock_num: 0,
         vma_file: 0,
+        binprm_filename: 0,
+        task_mm: 0,
+        mm_arg_start: 0,
+        mm_arg_end: 0,
     };
 }
 
@@ -629,6 +644,45 @@ pub struct Event {
     pub comm: [u8; 16],
 }
 
+/// Bytes of an [`ExecRecord`]'s file name: longer names are cut (and flagged).
+pub const EXEC_FILENAME_LEN: usize = 256;
+/// Bytes of an [`ExecRecord`]'s argument strings: longer command lines are cut (and flagged).
+/// A power of two: the program masks the length it reads with `EXEC_ARGV_LEN - 1`.
+pub const EXEC_ARGV_LEN: usize = 512;
+
+/// [`ExecRecord::flags`]: the file name did not fit in `filename` (cut at its last byte).
+pub const EXEC_FILENAME_CUT: u32 = 1;
+/// [`ExecRecord::flags`]: the arguments did not fit in `argv`; the last one read is incomplete.
+pub const EXEC_ARGV_CUT: u32 = 2;
+/// [`ExecRecord::flags`]: the arguments could not be read at all (`argv_len` is 0).
+pub const EXEC_ARGV_UNREADABLE: u32 = 4;
+
+/// A completed `execve` of a sandboxed task under `audit all`, as written to its sandbox's ring
+/// buffer next to the [`Event`]s: the reader tells the two apart by the record's length (each
+/// has a fixed size, asserted below). Written by the `sched_process_exec` tracepoint program,
+/// after the exec succeeded, so `argv` is what the new program got.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ExecRecord {
+    /// `bpf_ktime_get_ns`: CLOCK_MONOTONIC.
+    pub time_ns: u64,
+    pub sandbox_id: u32,
+    pub tgid: u32,
+    pub pid: u32,
+    pub uid: u32,
+    /// `EXEC_*` flags.
+    pub flags: u32,
+    /// Bytes of `argv` filled.
+    pub argv_len: u32,
+    /// The new program's `comm` (the binary's base name).
+    pub comm: [u8; 16],
+    /// The name the program was executed by, as passed to `execve` (relative if it was),
+    /// NUL-terminated.
+    pub filename: [u8; EXEC_FILENAME_LEN],
+    /// The argument strings, each NUL-terminated, as on the new program's stack.
+    pub argv: [u8; EXEC_ARGV_LEN],
+}
+
 #[cfg(feature = "user")]
 mod user {
     // SAFETY (all impls): `#[repr(C)]`, only integer fields, no padding bytes (checked by the
@@ -642,6 +696,7 @@ mod user {
     unsafe impl aya::Pod for super::LayerConfig {}
     unsafe impl aya::Pod for super::RuleDevices {}
     unsafe impl aya::Pod for super::Event {}
+    unsafe impl aya::Pod for super::ExecRecord {}
     unsafe impl aya::Pod for super::DnsRedirect {}
     unsafe impl aya::Pod for super::DnsOriginal {}
     unsafe impl aya::Pod for super::NameKey {}
@@ -659,7 +714,7 @@ const _: () = {
     assert!(core::mem::size_of::<NetKeyV4>() == 12);
     assert!(core::mem::size_of::<NetKeyV6>() == 24);
     assert!(core::mem::size_of::<NetAllow>() == 24);
-    assert!(core::mem::size_of::<KernelOffsets>() == 92);
+    assert!(core::mem::size_of::<KernelOffsets>() == 108);
     assert!(core::mem::size_of::<LayerConfig>() == 16);
     assert!(core::mem::size_of::<RuleDevices>() == 8 + 4 * LISTED_RULE_DEVICES);
     assert!(core::mem::size_of::<FsCache>() == 16);
@@ -668,6 +723,9 @@ const _: () = {
     assert!(core::mem::size_of::<TemplateKey>() == 8);
     assert!(core::mem::size_of::<NameTemplate>() == 16 + WATCH_NAME_LEN);
     assert!(core::mem::size_of::<Event>() == 80);
+    assert!(core::mem::size_of::<ExecRecord>() == 48 + EXEC_FILENAME_LEN + EXEC_ARGV_LEN);
+    // The reader tells the two records apart by their length.
+    assert!(core::mem::size_of::<ExecRecord>() != core::mem::size_of::<Event>());
     assert!(core::mem::size_of::<DnsRedirect>() == 28);
     assert!(core::mem::size_of::<DnsOriginal>() == 20);
     // `event_slot` masks with `EVENT_SLOTS - 1`.

@@ -15,7 +15,7 @@ use aya_ebpf::{
     macros::map,
     maps::{PerCpuArray, RingBuf},
 };
-use nono_common::{event_slot, Event, EVENT_RING_BYTES, EVENT_SLOTS};
+use nono_common::{event_slot, Event, ExecRecord, EVENT_RING_BYTES, EVENT_SLOTS};
 
 /// Per CPU, per event slot: events that did not fit in the slot's ring buffer. The loader
 /// zeroes a slot's entry when a new sandbox claims the slot. The decision stands regardless.
@@ -48,10 +48,13 @@ macro_rules! rings {
         /// a reference of its own, which keeps the verifier from merging the arms, and the
         /// event-filling code would be verified once per slot at every call site (the
         /// `d_instantiate` program went past the verifier's million-instruction limit).
+        ///
+        /// Generic over the record: an [`Event`] or an [`ExecRecord`], told apart by the reader
+        /// by their (fixed, different) lengths.
         #[inline(always)]
-        fn output(slot: u32, event: &Event) -> bool {
+        fn output<T>(slot: u32, event: &T) -> bool {
             let r = match slot {
-                $($slot => $name.output::<Event>(event, 0),)*
+                $($slot => $name.output::<T>(event, 0),)*
                 _ => Err(0),
             };
             r.is_ok()
@@ -112,6 +115,62 @@ impl Decision {
     }
 }
 
+/// Count an event of `slot` that was not written.
+#[inline(always)]
+fn count_drop(slot: u32) {
+    if let Some(counter) = NONO_DROPPED.get_ptr_mut(slot) {
+        // SAFETY: a per-CPU slot, so no other CPU writes it concurrently.
+        unsafe { *counter += 1 };
+    }
+}
+
+/// Per CPU: where an exec record is assembled (816 bytes, beyond the BPF stack), guarded like
+/// [`Scratch`].
+#[repr(C)]
+pub struct ExecScratch {
+    pub record: ExecRecord,
+    busy: u64,
+}
+
+#[map]
+static NONO_EXEC_SCRATCH: PerCpuArray<ExecScratch> = PerCpuArray::with_max_entries(1, 0);
+
+/// Fill an exec record of `sandbox_id` with `fill` (which sets the file name, arguments and
+/// flags; the rest is filled in here) and write it to the sandbox's ring, or count it as
+/// dropped.
+#[inline(always)]
+pub fn emit_exec(sandbox_id: u32, fill: impl FnOnce(&mut ExecRecord)) {
+    if sandbox_id == 0 {
+        return;
+    }
+    let slot = event_slot(sandbox_id);
+    let Some(scratch) = NONO_EXEC_SCRATCH.get_ptr_mut(0) else {
+        count_drop(slot);
+        return;
+    };
+    // SAFETY: this CPU's scratch entry; `busy` keeps a nested program on this CPU out of it.
+    let scratch = unsafe { &mut *scratch };
+    if scratch.busy != 0 {
+        count_drop(slot);
+        return;
+    }
+    scratch.busy = 1;
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let r = &mut scratch.record;
+    r.time_ns = unsafe { bpf_ktime_get_ns() };
+    r.sandbox_id = sandbox_id;
+    r.tgid = (pid_tgid >> 32) as u32;
+    r.pid = pid_tgid as u32;
+    r.uid = bpf_get_current_uid_gid() as u32;
+    r.comm = bpf_get_current_comm().unwrap_or([0; 16]);
+    fill(r);
+    let written = output(slot, &scratch.record);
+    scratch.busy = 0;
+    if !written {
+        count_drop(slot);
+    }
+}
+
 #[inline(always)]
 pub fn emit(d: &Decision) {
     // Sandbox id 0 is no sandbox (a network program in a cgroup the loader never registered,
@@ -121,12 +180,7 @@ pub fn emit(d: &Decision) {
         return;
     }
     let slot = event_slot(d.sandbox_id);
-    let count_drop = || {
-        if let Some(counter) = NONO_DROPPED.get_ptr_mut(slot) {
-            // SAFETY: a per-CPU slot, so no other CPU writes it concurrently.
-            unsafe { *counter += 1 };
-        }
-    };
+    let count_drop = || count_drop(slot);
     let Some(scratch) = NONO_EVENT_SCRATCH.get_ptr_mut(0) else {
         count_drop();
         return;

@@ -1,5 +1,5 @@
-//! nono's kernel-side programs: BPF LSM file, exec and process-isolation hooks, and cgroup
-//! socket-address hooks.
+//! nono's kernel-side programs: BPF LSM file, exec and process-isolation hooks, cgroup
+//! socket-address hooks, and the `sched_process_exec` tracepoint that reports execs (`exec`).
 //!
 //! Every program starts with the same fast path, [`current_sandbox`]: a task outside every
 //! sandbox gets "allow" after an array load (no sandbox live), or after its cgroup id and one
@@ -22,6 +22,7 @@
 mod cache;
 mod dns;
 mod events;
+mod exec;
 mod fs;
 mod ipc;
 mod net;

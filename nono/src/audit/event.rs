@@ -61,11 +61,16 @@ pub enum What {
         name: Option<String>,
     },
     /// A program was executed. `argv` is already redacted (see [`super::redact`]); `errno` is
-    /// set when `execve` failed.
+    /// set when `execve` failed. From the kernel layer (an exec inside the sandbox, under `audit
+    /// all`), `binary` is the name given to `execve`; `argv_truncated` says the command line
+    /// was longer than the kernel's record holds (only whole arguments are kept) and
+    /// `binary_truncated` the same of the name.
     Exec {
         binary: Vec<u8>,
         argv: Vec<String>,
         errno: Option<i32>,
+        argv_truncated: bool,
+        binary_truncated: bool,
     },
     /// A denial record from Landlock's audit log (ABI 7), kept verbatim.
     Landlock { record: String },
@@ -164,9 +169,17 @@ impl AuditEvent {
                 binary,
                 argv,
                 errno,
+                argv_truncated,
+                binary_truncated,
             } => {
                 let mut d = serde_json::Map::new();
                 d.insert("argv".into(), json!(argv));
+                if argv_truncated {
+                    d.insert("argv_truncated".into(), json!(true));
+                }
+                if binary_truncated {
+                    d.insert("binary_truncated".into(), json!(true));
+                }
                 if let Some(e) = errno {
                     d.insert("errno".into(), json!(e));
                     d.insert(
@@ -288,6 +301,25 @@ impl AuditEvent {
                 op: hook.clone().unwrap_or_else(|| "kernel".into()),
                 target: format!("load:{id}"),
             },
+            EventObject::Exec {
+                binary,
+                argv,
+                argv_truncated,
+                binary_truncated,
+            } => {
+                use std::os::unix::ffi::OsStringExt;
+                let args: Vec<std::ffi::OsString> = argv
+                    .iter()
+                    .map(|a| std::ffi::OsString::from_vec(a.clone()))
+                    .collect();
+                What::Exec {
+                    binary: binary.clone(),
+                    argv: super::redact::argv(&args),
+                    errno: None,
+                    argv_truncated: *argv_truncated,
+                    binary_truncated: *binary_truncated,
+                }
+            }
         };
         // Rule 0 is the default decision; the sentinel ids (no verdict, cgroupfs) are kept as
         // numbers so the record says exactly what the kernel said.
@@ -338,6 +370,40 @@ mod tests {
         assert_eq!(
             row.detail.as_deref(),
             Some(r#"{"dev":"8:1","hook":"file_open","ino":99}"#)
+        );
+    }
+
+    #[test]
+    fn kernel_exec_records_convert_redacted() {
+        use crate::kernel::events::{EventObject, KernelEvent};
+        let ev = KernelEvent {
+            time_ns: 10,
+            sandbox_id: 3,
+            tgid: 42,
+            pid: 42,
+            uid: 1000,
+            comm: "gh".into(),
+            hook: None,
+            denied: false,
+            rule_id: 0,
+            object: EventObject::Exec {
+                binary: b"/usr/bin/gh".to_vec(),
+                argv: vec![b"gh".to_vec(), b"--token".to_vec(), b"ghp_x".to_vec()],
+                argv_truncated: true,
+                binary_truncated: false,
+            },
+        };
+        let row = AuditEvent::from_kernel(&ev, ClockOffset(0), |_| None).into_row();
+        assert_eq!((row.kind.as_str(), row.op.as_str()), ("exec", "exec"));
+        assert_eq!(row.object, b"/usr/bin/gh");
+        assert_eq!(
+            (row.pid, row.process.as_str(), row.denied),
+            (42, "gh", false)
+        );
+        assert_eq!(row.rule_id, None);
+        assert_eq!(
+            row.detail.as_deref(),
+            Some(r#"{"argv":["gh","--token","[REDACTED]"],"argv_truncated":true}"#)
         );
     }
 
@@ -394,6 +460,8 @@ mod tests {
                 binary: b"/bin/true".to_vec(),
                 argv: vec!["true".into()],
                 errno: Some(libc::EACCES),
+                argv_truncated: false,
+                binary_truncated: false,
             },
             ..AuditEvent {
                 time_ns: 1,

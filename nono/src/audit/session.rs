@@ -215,6 +215,8 @@ impl RunAudit {
                 binary: binary.as_os_str().as_bytes().to_vec(),
                 argv: redact::argv(argv),
                 errno,
+                argv_truncated: false,
+                binary_truncated: false,
             },
         };
         if self.sender().blocking_send(vec![event]).is_err() {

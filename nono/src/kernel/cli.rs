@@ -38,6 +38,14 @@ pub fn kernel_status() -> CmdResult {
             "off"
         }
     );
+    println!(
+        "exec_report={}",
+        if layer.exec.is_active() {
+            "active"
+        } else {
+            "off"
+        }
+    );
     println!("sandboxes={}", count(maps.sandboxes.keys().count()));
     println!("fs_entries={}", count(maps.fs_deny.keys().count()));
     println!(
@@ -94,7 +102,8 @@ fn program_stats() -> ProgramStats {
         .filter_map(|info| {
             let name = info.name_as_str()?;
             let ours = super::LSM_HOOKS.iter().any(|h| h.starts_with(name))
-                || super::SOCK_PROGRAMS.iter().any(|(p, _, _)| *p == name);
+                || super::SOCK_PROGRAMS.iter().any(|(p, _, _)| *p == name)
+                || nono_common::names::EXEC_TRACEPOINT.starts_with(name);
             ours.then(|| {
                 (
                     name.to_string(),

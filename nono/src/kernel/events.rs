@@ -1,5 +1,10 @@
 //! Kernel decisions, read from the programs' ring buffer.
 //!
+//! A ring holds two kinds of records, each of a fixed size, told apart by their length: the
+//! decisions of the LSM and socket programs (`nono_common::Event`) and, under `audit all`, the
+//! exec reports of the `sched_process_exec` tracepoint (`nono_common::ExecRecord`: the name a
+//! program was executed by and its arguments), decoded as [`EventObject::Exec`].
+//!
 //! Each live sandbox has a ring buffer of its own, the one of its event slot
 //! (`nono_common::event_slot`, claimed in [`super::sandbox`]), so concurrent runs never read
 //! each other's events. A reader still checks the sandbox id of every record and skips others:
@@ -17,7 +22,10 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use anyhow::{bail, Context, Result};
 use aya::maps::MapData;
-use nono_common::{Event, Hook, DECISION_DENY, NO_VERDICT_RULE};
+use nono_common::{
+    Event, ExecRecord, Hook, DECISION_DENY, EXEC_ARGV_CUT, EXEC_ARGV_UNREADABLE, EXEC_FILENAME_CUT,
+    NO_VERDICT_RULE,
+};
 use tokio::io::unix::AsyncFd;
 
 /// One decoded kernel decision.
@@ -52,10 +60,39 @@ pub enum EventObject {
     /// A BPF or kernel-loading hook; `id` is the kernel's read-file/load-data id where there is
     /// one (2 module, 3 kexec image, 4 kexec initramfs).
     Kernel { id: u64 },
+    /// A completed exec (always an allow, reported under `audit all`; no hook, no rule).
+    Exec {
+        /// The name the program was executed by, as passed to `execve` (relative if it was).
+        binary: Vec<u8>,
+        /// The arguments, raw (not redacted: whoever stores or prints them redacts).
+        argv: Vec<Vec<u8>>,
+        /// Not every argument is here: the command line was longer than the record holds, or
+        /// could not be read. Only whole arguments are kept, never the start of a cut one.
+        argv_truncated: bool,
+        /// The name was longer than the record holds (or exactly as long).
+        binary_truncated: bool,
+    },
+}
+
+/// The arguments of an exec record: its NUL-terminated strings. When the record was cut, the
+/// bytes after the last NUL are the start of an argument and are left out: half a secret could
+/// escape the redaction that the whole one would meet.
+fn split_argv(bytes: &[u8], cut: bool) -> Vec<Vec<u8>> {
+    let mut parts: Vec<&[u8]> = bytes.split(|b| *b == 0).collect();
+    // After the last NUL: empty for a complete list, the partial argument for a cut one.
+    let tail = parts.pop().unwrap_or_default();
+    if !cut && !tail.is_empty() {
+        // Not NUL-terminated and not cut (the program changed its arguments in place): keep it.
+        parts.push(tail);
+    }
+    parts.into_iter().map(<[u8]>::to_vec).collect()
 }
 
 impl KernelEvent {
     pub fn decode(raw: &[u8]) -> Option<KernelEvent> {
+        if raw.len() == std::mem::size_of::<ExecRecord>() {
+            return Some(Self::decode_exec(raw));
+        }
         if raw.len() < std::mem::size_of::<Event>() {
             return None;
         }
@@ -105,8 +142,64 @@ impl KernelEvent {
     }
 }
 
+impl KernelEvent {
+    /// An [`ExecRecord`] (`raw` is exactly its size).
+    fn decode_exec(raw: &[u8]) -> KernelEvent {
+        // SAFETY: `ExecRecord` is plain old data of this size; read_unaligned copes with
+        // alignment.
+        let r: ExecRecord = unsafe { std::ptr::read_unaligned(raw.as_ptr().cast::<ExecRecord>()) };
+        let until_nul = |b: &[u8]| b[..b.iter().position(|c| *c == 0).unwrap_or(b.len())].to_vec();
+        let argv_len = (r.argv_len as usize).min(r.argv.len());
+        let cut = r.flags & EXEC_ARGV_CUT != 0;
+        KernelEvent {
+            time_ns: r.time_ns,
+            sandbox_id: r.sandbox_id,
+            tgid: r.tgid,
+            pid: r.pid,
+            uid: r.uid,
+            comm: String::from_utf8_lossy(&until_nul(&r.comm)).into_owned(),
+            hook: None,
+            denied: false,
+            rule_id: 0,
+            object: EventObject::Exec {
+                binary: until_nul(&r.filename),
+                argv: split_argv(&r.argv[..argv_len], cut),
+                argv_truncated: r.flags & (EXEC_ARGV_CUT | EXEC_ARGV_UNREADABLE) != 0,
+                binary_truncated: r.flags & EXEC_FILENAME_CUT != 0,
+            },
+        }
+    }
+}
+
 impl fmt::Display for KernelEvent {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let EventObject::Exec {
+            binary,
+            argv,
+            argv_truncated,
+            ..
+        } = &self.object
+        {
+            // Printed redacted, as stored: `-v` output lands in terminals and CI logs.
+            let args: Vec<std::ffi::OsString> = argv
+                .iter()
+                .map(|a| std::os::unix::ffi::OsStringExt::from_vec(a.clone()))
+                .collect();
+            let shown: Vec<String> = crate::audit::redact::argv(&args)
+                .iter()
+                .map(|a| crate::cli::escape_for_terminal(a))
+                .collect();
+            return write!(
+                f,
+                "kernel: allow exec pid={} comm={} uid={} binary={} argv=[{}]{}",
+                self.tgid,
+                self.comm,
+                self.uid,
+                crate::cli::escape_for_terminal(&String::from_utf8_lossy(binary)),
+                shown.join(", "),
+                if *argv_truncated { " (argv cut)" } else { "" }
+            );
+        }
         let verdict = if self.denied { "deny" } else { "allow" };
         let hook = self.hook.map(Hook::name).unwrap_or("?");
         let rule = match self.rule_id {
@@ -135,6 +228,7 @@ impl fmt::Display for KernelEvent {
             } => write!(f, " addr={addr} port={port} proto={protocol}"),
             EventObject::Task { cgroup_id } => write!(f, " target_cgroup={cgroup_id}"),
             EventObject::Kernel { id } => write!(f, " id={id}"),
+            EventObject::Exec { .. } => Ok(()),
         }
     }
 }
@@ -417,5 +511,84 @@ impl EventPrinter {
 impl Drop for EventPrinter {
     fn drop(&mut self) {
         self.shutdown();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn exec_record(filename: &[u8], argv: &[u8], flags: u32) -> Vec<u8> {
+        let mut r = ExecRecord {
+            time_ns: 5,
+            sandbox_id: 7,
+            tgid: 100,
+            pid: 101,
+            uid: 0,
+            flags,
+            argv_len: argv.len() as u32,
+            comm: [0; 16],
+            filename: [0; nono_common::EXEC_FILENAME_LEN],
+            argv: [0; nono_common::EXEC_ARGV_LEN],
+        };
+        r.comm[..4].copy_from_slice(b"true");
+        r.filename[..filename.len()].copy_from_slice(filename);
+        r.argv[..argv.len()].copy_from_slice(argv);
+        // SAFETY: plain old data without padding (the size assertion in nono-common).
+        unsafe {
+            std::slice::from_raw_parts(
+                (&r as *const ExecRecord).cast::<u8>(),
+                std::mem::size_of::<ExecRecord>(),
+            )
+        }
+        .to_vec()
+    }
+
+    #[test]
+    fn exec_records_are_told_from_events_by_length() {
+        let raw = exec_record(b"/bin/true", b"true\0--token\0x\0", 0);
+        let e = KernelEvent::decode(&raw).expect("decodes");
+        assert_eq!((e.sandbox_id, e.tgid, e.pid), (7, 100, 101));
+        assert_eq!(e.comm, "true");
+        assert!(!e.denied && e.hook.is_none());
+        assert_eq!(
+            e.object,
+            EventObject::Exec {
+                binary: b"/bin/true".to_vec(),
+                argv: vec![b"true".to_vec(), b"--token".to_vec(), b"x".to_vec()],
+                argv_truncated: false,
+                binary_truncated: false,
+            }
+        );
+        // Printed redacted.
+        let line = e.to_string();
+        assert!(line.contains("argv=[true, --token, [REDACTED]]"), "{line}");
+    }
+
+    #[test]
+    fn a_cut_command_line_keeps_whole_arguments_only() {
+        // The record ends inside `https://user:pw@host`: that start is left out.
+        let raw = exec_record(b"git", b"git\0clone\0https://user:p", EXEC_ARGV_CUT);
+        let e = KernelEvent::decode(&raw).expect("decodes");
+        match e.object {
+            EventObject::Exec {
+                argv,
+                argv_truncated,
+                ..
+            } => {
+                assert_eq!(argv, vec![b"git".to_vec(), b"clone".to_vec()]);
+                assert!(argv_truncated);
+            }
+            other => panic!("not an exec: {other:?}"),
+        }
+        let unreadable = exec_record(b"/bin/x", b"", EXEC_ARGV_UNREADABLE);
+        match KernelEvent::decode(&unreadable).expect("decodes").object {
+            EventObject::Exec {
+                argv,
+                argv_truncated,
+                ..
+            } => assert!(argv.is_empty() && argv_truncated),
+            other => panic!("not an exec: {other:?}"),
+        }
     }
 }

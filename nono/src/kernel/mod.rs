@@ -9,7 +9,9 @@
 //!   (maps by name, LSM links, cgroup programs), shared by every sandbox. Later runs reuse the
 //!   pins, so each run only adds and removes its own map entries.
 //! - Each part is probed and loaded on its own: a kernel that refuses BPF LSM programs (as the
-//!   CI host does) still gets the network part.
+//!   CI host does) still gets the network part. The exec report (the `sched_process_exec`
+//!   BTF tracepoint, [`EXEC_TRACEPOINT_PIN`]) is a part of its own too: it enforces nothing, and
+//!   without it an exec is reported only by the LSM exec check, by inode, with no argv.
 //! - Each run gets a cgroup v2 of its own, below nono's cgroup; its child enters it before exec
 //!   ([`Sandbox::cgroup_procs_path`]). Every program decides by the task's cgroup id.
 //! - A run removes its entries and cgroup on drop; the next start removes what a crashed run
@@ -47,7 +49,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use aya::maps::{Array, MapData};
-use aya::programs::{CgroupSockAddr, Lsm};
+use aya::programs::{BtfTracePoint, CgroupSockAddr, Lsm};
 use aya::{Btf, EbpfLoader};
 use nono_common::{names, LayerConfig};
 
@@ -104,6 +106,10 @@ pub const LSM_HOOKS: &[&str] = &[
     "inode_rename",
     "inode_link",
 ];
+
+/// The pin of the exec report's link (the `sched_process_exec` BTF tracepoint program,
+/// `nono-ebpf/src/exec.rs`), in the pin directory.
+pub const EXEC_TRACEPOINT_PIN: &str = "tp_sched_process_exec";
 
 /// The cgroup socket-address programs of the network part and their attach types.
 pub const SOCK_PROGRAMS: &[(&str, aya::programs::CgroupSockAddrAttachType, u32)] = {
@@ -179,6 +185,8 @@ pub struct KernelLayer {
     pin_dir: PathBuf,
     pub lsm: Part,
     pub net: Part,
+    /// The exec report: binary and argv of each exec under `audit all`.
+    pub exec: Part,
     cgroup2: PathBuf,
     maps: Maps,
 }
@@ -189,6 +197,7 @@ impl std::fmt::Debug for KernelLayer {
             .field("pin_dir", &self.pin_dir)
             .field("lsm", &self.lsm)
             .field("net", &self.net)
+            .field("exec", &self.exec)
             .finish()
     }
 }
@@ -290,7 +299,7 @@ impl KernelLayer {
                 maps_dir.display()
             )
         })?;
-        let (lsm, net) = match reuse_pins(&pin_dir) {
+        let (lsm, net, exec) = match reuse_pins(&pin_dir) {
             Some(parts) => parts,
             None => load_object(
                 object,
@@ -309,6 +318,7 @@ impl KernelLayer {
             pin_dir,
             lsm,
             net,
+            exec,
             cgroup2,
             maps,
         };
@@ -323,9 +333,10 @@ impl KernelLayer {
             Part::Unavailable(why) => format!("{name}: off ({why})"),
         };
         format!(
-            "kernel layer: {}; {}",
+            "kernel layer: {}; {}; {}",
             part("bpf-lsm files", &self.lsm),
-            part("cgroup-sock network", &self.net)
+            part("cgroup-sock network", &self.net),
+            part("exec report", &self.exec)
         )
     }
 
@@ -359,9 +370,10 @@ impl KernelLayer {
         // our load and now: then the programs may be detached, and a sandbox would enforce
         // nothing. Check under the lock, which that removal also holds.
         match reuse_pins(&self.pin_dir) {
-            Some((lsm, net))
+            Some((lsm, net, exec))
                 if lsm.is_active() == self.lsm.is_active()
-                    && net.is_active() == self.net.is_active() => {}
+                    && net.is_active() == self.net.is_active()
+                    && exec.is_active() == self.exec.is_active() => {}
             _ => bail!(
                 "the kernel layer's pins under {} changed since it was loaded; run nono again",
                 self.pin_dir.display()
@@ -374,7 +386,7 @@ impl KernelLayer {
 /// The state of an earlier, complete load of this object, if there was one: every program
 /// pinned (or its part marked refused) and the config written. Reusing it costs no BTF
 /// parsing and no verification, which matters for every `nono run`.
-fn reuse_pins(pin_dir: &Path) -> Option<(Part, Part)> {
+fn reuse_pins(pin_dir: &Path) -> Option<(Part, Part, Part)> {
     if !pin_dir.join(LOADED_MARKER).exists() {
         return None;
     }
@@ -404,7 +416,18 @@ fn reuse_pins(pin_dir: &Path) -> Option<(Part, Part)> {
     } else {
         return None;
     };
-    Some((lsm, net))
+    let exec = if pin_dir.join(EXEC_TRACEPOINT_PIN).exists() {
+        Part::Active
+    } else if pin_dir.join(EXEC_REFUSED_MARKER).exists() {
+        Part::Unavailable(format!(
+            "the kernel refused the sched_process_exec tracepoint program when nono first loaded \
+             it (remove {} to retry)",
+            pin_dir.display()
+        ))
+    } else {
+        return None;
+    };
+    Some((lsm, net, exec))
 }
 
 /// Unpin the programs and maps of other builds of nono that no sandbox uses any more: pinned
@@ -443,6 +466,7 @@ fn remove_unused_versions(current: &Path) {
 const LOADED_MARKER: &str = "loaded";
 const LSM_REFUSED_MARKER: &str = "lsm-refused";
 const NET_REFUSED_MARKER: &str = "net-refused";
+const EXEC_REFUSED_MARKER: &str = "exec-refused";
 
 /// First load of this object on this boot: offsets, maps, config, programs, pins, markers.
 fn load_object(
@@ -451,7 +475,7 @@ fn load_object(
     maps_dir: &Path,
     lsm_listed: Option<bool>,
     cgroup2: &Path,
-) -> Result<(Part, Part)> {
+) -> Result<(Part, Part, Part)> {
     // The offsets become constants of the programs (`NONO_OFFSETS` in `.rodata`, frozen before
     // any program is verified), so they are read before the object is loaded. Maps are
     // declared `pinned`: the loader reuses the pins of an earlier run, or creates and pins them.
@@ -499,8 +523,15 @@ fn load_object(
             Part::Unavailable(format!("{e:#}"))
         }
     };
+    let exec = match load_exec_tracepoint(&mut ebpf, pin_dir) {
+        Ok(()) => Part::Active,
+        Err(e) => {
+            mark(EXEC_REFUSED_MARKER);
+            Part::Unavailable(format!("{e:#}"))
+        }
+    };
     mark(LOADED_MARKER);
-    Ok((lsm, net))
+    Ok((lsm, net, exec))
 }
 
 /// Mount the BPF filesystem at `/sys/fs/bpf` unless it is there (systemd mounts it; minimal
@@ -579,6 +610,31 @@ fn load_lsm(ebpf: &mut aya::Ebpf, pin_dir: &Path, listed: Option<bool>) -> Resul
         }
     }
     result
+}
+
+/// Load and attach the exec report (the `sched_process_exec` BTF tracepoint), pinning its link
+/// so it stays attached, like the LSM programs, until the pins are removed.
+fn load_exec_tracepoint(ebpf: &mut aya::Ebpf, pin_dir: &Path) -> Result<()> {
+    let pin = pin_dir.join(EXEC_TRACEPOINT_PIN);
+    if pin.exists() {
+        return Ok(()); // loaded by an earlier run
+    }
+    let name = names::EXEC_TRACEPOINT;
+    let btf = Btf::from_sys_fs().context("reading kernel BTF")?;
+    let program: &mut BtfTracePoint = ebpf
+        .program_mut(name)
+        .with_context(|| format!("the eBPF object has no program {name}"))?
+        .try_into()?;
+    program
+        .load(name, &btf)
+        .with_context(|| format!("loading the BTF tracepoint program {name}"))?;
+    let link_id = program
+        .attach()
+        .with_context(|| format!("attaching the {name} tracepoint"))?;
+    let link: aya::programs::links::FdLink = program.take_link(link_id)?.into();
+    link.pin(&pin)
+        .with_context(|| format!("pinning the link of the {name} tracepoint"))?;
+    Ok(())
 }
 
 /// Load and pin the cgroup socket programs; each sandbox attaches them to its own cgroup.

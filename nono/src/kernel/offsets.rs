@@ -101,6 +101,10 @@ pub fn read_kernel_offsets() -> Result<KernelOffsets> {
         sock_num: field_offset(&btf, "sock", "__sk_common")?
             + field_offset(&btf, "sock_common", "skc_num")?,
         vma_file: field_offset(&btf, "vm_area_struct", "vm_file")?,
+        binprm_filename: field_offset(&btf, "linux_binprm", "filename")?,
+        task_mm: field_offset_below(&btf, "task_struct", "mm", TASK_OFFSET_MASK)?,
+        mm_arg_start: field_offset(&btf, "mm_struct", "arg_start")?,
+        mm_arg_end: field_offset(&btf, "mm_struct", "arg_end")?,
     })
 }
 
@@ -144,5 +148,7 @@ mod tests {
         // `struct qstr` is { union { { u32 hash; u32 len; }; u64 hash_len; }; name; } on
         // little-endian: the name pointer follows the length.
         assert_eq!(o.dentry_name, o.dentry_name_len + 4);
+        // `arg_end` follows `arg_start` (both `unsigned long`).
+        assert_eq!(o.mm_arg_end, o.mm_arg_start + 8);
     }
 }

@@ -501,6 +501,11 @@ pub fn run(args: RunArgs) -> CmdResult {
     if let Some(notice) = klayer.notice() {
         eprintln!("{notice}");
     }
+    if policy.audit.level == nono_policy::ir::AuditLevel::All {
+        if let Some(notice) = klayer.audit_all_notice() {
+            eprintln!("{notice}");
+        }
+    }
     tracing::info!("{}", klayer.describe());
     let unsplit: Vec<&Conflict> = conflicts
         .iter()

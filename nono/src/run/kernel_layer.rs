@@ -9,7 +9,9 @@
 //! network part (cgroup `connect4/6`, `sendmsg4/6`, `bind4/6`: addresses, ports, UDP) needs only
 //! cgroup v2 and BPF. A kernel that refuses LSM programs (the CI host) still gets the network
 //! part, and file denies Landlock can't express still refuse the run (fail closed) unless
-//! `--best-effort`.
+//! `--best-effort`. The exec report (a `sched_process_exec` BTF tracepoint, 5.5+) enforces
+//! nothing: under `audit all` it records each exec inside the sandbox with its binary and argv,
+//! and a run under `audit all` without it says that execs are recorded without them.
 //!
 //! What the kernel layer covers is decided per part ([`KernelCoverage`]): the Landlock plan is
 //! computed with it, so a gap the active parts close is no longer a problem, and a gap only an
@@ -115,6 +117,21 @@ impl KernelRun {
                 short(why)
             )),
             (kernel::Part::Unavailable(_), kernel::Part::Unavailable(_)) => None,
+        }
+    }
+
+    /// The line a run under `audit all` prints when the exec report is off though the layer is
+    /// on: execs inside the sandbox then reach the audit trail only as the exec check's file
+    /// events (an inode, no binary path, no argv).
+    pub fn audit_all_notice(&self) -> Option<String> {
+        let layer = self.layer.as_ref()?;
+        match &layer.exec {
+            kernel::Part::Active => None,
+            kernel::Part::Unavailable(why) => Some(format!(
+                "nono: warning: kernel layer: exec report off ({}): execs inside the sandbox are \
+                 recorded without binary path and argv",
+                short(why)
+            )),
         }
     }
 
