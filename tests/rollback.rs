@@ -280,8 +280,14 @@ fn restore_returns_the_tree_byte_for_byte(user: User) {
     fs::create_dir_all(t.join("ro-dir")).unwrap();
     w.write(&t.join("ro-dir/file"), "in a read-only dir\n");
     std::os::unix::fs::symlink("src/main.rs", t.join("link-to-main")).unwrap();
+    w.write(&t.join("tool"), "#!/bin/sh\necho tool\n");
+    fs::create_dir_all(t.join("shared")).unwrap();
     w.hand_over(t);
     fs::set_permissions(t.join("ro-dir"), fs::Permissions::from_mode(0o555)).unwrap();
+    // Set-id bits the tree had before the run come back (and no others appear): writing to
+    // `tool` clears its setuid bit, and the command drops the setgid bit of `shared`.
+    fs::set_permissions(t.join("tool"), fs::Permissions::from_mode(0o4755)).unwrap();
+    fs::set_permissions(t.join("shared"), fs::Permissions::from_mode(0o2775)).unwrap();
     let expected = w.root.join("expected");
     copy_tree(t, &expected);
 
@@ -300,6 +306,8 @@ rmdir empty/nested-empty
 rm -r dir-to-file && echo now-a-file > dir-to-file
 chmod 755 ro-dir && rm ro-dir/file && chmod 500 ro-dir
 rm link-to-main && ln -s src/lib.rs link-to-main
+echo patched >> tool
+chmod g-s shared
 "#;
     let out = run_rollback(&w, &[], script);
     assert_eq!(out.code(), Some(0), "{}", out.describe());
