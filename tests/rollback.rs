@@ -1092,6 +1092,21 @@ fn prune_keeps_what_retained_sessions_need() {
         assert_eq!(out.code(), Some(0), "{}", out.describe());
     }
     let newest = latest_session(&w);
+    // --dry-run says what --keep 0 would delete (everything) and deletes nothing.
+    let dry = nono(
+        &w,
+        &["rollback", "prune", "--keep", "0", "--dry-run", "--json"],
+    );
+    assert_eq!(dry.code(), Some(0), "{}", dry.describe());
+    let d: serde_json::Value = serde_json::from_str(&dry.stdout).unwrap();
+    assert_eq!(d["sessions_removed"].as_array().unwrap().len(), 3, "{d}");
+    let list = nono(&w, &["rollback", "list", "--json"]);
+    let l: serde_json::Value = serde_json::from_str(&list.stdout).unwrap();
+    assert_eq!(
+        l.as_array().unwrap().len(),
+        3,
+        "a dry run deleted something"
+    );
     let out = nono(&w, &["rollback", "prune", "--keep", "1", "--json"]);
     assert_eq!(out.code(), Some(0), "{}", out.describe());
     let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
