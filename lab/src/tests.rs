@@ -51,6 +51,7 @@ tests! {
     outside_process_unaffected: Lsm,
     events_carry_rule_id_and_drop_counter: Lsm,
     exec_events_carry_binary_and_argv: Lsm,
+    file_events_carry_opened_paths: Lsm,
     concurrent_sessions_get_their_own_events: CgroupSock,
     event_slots_full_refuses_and_kill9_frees_a_slot: OwnMachine,
     missing_paths_bound_when_created: Lsm,
@@ -1118,6 +1119,123 @@ fn exec_events_carry_binary_and_argv(ctx: &Ctx) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+/// Under `audit all`, every `file_open` event names the path the file was opened by, walked in
+/// the kernel: a file several directories down the scratch directory (a tmpfs on the 9p root),
+/// one on another mount (`/proc`), the same file through a bind mount of a directory above it
+/// (the bind mount's path, not the original's), and a denied file below a denied directory
+/// (the file, more specific than the rule's directory).
+fn file_events_carry_opened_paths(ctx: &Ctx) -> Result<(), String> {
+    let scratch = fs::canonicalize(&ctx.scratch).map_err(|e| e.to_string())?;
+    let deep = scratch.join("a/b/c/d/deep file.txt");
+    write(&deep, "D")?;
+    let secret = scratch.join("secret/inner/key.txt");
+    write(&secret, "S")?;
+    let bind = scratch.join("bound");
+    fs::create_dir_all(&bind).map_err(|e| e.to_string())?;
+    let ok = Command::new("mount")
+        .args(["--bind"])
+        .arg(scratch.join("a/b"))
+        .arg(&bind)
+        .status()
+        .map_err(|e| e.to_string())?
+        .success();
+    if !ok {
+        return Err("mount --bind failed".into());
+    }
+    let through_bind = bind.join("c/d/deep file.txt");
+    let other_mount = "/proc/version";
+    // Deeper than the walk's 32 steps: reported cut, the names nearest the file kept.
+    let mut too_deep = scratch.join("t");
+    for i in 0..40 {
+        too_deep.push(format!("x{i}"));
+    }
+    let too_deep = too_deep.join("f.txt");
+    write(&too_deep, "T")?;
+    let state = ctx.scratch.with_extension("state");
+    let result = (|| {
+        let mut flags = vec!["--audit-all".to_string()];
+        flags.extend(flag("--deny", scratch.join("secret")));
+        let out = command(
+            ctx,
+            &flags,
+            &[
+                &["read", &s(&deep)],
+                &["read", other_mount],
+                &["read", &s(&through_bind)],
+                &["read", &s(&secret)],
+                &["read", &s(&too_deep)],
+            ],
+        )
+        .env("XDG_STATE_HOME", &state)
+        .output()
+        .map_err(|e| format!("running {}: {e}", ctx.nono.display()))?;
+        let run = Run {
+            code: exit_code(&out.status),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        };
+        run.expect(&[OK, OK, OK, EPERM, OK])?;
+        let list = audit_json(ctx, &state, &["list"])?;
+        let id = list[0]["id"]
+            .as_str()
+            .ok_or_else(|| format!("no audit session: {list}"))?
+            .to_string();
+        let doc = audit_json(ctx, &state, &["show", &id])?;
+        let events = doc["events"].as_array().cloned().unwrap_or_default();
+        let has = |path: &str, denied: bool| {
+            events.iter().any(|e| {
+                e["kind"] == "file"
+                    && e["denied"] == denied
+                    && e["object"].as_str() == Some(path)
+                    && e["detail"]["hook"] == "file_open"
+            })
+        };
+        for (path, denied) in [
+            (s(&deep), false),
+            (other_mount.to_string(), false),
+            (s(&through_bind), false),
+            (s(&secret), true),
+        ] {
+            if !has(&path, denied) {
+                let files: Vec<String> = events
+                    .iter()
+                    .filter(|e| e["kind"] == "file")
+                    .map(|e| e.to_string())
+                    .collect();
+                return Err(format!(
+                    "no {} file_open event with object {path:?}; file events: {files:?}; \
+                     stderr: {}",
+                    if denied { "denied" } else { "allowed" },
+                    run.stderr
+                ));
+            }
+        }
+        let cut = events.iter().any(|e| {
+            e["kind"] == "file"
+                && e["detail"]["path_truncated"] == true
+                && e["object"]
+                    .as_str()
+                    .is_some_and(|o| !o.starts_with('/') && o.ends_with("/x39/f.txt"))
+        });
+        if !cut {
+            return Err(format!(
+                "no file event with a cut path for {}: {events:?}",
+                too_deep.display()
+            ));
+        }
+        if !run.stderr.contains(&format!("path={}", s(&deep))) {
+            return Err(format!(
+                "-v shows no path= of {}: {}",
+                deep.display(),
+                run.stderr
+            ));
+        }
+        Ok(())
+    })();
+    let _ = Command::new("umount").arg(&bind).status();
+    result
 }
 
 /// The run's audit session (`nono audit show --json`) holds the kernel's deny with the rule's

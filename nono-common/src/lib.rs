@@ -410,6 +410,23 @@ pub struct KernelOffsets {
     /// the new program's stack (user memory).
     pub mm_arg_start: u32,
     pub mm_arg_end: u32,
+    /// `file.f_path` + `path.mnt`: the `struct vfsmount *` a file was opened through.
+    pub file_mnt: u32,
+    /// `mount.mnt`: where the `struct vfsmount` lies inside its `struct mount` (container_of).
+    pub mount_mnt: u32,
+    /// `mount.mnt_parent`: the mount this one is mounted on (itself at the root).
+    pub mount_parent: u32,
+    /// `mount.mnt_mountpoint`: the dentry this mount covers, in its parent mount.
+    pub mount_mountpoint: u32,
+    /// `vfsmount.mnt_root`: the root dentry of the mount (not the filesystem's, for a bind
+    /// mount of a subdirectory).
+    pub vfsmount_root: u32,
+    /// `task_struct.fs`, at most [`TASK_OFFSET_MASK`].
+    pub task_fs: u32,
+    /// `fs_struct.root` + `path.mnt` and + `path.dentry`: the task's root directory (its
+    /// `chroot`), where the path walk stops.
+    pub fs_root_mnt: u32,
+    pub fs_root_dentry: u32,
 }
 
 impl KernelOffsets {
@@ -442,6 +459,14 @@ impl KernelOffsets {
         task_mm: 0,
         mm_arg_start: 0,
         mm_arg_end: 0,
+        file_mnt: 0,
+        mount_mnt: 0,
+        mount_parent: 0,
+        mount_mountpoint: 0,
+        vfsmount_root: 0,
+        task_fs: 0,
+        fs_root_mnt: 0,
+        fs_root_dentry: 0,
     };
 }
 
@@ -658,8 +683,8 @@ pub const EXEC_ARGV_CUT: u32 = 2;
 pub const EXEC_ARGV_UNREADABLE: u32 = 4;
 
 /// A completed `execve` of a sandboxed task under `audit all`, as written to its sandbox's ring
-/// buffer next to the [`Event`]s: the reader tells the two apart by the record's length (each
-/// has a fixed size, asserted below). Written by the `sched_process_exec` tracepoint program,
+/// buffer next to the [`Event`]s: the reader tells the records apart by their length (each
+/// kind has a size or range of its own, asserted below). Written by the `sched_process_exec` tracepoint program,
 /// after the exec succeeded, so `argv` is what the new program got.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -683,6 +708,42 @@ pub struct ExecRecord {
     pub argv: [u8; EXEC_ARGV_LEN],
 }
 
+/// Bytes of a [`PathRecord`]'s path: components past it are left out (and flagged). A power
+/// of two: the program masks its write position with `FILE_PATH_LEN - 1`.
+pub const FILE_PATH_LEN: usize = 512;
+/// How many steps the path walk takes (one per name, one per mount crossed): a deeper path is
+/// cut (and flagged).
+pub const FILE_PATH_STEPS: u32 = 32;
+/// Bytes read per name (NUL included): `NAME_MAX` + 1. A longer name (no Linux filesystem
+/// allows one) is cut.
+pub const FILE_PATH_NAME_READ: usize = 256;
+
+/// [`PathRecord::flags`]: the walk stopped before the root (too deep, too long, or a name
+/// that could not be read): `path` holds the components nearest the file only.
+pub const FILE_PATH_CUT: u32 = 1;
+
+/// A file open under `audit all`: the [`Event`] (as it would be written alone) followed by the
+/// path the file was opened by, built in the kernel from the dentry's names up to its mount's
+/// root and on through the mounts below it to the root mount. Variable length: only the
+/// header and `path_len` bytes of `path` are written, so the reader tells it apart from an
+/// [`Event`] (80 bytes) and an [`ExecRecord`] (816) by a length between
+/// [`PATH_RECORD_HEADER`] and `PATH_RECORD_HEADER + FILE_PATH_LEN` (asserted below).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PathRecord {
+    pub event: Event,
+    /// `FILE_PATH_*` flags.
+    pub flags: u32,
+    /// Bytes of `path` filled.
+    pub path_len: u32,
+    /// The names from the file up (leaf first, root last), each NUL-terminated: the reader
+    /// reverses them. A name the record cuts has no NUL and is left out by the reader.
+    pub path: [u8; FILE_PATH_LEN],
+}
+
+/// Bytes of a [`PathRecord`] before its path.
+pub const PATH_RECORD_HEADER: usize = core::mem::size_of::<Event>() + 8;
+
 #[cfg(feature = "user")]
 mod user {
     // SAFETY (all impls): `#[repr(C)]`, only integer fields, no padding bytes (checked by the
@@ -697,6 +758,7 @@ mod user {
     unsafe impl aya::Pod for super::RuleDevices {}
     unsafe impl aya::Pod for super::Event {}
     unsafe impl aya::Pod for super::ExecRecord {}
+    unsafe impl aya::Pod for super::PathRecord {}
     unsafe impl aya::Pod for super::DnsRedirect {}
     unsafe impl aya::Pod for super::DnsOriginal {}
     unsafe impl aya::Pod for super::NameKey {}
@@ -714,7 +776,7 @@ const _: () = {
     assert!(core::mem::size_of::<NetKeyV4>() == 12);
     assert!(core::mem::size_of::<NetKeyV6>() == 24);
     assert!(core::mem::size_of::<NetAllow>() == 24);
-    assert!(core::mem::size_of::<KernelOffsets>() == 108);
+    assert!(core::mem::size_of::<KernelOffsets>() == 140);
     assert!(core::mem::size_of::<LayerConfig>() == 16);
     assert!(core::mem::size_of::<RuleDevices>() == 8 + 4 * LISTED_RULE_DEVICES);
     assert!(core::mem::size_of::<FsCache>() == 16);
@@ -724,8 +786,13 @@ const _: () = {
     assert!(core::mem::size_of::<NameTemplate>() == 16 + WATCH_NAME_LEN);
     assert!(core::mem::size_of::<Event>() == 80);
     assert!(core::mem::size_of::<ExecRecord>() == 48 + EXEC_FILENAME_LEN + EXEC_ARGV_LEN);
-    // The reader tells the two records apart by their length.
+    // The reader tells the records apart by their length.
     assert!(core::mem::size_of::<ExecRecord>() != core::mem::size_of::<Event>());
+    assert!(core::mem::size_of::<PathRecord>() == PATH_RECORD_HEADER + FILE_PATH_LEN);
+    // A path record's length (header plus 0..=FILE_PATH_LEN bytes) is neither of the others.
+    assert!(PATH_RECORD_HEADER > core::mem::size_of::<Event>());
+    assert!(core::mem::size_of::<PathRecord>() < core::mem::size_of::<ExecRecord>());
+    assert!(FILE_PATH_LEN.is_power_of_two());
     assert!(core::mem::size_of::<DnsRedirect>() == 28);
     assert!(core::mem::size_of::<DnsOriginal>() == 20);
     // `event_slot` masks with `EVENT_SLOTS - 1`.

@@ -15,7 +15,10 @@ use aya_ebpf::{
     macros::map,
     maps::{PerCpuArray, RingBuf},
 };
-use nono_common::{event_slot, Event, ExecRecord, EVENT_RING_BYTES, EVENT_SLOTS};
+use nono_common::{
+    event_slot, Event, ExecRecord, PathRecord, EVENT_RING_BYTES, EVENT_SLOTS, FILE_PATH_LEN,
+    FILE_PATH_NAME_READ, PATH_RECORD_HEADER,
+};
 
 /// Per CPU, per event slot: events that did not fit in the slot's ring buffer. The loader
 /// zeroes a slot's entry when a new sandbox claims the slot. The decision stands regardless.
@@ -49,10 +52,10 @@ macro_rules! rings {
         /// event-filling code would be verified once per slot at every call site (the
         /// `d_instantiate` program went past the verifier's million-instruction limit).
         ///
-        /// Generic over the record: an [`Event`] or an [`ExecRecord`], told apart by the reader
-        /// by their (fixed, different) lengths.
+        /// Generic over the record: an [`Event`], an [`ExecRecord`] or the used part of a
+        /// [`PathRecord`] (a byte slice), told apart by the reader by their lengths.
         #[inline(always)]
-        fn output<T>(slot: u32, event: &T) -> bool {
+        fn output<T: ?Sized>(slot: u32, event: &T) -> bool {
             let r = match slot {
                 $($slot => $name.output::<T>(event, 0),)*
                 _ => Err(0),
@@ -171,6 +174,31 @@ pub fn emit_exec(sandbox_id: u32, fill: impl FnOnce(&mut ExecRecord)) {
     }
 }
 
+/// The fields of `e` every record of a decision carries: `d`'s and the current task's.
+#[inline(always)]
+fn fill_event(e: &mut Event, d: &Decision) {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    e.time_ns = unsafe { bpf_ktime_get_ns() };
+    e.sandbox_id = d.sandbox_id;
+    e.tgid = (pid_tgid >> 32) as u32;
+    e.pid = pid_tgid as u32;
+    e.uid = bpf_get_current_uid_gid() as u32;
+    e.rule_id = d.rule_id;
+    e.hook = d.hook;
+    e.decision = if d.denied {
+        nono_common::DECISION_DENY
+    } else {
+        nono_common::DECISION_ALLOW
+    };
+    e.access = d.access;
+    e.dev = d.dev;
+    e.port = d.port;
+    e.family = d.family;
+    e.ino = d.ino;
+    e.addr = d.addr;
+    e.comm = bpf_get_current_comm().unwrap_or([0; 16]);
+}
+
 #[inline(always)]
 pub fn emit(d: &Decision) {
     // Sandbox id 0 is no sandbox (a network program in a cgroup the loader never registered,
@@ -192,30 +220,66 @@ pub fn emit(d: &Decision) {
         return;
     }
     scratch.busy = 1;
-    let pid_tgid = bpf_get_current_pid_tgid();
-    let e = &mut scratch.event;
-    e.time_ns = unsafe { bpf_ktime_get_ns() };
-    e.sandbox_id = d.sandbox_id;
-    e.tgid = (pid_tgid >> 32) as u32;
-    e.pid = pid_tgid as u32;
-    e.uid = bpf_get_current_uid_gid() as u32;
-    e.rule_id = d.rule_id;
-    e.hook = d.hook;
-    e.decision = if d.denied {
-        nono_common::DECISION_DENY
-    } else {
-        nono_common::DECISION_ALLOW
-    };
-    e.access = d.access;
-    e.dev = d.dev;
-    e.port = d.port;
-    e.family = d.family;
-    e.ino = d.ino;
-    e.addr = d.addr;
-    e.comm = bpf_get_current_comm().unwrap_or([0; 16]);
+    fill_event(&mut scratch.event, d);
     let written = output(slot, &scratch.event);
     scratch.busy = 0;
     if !written {
         count_drop();
+    }
+}
+
+/// Per CPU: where a path record is assembled, guarded like [`Scratch`]. `slack` follows the
+/// record so that a name read at any masked position below `FILE_PATH_LEN` stays inside the
+/// map value, as the verifier requires; what lands there is cut off.
+#[repr(C)]
+pub struct PathScratch {
+    pub record: PathRecord,
+    pub slack: [u8; FILE_PATH_NAME_READ],
+    busy: u64,
+}
+
+#[map]
+static NONO_PATH_SCRATCH: PerCpuArray<PathScratch> = PerCpuArray::with_max_entries(1, 0);
+
+/// The decision `d` with the path of the file it is about, as one [`PathRecord`]: `fill`
+/// writes the path, its flags and length. Written instead of the plain [`Event`] (only the
+/// used part of the path goes to the ring), or counted as dropped.
+#[inline(always)]
+pub fn emit_with_path(d: &Decision, fill: impl FnOnce(&mut PathScratch)) {
+    if d.sandbox_id == 0 {
+        return;
+    }
+    let slot = event_slot(d.sandbox_id);
+    let Some(scratch) = NONO_PATH_SCRATCH.get_ptr_mut(0) else {
+        count_drop(slot);
+        return;
+    };
+    // SAFETY: this CPU's scratch entry; `busy` keeps a nested program on this CPU out of it.
+    let scratch = unsafe { &mut *scratch };
+    if scratch.busy != 0 {
+        count_drop(slot);
+        return;
+    }
+    scratch.busy = 1;
+    fill_event(&mut scratch.record.event, d);
+    fill(scratch);
+    let used = scratch.record.path_len;
+    // Bounded for the verifier on both branches: the whole path, or less than it.
+    let used = if used >= FILE_PATH_LEN as u32 {
+        FILE_PATH_LEN
+    } else {
+        (used & (FILE_PATH_LEN as u32 - 1)) as usize
+    };
+    // SAFETY: the record's header and the first `used` bytes of its path, inside the scratch.
+    let bytes = unsafe {
+        core::slice::from_raw_parts(
+            &scratch.record as *const PathRecord as *const u8,
+            PATH_RECORD_HEADER + used,
+        )
+    };
+    let written = output(slot, bytes);
+    scratch.busy = 0;
+    if !written {
+        count_drop(slot);
     }
 }

@@ -35,12 +35,13 @@ use aya_ebpf::{
 };
 use nono_common::{
     access, event_slot, FsDeny, Hook, InodeKey, RuleDevices, SandboxInfo, EVENT_SLOTS,
-    LISTED_RULE_DEVICES, MAX_PATH_DEPTH, NO_VERDICT_RULE, OFFSET_MASK, SANDBOX_EXEC_ALLOWLIST,
+    LISTED_RULE_DEVICES, MAX_PATH_DEPTH, NO_VERDICT_RULE, OFFSET_MASK, SANDBOX_AUDIT_ALL,
+    SANDBOX_EXEC_ALLOWLIST,
 };
 
 use crate::{
     cache, current_sandbox, kernel_offset,
-    verdict::{conclude, Verdict},
+    verdict::{conclude, conclude_with_path, Verdict},
     watch, NONO_CONFIG, NONO_FS_DENY,
 };
 
@@ -335,7 +336,16 @@ pub fn file_open(ctx: LsmContext) -> i32 {
         // Opens for neither read nor write (open mode 3, ioctl only) still reach the object.
         want = access::READ;
     }
-    enforce(&sandbox, Hook::FileOpen, dentry, want)
+    if sandbox.flags & SANDBOX_AUDIT_ALL == 0 {
+        return enforce(&sandbox, Hook::FileOpen, dentry, want);
+    }
+    // Under `audit all`, the report names the file by the path it was opened by.
+    let verdict = if dentry.is_null() {
+        Err(0)
+    } else {
+        unsafe { check_dentry(sandbox.sandbox_id, dentry, want) }
+    };
+    conclude_with_path(&sandbox, Hook::FileOpen, want, verdict, file)
 }
 
 /// An inotify watch or fanotify mark on a path reports the names of entries created, moved and

@@ -26,6 +26,7 @@ mod exec;
 mod fs;
 mod ipc;
 mod net;
+mod path;
 mod verdict;
 mod watch;
 

@@ -46,6 +46,10 @@ pub enum What {
         inode: Option<(u32, u64)>,
         /// The LSM hook that decided (kernel layer), e.g. `file_open`.
         hook: Option<String>,
+        /// `path` is not the whole path: the kernel's walk from the file up stopped short of
+        /// the root (too deep or too long), so it holds the names nearest the file, without a
+        /// leading `/`.
+        path_truncated: bool,
     },
     /// An outbound connection attempt (`op` = `connect`, `sendmsg`, `bind` from the kernel
     /// layer; `proxy` for a request to nono's proxy).
@@ -112,6 +116,7 @@ impl AuditEvent {
                 path,
                 inode,
                 hook,
+                path_truncated,
             } => {
                 // Written by hand, keys in sorted order as serde_json's map would put them:
                 // this runs for every kernel event and a map costs several allocations.
@@ -128,6 +133,12 @@ impl AuditEvent {
                 }
                 if let Some((_, ino)) = inode {
                     let _ = write!(d, ",\"ino\":{ino}");
+                }
+                if path_truncated {
+                    if !d.is_empty() {
+                        d.push(',');
+                    }
+                    d.push_str("\"path_truncated\":true");
                 }
                 (
                     "file",
@@ -251,7 +262,13 @@ impl AuditEvent {
         use nono_common::access;
         let hook = ev.hook.map(|h| h.name().to_string());
         let what = match &ev.object {
-            EventObject::File { dev, ino, access } => {
+            EventObject::File {
+                dev,
+                ino,
+                access,
+                path,
+                path_cut,
+            } => {
                 let bits = u32::from(*access);
                 let op: Vec<&str> = [
                     (access::READ, "read"),
@@ -268,9 +285,10 @@ impl AuditEvent {
                     } else {
                         op.join(",")
                     },
-                    path: Vec::new(),
+                    path: path.clone().unwrap_or_default(),
                     inode: Some((*dev, *ino)),
                     hook: hook.clone(),
+                    path_truncated: *path_cut && path.is_some(),
                 }
             }
             EventObject::Net {
@@ -357,6 +375,8 @@ mod tests {
                 dev: (8 << 20) | 1,
                 ino: 99,
                 access: (nono_common::access::READ | nono_common::access::WRITE) as u8,
+                path: None,
+                path_cut: false,
             },
         };
         let a =

@@ -221,6 +221,7 @@ impl Attributor {
                         path,
                         inode: None,
                         hook: Some("landlock".into()),
+                        path_truncated: false,
                     },
                     _ => What::Landlock {
                         record: r.body.clone(),

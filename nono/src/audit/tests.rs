@@ -38,6 +38,7 @@ fn file_event(i: u64, denied: bool) -> AuditEvent {
             path: format!("/work/f{i}").into_bytes(),
             inode: None,
             hook: None,
+            path_truncated: false,
         },
     }
 }

@@ -1,9 +1,12 @@
 //! Kernel decisions, read from the programs' ring buffer.
 //!
-//! A ring holds two kinds of records, each of a fixed size, told apart by their length: the
-//! decisions of the LSM and socket programs (`nono_common::Event`) and, under `audit all`, the
-//! exec reports of the `sched_process_exec` tracepoint (`nono_common::ExecRecord`: the name a
-//! program was executed by and its arguments), decoded as [`EventObject::Exec`].
+//! A ring holds three kinds of records, told apart by their length: the decisions of the LSM
+//! and socket programs (`nono_common::Event`, 80 bytes) and, under `audit all`, the exec
+//! reports of the `sched_process_exec` tracepoint (`nono_common::ExecRecord`, 816 bytes: the
+//! name a program was executed by and its arguments), decoded as [`EventObject::Exec`], and
+//! `file_open` decisions with the path the file was opened by (`nono_common::PathRecord`: an
+//! `Event` followed by the path, 88 to 600 bytes), decoded as an [`EventObject::File`] with its
+//! `path`.
 //!
 //! Each live sandbox has a ring buffer of its own, the one of its event slot
 //! (`nono_common::event_slot`, claimed in [`super::sandbox`]), so concurrent runs never read
@@ -23,8 +26,8 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use anyhow::{bail, Context, Result};
 use aya::maps::MapData;
 use nono_common::{
-    Event, ExecRecord, Hook, DECISION_DENY, EXEC_ARGV_CUT, EXEC_ARGV_UNREADABLE, EXEC_FILENAME_CUT,
-    NO_VERDICT_RULE,
+    Event, ExecRecord, Hook, PathRecord, DECISION_DENY, EXEC_ARGV_CUT, EXEC_ARGV_UNREADABLE,
+    EXEC_FILENAME_CUT, FILE_PATH_CUT, NO_VERDICT_RULE, PATH_RECORD_HEADER,
 };
 use tokio::io::unix::AsyncFd;
 
@@ -49,7 +52,17 @@ pub struct KernelEvent {
 pub enum EventObject {
     /// Kernel `dev_t` (`MAJOR << 20 | MINOR`) and inode of the object, or of the denied
     /// ancestor that matched.
-    File { dev: u32, ino: u64, access: u8 },
+    File {
+        dev: u32,
+        ino: u64,
+        access: u8,
+        /// The path the file was opened by, as the kernel walked it (raw bytes), when the
+        /// program recorded one (`file_open` under `audit all`).
+        path: Option<Vec<u8>>,
+        /// The walk did not reach the root: `path` holds the names nearest the file only,
+        /// without a leading `/`.
+        path_cut: bool,
+    },
     Net {
         addr: IpAddr,
         port: u16,
@@ -93,6 +106,9 @@ impl KernelEvent {
         if raw.len() == std::mem::size_of::<ExecRecord>() {
             return Some(Self::decode_exec(raw));
         }
+        if (PATH_RECORD_HEADER..=std::mem::size_of::<PathRecord>()).contains(&raw.len()) {
+            return Self::decode_path(raw);
+        }
         if raw.len() < std::mem::size_of::<Event>() {
             return None;
         }
@@ -114,6 +130,8 @@ impl KernelEvent {
                 dev: e.dev,
                 ino: e.ino,
                 access: e.access,
+                path: None,
+                path_cut: false,
             }
         } else {
             let addr = if e.family == libc::AF_INET6 as u16 {
@@ -142,7 +160,50 @@ impl KernelEvent {
     }
 }
 
+/// The path of a [`PathRecord`] from its names, leaf first and each NUL-terminated: reversed
+/// and joined. The bytes after the last NUL are a name the record cut and are left out. A cut
+/// path (`cut`, or a name left out) has no leading `/`: it is not the whole path.
+fn join_path(names: &[u8], mut cut: bool) -> (Option<Vec<u8>>, bool) {
+    let mut parts: Vec<&[u8]> = names.split(|b| *b == 0).collect();
+    // After the last NUL: empty when every name was whole.
+    if !parts.pop().unwrap_or_default().is_empty() {
+        cut = true;
+    }
+    let mut path = Vec::with_capacity(names.len() + 1);
+    for (i, name) in parts.iter().rev().enumerate() {
+        if !cut || i > 0 {
+            path.push(b'/');
+        }
+        path.extend_from_slice(name);
+    }
+    if path.is_empty() {
+        if cut {
+            return (None, true);
+        }
+        // No name below the root: the root itself.
+        path.push(b'/');
+    }
+    (Some(path), cut)
+}
+
 impl KernelEvent {
+    /// A [`PathRecord`]: its [`Event`], with the path (`raw` is its header and the used part
+    /// of its path).
+    fn decode_path(raw: &[u8]) -> Option<KernelEvent> {
+        let mut event = Self::decode(&raw[..std::mem::size_of::<Event>()])?;
+        let word = |at: usize| {
+            u32::from_ne_bytes(raw[at..at + 4].try_into().expect("4 bytes in the header"))
+        };
+        let flags = word(std::mem::size_of::<Event>());
+        let used =
+            (word(std::mem::size_of::<Event>() + 4) as usize).min(raw.len() - PATH_RECORD_HEADER);
+        let names = &raw[PATH_RECORD_HEADER..PATH_RECORD_HEADER + used];
+        if let EventObject::File { path, path_cut, .. } = &mut event.object {
+            (*path, *path_cut) = join_path(names, flags & FILE_PATH_CUT != 0);
+        }
+        Some(event)
+    }
+
     /// An [`ExecRecord`] (`raw` is exactly its size).
     fn decode_exec(raw: &[u8]) -> KernelEvent {
         // SAFETY: `ExecRecord` is plain old data of this size; read_unaligned copes with
@@ -215,7 +276,9 @@ impl fmt::Display for KernelEvent {
             self.tgid, self.comm, self.uid
         )?;
         match &self.object {
-            EventObject::File { dev, ino, access } => write!(
+            EventObject::File {
+                dev, ino, access, ..
+            } => write!(
                 f,
                 " dev={}:{} ino={ino} access={access}",
                 dev >> 20,
@@ -563,6 +626,72 @@ mod tests {
         // Printed redacted.
         let line = e.to_string();
         assert!(line.contains("argv=[true, --token, [REDACTED]]"), "{line}");
+    }
+
+    fn path_record(names: &[u8], flags: u32) -> Vec<u8> {
+        let mut event: Event = unsafe { std::mem::zeroed() };
+        event.sandbox_id = 7;
+        event.tgid = 100;
+        event.hook = Hook::FileOpen as u16;
+        event.dev = 8 << 20 | 1;
+        event.ino = 42;
+        // SAFETY: plain old data without padding (the size assertion in nono-common).
+        let mut raw = unsafe {
+            std::slice::from_raw_parts(
+                (&event as *const Event).cast::<u8>(),
+                std::mem::size_of::<Event>(),
+            )
+        }
+        .to_vec();
+        raw.extend_from_slice(&flags.to_ne_bytes());
+        raw.extend_from_slice(&(names.len() as u32).to_ne_bytes());
+        raw.extend_from_slice(names);
+        raw
+    }
+
+    fn file_path(raw: &[u8]) -> (Option<Vec<u8>>, bool) {
+        match KernelEvent::decode(raw).expect("decodes").object {
+            EventObject::File {
+                path,
+                path_cut,
+                ino,
+                ..
+            } => {
+                assert_eq!(ino, 42);
+                (path, path_cut)
+            }
+            other => panic!("not a file event: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn path_records_are_reversed_into_paths() {
+        assert_eq!(
+            file_path(&path_record(b"c.txt\0b\0a\0", 0)),
+            (Some(b"/a/b/c.txt".to_vec()), false)
+        );
+        // The root itself, and raw bytes kept as they are.
+        assert_eq!(
+            file_path(&path_record(b"", 0)),
+            (Some(b"/".to_vec()), false)
+        );
+        assert_eq!(
+            file_path(&path_record(b"\xff\0tmp\0", 0)),
+            (Some(b"/tmp/\xff".to_vec()), false)
+        );
+        // Cut by the kernel: no leading slash. A name cut at the end is left out.
+        assert_eq!(
+            file_path(&path_record(b"c\0b\0", FILE_PATH_CUT)),
+            (Some(b"b/c".to_vec()), true)
+        );
+        assert_eq!(
+            file_path(&path_record(b"c\0b\0partia", 0)),
+            (Some(b"b/c".to_vec()), true)
+        );
+        assert_eq!(file_path(&path_record(b"", FILE_PATH_CUT)), (None, true));
+        // A plain event has no path.
+        let plain = path_record(b"", 0)[..std::mem::size_of::<Event>()].to_vec();
+        assert_eq!(file_path(&plain), (None, false));
     }
 
     #[test]

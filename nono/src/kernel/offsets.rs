@@ -105,6 +105,15 @@ pub fn read_kernel_offsets() -> Result<KernelOffsets> {
         task_mm: field_offset_below(&btf, "task_struct", "mm", TASK_OFFSET_MASK)?,
         mm_arg_start: field_offset(&btf, "mm_struct", "arg_start")?,
         mm_arg_end: field_offset(&btf, "mm_struct", "arg_end")?,
+        file_mnt: field_offset(&btf, "file", "f_path")? + field_offset(&btf, "path", "mnt")?,
+        // `struct mount` is private to fs/ (fs/mount.h) but in the kernel's BTF all the same.
+        mount_mnt: field_offset(&btf, "mount", "mnt")?,
+        mount_parent: field_offset(&btf, "mount", "mnt_parent")?,
+        mount_mountpoint: field_offset(&btf, "mount", "mnt_mountpoint")?,
+        vfsmount_root: field_offset(&btf, "vfsmount", "mnt_root")?,
+        task_fs: field_offset_below(&btf, "task_struct", "fs", TASK_OFFSET_MASK)?,
+        fs_root_mnt: field_offset(&btf, "fs_struct", "root")? + field_offset(&btf, "path", "mnt")?,
+        fs_root_dentry: field_offset(&btf, "fs_struct", "root")? + path_dentry,
     })
 }
 

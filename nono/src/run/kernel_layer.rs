@@ -284,9 +284,29 @@ impl KernelSandbox {
                     (kernel::events::EventObject::Net { addr, .. }, Some(n)) => n.get(*addr),
                     _ => None,
                 };
-                let protected = match &event.object {
-                    kernel::events::EventObject::File { dev, ino, .. } if event.denied => {
-                        bound.get(&(*dev, *ino))
+                // A file event's path: the one the file was opened by, when the kernel
+                // recorded it whole (`file_open` under `audit all`); else, for a deny, the path
+                // nono bound the matched rule's object by (the file itself, or the denied
+                // directory it lies below); else what the kernel's walk got (cut).
+                let path: Option<(&[u8], bool)> = match &event.object {
+                    kernel::events::EventObject::File {
+                        dev,
+                        ino,
+                        path: opened,
+                        path_cut,
+                        ..
+                    } => {
+                        use std::os::unix::ffi::OsStrExt;
+                        let protected = bound
+                            .get(&(*dev, *ino))
+                            .filter(|_| event.denied)
+                            .map(|p| p.as_os_str().as_bytes());
+                        match (opened.as_deref(), protected) {
+                            (Some(p), _) if !path_cut => Some((p, false)),
+                            (_, Some(b)) => Some((b, false)),
+                            (Some(p), None) => Some((p, true)),
+                            (None, None) => None,
+                        }
                     }
                     _ => None,
                 };
@@ -299,11 +319,12 @@ impl KernelSandbox {
                         .as_ref()
                         .map(|n| format!(" name={}", n.escape_debug()))
                         .unwrap_or_default();
-                    let path = protected
-                        .map(|p| {
+                    let path = path
+                        .map(|(p, cut)| {
                             format!(
-                                " path={}",
-                                crate::cli::escape_for_terminal(&p.to_string_lossy())
+                                " path={}{}",
+                                crate::cli::escape_bytes_for_terminal(p),
+                                if cut { " (path cut)" } else { "" }
                             )
                         })
                         .unwrap_or_default();
@@ -313,10 +334,14 @@ impl KernelSandbox {
                     let mut ev = AuditEvent::from_kernel(event, clock, &rule_source);
                     match &mut ev.what {
                         What::Net { name: n, .. } => *n = name,
-                        What::File { path, .. } => {
-                            if let Some(p) = protected {
-                                use std::os::unix::ffi::OsStrExt;
-                                *path = p.as_os_str().as_bytes().to_vec();
+                        What::File {
+                            path: stored_path,
+                            path_truncated,
+                            ..
+                        } => {
+                            if let Some((p, cut)) = path {
+                                *stored_path = p.to_vec();
+                                *path_truncated = cut;
                             }
                         }
                         _ => {}
