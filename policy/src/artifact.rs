@@ -37,6 +37,10 @@ use crate::ir::Policy;
 pub const FORMAT: &str = "nono.compiled-policy";
 pub const FORMAT_VERSION: u32 = 2;
 
+/// From this many rules on, [`CompiledPolicy::from_policy`] hashes on a second thread (a
+/// thread costs tens of microseconds; the built-in profiles compile in a few hundred).
+const PARALLEL_DIGEST_RULES: u32 = 1000;
+
 /// `nono-policy <crate version>`: the compiler that produced an artifact.
 pub fn compiler_id() -> String {
     format!("nono-policy {}", env!("CARGO_PKG_VERSION"))
@@ -132,24 +136,53 @@ impl CompiledPolicy {
     /// [`CompiledPolicy::build`] for a policy the caller no longer needs: the artifact takes it
     /// as it is instead of a copy (a deep one: every rule, path and origin).
     pub fn from_policy(policy: Policy, target: Target) -> CompiledPolicy {
-        // Every back-end names rules by the same one-line texts: make them once.
-        let texts = policy.rule_summaries();
-        let landlock = landlock::plan_with_texts(&policy, &target, &texts);
-        let seatbelt = seatbelt::profile_with_texts(&policy, &texts);
-        let ebpf = ebpf::plan_with_texts(&policy, &target, texts);
-        let mut compiled = CompiledPolicy {
+        let compiler = compiler_id();
+        // The digest reads only the policy and the target, the back-ends only the policy: on
+        // a large policy, where hashing its canonical JSON is a fifth of the compile, the two
+        // run side by side. A small one is done before a thread could start.
+        let parallel = policy.max_rule_id() >= PARALLEL_DIGEST_RULES;
+        let digest_input = Digested {
+            format: FORMAT,
+            format_version: FORMAT_VERSION,
+            compiler: &compiler,
+            target: &target,
+            policy: &policy,
+        };
+        let plans = || {
+            // Every back-end names rules by the same one-line texts: make them once.
+            let texts = policy.rule_summaries();
+            let landlock = landlock::plan_with_texts(&policy, &target, &texts);
+            let seatbelt = seatbelt::profile_with_texts(&policy, &texts);
+            let ebpf = ebpf::plan_with_texts(&policy, &target, texts);
+            (landlock, seatbelt, ebpf)
+        };
+        let (digest, (landlock, seatbelt, ebpf)) = if parallel {
+            std::thread::scope(|scope| {
+                let hashing = std::thread::Builder::new()
+                    .name("nono-digest".into())
+                    .spawn_scoped(scope, || digest_of(&digest_input));
+                let plans = plans();
+                let digest = match hashing {
+                    Ok(h) => h.join().expect("hashing does not panic"),
+                    // No thread to be had: hash here instead.
+                    Err(_) => digest_of(&digest_input),
+                };
+                (digest, plans)
+            })
+        } else {
+            (digest_of(&digest_input), plans())
+        };
+        CompiledPolicy {
             format: FORMAT.to_string(),
             format_version: FORMAT_VERSION,
-            compiler: compiler_id(),
+            compiler,
             target,
             policy,
             landlock,
             ebpf,
             seatbelt,
-            digest: String::new(),
-        };
-        compiled.digest = compiled.compute_digest();
-        compiled
+            digest,
+        }
     }
 
     fn digested(&self) -> Digested<'_> {

@@ -1417,3 +1417,29 @@ fn seatbelt_comments_name_origins_for_sparse_ids_and_missing_provenance() {
         .lines()
         .any(|l| l.starts_with(";; r1000 ipc unix-socket ")));
 }
+
+/// A policy large enough to be hashed on a second thread seals the same digest as the
+/// one-thread path (`policy_digest`) and as recomputing it from the artifact.
+#[test]
+fn parallel_digest_equals_the_sequential_one() {
+    let mut b = PolicyBuilder::new("big");
+    for i in 0..1500 {
+        b = b.read(&format!("/srv/data/d{i}/**"));
+        if i % 10 == 0 {
+            b = b.deny(&format!("/srv/data/d{i}/secret"));
+        }
+    }
+    let policy = b.build();
+    assert!(
+        policy.max_rule_id() >= 1000,
+        "large enough for the parallel path"
+    );
+    let target = Target {
+        landlock_abi: 7,
+        kernel_layer: false,
+    };
+    let sequential = nono_policy::artifact::policy_digest(&policy, target);
+    let compiled = CompiledPolicy::from_policy(policy, target);
+    assert_eq!(compiled.digest, sequential);
+    assert_eq!(compiled.compute_digest(), compiled.digest);
+}
