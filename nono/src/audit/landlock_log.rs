@@ -32,6 +32,7 @@ use std::time::{Duration, Instant};
 
 use super::event::{AuditEvent, What};
 use super::ingest::AuditSender;
+use crate::run::why::{FsRuleIndex, Op};
 
 const NETLINK_AUDIT: i32 = 9;
 const AUDIT_NLGRP_READLOG: u32 = 1;
@@ -97,53 +98,48 @@ impl Record {
     }
 }
 
-/// The policy's deny rules by path. Landlock reports the path it refused, not a rule: a
-/// refusal at or below a deny rule's path is that rule's (it names the object the profile
-/// protects, whether or not a grant also missed it); any other is the default deny
+/// Names the rule behind a Landlock denial. Landlock reports the path it refused and the
+/// access (its blockers), not a rule: a refusal that a deny rule covers is that rule's (the most
+/// specific one, decided as `nono why` decides: [`FsRuleIndex`]); any other is the default deny
 /// ("not granted"), which has no rule id.
-#[derive(Debug, Default, Clone)]
-pub struct DenyRules(Vec<DenyRule>);
+pub struct DenyRules {
+    index: FsRuleIndex,
+    source: Box<dyn Fn(u32) -> Option<String> + Send>,
+}
 
-#[derive(Debug, Clone)]
-struct DenyRule {
-    base: std::path::PathBuf,
-    subtree: bool,
-    id: u32,
-    source: Option<String>,
+impl std::fmt::Debug for DenyRules {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DenyRules")
+    }
 }
 
 impl DenyRules {
-    /// From the run's policy (paths already expanded for this machine).
+    /// From the run's policy (paths already expanded for this machine). Resolves every rule's
+    /// path: build it off the run's critical path.
     pub fn from_policy(
         policy: &nono_policy::ir::Policy,
-        source: impl Fn(u32) -> Option<String>,
+        source: impl Fn(u32) -> Option<String> + Send + 'static,
     ) -> DenyRules {
-        use nono_policy::ir::Effect;
-        use nono_policy::path::Scope;
-        let mut rules: Vec<DenyRule> = policy
-            .fs
-            .iter()
-            .filter(|r| r.effect == Effect::Deny && r.path.root().is_none())
-            .map(|r| DenyRule {
-                base: std::path::PathBuf::from(r.path.base_text()),
-                subtree: r.path.scope() == Scope::Subtree,
-                id: r.id.0,
-                source: source(r.id.0),
-            })
-            .collect();
-        // The most specific rule first: the one whose path is longest.
-        rules.sort_by_key(|r| std::cmp::Reverse(r.base.as_os_str().len()));
-        DenyRules(rules)
+        DenyRules {
+            index: FsRuleIndex::new(policy),
+            source: Box::new(source),
+        }
     }
 
-    /// The deny rule behind a refusal of `path`, if any.
-    fn rule_for(&self, path: &[u8]) -> Option<(u32, Option<String>)> {
+    /// The deny rule behind a refusal of `path` (as Landlock reports it: resolved) for the
+    /// access `blockers` names, if any.
+    fn rule_for(&self, path: &[u8], blockers: &str) -> Option<(u32, Option<String>)> {
         use std::os::unix::ffi::OsStrExt;
+        let op = if blockers.contains("execute") {
+            Op::Exec
+        } else if blockers.starts_with("fs.read") {
+            Op::Read
+        } else {
+            Op::Write
+        };
         let path = std::path::Path::new(std::ffi::OsStr::from_bytes(path));
-        self.0
-            .iter()
-            .find(|r| path == r.base || (r.subtree && path.starts_with(&r.base)))
-            .map(|r| (r.id, r.source.clone()))
+        let id = self.index.deny_for(path, op)?.0;
+        Some((id, (self.source)(id)))
     }
 }
 
@@ -154,7 +150,7 @@ pub struct Attributor {
     domains: HashSet<String>,
     /// The records of the audit event being read (one serial number).
     current: Vec<Record>,
-    denies: DenyRules,
+    denies: Option<DenyRules>,
 }
 
 impl Attributor {
@@ -167,7 +163,7 @@ impl Attributor {
 
     /// Name the deny rule behind each file denial (see [`DenyRules`]).
     pub fn with_denies(mut self, denies: DenyRules) -> Attributor {
-        self.denies = denies;
+        self.denies = Some(denies);
         self
     }
 
@@ -227,8 +223,8 @@ impl Attributor {
                         record: r.body.clone(),
                     },
                 };
-                let rule = match &what {
-                    What::File { path, .. } => self.denies.rule_for(path),
+                let rule = match (&what, &self.denies) {
+                    (What::File { path, .. }, Some(d)) => d.rule_for(path, &blockers),
                     _ => None,
                 };
                 let (rule_id, rule_source) = match rule {
@@ -354,7 +350,7 @@ impl LandlockLog {
     pub fn start(
         sender: AuditSender,
         child: &'static AtomicI32,
-        denies: DenyRules,
+        policy: &nono_policy::ir::Policy,
     ) -> Result<LandlockLog, String> {
         if audit_enabled() == Some(false) {
             return Err(
@@ -362,13 +358,19 @@ impl LandlockLog {
             );
         }
         let fd = open_socket()?;
+        // The rules are resolved on the reader's thread, not before the command starts.
+        let policy = policy.clone();
         let stop = Arc::new(AtomicBool::new(false));
         let stop2 = stop.clone();
         // No signals on this thread: `nono run` takes them on the main one (see `ingest`).
         let _blocked = super::ingest::AllSignalsBlocked::new();
         let thread = std::thread::Builder::new()
             .name("nono-landlock-log".into())
-            .spawn(move || read_loop(fd, sender, child, stop2, denies))
+            .spawn(move || {
+                let source = super::session::rule_sources(&policy);
+                let denies = DenyRules::from_policy(&policy, source);
+                read_loop(fd, sender, child, stop2, denies)
+            })
             .map_err(|e| e.to_string())?;
         Ok(LandlockLog {
             stop,
@@ -567,31 +569,53 @@ mod tests {
 
     #[test]
     fn a_denial_under_a_deny_rule_names_that_rule() {
-        let rule = |base: &str, subtree: bool, id: u32| DenyRule {
-            base: base.into(),
-            subtree,
-            id,
-            source: Some(format!("p.nono:{id}:1")),
+        use nono_policy::source::{Format, MemorySource, SourceFile};
+        let policy = nono_policy::resolve::compile(
+            &SourceFile {
+                name: "p.nono".into(),
+                text: "profile p\nread /root/**\ndeny /root/.bashrc\ndeny /root/.ssh/**\n\
+                       deny write /root/notes\n"
+                    .into(),
+                format: Format::Lang,
+            },
+            &MemorySource::default(),
+        )
+        .expect("the test policy compiles");
+        let source = super::super::session::rule_sources(&policy);
+        let id_of = |text: &str| {
+            policy
+                .fs
+                .iter()
+                .find(|r| r.path.to_string() == text)
+                .map(|r| r.id.0)
+                .unwrap()
         };
-        let mut rules = vec![
-            rule("/root", true, 3),
-            rule("/root/.bashrc", false, 9),
-            rule("/root/.ssh", true, 7),
-        ];
-        rules.sort_by_key(|r| std::cmp::Reverse(r.base.as_os_str().len()));
-        let denies = DenyRules(rules);
-        // The most specific rule decides.
+        let denies = DenyRules::from_policy(&policy, source);
+        assert_eq!(
+            denies
+                .rule_for(b"/root/.ssh/id_rsa", "fs.read_file")
+                .map(|r| r.0),
+            Some(id_of("/root/.ssh/**"))
+        );
+        // A deny of writing does not decide a refused read; nothing else denies: the default.
+        assert_eq!(denies.rule_for(b"/root/notes", "fs.read_file"), None);
+        assert_eq!(
+            denies
+                .rule_for(b"/root/notes", "fs.write_file")
+                .map(|r| r.0),
+            Some(id_of("/root/notes"))
+        );
+        assert_eq!(denies.rule_for(b"/etc/shadow", "fs.read_file"), None);
+        // Through the attributor: the record of `cat /root/.bashrc`.
+        let bashrc = id_of("/root/.bashrc");
         let got = feed(
-            &mut Attributor::new(24167).with_denies(denies.clone()),
+            &mut Attributor::new(24167).with_denies(DenyRules::from_policy(&policy, |id| {
+                Some(format!("p.nono:{id}"))
+            })),
             EVENT,
         );
-        assert_eq!(got[0].rule_id, Some(9));
-        assert_eq!(got[0].rule_source.as_deref(), Some("p.nono:9:1"));
-        assert_eq!(denies.rule_for(b"/root/.ssh/id_rsa").map(|r| r.0), Some(7));
-        assert_eq!(denies.rule_for(b"/root/.sshx").map(|r| r.0), Some(3));
-        assert_eq!(denies.rule_for(b"/root/.bashrc.d/x").map(|r| r.0), Some(3));
-        // Outside every deny: the default ("not granted"), no rule.
-        assert_eq!(denies.rule_for(b"/etc/shadow"), None);
+        assert_eq!(got[0].rule_id, Some(bashrc));
+        assert_eq!(got[0].rule_source, Some(format!("p.nono:{bashrc}")));
         let none = feed(&mut Attributor::new(24167), EVENT);
         assert_eq!(none[0].rule_id, None);
     }

@@ -165,7 +165,7 @@ impl PendingRun {
         let landlock_log = match super::landlock_log::LandlockLog::start(
             auditor.sender(),
             info.child_pid,
-            super::landlock_log::DenyRules::from_policy(info.policy, rule_sources(info.policy)),
+            info.policy,
         ) {
             Ok(l) => Some(l),
             Err(why) => {

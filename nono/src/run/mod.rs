@@ -15,7 +15,7 @@ mod kernel_layer;
 mod layer;
 mod load;
 mod sandbox;
-mod why;
+pub(crate) mod why;
 
 use std::path::PathBuf;
 

@@ -99,6 +99,70 @@ fn covers(rule_path: &Path, scope: Scope, target: &Path) -> bool {
     target.starts_with(rule_path) && (scope == Scope::Subtree || rule_path.is_dir())
 }
 
+/// The policy's file rules with their paths resolved once (canonical, and whether each is a
+/// directory): deciding many paths, as the audit trail does for Landlock's denials, then costs
+/// no filesystem lookup per rule.
+pub(crate) struct FsRuleIndex {
+    rules: Vec<IndexedRule>,
+}
+
+struct IndexedRule {
+    id: RuleId,
+    effect: Effect,
+    access: Access,
+    path: PathBuf,
+    scope: Scope,
+    is_dir: bool,
+}
+
+impl FsRuleIndex {
+    pub(crate) fn new(policy: &Policy) -> FsRuleIndex {
+        let rules = policy
+            .fs
+            .iter()
+            .filter_map(|r| {
+                let path = rule_target(&r.path)?;
+                Some(IndexedRule {
+                    id: r.id,
+                    effect: r.effect,
+                    access: r.access,
+                    is_dir: path.is_dir(),
+                    path,
+                    scope: r.path.scope(),
+                })
+            })
+            .collect();
+        FsRuleIndex { rules }
+    }
+
+    /// The denies and the grants covering `target` (canonical) for `op`.
+    fn candidates(&self, target: &Path, op: Op) -> (Vec<Candidate>, Vec<Candidate>) {
+        let mut denies = Vec::new();
+        let mut grants = Vec::new();
+        for r in &self.rules {
+            let covered = target == r.path
+                || (target.starts_with(&r.path) && (r.scope == Scope::Subtree || r.is_dir));
+            if !r.access.contains(op.access()) || !covered {
+                continue;
+            }
+            let c = Candidate {
+                id: r.id,
+                depth: r.path.components().count(),
+            };
+            match r.effect {
+                Effect::Deny => denies.push(c),
+                Effect::Allow => grants.push(c),
+            }
+        }
+        (denies, grants)
+    }
+
+    /// The most specific deny covering `target` (canonical) for `op`, if any.
+    pub(crate) fn deny_for(&self, target: &Path, op: Op) -> Option<RuleId> {
+        most_specific(self.candidates(target, op).0).0
+    }
+}
+
 fn rule_target(p: &PolicyPath) -> Option<PathBuf> {
     let concrete = p.expand(&PathVars::new()).ok()?;
     p.root().is_none().then(|| canonical_lenient(&concrete))
@@ -120,24 +184,7 @@ pub fn decide_path(policy: &Policy, path: &Path, op: Op) -> Decision {
         format!("{} (resolves to {})", path.display(), target.display())
     };
     let refs = |ids: Vec<RuleId>| ids.into_iter().map(|i| RuleRef::of(policy, i)).collect();
-    let mut denies = Vec::new();
-    let mut grants = Vec::new();
-    for r in &policy.fs {
-        let Some(rp) = rule_target(&r.path) else {
-            continue;
-        };
-        if !r.access.contains(op.access()) || !covers(&rp, r.path.scope(), &target) {
-            continue;
-        }
-        let c = Candidate {
-            id: r.id,
-            depth: rp.components().count(),
-        };
-        match r.effect {
-            Effect::Deny => denies.push(c),
-            Effect::Allow => grants.push(c),
-        }
-    }
+    let (mut denies, grants) = FsRuleIndex::new(policy).candidates(&target, op);
     if op == Op::Exec {
         for r in &policy.exec.deny {
             let Some(rp) = rule_target(&r.path) else {
