@@ -459,10 +459,14 @@ pub fn nono_alive(pid: i64, started_ns: i64) -> bool {
             let rest = &stat[stat.rfind(')')? + 2..];
             rest.split(' ').nth(19)?.parse::<i64>().ok()
         });
-    let boot_s = std::fs::read_to_string("/proc/stat").ok().and_then(|s| {
-        s.lines()
-            .find_map(|l| l.strip_prefix("btime "))
-            .and_then(|v| v.trim().parse::<i64>().ok())
+    // The boot time does not change: `audit list` asks for every incomplete session, read once.
+    static BOOT_S: std::sync::OnceLock<Option<i64>> = std::sync::OnceLock::new();
+    let boot_s = *BOOT_S.get_or_init(|| {
+        std::fs::read_to_string("/proc/stat").ok().and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("btime "))
+                .and_then(|v| v.trim().parse::<i64>().ok())
+        })
     });
     // SAFETY: sysconf has no preconditions.
     let hz = i64::from(unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as i32).max(1);
