@@ -130,13 +130,7 @@ pub fn to_doc(p: &Policy) -> ProfileDoc {
     if p.rollback.gitignore {
         doc.rollback.gitignore = Some(true);
     }
-    doc.rollback.exclude = p
-        .rollback
-        .exclude
-        .iter()
-        .filter(|e| !DEFAULT_ROLLBACK_EXCLUDES.contains(&e.as_str()))
-        .map(bare)
-        .collect();
+    doc.rollback.exclude = added_exclusions(p).into_iter().map(bare).collect();
     doc.rollback.include = taken_back(p).into_iter().map(bare).collect();
     if p.overrides.allow_broad_write {
         doc.overrides.allow_broad_write = Some(true);
@@ -330,34 +324,14 @@ pub fn to_lang(p: &Policy) -> String {
         "rollback {}",
         if p.rollback.enabled { "on" } else { "off" }
     );
-    let extra: Vec<&String> = p
-        .rollback
-        .exclude
-        .iter()
-        .filter(|e| !DEFAULT_ROLLBACK_EXCLUDES.contains(&e.as_str()))
-        .collect();
-    if !extra.is_empty() {
-        let _ = writeln!(
-            out,
-            "rollback exclude {}",
-            extra
-                .iter()
-                .map(|s| lang_value(s))
-                .collect::<Vec<_>>()
-                .join(" ")
-        );
-    }
-    let included = taken_back(p);
-    if !included.is_empty() {
-        let _ = writeln!(
-            out,
-            "rollback include {}",
-            included
-                .iter()
-                .map(|s| lang_value(s))
-                .collect::<Vec<_>>()
-                .join(" ")
-        );
+    for (statement, names) in [
+        ("rollback exclude", added_exclusions(p)),
+        ("rollback include", taken_back(p)),
+    ] {
+        if !names.is_empty() {
+            let values: Vec<String> = names.iter().map(|s| lang_value(s)).collect();
+            let _ = writeln!(out, "{statement} {}", values.join(" "));
+        }
     }
     if p.rollback.gitignore {
         out.push_str("rollback gitignore on\n");
@@ -366,6 +340,16 @@ pub fn to_lang(p: &Policy) -> String {
         out.push_str("override allow-broad-write\n");
     }
     out
+}
+
+/// The exclusions the policy added to the defaults (`rollback exclude`).
+fn added_exclusions(p: &Policy) -> Vec<String> {
+    p.rollback
+        .exclude
+        .iter()
+        .filter(|e| !DEFAULT_ROLLBACK_EXCLUDES.contains(&e.as_str()))
+        .cloned()
+        .collect()
 }
 
 /// The default exclusions the policy took back (`rollback include`).
