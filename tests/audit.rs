@@ -19,6 +19,8 @@ as_root_and_nobody!(
     tampering_is_detected_by_verify,
     concurrent_runs_share_the_store,
     kill_9_leaves_a_consistent_store_and_an_incomplete_session,
+    the_command_starts_only_after_its_session_row,
+    an_unusable_store_never_holds_the_command_back,
     rollback_change_summary_is_recorded_in_the_session,
 );
 
@@ -390,6 +392,81 @@ fn kill_9_leaves_a_consistent_store_and_an_incomplete_session(user: User) {
     let out = run(&mut w.sandbox(&[] as &[&str], &["/bin/true"]));
     assert_eq!(out.code(), Some(0), "{}", out.describe());
     assert_eq!(sessions(&w).len(), 2);
+}
+
+/// The command is exec'd only once its session row is committed, so no `kill -9` of nono can
+/// leave a command that ran without a session: while another process holds the store's write
+/// lock, the command waits (its marker does not appear and no row exists), and it runs, after
+/// its row, once the lock goes.
+fn the_command_starts_only_after_its_session_row(user: User) {
+    let _serial = serial();
+    let w = World::new(user);
+    // The first run creates the store.
+    let out = run(&mut w.sandbox(&[] as &[&str], &["/bin/true"]));
+    assert_eq!(out.code(), Some(0), "{}", out.describe());
+    // The lock is taken as the test's user, so no file of the store changes owner.
+    let mut locker = user.command(PYTHON);
+    locker
+        .args([
+            "-c",
+            "import sqlite3, sys\n\
+             c = sqlite3.connect(sys.argv[1], isolation_level=None)\n\
+             c.execute('BEGIN IMMEDIATE')\n\
+             print('locked', flush=True)\n\
+             sys.stdin.read()\n\
+             c.execute('ROLLBACK')",
+        ])
+        .arg(db(&w))
+        .stdin(std::process::Stdio::piped());
+    let mut locker = spawn(&mut locker);
+    let mut lines = BufReader::new(locker.stdout.take().unwrap()).lines();
+    assert_eq!(lines.next().unwrap().unwrap(), "locked");
+    let marker = w.work.join("ran");
+    let nono = spawn(&mut w.sandbox(
+        &[] as &[&str],
+        &["/bin/sh", "-c", &format!("echo > '{}'", marker.display())],
+    ));
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(!marker.exists(), "the command ran before its session row");
+    // Unlocking the store lets the row, and then the command, through.
+    drop(locker.stdin.take());
+    assert!(locker.wait().unwrap().success());
+    let out = wait_with_timeout(nono, Duration::from_secs(30));
+    assert_eq!(out.code(), Some(0), "{}", out.describe());
+    assert!(marker.exists());
+    let list = sessions(&w);
+    assert_eq!(list.len(), 2, "{list:#?}");
+    assert_eq!(list[0]["complete"], true);
+    assert_eq!(list[0]["exit_code"], 0);
+}
+
+/// A store nono cannot open is a warning, never a reason not to run: the command still starts
+/// (the writer that failed opens the gate the command waits at) and its status passes through.
+fn an_unusable_store_never_holds_the_command_back(user: User) {
+    let _serial = serial();
+    let w = World::new(user);
+    // A directory where the database file would be.
+    std::fs::create_dir_all(db(&w)).unwrap();
+    w.hand_over(&w.home.join(".local"));
+    let marker = w.work.join("ran");
+    let out = wait_with_timeout(
+        spawn(&mut w.sandbox(
+            &[] as &[&str],
+            &[
+                "/bin/sh",
+                "-c",
+                &format!("echo > '{}'; exit 3", marker.display()),
+            ],
+        )),
+        Duration::from_secs(30),
+    );
+    assert_eq!(out.code(), Some(3), "{}", out.describe());
+    assert!(marker.exists());
+    assert!(
+        out.stderr.contains("nono: warning: audit:"),
+        "{}",
+        out.describe()
+    );
 }
 
 // ---------------------------------------------------------------------------------------------

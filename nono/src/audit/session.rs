@@ -11,6 +11,7 @@
 //! demand a trail; when it can, that setting will refuse the run instead.)
 
 use std::ffi::OsString;
+use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
@@ -41,6 +42,8 @@ pub struct RunAudit {
     child_pid: &'static std::sync::atomic::AtomicI32,
     /// The command's exec is in the trail ([`RunAudit::executed`]).
     exec_recorded: std::cell::Cell<bool>,
+    /// Until [`RunAudit::take_row_gate`].
+    row_gate: Option<OwnedFd>,
     pub id: String,
 }
 
@@ -90,17 +93,32 @@ pub fn user_name(uid: u32) -> String {
 /// session; a prune it had started either commits or rolls back, as SQLite guarantees.
 pub struct PendingRun {
     session: std::sync::mpsc::SyncSender<NewSession>,
-    /// Says the session row is committed (or, closed, that the writer failed).
-    written: std::sync::mpsc::Receiver<()>,
+    /// Opens once the session row is committed (or the writer gave up).
+    row_gate: OwnedFd,
     auditor: Auditor,
     id: String,
+}
+
+/// The writer's end of the row gate (see [`RunAudit::take_row_gate`]): dropping it writes the
+/// one byte that opens the gate, whether the row was committed, the writer failed or it
+/// panicked, because the trail is a record, never a reason not to run. Only nono's own death
+/// leaves the gate shut, and the command dies with nono then anyway (`PR_SET_PDEATHSIG`).
+struct RowGateOpener(OwnedFd);
+
+impl Drop for RowGateOpener {
+    fn drop(&mut self) {
+        // One byte into an empty pipe never blocks; the reader's end outlives this one.
+        let _ = rustix::io::write(&self.0, b"1");
+    }
 }
 
 /// Starts the auditor for a run whose session row comes later (see [`PendingRun`]).
 pub fn prepare(db: &Path) -> Result<PendingRun, AuditError> {
     let id = new_session_id().map_err(|e| AuditError::Other(format!("session id: {e}")))?;
     let (session, sessions) = std::sync::mpsc::sync_channel::<NewSession>(1);
-    let (written_tx, written) = std::sync::mpsc::sync_channel::<()>(1);
+    let (row_gate, opener) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
+        .map_err(|e| AuditError::Other(format!("cannot create the session row's gate: {e}")))?;
+    let opener = RowGateOpener(opener);
     let db = db.to_path_buf();
     let open = move || {
         let mut store = Store::open(&db)?;
@@ -111,7 +129,7 @@ pub fn prepare(db: &Path) -> Result<PendingRun, AuditError> {
             .map_err(|_| AuditError::Other("the run was not started".into()))?;
         session.user = user;
         let cursor = store.begin_session(&session)?;
-        let _ = written_tx.send(());
+        drop(opener);
         // A few sessions past the retention go per run (see [`query::AUTO_PRUNE_LIMIT`]),
         // while the command runs: the command waits for this run's row, not for the prune,
         // and the prune's cutoff keeps this run's row out of it.
@@ -126,7 +144,7 @@ pub fn prepare(db: &Path) -> Result<PendingRun, AuditError> {
         .map_err(|e| AuditError::Other(format!("cannot start the audit writer: {e}")))?;
     Ok(PendingRun {
         session,
-        written,
+        row_gate,
         auditor,
         id,
     })
@@ -138,7 +156,7 @@ impl PendingRun {
     pub fn begin(self, info: RunInfo<'_>) -> RunAudit {
         let PendingRun {
             session,
-            written,
+            row_gate,
             auditor,
             id,
         } = self;
@@ -157,11 +175,8 @@ impl PendingRun {
         };
         // A writer that already failed (the store cannot be opened) has dropped the receiver;
         // `finish` reports its error.
+        // A writer that already failed has opened the gate, and `finish` reports its error.
         let _ = session.send(row);
-        // The row is committed before the command starts: a `kill -9` of nono at any moment
-        // after leaves an incomplete session, never none. The store was opened meanwhile, so
-        // this waits for one small transaction. A failed writer closes the channel.
-        let _ = written.recv();
         let landlock_log = match super::landlock_log::LandlockLog::start(
             auditor.sender(),
             info.child_pid,
@@ -178,18 +193,22 @@ impl PendingRun {
             landlock_log,
             child_pid: info.child_pid,
             exec_recorded: std::cell::Cell::new(false),
+            row_gate: Some(row_gate),
             id,
         }
     }
 }
 
-/// Starts the auditor, opens the store and records the session's start, all on its own
-/// thread (for callers that know the whole session up front).
-pub fn begin(db: &Path, info: RunInfo<'_>) -> Result<RunAudit, AuditError> {
-    Ok(prepare(db)?.begin(info))
-}
-
 impl RunAudit {
+    /// The reader's end of a close-on-exec pipe that yields one byte once the session row is
+    /// committed (or the writer gave up). The command's child reads it just before `execve`
+    /// (`sandbox::spawn`): the command never runs before its session exists, so a `kill -9` of
+    /// nono at any moment after leaves an incomplete session, never none, and the one small
+    /// transaction overlaps the child's own set-up instead of delaying its `clone`.
+    pub fn take_row_gate(&mut self) -> Option<OwnedFd> {
+        self.row_gate.take()
+    }
+
     /// For event sources (the kernel layer's ring-buffer reader).
     pub fn sender(&self) -> AuditSender {
         self.auditor.sender()

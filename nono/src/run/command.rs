@@ -653,7 +653,7 @@ pub fn run(args: RunArgs) -> CmdResult {
     })
     .map_err(refused)?;
     // The audit trail (src/audit): the session, the exec, the exit status. Never fatal.
-    let audit = pending_audit.map(|p| {
+    let mut audit = pending_audit.map(|p| {
         p.begin(crate::audit::session::RunInfo {
             argv: &args.command,
             cwd: &workdir,
@@ -664,6 +664,7 @@ pub fn run(args: RunArgs) -> CmdResult {
             child_pid: &sandbox::CHILD_PID,
         })
     });
+    sandbox.row_gate = audit.as_mut().and_then(|a| a.take_row_gate());
     // The proxy's decisions go to the audit trail too (it reports refusals on stderr itself).
     if let (Some(e), Some(a)) = (&egress, &audit) {
         e.attach_audit(crate::egress::DecisionSink {

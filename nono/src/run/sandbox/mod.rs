@@ -32,6 +32,9 @@ pub struct Sandbox {
     pub cgroup_procs: Option<std::os::fd::OwnedFd>,
     /// In the proxy mode of domain rules: the command's own network namespace.
     pub netns: Option<netns::Setup>,
+    /// With an audit trail: the gate the child waits at until the session row is committed
+    /// (`audit::session::RunAudit::take_row_gate`).
+    pub row_gate: Option<std::os::fd::OwnedFd>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -53,6 +56,7 @@ impl Sandbox {
             filters: seccomp::build(&plan.seccomp)?,
             cgroup_procs: None,
             netns: None,
+            row_gate: None,
         })
     }
 }
@@ -95,6 +99,7 @@ pub fn run(
             .as_ref()
             .zip(channel.as_ref())
             .map(|(setup, (_, child_end))| (setup, child_end.as_fd())),
+        row_gate: sandbox.row_gate.as_ref().map(|fd| fd.as_fd()),
     };
     let child = spawn::spawn(launch, &conf, &blocked.previous).map_err(RunError::Spawn)?;
     CHILD_PID.store(child, std::sync::atomic::Ordering::Release);

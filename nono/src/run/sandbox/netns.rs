@@ -396,6 +396,7 @@ mod tests {
                 seccomp: &[],
                 cgroup_procs: None,
                 netns: Some((&setup, child_end.as_fd())),
+                row_gate: None,
             },
             &mask,
         )

@@ -37,7 +37,11 @@
 //!    the command as uid 0 *without* capabilities: file ownership still applies, but not
 //!    CAP_DAC_OVERRIDE, CAP_CHOWN, CAP_FOWNER, CAP_SYS_ADMIN, CAP_NET_RAW...;
 //! 7. `PR_SET_NO_NEW_PRIVS`; 8. `landlock_restrict_self`; 9. `seccomp(SET_MODE_FILTER)` for each
-//!    program; 10. `execve`.
+//!    program;
+//!    9a. with an audit trail, read the one byte that says the run's session row is committed
+//!    (`audit::session::RunAudit::take_row_gate`): the command never runs unrecorded, and the
+//!    audit writer's transaction overlaps steps 1 to 9 instead of delaying the `clone`;
+//! 10. `execve`.
 //!
 //! A failing step writes `[step, errno]` to a close-on-exec pipe and `_exit`s; the parent reads
 //! that pipe (EOF means `execve` succeeded) and turns it into a message and exit code.
@@ -68,6 +72,7 @@ pub enum Step {
     UserMap,
     Loopback,
     ProxyListener,
+    AuditRow,
 }
 
 impl Step {
@@ -89,6 +94,7 @@ impl Step {
             UserMap,
             Loopback,
             ProxyListener,
+            AuditRow,
         ]
         .into_iter()
         .find(|s| *s as u8 == v)
@@ -114,6 +120,7 @@ impl Step {
             Step::UserMap => "mapping its uid and gid in its user namespace",
             Step::Loopback => "bringing up the loopback interface of its network namespace",
             Step::ProxyListener => "listening for the proxy inside its network namespace",
+            Step::AuditRow => "waiting for the audit trail's session row",
         }
     }
 }
@@ -261,6 +268,8 @@ pub struct Confinement<'a> {
     /// The proxy mode's network namespace, and the child's end of the socketpair its listener
     /// goes back over.
     pub netns: Option<(&'a super::netns::Setup, std::os::fd::BorrowedFd<'a>)>,
+    /// The audit trail's row gate: one byte once the session row is committed (step 9a).
+    pub row_gate: Option<std::os::fd::BorrowedFd<'a>>,
 }
 
 fn errno() -> i32 {
@@ -364,6 +373,18 @@ fn child(
             ) != 0
             {
                 fail(Step::Seccomp);
+            }
+        }
+        if let Some(gate) = &conf.row_gate {
+            // Exactly one byte opens the gate; its writer writes it before closing, so EOF
+            // means something broke. If nono dies meanwhile, the child dies with it (step 3).
+            let mut byte = 0u8;
+            loop {
+                match libc::read(gate.as_raw_fd(), (&mut byte as *mut u8).cast(), 1) {
+                    1 => break,
+                    n if n < 0 && errno() == libc::EINTR => continue,
+                    _ => fail(Step::AuditRow),
+                }
             }
         }
         libc::execve(
@@ -556,6 +577,7 @@ mod tests {
                 seccomp: &[],
                 cgroup_procs: None,
                 netns: None,
+                row_gate: None,
             },
             &empty_mask(),
         )
@@ -575,6 +597,7 @@ mod tests {
                 seccomp: &[],
                 cgroup_procs: None,
                 netns: None,
+                row_gate: None,
             },
             &empty_mask(),
         )
@@ -601,6 +624,7 @@ mod tests {
                 seccomp: &[],
                 cgroup_procs: None,
                 netns: None,
+                row_gate: None,
             },
             &empty_mask(),
         )
@@ -631,6 +655,7 @@ mod tests {
                 seccomp: &[],
                 cgroup_procs: None,
                 netns: None,
+                row_gate: None,
             },
             &empty_mask(),
         )
