@@ -40,8 +40,10 @@ use nono_common::{
 };
 
 use crate::{
-    cache, current_sandbox, kernel_offset,
-    verdict::{conclude, conclude_with_path, Verdict},
+    cache, current_sandbox,
+    events::emit_exec,
+    exec, kernel_offset,
+    verdict::{conclude, conclude_with_path, Verdict, EPERM},
     watch, NONO_CONFIG, NONO_FS_DENY,
 };
 
@@ -694,7 +696,27 @@ pub fn bprm_check_security(ctx: LsmContext) -> i32 {
     };
     let bprm: *const u8 = unsafe { ctx.arg(0) };
     let verdict = unsafe { check_exec_file(&sandbox, load(bprm, kernel_offset!(binprm_file))) };
-    conclude(&sandbox, Hook::BprmCheck, access::EXEC, verdict)
+    // A deny is reported as an exec record, with the name and arguments of what was refused
+    // (see `exec`); an allow as the plain event (`audit all`: the tracepoint then reports the
+    // completed exec with its arguments). Each arm sets its own values, as in `verdict`.
+    let (mut rule_id, mut dev, mut ino) = (NO_VERDICT_RULE, 0u32, 0u64);
+    match verdict {
+        Ok(Verdict::Deny {
+            rule_id: r,
+            dev: d,
+            ino: i,
+        }) => {
+            rule_id = r;
+            dev = d;
+            ino = i;
+        }
+        Err(_) => {}
+        allowed => return conclude(&sandbox, Hook::BprmCheck, access::EXEC, allowed),
+    }
+    emit_exec(sandbox.sandbox_id, |s| unsafe {
+        exec::fill_denied(s, bprm, rule_id, dev, ino)
+    });
+    -EPERM
 }
 
 /// `PROT_EXEC` (include/uapi/asm-generic/mman-common.h).

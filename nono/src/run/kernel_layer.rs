@@ -308,6 +308,15 @@ impl KernelSandbox {
                             (None, None) => None,
                         }
                     }
+                    // A denied exec names what ran in its record; `path=` is the object its
+                    // rule bound, as for a file deny (the -v line only: the store has the
+                    // rule's source line).
+                    kernel::events::EventObject::Exec { dev, ino, .. } if event.denied => {
+                        use std::os::unix::ffi::OsStrExt;
+                        bound
+                            .get(&(*dev, *ino))
+                            .map(|p| (p.as_os_str().as_bytes(), false))
+                    }
                     _ => None,
                 };
                 if verbose {
