@@ -53,6 +53,7 @@ tests! {
     exec_events_carry_binary_and_argv: Lsm,
     denied_execs_carry_binary_and_argv: Lsm,
     file_events_carry_opened_paths: Lsm,
+    path_hook_events_carry_paths: Lsm,
     concurrent_sessions_get_their_own_events: CgroupSock,
     event_slots_full_refuses_and_kill9_frees_a_slot: OwnMachine,
     missing_paths_bound_when_created: Lsm,
@@ -1427,6 +1428,89 @@ fn denied_execs_carry_binary_and_argv(ctx: &Ctx) -> Result<(), String> {
     }
     if shown.contains(secret) {
         return Err(format!("a secret reached the audit trail: {shown}"));
+    }
+    Ok(())
+}
+
+/// Under `audit all`, the path hooks' events carry the path they act on, walked in the kernel
+/// as `file_open`'s are: an unlink, mkdir, rmdir, symlink, chmod and truncate of files under
+/// the scratch grant, a rename (the old and the new name, each its own event) and a hard link
+/// (the source and the new name); and a denied unlink below a `deny write` directory names
+/// the file, more specific than the rule's directory.
+fn path_hook_events_carry_paths(ctx: &Ctx) -> Result<(), String> {
+    let scratch = fs::canonicalize(&ctx.scratch).map_err(|e| e.to_string())?;
+    let d = scratch.join("work/sub");
+    let victim = d.join("victim.txt");
+    let old = d.join("old.txt");
+    let new = d.join("new name.txt");
+    let mode = d.join("mode.txt");
+    let trunc = d.join("trunc.txt");
+    let made = d.join("made");
+    let empty = d.join("empty");
+    let sym = d.join("sym");
+    let hard = d.join("hard");
+    let ro = scratch.join("ro");
+    let kept = ro.join("keep.txt");
+    for f in [&victim, &old, &mode, &trunc, &kept] {
+        write(f, "x")?;
+    }
+    fs::create_dir_all(&empty).map_err(|e| e.to_string())?;
+    let mut flags = vec!["--audit-all".to_string()];
+    flags.extend(flag("--deny-write", &ro));
+    let state = ctx.scratch.with_extension("state");
+    let (run, events, _) = run_with_store(
+        ctx,
+        &flags,
+        &[
+            &["unlink", &s(&victim)],
+            &["mkdir", &s(&made)],
+            &["rmdir", &s(&empty)],
+            &["rename", &s(&old), &s(&new)],
+            &["chmod", &s(&mode)],
+            &["truncate", &s(&trunc)],
+            &["symlink", "target", &s(&sym)],
+            &["link", &s(&mode), &s(&hard)],
+            &["unlink", &s(&kept)],
+        ],
+        &state,
+    )?;
+    run.expect(&[OK, OK, OK, OK, OK, OK, OK, OK, EPERM])?;
+    unchanged(&kept, "x")?;
+    let has = |hook: &str, path: &Path, denied: bool| {
+        events.iter().any(|e| {
+            e["kind"] == "file"
+                && e["denied"] == denied
+                && e["detail"]["hook"] == hook
+                && e["object"].as_str() == Some(s(path).as_str())
+                && e["detail"]["path_truncated"].is_null()
+        })
+    };
+    for (hook, path, denied) in [
+        ("path_unlink", &victim, false),
+        ("path_mkdir", &made, false),
+        ("path_rmdir", &empty, false),
+        ("path_rename", &old, false),
+        ("path_rename", &new, false),
+        ("path_chmod", &mode, false),
+        ("path_truncate", &trunc, false),
+        ("path_symlink", &sym, false),
+        ("path_link", &mode, false),
+        ("path_link", &hard, false),
+        ("path_unlink", &kept, true),
+    ] {
+        if !has(hook, path, denied) {
+            let files: Vec<String> = events
+                .iter()
+                .filter(|e| e["kind"] == "file" && e["detail"]["hook"] != "file_open")
+                .map(|e| e.to_string())
+                .collect();
+            return Err(format!(
+                "no {} {hook} event with object {}; path-hook events: {files:?}; stderr: {}",
+                if denied { "denied" } else { "allowed" },
+                path.display(),
+                run.stderr
+            ));
+        }
     }
     Ok(())
 }

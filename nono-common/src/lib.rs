@@ -427,6 +427,8 @@ pub struct KernelOffsets {
     /// `chroot`), where the path walk stops.
     pub fs_root_mnt: u32,
     pub fs_root_dentry: u32,
+    /// `path.mnt`: the mount of a `struct path` a hook receives (`path_unlink`'s directory).
+    pub path_mnt: u32,
     /// `pt_regs.orig_ax`, `.si` and `.dx` (x86_64): the syscall number and the registers of
     /// `execve`'s and `execveat`'s argv pointers, saved at syscall entry. 0 (unknown) on
     /// other architectures: a denied exec's record then has no arguments.
@@ -473,6 +475,7 @@ impl KernelOffsets {
         task_fs: 0,
         fs_root_mnt: 0,
         fs_root_dentry: 0,
+        path_mnt: 0,
         regs_syscall_nr: 0,
         regs_execve_argv: 0,
         regs_execveat_argv: 0,
@@ -748,8 +751,9 @@ pub const FILE_PATH_NAME_READ: usize = 256;
 /// that could not be read): `path` holds the components nearest the file only.
 pub const FILE_PATH_CUT: u32 = 1;
 
-/// A file open under `audit all`: the [`Event`] (as it would be written alone) followed by the
-/// path the file was opened by, built in the kernel from the dentry's names up to its mount's
+/// A file decision under `audit all` (`file_open`, or a path hook such as `path_unlink`): the
+/// [`Event`] (as it would be written alone) followed by the path the file was opened by or the
+/// hook acts on, built in the kernel from the dentry's names up to its mount's
 /// root and on through the mounts below it to the root mount. Variable length: only the
 /// header and `path_len` bytes of `path` are written, so the reader tells it apart from an
 /// [`Event`] (80 bytes) and an [`ExecRecord`] (832) by a length between
@@ -802,7 +806,7 @@ const _: () = {
     assert!(core::mem::size_of::<NetKeyV4>() == 12);
     assert!(core::mem::size_of::<NetKeyV6>() == 24);
     assert!(core::mem::size_of::<NetAllow>() == 24);
-    assert!(core::mem::size_of::<KernelOffsets>() == 152);
+    assert!(core::mem::size_of::<KernelOffsets>() == 156);
     assert!(core::mem::size_of::<LayerConfig>() == 16);
     assert!(core::mem::size_of::<RuleDevices>() == 8 + 4 * LISTED_RULE_DEVICES);
     assert!(core::mem::size_of::<FsCache>() == 16);

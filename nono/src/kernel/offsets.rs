@@ -114,6 +114,7 @@ pub fn read_kernel_offsets() -> Result<KernelOffsets> {
         task_fs: field_offset_below(&btf, "task_struct", "fs", TASK_OFFSET_MASK)?,
         fs_root_mnt: field_offset(&btf, "fs_struct", "root")? + field_offset(&btf, "path", "mnt")?,
         fs_root_dentry: field_offset(&btf, "fs_struct", "root")? + path_dentry,
+        path_mnt: field_offset(&btf, "path", "mnt")?,
         // The exec check reads a denied exec's argv through the syscall's saved registers.
         // Only x86_64's are known (the syscall numbers are its own, in `nono-ebpf/src/exec.rs`):
         // elsewhere these stay 0 and the record says the arguments were unreadable, rather than
