@@ -206,7 +206,8 @@ fn run_op(op: &str, args: &[String]) -> Result<(), i32> {
                 libc::close(fd);
                 result
             }
-            // Copy SRC into a memfd and run it through /proc/self/fd: a binary with no path.
+            // Copy SRC into a memfd and run it through /proc/self/fd, with ARGs after SRC: a
+            // binary with no path.
             "exec-memfd" => {
                 let bytes = std::fs::read(a(0)).map_err(io_errno)?;
                 let fd = libc::memfd_create(c"payload".as_ptr(), 0);
@@ -216,7 +217,9 @@ fn run_op(op: &str, args: &[String]) -> Result<(), i32> {
                     libc::close(fd);
                     return Err(-6);
                 }
-                let status = std::process::Command::new(format!("/proc/self/fd/{fd}")).status();
+                let status = std::process::Command::new(format!("/proc/self/fd/{fd}"))
+                    .args(args.iter().skip(1))
+                    .status();
                 libc::close(fd);
                 match status.map_err(io_errno)?.success() {
                     true => Ok(()),

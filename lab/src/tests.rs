@@ -51,7 +51,9 @@ tests! {
     outside_process_unaffected: Lsm,
     events_carry_rule_id_and_drop_counter: Lsm,
     exec_events_carry_binary_and_argv: Lsm,
+    denied_execs_carry_binary_and_argv: Lsm,
     file_events_carry_opened_paths: Lsm,
+    path_hook_events_carry_paths: Lsm,
     concurrent_sessions_get_their_own_events: CgroupSock,
     event_slots_full_refuses_and_kill9_frees_a_slot: OwnMachine,
     missing_paths_bound_when_created: Lsm,
@@ -1236,6 +1238,281 @@ fn file_events_carry_opened_paths(ctx: &Ctx) -> Result<(), String> {
     })();
     let _ = Command::new("umount").arg(&bind).status();
     result
+}
+
+/// `nono run -v` with `flags` and `ops`, its audit session going to a store of its own under
+/// `state`: the run and the session's events (`nono audit show --json`), and the whole
+/// document as text (to look for what must not be there).
+fn run_with_store(
+    ctx: &Ctx,
+    flags: &[String],
+    ops: &[&[&str]],
+    state: &Path,
+) -> Result<(Run, Vec<serde_json::Value>, String), String> {
+    let out = command(ctx, flags, ops)
+        .env("XDG_STATE_HOME", state)
+        .output()
+        .map_err(|e| format!("running {}: {e}", ctx.nono.display()))?;
+    let run = Run {
+        code: exit_code(&out.status),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    };
+    let list = audit_json(ctx, state, &["list"])?;
+    let id = list[0]["id"]
+        .as_str()
+        .ok_or_else(|| format!("no audit session: {list}; stderr: {}", run.stderr))?
+        .to_string();
+    let doc = audit_json(ctx, state, &["show", &id])?;
+    let events = doc["events"].as_array().cloned().unwrap_or_default();
+    Ok((run, events, doc.to_string()))
+}
+
+/// The stored argv of an exec event, if it has one.
+fn stored_argv(e: &serde_json::Value) -> Option<Vec<String>> {
+    e["detail"]["argv"].as_array().map(|a| {
+        a.iter()
+            .map(|v| v.as_str().unwrap_or("<not a string>").to_string())
+            .collect()
+    })
+}
+
+/// Every exec the kernel's exec check refuses reaches the audit trail, without `audit all`
+/// (denies are always reported), as one denied `exec` event: the name it was executed by, its
+/// arguments exactly (read through the pointers the task passed to `execve`; redacted like the
+/// command line), the hook, and the rule. Three refusals: a binary under `exec deny`, a script
+/// whose interpreter is under `exec deny` (the script's name and arguments, the interpreter's
+/// rule), and an `exec only` refusal of a binary with no path (a memfd through
+/// `/proc/self/fd`, which Landlock never checks; the default rule, so no rule id).
+fn denied_execs_carry_binary_and_argv(ctx: &Ctx) -> Result<(), String> {
+    let tool = ctx.scratch.join("bin/tool");
+    let script = ctx.scratch.join("other/script");
+    fs::create_dir_all(tool.parent().ok_or("no parent")?).map_err(|e| e.to_string())?;
+    fs::copy("/bin/true", &tool).map_err(|e| format!("copying /bin/true: {e}"))?;
+    write(&script, &format!("#!{}\n", s(&tool)))?;
+    {
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(&script, fs::Permissions::from_mode(0o755))
+            .map_err(|e| e.to_string())?;
+    }
+    let secret = "s3cret-lab-value";
+    let denied_exec = |e: &serde_json::Value| {
+        e["kind"] == "exec"
+            && e["denied"] == true
+            && e["detail"]["hook"] == "bprm_check_security"
+            && e["pid"].as_u64().is_some_and(|p| p != 0)
+    };
+
+    // `exec deny`: the binary itself, and a script naming it as its interpreter.
+    let flags = flag("--exec-deny", &tool).to_vec();
+    let (profile, lines, _) = lab_profile(ctx, &flags)?;
+    let line = lines
+        .iter()
+        .position(|l| l.starts_with("exec deny"))
+        .ok_or("the profile has no exec deny rule")?
+        + 1;
+    let origin = format!("{}:{line}:", profile.display());
+    let state = ctx.scratch.with_extension("state");
+    let (run, events, shown) = run_with_store(
+        ctx,
+        &flags,
+        &[
+            &[
+                "exec",
+                &s(&tool),
+                "alpha",
+                "--token",
+                secret,
+                "two words",
+                "",
+            ],
+            &["exec", &s(&script), "--flag"],
+        ],
+        &state,
+    )?;
+    run.expect(&[EPERM, EPERM])?;
+    for (binary, argv) in [
+        (
+            s(&tool),
+            vec![
+                s(&tool),
+                "alpha".into(),
+                "--token".into(),
+                "[REDACTED]".into(),
+                "two words".into(),
+                String::new(),
+            ],
+        ),
+        (s(&script), vec![s(&script), "--flag".into()]),
+    ] {
+        let found = events.iter().any(|e| {
+            denied_exec(e)
+                && e["object"].as_str() == Some(binary.as_str())
+                && stored_argv(e).as_ref() == Some(&argv)
+                && e["detail"]["argv_truncated"].is_null()
+                && e["rule_id"].as_u64().is_some()
+                && e["rule_source"]
+                    .as_str()
+                    .is_some_and(|r| r.starts_with(&origin))
+        });
+        if !found {
+            return Err(format!(
+                "no denied exec of {binary} with argv {argv:?} and the rule from {origin}: \
+                 {shown}; stderr: {}",
+                run.stderr
+            ));
+        }
+    }
+    // One event per refusal: the exec record is the deny's report, not a second one.
+    let denials = events.iter().filter(|e| e["denied"] == true).count();
+    if denials != 2 {
+        return Err(format!("expected 2 denied events, got {denials}: {shown}"));
+    }
+    if shown.contains(secret) || run.stderr.contains(secret) {
+        return Err(format!(
+            "a secret reached the audit trail or -v: {shown}; {}",
+            run.stderr
+        ));
+    }
+    let line = run
+        .stderr
+        .lines()
+        .find(|l| l.contains("deny bprm_check_security") && l.contains("--token, [REDACTED]"))
+        .ok_or_else(|| format!("no -v line of the denied exec with argv: {}", run.stderr))?;
+    if !line.contains(&format!("binary={} ", s(&tool)))
+        || !line.contains(&format!("path={}", s(&tool)))
+    {
+        return Err(format!("wrong -v line of the denied exec: {line}"));
+    }
+
+    // `exec only`: a memfd is on no list.
+    let me = std::env::current_exe().map_err(|e| e.to_string())?;
+    let mut flags = flag("--exec-only", &me).to_vec();
+    flags.extend(flag("--exec-only", ctx.scratch.join("bin")));
+    for dir in ["/lib64", "/usr/lib64", "/lib", "/usr/lib"] {
+        if Path::new(dir).is_dir() {
+            flags.extend(flag("--exec-only", dir));
+        }
+    }
+    let state = ctx.scratch.with_extension("state-only");
+    let (run, events, shown) = run_with_store(
+        ctx,
+        &flags,
+        &[&["exec-memfd", &s(&tool), "one", "--password", secret]],
+        &state,
+    )?;
+    run.expect(&[EPERM])?;
+    let found = events.iter().any(|e| {
+        let Some(binary) = e["object"]
+            .as_str()
+            .filter(|b| b.starts_with("/proc/self/fd/"))
+        else {
+            return false;
+        };
+        denied_exec(e)
+            && e["rule_id"].is_null()
+            && stored_argv(e)
+                == Some(vec![
+                    binary.to_string(),
+                    "one".into(),
+                    "--password".into(),
+                    "[REDACTED]".into(),
+                ])
+    });
+    if !found {
+        return Err(format!(
+            "no denied exec of /proc/self/fd/N with its argv and the default rule: {shown}; \
+             stderr: {}",
+            run.stderr
+        ));
+    }
+    if shown.contains(secret) {
+        return Err(format!("a secret reached the audit trail: {shown}"));
+    }
+    Ok(())
+}
+
+/// Under `audit all`, the path hooks' events carry the path they act on, walked in the kernel
+/// as `file_open`'s are: an unlink, mkdir, rmdir, symlink, chmod and truncate of files under
+/// the scratch grant, a rename (the old and the new name, each its own event) and a hard link
+/// (the source and the new name); and a denied unlink below a `deny write` directory names
+/// the file, more specific than the rule's directory.
+fn path_hook_events_carry_paths(ctx: &Ctx) -> Result<(), String> {
+    let scratch = fs::canonicalize(&ctx.scratch).map_err(|e| e.to_string())?;
+    let d = scratch.join("work/sub");
+    let victim = d.join("victim.txt");
+    let old = d.join("old.txt");
+    let new = d.join("new name.txt");
+    let mode = d.join("mode.txt");
+    let trunc = d.join("trunc.txt");
+    let made = d.join("made");
+    let empty = d.join("empty");
+    let sym = d.join("sym");
+    let hard = d.join("hard");
+    let ro = scratch.join("ro");
+    let kept = ro.join("keep.txt");
+    for f in [&victim, &old, &mode, &trunc, &kept] {
+        write(f, "x")?;
+    }
+    fs::create_dir_all(&empty).map_err(|e| e.to_string())?;
+    let mut flags = vec!["--audit-all".to_string()];
+    flags.extend(flag("--deny-write", &ro));
+    let state = ctx.scratch.with_extension("state");
+    let (run, events, _) = run_with_store(
+        ctx,
+        &flags,
+        &[
+            &["unlink", &s(&victim)],
+            &["mkdir", &s(&made)],
+            &["rmdir", &s(&empty)],
+            &["rename", &s(&old), &s(&new)],
+            &["chmod", &s(&mode)],
+            &["truncate", &s(&trunc)],
+            &["symlink", "target", &s(&sym)],
+            &["link", &s(&mode), &s(&hard)],
+            &["unlink", &s(&kept)],
+        ],
+        &state,
+    )?;
+    run.expect(&[OK, OK, OK, OK, OK, OK, OK, OK, EPERM])?;
+    unchanged(&kept, "x")?;
+    let has = |hook: &str, path: &Path, denied: bool| {
+        events.iter().any(|e| {
+            e["kind"] == "file"
+                && e["denied"] == denied
+                && e["detail"]["hook"] == hook
+                && e["object"].as_str() == Some(s(path).as_str())
+                && e["detail"]["path_truncated"].is_null()
+        })
+    };
+    for (hook, path, denied) in [
+        ("path_unlink", &victim, false),
+        ("path_mkdir", &made, false),
+        ("path_rmdir", &empty, false),
+        ("path_rename", &old, false),
+        ("path_rename", &new, false),
+        ("path_chmod", &mode, false),
+        ("path_truncate", &trunc, false),
+        ("path_symlink", &sym, false),
+        ("path_link", &mode, false),
+        ("path_link", &hard, false),
+        ("path_unlink", &kept, true),
+    ] {
+        if !has(hook, path, denied) {
+            let files: Vec<String> = events
+                .iter()
+                .filter(|e| e["kind"] == "file" && e["detail"]["hook"] != "file_open")
+                .map(|e| e.to_string())
+                .collect();
+            return Err(format!(
+                "no {} {hook} event with object {}; path-hook events: {files:?}; stderr: {}",
+                if denied { "denied" } else { "allowed" },
+                path.display(),
+                run.stderr
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// The run's audit session (`nono audit show --json`) holds the kernel's deny with the rule's

@@ -427,6 +427,14 @@ pub struct KernelOffsets {
     /// `chroot`), where the path walk stops.
     pub fs_root_mnt: u32,
     pub fs_root_dentry: u32,
+    /// `path.mnt`: the mount of a `struct path` a hook receives (`path_unlink`'s directory).
+    pub path_mnt: u32,
+    /// `pt_regs.orig_ax`, `.si` and `.dx` (x86_64): the syscall number and the registers of
+    /// `execve`'s and `execveat`'s argv pointers, saved at syscall entry. 0 (unknown) on
+    /// other architectures: a denied exec's record then has no arguments.
+    pub regs_syscall_nr: u32,
+    pub regs_execve_argv: u32,
+    pub regs_execveat_argv: u32,
 }
 
 impl KernelOffsets {
@@ -467,6 +475,10 @@ impl KernelOffsets {
         task_fs: 0,
         fs_root_mnt: 0,
         fs_root_dentry: 0,
+        path_mnt: 0,
+        regs_syscall_nr: 0,
+        regs_execve_argv: 0,
+        regs_execveat_argv: 0,
     };
 }
 
@@ -681,11 +693,22 @@ pub const EXEC_FILENAME_CUT: u32 = 1;
 pub const EXEC_ARGV_CUT: u32 = 2;
 /// [`ExecRecord::flags`]: the arguments could not be read at all (`argv_len` is 0).
 pub const EXEC_ARGV_UNREADABLE: u32 = 4;
+/// [`ExecRecord::flags`]: the exec check (`bprm_check_security`) refused this exec; the
+/// record is the deny's report, with `rule_id`, `dev` and `ino` as in an [`Event`].
+pub const EXEC_DENIED: u32 = 8;
+/// How many argument pointers a denied exec's record follows (a longer argv is cut, and
+/// flagged): bounds the program's loop, one step per argument.
+pub const EXEC_DENIED_ARGS: u32 = 64;
 
-/// A completed `execve` of a sandboxed task under `audit all`, as written to its sandbox's ring
-/// buffer next to the [`Event`]s: the reader tells the records apart by their length (each
-/// kind has a size or range of its own, asserted below). Written by the `sched_process_exec` tracepoint program,
-/// after the exec succeeded, so `argv` is what the new program got.
+/// An exec of a sandboxed task, as written to its sandbox's ring buffer next to the
+/// [`Event`]s: the reader tells the records apart by their length (each kind has a size or
+/// range of its own, asserted below). Two writers:
+/// - the `sched_process_exec` tracepoint program, under `audit all`, after the exec succeeded:
+///   `argv` is what the new program got (from its stack), `rule_id`, `dev` and `ino` are 0;
+/// - the exec check (`bprm_check_security`), for every exec it denies, in place of the plain
+///   [`Event`] ([`EXEC_DENIED`]): `argv` is read through the pointers the task passed to
+///   `execve`/`execveat`, each string whole or not at all, and the decision's rule and
+///   object are those the `Event` would have carried.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ExecRecord {
@@ -699,8 +722,14 @@ pub struct ExecRecord {
     pub flags: u32,
     /// Bytes of `argv` filled.
     pub argv_len: u32,
-    /// The new program's `comm` (the binary's base name).
+    /// The new program's `comm` (the binary's base name); for a denied exec, the task's that
+    /// tried it.
     pub comm: [u8; 16],
+    /// A denied exec's rule (0: the default, not on the `exec only` list) and the object that
+    /// matched it (kernel `dev_t` and inode); all 0 for a completed exec.
+    pub rule_id: u32,
+    pub dev: u32,
+    pub ino: u64,
     /// The name the program was executed by, as passed to `execve` (relative if it was),
     /// NUL-terminated.
     pub filename: [u8; EXEC_FILENAME_LEN],
@@ -722,11 +751,12 @@ pub const FILE_PATH_NAME_READ: usize = 256;
 /// that could not be read): `path` holds the components nearest the file only.
 pub const FILE_PATH_CUT: u32 = 1;
 
-/// A file open under `audit all`: the [`Event`] (as it would be written alone) followed by the
-/// path the file was opened by, built in the kernel from the dentry's names up to its mount's
+/// A file decision under `audit all` (`file_open`, or a path hook such as `path_unlink`): the
+/// [`Event`] (as it would be written alone) followed by the path the file was opened by or the
+/// hook acts on, built in the kernel from the dentry's names up to its mount's
 /// root and on through the mounts below it to the root mount. Variable length: only the
 /// header and `path_len` bytes of `path` are written, so the reader tells it apart from an
-/// [`Event`] (80 bytes) and an [`ExecRecord`] (816) by a length between
+/// [`Event`] (80 bytes) and an [`ExecRecord`] (832) by a length between
 /// [`PATH_RECORD_HEADER`] and `PATH_RECORD_HEADER + FILE_PATH_LEN` (asserted below).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -776,7 +806,7 @@ const _: () = {
     assert!(core::mem::size_of::<NetKeyV4>() == 12);
     assert!(core::mem::size_of::<NetKeyV6>() == 24);
     assert!(core::mem::size_of::<NetAllow>() == 24);
-    assert!(core::mem::size_of::<KernelOffsets>() == 140);
+    assert!(core::mem::size_of::<KernelOffsets>() == 156);
     assert!(core::mem::size_of::<LayerConfig>() == 16);
     assert!(core::mem::size_of::<RuleDevices>() == 8 + 4 * LISTED_RULE_DEVICES);
     assert!(core::mem::size_of::<FsCache>() == 16);
@@ -785,7 +815,7 @@ const _: () = {
     assert!(core::mem::size_of::<TemplateKey>() == 8);
     assert!(core::mem::size_of::<NameTemplate>() == 16 + WATCH_NAME_LEN);
     assert!(core::mem::size_of::<Event>() == 80);
-    assert!(core::mem::size_of::<ExecRecord>() == 48 + EXEC_FILENAME_LEN + EXEC_ARGV_LEN);
+    assert!(core::mem::size_of::<ExecRecord>() == 64 + EXEC_FILENAME_LEN + EXEC_ARGV_LEN);
     // The reader tells the records apart by their length.
     assert!(core::mem::size_of::<ExecRecord>() != core::mem::size_of::<Event>());
     assert!(core::mem::size_of::<PathRecord>() == PATH_RECORD_HEADER + FILE_PATH_LEN);

@@ -16,8 +16,8 @@ use aya_ebpf::{
     maps::{PerCpuArray, RingBuf},
 };
 use nono_common::{
-    event_slot, Event, ExecRecord, PathRecord, EVENT_RING_BYTES, EVENT_SLOTS, FILE_PATH_LEN,
-    FILE_PATH_NAME_READ, PATH_RECORD_HEADER,
+    event_slot, Event, ExecRecord, PathRecord, EVENT_RING_BYTES, EVENT_SLOTS, EXEC_ARGV_LEN,
+    FILE_PATH_LEN, FILE_PATH_NAME_READ, PATH_RECORD_HEADER,
 };
 
 /// Per CPU, per event slot: events that did not fit in the slot's ring buffer. The loader
@@ -127,11 +127,14 @@ fn count_drop(slot: u32) {
     }
 }
 
-/// Per CPU: where an exec record is assembled (816 bytes, beyond the BPF stack), guarded like
-/// [`Scratch`].
+/// Per CPU: where an exec record is assembled (832 bytes, beyond the BPF stack), guarded like
+/// [`Scratch`]. `slack` follows the record so that an argument string read at any masked
+/// position below `EXEC_ARGV_LEN` stays inside the map value, as the verifier requires; what
+/// lands there is cut off (see `exec::fill_denied`).
 #[repr(C)]
 pub struct ExecScratch {
     pub record: ExecRecord,
+    pub slack: [u8; EXEC_ARGV_LEN],
     busy: u64,
 }
 
@@ -139,10 +142,10 @@ pub struct ExecScratch {
 static NONO_EXEC_SCRATCH: PerCpuArray<ExecScratch> = PerCpuArray::with_max_entries(1, 0);
 
 /// Fill an exec record of `sandbox_id` with `fill` (which sets the file name, arguments and
-/// flags; the rest is filled in here) and write it to the sandbox's ring, or count it as
-/// dropped.
+/// flags, and a denied exec's decision; the rest is filled in here) and write it to the
+/// sandbox's ring, or count it as dropped.
 #[inline(always)]
-pub fn emit_exec(sandbox_id: u32, fill: impl FnOnce(&mut ExecRecord)) {
+pub fn emit_exec(sandbox_id: u32, fill: impl FnOnce(&mut ExecScratch)) {
     if sandbox_id == 0 {
         return;
     }
@@ -166,7 +169,12 @@ pub fn emit_exec(sandbox_id: u32, fill: impl FnOnce(&mut ExecRecord)) {
     r.pid = pid_tgid as u32;
     r.uid = bpf_get_current_uid_gid() as u32;
     r.comm = bpf_get_current_comm().unwrap_or([0; 16]);
-    fill(r);
+    // The scratch is shared by every sandbox on this CPU: a completed exec's record must not
+    // carry the decision of an earlier denied one.
+    r.rule_id = 0;
+    r.dev = 0;
+    r.ino = 0;
+    fill(scratch);
     let written = output(slot, &scratch.record);
     scratch.busy = 0;
     if !written {

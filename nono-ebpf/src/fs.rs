@@ -40,8 +40,10 @@ use nono_common::{
 };
 
 use crate::{
-    cache, current_sandbox, kernel_offset,
-    verdict::{conclude, conclude_with_path, Verdict},
+    cache, current_sandbox,
+    events::emit_exec,
+    exec, kernel_offset, path,
+    verdict::{conclude, conclude_with_path, Verdict, EPERM},
     watch, NONO_CONFIG, NONO_FS_DENY,
 };
 
@@ -245,15 +247,24 @@ fn rule_verdict(key: &InodeKey, want: u32) -> Option<Result<(), Verdict>> {
 }
 
 /// Decide one access, report it, and return the LSM verdict (0 or -EPERM). `dentry` is a
-/// BTF-typed `struct dentry *` (see [`load`]); a null one is denied.
+/// BTF-typed `struct dentry *` (see [`load`]); a null one is denied. `at` is the BTF-typed
+/// `struct path *` the hook got for it (the object's own, or its directory's: the same mount):
+/// under `audit all` the report carries the object's path, walked from that mount and the
+/// dentry (see `path`), whether allowed or denied, as `file_open`'s does.
 #[inline(always)]
-fn enforce(sandbox: &SandboxInfo, hook: Hook, dentry: *const u8, want: u32) -> i32 {
+fn enforce(sandbox: &SandboxInfo, hook: Hook, at: *const u8, dentry: *const u8, want: u32) -> i32 {
     let verdict = if dentry.is_null() {
         Err(0)
     } else {
         unsafe { check_dentry(sandbox.sandbox_id, dentry, want) }
     };
-    conclude(sandbox, hook, want, verdict)
+    if sandbox.flags & SANDBOX_AUDIT_ALL != 0 && !at.is_null() {
+        conclude_with_path(sandbox, hook, want, verdict, |s| unsafe {
+            path::fill_at(s, at, dentry)
+        })
+    } else {
+        conclude(sandbox, hook, want, verdict)
+    }
 }
 
 /// Enforce on a `const struct path *` argument; a path without a dentry is denied (fail
@@ -265,7 +276,7 @@ fn enforce_path(sandbox: &SandboxInfo, hook: Hook, path: *const u8, want: u32) -
     } else {
         unsafe { load(path, kernel_offset!(path_dentry)) }
     };
-    enforce(sandbox, hook, dentry, want)
+    enforce(sandbox, hook, path, dentry, want)
 }
 
 /// What the sandbox is about to do with a name in a directory (see `watch`).
@@ -304,10 +315,17 @@ fn enforce_name(sandbox: &SandboxInfo, hook: Hook, dentry: *const u8, op: NameOp
     conclude(sandbox, hook, access::WRITE, verdict)
 }
 
-/// The walk above a name about to be created or removed, then the name itself.
+/// The walk above a name about to be created or removed in the directory `dir` (a `struct
+/// path *`), then the name itself.
 #[inline(always)]
-fn enforce_entry(sandbox: &SandboxInfo, hook: Hook, dentry: *const u8, op: NameOp) -> i32 {
-    let parents = enforce(sandbox, hook, dentry, access::WRITE);
+fn enforce_entry(
+    sandbox: &SandboxInfo,
+    hook: Hook,
+    dir: *const u8,
+    dentry: *const u8,
+    op: NameOp,
+) -> i32 {
+    let parents = enforce(sandbox, hook, dir, dentry, access::WRITE);
     if parents != 0 {
         return parents;
     }
@@ -337,7 +355,7 @@ pub fn file_open(ctx: LsmContext) -> i32 {
         want = access::READ;
     }
     if sandbox.flags & SANDBOX_AUDIT_ALL == 0 {
-        return enforce(&sandbox, Hook::FileOpen, dentry, want);
+        return enforce(&sandbox, Hook::FileOpen, core::ptr::null(), dentry, want);
     }
     // Under `audit all`, the report names the file by the path it was opened by.
     let verdict = if dentry.is_null() {
@@ -345,7 +363,9 @@ pub fn file_open(ctx: LsmContext) -> i32 {
     } else {
         unsafe { check_dentry(sandbox.sandbox_id, dentry, want) }
     };
-    conclude_with_path(&sandbox, Hook::FileOpen, want, verdict, file)
+    conclude_with_path(&sandbox, Hook::FileOpen, want, verdict, |s| unsafe {
+        path::fill(s, file)
+    })
 }
 
 /// An inotify watch or fanotify mark on a path reports the names of entries created, moved and
@@ -373,6 +393,7 @@ pub fn path_unlink(ctx: LsmContext) -> i32 {
     enforce_entry(
         &sandbox,
         Hook::PathUnlink,
+        unsafe { ctx.arg(0) },
         unsafe { ctx.arg(1) },
         NameOp::Other,
     )
@@ -386,6 +407,7 @@ pub fn path_rmdir(ctx: LsmContext) -> i32 {
     enforce_entry(
         &sandbox,
         Hook::PathRmdir,
+        unsafe { ctx.arg(0) },
         unsafe { ctx.arg(1) },
         NameOp::Other,
     )
@@ -400,6 +422,7 @@ pub fn path_mknod(ctx: LsmContext) -> i32 {
     enforce_entry(
         &sandbox,
         Hook::PathMknod,
+        unsafe { ctx.arg(0) },
         unsafe { ctx.arg(1) },
         NameOp::Create,
     )
@@ -413,6 +436,7 @@ pub fn path_mkdir(ctx: LsmContext) -> i32 {
     enforce_entry(
         &sandbox,
         Hook::PathMkdir,
+        unsafe { ctx.arg(0) },
         unsafe { ctx.arg(1) },
         NameOp::MakeDir,
     )
@@ -426,6 +450,7 @@ pub fn path_symlink(ctx: LsmContext) -> i32 {
     enforce_entry(
         &sandbox,
         Hook::PathSymlink,
+        unsafe { ctx.arg(0) },
         unsafe { ctx.arg(1) },
         NameOp::Create,
     )
@@ -440,14 +465,24 @@ pub fn path_link(ctx: LsmContext) -> i32 {
     let Some(sandbox) = current_sandbox() else {
         return 0;
     };
+    // Arguments: (old_dentry, new_dir, new_dentry). A link never crosses mounts (EXDEV before
+    // this hook), so the old name is reached through `new_dir`'s mount too.
+    let dir: *const u8 = unsafe { ctx.arg(1) };
     // A new name for a covered file outside its denied subtree would escape the walk.
-    let source = enforce(&sandbox, Hook::PathLink, unsafe { ctx.arg(0) }, MOVE_WANT);
+    let source = enforce(
+        &sandbox,
+        Hook::PathLink,
+        dir,
+        unsafe { ctx.arg(0) },
+        MOVE_WANT,
+    );
     if source != 0 {
         return source;
     }
     let target = enforce(
         &sandbox,
         Hook::PathLink,
+        dir,
         unsafe { ctx.arg(2) },
         access::WRITE,
     );
@@ -467,8 +502,16 @@ pub fn path_rename(ctx: LsmContext) -> i32 {
     let Some(sandbox) = current_sandbox() else {
         return 0;
     };
+    // Arguments: (old_dir, old_dentry, new_dir, new_dentry, flags). Under `audit all` each
+    // side's report carries its path: the old name, then the new one.
     // Moving a covered object anywhere (out of its subtree above all) is denied.
-    let source = enforce(&sandbox, Hook::PathRename, unsafe { ctx.arg(1) }, MOVE_WANT);
+    let source = enforce(
+        &sandbox,
+        Hook::PathRename,
+        unsafe { ctx.arg(0) },
+        unsafe { ctx.arg(1) },
+        MOVE_WANT,
+    );
     if source != 0 {
         return source;
     }
@@ -481,6 +524,7 @@ pub fn path_rename(ctx: LsmContext) -> i32 {
     let target = enforce(
         &sandbox,
         Hook::PathRename,
+        unsafe { ctx.arg(2) },
         unsafe { ctx.arg(3) },
         target_want,
     );
@@ -694,7 +738,27 @@ pub fn bprm_check_security(ctx: LsmContext) -> i32 {
     };
     let bprm: *const u8 = unsafe { ctx.arg(0) };
     let verdict = unsafe { check_exec_file(&sandbox, load(bprm, kernel_offset!(binprm_file))) };
-    conclude(&sandbox, Hook::BprmCheck, access::EXEC, verdict)
+    // A deny is reported as an exec record, with the name and arguments of what was refused
+    // (see `exec`); an allow as the plain event (`audit all`: the tracepoint then reports the
+    // completed exec with its arguments). Each arm sets its own values, as in `verdict`.
+    let (mut rule_id, mut dev, mut ino) = (NO_VERDICT_RULE, 0u32, 0u64);
+    match verdict {
+        Ok(Verdict::Deny {
+            rule_id: r,
+            dev: d,
+            ino: i,
+        }) => {
+            rule_id = r;
+            dev = d;
+            ino = i;
+        }
+        Err(_) => {}
+        allowed => return conclude(&sandbox, Hook::BprmCheck, access::EXEC, allowed),
+    }
+    emit_exec(sandbox.sandbox_id, |s| unsafe {
+        exec::fill_denied(s, bprm, rule_id, dev, ino)
+    });
+    -EPERM
 }
 
 /// `PROT_EXEC` (include/uapi/asm-generic/mman-common.h).

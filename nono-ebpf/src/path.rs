@@ -1,6 +1,14 @@
-//! The path of an opened file, for `file_open`'s report under `audit all` (a
-//! [`nono_common::PathRecord`]). The decision itself never looks at names: rules bind inodes
-//! (see `fs`). This only says, in the audit trail, which name the sandbox opened.
+//! The path of the file a decision is about, for the report of a file hook under `audit all`
+//! (a [`nono_common::PathRecord`]): the name `file_open` opened, and the name each path hook
+//! (`path_unlink`, `path_mkdir`, `path_rename`'s old and new names, `path_truncate`,
+//! `path_chmod`, ...) acts on. The decision itself never looks at names: rules bind inodes
+//! (see `fs`). This only says, in the audit trail, which name the sandbox used.
+//!
+//! A path hook gets the object's dentry and a `struct path` with the mount it is reached
+//! through: the object's own (`path_truncate`), or its directory's (`path_unlink(dir,
+//! dentry)`; a link or rename never crosses mounts, so one directory's mount serves both
+//! names). A name being created is a negative dentry whose `d_name` and `d_parent` are already
+//! set, so the walk is the same.
 //!
 //! The walk is the kernel's own `d_path` done by hand, and best effort: from the file's dentry
 //! up its `d_parent` chain, writing each `d_name`, to the root dentry of the mount the file was
@@ -12,8 +20,8 @@
 //! can give a name that was never whole; a name that can't be read, or a path deeper or longer
 //! than the record holds, stops the walk and flags the record as cut.
 //!
-//! Kernel assumptions: `struct mount` embeds the `struct vfsmount` a file's `f_path.mnt`
-//! points to (so `container_of` with the BTF offset of `mount.mnt` finds it), the same in 6.1
+//! Kernel assumptions: `struct mount` embeds the `struct vfsmount` a `path.mnt` (a file's
+//! `f_path.mnt`) points to (so `container_of` with the BTF offset of `mount.mnt` finds it), the same in 6.1
 //! and 6.12; the offsets come from the running kernel's BTF. Every field is read with
 //! `bpf_probe_read_kernel` (the pointers are plain numbers to the verifier after
 //! `container_of`), names with `bpf_probe_read_kernel_str`. Only runs for a sandbox with `audit
@@ -66,13 +74,44 @@ fn whole(pos: u32) -> u32 {
 /// `file`, a BTF-typed `struct file *`.
 #[inline(always)]
 pub(crate) unsafe fn fill(s: &mut PathScratch, file: *const u8) {
-    let r = &mut s.record;
-    r.flags = FILE_PATH_CUT;
-    r.path_len = 0;
     if file.is_null() {
+        s.record.flags = FILE_PATH_CUT;
+        s.record.path_len = 0;
         return;
     }
-    let Ok(pos) = walk(s, file as u64) else {
+    let file = file as u64;
+    let vfsmnt = read_ptr(file, kernel_offset!(file_mnt)).unwrap_or(0);
+    let dentry = read_ptr(file, kernel_offset!(file_dentry)).unwrap_or(0);
+    fill_from(s, vfsmnt, dentry);
+}
+
+/// The same for `dentry` (a BTF-typed `struct dentry *`: the object of a path hook, or the
+/// name it creates, negative until then) reached through the mount of `at` (a BTF-typed
+/// `struct path *`: the object's own or its directory's).
+#[inline(always)]
+pub(crate) unsafe fn fill_at(s: &mut PathScratch, at: *const u8, dentry: *const u8) {
+    let vfsmnt = if at.is_null() {
+        0
+    } else {
+        read_ptr(at as u64, kernel_offset!(path_mnt)).unwrap_or(0)
+    };
+    // Read as a number, like every pointer the walk follows: compared and offset only.
+    let mut dentry_addr = 0u64;
+    if !dentry.is_null() {
+        let slot = dentry;
+        dentry_addr = bpf_probe_read_kernel(&slot as *const *const u8 as *const u64).unwrap_or(0);
+    }
+    fill_from(s, vfsmnt, dentry_addr);
+}
+
+#[inline(always)]
+unsafe fn fill_from(s: &mut PathScratch, vfsmnt: u64, dentry: u64) {
+    s.record.flags = FILE_PATH_CUT;
+    s.record.path_len = 0;
+    if vfsmnt == 0 || dentry == 0 {
+        return;
+    }
+    let Ok(pos) = walk(s, vfsmnt, dentry) else {
         s.record.flags = FILE_PATH_CUT;
         return;
     };
@@ -82,12 +121,7 @@ pub(crate) unsafe fn fill(s: &mut PathScratch, file: *const u8) {
 /// The walk; returns how many bytes of the path it wrote and clears the cut flag if it reached
 /// the root.
 #[inline(always)]
-unsafe fn walk(s: &mut PathScratch, file: u64) -> Result<u32, i64> {
-    let vfsmnt = read_ptr(file, kernel_offset!(file_mnt))?;
-    let mut dentry = read_ptr(file, kernel_offset!(file_dentry))?;
-    if vfsmnt == 0 || dentry == 0 {
-        return Err(0);
-    }
+unsafe fn walk(s: &mut PathScratch, vfsmnt: u64, mut dentry: u64) -> Result<u32, i64> {
     // container_of(vfsmnt, struct mount, mnt)
     let mut mount = vfsmnt - kernel_offset!(mount_mnt) as u64;
     let mut mnt_root = read_ptr(vfsmnt, kernel_offset!(vfsmount_root))?;

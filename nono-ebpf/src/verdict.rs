@@ -8,7 +8,7 @@
 
 use nono_common::{Hook, SandboxInfo, NO_VERDICT_RULE, SANDBOX_AUDIT_ALL};
 
-use crate::events::{emit, emit_with_path, Decision};
+use crate::events::{emit, emit_with_path, Decision, PathScratch};
 
 pub(crate) const EPERM: i32 = 1;
 
@@ -72,18 +72,18 @@ fn report(
     emit(&decision);
 }
 
-/// [`conclude`] for a sandbox under `audit all` deciding about an open `file` (a BTF-typed
-/// `struct file *`): the report, allow or deny, carries the path the file was opened by (see
-/// `path`). Never called without `audit all`: the walk costs what a plain event does not. Each
-/// arm writes its own values into the decision (no shared tuple, as in [`conclude`]), so the
-/// walk is inlined once.
+/// [`conclude`] for a sandbox under `audit all` deciding about a file: the report, allow or
+/// deny, carries the path `fill` writes (see `path`: the name a file was opened by, or the
+/// name a path hook acts on). Never called without `audit all`: the walk costs what a plain
+/// event does not. Each arm writes its own values into the decision (no shared tuple, as in
+/// [`conclude`]), so the walk is inlined once.
 #[inline(always)]
 pub(crate) fn conclude_with_path(
     sandbox: &SandboxInfo,
     hook: Hook,
     access: u32,
     verdict: Result<Verdict, i64>,
-    file: *const u8,
+    fill: impl FnOnce(&mut PathScratch),
 ) -> i32 {
     let mut decision = Decision::file(sandbox.sandbox_id, hook as u16);
     decision.access = access as u8;
@@ -108,6 +108,6 @@ pub(crate) fn conclude_with_path(
             -EPERM
         }
     };
-    emit_with_path(&decision, |s| unsafe { crate::path::fill(s, file) });
+    emit_with_path(&decision, fill);
     answer
 }

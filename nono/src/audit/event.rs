@@ -64,17 +64,22 @@ pub enum What {
         /// name the client asked the proxy for.
         name: Option<String>,
     },
-    /// A program was executed. `argv` is already redacted (see [`super::redact`]); `errno` is
-    /// set when `execve` failed. From the kernel layer (an exec inside the sandbox, under `audit
-    /// all`), `binary` is the name given to `execve`; `argv_truncated` says the command line
-    /// was longer than the kernel's record holds (only whole arguments are kept) and
-    /// `binary_truncated` the same of the name.
+    /// A program was executed, or refused. `argv` is already redacted (see
+    /// [`super::redact`]); `errno` is set when nono's own `execve` of the command failed. From
+    /// the kernel layer (an exec inside the sandbox: completed ones under `audit all`, denied
+    /// ones always), `binary` is the name given to `execve`; `argv_truncated` says the command
+    /// line was longer than the kernel's record holds or unreadable (only whole arguments are
+    /// kept) and `binary_truncated` the same of the name. A denial by the kernel's exec check
+    /// has its `hook` (`bprm_check_security`) and the `inode` its rule matched, as a file
+    /// event does.
     Exec {
         binary: Vec<u8>,
         argv: Vec<String>,
         errno: Option<i32>,
         argv_truncated: bool,
         binary_truncated: bool,
+        hook: Option<String>,
+        inode: Option<(u32, u64)>,
     },
     /// A denial record from Landlock's audit log (ABI 7), kept verbatim.
     Landlock { record: String },
@@ -182,6 +187,8 @@ impl AuditEvent {
                 errno,
                 argv_truncated,
                 binary_truncated,
+                hook,
+                inode,
             } => {
                 let mut d = serde_json::Map::new();
                 d.insert("argv".into(), json!(argv));
@@ -190,6 +197,16 @@ impl AuditEvent {
                 }
                 if binary_truncated {
                     d.insert("binary_truncated".into(), json!(true));
+                }
+                if let Some(h) = hook {
+                    d.insert("hook".into(), json!(h));
+                }
+                if let Some((dev, ino)) = inode {
+                    d.insert(
+                        "dev".into(),
+                        json!(format!("{}:{}", dev >> 20, dev & 0xfffff)),
+                    );
+                    d.insert("ino".into(), json!(ino));
                 }
                 if let Some(e) = errno {
                     d.insert("errno".into(), json!(e));
@@ -324,6 +341,8 @@ impl AuditEvent {
                 argv,
                 argv_truncated,
                 binary_truncated,
+                dev,
+                ino,
             } => {
                 use std::os::unix::ffi::OsStringExt;
                 let args: Vec<std::ffi::OsString> = argv
@@ -336,6 +355,8 @@ impl AuditEvent {
                     errno: None,
                     argv_truncated: *argv_truncated,
                     binary_truncated: *binary_truncated,
+                    hook: ev.denied.then(|| hook.clone()).flatten(),
+                    inode: ev.denied.then_some((*dev, *ino)),
                 }
             }
         };
@@ -411,6 +432,8 @@ mod tests {
                 argv: vec![b"gh".to_vec(), b"--token".to_vec(), b"ghp_x".to_vec()],
                 argv_truncated: true,
                 binary_truncated: false,
+                dev: 0,
+                ino: 0,
             },
         };
         let row = AuditEvent::from_kernel(&ev, ClockOffset(0), |_| None).into_row();
@@ -424,6 +447,44 @@ mod tests {
         assert_eq!(
             row.detail.as_deref(),
             Some(r#"{"argv":["gh","--token","[REDACTED]"],"argv_truncated":true}"#)
+        );
+    }
+
+    #[test]
+    fn kernel_exec_denials_convert_with_rule_hook_and_inode() {
+        use crate::kernel::events::{EventObject, KernelEvent};
+        let ev = KernelEvent {
+            time_ns: 10,
+            sandbox_id: 3,
+            tgid: 42,
+            pid: 42,
+            uid: 1000,
+            comm: "sh".into(),
+            hook: Some(nono_common::Hook::BprmCheck),
+            denied: true,
+            rule_id: 5,
+            object: EventObject::Exec {
+                binary: b"/opt/\xffbin/tool".to_vec(),
+                argv: vec![b"tool".to_vec(), b"--api-key=abc".to_vec(), b"x".to_vec()],
+                argv_truncated: false,
+                binary_truncated: false,
+                dev: (8 << 20) | 2,
+                ino: 99,
+            },
+        };
+        let row = AuditEvent::from_kernel(&ev, ClockOffset(0), |id| Some(format!("p.nono:{id}:1")))
+            .into_row();
+        assert_eq!((row.kind.as_str(), row.op.as_str()), ("exec", "exec"));
+        assert!(row.denied);
+        assert_eq!(row.rule_id, Some(5));
+        assert_eq!(row.rule_source.as_deref(), Some("p.nono:5:1"));
+        // Raw bytes in the object column, as a file path is.
+        assert_eq!(row.object, b"/opt/\xffbin/tool");
+        assert_eq!(
+            row.detail.as_deref(),
+            Some(
+                r#"{"argv":["tool","--api-key=[REDACTED]","x"],"dev":"8:2","hook":"bprm_check_security","ino":99}"#
+            )
         );
     }
 
@@ -482,6 +543,8 @@ mod tests {
                 errno: Some(libc::EACCES),
                 argv_truncated: false,
                 binary_truncated: false,
+                hook: None,
+                inode: None,
             },
             ..AuditEvent {
                 time_ns: 1,

@@ -236,6 +236,8 @@ impl RunAudit {
                 errno,
                 argv_truncated: false,
                 binary_truncated: false,
+                hook: None,
+                inode: None,
             },
         };
         if self.sender().blocking_send(vec![event]).is_err() {

@@ -678,3 +678,92 @@ fn export(
     out.flush();
     Ok(0)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audit::event::{AuditEvent, What};
+
+    /// A kernel exec denial as stored, with a hostile binary name and arguments.
+    fn denied_exec() -> Event {
+        let row = AuditEvent {
+            time_ns: 1_700_000_000_000_000_000,
+            pid: 42,
+            process: "sh".into(),
+            denied: true,
+            rule_id: Some(3),
+            rule_source: Some("p.nono:6:11".into()),
+            what: What::Exec {
+                binary: b"/tmp/\x1b[2Jevil\nname\xff".to_vec(),
+                argv: vec!["evil".into(), "\x1b]0;title\x07".into(), "two words".into()],
+                errno: None,
+                argv_truncated: false,
+                binary_truncated: false,
+                hook: Some("bprm_check_security".into()),
+                inode: Some(((8 << 20) | 1, 77)),
+            },
+        }
+        .into_row();
+        Event {
+            seq: 2,
+            row,
+            hash: vec![0; 32],
+        }
+    }
+
+    #[test]
+    fn a_denied_exec_line_is_escaped_and_names_its_rule() {
+        let line = event_line(&denied_exec(), &Style { colour: false });
+        for raw in ['\x1b', '\n', '\x07'] {
+            assert!(!line.contains(raw), "{line:?}");
+        }
+        assert!(line.contains("DENY "), "{line}");
+        assert!(line.contains(" exec "), "{line}");
+        assert!(line.contains(" rule 3 (p.nono:6:11)"), "{line}");
+        assert!(line.contains("two words"), "{line}");
+        assert!(line.contains(" pid 42 sh"), "{line}");
+    }
+
+    #[test]
+    fn a_denied_exec_exports_as_a_denied_process_start() {
+        let s = Session {
+            sid: 1,
+            id: "abc".into(),
+            started_ns: 0,
+            ended_ns: None,
+            uid: 0,
+            user: "root".into(),
+            argv_json: "[]".into(),
+            argv: Vec::new(),
+            command: String::new(),
+            cwd: Vec::new(),
+            profile: "p".into(),
+            policy_digest: String::new(),
+            layers_json: "[]".into(),
+            nono_pid: 1,
+            exit_code: None,
+            event_count: 1,
+            violation_count: 1,
+            dropped_kernel: 0,
+            dropped_user: 0,
+            head: Vec::new(),
+            complete: true,
+        };
+        let v = ecs(&s, &denied_exec());
+        assert_eq!(v["event"]["category"], json!(["process"]));
+        assert_eq!(v["event"]["type"], json!(["denied"]));
+        assert_eq!(v["event"]["outcome"], "failure");
+        assert_eq!(v["process"]["pid"], 42);
+        assert_eq!(
+            v["process"]["args"],
+            json!(["evil", "\x1b]0;title\x07", "two words"])
+        );
+        assert_eq!(
+            v["process"]["executable"],
+            String::from_utf8_lossy(b"/tmp/\x1b[2Jevil\nname\xff").as_ref()
+        );
+        assert_eq!(v["rule"]["id"], "3");
+        assert_eq!(v["nono"]["detail"]["hook"], "bprm_check_security");
+        assert_eq!(v["nono"]["detail"]["ino"], 77);
+    }
+}

@@ -1,12 +1,13 @@
 //! Kernel decisions, read from the programs' ring buffer.
 //!
 //! A ring holds three kinds of records, told apart by their length: the decisions of the LSM
-//! and socket programs (`nono_common::Event`, 80 bytes) and, under `audit all`, the exec
-//! reports of the `sched_process_exec` tracepoint (`nono_common::ExecRecord`, 816 bytes: the
-//! name a program was executed by and its arguments), decoded as [`EventObject::Exec`], and
-//! `file_open` decisions with the path the file was opened by (`nono_common::PathRecord`: an
-//! `Event` followed by the path, 88 to 600 bytes), decoded as an [`EventObject::File`] with its
-//! `path`.
+//! and socket programs (`nono_common::Event`, 80 bytes); exec records
+//! (`nono_common::ExecRecord`, 832 bytes: the name a program was executed by and its
+//! arguments), decoded as [`EventObject::Exec`]: the exec check's denies (always, with their
+//! rule) and, under `audit all`, the completed execs the `sched_process_exec` tracepoint
+//! reports; and, under `audit all`, file decisions with the path they are about
+//! (`nono_common::PathRecord`: an `Event` followed by the path, 88 to 600 bytes), decoded as an
+//! [`EventObject::File`] with its `path`.
 //!
 //! Each live sandbox has a ring buffer of its own, the one of its event slot
 //! (`nono_common::event_slot`, claimed in [`super::sandbox`]), so concurrent runs never read
@@ -27,7 +28,7 @@ use anyhow::{bail, Context, Result};
 use aya::maps::MapData;
 use nono_common::{
     Event, ExecRecord, Hook, PathRecord, DECISION_DENY, EXEC_ARGV_CUT, EXEC_ARGV_UNREADABLE,
-    EXEC_FILENAME_CUT, FILE_PATH_CUT, NO_VERDICT_RULE, PATH_RECORD_HEADER,
+    EXEC_DENIED, EXEC_FILENAME_CUT, FILE_PATH_CUT, NO_VERDICT_RULE, PATH_RECORD_HEADER,
 };
 use tokio::io::unix::AsyncFd;
 
@@ -56,8 +57,8 @@ pub enum EventObject {
         dev: u32,
         ino: u64,
         access: u8,
-        /// The path the file was opened by, as the kernel walked it (raw bytes), when the
-        /// program recorded one (`file_open` under `audit all`).
+        /// The path of the file, as the kernel walked it (raw bytes), when the program
+        /// recorded one (file hooks under `audit all`: the name opened, created, removed, ...).
         path: Option<Vec<u8>>,
         /// The walk did not reach the root: `path` holds the names nearest the file only,
         /// without a leading `/`.
@@ -73,7 +74,8 @@ pub enum EventObject {
     /// A BPF or kernel-loading hook; `id` is the kernel's read-file/load-data id where there is
     /// one (2 module, 3 kexec image, 4 kexec initramfs).
     Kernel { id: u64 },
-    /// A completed exec (always an allow, reported under `audit all`; no hook, no rule).
+    /// An exec: completed (an allow, reported under `audit all`; no hook, no rule), or denied
+    /// by the exec check (`hook` is `bprm_check_security`, with the rule).
     Exec {
         /// The name the program was executed by, as passed to `execve` (relative if it was).
         binary: Vec<u8>,
@@ -84,6 +86,10 @@ pub enum EventObject {
         argv_truncated: bool,
         /// The name was longer than the record holds (or exactly as long).
         binary_truncated: bool,
+        /// A denied exec: the object its rule matched (kernel `dev_t` and inode, as in
+        /// [`EventObject::File`]); 0 for a completed one.
+        dev: u32,
+        ino: u64,
     },
 }
 
@@ -212,6 +218,7 @@ impl KernelEvent {
         let until_nul = |b: &[u8]| b[..b.iter().position(|c| *c == 0).unwrap_or(b.len())].to_vec();
         let argv_len = (r.argv_len as usize).min(r.argv.len());
         let cut = r.flags & EXEC_ARGV_CUT != 0;
+        let denied = r.flags & EXEC_DENIED != 0;
         KernelEvent {
             time_ns: r.time_ns,
             sandbox_id: r.sandbox_id,
@@ -219,14 +226,16 @@ impl KernelEvent {
             pid: r.pid,
             uid: r.uid,
             comm: String::from_utf8_lossy(&until_nul(&r.comm)).into_owned(),
-            hook: None,
-            denied: false,
-            rule_id: 0,
+            hook: denied.then_some(Hook::BprmCheck),
+            denied,
+            rule_id: if denied { r.rule_id } else { 0 },
             object: EventObject::Exec {
                 binary: until_nul(&r.filename),
                 argv: split_argv(&r.argv[..argv_len], cut),
                 argv_truncated: r.flags & (EXEC_ARGV_CUT | EXEC_ARGV_UNREADABLE) != 0,
                 binary_truncated: r.flags & EXEC_FILENAME_CUT != 0,
+                dev: if denied { r.dev } else { 0 },
+                ino: if denied { r.ino } else { 0 },
             },
         }
     }
@@ -234,13 +243,31 @@ impl KernelEvent {
 
 impl fmt::Display for KernelEvent {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let verdict = if self.denied { "deny" } else { "allow" };
+        let rule = match self.rule_id {
+            NO_VERDICT_RULE => "no-verdict".to_string(),
+            nono_common::CGROUPFS_RULE => "cgroupfs".to_string(),
+            nono_common::ISOLATION_RULE => "isolation".to_string(),
+            0 => "default".to_string(),
+            id => format!("r{id}"),
+        };
         if let EventObject::Exec {
             binary,
             argv,
             argv_truncated,
+            dev,
+            ino,
             ..
         } = &self.object
         {
+            // A completed exec has no hook nor rule; a denied one names both, and the object
+            // its rule matched, like a file deny.
+            if self.denied {
+                let hook = self.hook.map(Hook::name).unwrap_or("exec");
+                write!(f, "kernel: deny {hook} rule={rule}")?;
+            } else {
+                write!(f, "kernel: allow exec")?;
+            }
             // Printed redacted, as stored: `-v` output lands in terminals and CI logs.
             let args: Vec<std::ffi::OsString> = argv
                 .iter()
@@ -250,26 +277,19 @@ impl fmt::Display for KernelEvent {
                 .iter()
                 .map(|a| crate::cli::escape_for_terminal(a))
                 .collect();
+            write!(f, " pid={} comm={} uid={}", self.tgid, self.comm, self.uid)?;
+            if self.denied {
+                write!(f, " dev={}:{} ino={ino}", dev >> 20, dev & 0xfffff)?;
+            }
             return write!(
                 f,
-                "kernel: allow exec pid={} comm={} uid={} binary={} argv=[{}]{}",
-                self.tgid,
-                self.comm,
-                self.uid,
+                " binary={} argv=[{}]{}",
                 crate::cli::escape_for_terminal(&String::from_utf8_lossy(binary)),
                 shown.join(", "),
                 if *argv_truncated { " (argv cut)" } else { "" }
             );
         }
-        let verdict = if self.denied { "deny" } else { "allow" };
         let hook = self.hook.map(Hook::name).unwrap_or("?");
-        let rule = match self.rule_id {
-            NO_VERDICT_RULE => "no-verdict".to_string(),
-            nono_common::CGROUPFS_RULE => "cgroupfs".to_string(),
-            nono_common::ISOLATION_RULE => "isolation".to_string(),
-            0 => "default".to_string(),
-            id => format!("r{id}"),
-        };
         write!(
             f,
             "kernel: {verdict} {hook} rule={rule} pid={} comm={} uid={}",
@@ -591,6 +611,11 @@ mod tests {
             flags,
             argv_len: argv.len() as u32,
             comm: [0; 16],
+            // What a denied exec carries; a completed one's record has zeros here, and the
+            // reader ignores them unless the record says denied.
+            rule_id: 3,
+            dev: 8 << 20 | 1,
+            ino: 77,
             filename: [0; nono_common::EXEC_FILENAME_LEN],
             argv: [0; nono_common::EXEC_ARGV_LEN],
         };
@@ -621,11 +646,56 @@ mod tests {
                 argv: vec![b"true".to_vec(), b"--token".to_vec(), b"x".to_vec()],
                 argv_truncated: false,
                 binary_truncated: false,
+                dev: 0,
+                ino: 0,
             }
         );
+        assert_eq!(e.rule_id, 0);
         // Printed redacted.
         let line = e.to_string();
         assert!(line.contains("argv=[true, --token, [REDACTED]]"), "{line}");
+        assert!(line.starts_with("kernel: allow exec pid=100 "), "{line}");
+    }
+
+    #[test]
+    fn denied_exec_records_carry_the_decision() {
+        let raw = exec_record(
+            b"/work/bin/tool",
+            b"/work/bin/tool\0--password\0hunter2\0x\0",
+            EXEC_DENIED,
+        );
+        let e = KernelEvent::decode(&raw).expect("decodes");
+        assert!(e.denied);
+        assert_eq!(e.hook, Some(Hook::BprmCheck));
+        assert_eq!(e.rule_id, 3);
+        assert_eq!(
+            e.object,
+            EventObject::Exec {
+                binary: b"/work/bin/tool".to_vec(),
+                argv: vec![
+                    b"/work/bin/tool".to_vec(),
+                    b"--password".to_vec(),
+                    b"hunter2".to_vec(),
+                    b"x".to_vec()
+                ],
+                argv_truncated: false,
+                binary_truncated: false,
+                dev: 8 << 20 | 1,
+                ino: 77,
+            }
+        );
+        assert_eq!(
+            e.to_string(),
+            "kernel: deny bprm_check_security rule=r3 pid=100 comm=true uid=0 dev=8:1 ino=77 \
+             binary=/work/bin/tool argv=[/work/bin/tool, --password, [REDACTED], x]"
+        );
+        // Hostile names are escaped on the -v line: the binary's and every argument's.
+        let raw = exec_record(b"/tmp/\x1b[2Jx\n", b"a\x1b]0;t\x07\0\xff\0", EXEC_DENIED);
+        let line = KernelEvent::decode(&raw).expect("decodes").to_string();
+        assert!(
+            !line.contains('\x1b') && !line.contains('\n') && !line.contains('\x07'),
+            "{line:?}"
+        );
     }
 
     fn path_record(names: &[u8], flags: u32) -> Vec<u8> {

@@ -114,7 +114,24 @@ pub fn read_kernel_offsets() -> Result<KernelOffsets> {
         task_fs: field_offset_below(&btf, "task_struct", "fs", TASK_OFFSET_MASK)?,
         fs_root_mnt: field_offset(&btf, "fs_struct", "root")? + field_offset(&btf, "path", "mnt")?,
         fs_root_dentry: field_offset(&btf, "fs_struct", "root")? + path_dentry,
+        path_mnt: field_offset(&btf, "path", "mnt")?,
+        // The exec check reads a denied exec's argv through the syscall's saved registers.
+        // Only x86_64's are known (the syscall numbers are its own, in `nono-ebpf/src/exec.rs`):
+        // elsewhere these stay 0 and the record says the arguments were unreadable, rather than
+        // the layer failing to load.
+        regs_syscall_nr: syscall_reg(&btf, "orig_ax"),
+        regs_execve_argv: syscall_reg(&btf, "si"),
+        regs_execveat_argv: syscall_reg(&btf, "dx"),
     })
+}
+
+/// The offset of an x86_64 `struct pt_regs` register, or 0 (unknown) on other architectures
+/// or if the kernel's BTF lacks it.
+fn syscall_reg(btf: &Btf, reg: &str) -> u32 {
+    if !cfg!(target_arch = "x86_64") {
+        return 0;
+    }
+    field_offset(btf, "pt_regs", reg).unwrap_or(0)
 }
 
 /// Where the directory verdict cache (`nono-ebpf/src/cache.rs`) reads `rename_lock`'s sequence

@@ -284,8 +284,8 @@ impl KernelSandbox {
                     (kernel::events::EventObject::Net { addr, .. }, Some(n)) => n.get(*addr),
                     _ => None,
                 };
-                // A file event's path: the one the file was opened by, when the kernel
-                // recorded it whole (`file_open` under `audit all`); else, for a deny, the path
+                // A file event's path: the one the file was opened by or the path hook acted
+                // on, when the kernel recorded it whole (under `audit all`); else, for a deny, the path
                 // nono bound the matched rule's object by (the file itself, or the denied
                 // directory it lies below); else what the kernel's walk got (cut).
                 let path: Option<(&[u8], bool)> = match &event.object {
@@ -307,6 +307,15 @@ impl KernelSandbox {
                             (Some(p), None) => Some((p, true)),
                             (None, None) => None,
                         }
+                    }
+                    // A denied exec names what ran in its record; `path=` is the object its
+                    // rule bound, as for a file deny (the -v line only: the store has the
+                    // rule's source line).
+                    kernel::events::EventObject::Exec { dev, ino, .. } if event.denied => {
+                        use std::os::unix::ffi::OsStrExt;
+                        bound
+                            .get(&(*dev, *ino))
+                            .map(|p| (p.as_os_str().as_bytes(), false))
                     }
                     _ => None,
                 };
