@@ -85,6 +85,16 @@ struct Run {
     stderr: String,
 }
 
+impl From<std::process::Output> for Run {
+    fn from(out: std::process::Output) -> Run {
+        Run {
+            code: exit_code(&out.status),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+}
+
 impl Run {
     /// The result of each probe operation, in order.
     fn results(&self) -> Vec<String> {
@@ -264,11 +274,7 @@ fn sandboxed(ctx: &Ctx, flags: &[String], ops: &[&[&str]]) -> Result<Run, String
     let out = command(ctx, flags, ops)
         .output()
         .map_err(|e| format!("running {}: {e}", ctx.nono.display()))?;
-    Ok(Run {
-        code: exit_code(&out.status),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    })
+    Ok(Run::from(out))
 }
 
 fn spawn_sandboxed(ctx: &Ctx, flags: &[String], ops: &[&[&str]]) -> Result<Child, String> {
@@ -281,11 +287,7 @@ fn spawn_sandboxed(ctx: &Ctx, flags: &[String], ops: &[&[&str]]) -> Result<Child
 
 fn finish(child: Child) -> Result<Run, String> {
     let out = child.wait_with_output().map_err(|e| e.to_string())?;
-    Ok(Run {
-        code: exit_code(&out.status),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    })
+    Ok(Run::from(out))
 }
 
 fn flag(name: &str, value: impl AsRef<Path>) -> [String; 2] {
@@ -502,11 +504,7 @@ fn nono_state_is_denied_under_a_write_grant(ctx: &Ctx) -> Result<(), String> {
     .env("XDG_STATE_HOME", &state)
     .output()
     .map_err(|e| format!("running {}: {e}", ctx.nono.display()))?;
-    let run = Run {
-        code: exit_code(&out.status),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    };
+    let run = Run::from(out);
     run.expect(&[EPERM, EPERM, EPERM])?;
     absent(&planted)?;
     let list = audit_json(ctx, &state, &["list"])?;
@@ -1011,11 +1009,7 @@ fn events_carry_rule_id_and_drop_counter(ctx: &Ctx) -> Result<(), String> {
         .env("XDG_STATE_HOME", &state)
         .output()
         .map_err(|e| format!("running {}: {e}", ctx.nono.display()))?;
-    let run = Run {
-        code: exit_code(&out.status),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    };
+    let run = Run::from(out);
     run.expect(&[EPERM])?;
     let ino = {
         use std::os::unix::fs::MetadataExt;
@@ -1068,11 +1062,7 @@ fn exec_events_carry_binary_and_argv(ctx: &Ctx) -> Result<(), String> {
     .env("XDG_STATE_HOME", &state)
     .output()
     .map_err(|e| format!("running {}: {e}", ctx.nono.display()))?;
-    let run = Run {
-        code: exit_code(&out.status),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    };
+    let run = Run::from(out);
     run.expect(&[OK])?;
     let want = [
         binary,
@@ -1173,11 +1163,7 @@ fn file_events_carry_opened_paths(ctx: &Ctx) -> Result<(), String> {
         .env("XDG_STATE_HOME", &state)
         .output()
         .map_err(|e| format!("running {}: {e}", ctx.nono.display()))?;
-        let run = Run {
-            code: exit_code(&out.status),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        };
+        let run = Run::from(out);
         run.expect(&[OK, OK, OK, EPERM, OK])?;
         let list = audit_json(ctx, &state, &["list"])?;
         let id = list[0]["id"]
@@ -1253,11 +1239,7 @@ fn run_with_store(
         .env("XDG_STATE_HOME", state)
         .output()
         .map_err(|e| format!("running {}: {e}", ctx.nono.display()))?;
-    let run = Run {
-        code: exit_code(&out.status),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    };
+    let run = Run::from(out);
     let list = audit_json(ctx, state, &["list"])?;
     let id = list[0]["id"]
         .as_str()
@@ -2781,11 +2763,7 @@ fn net_dns_redirect_v4_and_v6(ctx: &Ctx) -> Result<(), String> {
         .env("NONO_DNS_UPSTREAM", format!("127.0.0.1:{port}"))
         .output()
         .map_err(|e| format!("running {}: {e}", ctx.nono.display()))?;
-    let run = Run {
-        code: exit_code(&out.status),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    };
+    let run = Run::from(out);
     // REFUSED is rcode 5: errno -15 from the probe.
     let mut expected = vec![OK, OK, "errno -15"];
     if has_v6 {
@@ -2903,11 +2881,7 @@ fn bench_event_burst(ctx: &Ctx) -> Result<(), String> {
     .output()
     .map_err(|e| format!("running {}: {e}", ctx.nono.display()))?;
     let elapsed = started.elapsed();
-    let run = Run {
-        code: exit_code(&out.status),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    };
+    let run = Run::from(out);
     // `ok`: every send was refused with EPERM, so the kernel made exactly BURST denials.
     run.expect(&[OK])?;
     let mut buf = [0u8; 64];
