@@ -37,8 +37,9 @@ use crate::ir::Policy;
 pub const FORMAT: &str = "nono.compiled-policy";
 pub const FORMAT_VERSION: u32 = 2;
 
-/// From this many rules on, [`CompiledPolicy::from_policy`] hashes on a second thread (a
-/// thread costs tens of microseconds; the built-in profiles compile in a few hundred).
+/// From this many rules on, [`CompiledPolicy::from_policy`] hashes (and writes the Seatbelt
+/// profile) on a second thread (a thread costs tens of microseconds; the built-in profiles
+/// compile in a few hundred).
 const PARALLEL_DIGEST_RULES: u32 = 1000;
 
 /// `nono-policy <crate version>`: the compiler that produced an artifact.
@@ -138,8 +139,11 @@ impl CompiledPolicy {
     pub fn from_policy(policy: Policy, target: Target) -> CompiledPolicy {
         let compiler = compiler_id();
         // The digest reads only the policy and the target, the back-ends only the policy: on
-        // a large policy, where hashing its canonical JSON is a fifth of the compile, the two
-        // run side by side. A small one is done before a thread could start.
+        // a large policy, where hashing its canonical JSON is a fifth of the compile, the work
+        // is split over two threads. The Seatbelt profile goes with the digest: it writes its
+        // own rule texts, while the Landlock and eBPF plans share one list of them, and the
+        // two halves then take about as long. A small policy is done before a thread could
+        // start.
         let parallel = policy.max_rule_id() >= PARALLEL_DIGEST_RULES;
         let digest_input = Digested {
             format: FORMAT,
@@ -148,29 +152,29 @@ impl CompiledPolicy {
             target: &target,
             policy: &policy,
         };
-        let plans = || {
-            // Every back-end names rules by the same one-line texts: make them once.
+        let digest_and_seatbelt = || (digest_of(&digest_input), seatbelt::profile(&policy));
+        let linux_plans = || {
+            // Both name rules by the same one-line texts: make them once.
             let texts = policy.rule_summaries();
             let landlock = landlock::plan_with_texts(&policy, &target, &texts);
-            let seatbelt = seatbelt::profile_with_texts(&policy, &texts);
             let ebpf = ebpf::plan_with_texts(&policy, &target, texts);
-            (landlock, seatbelt, ebpf)
+            (landlock, ebpf)
         };
-        let (digest, (landlock, seatbelt, ebpf)) = if parallel {
+        let ((digest, seatbelt), (landlock, ebpf)) = if parallel {
             std::thread::scope(|scope| {
-                let hashing = std::thread::Builder::new()
+                let helper = std::thread::Builder::new()
                     .name("nono-digest".into())
-                    .spawn_scoped(scope, || digest_of(&digest_input));
-                let plans = plans();
-                let digest = match hashing {
-                    Ok(h) => h.join().expect("hashing does not panic"),
-                    // No thread to be had: hash here instead.
-                    Err(_) => digest_of(&digest_input),
+                    .spawn_scoped(scope, digest_and_seatbelt);
+                let linux = linux_plans();
+                let other = match helper {
+                    Ok(h) => h.join().expect("hashing and Seatbelt do not panic"),
+                    // No thread to be had: do it here instead.
+                    Err(_) => digest_and_seatbelt(),
                 };
-                (digest, plans)
+                (other, linux)
             })
         } else {
-            (digest_of(&digest_input), plans())
+            (digest_and_seatbelt(), linux_plans())
         };
         CompiledPolicy {
             format: FORMAT.to_string(),
