@@ -122,16 +122,16 @@ pub struct PortSet(Vec<PortRange>);
 impl PortSet {
     pub fn new(mut ranges: Vec<PortRange>) -> PortSet {
         ranges.sort();
-        let mut merged: Vec<PortRange> = Vec::with_capacity(ranges.len());
-        for r in ranges {
-            match merged.last_mut() {
-                Some(last) if u32::from(r.first) <= u32::from(last.last) + 1 => {
-                    last.last = last.last.max(r.last);
-                }
-                _ => merged.push(r),
+        // Merged in place, each range into the one kept before it when they touch or overlap:
+        // every rule's ports pass through here, so no second vector per set.
+        ranges.dedup_by(|r, last| {
+            let touches = u32::from(r.first) <= u32::from(last.last) + 1;
+            if touches {
+                last.last = last.last.max(r.last);
             }
-        }
-        PortSet(merged)
+            touches
+        });
+        PortSet(ranges)
     }
     pub fn web_default() -> PortSet {
         PortSet::new(vec![PortRange::single(80), PortRange::single(443)])

@@ -473,12 +473,17 @@ impl<'a> Resolver<'a> {
                     None => continue,
                 },
             };
-            let e = acc
-                .domains
-                .entry(pattern)
-                .or_insert_with(|| (PortSet::default(), Vec::with_capacity(1)));
-            e.0 = e.0.union(&ports);
-            e.1.push(origin(src, d.loc));
+            let o = origin(src, d.loc);
+            match acc.domains.entry(pattern) {
+                std::collections::btree_map::Entry::Vacant(v) => {
+                    v.insert((ports, vec![o]));
+                }
+                std::collections::btree_map::Entry::Occupied(mut e) => {
+                    let (set, origins) = e.get_mut();
+                    *set = set.union(&ports);
+                    origins.push(o);
+                }
+            }
         }
         for c in &net.cidrs {
             self.rule_count += 1;
