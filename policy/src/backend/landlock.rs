@@ -183,6 +183,21 @@ impl FsRights {
             .union(FsRights::REFER)
     }
 
+    /// [`Self::names`] joined by `separator`, written onto `out`.
+    pub(crate) fn push_names(self, out: &mut String, separator: &str) {
+        for (n, name) in FsRights::NAMES
+            .iter()
+            .filter(|(r, _)| self.contains(*r))
+            .map(|(_, n)| *n)
+            .enumerate()
+        {
+            if n > 0 {
+                out.push_str(separator);
+            }
+            out.push_str(name);
+        }
+    }
+
     pub fn names(self) -> Vec<&'static str> {
         // Sized once: one bit per named right (a filtered iterator would start small and grow).
         let mut names = Vec::with_capacity(self.0.count_ones() as usize);
@@ -648,13 +663,18 @@ impl<'p> Planner<'p> {
     /// rules, and there are notes for every carved-out deny).
     fn texts_of(&self, ids: &[RuleId]) -> String {
         let mut out = String::new();
+        self.push_texts(&mut out, ids);
+        out
+    }
+
+    /// [`Self::texts_of`], written onto `out`.
+    fn push_texts(&self, out: &mut String, ids: &[RuleId]) {
         for (n, id) in ids.iter().enumerate() {
             if n > 0 {
                 out.push_str(", ");
             }
-            self.push_text(&mut out, *id);
+            self.push_text(out, *id);
         }
-        out
     }
 
     /// A rule's one-line text, or its id for a rule without one.
@@ -901,19 +921,27 @@ impl<'p> Planner<'p> {
                 ));
                 continue;
             }
+            // Each text written into one string: a large policy has a gap per such deny.
+            let mut rule_text = String::new();
+            self.push_text(&mut rule_text, d.id);
+            rule_text.push_str(" (inside ");
+            self.push_texts(&mut rule_text, &related);
+            rule_text.push(')');
+            let mut reason =
+                String::from("Landlock can only grant: the enclosing writable grant gives ");
+            exposed.push_names(&mut reason, "|");
+            reason.push_str(
+                " beneath it, and splitting it would take away creating entries on the way",
+            );
             self.push_kernel_gap(
                 covered,
                 Gap {
                     rule: Some(d.id),
-                    rule_text: format!("{} (inside {})", self.text(d.id), self.texts_of(&related)),
+                    rule_text,
                     related,
                     feature: FEATURE_DENY_INSIDE.into(),
                     needs: KERNEL_LAYER.into(),
-                    reason: format!(
-                        "Landlock can only grant: the enclosing writable grant gives {} beneath \
-                     it, and splitting it would take away creating entries on the way",
-                        exposed.names().join("|")
-                    ),
+                    reason,
                     direction: GapDirection::AllowsMore,
                 },
             );
