@@ -583,7 +583,8 @@ impl Policy {
 
 // Each rule's one-line text (see [`Policy::rule_summaries`]), written onto a string a back-end
 // is building, so one that names every rule (Seatbelt's comments) need not copy each text
-// out of a list of them.
+// out of a list of them. Written piece by piece rather than through `fmt`: this runs for every
+// rule, on both threads of a large compile.
 
 /// Which exec list an [`ExecRule`] is on: its text says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -619,25 +620,32 @@ impl ExecRule {
 
 impl DomainRule {
     pub(crate) fn write_summary(&self, s: &mut String) {
-        use std::fmt::Write as _;
-        let _ = write!(s, "net allow domain {} port {}", self.domain, self.ports);
+        s.push_str("net allow domain ");
+        self.domain.push_text(s);
+        s.push_str(" port ");
+        self.ports.push_text(s);
     }
 }
 
 impl CidrRule {
     pub(crate) fn write_summary(&self, s: &mut String) {
-        use std::fmt::Write as _;
-        let _ = write!(s, "net allow cidr {} {}", self.net, self.protocol);
+        s.push_str("net allow cidr ");
+        crate::net::push_net(s, &self.net);
+        s.push(' ');
+        s.push_str(self.protocol.keyword());
         if !self.ports.is_empty() {
-            let _ = write!(s, " port {}", self.ports);
+            s.push_str(" port ");
+            self.ports.push_text(s);
         }
     }
 }
 
 impl ListenRule {
     pub(crate) fn write_summary(&self, s: &mut String) {
-        use std::fmt::Write as _;
-        let _ = write!(s, "net listen {} {}", self.protocol, self.ports);
+        s.push_str("net listen ");
+        s.push_str(self.protocol.keyword());
+        s.push(' ');
+        self.ports.push_text(s);
     }
 }
 

@@ -22,7 +22,7 @@
 use std::fmt::Write as _;
 
 use crate::ir::{Access, Effect, ExecList, NetMode, Origin, Policy, RuleId};
-use crate::net::{IpNet, PortSet, Protocol};
+use crate::net::{push_u32, IpNet, PortSet, Protocol};
 use crate::path::{PolicyPath, Scope};
 
 /// The widest port range written out port by port; wider ranges become `*`.
@@ -450,22 +450,6 @@ fn has_control(s: &str) -> bool {
         return false;
     }
     s.chars().any(char::is_control)
-}
-
-/// `n` in decimal, without going through `fmt`.
-pub(crate) fn push_u32(out: &mut String, mut n: u32) {
-    let mut digits = [0u8; 10];
-    let mut i = digits.len();
-    loop {
-        i -= 1;
-        digits[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    // One char per ASCII digit: cheaper than checking the digits are UTF-8 to push a `str`.
-    out.extend(digits[i..].iter().map(|&d| char::from(d)));
 }
 
 /// Comment text on one line: control characters (a newline would end the comment and let the
