@@ -26,6 +26,8 @@
 //! The digest proves integrity, not authorship; signing the digest is the distribution
 //! layer's job.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -37,8 +39,9 @@ use crate::ir::Policy;
 pub const FORMAT: &str = "nono.compiled-policy";
 pub const FORMAT_VERSION: u32 = 2;
 
-/// From this many rules on, [`CompiledPolicy::from_policy`] hashes on a second thread (a
-/// thread costs tens of microseconds; the built-in profiles compile in a few hundred).
+/// From this many rules on, [`CompiledPolicy::from_policy`] hashes (and may write the Seatbelt
+/// profile) on a second thread (a thread costs tens of microseconds; the built-in profiles
+/// compile in a few hundred).
 const PARALLEL_DIGEST_RULES: u32 = 1000;
 
 /// `nono-policy <crate version>`: the compiler that produced an artifact.
@@ -138,8 +141,8 @@ impl CompiledPolicy {
     pub fn from_policy(policy: Policy, target: Target) -> CompiledPolicy {
         let compiler = compiler_id();
         // The digest reads only the policy and the target, the back-ends only the policy: on
-        // a large policy, where hashing its canonical JSON is a fifth of the compile, the two
-        // run side by side. A small one is done before a thread could start.
+        // a large policy, where hashing its canonical JSON is a fifth of the compile, the work
+        // is split over two threads. A small policy is done before a thread could start.
         let parallel = policy.max_rule_id() >= PARALLEL_DIGEST_RULES;
         let digest_input = Digested {
             format: FORMAT,
@@ -148,29 +151,45 @@ impl CompiledPolicy {
             target: &target,
             policy: &policy,
         };
-        let plans = || {
-            // Every back-end names rules by the same one-line texts: make them once.
+        let linux_plans = || {
+            // Both name rules by the same one-line texts: make them once.
             let texts = policy.rule_summaries();
             let landlock = landlock::plan_with_texts(&policy, &target, &texts);
-            let seatbelt = seatbelt::profile_with_texts(&policy, &texts);
             let ebpf = ebpf::plan_with_texts(&policy, &target, texts);
-            (landlock, seatbelt, ebpf)
+            (landlock, ebpf)
         };
-        let (digest, (landlock, seatbelt, ebpf)) = if parallel {
+        let (digest, seatbelt, (landlock, ebpf)) = if parallel {
+            // The Seatbelt profile (which writes its own rule texts) goes to whichever thread
+            // is free first: the helper once the digest is done, or this one once the Linux
+            // plans are. With both cores free the helper takes it and the two halves take
+            // about as long; when another process holds the second core, this thread does not
+            // sit waiting for the helper to get to it. Either way it is the same text.
+            let seatbelt_taken = AtomicBool::new(false);
+            let take_seatbelt = || {
+                (!seatbelt_taken.swap(true, Ordering::Relaxed)).then(|| seatbelt::profile(&policy))
+            };
             std::thread::scope(|scope| {
-                let hashing = std::thread::Builder::new()
+                let helper = std::thread::Builder::new()
                     .name("nono-digest".into())
-                    .spawn_scoped(scope, || digest_of(&digest_input));
-                let plans = plans();
-                let digest = match hashing {
-                    Ok(h) => h.join().expect("hashing does not panic"),
-                    // No thread to be had: hash here instead.
-                    Err(_) => digest_of(&digest_input),
+                    .spawn_scoped(scope, || (digest_of(&digest_input), take_seatbelt()));
+                let linux = linux_plans();
+                let here = take_seatbelt();
+                let (digest, there) = match helper {
+                    Ok(h) => h.join().expect("hashing and Seatbelt do not panic"),
+                    // No thread to be had: hash here instead (Seatbelt was not taken).
+                    Err(_) => (digest_of(&digest_input), None),
                 };
-                (digest, plans)
+                let seatbelt = here
+                    .or(there)
+                    .expect("one of the two threads wrote the Seatbelt profile");
+                (digest, seatbelt, linux)
             })
         } else {
-            (digest_of(&digest_input), plans())
+            (
+                digest_of(&digest_input),
+                seatbelt::profile(&policy),
+                linux_plans(),
+            )
         };
         CompiledPolicy {
             format: FORMAT.to_string(),

@@ -557,56 +557,101 @@ impl Policy {
     /// Every rule, in a fixed order (filesystem, exec deny, exec only, domains, CIDRs, listen,
     /// unix sockets), with a writer of its one-line text; the text is only made if asked for.
     fn visit_rules(&self, mut f: impl FnMut(RuleId, &dyn Fn(&mut String))) {
-        use std::fmt::Write as _;
         for r in &self.fs {
-            f(r.id, &|s| {
-                match r.effect {
-                    Effect::Allow => s.push_str(&r.access.keyword_cow()),
-                    Effect::Deny if r.access == Access::ALL => s.push_str("deny"),
-                    Effect::Deny => {
-                        s.push_str("deny ");
-                        s.push_str(&r.access.keyword_cow());
-                    }
-                }
-                s.push(' ');
-                s.push_str(r.path.as_str());
-            });
+            f(r.id, &|s| r.write_summary(s));
         }
         for r in &self.exec.deny {
-            f(r.id, &|s| {
-                s.push_str("exec deny ");
-                s.push_str(r.path.as_str());
-            });
+            f(r.id, &|s| r.write_summary(ExecList::Deny, s));
         }
         for r in self.exec.allow_only.iter().flatten() {
-            f(r.id, &|s| {
-                s.push_str("exec only ");
-                s.push_str(r.path.as_str());
-            });
+            f(r.id, &|s| r.write_summary(ExecList::Only, s));
         }
         for r in &self.net.domains {
-            f(r.id, &|s| {
-                let _ = write!(s, "net allow domain {} port {}", r.domain, r.ports);
-            });
+            f(r.id, &|s| r.write_summary(s));
         }
         for r in &self.net.cidrs {
-            f(r.id, &|s| {
-                let _ = write!(s, "net allow cidr {} {}", r.net, r.protocol);
-                if !r.ports.is_empty() {
-                    let _ = write!(s, " port {}", r.ports);
-                }
-            });
+            f(r.id, &|s| r.write_summary(s));
         }
         for r in &self.net.listen {
-            f(r.id, &|s| {
-                let _ = write!(s, "net listen {} {}", r.protocol, r.ports);
-            });
+            f(r.id, &|s| r.write_summary(s));
         }
         for r in &self.ipc.unix_sockets {
-            f(r.id, &|s| {
-                s.push_str("ipc unix-socket ");
-                s.push_str(r.path.as_str());
-            });
+            f(r.id, &|s| r.write_summary(s));
         }
+    }
+}
+
+// Each rule's one-line text (see [`Policy::rule_summaries`]), written onto a string a back-end
+// is building, so one that names every rule (Seatbelt's comments) need not copy each text
+// out of a list of them. Written piece by piece rather than through `fmt`: this runs for every
+// rule, on both threads of a large compile.
+
+/// Which exec list an [`ExecRule`] is on: its text says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ExecList {
+    Deny,
+    Only,
+}
+
+impl FsRule {
+    pub(crate) fn write_summary(&self, s: &mut String) {
+        match self.effect {
+            Effect::Allow => s.push_str(&self.access.keyword_cow()),
+            Effect::Deny if self.access == Access::ALL => s.push_str("deny"),
+            Effect::Deny => {
+                s.push_str("deny ");
+                s.push_str(&self.access.keyword_cow());
+            }
+        }
+        s.push(' ');
+        s.push_str(self.path.as_str());
+    }
+}
+
+impl ExecRule {
+    pub(crate) fn write_summary(&self, list: ExecList, s: &mut String) {
+        s.push_str(match list {
+            ExecList::Deny => "exec deny ",
+            ExecList::Only => "exec only ",
+        });
+        s.push_str(self.path.as_str());
+    }
+}
+
+impl DomainRule {
+    pub(crate) fn write_summary(&self, s: &mut String) {
+        s.push_str("net allow domain ");
+        self.domain.push_text(s);
+        s.push_str(" port ");
+        self.ports.push_text(s);
+    }
+}
+
+impl CidrRule {
+    pub(crate) fn write_summary(&self, s: &mut String) {
+        s.push_str("net allow cidr ");
+        crate::net::push_net(s, &self.net);
+        s.push(' ');
+        s.push_str(self.protocol.keyword());
+        if !self.ports.is_empty() {
+            s.push_str(" port ");
+            self.ports.push_text(s);
+        }
+    }
+}
+
+impl ListenRule {
+    pub(crate) fn write_summary(&self, s: &mut String) {
+        s.push_str("net listen ");
+        s.push_str(self.protocol.keyword());
+        s.push(' ');
+        self.ports.push_text(s);
+    }
+}
+
+impl UnixSocketRule {
+    pub(crate) fn write_summary(&self, s: &mut String) {
+        s.push_str("ipc unix-socket ");
+        s.push_str(self.path.as_str());
     }
 }

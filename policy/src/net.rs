@@ -122,16 +122,16 @@ pub struct PortSet(Vec<PortRange>);
 impl PortSet {
     pub fn new(mut ranges: Vec<PortRange>) -> PortSet {
         ranges.sort();
-        let mut merged: Vec<PortRange> = Vec::with_capacity(ranges.len());
-        for r in ranges {
-            match merged.last_mut() {
-                Some(last) if u32::from(r.first) <= u32::from(last.last) + 1 => {
-                    last.last = last.last.max(r.last);
-                }
-                _ => merged.push(r),
+        // Merged in place, each range into the one kept before it when they touch or overlap:
+        // every rule's ports pass through here, so no second vector per set.
+        ranges.dedup_by(|r, last| {
+            let touches = u32::from(r.first) <= u32::from(last.last) + 1;
+            if touches {
+                last.last = last.last.max(r.last);
             }
-        }
-        PortSet(merged)
+            touches
+        });
+        PortSet(ranges)
     }
     pub fn web_default() -> PortSet {
         PortSet::new(vec![PortRange::single(80), PortRange::single(443)])
@@ -174,6 +174,66 @@ impl PortSet {
                 Ok(PortRange { first, last })
             }
             None => Ok(PortRange::single(port(s)?)),
+        }
+    }
+}
+
+impl PortSet {
+    /// The set as its `Display` writes it (`80,443`, `8000-8100`, `any`), onto `out` without
+    /// `fmt`: rule texts name a rule's ports, and a large policy has thousands of rules.
+    pub(crate) fn push_text(&self, out: &mut String) {
+        if self.0.is_empty() {
+            out.push_str("any");
+            return;
+        }
+        for (i, r) in self.0.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            push_u32(out, r.first.into());
+            if r.first != r.last {
+                out.push('-');
+                push_u32(out, r.last.into());
+            }
+        }
+    }
+}
+
+/// `n` in decimal, without going through `fmt` (rule texts and the Seatbelt profile write
+/// numbers once per rule or port).
+pub(crate) fn push_u32(out: &mut String, mut n: u32) {
+    let mut digits = [0u8; 10];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    // One char per ASCII digit: cheaper than checking the digits are UTF-8 to push a `str`.
+    out.extend(digits[i..].iter().map(|&d| char::from(d)));
+}
+
+/// A network as its `Display` writes it (`10.0.0.0/24`), onto `out`; IPv4 without `fmt`.
+/// IPv6 keeps `fmt`, whose text (the longest run of zero groups shortened to `::`, embedded
+/// IPv4 forms) is not worth restating.
+pub(crate) fn push_net(out: &mut String, net: &IpNet) {
+    match net {
+        IpNet::V4(n) => {
+            for (i, octet) in n.addr().octets().into_iter().enumerate() {
+                if i > 0 {
+                    out.push('.');
+                }
+                push_u32(out, octet.into());
+            }
+            out.push('/');
+            push_u32(out, n.prefix_len().into());
+        }
+        IpNet::V6(_) => {
+            use fmt::Write as _;
+            let _ = write!(out, "{net}");
         }
     }
 }
@@ -273,6 +333,14 @@ pub struct DomainPattern {
 }
 
 impl DomainPattern {
+    /// The pattern as its `Display` writes it, onto `out`.
+    pub(crate) fn push_text(&self, out: &mut String) {
+        if self.wildcard {
+            out.push_str("*.");
+        }
+        out.push_str(&self.name);
+    }
+
     pub fn parse(text: &str) -> Result<DomainPattern, NetError> {
         let t = text.trim();
         if t == "*" || t == "*." {
@@ -408,6 +476,56 @@ impl<'de> Deserialize<'de> for DomainPattern {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn texts_written_without_fmt_agree_with_display() {
+        for spec in [
+            "",
+            "1",
+            "80,443",
+            "8000-8100",
+            "1-65535",
+            "22,80-81,443,65535",
+        ] {
+            let set = if spec.is_empty() {
+                PortSet::default()
+            } else {
+                PortSet::new(
+                    spec.split(',')
+                        .map(|p| PortSet::parse_range(p).unwrap())
+                        .collect(),
+                )
+            };
+            let mut pushed = String::new();
+            set.push_text(&mut pushed);
+            assert_eq!(pushed, set.to_string(), "{spec:?}");
+        }
+        for cidr in [
+            "0.0.0.0/0",
+            "10.1.2.0/24",
+            "255.255.255.255/32",
+            "192.168.0.7/16",
+            "::/0",
+            "2001:db8::/32",
+            "fe80::1/128",
+        ] {
+            let net: IpNet = cidr.parse().unwrap();
+            let mut pushed = String::new();
+            push_net(&mut pushed, &net);
+            assert_eq!(pushed, net.to_string(), "{cidr}");
+        }
+        for domain in ["example.com", "*.example.com", "xn--bcher-kva.example"] {
+            let d = DomainPattern::parse(domain).unwrap();
+            let mut pushed = String::new();
+            d.push_text(&mut pushed);
+            assert_eq!(pushed, d.to_string(), "{domain}");
+        }
+        for n in [0, 7, 10, 99, 100, 65535, u32::MAX] {
+            let mut pushed = String::new();
+            push_u32(&mut pushed, n);
+            assert_eq!(pushed, n.to_string());
+        }
+    }
 
     #[test]
     fn domains_normalise_and_match() {

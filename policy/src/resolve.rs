@@ -473,12 +473,17 @@ impl<'a> Resolver<'a> {
                     None => continue,
                 },
             };
-            let e = acc
-                .domains
-                .entry(pattern)
-                .or_insert_with(|| (PortSet::default(), Vec::with_capacity(1)));
-            e.0 = e.0.union(&ports);
-            e.1.push(origin(src, d.loc));
+            let o = origin(src, d.loc);
+            match acc.domains.entry(pattern) {
+                std::collections::btree_map::Entry::Vacant(v) => {
+                    v.insert((ports, vec![o]));
+                }
+                std::collections::btree_map::Entry::Occupied(mut e) => {
+                    let (set, origins) = e.get_mut();
+                    *set = set.union(&ports);
+                    origins.push(o);
+                }
+            }
         }
         for c in &net.cidrs {
             self.rule_count += 1;
@@ -644,11 +649,21 @@ struct MergedFs {
 /// The filesystem rules in canonical order (path text, then allow before deny), duplicates
 /// merged. One sort of the whole list: with thousands of rules that costs far less than a
 /// map lookup per rule as it is written, each comparing path texts scattered over the heap.
-/// The sort is stable, so a merged rule's origins stay in the order they were written.
-fn merge_fs(mut written: Vec<FsWritten>) -> Vec<MergedFs> {
-    written.sort_by(|a, b| (a.path.as_str(), a.effect).cmp(&(b.path.as_str(), b.effect)));
-    let mut merged: Vec<MergedFs> = Vec::with_capacity(written.len());
-    for w in written {
+/// What is sorted is a small key per rule (text, effect, position written) rather than the
+/// rules themselves, which a sort would move about many times each; the position keeps the
+/// order total, so a merged rule's origins stay in the order they were written.
+fn merge_fs(written: Vec<FsWritten>) -> Vec<MergedFs> {
+    let mut keys: Vec<(&str, Effect, usize)> = written
+        .iter()
+        .enumerate()
+        .map(|(i, w)| (w.path.as_str(), w.effect, i))
+        .collect();
+    keys.sort_unstable();
+    let order: Vec<usize> = keys.into_iter().map(|(_, _, i)| i).collect();
+    let mut slots: Vec<Option<FsWritten>> = written.into_iter().map(Some).collect();
+    let mut merged: Vec<MergedFs> = Vec::with_capacity(slots.len());
+    for i in order {
+        let w = slots[i].take().expect("each position is in the order once");
         match merged.last_mut() {
             Some(last) if last.effect == w.effect && last.path == w.path => {
                 last.access = last.access.union(w.access);

@@ -457,7 +457,7 @@ fn net_maps(policy: &Policy) -> NetMaps {
 }
 
 /// A trie entry under construction: its own grants, before folding.
-#[derive(Default, Clone)]
+#[derive(Default)]
 struct Draft {
     tcp: Vec<PortGrant>,
     udp: Vec<PortGrant>,
@@ -513,9 +513,9 @@ fn lpm_entries<const N: usize>(policy: &Policy, v6: bool) -> Vec<NetEntry<N>> {
     lengths.dedup();
     let mut folded: HashMap<IpNet, Draft> = HashMap::with_capacity(nets.len());
     for net in nets {
-        let own = drafts[&net].clone();
-        let mut entry = own.clone();
-        if own.implicit_deny.is_none() {
+        // Each draft is folded once, in `nets` order: taken out of the map, not copied.
+        let mut entry = drafts.remove(&net).expect("every net has a draft");
+        if entry.implicit_deny.is_none() {
             let shorter = lengths.iter().rev().filter(|&&len| len < net.prefix_len());
             let ancestor = shorter.copied().find_map(|len| {
                 let sup = IpNet::new(net.addr(), len).ok()?.trunc();

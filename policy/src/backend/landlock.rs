@@ -66,7 +66,7 @@
 //! below 5 ioctl on granted devices is unrestricted (seccomp still blocks `TIOCSTI`); below 6 no
 //! scopes; ABI 7 only adds audit logging, which this plan does not use.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
@@ -181,6 +181,21 @@ impl FsRights {
             .union(FsRights::MAKE_BLOCK)
             .union(FsRights::MAKE_SYM)
             .union(FsRights::REFER)
+    }
+
+    /// [`Self::names`] joined by `separator`, written onto `out`.
+    pub(crate) fn push_names(self, out: &mut String, separator: &str) {
+        for (n, name) in FsRights::NAMES
+            .iter()
+            .filter(|(r, _)| self.contains(*r))
+            .map(|(_, n)| *n)
+            .enumerate()
+        {
+            if n > 0 {
+                out.push_str(separator);
+            }
+            out.push_str(name);
+        }
     }
 
     pub fn names(self) -> Vec<&'static str> {
@@ -648,13 +663,18 @@ impl<'p> Planner<'p> {
     /// rules, and there are notes for every carved-out deny).
     fn texts_of(&self, ids: &[RuleId]) -> String {
         let mut out = String::new();
+        self.push_texts(&mut out, ids);
+        out
+    }
+
+    /// [`Self::texts_of`], written onto `out`.
+    fn push_texts(&self, out: &mut String, ids: &[RuleId]) {
         for (n, id) in ids.iter().enumerate() {
             if n > 0 {
                 out.push_str(", ");
             }
-            self.push_text(&mut out, *id);
+            self.push_text(out, *id);
         }
-        out
     }
 
     /// A rule's one-line text, or its id for a rule without one.
@@ -901,19 +921,27 @@ impl<'p> Planner<'p> {
                 ));
                 continue;
             }
+            // Each text written into one string: a large policy has a gap per such deny.
+            let mut rule_text = String::new();
+            self.push_text(&mut rule_text, d.id);
+            rule_text.push_str(" (inside ");
+            self.push_texts(&mut rule_text, &related);
+            rule_text.push(')');
+            let mut reason =
+                String::from("Landlock can only grant: the enclosing writable grant gives ");
+            exposed.push_names(&mut reason, "|");
+            reason.push_str(
+                " beneath it, and splitting it would take away creating entries on the way",
+            );
             self.push_kernel_gap(
                 covered,
                 Gap {
                     rule: Some(d.id),
-                    rule_text: format!("{} (inside {})", self.text(d.id), self.texts_of(&related)),
+                    rule_text,
                     related,
                     feature: FEATURE_DENY_INSIDE.into(),
                     needs: KERNEL_LAYER.into(),
-                    reason: format!(
-                        "Landlock can only grant: the enclosing writable grant gives {} beneath \
-                     it, and splitting it would take away creating entries on the way",
-                        exposed.names().join("|")
-                    ),
+                    reason,
                     direction: GapDirection::AllowsMore,
                 },
             );
@@ -1073,13 +1101,17 @@ impl<'p> Planner<'p> {
             return (Vec::new(), Vec::new(), seccomp);
         }
 
-        let mut ports: BTreeMap<u16, (BTreeSet<NetRight>, BTreeSet<RuleId>)> = BTreeMap::new();
+        // Each port's rights and rules, sorted and deduplicated once all are in: the lists
+        // become the port rules' own, where sets would be built per port and then copied.
+        let mut ports: BTreeMap<u16, (Vec<NetRight>, Vec<RuleId>)> = BTreeMap::new();
         let mut allow = |range_set: &PortSet, right: NetRight, id: RuleId| {
             for r in range_set.ranges() {
                 for port in r.first..=r.last {
                     let entry = ports.entry(port).or_default();
-                    entry.0.insert(right);
-                    entry.1.insert(id);
+                    if !entry.0.contains(&right) {
+                        entry.0.push(right);
+                    }
+                    entry.1.push(id);
                 }
             }
         };
@@ -1125,9 +1157,10 @@ impl<'p> Planner<'p> {
                     r.id,
                     "domain allowlist",
                     "the eBPF kernel layer's network programs (root) or nono's local proxy (Landlock ABI 4)",
-                    format!(
-                        "Landlock filters TCP by port only: port {} is open to every address",
-                        r.ports
+                    port_reason(
+                        "Landlock filters TCP by port only: port ",
+                        &r.ports,
+                        " is open to every address",
                     ),
                     GapDirection::AllowsMore,
                 ),
@@ -1136,10 +1169,11 @@ impl<'p> Planner<'p> {
                     r.id,
                     "TCP address filtering",
                     KERNEL_LAYER,
-                    format!(
+                    port_reason(
                         "address restriction needs the eBPF kernel layer; Landlock filters TCP \
-                         by port only: port {} is open to every address",
-                        r.ports
+                         by port only: port ",
+                        &r.ports,
+                        " is open to every address",
                     ),
                     GapDirection::AllowsMore,
                 ),
@@ -1185,7 +1219,7 @@ impl<'p> Planner<'p> {
         let mut drop_right = |right: NetRight| {
             handled.retain(|h| *h != right);
             for entry in ports.values_mut() {
-                entry.0.remove(&right);
+                entry.0.retain(|r| *r != right);
             }
         };
         if !connect_to_kernel.is_empty() {
@@ -1209,10 +1243,15 @@ impl<'p> Planner<'p> {
         let port_rules: Vec<PortRule> = ports
             .into_iter()
             .filter(|(_, (rights, _))| !rights.is_empty())
-            .map(|(port, (rights, rules))| PortRule {
-                port,
-                rights: rights.into_iter().collect(),
-                rules: rules.into_iter().collect(),
+            .map(|(port, (mut rights, mut rules))| {
+                rights.sort();
+                rules.sort();
+                rules.dedup();
+                PortRule {
+                    port,
+                    rights,
+                    rules,
+                }
             })
             .collect();
 
@@ -1481,6 +1520,16 @@ fn merge_pieces(mut pieces: Vec<Piece>) -> Vec<PathRule> {
     }
     rules.sort_by(|a, b| a.path.as_str().cmp(b.path.as_str()));
     rules
+}
+
+/// A gap's reason naming a rule's ports, written without `fmt`: a large policy has a gap per
+/// domain and per CIDR rule.
+fn port_reason(before: &str, ports: &PortSet, after: &str) -> String {
+    let mut reason = String::with_capacity(before.len() + 16 + after.len());
+    reason.push_str(before);
+    ports.push_text(&mut reason);
+    reason.push_str(after);
+    reason
 }
 
 /// `r1, r4`: sorted, so messages do not depend on rule order.

@@ -21,8 +21,8 @@
 
 use std::fmt::Write as _;
 
-use crate::ir::{Access, Effect, NetMode, Origin, Policy, RuleId};
-use crate::net::{IpNet, PortSet, Protocol};
+use crate::ir::{Access, Effect, ExecList, NetMode, Origin, Policy, RuleId};
+use crate::net::{push_u32, IpNet, PortSet, Protocol};
 use crate::path::{PolicyPath, Scope};
 
 /// The widest port range written out port by port; wider ranges become `*`.
@@ -30,17 +30,11 @@ pub const MAX_LISTED_PORTS: u32 = 64;
 
 /// Render the SBPL profile. Deterministic: rules appear in id order.
 pub fn profile(policy: &Policy) -> String {
-    profile_with_texts(policy, &policy.rule_summaries())
-}
-
-/// [`profile`], given the policy's [`Policy::rule_summaries`] (computed once for every
-/// back-end).
-pub(crate) fn profile_with_texts(policy: &Policy, texts: &[(RuleId, String)]) -> String {
+    let origins = first_origins(policy);
     let mut w = Writer {
-        out: String::with_capacity(4096 + 160 * texts.len()),
+        out: String::with_capacity(4096 + 160 * origins.len()),
         policy,
-        texts,
-        origins: first_origins(policy),
+        origins,
     };
     w.header();
     w.basics();
@@ -53,8 +47,6 @@ pub(crate) fn profile_with_texts(policy: &Policy, texts: &[(RuleId, String)]) ->
 struct Writer<'p> {
     out: String,
     policy: &'p Policy,
-    /// Every rule's one-line text, in id order.
-    texts: &'p [(RuleId, String)],
     /// Each rule's first origin, at index `id - 1` (ids are dense from 1): one pass over the
     /// provenance map instead of a search per rule.
     origins: Vec<Option<&'p Origin>>,
@@ -95,49 +87,44 @@ impl Writer<'_> {
         self.comment(&format!("--- {title}"));
     }
 
-    fn rule_comment(&mut self, id: RuleId) {
-        // Texts are in id order and ids dense from 1, so the text is nearly always at `id - 1`.
-        let direct = (id.0 as usize)
-            .checked_sub(1)
-            .and_then(|i| self.texts.get(i))
-            .filter(|(tid, _)| *tid == id);
-        let text = match direct {
-            Some((_, text)) => text.as_str(),
-            None => match self.texts.binary_search_by_key(&id, |(id, _)| *id) {
-                Ok(i) => self.texts[i].1.as_str(),
-                Err(_) => "",
-            },
-        };
-        // Written straight into the profile when there is nothing to escape (the usual case),
-        // piece by piece rather than through `fmt`: this runs once per rule.
+    /// The comment naming a rule: its id, its text (as [`Policy::rule_summaries`] has it, which
+    /// `write_text` writes) and where it was written.
+    fn rule_comment(&mut self, id: RuleId, write_text: impl FnOnce(&mut String)) {
         let origin = match (id.0 as usize).checked_sub(1) {
             Some(i) if i < self.origins.len() => self.origins[i],
             // Id 0, or past every rule: not a rule of this policy, but answer as the map does.
             _ => self.policy.provenance.origin(id),
         };
-        if !has_control(text) && origin.is_none_or(|o| !has_control(&o.source)) {
-            self.out.push_str(";; r");
-            push_u32(&mut self.out, id.0);
-            self.out.push(' ');
-            self.out.push_str(text);
-            if let Some(origin) = origin {
-                self.out.push_str(" from ");
-                self.out.push_str(&origin.source);
-                // As `Origin`'s Display: no position for rules built in memory.
-                if origin.line != 0 {
-                    self.out.push(':');
-                    push_u32(&mut self.out, origin.line);
-                    self.out.push(':');
-                    push_u32(&mut self.out, origin.column);
-                }
+        // The text is written straight into the profile, piece by piece rather than through
+        // `fmt` (this runs once per rule), and taken back out in the rare case it needs
+        // escaping.
+        let start = self.out.len();
+        self.out.push_str(";; r");
+        push_u32(&mut self.out, id.0);
+        self.out.push(' ');
+        let text_start = self.out.len();
+        write_text(&mut self.out);
+        if has_control(&self.out[text_start..]) || origin.is_some_and(|o| has_control(&o.source)) {
+            let text = self.out.split_off(text_start);
+            self.out.truncate(start);
+            match origin {
+                Some(origin) => self.comment(&format!("{id} {text} from {origin}")),
+                None => self.comment(&format!("{id} {text}")),
             }
-            self.out.push('\n');
             return;
         }
-        match origin {
-            Some(origin) => self.comment(&format!("{id} {text} from {origin}")),
-            None => self.comment(&format!("{id} {text}")),
+        if let Some(origin) = origin {
+            self.out.push_str(" from ");
+            self.out.push_str(&origin.source);
+            // As `Origin`'s Display: no position for rules built in memory.
+            if origin.line != 0 {
+                self.out.push(':');
+                push_u32(&mut self.out, origin.line);
+                self.out.push(':');
+                push_u32(&mut self.out, origin.column);
+            }
         }
+        self.out.push('\n');
     }
 
     fn header(&mut self) {
@@ -184,7 +171,7 @@ impl Writer<'_> {
         let policy = self.policy;
         self.section("filesystem grants");
         for r in policy.fs.iter().filter(|r| r.effect == Effect::Allow) {
-            self.rule_comment(r.id);
+            self.rule_comment(r.id, |s| r.write_summary(s));
             self.out.push_str("(allow ");
             self.out.push_str(operations(r.access, Effect::Allow));
             self.out.push(' ');
@@ -193,7 +180,7 @@ impl Writer<'_> {
         }
         self.section("filesystem denies (after the grants: the last match wins)");
         for r in policy.fs.iter().filter(|r| r.effect == Effect::Deny) {
-            self.rule_comment(r.id);
+            self.rule_comment(r.id, |s| r.write_summary(s));
             self.out.push_str("(deny ");
             self.out.push_str(operations(r.access, Effect::Deny));
             self.out.push(' ');
@@ -210,7 +197,7 @@ impl Writer<'_> {
         self.section("exec restrictions");
         if let Some(only) = &exec.allow_only {
             for r in only {
-                self.rule_comment(r.id);
+                self.rule_comment(r.id, |s| r.write_summary(ExecList::Only, s));
             }
             if only.is_empty() {
                 self.line("(deny process-exec)");
@@ -223,7 +210,7 @@ impl Writer<'_> {
             }
         }
         for r in &exec.deny {
-            self.rule_comment(r.id);
+            self.rule_comment(r.id, |s| r.write_summary(ExecList::Deny, s));
             self.out.push_str("(deny process-exec ");
             push_path_filter(&mut self.out, &r.path);
             self.out.push_str(")\n");
@@ -244,12 +231,12 @@ impl Writer<'_> {
                 self.line("(allow mach-lookup (global-name \"com.apple.dnssd.service\"))");
             }
             for r in &net.domains {
-                self.rule_comment(r.id);
+                self.rule_comment(r.id, |s| r.write_summary(s));
                 self.comment("WARNING: Seatbelt cannot filter by domain; any host on these ports");
                 self.remote(Protocol::Tcp, "*", &r.ports);
             }
             for r in &net.cidrs {
-                self.rule_comment(r.id);
+                self.rule_comment(r.id, |s| r.write_summary(s));
                 let host = if is_loopback(&r.net) {
                     "localhost"
                 } else {
@@ -261,7 +248,7 @@ impl Writer<'_> {
                 self.remote(r.protocol, host, &r.ports);
             }
             for r in &net.listen {
-                self.rule_comment(r.id);
+                self.rule_comment(r.id, |s| r.write_summary(s));
                 for port in self.ports(&r.ports) {
                     self.out
                         .push_str("(allow network-bind network-inbound (local ");
@@ -273,7 +260,7 @@ impl Writer<'_> {
             }
         }
         for r in &policy.ipc.unix_sockets {
-            self.rule_comment(r.id);
+            self.rule_comment(r.id, |s| r.write_summary(s));
             let filter = match r.path.scope() {
                 Scope::Exact => format!("(path-literal {})", path_expr(&r.path)),
                 Scope::Subtree => format!("(subpath {})", path_expr(&r.path)),
@@ -463,22 +450,6 @@ fn has_control(s: &str) -> bool {
         return false;
     }
     s.chars().any(char::is_control)
-}
-
-/// `n` in decimal, without going through `fmt`.
-pub(crate) fn push_u32(out: &mut String, mut n: u32) {
-    let mut digits = [0u8; 10];
-    let mut i = digits.len();
-    loop {
-        i -= 1;
-        digits[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    // One char per ASCII digit: cheaper than checking the digits are UTF-8 to push a `str`.
-    out.extend(digits[i..].iter().map(|&d| char::from(d)));
 }
 
 /// Comment text on one line: control characters (a newline would end the comment and let the
