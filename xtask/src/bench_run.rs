@@ -6,7 +6,8 @@
 //! `nono run` loads the kernel layer (cgroup, maps, ring-buffer reader), which is not the
 //! unprivileged start-up the target is about: then the target variant is `nono run` as
 //! `nobody` (through `setpriv`, compared with `setpriv ... /bin/true`), and the root run is
-//! reported beside it as the kernel layer's cost. Each run is
+//! reported beside it as the kernel layer's cost, and the same unprivileged run with the audit
+//! trail off (a profile extending `default`) beside it as the audit session's cost. Each run is
 //! reaped with `wait4`, whose rusage gives the peak RSS of nono's parent process (the maximum
 //! over nono and the children it reaped, and `/bin/true` is far smaller than nono).
 //! Targets: nono adds at most 1.5 ms (median) over `/bin/true`; nono's peak RSS < 10 MiB.
@@ -117,6 +118,39 @@ pub fn bench_run(nono: &Path, runs: usize) -> anyhow::Result<String> {
     };
     // SAFETY: geteuid cannot fail.
     let root = unsafe { libc::geteuid() } == 0;
+    // A home and a working directory every variant (and `nobody`) can use: nono's audit store
+    // goes to $HOME/.local/state, and the default profile grants the working directory. Not
+    // under /tmp, which the default profile grants writable (the credential denies under
+    // $HOME would lie inside that grant), and not one inside the other, for the same reason.
+    let base = nono
+        .parent()
+        .and_then(Path::parent)
+        .context("nono's target directory")?
+        .join("bench-run");
+    let dirs = Dirs {
+        home: base.join("home"),
+        work: base.join("work"),
+    };
+    for d in [&base, &dirs.home, &dirs.work] {
+        std::fs::create_dir_all(d)?;
+        std::fs::set_permissions(d, std::os::unix::fs::PermissionsExt::from_mode(0o777))?;
+    }
+
+    // The default profile with the audit trail off, to show what the session costs a run.
+    let audit_off = base.join("audit-off.nono");
+    std::fs::write(
+        &audit_off,
+        "profile audit-off\nextends default\naudit off\n",
+    )?;
+    let audit_off = audit_off.display().to_string();
+    let nono_true_audit_off = [
+        nono_s.as_str(),
+        "run",
+        "--profile",
+        audit_off.as_str(),
+        "--",
+        "/bin/true",
+    ];
     let mut variants = vec![variant("/bin/true", vec!["/bin/true".into()], 0)];
     // The variant the target applies to.
     let target;
@@ -130,6 +164,11 @@ pub fn bench_run(nono: &Path, runs: usize) -> anyhow::Result<String> {
         variants.push(variant(
             "nono run ... as nobody (Landlock+seccomp)",
             as_nobody(&nono_true),
+            1,
+        ));
+        variants.push(variant(
+            "  the same with `audit off`",
+            as_nobody(&nono_true_audit_off),
             1,
         ));
         variants.push(variant(
@@ -157,24 +196,6 @@ pub fn bench_run(nono: &Path, runs: usize) -> anyhow::Result<String> {
     } else {
         notes.push("bwrap skipped: not installed (`apt-get install -y bubblewrap`)".to_string());
     }
-    // A home and a working directory every variant (and `nobody`) can use: nono's audit store
-    // goes to $HOME/.local/state, and the default profile grants the working directory. Not
-    // under /tmp, which the default profile grants writable (the credential denies under
-    // $HOME would lie inside that grant), and not one inside the other, for the same reason.
-    let base = nono
-        .parent()
-        .and_then(Path::parent)
-        .context("nono's target directory")?
-        .join("bench-run");
-    let dirs = Dirs {
-        home: base.join("home"),
-        work: base.join("work"),
-    };
-    for d in [&base, &dirs.home, &dirs.work] {
-        std::fs::create_dir_all(d)?;
-        std::fs::set_permissions(d, std::os::unix::fs::PermissionsExt::from_mode(0o777))?;
-    }
-
     // Every variant must succeed before it is worth timing; nono's refusal is shown verbatim.
     for v in &variants {
         let out = Command::new(&v.argv[0])
