@@ -294,6 +294,21 @@ fn flag(name: &str, value: impl AsRef<Path>) -> [String; 2] {
     [name.to_string(), value.as_ref().display().to_string()]
 }
 
+/// `--exec-only` for the probe itself, the scratch directory's `bin` and the library
+/// directories: the dynamic loader is opened for execution too (Landlock checks it; the exec
+/// hook does not run for it).
+fn exec_only_probe_and_scratch_bin_in(scratch: &Path) -> Result<Vec<String>, String> {
+    let me = std::env::current_exe().map_err(|e| e.to_string())?;
+    let mut flags = flag("--exec-only", &me).to_vec();
+    flags.extend(flag("--exec-only", scratch.join("bin")));
+    for dir in ["/lib64", "/usr/lib64", "/lib", "/usr/lib"] {
+        if Path::new(dir).is_dir() {
+            flags.extend(flag("--exec-only", dir));
+        }
+    }
+    Ok(flags)
+}
+
 fn write(path: &Path, text: &str) -> Result<(), String> {
     if let Some(parent) = path.parent() {
         fs::create_dir_all(parent).map_err(|e| format!("mkdir {}: {e}", parent.display()))?;
@@ -751,16 +766,7 @@ fn exec_allowlist(ctx: &Ctx) -> Result<(), String> {
     fs::create_dir_all(tool.parent().ok_or("no parent")?).map_err(|e| e.to_string())?;
     fs::create_dir_all(copy.parent().ok_or("no parent")?).map_err(|e| e.to_string())?;
     fs::copy("/bin/true", &tool).map_err(|e| format!("copying /bin/true: {e}"))?;
-    let me = std::env::current_exe().map_err(|e| e.to_string())?;
-    let mut flags = flag("--exec-only", &me).to_vec();
-    flags.extend(flag("--exec-only", ctx.scratch.join("bin")));
-    // The dynamic loader is opened for execution too (Landlock checks it; the exec hook does
-    // not run for it).
-    for dir in ["/lib64", "/usr/lib64", "/lib", "/usr/lib"] {
-        if Path::new(dir).is_dir() {
-            flags.extend(flag("--exec-only", dir));
-        }
-    }
+    let mut flags = exec_only_probe_and_scratch_bin_in(&ctx.scratch)?;
     flags.push("--audit-all".into());
     let run = sandboxed(
         ctx,
@@ -1368,14 +1374,7 @@ fn denied_execs_carry_binary_and_argv(ctx: &Ctx) -> Result<(), String> {
     }
 
     // `exec only`: a memfd is on no list.
-    let me = std::env::current_exe().map_err(|e| e.to_string())?;
-    let mut flags = flag("--exec-only", &me).to_vec();
-    flags.extend(flag("--exec-only", ctx.scratch.join("bin")));
-    for dir in ["/lib64", "/usr/lib64", "/lib", "/usr/lib"] {
-        if Path::new(dir).is_dir() {
-            flags.extend(flag("--exec-only", dir));
-        }
-    }
+    let flags = exec_only_probe_and_scratch_bin_in(&ctx.scratch)?;
     let state = ctx.scratch.with_extension("state-only");
     let (run, events, shown) = run_with_store(
         ctx,
