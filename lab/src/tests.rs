@@ -271,10 +271,23 @@ fn exit_code(status: &std::process::ExitStatus) -> i32 {
 }
 
 fn sandboxed(ctx: &Ctx, flags: &[String], ops: &[&[&str]]) -> Result<Run, String> {
-    let out = command(ctx, flags, ops)
-        .output()
-        .map_err(|e| format!("running {}: {e}", ctx.nono.display()))?;
-    Ok(Run::from(out))
+    run_to_end(ctx, &mut command(ctx, flags, ops))
+}
+
+/// [`sandboxed`], with the run's audit store under `state`.
+fn sandboxed_with_store(
+    ctx: &Ctx,
+    flags: &[String],
+    ops: &[&[&str]],
+    state: &Path,
+) -> Result<Run, String> {
+    run_to_end(ctx, command(ctx, flags, ops).env("XDG_STATE_HOME", state))
+}
+
+fn run_to_end(ctx: &Ctx, nono: &mut Command) -> Result<Run, String> {
+    nono.output()
+        .map(Run::from)
+        .map_err(|e| format!("running {}: {e}", ctx.nono.display()))
 }
 
 fn spawn_sandboxed(ctx: &Ctx, flags: &[String], ops: &[&[&str]]) -> Result<Child, String> {
@@ -507,7 +520,7 @@ fn nono_state_is_denied_under_a_write_grant(ctx: &Ctx) -> Result<(), String> {
     fs::create_dir_all(&state).map_err(|e| e.to_string())?;
     let db = state.join("nono/audit.db");
     let planted = state.join("nono/planted");
-    let out = command(
+    let run = sandboxed_with_store(
         ctx,
         &[],
         &[
@@ -515,11 +528,8 @@ fn nono_state_is_denied_under_a_write_grant(ctx: &Ctx) -> Result<(), String> {
             &["append", &s(&db)],
             &["create", &s(&planted)],
         ],
-    )
-    .env("XDG_STATE_HOME", &state)
-    .output()
-    .map_err(|e| format!("running {}: {e}", ctx.nono.display()))?;
-    let run = Run::from(out);
+        &state,
+    )?;
     run.expect(&[EPERM, EPERM, EPERM])?;
     absent(&planted)?;
     let list = audit_json(ctx, &state, &["list"])?;
@@ -1011,11 +1021,7 @@ fn events_carry_rule_id_and_drop_counter(ctx: &Ctx) -> Result<(), String> {
         + 1;
     // The session goes to an audit store of this test's own (outside every grant).
     let state = ctx.scratch.with_extension("state");
-    let out = command(ctx, &flags, &[&["read", &s(&b)]])
-        .env("XDG_STATE_HOME", &state)
-        .output()
-        .map_err(|e| format!("running {}: {e}", ctx.nono.display()))?;
-    let run = Run::from(out);
+    let run = sandboxed_with_store(ctx, &flags, &[&["read", &s(&b)]], &state)?;
     run.expect(&[EPERM])?;
     let ino = {
         use std::os::unix::fs::MetadataExt;
@@ -1060,15 +1066,12 @@ fn exec_events_carry_binary_and_argv(ctx: &Ctx) -> Result<(), String> {
     let secret = "s3cret-lab-value";
     let assignment_secret = "abc-lab-token";
     let assignment = format!("GITHUB_TOKEN={assignment_secret}");
-    let out = command(
+    let run = sandboxed_with_store(
         ctx,
         &flags,
         &[&["exec", binary, "--token", secret, &assignment, "plain"]],
-    )
-    .env("XDG_STATE_HOME", &state)
-    .output()
-    .map_err(|e| format!("running {}: {e}", ctx.nono.display()))?;
-    let run = Run::from(out);
+        &state,
+    )?;
     run.expect(&[OK])?;
     let want = [
         binary,
@@ -1155,7 +1158,7 @@ fn file_events_carry_opened_paths(ctx: &Ctx) -> Result<(), String> {
     let result = (|| {
         let mut flags = vec!["--audit-all".to_string()];
         flags.extend(flag("--deny", scratch.join("secret")));
-        let out = command(
+        let run = sandboxed_with_store(
             ctx,
             &flags,
             &[
@@ -1165,11 +1168,8 @@ fn file_events_carry_opened_paths(ctx: &Ctx) -> Result<(), String> {
                 &["read", &s(&secret)],
                 &["read", &s(&too_deep)],
             ],
-        )
-        .env("XDG_STATE_HOME", &state)
-        .output()
-        .map_err(|e| format!("running {}: {e}", ctx.nono.display()))?;
-        let run = Run::from(out);
+            &state,
+        )?;
         run.expect(&[OK, OK, OK, EPERM, OK])?;
         let list = audit_json(ctx, &state, &["list"])?;
         let id = list[0]["id"]
@@ -1241,11 +1241,7 @@ fn run_with_store(
     ops: &[&[&str]],
     state: &Path,
 ) -> Result<(Run, Vec<serde_json::Value>, String), String> {
-    let out = command(ctx, flags, ops)
-        .env("XDG_STATE_HOME", state)
-        .output()
-        .map_err(|e| format!("running {}: {e}", ctx.nono.display()))?;
-    let run = Run::from(out);
+    let run = sandboxed_with_store(ctx, flags, ops, state)?;
     let list = audit_json(ctx, state, &["list"])?;
     let id = list[0]["id"]
         .as_str()
@@ -2758,11 +2754,11 @@ fn net_dns_redirect_v4_and_v6(ctx: &Ctx) -> Result<(), String> {
     // The upstream through the environment (`nono run` reads NONO_DNS_UPSTREAM), never the
     // VM's resolv.conf. Its 127.0.0.2 answers are stripped by nono (a special range): the
     // queries still get NOERROR, which is all this test reads.
-    let out = command(ctx, &["--domain".into(), "a.lab.test".into()], &ops_slices)
-        .env("NONO_DNS_UPSTREAM", format!("127.0.0.1:{port}"))
-        .output()
-        .map_err(|e| format!("running {}: {e}", ctx.nono.display()))?;
-    let run = Run::from(out);
+    let run = run_to_end(
+        ctx,
+        command(ctx, &["--domain".into(), "a.lab.test".into()], &ops_slices)
+            .env("NONO_DNS_UPSTREAM", format!("127.0.0.1:{port}")),
+    )?;
     // REFUSED is rcode 5: errno -15 from the probe.
     let mut expected = vec![OK, OK, "errno -15"];
     if has_v6 {
