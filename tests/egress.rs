@@ -769,6 +769,13 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
     LOCK.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// A kernel-mode test's set-up: the serial lock and a world as root; `None` (the test skips)
+/// when this nono can't load the network programs.
+fn kernel_mode_world() -> Option<(std::sync::MutexGuard<'static, ()>, World)> {
+    let serial = serial();
+    has_cgroup_sock().then(|| (serial, World::new(User::Root)))
+}
+
 /// Whether this nono can load the network programs (else the kernel-mode tests skip).
 fn has_cgroup_sock() -> bool {
     let version = run(std::process::Command::new(nono_e2e::nono_bin()).arg("--version"));
@@ -788,11 +795,9 @@ fn has_cgroup_sock() -> bool {
 /// resolver from outside (the redirect of the sandbox's own queries is the next test).
 #[test]
 fn kernel_mode_resolver_allows_answered_addresses_until_their_ttl() {
-    let _serial = serial();
-    if !has_cgroup_sock() {
+    let Some((_serial, w)) = kernel_mode_world() else {
         return;
-    }
-    let w = World::new(User::Root);
+    };
     let zone = Zone::start();
     let a = HttpServer::start("127.0.0.2", 0);
     let port = a.addr.port();
@@ -955,11 +960,9 @@ for line in sys.stdin:
 /// reaches the upstream; an answer opens its address.
 #[test]
 fn kernel_mode_port_53_is_redirected_to_nono_resolver() {
-    let _serial = serial();
-    if !has_cgroup_sock() {
+    let Some((_serial, w)) = kernel_mode_world() else {
         return;
-    }
-    let w = World::new(User::Root);
+    };
     let zone = Zone::start();
     let a = HttpServer::start("127.0.0.2", 0);
     let port = a.addr.port();
@@ -994,11 +997,9 @@ fn kernel_mode_port_53_is_redirected_to_nono_resolver() {
 /// there); an allowed name on loopback opens only with that flag (always given here).
 #[test]
 fn kernel_mode_wildcards_lookalikes_and_special_ranges() {
-    let _serial = serial();
-    if !has_cgroup_sock() {
+    let Some((_serial, w)) = kernel_mode_world() else {
         return;
-    }
-    let w = World::new(User::Root);
+    };
     let zone = Zone::start();
     let server = HttpServer::start("127.0.0.5", 0);
     let port = server.addr.port();
@@ -1139,11 +1140,9 @@ fn kernel_mode_ipv6_port_53_is_redirected_to_nono_resolver() {
 /// rule's port is EPERM while the test's listener there sees nothing.
 #[test]
 fn kernel_mode_loopback_answers_open_nothing_without_allow_resolved() {
-    let _serial = serial();
-    if !has_cgroup_sock() {
+    let Some((_serial, w)) = kernel_mode_world() else {
         return;
-    }
-    let w = World::new(User::Root);
+    };
     let zone = Zone::start();
     let listener = std::net::TcpListener::bind("127.0.0.6:0").unwrap();
     listener.set_nonblocking(true).unwrap();
@@ -1180,11 +1179,9 @@ fn kernel_mode_loopback_answers_open_nothing_without_allow_resolved() {
 /// reachable from outside the sandbox (the control at the end).
 #[test]
 fn kernel_mode_metadata_answers_open_nothing() {
-    let _serial = serial();
-    if !has_cgroup_sock() {
+    let Some((_serial, w)) = kernel_mode_world() else {
         return;
-    }
-    let w = World::new(User::Root);
+    };
     let ns = nono_e2e::Netns::new("egress-metadata", &["169.254.169.254/32"]);
     let (zone, metadata) = ns.run(|| (Zone::start(), HttpServer::start("169.254.169.254", 0)));
     let port = metadata.addr.port();
@@ -1226,11 +1223,9 @@ fn kernel_mode_metadata_answers_open_nothing() {
 /// port only once that name is answered. The deny names the normalised name.
 #[test]
 fn kernel_mode_trailing_dot_and_the_rules_ports() {
-    let _serial = serial();
-    if !has_cgroup_sock() {
+    let Some((_serial, w)) = kernel_mode_world() else {
         return;
-    }
-    let w = World::new(User::Root);
+    };
     let zone = Zone::start();
     let a = HttpServer::start("127.0.0.2", 0);
     let p = a.addr.port();
@@ -1294,11 +1289,9 @@ fn kernel_mode_trailing_dot_and_the_rules_ports() {
 /// REFUSED, never forwarded, and the address the zone gives them stays closed.
 #[test]
 fn kernel_mode_punycode_lookalikes_are_distinct() {
-    let _serial = serial();
-    if !has_cgroup_sock() {
+    let Some((_serial, w)) = kernel_mode_world() else {
         return;
-    }
-    let w = World::new(User::Root);
+    };
     let zone = Zone::start();
     let real = HttpServer::start("127.0.0.4", 0);
     let port = real.addr.port();
