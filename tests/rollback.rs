@@ -212,6 +212,15 @@ fn assert_nothing_left_to_restore(w: &World, id: &str) {
     );
 }
 
+/// `rollback restore` makes `tree` the same as `expected`; a second restore finds nothing to do
+/// and changes nothing (idempotent).
+fn assert_restores_idempotently(w: &World, id: &str, expected: &Path, tree: &Path) {
+    restore(w, id, &[]);
+    assert_same_tree(expected, tree);
+    assert_nothing_left_to_restore(w, id);
+    assert_same_tree(expected, tree);
+}
+
 /// Relative path -> op of every change `show --json` lists.
 fn change_ops(w: &World, id: &str) -> BTreeMap<String, String> {
     let v = show_json(w, id);
@@ -374,11 +383,7 @@ chmod g-s shared
     assert!(dry.stdout.contains("would restore file"), "{}", dry.stdout);
     assert_eq!(tree(t), before_dry);
 
-    restore(&w, &id, &[]);
-    assert_same_tree(&expected, t);
-    // Idempotent: a second restore finds nothing to do and changes nothing.
-    assert_nothing_left_to_restore(&w, &id);
-    assert_same_tree(&expected, t);
+    assert_restores_idempotently(&w, &id, &expected, t);
 }
 
 fn planted_symlinks_are_never_followed(user: User) {
@@ -713,10 +718,7 @@ fn unreadable_files_keep_the_change_record(user: User) {
     assert_eq!(mode("secret"), 0);
     assert_eq!(mode("edited.txt"), 0);
 
-    restore(&w, &id, &[]);
-    assert_same_tree(&expected, t);
-    assert_nothing_left_to_restore(&w, &id);
-    assert_same_tree(&expected, t);
+    assert_restores_idempotently(&w, &id, &expected, t);
 }
 
 /// The agent takes its owner's permissions away from directories (`chmod 000`): ones it
@@ -774,10 +776,7 @@ fn restore_regains_access_the_agent_took_away(user: User) {
     assert_eq!(fs::read(&one).unwrap(), b"fn f() {}\n");
     assert_eq!((mode("src"), mode("src/deep"), mode("")), (0, 0, 0));
 
-    restore(&w, &id, &[]);
-    assert_same_tree(&expected, t);
-    assert_nothing_left_to_restore(&w, &id);
-    assert_same_tree(&expected, t);
+    assert_restores_idempotently(&w, &id, &expected, t);
 }
 
 /// A file nono cannot read after the run even by regaining access (someone else's, here
