@@ -532,11 +532,7 @@ fn nono_state_is_denied_under_a_write_grant(ctx: &Ctx) -> Result<(), String> {
     )?;
     run.expect(&[EPERM, EPERM, EPERM])?;
     absent(&planted)?;
-    let list = audit_json(ctx, &state, &["list"])?;
-    let id = list[0]["id"]
-        .as_str()
-        .ok_or_else(|| format!("no audit session: {list}"))?
-        .to_string();
+    let id = latest_session(ctx, &state)?;
     let verified = audit_json(ctx, &state, &["verify", &id])?;
     if verified["intact"] != true || verified["complete"] != true {
         return Err(format!("the session does not verify: {verified}"));
@@ -1088,11 +1084,7 @@ fn exec_events_carry_binary_and_argv(ctx: &Ctx) -> Result<(), String> {
     if !line.contains(&format!("argv=[{}]", want.join(", "))) || !line.contains("comm=true") {
         return Err(format!("wrong exec event line: {line}"));
     }
-    let list = audit_json(ctx, &state, &["list"])?;
-    let id = list[0]["id"]
-        .as_str()
-        .ok_or_else(|| format!("no audit session: {list}"))?
-        .to_string();
+    let id = latest_session(ctx, &state)?;
     let doc = audit_json(ctx, &state, &["show", &id])?;
     let shown = doc.to_string();
     if shown.contains(secret) || shown.contains(assignment_secret) {
@@ -1171,11 +1163,7 @@ fn file_events_carry_opened_paths(ctx: &Ctx) -> Result<(), String> {
             &state,
         )?;
         run.expect(&[OK, OK, OK, EPERM, OK])?;
-        let list = audit_json(ctx, &state, &["list"])?;
-        let id = list[0]["id"]
-            .as_str()
-            .ok_or_else(|| format!("no audit session: {list}"))?
-            .to_string();
+        let id = latest_session(ctx, &state)?;
         let doc = audit_json(ctx, &state, &["show", &id])?;
         let events = doc["events"].as_array().cloned().unwrap_or_default();
         let has = |path: &str, denied: bool| {
@@ -1242,11 +1230,7 @@ fn run_with_store(
     state: &Path,
 ) -> Result<(Run, Vec<serde_json::Value>, String), String> {
     let run = sandboxed_with_store(ctx, flags, ops, state)?;
-    let list = audit_json(ctx, state, &["list"])?;
-    let id = list[0]["id"]
-        .as_str()
-        .ok_or_else(|| format!("no audit session: {list}; stderr: {}", run.stderr))?
-        .to_string();
+    let id = latest_session(ctx, state).map_err(|e| format!("{e}; stderr: {}", run.stderr))?;
     let doc = audit_json(ctx, state, &["show", &id])?;
     let events = doc["events"].as_array().cloned().unwrap_or_default();
     Ok((run, events, doc.to_string()))
@@ -1547,6 +1531,15 @@ fn audit_has_the_deny(
         (0, _) => Ok(()),
         (code, out) => Err(format!("nono audit verify exited {code}: {out}")),
     }
+}
+
+/// The id of the newest session in the store under `state`.
+fn latest_session(ctx: &Ctx, state: &Path) -> Result<String, String> {
+    let list = audit_json(ctx, state, &["list"])?;
+    list[0]["id"]
+        .as_str()
+        .map(str::to_string)
+        .ok_or_else(|| format!("no audit session: {list}"))
 }
 
 /// `nono audit ARGS --json` against the store under `state`, parsed.
@@ -2883,11 +2876,7 @@ fn bench_event_burst(ctx: &Ctx) -> Result<(), String> {
     if sock.recv(&mut buf).is_ok() {
         return Err("a denied datagram arrived".into());
     }
-    let list = audit_json(ctx, &state, &["list"])?;
-    let id = list[0]["id"]
-        .as_str()
-        .ok_or_else(|| format!("no audit session: {list}"))?
-        .to_string();
+    let id = latest_session(ctx, &state)?;
     let doc = audit_json(ctx, &state, &["show", &id])?;
     let stored = doc["events"]
         .as_array()
