@@ -6,11 +6,12 @@
 //! Sources: the run flow (the exec of the command, its exit), the kernel layer's ring-buffer
 //! reader ([`AuditEvent::from_kernel`]), and Landlock's own denial records where readable.
 
+use std::fmt::Write as _;
 use std::net::IpAddr;
 
-use std::fmt::Write as _;
-
 use serde_json::json;
+
+use crate::kernel::events::KernelDev;
 
 fn json_string(s: &str) -> String {
     serde_json::to_string(s).expect("strings serialise")
@@ -127,7 +128,7 @@ impl AuditEvent {
                 // this runs for every kernel event and a map costs several allocations.
                 let mut d = String::new();
                 if let Some((dev, _)) = inode {
-                    let _ = write!(d, "\"dev\":\"{}:{}\"", dev >> 20, dev & 0xfffff);
+                    let _ = write!(d, "\"dev\":\"{}\"", KernelDev(dev));
                 }
                 if let Some(h) = hook {
                     if !d.is_empty() {
@@ -202,10 +203,7 @@ impl AuditEvent {
                     d.insert("hook".into(), json!(h));
                 }
                 if let Some((dev, ino)) = inode {
-                    d.insert(
-                        "dev".into(),
-                        json!(format!("{}:{}", dev >> 20, dev & 0xfffff)),
-                    );
+                    d.insert("dev".into(), json!(KernelDev(dev).to_string()));
                     d.insert("ino".into(), json!(ino));
                 }
                 if let Some(e) = errno {

@@ -32,6 +32,17 @@ use nono_common::{
 };
 use tokio::io::unix::AsyncFd;
 
+/// A device number as the kernel's programs report it (the in-kernel `dev_t`: major above bit
+/// 20, minor below), shown `major:minor` as `/proc/self/mountinfo` and `stat` show it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KernelDev(pub u32);
+
+impl fmt::Display for KernelDev {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.0 >> 20, self.0 & 0xfffff)
+    }
+}
+
 /// One decoded kernel decision.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KernelEvent {
@@ -279,7 +290,7 @@ impl fmt::Display for KernelEvent {
                 .collect();
             write!(f, " pid={} comm={} uid={}", self.tgid, self.comm, self.uid)?;
             if self.denied {
-                write!(f, " dev={}:{} ino={ino}", dev >> 20, dev & 0xfffff)?;
+                write!(f, " dev={} ino={ino}", KernelDev(*dev))?;
             }
             return write!(
                 f,
@@ -298,12 +309,7 @@ impl fmt::Display for KernelEvent {
         match &self.object {
             EventObject::File {
                 dev, ino, access, ..
-            } => write!(
-                f,
-                " dev={}:{} ino={ino} access={access}",
-                dev >> 20,
-                dev & 0xfffff
-            ),
+            } => write!(f, " dev={} ino={ino} access={access}", KernelDev(*dev)),
             EventObject::Net {
                 addr,
                 port,
