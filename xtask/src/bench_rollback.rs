@@ -14,6 +14,16 @@
 //! Before each write-heavy step (first snapshot, each `cp -a`), an untimed `sync` writes back
 //! what the earlier steps left dirty, so no step pays for another's writeback.
 //!
+//! Nothing is deleted until every round is done: each round has its own store and its own
+//! copies. On ext4 without a journal (this CI machine's root file system), the inode allocator
+//! skips every inode freed in the last 60 s (`recently_deleted()` in `fs/ext4/ialloc.c`, a
+//! buffer-cache lookup per skipped inode), so creating 10,000 files right after deleting tens
+//! of thousands costs seconds in the allocator alone: `cp -a` of the tree went from 0.45 s to
+//! 2.5 to 7.5 s, and the first snapshot from 0.64 s to 4.1 s, once earlier rounds' stores and
+//! copies were removed between rounds. That measured the allocator, not nono. So everything is
+//! removed at the end, and a run that starts less than a minute after the last one's removal
+//! (or finds an interrupted run's files) waits the allocator's window out first.
+//!
 //! The page cache is warm for every variant (the tree was just written or read), so the
 //! figures compare CPU and write cost, not cold reads. Targets (issue 6): first snapshot
 //! < 2 s, unchanged re-snapshot < 300 ms, restore of 1,000 files < 1 s, on 2 cores.
@@ -152,8 +162,46 @@ fn secs(d: Duration) -> String {
     format!("{:.3} s", d.as_secs_f64())
 }
 
+/// How long ext4 without a journal keeps freed inodes from being reused (`RECENTCY_MIN`, in
+/// seconds, in `fs/ext4/ialloc.c`), plus a margin.
+const EXT4_RECENTLY_DELETED: Duration = Duration::from_secs(62);
+
+/// Where the time the last run removed its files is kept, next to `base`.
+fn removal_marker(base: &Path) -> PathBuf {
+    base.with_extension("removed")
+}
+
+/// Remove everything under `base` and note when, so the next run can wait for the inodes. The
+/// `sync` writes the freed inodes' table blocks back: while they are dirty the allocator's
+/// window is 6 minutes instead of 1.
+fn remove_all(base: &Path) -> Result<()> {
+    fs::remove_dir_all(base).with_context(|| format!("cannot remove {}", base.display()))?;
+    settle()?;
+    fs::write(removal_marker(base), b"")?;
+    Ok(())
+}
+
+/// Wait until the inodes a previous run freed may be reused (see the module comment).
+fn wait_for_freed_inodes(base: &Path) -> Result<()> {
+    if base.exists() {
+        remove_all(base)?;
+    }
+    let since = fs::metadata(removal_marker(base))
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.elapsed().ok());
+    if let Some(left) = since.and_then(|s| EXT4_RECENTLY_DELETED.checked_sub(s)) {
+        eprintln!(
+            "waiting {} s: inodes the last run freed are not reused sooner (see the module comment)",
+            left.as_secs() + 1
+        );
+        std::thread::sleep(left);
+    }
+    Ok(())
+}
+
 pub fn bench_rollback(nono: &Path, base: &Path, rounds: usize) -> Result<String> {
-    let _ = fs::remove_dir_all(base);
+    wait_for_freed_inodes(base)?;
     fs::create_dir_all(base)?;
     let tree = base.join("tree");
     generate(&tree)?;
@@ -209,18 +257,15 @@ pub fn bench_rollback(nono: &Path, base: &Path, rounds: usize) -> Result<String>
                 String::from_utf8_lossy(&check.stdout)
             );
         }
-        let dest = base.join("copy");
-        let _ = fs::remove_dir_all(&dest);
         settle()?;
+        let dest = base.join(format!("copy{round}"));
         cp.push(timed(Command::new("cp").arg("-a").arg(&tree).arg(&dest))?);
-        fs::remove_dir_all(&dest)?;
         settle()?;
+        let dest = base.join(format!("copy{round}-sync"));
         let start = Instant::now();
         timed(Command::new("cp").arg("-a").arg(&tree).arg(&dest))?;
         timed(Command::new("sync").arg("-f").arg(&dest))?;
         cp_sync.push(start.elapsed());
-        fs::remove_dir_all(&dest)?;
-        fs::remove_dir_all(&state)?;
         let ph = |p: [Duration; 3]| {
             format!(
                 "(walk {} hash+store {} syncfs {})",
@@ -313,6 +358,6 @@ pub fn bench_rollback(nono: &Path, base: &Path, rounds: usize) -> Result<String>
         "  cp -a + sync -f                       {}",
         secs(cp_sync)
     );
-    let _ = fs::remove_dir_all(base);
+    remove_all(base)?;
     Ok(s)
 }
