@@ -125,6 +125,8 @@ pub fn run(
         None => None,
     };
     on_exec(listener);
+    // Off the way to `clone`, onto the command's run time (see `Ruleset::rule_objects`).
+    sandbox.ruleset.close_rule_objects();
     let ended = supervise::supervise(&blocked, child).map_err(RunError::Supervise)?;
     match supervise::kill_survivors(child) {
         Ok(0) => {}
