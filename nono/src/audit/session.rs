@@ -65,8 +65,43 @@ pub fn rule_sources(policy: &Policy) -> impl Fn(u32) -> Option<String> + Send + 
     move |id| map.get(&id).cloned()
 }
 
-/// The name of `uid` from the password database, or the number.
+/// The name of `uid`: from `/etc/passwd`, else (in a dynamically linked nono) from the rest of
+/// the password database through NSS, else the number.
+///
+/// `/etc/passwd` first, read directly: the `files` source is the first one in practically every
+/// `nsswitch.conf`, and glibc's `getpwuid_r` would first parse `nsswitch.conf` and may `dlopen`
+/// an NSS module (`libnss_systemd`), work the audit thread does while the child is waiting for
+/// its session row. A statically linked nono (the release build) never calls into NSS: glibc
+/// would `dlopen` modules of the system's glibc, which need not match the one linked in. Users
+/// known only to NSS (LDAP, sssd, systemd-homed) are then recorded by uid, which is what the
+/// trail's `uid` field holds anyway.
 pub fn user_name(uid: u32) -> String {
+    if let Some(name) = std::fs::read("/etc/passwd")
+        .ok()
+        .and_then(|text| passwd_name(&text, uid))
+    {
+        return name;
+    }
+    if !cfg!(target_feature = "crt-static") {
+        if let Some(name) = nss_user_name(uid) {
+            return name;
+        }
+    }
+    uid.to_string()
+}
+
+/// The name of the first `/etc/passwd` entry (`name:password:uid:...`) whose uid is `uid`.
+fn passwd_name(text: &[u8], uid: u32) -> Option<String> {
+    text.split(|b| *b == b'\n').find_map(|line| {
+        let mut fields = line.split(|b| *b == b':');
+        let name = fields.next()?;
+        let entry_uid = fields.nth(1)?;
+        (!name.is_empty() && std::str::from_utf8(entry_uid).ok()?.parse::<u32>().ok()? == uid)
+            .then(|| String::from_utf8_lossy(name).into_owned())
+    })
+}
+
+fn nss_user_name(uid: u32) -> Option<String> {
     let mut buf = vec![0u8; 4096];
     // SAFETY: passwd is plain data filled by getpwuid_r, whose strings point into `buf`,
     // which outlives their use below.
@@ -74,13 +109,12 @@ pub fn user_name(uid: u32) -> String {
         let mut pw: libc::passwd = std::mem::zeroed();
         let mut out = std::ptr::null_mut();
         let rc = libc::getpwuid_r(uid, &mut pw, buf.as_mut_ptr().cast(), buf.len(), &mut out);
-        if rc == 0 && !out.is_null() && !pw.pw_name.is_null() {
-            return std::ffi::CStr::from_ptr(pw.pw_name)
+        (rc == 0 && !out.is_null() && !pw.pw_name.is_null()).then(|| {
+            std::ffi::CStr::from_ptr(pw.pw_name)
                 .to_string_lossy()
-                .into_owned();
-        }
+                .into_owned()
+        })
     }
-    uid.to_string()
 }
 
 /// The audit writer of a run that has not started yet: its thread opens the store, reads the
@@ -342,6 +376,19 @@ impl RunAudit {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn passwd_entries_give_names_by_uid() {
+        let text = b"root:x:0:0:root:/root:/bin/bash\n#comment\n\n:x:7:7::/:/bin/sh\nalice:x:1000:1000:Alice,,,:/home/alice:/bin/bash\nbob:x:1000:1000::/home/bob:/bin/sh\nbroken:x\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin";
+        assert_eq!(passwd_name(text, 0).as_deref(), Some("root"));
+        // The first entry for a uid wins, as in glibc's `files` source.
+        assert_eq!(passwd_name(text, 1000).as_deref(), Some("alice"));
+        assert_eq!(passwd_name(text, 65534).as_deref(), Some("nobody"));
+        // An entry without a name is no answer; an unknown uid is none.
+        assert_eq!(passwd_name(text, 7), None);
+        assert_eq!(passwd_name(text, 4242), None);
+        assert_eq!(user_name(4_000_000_000), "4000000000");
+    }
     use super::*;
 
     #[test]
