@@ -376,6 +376,7 @@ impl RunAudit {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
 
     #[test]
     fn passwd_entries_give_names_by_uid() {
@@ -389,7 +390,6 @@ mod tests {
         assert_eq!(passwd_name(text, 4242), None);
         assert_eq!(user_name(4_000_000_000), "4000000000");
     }
-    use super::*;
 
     #[test]
     fn rule_sources_name_where_rules_are_written() {
