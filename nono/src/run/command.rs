@@ -430,6 +430,11 @@ pub fn run(args: RunArgs) -> CmdResult {
     } else {
         plan_with_coverage(&policy, target.landlock_abi, klayer.coverage)
     };
+    // The path rules are built while the policy is checked against this machine below.
+    let preparing = (!args.dry_run && kernel.landlock_abi > 0)
+        .then(|| Sandbox::start_preparing(&plan, kernel.landlock_abi, policy.audit.level))
+        .transpose()
+        .map_err(|e| refused(format!("nono: cannot set up the sandbox: {e}")))?;
     let conflicts = concrete::conflicts(&policy);
     let mut problems = problems(&policy, &plan, &conflicts, &kernel, &klayer.coverage);
     // The proxy mode's network namespace: without it the proxy's port number would be open to
@@ -622,8 +627,11 @@ pub fn run(args: RunArgs) -> CmdResult {
             );
         }
     }
-    let mut sandbox = Sandbox::prepare(&plan, kernel.landlock_abi, policy.audit.level)
-        .map_err(|e| refused(format!("nono: cannot set up the sandbox: {e}")))?;
+    let mut sandbox = match preparing {
+        Some(p) => p.finish(&plan),
+        None => Sandbox::prepare(&plan, kernel.landlock_abi, policy.audit.level),
+    }
+    .map_err(|e| refused(format!("nono: cannot set up the sandbox: {e}")))?;
     if let Some(k) = ksandbox.as_mut() {
         sandbox.cgroup_procs = k.take_cgroup_procs();
     }

@@ -25,7 +25,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-use nono_policy::backend::landlock::{FsRights, LandlockPlan, NetRight, PathRule};
+use nono_policy::backend::landlock::{FsRights, LandlockPlan, NetRight, PathRule, PortRule};
 use nono_policy::ir::{AuditLevel, RuleId};
 use nono_policy::path::PathVars;
 
@@ -136,6 +136,9 @@ pub struct AddedRule {
 #[derive(Debug)]
 pub struct Ruleset {
     fd: OwnedFd,
+    /// The network rights the ruleset handles (`handled_access_net`): port rules may grant no
+    /// other.
+    handled_net: u64,
     restrict_flags: u32,
     pub added: Vec<AddedRule>,
     pub skipped: Vec<SkippedRule>,
@@ -153,6 +156,31 @@ impl Ruleset {
     }
     pub fn restrict_flags(&self) -> u32 {
         self.restrict_flags
+    }
+    /// Add TCP port rules (the plan's, with whatever the egress mode added to them).
+    pub fn add_port_rules(&mut self, rules: &[PortRule]) -> Result<(), LandlockError> {
+        for p in rules {
+            let bits = net_bits(&p.rights);
+            if bits & !self.handled_net != 0 {
+                return Err(LandlockError::Unhandled {
+                    path: format!("TCP port {}", p.port),
+                    rules: rule_list(&p.rules),
+                    rights: format!("{:?}", p.rights),
+                });
+            }
+            let attr = uapi::NetPortAttr {
+                allowed_access: bits,
+                port: u64::from(p.port),
+            };
+            if let Err(source) = add_rule(&self.fd, uapi::LANDLOCK_RULE_NET_PORT, &attr) {
+                return Err(LandlockError::AddPortRule {
+                    port: p.port,
+                    rules: rule_list(&p.rules),
+                    source,
+                });
+            }
+        }
+        Ok(())
     }
     /// Close the descriptors the rules were added from (see [`Ruleset::rule_objects`]); the
     /// ruleset itself is unchanged.
@@ -497,8 +525,22 @@ fn add_carved(
     Ok(())
 }
 
-/// Create the ruleset and add every rule of the plan. Runs in the parent, before `fork`.
+/// Create the ruleset and add every rule of the plan. Runs in the parent, before `clone`.
 pub fn build(
+    plan: &LandlockPlan,
+    kernel_abi: u8,
+    audit: AuditLevel,
+) -> Result<Ruleset, LandlockError> {
+    let mut ruleset = build_paths(plan, kernel_abi, audit)?;
+    ruleset.add_port_rules(&plan.port_rules)?;
+    Ok(ruleset)
+}
+
+/// Create the ruleset with the plan's path rules only: the part that takes time (an `open` and
+/// a `landlock_add_rule` per path, a directory listing per split grant), which `nono run`
+/// builds on a thread of its own (`Sandbox::start_preparing`). [`Ruleset::add_port_rules`]
+/// completes it.
+pub fn build_paths(
     plan: &LandlockPlan,
     kernel_abi: u8,
     audit: AuditLevel,
@@ -537,6 +579,7 @@ pub fn build(
     let fd = unsafe { OwnedFd::from_raw_fd(fd as RawFd) };
     let mut ruleset = Ruleset {
         fd,
+        handled_net: net_bits(&plan.handled_net),
         restrict_flags: restrict_flags(plan.abi, audit),
         added: Vec::new(),
         skipped: Vec::new(),
@@ -567,20 +610,6 @@ pub fn build(
             carves.push((canonical.lenient(&p), c.rights));
         }
         add_carved(&mut ruleset, &root, rule.rights, &carves, &rule.rules)?;
-    }
-
-    for p in &plan.port_rules {
-        let attr = uapi::NetPortAttr {
-            allowed_access: net_bits(&p.rights),
-            port: u64::from(p.port),
-        };
-        if let Err(source) = add_rule(&ruleset.fd, uapi::LANDLOCK_RULE_NET_PORT, &attr) {
-            return Err(LandlockError::AddPortRule {
-                port: p.port,
-                rules: rule_list(&p.rules),
-                source,
-            });
-        }
     }
     Ok(ruleset)
 }
