@@ -160,7 +160,11 @@ fn thread_cpu_ns() -> i64 {
 /// The running auditor of one session.
 pub struct Auditor {
     sender: AuditSender,
-    thread: std::thread::JoinHandle<Result<Summary, AuditError>>,
+    /// The writer's summary, sent once the session's last transaction is committed, before the
+    /// writer closes the store (see [`Auditor::finish`]).
+    done: std::sync::mpsc::Receiver<Summary>,
+    /// Ends with the writer's error, if it failed before sending a summary.
+    thread: std::thread::JoinHandle<Result<(), AuditError>>,
 }
 
 /// Blocks every signal on the calling thread until dropped (restoring the previous mask), so a
@@ -213,6 +217,7 @@ impl Auditor {
         before: impl FnOnce(&mut Store) + Send + 'static,
     ) -> std::io::Result<Auditor> {
         let (tx, rx) = mpsc::channel(CHANNEL_BATCHES);
+        let (done_tx, done) = std::sync::mpsc::sync_channel(1);
         let counters = Arc::new(Counters::default());
         let runtime = tokio::runtime::Builder::new_current_thread().build()?;
         let thread_counters = counters.clone();
@@ -223,11 +228,17 @@ impl Auditor {
                 .spawn(move || {
                     let (mut store, cursor) = open()?;
                     before(&mut store);
-                    runtime.block_on(write_loop(store, cursor, rx, thread_counters))
+                    let (summary, store) =
+                        runtime.block_on(write_loop(store, cursor, rx, thread_counters))?;
+                    let _ = done_tx.send(summary);
+                    // Closing the connection may be cut short by nono's exit (see `finish`).
+                    drop(store);
+                    Ok(())
                 })?
         };
         Ok(Auditor {
             sender: AuditSender { tx, counters },
+            done,
             thread,
         })
     }
@@ -238,6 +249,12 @@ impl Auditor {
 
     /// Ends the session: writes what is queued, then the `end` event, and marks it complete.
     /// Stop the sources first; events sent after this are not recorded.
+    ///
+    /// Returns once the last transaction is committed, without waiting for the writer to close
+    /// the store and its thread to end (about 0.13 ms at the end of every `nono run`): if nono
+    /// exits meanwhile, the store is left as a `kill -9` after that commit would leave it,
+    /// which SQLite's WAL mode recovers from by design, and with nothing lost (no checkpoint
+    /// runs at close, see `Store::open`).
     pub fn finish(self, time_ns: i64, exit_code: Option<i32>) -> Result<Summary, AuditError> {
         let end = End {
             time_ns,
@@ -246,22 +263,35 @@ impl Auditor {
             dropped_kernel: 0,
             dropped_user: 0,
         };
-        let Auditor { sender, thread } = self;
+        let Auditor {
+            sender,
+            done,
+            thread,
+        } = self;
         // If the writer already stopped on an error, the join below reports it.
         let _ = sender.tx.blocking_send(Msg::End(end));
         drop(sender);
-        thread
-            .join()
-            .map_err(|_| AuditError::Other("the audit writer thread panicked".into()))?
+        if let Ok(summary) = done.recv() {
+            return Ok(summary);
+        }
+        match thread.join() {
+            Ok(Err(e)) => Err(e),
+            Ok(Ok(())) => Err(AuditError::Other(
+                "the audit writer ended without a summary".into(),
+            )),
+            Err(_) => Err(AuditError::Other("the audit writer thread panicked".into())),
+        }
     }
 }
 
+/// The writer; returns the store with the summary, so the summary can be handed over before
+/// the store is closed.
 async fn write_loop(
     mut store: Store,
     mut cursor: Cursor,
     mut rx: mpsc::Receiver<Msg>,
     counters: Arc<Counters>,
-) -> Result<Summary, AuditError> {
+) -> Result<(Summary, Store), AuditError> {
     let cpu_start = thread_cpu_ns();
     let mut pending: Vec<Row> = Vec::with_capacity(WRITE_BATCH);
     let mut end = None;
@@ -304,12 +334,13 @@ async fn write_loop(
     if let Err(e) = store.tidy() {
         tracing::warn!("audit: checkpointing the store: {e}");
     }
-    Ok(Summary {
+    let summary = Summary {
         id: cursor.id,
         events: cursor.seq,
         violations: cursor.violations,
         dropped_user,
         dropped_kernel,
         writer_cpu_ns: thread_cpu_ns() - cpu_start,
-    })
+    };
+    Ok((summary, store))
 }
