@@ -44,6 +44,17 @@ fn sigint_sent_to_nono_reaches_the_child(user: User) {
                   while :; do sleep 0.05; done";
     let mut cmd = w.sandbox(&[] as &[&str], &["/bin/sh", "-c", script]);
     cmd.stdin(std::process::Stdio::null());
+    // A test runner started in the background of a non-interactive shell (`cmd &`) has SIGINT
+    // ignored, and an ignored signal stays ignored across nono and `execve`, as it should; a
+    // non-interactive `sh` then cannot trap it (POSIX). What is tested here is the forwarding,
+    // so nono starts with SIGINT at its default whatever the runner inherited.
+    // SAFETY: signal(2) is async-signal-safe, as pre_exec requires.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
+            libc::signal(libc::SIGINT, libc::SIG_DFL);
+            Ok(())
+        });
+    }
     let mut child = spawn(&mut cmd);
     let stdout = child.stdout.take().unwrap();
     let (tx, rx) = mpsc::channel();
