@@ -350,15 +350,19 @@ fn release() -> Result<()> {
     run(Command::new(&nono).arg("--version"))?;
     let check = root().join("target/release-check");
     let _ = std::fs::remove_dir_all(&check);
-    let (home, work) = (check.join("home"), check.join("work"));
+    let (home, work, tmp) = (check.join("home"), check.join("work"), check.join("tmp"));
     std::fs::create_dir_all(home.join(".ssh"))?;
     std::fs::create_dir_all(&work)?;
+    std::fs::create_dir_all(&tmp)?;
     let key = home.join(".ssh/id_rsa");
     std::fs::write(&key, "planted\n")?;
     let out = Command::new(&nono)
         .args(["run", "--profile", "default", "--", "/bin/cat"])
         .arg(&key)
         .env("HOME", &home)
+        // Its own, so the profile's `$TMPDIR` grant cannot cover the fake home when the
+        // checkout lives under /tmp.
+        .env("TMPDIR", &tmp)
         .env_remove("XDG_CONFIG_HOME")
         .env_remove("XDG_STATE_HOME")
         .current_dir(&work)
