@@ -376,27 +376,48 @@ impl AuditEvent {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kernel::events::{EventObject, KernelEvent};
+
+    /// A kernel record of process 42 in sandbox 3 at monotonic time 10.
+    fn kernel_event(
+        comm: &str,
+        hook: Option<nono_common::Hook>,
+        denied: bool,
+        rule_id: u32,
+        object: EventObject,
+    ) -> KernelEvent {
+        KernelEvent {
+            time_ns: 10,
+            sandbox_id: 3,
+            tgid: 42,
+            pid: 42,
+            uid: 1000,
+            comm: comm.into(),
+            hook,
+            denied,
+            rule_id,
+            object,
+        }
+    }
 
     #[test]
     fn kernel_records_convert_with_rule_and_wall_clock() {
-        use crate::kernel::events::{EventObject, KernelEvent};
         let ev = KernelEvent {
             time_ns: 1_000,
-            sandbox_id: 3,
-            tgid: 42,
             pid: 43,
-            uid: 1000,
-            comm: "cat".into(),
-            hook: Some(nono_common::Hook::FileOpen),
-            denied: true,
-            rule_id: 7,
-            object: EventObject::File {
-                dev: (8 << 20) | 1,
-                ino: 99,
-                access: (nono_common::access::READ | nono_common::access::WRITE) as u8,
-                path: None,
-                path_cut: false,
-            },
+            ..kernel_event(
+                "cat",
+                Some(nono_common::Hook::FileOpen),
+                true,
+                7,
+                EventObject::File {
+                    dev: (8 << 20) | 1,
+                    ino: 99,
+                    access: (nono_common::access::READ | nono_common::access::WRITE) as u8,
+                    path: None,
+                    path_cut: false,
+                },
+            )
         };
         let a =
             AuditEvent::from_kernel(&ev, ClockOffset(5_000), |id| Some(format!("p.nono:{id}:1")));
@@ -414,18 +435,12 @@ mod tests {
 
     #[test]
     fn kernel_exec_records_convert_redacted() {
-        use crate::kernel::events::{EventObject, KernelEvent};
-        let ev = KernelEvent {
-            time_ns: 10,
-            sandbox_id: 3,
-            tgid: 42,
-            pid: 42,
-            uid: 1000,
-            comm: "gh".into(),
-            hook: None,
-            denied: false,
-            rule_id: 0,
-            object: EventObject::Exec {
+        let ev = kernel_event(
+            "gh",
+            None,
+            false,
+            0,
+            EventObject::Exec {
                 binary: b"/usr/bin/gh".to_vec(),
                 argv: vec![b"gh".to_vec(), b"--token".to_vec(), b"ghp_x".to_vec()],
                 argv_truncated: true,
@@ -433,7 +448,7 @@ mod tests {
                 dev: 0,
                 ino: 0,
             },
-        };
+        );
         let row = AuditEvent::from_kernel(&ev, ClockOffset(0), |_| None).into_row();
         assert_eq!((row.kind.as_str(), row.op.as_str()), ("exec", "exec"));
         assert_eq!(row.object, b"/usr/bin/gh");
@@ -450,18 +465,12 @@ mod tests {
 
     #[test]
     fn kernel_exec_denials_convert_with_rule_hook_and_inode() {
-        use crate::kernel::events::{EventObject, KernelEvent};
-        let ev = KernelEvent {
-            time_ns: 10,
-            sandbox_id: 3,
-            tgid: 42,
-            pid: 42,
-            uid: 1000,
-            comm: "sh".into(),
-            hook: Some(nono_common::Hook::BprmCheck),
-            denied: true,
-            rule_id: 5,
-            object: EventObject::Exec {
+        let ev = kernel_event(
+            "sh",
+            Some(nono_common::Hook::BprmCheck),
+            true,
+            5,
+            EventObject::Exec {
                 binary: b"/opt/\xffbin/tool".to_vec(),
                 argv: vec![b"tool".to_vec(), b"--api-key=abc".to_vec(), b"x".to_vec()],
                 argv_truncated: false,
@@ -469,7 +478,7 @@ mod tests {
                 dev: (8 << 20) | 2,
                 ino: 99,
             },
-        };
+        );
         let row = AuditEvent::from_kernel(&ev, ClockOffset(0), |id| Some(format!("p.nono:{id}:1")))
             .into_row();
         assert_eq!((row.kind.as_str(), row.op.as_str()), ("exec", "exec"));
