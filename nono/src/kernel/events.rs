@@ -262,50 +262,13 @@ impl fmt::Display for KernelEvent {
             0 => "default".to_string(),
             id => format!("r{id}"),
         };
-        if let EventObject::Exec {
-            binary,
-            argv,
-            argv_truncated,
-            dev,
-            ino,
-            ..
-        } = &self.object
-        {
-            // A completed exec has no hook nor rule; a denied one names both, and the object
-            // its rule matched, like a file deny.
-            if self.denied {
-                let hook = self.hook.map(Hook::name).unwrap_or("exec");
-                write!(f, "kernel: deny {hook} rule={rule}")?;
-            } else {
-                write!(f, "kernel: allow exec")?;
-            }
-            // Printed redacted, as stored: `-v` output lands in terminals and CI logs.
-            let args: Vec<std::ffi::OsString> = argv
-                .iter()
-                .map(|a| std::os::unix::ffi::OsStringExt::from_vec(a.clone()))
-                .collect();
-            let shown: Vec<String> = crate::audit::redact::argv(&args)
-                .iter()
-                .map(|a| crate::cli::escape_for_terminal(a))
-                .collect();
-            write!(f, " pid={} comm={} uid={}", self.tgid, self.comm, self.uid)?;
-            if self.denied {
-                write!(f, " dev={} ino={ino}", KernelDev(*dev))?;
-            }
-            return write!(
-                f,
-                " binary={} argv=[{}]{}",
-                crate::cli::escape_for_terminal(&String::from_utf8_lossy(binary)),
-                shown.join(", "),
-                if *argv_truncated { " (argv cut)" } else { "" }
-            );
-        }
         let hook = self.hook.map(Hook::name).unwrap_or("?");
-        write!(
-            f,
-            "kernel: {verdict} {hook} rule={rule} pid={} comm={} uid={}",
-            self.tgid, self.comm, self.uid
-        )?;
+        match (&self.object, self.denied) {
+            // A completed exec has no hook nor rule.
+            (EventObject::Exec { .. }, false) => write!(f, "kernel: allow exec")?,
+            _ => write!(f, "kernel: {verdict} {hook} rule={rule}")?,
+        }
+        write!(f, " pid={} comm={} uid={}", self.tgid, self.comm, self.uid)?;
         match &self.object {
             EventObject::File {
                 dev, ino, access, ..
@@ -317,7 +280,35 @@ impl fmt::Display for KernelEvent {
             } => write!(f, " addr={addr} port={port} proto={protocol}"),
             EventObject::Task { cgroup_id } => write!(f, " target_cgroup={cgroup_id}"),
             EventObject::Kernel { id } => write!(f, " id={id}"),
-            EventObject::Exec { .. } => Ok(()),
+            EventObject::Exec {
+                binary,
+                argv,
+                argv_truncated,
+                dev,
+                ino,
+                ..
+            } => {
+                // A denied exec names the object its rule matched, like a file deny.
+                if self.denied {
+                    write!(f, " dev={} ino={ino}", KernelDev(*dev))?;
+                }
+                // Printed redacted, as stored: `-v` output lands in terminals and CI logs.
+                let args: Vec<std::ffi::OsString> = argv
+                    .iter()
+                    .map(|a| std::os::unix::ffi::OsStringExt::from_vec(a.clone()))
+                    .collect();
+                let shown: Vec<String> = crate::audit::redact::argv(&args)
+                    .iter()
+                    .map(|a| crate::cli::escape_for_terminal(a))
+                    .collect();
+                write!(
+                    f,
+                    " binary={} argv=[{}]{}",
+                    crate::cli::escape_for_terminal(&String::from_utf8_lossy(binary)),
+                    shown.join(", "),
+                    if *argv_truncated { " (argv cut)" } else { "" }
+                )
+            }
         }
     }
 }
