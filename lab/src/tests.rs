@@ -33,6 +33,7 @@ macro_rules! tests {
 tests! {
     bpf_lsm_listed: Lsm,
     nono_has_kernel_layer: CgroupSock,
+    programs_within_verifier_budget: Lsm,
     deny_inside_grant: Lsm,
     watches_on_denied_paths_refused: Lsm,
     nono_state_is_denied_under_a_write_grant: Lsm,
@@ -433,6 +434,62 @@ fn bpf_lsm_listed(ctx: &Ctx) -> Result<(), String> {
             ctx.kernel
         ))
     }
+}
+
+/// The verifier's limit on instructions processed per program (`BPF_COMPLEXITY_LIMIT_INSNS`).
+const VERIFIER_LIMIT: u64 = 1_000_000;
+
+/// Every program nono loads on this kernel was accepted, none past 90% of the verifier's limit.
+/// A program near the limit is one small change away from refusal on this kernel, which turns
+/// the whole LSM half off (fail closed, but off): this fails first, and the report shows each
+/// program's headroom per kernel.
+fn programs_within_verifier_budget(ctx: &Ctx) -> Result<(), String> {
+    let status = status_of(ctx)?;
+    if !status.lines().any(|l| l == "lsm=active") {
+        return Err(format!("the LSM half is not active: {status}"));
+    }
+    let mut counts: Vec<(String, u64)> = status
+        .lines()
+        .filter_map(|l| l.strip_prefix("verified."))
+        .filter_map(|l| l.split_once('='))
+        .filter_map(|(name, n)| Some((name.to_string(), n.trim().parse().ok()?)))
+        .collect();
+    // Every program with statistics has a count (both lists come from the loaded programs).
+    let programs = status.lines().filter(|l| l.starts_with("prog.")).count();
+    if counts.is_empty() || counts.len() != programs {
+        return Err(format!(
+            "{} verified counts for {programs} programs: {status}",
+            counts.len()
+        ));
+    }
+    counts.sort_by_key(|(_, n)| std::cmp::Reverse(*n));
+    let top: Vec<String> = counts
+        .iter()
+        .take(5)
+        .map(|(name, n)| {
+            format!(
+                "{name} {n} ({:.1}%)",
+                *n as f64 * 100.0 / VERIFIER_LIMIT as f64
+            )
+        })
+        .collect();
+    crate::harness::info(format!(
+        "verifier {}: instructions processed, largest of {} programs: {}",
+        ctx.kernel,
+        counts.len(),
+        top.join(", ")
+    ));
+    let over: Vec<&(String, u64)> = counts
+        .iter()
+        .filter(|(_, n)| *n > VERIFIER_LIMIT * 9 / 10)
+        .collect();
+    if !over.is_empty() {
+        return Err(format!(
+            "past 90% of the verifier's limit of {VERIFIER_LIMIT} on {}: {over:?}",
+            ctx.kernel
+        ));
+    }
+    Ok(())
 }
 
 /// The binary under test was built with the eBPF object embedded.
@@ -2654,6 +2711,23 @@ fn bench_lsm_overhead(ctx: &Ctx) -> Result<(), String> {
         let run = finish(live)?;
         measured?;
         run.expect(&[OK; 7])?;
+    }
+    // A program that never ran (the layer refused at load, say) leaves nothing to compare: a
+    // failure, not a line of NaNs.
+    let cases: [(&str, &Case, &[&str]); 4] = [
+        ("no sandbox live", &idle, &PROGS),
+        ("outside, sandbox live", &outside, &PROGS),
+        ("inside, cache on", &cached, &["file_open"]),
+        ("inside, cache off", &uncached, &["file_open"]),
+    ];
+    for (name, case, progs) in cases {
+        for prog in progs {
+            if case.ratios.get(prog).is_none_or(|r| r.is_empty()) {
+                return Err(format!(
+                    "{name}: nono's {prog} program ran in no measured window (is the BPF LSM layer loaded?)"
+                ));
+            }
+        }
     }
     let noop = |case: &Case| {
         let [_, mid, _] = quartiles(case.noop.clone());

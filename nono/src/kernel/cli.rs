@@ -89,8 +89,37 @@ pub fn kernel_status() -> CmdResult {
     for (name, (run_ns, runs)) in program_stats() {
         println!("prog.{name}={run_ns} {runs}");
     }
+    // Instructions the verifier processed for each program (1,000,000 is the kernel's limit):
+    // the headroom a change to the programs has left on this kernel.
+    for (name, count) in verified_instructions() {
+        println!("verified.{name}={count}");
+    }
     println!("{}", layer.describe());
     Ok(0)
+}
+
+/// Is `name` (as the kernel keeps it: 15 bytes) one of nono's programs?
+fn is_ours(name: &str) -> bool {
+    super::LSM_HOOKS.iter().any(|h| h.starts_with(name))
+        || super::SOCK_PROGRAMS.iter().any(|(p, _, _)| *p == name)
+        || nono_common::names::EXEC_TRACEPOINT.starts_with(name)
+}
+
+/// The verifier's processed-instruction count of each of nono's loaded programs (5.16+), by
+/// program name; the largest where several objects are loaded.
+fn verified_instructions() -> std::collections::BTreeMap<String, u32> {
+    let mut counts = std::collections::BTreeMap::new();
+    for info in aya::programs::loaded_programs().flatten() {
+        let (Some(name), Some(count)) = (info.name_as_str(), info.verified_instruction_count())
+        else {
+            continue;
+        };
+        if is_ours(name) {
+            let entry = counts.entry(name.to_string()).or_insert(0);
+            *entry = count.max(*entry);
+        }
+    }
+    counts
 }
 
 /// Cumulative (run time in ns, run count) of each of nono's programs, by program name (the
@@ -101,10 +130,7 @@ fn program_stats() -> ProgramStats {
         .flatten()
         .filter_map(|info| {
             let name = info.name_as_str()?;
-            let ours = super::LSM_HOOKS.iter().any(|h| h.starts_with(name))
-                || super::SOCK_PROGRAMS.iter().any(|(p, _, _)| *p == name)
-                || nono_common::names::EXEC_TRACEPOINT.starts_with(name);
-            ours.then(|| {
+            is_ours(name).then(|| {
                 (
                     name.to_string(),
                     (info.run_time().as_nanos(), info.run_count()),
