@@ -525,21 +525,10 @@ fn add_carved(
     Ok(())
 }
 
-/// Create the ruleset and add every rule of the plan. Runs in the parent, before `clone`.
-pub fn build(
-    plan: &LandlockPlan,
-    kernel_abi: u8,
-    audit: AuditLevel,
-) -> Result<Ruleset, LandlockError> {
-    let mut ruleset = build_paths(plan, kernel_abi, audit)?;
-    ruleset.add_port_rules(&plan.port_rules)?;
-    Ok(ruleset)
-}
-
-/// Create the ruleset with the plan's path rules only: the part that takes time (an `open` and
-/// a `landlock_add_rule` per path, a directory listing per split grant), which `nono run`
-/// builds on a thread of its own (`Sandbox::start_preparing`). [`Ruleset::add_port_rules`]
-/// completes it.
+/// Create the ruleset with the plan's path rules. Runs in the parent, before `clone`. This is
+/// the part that takes time (an `open` and a `landlock_add_rule` per path, a directory listing
+/// per split grant), which `nono run` builds on a thread of its own
+/// (`Sandbox::start_preparing`); [`Ruleset::add_port_rules`] completes it.
 pub fn build_paths(
     plan: &LandlockPlan,
     kernel_abi: u8,
@@ -720,7 +709,7 @@ mod tests {
                 ("/nonexistent/nono/test", all),
             ],
         );
-        let rs = build(&p, abi, AuditLevel::Denied).unwrap();
+        let rs = build_paths(&p, abi, AuditLevel::Denied).unwrap();
         assert_eq!(rs.added.len(), 2);
         assert!(!rs.added[1].is_dir);
         assert!(!rs.added[1].rights.contains(FsRights::READ_DIR));
@@ -765,7 +754,7 @@ mod tests {
                     rule: RuleId(10 + i as u32),
                 });
         }
-        let rs = build(&p, abi, AuditLevel::Denied).unwrap();
+        let rs = build_paths(&p, abi, AuditLevel::Denied).unwrap();
         let added: Vec<String> = rs
             .added
             .iter()

@@ -53,8 +53,18 @@ impl Sandbox {
         kernel_abi: u8,
         audit: AuditLevel,
     ) -> Result<Sandbox, SetupError> {
+        Sandbox::complete(landlock::build_paths(plan, kernel_abi, audit)?, plan)
+    }
+
+    /// The sandbox for `plan` from a ruleset holding its path rules: its port rules added, its
+    /// seccomp filters compiled.
+    fn complete(
+        mut ruleset: landlock::Ruleset,
+        plan: &LandlockPlan,
+    ) -> Result<Sandbox, SetupError> {
+        ruleset.add_port_rules(&plan.port_rules)?;
         Ok(Sandbox {
-            ruleset: landlock::build(plan, kernel_abi, audit)?,
+            ruleset,
             filters: seccomp::build(&plan.seccomp)?,
             cgroup_procs: None,
             netns: None,
@@ -117,7 +127,7 @@ impl Preparing {
         let built = self.paths.join().map_err(|_| {
             SetupError::Thread("the thread building the Landlock ruleset panicked".into())
         })?;
-        let mut ruleset = if same_but_ports(&self.started, plan) {
+        let ruleset = if same_but_ports(&self.started, plan) {
             built?
         } else {
             debug_assert!(
@@ -126,14 +136,7 @@ impl Preparing {
             );
             landlock::build_paths(plan, self.kernel_abi, self.audit)?
         };
-        ruleset.add_port_rules(&plan.port_rules)?;
-        Ok(Sandbox {
-            ruleset,
-            filters: seccomp::build(&plan.seccomp)?,
-            cgroup_procs: None,
-            netns: None,
-            row_gate: None,
-        })
+        Sandbox::complete(ruleset, plan)
     }
 }
 
