@@ -303,8 +303,6 @@ pub fn open_socket() -> Result<OwnedFd, String> {
     Ok(fd)
 }
 
-/// Whether audit is enabled (`AUDIT_GET`, needs CAP_AUDIT_CONTROL); `None` if it cannot be
-/// asked.
 /// `CAP_AUDIT_READ` (`linux/capability.h`).
 const CAP_AUDIT_READ: u32 = 37;
 
@@ -339,6 +337,8 @@ fn effective_capability(cap: u32) -> bool {
     rc == 0 && data[(cap / 32) as usize].effective & (1 << (cap % 32)) != 0
 }
 
+/// Whether audit is enabled (`AUDIT_GET`, needs CAP_AUDIT_CONTROL); `None` if it cannot be
+/// asked.
 pub fn audit_enabled() -> Option<bool> {
     // SAFETY: as in open_socket.
     let fd = unsafe {
