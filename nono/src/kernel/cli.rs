@@ -86,57 +86,46 @@ pub fn kernel_status() -> CmdResult {
     }
     // Per-program statistics (with kernel.bpf_stats_enabled=1), for the overhead benchmarks
     // (the lab's LSM one, `cargo xtask bench connect`).
-    for (name, (run_ns, runs)) in program_stats() {
+    // And the instructions the verifier processed for each (1,000,000 is the kernel's limit):
+    // the headroom a change to the programs has left on this kernel (5.16+). One pass over the
+    // loaded programs for both; the largest count where several objects are loaded.
+    let mut stats = ProgramStats::new();
+    let mut verified = std::collections::BTreeMap::new();
+    for (name, info) in our_programs() {
+        if let Some(count) = info.verified_instruction_count() {
+            let largest = verified.entry(name.clone()).or_insert(0);
+            *largest = count.max(*largest);
+        }
+        stats.insert(name, (info.run_time().as_nanos(), info.run_count()));
+    }
+    for (name, (run_ns, runs)) in stats {
         println!("prog.{name}={run_ns} {runs}");
     }
-    // Instructions the verifier processed for each program (1,000,000 is the kernel's limit):
-    // the headroom a change to the programs has left on this kernel.
-    for (name, count) in verified_instructions() {
+    for (name, count) in verified {
         println!("verified.{name}={count}");
     }
     println!("{}", layer.describe());
     Ok(0)
 }
 
-/// Is `name` (as the kernel keeps it: 15 bytes) one of nono's programs?
-fn is_ours(name: &str) -> bool {
-    super::LSM_HOOKS.iter().any(|h| h.starts_with(name))
-        || super::SOCK_PROGRAMS.iter().any(|(p, _, _)| *p == name)
-        || nono_common::names::EXEC_TRACEPOINT.starts_with(name)
-}
-
-/// The verifier's processed-instruction count of each of nono's loaded programs (5.16+), by
-/// program name; the largest where several objects are loaded.
-fn verified_instructions() -> std::collections::BTreeMap<String, u32> {
-    let mut counts = std::collections::BTreeMap::new();
-    for info in aya::programs::loaded_programs().flatten() {
-        let (Some(name), Some(count)) = (info.name_as_str(), info.verified_instruction_count())
-        else {
-            continue;
-        };
-        if is_ours(name) {
-            let entry = counts.entry(name.to_string()).or_insert(0);
-            *entry = count.max(*entry);
-        }
-    }
-    counts
-}
-
-/// Cumulative (run time in ns, run count) of each of nono's programs, by program name (the
-/// kernel keeps the first 15 bytes: `inode_permissio`). Counted only while
-/// `kernel.bpf_stats_enabled` is 1.
-fn program_stats() -> ProgramStats {
+/// nono's loaded programs, by name (the kernel keeps the first 15 bytes: `inode_permissio`).
+fn our_programs() -> impl Iterator<Item = (String, aya::programs::ProgramInfo)> {
     aya::programs::loaded_programs()
         .flatten()
         .filter_map(|info| {
-            let name = info.name_as_str()?;
-            is_ours(name).then(|| {
-                (
-                    name.to_string(),
-                    (info.run_time().as_nanos(), info.run_count()),
-                )
-            })
+            let name = info.name_as_str()?.to_string();
+            let ours = super::LSM_HOOKS.iter().any(|h| h.starts_with(&name))
+                || super::SOCK_PROGRAMS.iter().any(|(p, _, _)| *p == name)
+                || nono_common::names::EXEC_TRACEPOINT.starts_with(&name);
+            ours.then_some((name, info))
         })
+}
+
+/// Cumulative (run time in ns, run count) of each of nono's programs, by program name. Counted
+/// only while `kernel.bpf_stats_enabled` is 1.
+fn program_stats() -> ProgramStats {
+    our_programs()
+        .map(|(name, info)| (name, (info.run_time().as_nanos(), info.run_count())))
         .collect()
 }
 
