@@ -106,6 +106,16 @@ enum RunOnlyCommand {
     Run(run::RunArgs),
 }
 
+impl From<RunOnlyCli> for Cli {
+    fn from(run: RunOnlyCli) -> Cli {
+        let RunOnlyCommand::Run(args) = run.command;
+        Cli {
+            verbose: run.verbose,
+            command: Command::Run(args),
+        }
+    }
+}
+
 /// Parse the command line. When the subcommand is `run` (the first argument that is not a
 /// flag; the only flags before a subcommand are `-v`, `--help` and `--version`, none taking a
 /// value), [`RunOnlyCli`] parses it; anything it does not accept, `--help` included, is parsed
@@ -122,15 +132,8 @@ where
         .skip(1)
         .find(|a| !a.as_encoded_bytes().starts_with(b"-"));
     if subcommand.is_some_and(|s| s == "run") {
-        if let Ok(RunOnlyCli {
-            verbose,
-            command: RunOnlyCommand::Run(args),
-        }) = RunOnlyCli::try_parse_from(&args)
-        {
-            return Cli {
-                verbose,
-                command: Command::Run(args),
-            };
+        if let Ok(run) = RunOnlyCli::try_parse_from(&args) {
+            return run.into();
         }
     }
     Cli::parse_from(args)
@@ -262,14 +265,8 @@ mod tests {
             ],
         ];
         for line in lines {
-            let fast = RunOnlyCli::try_parse_from(*line).unwrap();
+            let fast: Cli = RunOnlyCli::try_parse_from(*line).unwrap().into();
             let full = Cli::try_parse_from(*line).unwrap();
-            let fast = Cli {
-                verbose: fast.verbose,
-                command: match fast.command {
-                    RunOnlyCommand::Run(a) => Command::Run(a),
-                },
-            };
             assert_eq!(format!("{fast:?}"), format!("{full:?}"), "{line:?}");
             assert_eq!(
                 format!("{:?}", parse_args(*line)),
