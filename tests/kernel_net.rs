@@ -11,7 +11,7 @@
 //! EPERM; each case is built so that Landlock alone would have allowed it (same port, another
 //! address or protocol), so EPERM there is the kernel layer's doing.
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -338,6 +338,95 @@ attempt("metadata_mapped", lambda: connect("::ffff:169.254.169.254", 8080))
     out.expect("metadata", "OK");
     assert_got_connection(&listener);
     drop(ns);
+}
+
+/// A probe, with `clone3` answering ENOSYS to nono when `without_clone3`, runs in the cgroup
+/// `-v` names (its `/proc/self/cgroup`), and that cgroup's programs allow the connect its rule
+/// names and deny the other.
+fn cgroup_and_connects(without_clone3: bool) {
+    let _serial = serial();
+    let w = World::new(User::Root);
+    let (other_addr, allowed, p) = same_port_listeners();
+    let profile = cidr_profile(
+        &w,
+        "net-born",
+        serde_json::json!([{ "cidr": "127.0.0.2/32", "protocol": "tcp", "ports": [p] }]),
+    );
+    let code = format!(
+        r#"{CONNECT}
+print("CGROUP " + [l for l in open("/proc/self/cgroup").read().splitlines() if l.startswith("0::")][0][3:])
+attempt("allowed", lambda: connect("127.0.0.2", P["p"]))
+attempt("other_addr", lambda: connect("127.0.0.1", P["p"]))
+"#
+    );
+    let mut cmd = w.probe_command(
+        &["-v", "--profile", &profile],
+        &serde_json::json!({ "p": p }),
+        &code,
+    );
+    if without_clone3 {
+        let rules = [(libc::SYS_clone3, vec![])].into_iter().collect();
+        let filter = seccompiler::SeccompFilter::new(
+            rules,
+            seccompiler::SeccompAction::Allow,
+            seccompiler::SeccompAction::Errno(libc::ENOSYS as u32),
+            std::env::consts::ARCH
+                .try_into()
+                .expect("an architecture seccompiler knows"),
+        )
+        .unwrap();
+        let program: seccompiler::BpfProgram = filter.try_into().unwrap();
+        // SAFETY: the closure makes one system call on a program built before the fork.
+        unsafe {
+            std::os::unix::process::CommandExt::pre_exec(&mut cmd, move || {
+                let fprog = libc::sock_fprog {
+                    len: program.len() as u16,
+                    filter: program.as_ptr() as *mut libc::sock_filter,
+                };
+                // Root needs no `no_new_privs` for a filter; nono itself must run as usual.
+                if libc::syscall(libc::SYS_seccomp, 1, 0, &fprog as *const libc::sock_fprog) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+    }
+    cmd.stdin(Stdio::piped());
+    let mut child = nono_e2e::spawn(&mut cmd);
+    let pid = child.id();
+    let _ = writeln!(child.stdin.take().expect("piped stdin"), "{pid}");
+    let out = nono_e2e::wait_with_timeout(child, Duration::from_secs(60));
+    assert_net_part_active(&out);
+    let (_, cgroup) = sandbox_of(&out.stderr)
+        .unwrap_or_else(|| panic!("-v did not name the sandbox\n{}", out.describe()));
+    let inside = out
+        .stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("CGROUP "))
+        .unwrap_or_else(|| panic!("the probe did not print its cgroup\n{}", out.describe()));
+    assert!(
+        inside.starts_with("/nono-") && cgroup.ends_with(inside.trim_start_matches('/')),
+        "the command ran in cgroup {inside}, not the sandbox's {}\n{}",
+        cgroup.display(),
+        out.describe()
+    );
+    out.expect("allowed", "OK").expect("other_addr", "EPERM");
+    assert_got_connection(&allowed);
+    assert_no_tcp_connection(&other_addr);
+}
+
+/// The command is born in the sandbox cgroup (`clone3(CLONE_INTO_CGROUP)`): its
+/// `/proc/self/cgroup` is the one `-v` names, and the cgroup's programs judge its connects.
+#[test]
+fn command_runs_in_the_sandbox_cgroup() {
+    cgroup_and_connects(false);
+}
+
+/// Where `clone3` answers ENOSYS (a container's seccomp profile), the child writes itself into
+/// the cgroup instead: same cgroup, same enforcement.
+#[test]
+fn without_clone3_the_command_still_runs_in_the_sandbox_cgroup() {
+    cgroup_and_connects(true);
 }
 
 /// After the command exits, the run's cgroup, registry record and map entries are gone.

@@ -633,7 +633,7 @@ pub fn run(args: RunArgs) -> CmdResult {
     }
     .map_err(|e| refused(format!("nono: cannot set up the sandbox: {e}")))?;
     if let Some(k) = ksandbox.as_mut() {
-        sandbox.cgroup_procs = k.take_cgroup_procs();
+        sandbox.cgroup = k.take_cgroup();
     }
     sandbox.netns = netns;
     for s in &sandbox.ruleset.skipped {

@@ -20,14 +20,16 @@
 //! bound by a name watch (`crate::kernel::watch`), so what remains is what can't be watched
 //! (a missing name of 64 bytes or more, no free watcher slot, ...).
 //!
-//! Lifecycle: the child writes itself into the sandbox cgroup before it confines itself
-//! (`spawn`); the sandbox's cgroup and map entries are removed when the run ends, and a run
+//! Lifecycle: the child is born in the sandbox cgroup (`clone3(CLONE_INTO_CGROUP)`), or writes
+//! itself into it before it confines itself (`spawn`, step 3a); the sandbox's cgroup and map entries are removed when the run ends, and a run
 //! killed with `kill -9` leaves a registry entry the next start's load sweeps (see
 //! `crate::kernel::sandbox`).
 
 use std::collections::{BTreeSet, HashMap};
 use std::fs::OpenOptions;
-use std::os::fd::OwnedFd;
+use std::os::unix::fs::OpenOptionsExt;
+
+use crate::run::sandbox::SandboxCgroup;
 
 use nono_policy::backend::landlock::{KernelCoverage, LandlockPlan};
 use nono_policy::ir::{Policy, RuleId};
@@ -175,6 +177,11 @@ impl KernelRun {
             .write(true)
             .open(&procs_path)
             .map_err(|e| format!("opening {}: {e}", procs_path.display()))?;
+        let dir = OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_DIRECTORY | libc::O_CLOEXEC)
+            .open(sandbox.cgroup_dir())
+            .map_err(|e| format!("opening {}: {e}", sandbox.cgroup_dir().display()))?;
         tracing::info!(
             "kernel layer: sandbox {} in cgroup {}",
             sandbox.id(),
@@ -183,7 +190,10 @@ impl KernelRun {
         Ok((
             Some(KernelSandbox {
                 sandbox,
-                procs: Some(procs.into()),
+                cgroup: Some(SandboxCgroup {
+                    dir: dir.into(),
+                    procs: procs.into(),
+                }),
                 printer: None,
                 rules: rule_names(policy),
                 audit: None,
@@ -228,7 +238,7 @@ pub fn covered_rules(
 /// One run's kernel sandbox while the command runs.
 pub struct KernelSandbox {
     sandbox: kernel::Sandbox,
-    procs: Option<OwnedFd>,
+    cgroup: Option<SandboxCgroup>,
     printer: Option<EventPrinter>,
     rules: HashMap<u32, String>,
     audit: Option<AuditSender>,
@@ -240,9 +250,9 @@ impl KernelSandbox {
         self.sandbox.id()
     }
 
-    /// The `cgroup.procs` descriptor the child writes itself into (taken once).
-    pub fn take_cgroup_procs(&mut self) -> Option<OwnedFd> {
-        self.procs.take()
+    /// The sandbox cgroup the child enters (taken once).
+    pub fn take_cgroup(&mut self) -> Option<SandboxCgroup> {
+        self.cgroup.take()
     }
 
     /// Read the sandbox's kernel decisions as they arrive: with `-v` print them; with an audit

@@ -394,7 +394,7 @@ mod tests {
             &Confinement {
                 landlock: None,
                 seccomp: &[],
-                cgroup_procs: None,
+                cgroup: None,
                 netns: Some((&setup, child_end.as_fd())),
                 row_gate: None,
             },
