@@ -39,6 +39,7 @@ tests! {
     nono_state_is_denied_under_a_write_grant: Lsm,
     file_created_later_in_denied_dir: Lsm,
     rename_and_link_out_of_denied_dir: Lsm,
+    directory_above_a_deny_keeps_its_name: Lsm,
     preexisting_hard_link_is_denied: Lsm,
     bind_mount_alias_is_denied: Lsm,
     deny_write_blocks_every_write_op: Lsm,
@@ -645,6 +646,36 @@ fn rename_and_link_out_of_denied_dir(ctx: &Ctx) -> Result<(), String> {
     unchanged(&file, "A")?;
     absent(&moved)?;
     absent(&linked)
+}
+
+/// A directory above a deny keeps its name. Moved away, exchanged or with an ancestor moved,
+/// `.git` would take the denied hooks (bound by inode) with it and leave `.git/hooks` free for
+/// a new directory no rule binds: a `pre-commit` there runs on the user's next commit, outside
+/// any sandbox. A directory beside it still moves.
+fn directory_above_a_deny_keeps_its_name(ctx: &Ctx) -> Result<(), String> {
+    let repo = ctx.scratch.join("repo");
+    let git = repo.join(".git");
+    let hooks = git.join("hooks");
+    write(&hooks.join("pre-commit"), "#!/bin/sh\ntrue\n")?;
+    write(&repo.join("src/main.rs"), "fn main() {}")?;
+    let other = repo.join("other");
+    fs::create_dir_all(&other).map_err(|e| e.to_string())?;
+    let run = sandboxed(
+        ctx,
+        &flag("--deny-tree", &hooks),
+        &[
+            &["rename", &s(&git), &s(&repo.join(".git-moved"))],
+            &["rename", &s(&repo), &s(&ctx.scratch.join("repo-moved"))],
+            &["exchange", &s(&other), &s(&git)],
+            &["exchange", &s(&git), &s(&other)],
+            &["rename", &s(&repo.join("src")), &s(&repo.join("src-moved"))],
+        ],
+    )?;
+    run.expect(&[EPERM, EPERM, EPERM, EPERM, OK])?;
+    unchanged(&hooks.join("pre-commit"), "#!/bin/sh\ntrue\n")?;
+    absent(&repo.join(".git-moved"))?;
+    absent(&ctx.scratch.join("repo-moved"))?;
+    unchanged(&repo.join("src-moved/main.rs"), "fn main() {}")
 }
 
 /// A hard link made outside the denied directory before the run reaches the same inode: denied.

@@ -144,6 +144,11 @@ pub mod access {
     /// Not a deny: a path unix socket the profile lets the sandbox connect to (`ipc
     /// unix-socket`), on the socket file or a directory above it. Only the unix hooks read it.
     pub const UNIX_ALLOW: u32 = 32;
+    /// Not a deny of access: a directory above a deny's object, or above a watched name, on
+    /// the same filesystem. It keeps its name: renamed (or replaced, or exchanged), it would
+    /// leave the old name free for a new directory that none of the rules below it bind. Only
+    /// `path_rename` reads it, on the exact object; the walks' wanted bits never include it.
+    pub const KEEP_NAME: u32 = 64;
     /// Only on a device marker (`ino = 0`): the programs failed to bind an object that
     /// appeared under a watched name on this device (the deny map was full), so every access of
     /// this sandbox on this device is denied ([`super::NO_VERDICT_RULE`]): fail closed.

@@ -227,6 +227,32 @@ unsafe fn check_dentry(sandbox_id: u32, dentry: *const u8, want: u32) -> Result<
     })
 }
 
+/// Whether the object of `dentry` is a directory that keeps its name (`access::KEEP_NAME`):
+/// exactly this object, not what lies below it. A negative dentry (no object) keeps nothing.
+#[inline(always)]
+unsafe fn kept_name(sandbox_id: u32, dentry: *const u8) -> Result<Verdict, i64> {
+    if dentry.is_null() {
+        return Ok(Verdict::AllowQuiet);
+    }
+    let inode: *const u8 = load(dentry, kernel_offset!(dentry_inode));
+    if inode.is_null() {
+        return Ok(Verdict::AllowQuiet);
+    }
+    let key = InodeKey {
+        sandbox_id,
+        dev: dentry_dev(dentry)?,
+        ino: load(inode, kernel_offset!(inode_ino)),
+    };
+    match NONO_FS_DENY.get(&key) {
+        Some(rule) if rule.access & access::KEEP_NAME != 0 => Ok(Verdict::Deny {
+            rule_id: rule.rule_id,
+            dev: key.dev,
+            ino: key.ino,
+        }),
+        _ => Ok(Verdict::AllowQuiet),
+    }
+}
+
 /// The entry of `key`, if any: a deny when its rule covers `want`, else `Ok` when it is a rule
 /// a cached "clean" must not hide (any deny, `exec deny` too: a rename source check,
 /// `MOVE_WANT`, must still find it).
@@ -504,6 +530,17 @@ pub fn path_rename(ctx: LsmContext) -> i32 {
     };
     // Arguments: (old_dir, old_dentry, new_dir, new_dentry, flags). Under `audit all` each
     // side's report carries its path: the old name, then the new one.
+    // A directory above a rule keeps its name, as the source and as the replaced target.
+    let kept = unsafe {
+        kept_name(sandbox.sandbox_id, ctx.arg(1)).and_then(|v| match v {
+            Verdict::AllowQuiet => kept_name(sandbox.sandbox_id, ctx.arg(3)),
+            deny => Ok(deny),
+        })
+    };
+    let kept = conclude(&sandbox, Hook::PathRename, access::WRITE, kept);
+    if kept != 0 {
+        return kept;
+    }
     // Moving a covered object anywhere (out of its subtree above all) is denied.
     let source = enforce(
         &sandbox,

@@ -623,6 +623,8 @@ impl Sandbox {
         };
         let mut unbound = Vec::new();
         let mut plan = WatchPlan::default();
+        // The directories that keep their names start at these, each with its rule.
+        let mut kept_names: Vec<(u32, PathBuf)> = Vec::new();
         // File denies, and `exec deny` entries, which only `bprm_check_security` reads (an exec
         // deny takes away running the binary, not reading it).
         let denies = policy
@@ -657,6 +659,9 @@ impl Sandbox {
                     }
                     // A replacement under the same name (saved by rename) is bound too.
                     plan.add_existing(id.0, &canonical, access);
+                    if let Some(parent) = canonical.parent() {
+                        kept_names.push((id.0, parent.to_path_buf()));
+                    }
                     // A hard link made before the sandbox started, outside the denied
                     // directory, would reach a file without passing the directory: bind such
                     // files by their own inode.
@@ -665,8 +670,9 @@ impl Sandbox {
                     }
                 }
                 Ok(Resolved::Missing { dir, names }) => {
-                    if let Err(why) = plan.add_missing(id.0, &path, &dir, &names, access) {
-                        unbound.push(not_watched(why));
+                    match plan.add_missing(id.0, &path, &dir, &names, access) {
+                        Ok(()) => kept_names.push((id.0, dir.clone())),
+                        Err(why) => unbound.push(not_watched(why)),
                     }
                 }
                 Err(why) => unbound.push(Unbound {
@@ -756,6 +762,8 @@ impl Sandbox {
         }
         // No write anywhere in cgroupfs: the agent can't leave its cgroup or make new ones.
         bind(maps, CGROUPFS_RULE, cgroup2, access::WRITE)?;
+        // Last, so that an entry the rules above share keeps their rule id.
+        keep_names(maps, sandbox_id, &kept_names)?;
         self.fs_rules.extend(bound);
         self.unbound.extend(unbound);
         devices.extend(watch_devices);
@@ -839,6 +847,53 @@ impl Drop for Sandbox {
             tracing::warn!("kernel layer: cleaning up sandbox {}: {e:#}", self.id);
         }
     }
+}
+
+/// Mark the directories from each of `starts` up to its filesystem's root `access::KEEP_NAME`
+/// (`path_rename` refuses to move or replace them). A deny binds an object by inode and a
+/// missing path is watched from its deepest existing directory, so both follow a renamed
+/// ancestor: the old name would be free for a new directory that nothing binds, where a
+/// `deny .git/hooks/**` in a writable project would no longer stop a new `.git/hooks/pre-commit`.
+/// An entry already there keeps its rule id and gains the bit.
+fn keep_names(maps: &mut Maps, sandbox_id: u32, starts: &[(u32, PathBuf)]) -> Result<()> {
+    for (rule_id, start) in starts {
+        let Ok(first) = fs::metadata(start) else {
+            continue;
+        };
+        let mut at = Some(start.as_path());
+        while let Some(dir) = at {
+            let Ok(meta) = fs::metadata(dir) else { break };
+            // A mount point is busy (EBUSY) for rename; nothing above it needs the mark.
+            if meta.dev() != first.dev() {
+                break;
+            }
+            let key = InodeKey {
+                sandbox_id,
+                dev: kernel_dev(meta.dev()),
+                ino: meta.ino(),
+            };
+            let value = match maps.fs_deny.get(&key, 0) {
+                // Marked from an earlier start: so is everything above it.
+                Ok(existing) if existing.access & access::KEEP_NAME != 0 => break,
+                Ok(existing) => FsDeny {
+                    rule_id: existing.rule_id,
+                    access: existing.access | access::KEEP_NAME,
+                },
+                Err(_) => FsDeny {
+                    rule_id: *rule_id,
+                    access: access::KEEP_NAME,
+                },
+            };
+            maps.fs_deny.insert(key, value, 0).with_context(|| {
+                format!(
+                    "rule r{rule_id}: marking {} as a directory that keeps its name",
+                    dir.display()
+                )
+            })?;
+            at = dir.parent();
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
