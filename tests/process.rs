@@ -9,7 +9,7 @@ use std::os::unix::net::{SocketAddr, UnixListener};
 use std::process::{Child, Stdio};
 use std::time::Duration;
 
-use nono_e2e::{as_root_and_nobody, wait_until, PtyChild, User, Watch, World, SYSTEM_PATH};
+use nono_e2e::{as_root_and_nobody, PtyChild, User, Watch, World, SYSTEM_PATH};
 
 as_root_and_nobody!(
     case12_ptrace_of_nono_parent_and_outside_process_denied,
@@ -297,47 +297,61 @@ fn cgroup2_mount() -> Option<String> {
     })
 }
 
-/// Case 17: a daemonised grandchild (`setsid`, in the background) outlives the sandboxed
-/// command. Whether nono kills it or lets it run, it must stay confined: once the command has
-/// exited it tries to copy the key into the workspace, and the copy must fail. The command
-/// waits until the survivor has written its pid, so the test knows which process to watch.
+/// Case 17: a daemonised grandchild (`setsid`, in the background), started directly and by a
+/// double fork, outlives the sandboxed command. While the command still runs it tries to copy
+/// the key into the workspace: denied, it is as confined as the command. When the command
+/// exits, nono (a child subreaper, so orphans are re-parented to it) kills every survivor
+/// before it exits itself: the grandchild never reaches its second step, and is gone by the
+/// time `nono run` returns.
 fn case17_background_survivor_stays_confined(user: User) {
-    let w = World::new(user);
-    let watch = Watch::new(&[w.key()]);
-    let script = format!(
-        "setsid sh -c 'echo $$ > {work}/survivor-pid; sleep 0.3; \
-           cat {key} > {work}/leak 2> {work}/leak.err; echo $? > {work}/survivor-done' \
-           </dev/null >/dev/null 2>&1 & \
-         while [ ! -s {work}/survivor-pid ]; do sleep 0.01; done; exit 0",
-        key = w.key().display(),
-        work = w.work.display()
-    );
-    let out = nono_e2e::run(&mut w.sandbox(&[] as &[&str], &["/bin/sh", "-c", &script]));
-    assert_eq!(out.code(), Some(0), "{}", out.describe());
-    let pid: i32 = std::fs::read_to_string(w.work.join("survivor-pid"))
-        .expect("survivor-pid")
-        .trim()
-        .parse()
-        .expect("a pid");
-    // SAFETY: kill(pid, 0) only checks for existence.
-    let alive = || unsafe { libc::kill(pid, 0) } == 0;
-    let done = w.work.join("survivor-done");
-    assert!(
-        wait_until(Duration::from_secs(10), || done.exists() || !alive()),
-        "the survivor neither finished nor died"
-    );
-    if done.exists() {
-        // It survived the sandbox: it must have stayed confined.
+    for (shape, spawn) in [
+        (
+            "setsid &",
+            "setsid sh -c 'SURVIVOR' </dev/null >/dev/null 2>&1 &",
+        ),
+        (
+            "double fork",
+            "( setsid sh -c 'SURVIVOR' </dev/null >/dev/null 2>&1 & ) ; :",
+        ),
+    ] {
+        let w = World::new(user);
+        let watch = Watch::new(&[w.key()]);
+        let work = w.work.display().to_string();
+        let survivor = format!(
+            "echo $$ > {work}/survivor-pid; cat {key} > {work}/leak 2> {work}/leak.err; \
+             echo $? > {work}/tried; sleep 3; echo > {work}/survived",
+            key = w.key().display()
+        );
+        // (The survivor's script has no single quote.)
+        let script = format!(
+            "{}\nwhile [ ! -s {work}/tried ]; do sleep 0.01; done; exit 0",
+            spawn.replace("SURVIVOR", &survivor)
+        );
+        let out = nono_e2e::run(&mut w.sandbox(&[] as &[&str], &["/bin/sh", "-c", &script]));
+        assert_eq!(out.code(), Some(0), "{shape}: {}", out.describe());
+        let pid: i32 = std::fs::read_to_string(w.work.join("survivor-pid"))
+            .expect("survivor-pid")
+            .trim()
+            .parse()
+            .expect("a pid");
+        // SAFETY: kill(pid, 0) only checks for existence.
+        let gone = unsafe { libc::kill(pid, 0) } != 0
+            && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH);
+        assert!(gone, "{shape}: survivor {pid} still runs after nono exited");
         let leak = std::fs::read_to_string(w.work.join("leak")).unwrap_or_default();
         assert!(
             !leak.contains("nono-e2e-fake-key"),
-            "the survivor read the key"
+            "{shape}: the survivor read the key"
         );
         let err = std::fs::read_to_string(w.work.join("leak.err")).unwrap_or_default();
         assert!(
             err.contains("Permission denied"),
-            "survivor's error: {err:?}"
+            "{shape}: survivor's error: {err:?}"
         );
-    } // else nono killed it with the sandbox: nothing ran unconfined either.
-    watch.assert_unchanged();
+        assert!(
+            !w.work.join("survived").exists(),
+            "{shape}: the survivor outlived the command"
+        );
+        watch.assert_unchanged();
+    }
 }
