@@ -9,12 +9,13 @@ use std::os::unix::net::{SocketAddr, UnixListener};
 use std::process::{Child, Stdio};
 use std::time::Duration;
 
-use nono_e2e::{as_root_and_nobody, PtyChild, User, Watch, World, SYSTEM_PATH};
+use nono_e2e::{as_root_and_nobody, wait_until, PtyChild, User, Watch, World, SYSTEM_PATH};
 
 as_root_and_nobody!(
     case12_ptrace_of_nono_parent_and_outside_process_denied,
     case12_process_vm_readv_writev_denied,
     case13_signals_to_nono_parent_and_outside_process_denied,
+    case13_broadcast_group_and_sigio_signals_denied,
     case14_abstract_unix_socket_of_host_denied,
     case14_path_unix_socket_outside_grants_denied,
     case15_tiocsti_terminal_injection_fails,
@@ -159,6 +160,117 @@ attempt("signal_self", lambda: os.kill(os.getpid(), 0))
     let control = r#"attempt("probe_sleeper", lambda: os.kill(P["sleeper"], 0))"#;
     w.unconfined_probe(&extra, control)
         .expect("probe_sleeper", "OK");
+}
+
+/// An outside process of `user`, in a process group of its own, that counts the SIGURGs it
+/// gets between its start and [`Observer::finish`]. SIGURG is ignored by default (and
+/// tolerated by runtimes that use it, such as Go's), so a broadcast test that failed would have
+/// disturbed nothing else on the machine.
+struct Observer {
+    child: Child,
+    pid: i32,
+}
+
+impl Observer {
+    const SCRIPT: &'static str = r#"
+import os, signal, sys, time
+got = []
+signal.signal(signal.SIGURG, lambda *a: got.append(1))
+print(os.getpid(), flush=True)
+sys.stdin.readline()
+time.sleep(0.3)
+print(len(got), flush=True)
+"#;
+
+    fn start(user: User) -> Observer {
+        use std::io::BufRead;
+        use std::os::unix::process::CommandExt;
+        let mut c = user.command(nono_e2e::PYTHON);
+        c.args(["-I", "-c", Self::SCRIPT])
+            .env_clear()
+            .process_group(0)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped());
+        let mut child = c.spawn().expect("spawn the observer");
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.as_mut().unwrap())
+            .read_line(&mut line)
+            .expect("the observer's pid");
+        let pid = line.trim().parse().expect("a pid");
+        Observer { child, pid }
+    }
+
+    /// How many SIGURGs arrived.
+    fn finish(mut self) -> usize {
+        use std::io::{Read, Write};
+        let _ = writeln!(self.child.stdin.take().unwrap());
+        let mut out = String::new();
+        self.child
+            .stdout
+            .take()
+            .unwrap()
+            .read_to_string(&mut out)
+            .unwrap();
+        let _ = self.child.wait();
+        out.trim().parse().expect("the observer's count")
+    }
+}
+
+/// Case 13, the indirect ways: `kill(-1)` (every process the caller may signal), `kill(-pgid)`
+/// of an outside process group, and SIGIO from a descriptor whose owner (`F_SETOWN`) is an
+/// outside process. `kill(-1)` returns 0 even when every target refused (EPERM is not
+/// reported for a broadcast), so what counts is what arrived: an outside observer must get no
+/// SIGURG, and an outside sleeper, which SIGIO's default action would end, must still run.
+/// Controls without the sandbox: the observer gets the group signal, and SIGIO ends a sleeper.
+fn case13_broadcast_group_and_sigio_signals_denied(user: User) {
+    let w = World::new(user);
+    let code = r#"
+import fcntl, signal, time
+attempt("kill_all", lambda: os.kill(-1, signal.SIGURG))
+attempt("kill_group", lambda: os.killpg(P["pgid"], signal.SIGURG))
+def sigio():
+    r, wr = os.pipe()
+    fcntl.fcntl(r, fcntl.F_SETOWN, P["sleeper"])
+    fcntl.fcntl(r, fcntl.F_SETFL, fcntl.fcntl(r, fcntl.F_GETFL) | os.O_ASYNC)
+    os.write(wr, b"x")
+    time.sleep(0.3)
+attempt("sigio", sigio)
+"#;
+    let observer = Observer::start(user);
+    let mut sleeper = Sleeper::start(user);
+    let extra = serde_json::json!({ "sleeper": sleeper.pid(), "pgid": observer.pid });
+    let out = w.probe_with(&[] as &[&str], &extra, code);
+    out.expect("kill_all", "OK") // (a broadcast hides its refusals)
+        .expect_one_of("kill_group", &["EPERM", "ESRCH"])
+        .expect("sigio", "OK");
+    assert_eq!(
+        observer.finish(),
+        0,
+        "a SIGURG from inside reached the outside observer"
+    );
+    assert!(sleeper.is_alive(), "SIGIO reached the outside process");
+    // Controls: the same user, unconfined.
+    let observer = Observer::start(user);
+    let mut target = Sleeper::start(user);
+    let extra = serde_json::json!({ "sleeper": target.pid(), "pgid": observer.pid });
+    // Not the broadcast: unconfined, it would reach every process of the user (all of them,
+    // as root), other tests' observers among them.
+    let control = code.replace(
+        r#"attempt("kill_all", lambda: os.kill(-1, signal.SIGURG))"#,
+        "",
+    );
+    w.unconfined_probe(&extra, &control)
+        .expect("kill_group", "OK")
+        .expect("sigio", "OK");
+    assert_eq!(
+        observer.finish(),
+        1,
+        "the control's signal did not arrive: the test proves nothing"
+    );
+    assert!(
+        wait_until(Duration::from_secs(5), || !target.is_alive()),
+        "the control's SIGIO did not end the sleeper: the test proves nothing"
+    );
 }
 
 /// Case 14: an abstract unix socket of the host (think D-Bus, X11), held by the test.
