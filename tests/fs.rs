@@ -454,23 +454,52 @@ attempt("mksock_ro", lambda: socket.socket(socket.AF_UNIX).bind(P["ro"] + "/sock
 }
 
 /// Case 9: `mount` (Landlock forbids it for sandboxed processes) and user namespaces, which
-/// would give the process a full set of capabilities to remount things with. Whatever the
-/// outcome of the attempts, the key stays unreadable afterwards.
+/// would give the process a full set of capabilities to remount things with, and the rest of
+/// the family: a mount namespace, `setns`, unmounting a mount of the test's (still mounted
+/// afterwards), `pivot_root`, the new mount API (`fsopen`) and `chroot`. Each is EPERM (as
+/// root, from the seccomp filter and the capabilities the child dropped; `setns(-1)` would be
+/// EBADF unfiltered), and the key stays unreadable afterwards.
 fn case09_mount_and_user_namespaces_denied(user: User) {
     let w = World::new(user);
     let watch = Watch::new(&[w.work.clone(), w.key()]);
-    let out = w.probe(
+    // A mount of the test's own, outside the grants, for the sandbox to try to take away.
+    let mnt = w.root.join("mnt");
+    std::fs::create_dir_all(&mnt).unwrap();
+    let mnt_c = std::ffi::CString::new(mnt.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: mount(2) with valid C strings; unmounted below.
+    let rc = unsafe {
+        libc::mount(
+            c"none".as_ptr(),
+            mnt_c.as_ptr(),
+            c"tmpfs".as_ptr(),
+            0,
+            std::ptr::null(),
+        )
+    };
+    assert_eq!(rc, 0, "mounting the test's tmpfs");
+    let out = w.probe_with(
+        &[] as &[&str],
+        &serde_json::json!({ "mnt": mnt }),
         r#"
 CLONE_NEWUSER = 0x10000000
+CLONE_NEWNS = 0x00020000
+SYS_pivot_root, SYS_fsopen = 155, 430
 call("unshare_user", lambda: libc.unshare(CLONE_NEWUSER))
+call("unshare_mount_ns", lambda: libc.unshare(CLONE_NEWNS))
+call("setns", lambda: libc.setns(-1, 0))
 call("mount_tmpfs", lambda: libc.mount(b"none", P["work"].encode(), b"tmpfs", 0, None))
 call("bind_home", lambda: libc.mount(P["home"].encode(), P["work"].encode(), None, 4096, None))
-# chroot alone widens nothing under Landlock (rules follow the real paths), so it is not
-# asserted; the read below is.
+call("umount", lambda: libc.umount2(P["mnt"].encode(), 2))
+call("pivot_root", lambda: libc.syscall(SYS_pivot_root, b".", b"."))
+call("fsopen", lambda: libc.syscall(SYS_fsopen, b"tmpfs", 0))
 call("chroot", lambda: libc.chroot(b"/"))
 attempt("read_key_after", lambda: read(P["key"]))
 "#,
     );
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let still_mounted = mounts.lines().any(|l| l.split(' ').nth(4) == mnt.to_str());
+    // SAFETY: as above; the test's own mount.
+    unsafe { libc::umount2(mnt_c.as_ptr(), libc::MNT_DETACH) };
     let mounted = out.results().get("mount_tmpfs").map(String::as_str) == Some("OK")
         || out.results().get("bind_home").map(String::as_str) == Some("OK");
     if mounted {
@@ -480,9 +509,16 @@ attempt("read_key_after", lambda: read(P["key"]))
         unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
     }
     out.expect("unshare_user", "EPERM")
+        .expect("unshare_mount_ns", "EPERM")
+        .expect("setns", "EPERM")
         .expect("mount_tmpfs", "EPERM")
         .expect("bind_home", "EPERM")
+        .expect("umount", "EPERM")
+        .expect("pivot_root", "EPERM")
+        .expect("fsopen", "EPERM")
+        .expect("chroot", "EPERM")
         .expect("read_key_after", "EACCES");
+    assert!(still_mounted, "the sandbox unmounted the test's tmpfs");
     watch.assert_unchanged();
 }
 
