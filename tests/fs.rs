@@ -18,6 +18,8 @@ as_root_and_nobody!(
     case03_proc_self_root_and_cwd_detours_denied,
     case03_dotdot_walks_denied,
     case03_openat_from_directory_fd_denied,
+    case03_proc_fd_reopen_and_openat2_denied,
+    case03_bind_mount_made_before_run_is_readable_known_limitation,
     case04_symlink_in_workspace_pointing_outside_denied,
     case05_hard_link_created_inside_to_outside_file_denied,
     case05_hard_link_created_before_run_is_readable_known_limitation,
@@ -197,6 +199,75 @@ attempt("openat_read_dir_ssh", lambda: os.open(P["home"] + "/.ssh", os.O_RDONLY 
         out.expect(label, "EACCES");
     }
     watch.assert_unchanged();
+}
+
+/// Case 3: an `O_PATH` descriptor (Landlock doesn't check `O_PATH` opens) re-opened for
+/// reading or writing through `/proc/self/fd/N`, which walks the magic link to the file:
+/// Landlock checks the file then, and denies it. `openat2` (whose `RESOLVE_*` flags change how
+/// paths resolve) returns ENOSYS from the seccomp filter, which sends callers back to
+/// `openat`.
+fn case03_proc_fd_reopen_and_openat2_denied(user: User) {
+    let w = World::new(user);
+    let watch = Watch::new(&[w.key(), w.secret()]);
+    let out = w.probe(
+        r#"
+def reopen(path, fn):
+    fd = os.open(path, os.O_PATH)
+    try:
+        return fn("/proc/self/fd/%d" % fd)
+    finally:
+        os.close(fd)
+attempt("reopen_read_key", lambda: reopen(P["key"], read))
+attempt("reopen_append_secret", lambda: reopen(P["secret"], append))
+class OpenHow(ctypes.Structure):
+    _fields_ = [("flags", ctypes.c_uint64), ("mode", ctypes.c_uint64), ("resolve", ctypes.c_uint64)]
+how = OpenHow(os.O_RDONLY, 0, 0)
+SYS_openat2, AT_FDCWD = 437, -100
+call("openat2_key", lambda: libc.syscall(SYS_openat2, AT_FDCWD, P["key"].encode(), ctypes.byref(how), ctypes.sizeof(how)))
+"#,
+    );
+    out.expect("reopen_read_key", "EACCES")
+        .expect("reopen_append_secret", "EACCES")
+        .expect("openat2_key", "ENOSYS");
+    watch.assert_unchanged();
+}
+
+/// Case 3, a bind mount. KNOWN LIMITATION of path-based rules, like case 5's pre-existing
+/// link: Landlock follows the path through mounts, so a directory outside the grants that was
+/// bind-mounted *into* a granted one before the run (by root; the sandbox can't mount, case 9)
+/// is readable there. Its own path stays denied. The kernel layer denies both (by inode: lab
+/// test `bind_mount_alias_is_denied`). This test pins the Landlock behaviour so a change is
+/// noticed.
+fn case03_bind_mount_made_before_run_is_readable_known_limitation(user: User) {
+    let w = World::new(user);
+    let alias = w.work.join("alias");
+    std::fs::create_dir_all(&alias).unwrap();
+    let source = std::ffi::CString::new(w.outside.as_os_str().as_encoded_bytes()).unwrap();
+    let target = std::ffi::CString::new(alias.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: mount(2) with valid C strings; unmounted below.
+    let rc = unsafe {
+        libc::mount(
+            source.as_ptr(),
+            target.as_ptr(),
+            std::ptr::null(),
+            libc::MS_BIND,
+            std::ptr::null(),
+        )
+    };
+    assert_eq!(
+        rc, 0,
+        "bind-mounting the outside directory into the workspace"
+    );
+    let out = w.probe(
+        r#"
+show("read_through_bind", read(P["work"] + "/alias/secret.txt").decode().strip())
+attempt("read_original", lambda: read(P["secret"]))
+"#,
+    );
+    // SAFETY: the test's own mount.
+    unsafe { libc::umount2(target.as_ptr(), libc::MNT_DETACH) };
+    out.expect("read_through_bind", "another project's secret")
+        .expect("read_original", "EACCES");
 }
 
 /// Case 4: symlinks in the workspace pointing outside, one planted before the run and one
