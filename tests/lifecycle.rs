@@ -22,6 +22,7 @@ as_root_and_nobody!(
     command_not_found_exits_127,
     command_not_executable_exits_126,
     empty_command_is_usage_error,
+    case31_kill_9_at_any_moment_runs_nothing_unconfined,
 );
 
 fn exit_status_of_command_is_propagated(user: User) {
@@ -164,4 +165,72 @@ fn empty_command_is_usage_error(user: User) {
     let w = World::new(user);
     let out = run(&mut w.nono(["run", "--"]));
     assert_eq!(out.code(), Some(2), "{}", out.describe());
+}
+
+/// Whether `pid` is a live process (a zombie is not).
+fn alive(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // The state follows the command name in parentheses.
+        Ok(stat) => stat
+            .rsplit_once(") ")
+            .is_some_and(|(_, rest)| !rest.starts_with('Z')),
+        Err(_) => false,
+    }
+}
+
+/// Case 31: `kill -9` of nono at any moment, its set-up included. Ten runs are killed after 0
+/// to 80 ms, which lands in parsing, in building the sandbox, between `clone` and `execve`, and
+/// while the command runs. Whichever moment it was, nothing of the command runs unconfined:
+/// the command, when it started, dies with nono (`PR_SET_PDEATHSIG`, and a child that finds
+/// its parent gone before that exits), and what it started in the background outlives both
+/// still confined: its read of the key half a second later fails.
+fn case31_kill_9_at_any_moment_runs_nothing_unconfined(user: User) {
+    let w = World::new(user);
+    let work = w.work.display().to_string();
+    let script = format!(
+        "echo $$ >> {work}/pids; \
+         ( sleep 0.5; cat {key} > {work}/leak-bg.$$ 2>/dev/null ) & \
+         sleep 0.5; cat {key} > {work}/leak-fg.$$ 2>/dev/null; sleep 5",
+        key = w.key().display()
+    );
+    for delay_ms in [0, 1, 2, 3, 5, 8, 12, 20, 40, 80] {
+        let mut cmd = w.sandbox(&[] as &[&str], &["/bin/sh", "-c", &script]);
+        cmd.stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        let mut nono = cmd.spawn().expect("spawn nono");
+        std::thread::sleep(Duration::from_millis(delay_ms));
+        nono.kill().expect("kill -9 nono");
+        let _ = nono.wait();
+    }
+    let pids: Vec<i32> = std::fs::read_to_string(w.work.join("pids"))
+        .unwrap_or_default()
+        .lines()
+        .map(|l| l.trim().parse().expect("a pid"))
+        .collect();
+    for pid in &pids {
+        assert!(
+            nono_e2e::wait_until(Duration::from_secs(5), || !alive(*pid)),
+            "command {pid} outlived the nono that started it"
+        );
+    }
+    // The background reads come 0.5 s after their start; give them time to happen.
+    std::thread::sleep(Duration::from_millis(1500));
+    let mut leaks = 0;
+    for entry in std::fs::read_dir(&w.work).unwrap() {
+        let entry = entry.unwrap();
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with("leak-") {
+            leaks += 1;
+            let content = std::fs::read_to_string(entry.path()).unwrap_or_default();
+            assert!(
+                !content.contains(nono_e2e::FAKE_KEY.trim()),
+                "{name}: a process of a killed run read the key"
+            );
+        }
+    }
+    eprintln!(
+        "{} of 10 killed runs had started their command; {leaks} read attempts made",
+        pids.len()
+    );
 }
