@@ -23,6 +23,7 @@ as_root_and_nobody!(
     command_not_executable_exits_126,
     empty_command_is_usage_error,
     case31_kill_9_at_any_moment_runs_nothing_unconfined,
+    case24_non_utf8_paths_are_refused_with_a_clear_error,
 );
 
 fn exit_status_of_command_is_propagated(user: User) {
@@ -165,6 +166,44 @@ fn empty_command_is_usage_error(user: User) {
     let w = World::new(user);
     let out = run(&mut w.nono(["run", "--"]));
     assert_eq!(out.code(), Some(2), "{}", out.describe());
+}
+
+/// Case 24: paths that are not UTF-8. Policies name paths as text, so such a path is refused,
+/// never guessed at: `--allow` of an existing directory whose name has a 0xff byte stops the
+/// run (125) with an error that names the flag and the reason, and a profile with such a byte
+/// is invalid at its line and column.
+fn case24_non_utf8_paths_are_refused_with_a_clear_error(user: User) {
+    use std::os::unix::ffi::OsStrExt;
+    let w = World::new(user);
+    let mut raw = w.work.as_os_str().as_bytes().to_vec();
+    raw.extend_from_slice(b"/bad\xffdir");
+    let bad = std::path::PathBuf::from(std::ffi::OsStr::from_bytes(&raw));
+    std::fs::create_dir(&bad).unwrap();
+    let out = run(&mut w.nono([
+        "run".as_ref(),
+        "--allow".as_ref(),
+        bad.as_os_str(),
+        "--".as_ref(),
+        "/bin/true".as_ref(),
+    ]));
+    assert_eq!(out.code(), Some(125), "{}", out.describe());
+    assert!(
+        out.stderr.contains("--allow") && out.stderr.contains("not valid UTF-8"),
+        "the error must name the flag and the reason\n{}",
+        out.describe()
+    );
+    let profile = w.root.join("bad-utf8.nono");
+    let mut text = b"profile bad\nversion 1.0.0\nread /tmp/".to_vec();
+    text.extend_from_slice(b"\xff/x\n");
+    std::fs::write(&profile, text).unwrap();
+    let out = run(&mut w.nono(["profile".as_ref(), "validate".as_ref(), profile.as_os_str()]));
+    assert_eq!(out.code(), Some(1), "{}", out.describe());
+    assert!(
+        out.stderr.contains("not valid UTF-8")
+            && out.stderr.contains(&format!("{}:3:11", profile.display())),
+        "the error must say why and where\n{}",
+        out.describe()
+    );
 }
 
 /// Whether `pid` is a live process (a zombie is not).
