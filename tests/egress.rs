@@ -769,24 +769,23 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
     LOCK.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// A kernel-mode test's set-up: the serial lock and a world as root; `None` (the test skips)
-/// when this nono can't load the network programs.
-fn kernel_mode_world() -> Option<(std::sync::MutexGuard<'static, ()>, World)> {
+/// A kernel-mode test's set-up: the serial lock and a world as root. A nono that can't load
+/// the network programs fails the test, as in `kernel_net.rs`: a skipped test proves nothing.
+fn kernel_mode_world() -> (std::sync::MutexGuard<'static, ()>, World) {
     let serial = serial();
-    has_cgroup_sock().then(|| (serial, World::new(User::Root)))
+    assert_cgroup_sock();
+    (serial, World::new(User::Root))
 }
 
-/// Whether this nono can load the network programs (else the kernel-mode tests skip).
-fn has_cgroup_sock() -> bool {
+/// This nono has the kernel layer's network programs built in.
+fn assert_cgroup_sock() {
     let version = run(std::process::Command::new(nono_e2e::nono_bin()).arg("--version"));
-    if !version.stdout.contains("cgroup-sock") {
-        eprintln!(
-            "SKIP: this nono has no kernel layer ({}); build it with `cargo xtask ebpf`",
-            version.stdout.trim()
-        );
-        return false;
-    }
-    true
+    assert!(
+        version.stdout.contains("cgroup-sock"),
+        "this nono has no kernel layer ({}); build it with `cargo xtask ebpf` (the README's \
+         test command does)",
+        version.stdout.trim()
+    );
 }
 
 /// `nono run` with domain rules, as root: nothing is reachable until nono's resolver answers
@@ -795,9 +794,7 @@ fn has_cgroup_sock() -> bool {
 /// resolver from outside (the redirect of the sandbox's own queries is the next test).
 #[test]
 fn kernel_mode_resolver_allows_answered_addresses_until_their_ttl() {
-    let Some((_serial, w)) = kernel_mode_world() else {
-        return;
-    };
+    let (_serial, w) = kernel_mode_world();
     let zone = Zone::start();
     let a = HttpServer::start("127.0.0.2", 0);
     let port = a.addr.port();
@@ -960,9 +957,7 @@ for line in sys.stdin:
 /// reaches the upstream; an answer opens its address.
 #[test]
 fn kernel_mode_port_53_is_redirected_to_nono_resolver() {
-    let Some((_serial, w)) = kernel_mode_world() else {
-        return;
-    };
+    let (_serial, w) = kernel_mode_world();
     let zone = Zone::start();
     let a = HttpServer::start("127.0.0.2", 0);
     let port = a.addr.port();
@@ -997,9 +992,7 @@ fn kernel_mode_port_53_is_redirected_to_nono_resolver() {
 /// there); an allowed name on loopback opens only with that flag (always given here).
 #[test]
 fn kernel_mode_wildcards_lookalikes_and_special_ranges() {
-    let Some((_serial, w)) = kernel_mode_world() else {
-        return;
-    };
+    let (_serial, w) = kernel_mode_world();
     let zone = Zone::start();
     let server = HttpServer::start("127.0.0.5", 0);
     let port = server.addr.port();
@@ -1081,9 +1074,7 @@ fn kernel_mode_wildcards_lookalikes_and_special_ranges() {
 #[test]
 fn kernel_mode_ipv6_port_53_is_redirected_to_nono_resolver() {
     let _serial = serial();
-    if !has_cgroup_sock() {
-        return;
-    }
+    assert_cgroup_sock();
     assert!(
         std::net::UdpSocket::bind("[::1]:0").is_ok(),
         "this test needs IPv6 loopback (::1)"
@@ -1140,9 +1131,7 @@ fn kernel_mode_ipv6_port_53_is_redirected_to_nono_resolver() {
 /// rule's port is EPERM while the test's listener there sees nothing.
 #[test]
 fn kernel_mode_loopback_answers_open_nothing_without_allow_resolved() {
-    let Some((_serial, w)) = kernel_mode_world() else {
-        return;
-    };
+    let (_serial, w) = kernel_mode_world();
     let zone = Zone::start();
     let listener = std::net::TcpListener::bind("127.0.0.6:0").unwrap();
     listener.set_nonblocking(true).unwrap();
@@ -1179,9 +1168,7 @@ fn kernel_mode_loopback_answers_open_nothing_without_allow_resolved() {
 /// reachable from outside the sandbox (the control at the end).
 #[test]
 fn kernel_mode_metadata_answers_open_nothing() {
-    let Some((_serial, w)) = kernel_mode_world() else {
-        return;
-    };
+    let (_serial, w) = kernel_mode_world();
     let ns = nono_e2e::Netns::new("egress-metadata", &["169.254.169.254/32"]);
     let (zone, metadata) = ns.run(|| (Zone::start(), HttpServer::start("169.254.169.254", 0)));
     let port = metadata.addr.port();
@@ -1223,9 +1210,7 @@ fn kernel_mode_metadata_answers_open_nothing() {
 /// port only once that name is answered. The deny names the normalised name.
 #[test]
 fn kernel_mode_trailing_dot_and_the_rules_ports() {
-    let Some((_serial, w)) = kernel_mode_world() else {
-        return;
-    };
+    let (_serial, w) = kernel_mode_world();
     let zone = Zone::start();
     let a = HttpServer::start("127.0.0.2", 0);
     let p = a.addr.port();
@@ -1289,9 +1274,7 @@ fn kernel_mode_trailing_dot_and_the_rules_ports() {
 /// REFUSED, never forwarded, and the address the zone gives them stays closed.
 #[test]
 fn kernel_mode_punycode_lookalikes_are_distinct() {
-    let Some((_serial, w)) = kernel_mode_world() else {
-        return;
-    };
+    let (_serial, w) = kernel_mode_world();
     let zone = Zone::start();
     let real = HttpServer::start("127.0.0.4", 0);
     let port = real.addr.port();
