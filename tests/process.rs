@@ -365,8 +365,8 @@ show("done", "yes")
     );
 }
 
-/// Case 16: leaving the cgroup (open `cgroup.procs` of the root cgroup for writing), changing a
-/// sysctl (opened for writing only, never written), loading a BPF program or a kernel module.
+/// Case 16: leaving the cgroup (open `cgroup.procs` of the root cgroup, and of a cgroup
+/// delegated to the user, for writing), changing a sysctl (opened for writing only, never written), loading a BPF program or a kernel module.
 /// The module image is garbage and the BPF program a two-instruction socket filter, so an
 /// unblocked call does no harm.
 fn case16_cgroup_escape_bpf_module_and_sysctl_denied(user: User) {
@@ -392,12 +392,38 @@ call("bpf_prog_load", bpf)
 image = ctypes.create_string_buffer(b"\0" * 64)
 call("init_module", lambda: libc.syscall(SYS_init_module, image, 64, b""))
 "#;
-    let extra = serde_json::json!({ "cgroup": cgroup_root });
-    let out = w.probe_with(&[] as &[&str], &extra, code);
+    // A cgroup delegated to the test's user (its directory and `cgroup.procs` are the user's,
+    // as systemd delegates them): the user may move processes into it, so only the sandbox
+    // stops the command (the control below opens it).
+    let delegated = std::path::Path::new(&cgroup_root).join(format!(
+        "nono-e2e-delegated-{}-{}",
+        std::process::id(),
+        w.root.file_name().unwrap().to_string_lossy()
+    ));
+    std::fs::create_dir(&delegated).expect("create the delegated cgroup");
+    let uid = match user {
+        User::Root => 0,
+        User::Nobody => 65534,
+    };
+    for p in [delegated.clone(), delegated.join("cgroup.procs")] {
+        std::os::unix::fs::chown(&p, Some(uid), Some(uid)).unwrap();
+    }
+    let code = format!(
+        "{code}\nattempt(\"delegated_procs\", lambda: os.close(os.open(P[\"delegated\"] + \"/cgroup.procs\", os.O_WRONLY)))\n"
+    );
+    let extra = serde_json::json!({ "cgroup": cgroup_root, "delegated": delegated });
+    let out = w.probe_with(&[] as &[&str], &extra, &code);
+    let control = w.unconfined_probe(
+        &extra,
+        r#"attempt("delegated_procs", lambda: os.close(os.open(P["delegated"] + "/cgroup.procs", os.O_WRONLY)))"#,
+    );
+    let _ = std::fs::remove_dir(&delegated);
     out.expect("cgroup_procs", "EACCES")
+        .expect("delegated_procs", "EACCES")
         .expect("sysctl", "EACCES")
         .expect("bpf_prog_load", "EPERM")
         .expect("init_module", "EPERM");
+    control.expect("delegated_procs", "OK");
 }
 
 fn cgroup2_mount() -> Option<String> {
