@@ -24,6 +24,7 @@ as_root_and_nobody!(
     empty_command_is_usage_error,
     case31_kill_9_at_any_moment_runs_nothing_unconfined,
     case24_non_utf8_paths_are_refused_with_a_clear_error,
+    case27_huge_profiles_are_bounded_or_refused,
 );
 
 fn exit_status_of_command_is_propagated(user: User) {
@@ -204,6 +205,108 @@ fn case24_non_utf8_paths_are_refused_with_a_clear_error(user: User) {
         "the error must say why and where\n{}",
         out.describe()
     );
+}
+
+/// `cmd`'s exit code, stdout and stderr, and its peak resident set in KiB (`wait4`'s rusage:
+/// the process's own, whatever else the test process runs meanwhile).
+fn run_measuring_rss(w: &World, cmd: &mut std::process::Command) -> (i32, String, String, i64) {
+    let out_path = w.root.join("measured.out");
+    let err_path = w.root.join("measured.err");
+    cmd.stdin(std::process::Stdio::null())
+        .stdout(std::fs::File::create(&out_path).unwrap())
+        .stderr(std::fs::File::create(&err_path).unwrap());
+    // Reaped by wait4 below, which also gives its rusage.
+    #[allow(clippy::zombie_processes)]
+    let child = cmd.spawn().expect("spawn nono");
+    let mut status = 0;
+    // SAFETY: rusage is plain data, filled by wait4 for our own child.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: waiting for the child just spawned, with live out-pointers.
+    let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
+    assert_eq!(pid, child.id() as i32, "wait4");
+    assert!(libc::WIFEXITED(status), "nono died: status {status:#x}");
+    (
+        libc::WEXITSTATUS(status),
+        std::fs::read_to_string(out_path).unwrap(),
+        std::fs::read_to_string(err_path).unwrap(),
+        usage.ru_maxrss,
+    )
+}
+
+/// Case 27: huge inputs are compiled in bounded memory, or refused. A profile of 100,000 rules
+/// in either format validates with a peak RSS under 256 MiB (about 60 MiB in a debug build); a
+/// chain of three such profiles (300,000 rules) is refused for too many rules, by name of the
+/// limit; a file past the size limit is refused before it is parsed.
+fn case27_huge_profiles_are_bounded_or_refused(user: User) {
+    let w = World::new(user);
+    let profiles = w.home.join(".config/nono/profiles");
+    std::fs::create_dir_all(&profiles).unwrap();
+    let rules =
+        |tag: &str| -> Vec<String> { (0..100_000).map(|i| format!("/data/{tag}{i}/**")).collect() };
+    let json = |extends: Option<&str>, tag: &str| {
+        let mut p = serde_json::json!({ "filesystem": { "read": rules(tag) } });
+        if let Some(parent) = extends {
+            p["extends"] = serde_json::json!([parent]);
+        }
+        p.to_string()
+    };
+    std::fs::write(profiles.join("huge-c.json"), json(None, "c")).unwrap();
+    std::fs::write(profiles.join("huge-b.json"), json(Some("huge-c"), "b")).unwrap();
+    std::fs::write(profiles.join("huge-a.json"), json(Some("huge-b"), "a")).unwrap();
+    let lang = w.root.join("huge.nono");
+    let mut text = String::from("profile huge\nversion 1.0.0\n");
+    for r in rules("l") {
+        text.push_str(&format!("read {r}\n"));
+    }
+    std::fs::write(&lang, text).unwrap();
+    // Open to the test's user (the world's root is).
+    for p in [&profiles, &lang] {
+        std::os::unix::fs::chown(p, Some(user_uid(user)), None).unwrap();
+    }
+    for (what, target) in [
+        ("JSON", profiles.join("huge-c.json")),
+        ("nono language", lang.clone()),
+    ] {
+        let (code, out, err, rss_kib) = run_measuring_rss(
+            &w,
+            &mut w.nono(["profile".as_ref(), "validate".as_ref(), target.as_os_str()]),
+        );
+        assert_eq!(code, 0, "{what}: {out}{err}");
+        assert!(out.contains("100000 rules"), "{what}: {out}");
+        assert!(
+            rss_kib < 256 * 1024,
+            "{what}: validating 100,000 rules peaked at {} MiB",
+            rss_kib / 1024
+        );
+        eprintln!("{what}: 100,000 rules, peak RSS {} MiB", rss_kib / 1024);
+    }
+    let (code, out, err, _) = run_measuring_rss(&w, &mut w.nono(["profile", "validate", "huge-a"]));
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(err.contains("too many rules"), "{err}");
+    let big = w.root.join("big.json");
+    std::fs::write(
+        &big,
+        format!("{{\"description\": \"{}\"}}", "x".repeat(10 * 1024 * 1024)),
+    )
+    .unwrap();
+    let (code, out, err, rss_kib) = run_measuring_rss(
+        &w,
+        &mut w.nono(["profile".as_ref(), "validate".as_ref(), big.as_os_str()]),
+    );
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(err.contains("too large"), "{err}");
+    assert!(
+        rss_kib < 64 * 1024,
+        "a refused file was read whole: {} MiB",
+        rss_kib / 1024
+    );
+}
+
+fn user_uid(user: User) -> u32 {
+    match user {
+        User::Root => 0,
+        User::Nobody => 65534,
+    }
 }
 
 /// Whether `pid` is a live process (a zombie is not).
