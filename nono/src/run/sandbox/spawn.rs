@@ -594,9 +594,7 @@ pub fn spawn(
         libc::sigfillset(&mut all);
         libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut before);
     }
-    // Not attempted reads as refused: the child then writes itself into the cgroup, if any.
     let mut pid = -1;
-    let mut clone_errno = libc::ENOSYS;
     #[cfg(target_arch = "x86_64")]
     if let Some(CgroupEntry::AtClone { dir, .. }) = &conf.cgroup {
         use std::os::fd::AsRawFd;
@@ -610,11 +608,12 @@ pub fn spawn(
                 dir.as_raw_fd(),
             )
         };
-        clone_errno = errno();
     }
-    // Without `clone3` (ENOSYS from a container's seccomp profile), the child writes itself
-    // into the cgroup.
-    if pid < 0 && clone_errno == libc::ENOSYS {
+    // Not attempted, or refused however it was (ENOSYS from a container's seccomp profile, or
+    // whatever a kernel or sandbox that rejects the flag answers): the child writes itself into
+    // the cgroup, if any. A refusal about the cgroup itself fails that write too, and the
+    // write's error is the one reported.
+    if pid < 0 {
         args.born_in_cgroup = false;
         // SAFETY: `child_entry` runs only async-signal-safe code on its own stack (see `child`)
         // and never returns; `args` and `stack` outlive it, because CLONE_VFORK suspends this
@@ -627,8 +626,8 @@ pub fn spawn(
                 (&args as *const ChildArgs<'_, '_>).cast_mut().cast(),
             )
         };
-        clone_errno = errno();
     }
+    let clone_errno = errno();
     // SAFETY: restoring the mask saved above.
     unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &before, std::ptr::null_mut()) };
     drop(stack);
@@ -640,11 +639,7 @@ pub fn spawn(
             libc::close(write_end);
         }
         return Err(SpawnError {
-            step: if args.born_in_cgroup {
-                Step::Cgroup
-            } else {
-                Step::Exec
-            },
+            step: Step::Exec,
             errno: e,
         });
     }
