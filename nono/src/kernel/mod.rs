@@ -13,8 +13,8 @@
 //!   BTF tracepoint, [`EXEC_TRACEPOINT_PIN`]) is a part of its own too: it enforces nothing, and
 //!   without it an exec is reported only by the LSM exec check, by inode, with no argv.
 //! - Each run gets a cgroup v2 of its own, below nono's cgroup; its child is born in it or
-//!   enters it before exec ([`Sandbox::cgroup_dir`], [`Sandbox::cgroup_procs_path`]). Every
-//!   program decides by the task's cgroup id.
+//!   enters it before exec ([`Sandbox::cgroup_dir`]). Every program decides by the task's
+//!   cgroup id.
 //! - A run removes its entries and cgroup on drop; the next start removes what a crashed run
 //!   left (see [`sandbox`]).
 //!
@@ -25,9 +25,9 @@
 //!    `sandbox.unbound` lists rules the layer could not bind (a deny on a path that does not
 //!    exist, domain rules, file denies without BPF LSM): refuse or warn per `--best-effort`.
 //! 3. Open `sandbox.cgroup_dir()` and start the child in it with `clone3(CLONE_INTO_CGROUP)`;
-//!    or open `sandbox.cgroup_procs_path()` for writing before fork and, in the child, before
-//!    dropping capabilities, Landlock and seccomp (Landlock would forbid the write), write `0`
-//!    to it. The command never runs outside the cgroup.
+//!    or, in the child, before dropping capabilities, Landlock and seccomp (Landlock would
+//!    forbid the write), write `0` to the directory's `cgroup.procs`. The command never runs
+//!    outside the cgroup.
 //! 4. `EventPrinter::spawn(sandbox.events()?, ...)` for `-v`, stopped after the child exits;
 //!    then `sandbox.dropped_events()` is this run's count of events lost to a full ring.
 //! 5. Drop the sandbox (or call `cleanup`) after the child exits.

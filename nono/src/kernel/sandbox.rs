@@ -794,12 +794,6 @@ impl Sandbox {
         &self.cgroup_dir
     }
 
-    /// The file the child writes itself into (`0` or its pid) before exec, or the parent
-    /// writes the child's pid into between fork and exec.
-    pub fn cgroup_procs_path(&self) -> PathBuf {
-        self.cgroup_dir.join("cgroup.procs")
-    }
-
     /// The event slot this sandbox holds: its ring buffer and drop counter.
     pub fn event_slot(&self) -> u32 {
         event_slot(self.id)

@@ -27,9 +27,8 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::fs::OpenOptions;
+use std::os::fd::OwnedFd;
 use std::os::unix::fs::OpenOptionsExt;
-
-use crate::run::sandbox::SandboxCgroup;
 
 use nono_policy::backend::landlock::{KernelCoverage, LandlockPlan};
 use nono_policy::ir::{Policy, RuleId};
@@ -172,11 +171,6 @@ impl KernelRun {
                 }
             }
         }
-        let procs_path = sandbox.cgroup_procs_path();
-        let procs = OpenOptions::new()
-            .write(true)
-            .open(&procs_path)
-            .map_err(|e| format!("opening {}: {e}", procs_path.display()))?;
         let dir = OpenOptions::new()
             .read(true)
             .custom_flags(libc::O_DIRECTORY | libc::O_CLOEXEC)
@@ -190,10 +184,7 @@ impl KernelRun {
         Ok((
             Some(KernelSandbox {
                 sandbox,
-                cgroup: Some(SandboxCgroup {
-                    dir: dir.into(),
-                    procs: procs.into(),
-                }),
+                cgroup: Some(dir.into()),
                 printer: None,
                 rules: rule_names(policy),
                 audit: None,
@@ -238,7 +229,7 @@ pub fn covered_rules(
 /// One run's kernel sandbox while the command runs.
 pub struct KernelSandbox {
     sandbox: kernel::Sandbox,
-    cgroup: Option<SandboxCgroup>,
+    cgroup: Option<OwnedFd>,
     printer: Option<EventPrinter>,
     rules: HashMap<u32, String>,
     audit: Option<AuditSender>,
@@ -250,8 +241,8 @@ impl KernelSandbox {
         self.sandbox.id()
     }
 
-    /// The sandbox cgroup the child enters (taken once).
-    pub fn take_cgroup(&mut self) -> Option<SandboxCgroup> {
+    /// The directory of the sandbox cgroup the child enters (taken once).
+    pub fn take_cgroup(&mut self) -> Option<OwnedFd> {
         self.cgroup.take()
     }
 

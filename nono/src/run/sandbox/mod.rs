@@ -27,23 +27,14 @@ use nono_policy::ir::AuditLevel;
 pub struct Sandbox {
     pub ruleset: landlock::Ruleset,
     pub filters: seccomp::Filters,
-    /// With the kernel layer: the run's sandbox cgroup, which the child is born in or writes
-    /// itself into before it confines itself (see [`spawn`]).
-    pub cgroup: Option<SandboxCgroup>,
+    /// With the kernel layer: the run's sandbox cgroup's directory, the cgroup the child is
+    /// born in or writes itself into before it confines itself (see [`spawn`]).
+    pub cgroup: Option<std::os::fd::OwnedFd>,
     /// In the proxy mode of domain rules: the command's own network namespace.
     pub netns: Option<netns::Setup>,
     /// With an audit trail: the gate the child waits at until the session row is committed
     /// (`audit::session::RunAudit::take_row_gate`).
     pub row_gate: Option<std::os::fd::OwnedFd>,
-}
-
-/// The kernel layer's sandbox cgroup, opened by the parent for the child to enter.
-#[derive(Debug)]
-pub struct SandboxCgroup {
-    /// The cgroup's directory, for `clone3(CLONE_INTO_CGROUP)`.
-    pub dir: std::os::fd::OwnedFd,
-    /// Its `cgroup.procs`, open for writing.
-    pub procs: std::os::fd::OwnedFd,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -183,14 +174,9 @@ pub fn run(
         seccomp: &sandbox.filters.programs,
         // The proxy mode's set-up (its listener's bind) runs before the child enters the
         // cgroup, outside the sandbox's socket programs, so that child writes itself in.
-        cgroup: sandbox.cgroup.as_ref().map(|c| match sandbox.netns {
-            Some(_) => spawn::CgroupEntry::Write {
-                procs: c.procs.as_fd(),
-            },
-            None => spawn::CgroupEntry::AtClone {
-                dir: c.dir.as_fd(),
-                procs: c.procs.as_fd(),
-            },
+        cgroup: sandbox.cgroup.as_ref().map(|dir| spawn::CgroupEntry {
+            dir: dir.as_fd(),
+            at_clone: sandbox.netns.is_none(),
         }),
         netns: sandbox
             .netns

@@ -31,7 +31,7 @@
 //!    born there: `clone3(CLONE_INTO_CGROUP)` with the cgroup's directory (Linux 5.7). Writing
 //!    `cgroup.procs` instead moves a running task, which takes the cgroup threadgroup lock for
 //!    writing and waits for an RCU grace period: 6 to 11 ms of every privileged start on the
-//!    development VM. The child writes `0` to `cgroup.procs` (opened by the parent) when
+//!    development VM. The child opens the cgroup's `cgroup.procs` and writes `0` to it when
 //!    `clone3` is refused (a container's seccomp profile answers ENOSYS), on other
 //!    architectures, and in the proxy mode, whose set-up above must not be judged by the
 //!    sandbox's socket programs. The write comes before the child drops capabilities (it is a
@@ -281,23 +281,12 @@ pub struct Confinement<'a> {
 
 /// How the child enters the kernel layer's sandbox cgroup (step 3a).
 #[derive(Clone, Copy)]
-pub enum CgroupEntry<'a> {
-    /// The child writes `0` to the cgroup's `cgroup.procs`, open for writing.
-    Write { procs: std::os::fd::BorrowedFd<'a> },
-    /// The child is born in the cgroup of directory `dir`; where `clone3` is refused, it
-    /// writes `procs` instead.
-    AtClone {
-        dir: std::os::fd::BorrowedFd<'a>,
-        procs: std::os::fd::BorrowedFd<'a>,
-    },
-}
-
-impl<'a> CgroupEntry<'a> {
-    fn procs(&self) -> std::os::fd::BorrowedFd<'a> {
-        match *self {
-            CgroupEntry::Write { procs } | CgroupEntry::AtClone { procs, .. } => procs,
-        }
-    }
+pub struct CgroupEntry<'a> {
+    /// The cgroup's directory.
+    pub dir: std::os::fd::BorrowedFd<'a>,
+    /// Born in it (`clone3(CLONE_INTO_CGROUP)`) where `clone3` allows. Otherwise, and always
+    /// when false, the child opens the directory's `cgroup.procs` and writes itself in.
+    pub at_clone: bool,
 }
 
 fn errno() -> i32 {
@@ -367,9 +356,15 @@ fn child(
             libc::_exit(125);
         }
         if let (Some(entry), false) = (&conf.cgroup, born_in_cgroup) {
-            if libc::write(entry.procs().as_raw_fd(), b"0".as_ptr().cast(), 1) != 1 {
+            let procs = libc::openat(
+                entry.dir.as_raw_fd(),
+                c"cgroup.procs".as_ptr(),
+                libc::O_WRONLY | libc::O_CLOEXEC,
+            );
+            if procs < 0 || libc::write(procs, b"0".as_ptr().cast(), 1) != 1 {
                 fail(Step::Cgroup);
             }
+            libc::close(procs);
         }
         if libc::chdir(launch.cwd.as_ptr()) != 0 {
             fail(Step::Chdir);
@@ -484,9 +479,9 @@ const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
 /// glibc exports no `clone3` wrapper, and a child on a stack of its own cannot return from the
 /// system call into Rust code (that code would look for the caller's frame on the new, empty
 /// stack), so the child's side is three instructions, as in glibc's `clone3.S`: it calls
-/// `entry` on its new stack with `arg`, and `entry` never returns (`ud2` if it did). The parent's side returns
-/// normally. `rcx` and `r11` are clobbered by `syscall`; `r12` and `r13` carry `entry` and `arg`
-/// across it, since the child starts with the caller's registers.
+/// `entry` on its new stack with `arg`, and `entry` never returns (`ud2` if it did). The
+/// parent's side returns normally. `rcx` and `r11` are clobbered by `syscall`; `r12` and `r13`
+/// carry `entry` and `arg` across it, since the child starts with the caller's registers.
 ///
 /// # Safety
 /// As `libc::clone` with `CLONE_VM | CLONE_VFORK`: `entry` must never return, run only
@@ -596,7 +591,11 @@ pub fn spawn(
     }
     let mut pid = -1;
     #[cfg(target_arch = "x86_64")]
-    if let Some(CgroupEntry::AtClone { dir, .. }) = &conf.cgroup {
+    if let Some(CgroupEntry {
+        dir,
+        at_clone: true,
+    }) = &conf.cgroup
+    {
         use std::os::fd::AsRawFd;
         args.born_in_cgroup = true;
         // SAFETY: as for `clone` below.
