@@ -96,7 +96,7 @@ pub fn kernel_status() -> CmdResult {
             let largest = verified.entry(name.clone()).or_insert(0);
             *largest = count.max(*largest);
         }
-        stats.insert(name, (info.run_time().as_nanos(), info.run_count()));
+        stats.insert(name, run_stats(&info));
     }
     for (name, (run_ns, runs)) in stats {
         println!("prog.{name}={run_ns} {runs}");
@@ -121,11 +121,16 @@ fn our_programs() -> impl Iterator<Item = (String, aya::programs::ProgramInfo)> 
         })
 }
 
-/// Cumulative (run time in ns, run count) of each of nono's programs, by program name. Counted
-/// only while `kernel.bpf_stats_enabled` is 1.
+/// A program's cumulative (run time in ns, run count). Counted only while
+/// `kernel.bpf_stats_enabled` is 1.
+fn run_stats(info: &aya::programs::ProgramInfo) -> (u128, u64) {
+    (info.run_time().as_nanos(), info.run_count())
+}
+
+/// [`run_stats`] of each of nono's programs, by program name.
 fn program_stats() -> ProgramStats {
     our_programs()
-        .map(|(name, info)| (name, (info.run_time().as_nanos(), info.run_count())))
+        .map(|(name, info)| (name, run_stats(&info)))
         .collect()
 }
 
