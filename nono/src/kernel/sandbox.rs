@@ -851,14 +851,12 @@ impl Drop for Sandbox {
 /// An entry already there keeps its rule id and gains the bit.
 fn keep_names(maps: &mut Maps, sandbox_id: u32, starts: &[(u32, PathBuf)]) -> Result<()> {
     for (rule_id, start) in starts {
-        let Ok(first) = fs::metadata(start) else {
-            continue;
-        };
+        let mut start_dev = None;
         let mut at = Some(start.as_path());
         while let Some(dir) = at {
             let Ok(meta) = fs::metadata(dir) else { break };
             // A mount point is busy (EBUSY) for rename; nothing above it needs the mark.
-            if meta.dev() != first.dev() {
+            if *start_dev.get_or_insert(meta.dev()) != meta.dev() {
                 break;
             }
             let key = InodeKey {
