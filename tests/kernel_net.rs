@@ -126,32 +126,12 @@ fn same_port_listeners() -> (TcpListener, TcpListener, u16) {
 /// A CIDR rule binds the address: `127.0.0.2/32 tcp port P` lets 127.0.0.2:P through and
 /// denies 127.0.0.1:P with EPERM, which Landlock (ports only) would have allowed. Without the
 /// kernel layer this profile is refused; with its network part it runs without
-/// `--best-effort`, and `-v` prints the denial with the default rule.
+/// `--best-effort`, and `-v` prints the denial with the default rule. The command is born in
+/// the sandbox cgroup (`clone3(CLONE_INTO_CGROUP)`): its `/proc/self/cgroup` is the one `-v`
+/// names ([`tcp_rule_probe`]).
 #[test]
 fn tcp_address_rule_is_enforced_by_the_cgroup_programs() {
-    let _serial = serial();
-    let w = World::new(User::Root);
-    let (other_addr, allowed, p) = same_port_listeners();
-    let profile = cidr_profile(
-        &w,
-        "net-addr",
-        serde_json::json!([{ "cidr": "127.0.0.2/32", "protocol": "tcp", "ports": [p] }]),
-    );
-    let code = format!(
-        r#"{CONNECT}
-attempt("allowed", lambda: connect("127.0.0.2", P["p"]))
-attempt("other_addr", lambda: connect("127.0.0.1", P["p"]))
-"#
-    );
-    let out = w.probe_with(
-        &["-v", "--profile", &profile],
-        &serde_json::json!({ "p": p }),
-        &code,
-    );
-    assert_net_part_active(&out);
-    out.expect("allowed", "OK").expect("other_addr", "EPERM");
-    assert_got_connection(&allowed);
-    assert_no_tcp_connection(&other_addr);
+    let (out, p) = tcp_rule_probe(None);
     let event = out
         .stderr
         .lines()
@@ -340,16 +320,17 @@ attempt("metadata_mapped", lambda: connect("::ffff:169.254.169.254", 8080))
     drop(ns);
 }
 
-/// A probe, with `clone3` answering `clone3_errno` to nono when given, runs in the cgroup
-/// `-v` names (its `/proc/self/cgroup`), and that cgroup's programs allow the connect its rule
-/// names and deny the other.
-fn cgroup_and_connects(clone3_errno: Option<i32>) {
+/// A probe under `127.0.0.2/32 tcp port P`, with `clone3` answering `clone3_errno` to nono
+/// when given: it runs in the cgroup `-v` names (its `/proc/self/cgroup`), and that cgroup's
+/// programs let 127.0.0.2:P through and deny 127.0.0.1:P (EPERM), which Landlock (ports only)
+/// would have allowed. Returns the run and P.
+fn tcp_rule_probe(clone3_errno: Option<i32>) -> (nono_e2e::Finished, u16) {
     let _serial = serial();
     let w = World::new(User::Root);
     let (other_addr, allowed, p) = same_port_listeners();
     let profile = cidr_profile(
         &w,
-        "net-born",
+        "net-addr",
         serde_json::json!([{ "cidr": "127.0.0.2/32", "protocol": "tcp", "ports": [p] }]),
     );
     let code = format!(
@@ -413,13 +394,7 @@ attempt("other_addr", lambda: connect("127.0.0.1", P["p"]))
     out.expect("allowed", "OK").expect("other_addr", "EPERM");
     assert_got_connection(&allowed);
     assert_no_tcp_connection(&other_addr);
-}
-
-/// The command is born in the sandbox cgroup (`clone3(CLONE_INTO_CGROUP)`): its
-/// `/proc/self/cgroup` is the one `-v` names, and the cgroup's programs judge its connects.
-#[test]
-fn command_runs_in_the_sandbox_cgroup() {
-    cgroup_and_connects(None);
+    (out, p)
 }
 
 /// Where `clone3` answers ENOSYS (Docker's seccomp profile), the child writes itself into the
@@ -428,7 +403,7 @@ fn command_runs_in_the_sandbox_cgroup() {
 /// all, nor can most threaded programs.)
 #[test]
 fn without_clone3_the_command_still_runs_in_the_sandbox_cgroup() {
-    cgroup_and_connects(Some(libc::ENOSYS));
+    tcp_rule_probe(Some(libc::ENOSYS));
 }
 
 /// After the command exits, the run's cgroup, registry record and map entries are gone.
