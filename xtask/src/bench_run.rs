@@ -10,6 +10,9 @@
 //! trail off (a profile extending `default`) beside it as the audit session's cost. Each run is
 //! reaped with `wait4`, whose rusage gives the peak RSS of nono's parent process (the maximum
 //! over nono and the children it reaped, and `/bin/true` is far smaller than nono).
+//! Beside them, the floor (`bench_floor`): the kernel work of the same sandbox, replayed by a
+//! minimal C launcher, so the report shows what any launcher pays for the profile and what is
+//! nono's own.
 //! Targets: nono adds at most 1.5 ms (median) over `/bin/true`; nono's peak RSS < 10 MiB.
 
 use std::fmt::Write as _;
@@ -154,7 +157,9 @@ pub fn bench_run(nono: &Path, runs: usize) -> anyhow::Result<String> {
     let mut variants = vec![variant("/bin/true", vec!["/bin/true".into()], 0)];
     // The variant the target applies to.
     let target;
-    if root && installed("setpriv") {
+    // As root, the target runs as `nobody`; the floor must run as the same user.
+    let target_as_nobody = root && installed("setpriv");
+    if target_as_nobody {
         variants.push(variant(
             "/bin/true as nobody (setpriv)",
             as_nobody(&["/bin/true"]),
@@ -185,6 +190,40 @@ pub fn bench_run(nono: &Path, runs: usize) -> anyhow::Result<String> {
         ));
     }
     let mut notes = Vec::new();
+    // The floor: the same kernel work from a minimal launcher (`bench_floor`), traced from
+    // the target variant's own run and compared with the same baseline.
+    if installed("strace") {
+        let traced = &variants[target];
+        let (argv, baseline) = (traced.argv.clone(), traced.baseline);
+        let launcher_argv = |launcher: &Path| {
+            let launcher = launcher.display().to_string();
+            if target_as_nobody {
+                as_nobody(&[launcher.as_str(), "/bin/true"])
+            } else {
+                vec![launcher, "/bin/true".into()]
+            }
+        };
+        let (launcher, plan) = crate::bench_floor::build(
+            &argv,
+            &[("HOME", &dirs.home)],
+            &dirs.work,
+            &base.join("floor"),
+        )
+        .context("building the floor launcher")?;
+        notes.push(format!(
+            "floor: {} Landlock path rules and {} seccomp programs ({} instructions), replayed from a traced run",
+            plan.rules.len(),
+            plan.programs.len(),
+            plan.programs.iter().map(|(_, p)| p.len()).sum::<usize>()
+        ));
+        variants.push(variant(
+            "  floor: the same kernel work, C launcher",
+            launcher_argv(&launcher),
+            baseline,
+        ));
+    } else {
+        notes.push("floor skipped: strace is not installed (`apt-get install -y strace`)".into());
+    }
     if installed("bwrap") {
         variants.push(variant(
             "bwrap --ro-bind / / /bin/true",

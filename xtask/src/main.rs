@@ -10,6 +10,7 @@ use anyhow::{bail, Context, Result};
 
 mod bench_connect;
 mod bench_egress;
+mod bench_floor;
 mod bench_rollback;
 mod bench_run;
 mod demo;
@@ -27,7 +28,8 @@ commands:
   test    every test: fmt, clippy, unit, end-to-end (root and unprivileged), fuzz smoke,
           and the kernel-layer lab on Debian's 6.12 and 6.1 kernels under QEMU
   bench [compile|run|audit|egress|connect|rollback]  benchmarks: policy compile (criterion)
-                             and `nono run` start-up next to /bin/true and bwrap (both by
+                             and `nono run` start-up next to /bin/true, bwrap and the
+                             floor (a C launcher replaying nono's traced kernel work; both by
                              default); each on its own: the audit trail (ingestion rate,
                              1M-event burst, `audit show`), egress (DNS through nono's
                              resolver, proxied connections, then connect), connect (TCP
@@ -47,6 +49,7 @@ const APT_PACKAGES: &[&str] = &[
     "util-linux", // setpriv: the unprivileged runs
     "iproute2",
     "procps",
+    "strace", // the bench's floor: replays a traced `nono run`'s kernel work
 ];
 
 fn main() -> Result<()> {
