@@ -36,6 +36,10 @@ fn refused(message: impl Into<String>) -> Exit {
 /// A rule this kernel cannot enforce, as `nono run` lists it.
 struct Problem {
     text: String,
+    /// Problems that share their explanation are listed under it once, each by its rule
+    /// (`--allow ~` puts some twenty credential denies inside one grant): (the shared
+    /// explanation, this problem's rule). Alone, a problem is shown as `text`.
+    shared: Option<(String, String)>,
     /// `--best-effort` may run without it. Not so for nono's own state (the implicit denies on
     /// the audit trail, the rollback store and nono's configuration): a run may do without a
     /// profile's rule, never with the record of what it did open to the command.
@@ -46,6 +50,7 @@ impl Problem {
     fn new(text: String) -> Problem {
         Problem {
             text,
+            shared: None,
             waivable: true,
         }
     }
@@ -68,15 +73,31 @@ fn problems(
 ) -> Vec<Problem> {
     let mut out = Vec::new();
     for g in &plan.gaps {
-        let rule = match g.rule {
-            Some(id) => RuleRef::of(policy, id).to_string(),
-            None => "the default deny".to_string(),
+        let rule = g.rule.map(|id| RuleRef::of(policy, id));
+        let (named, item) = match &rule {
+            Some(r) => (
+                r.to_string(),
+                format!(
+                    "{} `{}`{}",
+                    r.id,
+                    g.rule_text,
+                    r.origin
+                        .as_ref()
+                        .map_or(String::new(), |o| format!(" ({o})"))
+                ),
+            ),
+            None => (
+                "the default deny".to_string(),
+                format!("the default deny: `{}`", g.rule_text),
+            ),
         };
+        let need = format!("need {} ({}); {}", g.feature, g.needs, g.reason);
         out.push(Problem {
             text: format!(
-                "{rule}: `{}` needs {} ({}); {}",
+                "{named}: `{}` needs {} ({}); {}",
                 g.rule_text, g.feature, g.needs, g.reason
             ),
+            shared: Some((need, item)),
             waivable: !g.rule.is_some_and(|id| protects_nono_state(policy, id)),
         });
     }
@@ -102,6 +123,12 @@ fn problems(
                 "{c}: Landlock can only grant, so the grant would expose what the deny protects \
                  (grant narrower paths, or drop the grant)"
             ),
+            shared: Some((
+                "are denies their grants would expose: Landlock can only grant (grant narrower \
+                 paths, or drop the grants)"
+                    .to_string(),
+                c.to_string(),
+            )),
             waivable: !protects_nono_state(policy, c.deny.id),
         });
     }
@@ -232,12 +259,37 @@ fn concrete_text(p: &nono_policy::path::PolicyPath) -> String {
         .unwrap_or_else(|_| p.to_string())
 }
 
+/// The problems, one per line; those sharing an explanation under it, in first-seen order.
 fn list(problems: &[Problem]) -> String {
-    problems
-        .iter()
-        .map(|p| format!("  - {}", p.text))
-        .collect::<Vec<_>>()
-        .join("\n")
+    let mut lines = Vec::new();
+    let mut listed = vec![false; problems.len()];
+    for (i, p) in problems.iter().enumerate() {
+        if listed[i] {
+            continue;
+        }
+        let group: Vec<usize> = match &p.shared {
+            Some((why, _)) => (i..problems.len())
+                .filter(|&j| problems[j].shared.as_ref().is_some_and(|(w, _)| w == why))
+                .collect(),
+            None => vec![i],
+        };
+        match (&p.shared, group.len()) {
+            (Some((why, _)), n) if n > 1 => {
+                lines.push(format!("  - {n} rules {why}:"));
+                for j in group {
+                    listed[j] = true;
+                    if let Some((_, rule)) = &problems[j].shared {
+                        lines.push(format!("      {rule}"));
+                    }
+                }
+            }
+            _ => {
+                listed[i] = true;
+                lines.push(format!("  - {}", p.text));
+            }
+        }
+    }
+    lines.join("\n")
 }
 
 /// Where `execvp` would find the command.
@@ -762,6 +814,26 @@ fn audit_layers(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn problems_sharing_an_explanation_are_listed_under_it_once() {
+        let shared = |text: &str, why: &str, rule: &str| Problem {
+            text: text.into(),
+            shared: Some((why.into(), rule.into())),
+            waivable: true,
+        };
+        let problems = [
+            shared("r1 a: needs X", "need X", "r1 a"),
+            Problem::new("seccomp is missing".into()),
+            shared("r2 b: needs Y", "need Y", "r2 b"),
+            shared("r3 c: needs X", "need X", "r3 c"),
+        ];
+        assert_eq!(
+            list(&problems),
+            "  - 2 rules need X:\n      r1 a\n      r3 c\n  - seccomp is missing\n  - r2 b: needs Y"
+        );
+        assert_eq!(list(&problems[..1]), "  - r1 a: needs X");
+    }
 
     #[test]
     fn finds_commands_like_execvp() {
