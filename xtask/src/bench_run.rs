@@ -190,6 +190,7 @@ pub fn bench_run(nono: &Path, runs: usize) -> anyhow::Result<String> {
         ));
     }
     let mut notes = Vec::new();
+    let mut floor = None;
     // The floor: the same kernel work from a minimal launcher (`bench_floor`), traced from
     // the target variant's own run and compared with the same baseline.
     if installed("strace") {
@@ -216,6 +217,7 @@ pub fn bench_run(nono: &Path, runs: usize) -> anyhow::Result<String> {
             plan.programs.len(),
             plan.programs.iter().map(|(_, p)| p.len()).sum::<usize>()
         ));
+        floor = Some(variants.len());
         variants.push(variant(
             "  floor: the same kernel work, C launcher",
             launcher_argv(&launcher),
@@ -316,6 +318,21 @@ pub fn bench_run(nono: &Path, runs: usize) -> anyhow::Result<String> {
             ratio,
             ms(delta),
             v.max_rss_kib as f64 / 1024.0
+        );
+    }
+    if let Some(f) = floor {
+        let floor_med = median_of(&variants[f]);
+        let floor_overhead = floor_med.saturating_sub(median_of(&variants[variants[f].baseline]));
+        let _ = writeln!(
+            out,
+            "floor: the profile's kernel work alone adds {:.3} ms{}; nono's own share is {:.3} ms",
+            ms(floor_overhead),
+            if floor_overhead > TARGET_OVERHEAD {
+                " (above the target: no launcher meets it here)"
+            } else {
+                ""
+            },
+            ms(median_of(&variants[target]).saturating_sub(floor_med))
         );
     }
     let verdict = |ok: bool| if ok { "ok" } else { "MISSED" };
