@@ -406,6 +406,65 @@ fn without_clone3_the_command_still_runs_in_the_sandbox_cgroup() {
     tcp_rule_probe(Some(libc::ENOSYS));
 }
 
+/// Issue 4's lifecycle: the programs are loaded and pinned once, and a run only adds and removes
+/// its own map entries. Traced with strace, a run after the first creates no BPF object: no
+/// program, BTF or map load, no link (aya's kernel feature probes, five throwaway programs and
+/// three maps, ran in every root run until the pinned programs were opened without it), while
+/// it does attach the pinned socket programs to its cgroup.
+#[test]
+fn a_run_loads_nothing_once_the_layer_is_pinned() {
+    let _serial = serial();
+    let w = World::new(User::Root);
+    let profile = cidr_profile(
+        &w,
+        "net-pinned",
+        serde_json::json!([{ "cidr": "127.0.0.2/32", "protocol": "tcp", "ports": [9] }]),
+    );
+    let args = ["-v", "--profile", profile.as_str()];
+    let first = run(&mut w.sandbox(&args, &["/bin/true"]));
+    assert_eq!(first.code(), Some(0), "{}", first.describe());
+    assert_net_part_active(&first);
+
+    let trace = w.root.join("bpf.trace");
+    let plain = w.sandbox(&args, &["/bin/true"]);
+    let mut traced = Command::new("strace");
+    traced
+        .args(["-f", "-qq", "-e", "trace=bpf", "-o"])
+        .arg(&trace)
+        .arg(plain.get_program())
+        .args(plain.get_args());
+    for (key, value) in plain.get_envs() {
+        match value {
+            Some(v) => traced.env(key, v),
+            None => traced.env_remove(key),
+        };
+    }
+    if let Some(dir) = plain.get_current_dir() {
+        traced.current_dir(dir);
+    }
+    let out = run(&mut traced);
+    assert_eq!(out.code(), Some(0), "{}", out.describe());
+    assert_net_part_active(&out);
+    let calls = std::fs::read_to_string(&trace).expect("the strace output");
+    assert!(
+        calls.contains("BPF_PROG_ATTACH"),
+        "the traced run attached no program: is the trace real?\n{calls}"
+    );
+    for creation in [
+        "BPF_PROG_LOAD",
+        "BPF_BTF_LOAD",
+        "BPF_MAP_CREATE",
+        "BPF_LINK_CREATE",
+    ] {
+        let found: Vec<&str> = calls.lines().filter(|l| l.contains(creation)).collect();
+        assert!(
+            found.is_empty(),
+            "a run after the first must not call {creation}:\n{}",
+            found.join("\n")
+        );
+    }
+}
+
 /// After the command exits, the run's cgroup, registry record and map entries are gone.
 #[test]
 fn nothing_is_left_after_exit() {

@@ -49,7 +49,7 @@ const APT_PACKAGES: &[&str] = &[
     "util-linux", // setpriv: the unprivileged runs
     "iproute2",
     "procps",
-    "strace", // the bench's floor: replays a traced `nono run`'s kernel work
+    "strace", // the bench's floor, and the check that a run loads no BPF object
 ];
 
 fn main() -> Result<()> {

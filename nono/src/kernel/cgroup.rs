@@ -6,7 +6,8 @@
 //! CAP_BPF + CAP_NET_ADMIN (root here).
 
 use std::fs;
-use std::os::fd::{AsFd, AsRawFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -117,6 +118,46 @@ pub fn kill_and_remove(dir: &Path) -> Result<()> {
         fs::remove_dir(&cg).with_context(|| format!("removing cgroup {}", cg.display()))?;
     }
     Ok(())
+}
+
+/// The descriptor of the BPF object pinned at `path` (`BPF_OBJ_GET`).
+pub fn open_pinned(path: &Path) -> Result<OwnedFd> {
+    let name = std::ffi::CString::new(path.as_os_str().as_bytes())
+        .with_context(|| format!("a pin path with a NUL byte: {}", path.display()))?;
+    // union bpf_attr for BPF_OBJ_GET: pathname, bpf_fd, file_flags, path_fd.
+    #[repr(C)]
+    #[derive(Default)]
+    struct ObjGetAttr {
+        pathname: u64,
+        bpf_fd: u32,
+        file_flags: u32,
+        path_fd: i32,
+        _pad: [u32; 27],
+    }
+    const BPF_OBJ_GET: libc::c_long = 7;
+    let attr = ObjGetAttr {
+        pathname: name.as_ptr() as u64,
+        ..Default::default()
+    };
+    // SAFETY: bpf(2) with a correctly sized, initialised attribute union whose path string
+    // outlives the call; on success the kernel returns a new descriptor that nothing else owns.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            BPF_OBJ_GET,
+            &attr as *const ObjGetAttr,
+            std::mem::size_of::<ObjGetAttr>() as u32,
+        )
+    };
+    if fd < 0 {
+        bail!(
+            "opening the pinned object {}: {}",
+            path.display(),
+            std::io::Error::last_os_error()
+        );
+    }
+    // SAFETY: see above.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
 }
 
 /// Attach a loaded cgroup program to a cgroup with `BPF_PROG_ATTACH` and `BPF_F_ALLOW_MULTI`.

@@ -671,13 +671,11 @@ fn load_sock_programs(ebpf: &mut aya::Ebpf, pin_dir: &Path) -> Result<()> {
     result
 }
 
-/// The pinned program of a network hook, ready to attach to a sandbox cgroup.
-pub(crate) fn pinned_sock_program(
-    pin_dir: &Path,
-    name: &str,
-    attach_type: aya::programs::CgroupSockAddrAttachType,
-) -> Result<CgroupSockAddr> {
-    let path = pin_dir.join(format!("sock_{name}"));
-    CgroupSockAddr::from_pin(&path, attach_type)
-        .with_context(|| format!("opening the pinned program {}", path.display()))
+/// The pinned program of a network hook, ready to attach to a sandbox cgroup: its descriptor
+/// alone. Not aya's `CgroupSockAddr::from_pin`, which reads the program's info and, the first
+/// time in a process, runs aya's kernel feature probes for it (eight BTF loads, five program
+/// loads, three maps and a link: about 20 `bpf` calls in every root `nono run`), none of which
+/// attaching needs.
+pub(crate) fn pinned_sock_program(pin_dir: &Path, name: &str) -> Result<std::os::fd::OwnedFd> {
+    cgroup::open_pinned(&pin_dir.join(format!("sock_{name}")))
 }

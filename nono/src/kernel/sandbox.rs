@@ -540,9 +540,9 @@ impl Sandbox {
                     .insert(&key, value, 0)
                     .context("inserting an IPv6 network rule")?;
             }
-            for (name, attach_type, kernel_type) in SOCK_PROGRAMS {
-                let program = pinned_sock_program(layer.pin_dir(), name, *attach_type)?;
-                cgroup::attach_program(&cgroup_dir, program.fd()?, *kernel_type)
+            for (name, _, kernel_type) in SOCK_PROGRAMS {
+                let program = pinned_sock_program(layer.pin_dir(), name)?;
+                cgroup::attach_program(&cgroup_dir, &program, *kernel_type)
                     .with_context(|| format!("attaching cgroup/{name} to the sandbox"))?;
             }
             // Domain rules have no entries here: `nono run` starts the resolver that adds the
