@@ -120,6 +120,23 @@ pub fn kill_and_remove(dir: &Path) -> Result<()> {
     Ok(())
 }
 
+/// `bpf(cmd, attr, sizeof attr)`: the call's result, or -1 with errno set.
+///
+/// # Safety
+/// `A` must be the `repr(C)` layout of `union bpf_attr` for `cmd`, padded with zeroes, and any
+/// pointer in it must be valid for the call.
+unsafe fn sys_bpf<A>(cmd: libc::c_long, attr: &A) -> libc::c_long {
+    // SAFETY: per the contract; the kernel reads at most `size_of::<A>()` bytes of `attr`.
+    unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            cmd,
+            attr as *const A,
+            std::mem::size_of::<A>() as u32,
+        )
+    }
+}
+
 /// The descriptor of the BPF object pinned at `path` (`BPF_OBJ_GET`).
 pub fn open_pinned(path: &Path) -> Result<OwnedFd> {
     let name = std::ffi::CString::new(path.as_os_str().as_bytes())
@@ -139,16 +156,8 @@ pub fn open_pinned(path: &Path) -> Result<OwnedFd> {
         pathname: name.as_ptr() as u64,
         ..Default::default()
     };
-    // SAFETY: bpf(2) with a correctly sized, initialised attribute union whose path string
-    // outlives the call; on success the kernel returns a new descriptor that nothing else owns.
-    let fd = unsafe {
-        libc::syscall(
-            libc::SYS_bpf,
-            BPF_OBJ_GET,
-            &attr as *const ObjGetAttr,
-            std::mem::size_of::<ObjGetAttr>() as u32,
-        )
-    };
+    // SAFETY: the union's path string outlives the call.
+    let fd = unsafe { sys_bpf(BPF_OBJ_GET, &attr) };
     if fd < 0 {
         bail!(
             "opening the pinned object {}: {}",
@@ -156,7 +165,7 @@ pub fn open_pinned(path: &Path) -> Result<OwnedFd> {
             std::io::Error::last_os_error()
         );
     }
-    // SAFETY: see above.
+    // SAFETY: on success the kernel returned a new descriptor that nothing else owns.
     Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
 }
 
@@ -187,15 +196,8 @@ pub fn attach_program(cgroup: &Path, prog_fd: impl AsFd, attach_type: u32) -> Re
         attach_flags: BPF_F_ALLOW_MULTI,
         ..Default::default()
     };
-    // SAFETY: bpf(2) with a correctly sized, initialised attribute union that outlives the call.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_bpf,
-            BPF_PROG_ATTACH,
-            &attr as *const ProgAttachAttr,
-            std::mem::size_of::<ProgAttachAttr>() as u32,
-        )
-    };
+    // SAFETY: the union holds descriptors only, no pointers.
+    let rc = unsafe { sys_bpf(BPF_PROG_ATTACH, &attr) };
     if rc != 0 {
         bail!(
             "attaching a cgroup program (attach type {attach_type}) to {}: {}",
