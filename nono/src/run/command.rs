@@ -37,13 +37,20 @@ fn refused(message: impl Into<String>) -> Exit {
 struct Problem {
     text: String,
     /// Problems that share their explanation are listed under it once, each by its rule
-    /// (`--allow ~` puts some twenty credential denies inside one grant): (the shared
-    /// explanation, this problem's rule). Alone, a problem is shown as `text`.
-    shared: Option<(String, String)>,
+    /// (`--allow ~` puts some twenty credential denies inside one grant). Alone, a problem is
+    /// shown as `text`.
+    shared: Option<Shared>,
     /// `--best-effort` may run without it. Not so for nono's own state (the implicit denies on
     /// the audit trail, the rollback store and nono's configuration): a run may do without a
     /// profile's rule, never with the record of what it did open to the command.
     waivable: bool,
+}
+
+/// An explanation several problems may share, and this problem's line under it.
+#[derive(Debug, Clone)]
+struct Shared {
+    why: String,
+    rule: String,
 }
 
 impl Problem {
@@ -97,7 +104,10 @@ fn problems(
                 "{named}: `{}` needs {} ({}); {}",
                 g.rule_text, g.feature, g.needs, g.reason
             ),
-            shared: Some((need, item)),
+            shared: Some(Shared {
+                why: need,
+                rule: item,
+            }),
             waivable: !g.rule.is_some_and(|id| protects_nono_state(policy, id)),
         });
     }
@@ -123,12 +133,12 @@ fn problems(
                 "{c}: Landlock can only grant, so the grant would expose what the deny protects \
                  (grant narrower paths, or drop the grant)"
             ),
-            shared: Some((
-                "are denies their grants would expose: Landlock can only grant (grant narrower \
-                 paths, or drop the grants)"
+            shared: Some(Shared {
+                why: "are denies their grants would expose: Landlock can only grant (grant \
+                      narrower paths, or drop the grants)"
                     .to_string(),
-                c.to_string(),
-            )),
+                rule: c.to_string(),
+            }),
             waivable: !protects_nono_state(policy, c.deny.id),
         });
     }
@@ -268,25 +278,30 @@ fn list(problems: &[Problem]) -> String {
             continue;
         }
         let group: Vec<usize> = match &p.shared {
-            Some((why, _)) => (i..problems.len())
-                .filter(|&j| problems[j].shared.as_ref().is_some_and(|(w, _)| w == why))
+            Some(first) => (i..problems.len())
+                .filter(|&j| {
+                    problems[j]
+                        .shared
+                        .as_ref()
+                        .is_some_and(|s| s.why == first.why)
+                })
                 .collect(),
             None => vec![i],
         };
+        for &j in &group {
+            listed[j] = true;
+        }
         match (&p.shared, group.len()) {
-            (Some((why, _)), n) if n > 1 => {
-                lines.push(format!("  - {n} rules {why}:"));
-                for j in group {
-                    listed[j] = true;
-                    if let Some((_, rule)) = &problems[j].shared {
-                        lines.push(format!("      {rule}"));
-                    }
-                }
+            (Some(first), n) if n > 1 => {
+                lines.push(format!("  - {n} rules {}:", first.why));
+                lines.extend(
+                    group
+                        .iter()
+                        .filter_map(|&j| problems[j].shared.as_ref())
+                        .map(|s| format!("      {}", s.rule)),
+                );
             }
-            _ => {
-                listed[i] = true;
-                lines.push(format!("  - {}", p.text));
-            }
+            _ => lines.push(format!("  - {}", p.text)),
         }
     }
     lines.join("\n")
@@ -819,7 +834,10 @@ mod tests {
     fn problems_sharing_an_explanation_are_listed_under_it_once() {
         let shared = |text: &str, why: &str, rule: &str| Problem {
             text: text.into(),
-            shared: Some((why.into(), rule.into())),
+            shared: Some(Shared {
+                why: why.into(),
+                rule: rule.into(),
+            }),
             waivable: true,
         };
         let problems = [
