@@ -465,6 +465,63 @@ fn a_run_loads_nothing_once_the_layer_is_pinned() {
     }
 }
 
+/// When a run ends, only its word of the programs' cgroup filter is rewritten, from the cgroups
+/// still registered. A sandbox still running must keep its bit whatever word it is in (sandbox
+/// cgroups made one after the other often share a word): without it the programs would take
+/// its tasks for outside ones and its network rules would stop applying. Sandbox A waits while
+/// B starts and ends, then connects: the address no rule names is still EPERM, the one its rule
+/// names still connects.
+#[test]
+fn a_live_sandbox_stays_enforced_after_another_ends() {
+    let _serial = serial();
+    let w = World::new(User::Root);
+    let (other_addr, allowed, p) = same_port_listeners();
+    let profile = cidr_profile(
+        &w,
+        "net-live",
+        serde_json::json!([{ "cidr": "127.0.0.2/32", "protocol": "tcp", "ports": [p] }]),
+    );
+    let (ready, go) = (w.work.join("a-ready"), w.work.join("a-go"));
+    let code = format!(
+        r#"{CONNECT}
+import time
+open(P["ready"], "w").close()
+deadline = time.time() + 60
+while not os.path.exists(P["go"]) and time.time() < deadline:
+    time.sleep(0.02)
+attempt("allowed", lambda: connect("127.0.0.2", P["p"]))
+attempt("other_addr", lambda: connect("127.0.0.1", P["p"]))
+"#
+    );
+    let mut cmd = w.probe_command(
+        &["-v", "--profile", &profile],
+        &serde_json::json!({ "p": p, "ready": ready, "go": go }),
+        &code,
+    );
+    cmd.stdin(Stdio::piped());
+    let mut a = nono_e2e::spawn(&mut cmd);
+    let pid = a.id();
+    let _ = writeln!(a.stdin.take().expect("piped stdin"), "{pid}");
+    assert!(
+        wait_until(Duration::from_secs(30), || ready.exists()),
+        "sandbox A never started"
+    );
+
+    let b = run(&mut w.sandbox(&["-v", "--profile", &profile], &["/bin/true"]));
+    assert_eq!(b.code(), Some(0), "{}", b.describe());
+    assert_net_part_active(&b);
+    let (b_id, b_cgroup) = sandbox_of(&b.stderr)
+        .unwrap_or_else(|| panic!("-v did not name sandbox B\n{}", b.describe()));
+    assert_nothing_left(b_id, &b_cgroup);
+
+    std::fs::write(&go, "").expect("writing the go file");
+    let out = nono_e2e::wait_with_timeout(a, Duration::from_secs(60));
+    assert_net_part_active(&out);
+    out.expect("allowed", "OK").expect("other_addr", "EPERM");
+    assert_got_connection(&allowed);
+    assert_no_tcp_connection(&other_addr);
+}
+
 /// After the command exits, the run's cgroup, registry record and map entries are gone.
 #[test]
 fn nothing_is_left_after_exit() {

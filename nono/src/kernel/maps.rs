@@ -86,6 +86,38 @@ impl Maps {
         self.set_active(registered.len() as u32)
     }
 
+    /// Recount the registered cgroups and publish the count: after registering a cgroup whose
+    /// filter bit [`Maps::admit_to_cgroup_filter`] set first, and after a sweep that removed
+    /// nothing. The filter already holds every registered cgroup's bit then (a bit left by a run
+    /// that died between admitting and registering costs that cgroup's tasks a map lookup, never
+    /// enforcement), so it is rewritten only when the published count was off: a cleanup that
+    /// could not take the lock removed its sandbox without rewriting its word. Callers hold the
+    /// load lock.
+    pub(crate) fn publish_count(&mut self) -> Result<()> {
+        let registered = self.registered_cgroups()?;
+        let published = self
+            .active
+            .get(&0, 0)
+            .context("reading the active-sandbox count")?;
+        if published != registered.len() as u32 {
+            self.publish_cgroup_filter(registered.iter().copied())?;
+        }
+        self.set_active(registered.len() as u32)
+    }
+
+    /// After `removed` is unregistered: rewrite its filter word alone, from the cgroups still
+    /// registered, then publish the count. No other word held its bit, and every registered
+    /// cgroup of this word keeps its bit (a program reads the old word or the new one, both
+    /// with it). One map update instead of the whole filter's. Callers hold the load lock.
+    pub(crate) fn publish_removal(&mut self, removed: u64) -> Result<()> {
+        let registered = self.registered_cgroups()?;
+        let (word, _) = cgroup_filter_bit(removed);
+        self.cgroup_filter
+            .set(word, cgroup_filter_word(&registered, word), 0)
+            .context("writing the cgroup filter")?;
+        self.set_active(registered.len() as u32)
+    }
+
     /// Set the filter bit of `cgroup_id` before it is registered. Only its word changes: the
     /// filter already holds every registered cgroup's bit ([`Maps::publish_active`] rewrites
     /// it after every change, under the same lock). Callers hold the load lock.
@@ -193,6 +225,15 @@ fn rule_devices(sandbox_id: u32, devices: &HashSet<u32>) -> RuleDevices {
     entry
 }
 
+/// Filter word `word` with the bit of each of `cgroup_ids` that falls in it set.
+fn cgroup_filter_word(cgroup_ids: &[u64], word: u32) -> u64 {
+    cgroup_ids
+        .iter()
+        .map(|&id| cgroup_filter_bit(id))
+        .filter(|&(w, _)| w == word)
+        .fold(0, |acc, (_, bit)| acc | bit)
+}
+
 /// The filter words with the bit of each of `cgroup_ids` set.
 fn cgroup_filter_words(
     cgroup_ids: impl Iterator<Item = u64>,
@@ -223,6 +264,26 @@ mod tests {
             let (word, bit) = cgroup_filter_bit(outside);
             assert_eq!(words[word as usize] & bit, 0, "cgroup {outside}");
         }
+    }
+
+    #[test]
+    fn one_word_is_rewritten_as_the_whole_filter_would_write_it() {
+        // 2 and 4096 + 2 share word 0 and a bit; 65 is in word 1.
+        let before = [2u64, 65, 4096 + 2, 1 << 40];
+        let after = [65u64, 4096 + 2, 1 << 40];
+        let whole = cgroup_filter_words(after.iter().copied());
+        for removed in [2u64, 65, 1 << 40] {
+            let (word, _) = cgroup_filter_bit(removed);
+            assert_eq!(cgroup_filter_word(&after, word), whole[word as usize]);
+        }
+        // Removing 2 leaves its shared bit set for 4096 + 2, which is still registered.
+        let (word, bit) = cgroup_filter_bit(2);
+        assert_ne!(cgroup_filter_word(&after, word) & bit, 0);
+        assert_eq!(cgroup_filter_word(&[], word), 0);
+        assert_eq!(
+            cgroup_filter_words(before.iter().copied())[1],
+            cgroup_filter_word(&before, 1)
+        );
     }
 
     #[test]

@@ -373,14 +373,20 @@ pub(crate) fn sweep_stale(maps: &Maps) {
         }
     }
     let stale: HashSet<u32> = ids_in_maps(&maps).difference(&live).copied().collect();
-    if !stale.is_empty() {
+    // Stale sandboxes gone: the whole filter is rewritten (their cgroup ids are not at hand).
+    // Otherwise the count is checked, and the filter repaired only if a cleanup that could not
+    // take the lock left the count off.
+    let published = if stale.is_empty() {
+        maps.publish_count()
+    } else {
         tracing::info!(
             "kernel layer: removing entries of {} stale sandbox(es)",
             stale.len()
         );
         remove_entries(&mut maps, &stale);
-    }
-    if let Err(e) = maps.publish_active() {
+        maps.publish_active()
+    };
+    if let Err(e) = published {
         tracing::warn!("kernel layer: {e:#}");
     }
 }
@@ -567,7 +573,7 @@ impl Sandbox {
                 0,
             )
             .context("registering the sandbox cgroup")?;
-        maps.publish_active()?;
+        maps.publish_count()?;
         Ok(sandbox)
     }
 
@@ -824,7 +830,7 @@ impl Sandbox {
         if lock.is_ok() {
             // Without the lock a concurrent registration could be miscounted; leave the count
             // high (costs time, never enforcement) and let the next start recount.
-            let _ = self.maps.publish_active();
+            let _ = self.maps.publish_removal(self.cgroup_id);
         }
         drop(lock);
         if removed.is_ok() {
