@@ -70,6 +70,23 @@ fn cidr_profile(w: &World, name: &str, cidrs: serde_json::Value) -> String {
     .to_string()
 }
 
+/// A profile over `default` allowing TCP to 127.0.0.2 on `port` only.
+fn tcp_rule_profile(w: &World, name: &str, port: u16) -> String {
+    cidr_profile(
+        w,
+        name,
+        serde_json::json!([{ "cidr": "127.0.0.2/32", "protocol": "tcp", "ports": [port] }]),
+    )
+}
+
+/// `nono run -v --profile PROFILE -- /bin/true`, which must succeed with the network part.
+fn run_true(w: &World, profile: &str) -> Finished {
+    let out = run(&mut w.sandbox(&["-v", "--profile", profile], &["/bin/true"]));
+    assert_eq!(out.code(), Some(0), "{}", out.describe());
+    assert_net_part_active(&out);
+    out
+}
+
 /// The run must have had the network part: `-v` says which parts are active.
 fn assert_net_part_active(out: &Finished) {
     assert!(
@@ -328,11 +345,7 @@ fn tcp_rule_probe(clone3_errno: Option<i32>) -> (nono_e2e::Finished, u16) {
     let _serial = serial();
     let w = World::new(User::Root);
     let (other_addr, allowed, p) = same_port_listeners();
-    let profile = cidr_profile(
-        &w,
-        "net-addr",
-        serde_json::json!([{ "cidr": "127.0.0.2/32", "protocol": "tcp", "ports": [p] }]),
-    );
+    let profile = tcp_rule_profile(&w, "net-addr", p);
     let code = format!(
         r#"{CONNECT}
 print("CGROUP " + [l for l in open("/proc/self/cgroup").read().splitlines() if l.startswith("0::")][0][3:])
@@ -415,15 +428,9 @@ fn without_clone3_the_command_still_runs_in_the_sandbox_cgroup() {
 fn a_run_loads_nothing_once_the_layer_is_pinned() {
     let _serial = serial();
     let w = World::new(User::Root);
-    let profile = cidr_profile(
-        &w,
-        "net-pinned",
-        serde_json::json!([{ "cidr": "127.0.0.2/32", "protocol": "tcp", "ports": [9] }]),
-    );
+    let profile = tcp_rule_profile(&w, "net-pinned", 9);
+    run_true(&w, &profile);
     let args = ["-v", "--profile", profile.as_str()];
-    let first = run(&mut w.sandbox(&args, &["/bin/true"]));
-    assert_eq!(first.code(), Some(0), "{}", first.describe());
-    assert_net_part_active(&first);
 
     let trace = w.root.join("bpf.trace");
     let plain = w.sandbox(&args, &["/bin/true"]);
@@ -476,11 +483,7 @@ fn a_live_sandbox_stays_enforced_after_another_ends() {
     let _serial = serial();
     let w = World::new(User::Root);
     let (other_addr, allowed, p) = same_port_listeners();
-    let profile = cidr_profile(
-        &w,
-        "net-live",
-        serde_json::json!([{ "cidr": "127.0.0.2/32", "protocol": "tcp", "ports": [p] }]),
-    );
+    let profile = tcp_rule_profile(&w, "net-live", p);
     let (ready, go) = (w.work.join("a-ready"), w.work.join("a-go"));
     let code = format!(
         r#"{CONNECT}
@@ -507,9 +510,7 @@ attempt("other_addr", lambda: connect("127.0.0.1", P["p"]))
         "sandbox A never started"
     );
 
-    let b = run(&mut w.sandbox(&["-v", "--profile", &profile], &["/bin/true"]));
-    assert_eq!(b.code(), Some(0), "{}", b.describe());
-    assert_net_part_active(&b);
+    let b = run_true(&w, &profile);
     let (b_id, b_cgroup) = sandbox_of(&b.stderr)
         .unwrap_or_else(|| panic!("-v did not name sandbox B\n{}", b.describe()));
     assert_nothing_left(b_id, &b_cgroup);
@@ -527,14 +528,8 @@ attempt("other_addr", lambda: connect("127.0.0.1", P["p"]))
 fn nothing_is_left_after_exit() {
     let _serial = serial();
     let w = World::new(User::Root);
-    let profile = cidr_profile(
-        &w,
-        "net-cleanup",
-        serde_json::json!([{ "cidr": "127.0.0.2/32", "protocol": "tcp", "ports": [9] }]),
-    );
-    let out = run(&mut w.sandbox(&["-v", "--profile", &profile], &["/bin/true"]));
-    assert_eq!(out.code(), Some(0), "{}", out.describe());
-    assert_net_part_active(&out);
+    let profile = tcp_rule_profile(&w, "net-cleanup", 9);
+    let out = run_true(&w, &profile);
     let (id, cgroup) = sandbox_of(&out.stderr)
         .unwrap_or_else(|| panic!("-v did not name the sandbox\n{}", out.describe()));
     assert_nothing_left(id, &cgroup);
@@ -546,11 +541,7 @@ fn nothing_is_left_after_exit() {
 fn kill_9_leftovers_are_reaped_by_the_next_run() {
     let _serial = serial();
     let w = World::new(User::Root);
-    let profile = cidr_profile(
-        &w,
-        "net-kill9",
-        serde_json::json!([{ "cidr": "127.0.0.2/32", "protocol": "tcp", "ports": [9] }]),
-    );
+    let profile = tcp_rule_profile(&w, "net-kill9", 9);
     let mut cmd = w.sandbox(
         &["-v", "--profile", &profile],
         &["/bin/sh", "-c", "echo started; exec sleep 60"],
