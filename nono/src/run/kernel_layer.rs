@@ -21,9 +21,9 @@
 //! (a missing name of 64 bytes or more, no free watcher slot, ...).
 //!
 //! Lifecycle: the child is born in the sandbox cgroup (`clone3(CLONE_INTO_CGROUP)`), or writes
-//! itself into it before it confines itself (`spawn`, step 3a); the sandbox's cgroup and map entries are removed when the run ends, and a run
-//! killed with `kill -9` leaves a registry entry the next start's load sweeps (see
-//! `crate::kernel::sandbox`).
+//! itself into it before it confines itself (`spawn`, step 3a); the sandbox's cgroup and map
+//! entries are removed when the run ends, and a run killed with `kill -9` leaves a registry
+//! entry the next start's load sweeps (see `crate::kernel::sandbox`).
 
 use std::collections::{BTreeSet, HashMap};
 use std::fs::OpenOptions;
