@@ -470,6 +470,26 @@ fn a_run_loads_nothing_once_the_layer_is_pinned() {
             found.join("\n")
         );
     }
+    // The layer's handles and the sandbox's own: a map pin opened more often is a set of
+    // handles opened for nothing (each open is an `OBJ_GET` and an `OBJ_GET_INFO_BY_FD`).
+    // Counted per pin path: the start also looks once into other builds' pins, if any.
+    let mut opens = std::collections::HashMap::<&str, usize>::new();
+    for line in calls.lines().filter(|l| l.contains("BPF_OBJ_GET,")) {
+        if let Some(path) = line
+            .split("pathname=\"")
+            .nth(1)
+            .and_then(|rest| rest.split('"').next())
+            .filter(|path| path.ends_with("/maps/NONO_SANDBOXES"))
+        {
+            *opens.entry(path).or_default() += 1;
+        }
+    }
+    assert_eq!(
+        opens.values().max(),
+        Some(&2),
+        "the sandbox map's pin should be opened twice (the layer's handles, the sandbox's): \
+         {opens:?}\n{calls}"
+    );
 }
 
 /// When a run ends, only its word of the programs' cgroup filter is rewritten, from the cgroups

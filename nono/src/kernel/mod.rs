@@ -315,17 +315,16 @@ impl KernelLayer {
             bail!("kernel layer unavailable: BPF LSM: {a}; cgroup socket programs: {b}");
         }
         remove_unused_versions(&pin_dir);
-        let maps = Maps::open(&maps_dir)?;
-        let layer = KernelLayer {
+        let mut maps = Maps::open(&maps_dir)?;
+        sandbox::sweep_stale(&mut maps);
+        Ok(KernelLayer {
             pin_dir,
             lsm,
             net,
             exec,
             cgroup2,
             maps,
-        };
-        sandbox::sweep_stale(&layer.maps);
-        Ok(layer)
+        })
     }
 
     /// One line for `nono run -v`: which parts enforce.

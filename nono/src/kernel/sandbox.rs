@@ -344,8 +344,7 @@ fn registered_ids() -> HashSet<u32> {
 }
 
 /// Clean up after runs whose nono is gone. Called with the load lock held.
-pub(crate) fn sweep_stale(maps: &Maps) {
-    let Ok(mut maps) = maps.reopen() else { return };
+pub(crate) fn sweep_stale(maps: &mut Maps) {
     let mut live = HashSet::new();
     if let Ok(entries) = fs::read_dir(registry_dir()) {
         for entry in entries.flatten() {
@@ -372,7 +371,7 @@ pub(crate) fn sweep_stale(maps: &Maps) {
             }
         }
     }
-    let stale: HashSet<u32> = ids_in_maps(&maps).difference(&live).copied().collect();
+    let stale: HashSet<u32> = ids_in_maps(maps).difference(&live).copied().collect();
     // Stale sandboxes gone: the whole filter is rewritten (their cgroup ids are not at hand).
     // Otherwise the count is checked, and the filter repaired only if a cleanup that could not
     // take the lock left the count off.
@@ -383,7 +382,7 @@ pub(crate) fn sweep_stale(maps: &Maps) {
             "kernel layer: removing entries of {} stale sandbox(es)",
             stale.len()
         );
-        remove_entries(&mut maps, &stale);
+        remove_entries(maps, &stale);
         maps.publish_active()
     };
     if let Err(e) = published {
@@ -466,7 +465,7 @@ impl Sandbox {
             Some(id) => id,
             None => {
                 // A run may have died since this nono's load swept: reclaim its slot.
-                sweep_stale(layer.maps());
+                sweep_stale(&mut maps);
                 let in_use = ids_in_maps(&maps);
                 pick_id(&claimed_slots(), &in_use, random_u32).with_context(|| {
                     format!(
@@ -496,7 +495,7 @@ impl Sandbox {
             id,
             cgroup_dir: cgroup_dir.clone(),
             cgroup_id: 0,
-            maps: layer.maps().reopen()?,
+            maps,
             registry,
             fs_rules: Vec::new(),
             unbound: Vec::new(),
@@ -512,17 +511,20 @@ impl Sandbox {
         })?;
         sandbox.cgroup_id = cgroup::cgroup_id(&cgroup_dir)?;
         // The count is this session's: what the slot's previous owner dropped is not.
-        maps.reset_dropped(event_slot(id))?;
+        sandbox.maps.reset_dropped(event_slot(id))?;
         // The count goes up before any rule is written: the name-watch programs act only while
         // it is non-zero, and a watch must act from the moment it is written. A count too high
         // costs time, never enforcement; the sweep and the cleanup recount.
-        let registered = maps.sandboxes.keys().count() as u32;
-        maps.set_active(registered + 1)?;
-        remove_cache_entries(&mut maps, &HashSet::from([id]));
+        let registered = sandbox.maps.sandboxes.keys().count() as u32;
+        sandbox.maps.set_active(registered + 1)?;
+        remove_cache_entries(&mut sandbox.maps, &HashSet::from([id]));
 
         if layer.lsm.is_active() {
-            let devices = sandbox.bind_fs_rules(&mut maps, policy, layer.cgroup2_mount())?;
-            maps.set_rule_devices(id, &devices)?;
+            let binding = bind_fs_rules(&mut sandbox.maps, id, policy, layer.cgroup2_mount())?;
+            sandbox.maps.set_rule_devices(id, &binding.devices)?;
+            sandbox.fs_rules = binding.bound;
+            sandbox.unbound = binding.unbound;
+            sandbox.has_watches = binding.has_watches;
         } else if policy.fs.iter().any(|r| r.effect == Effect::Deny)
             || !policy.exec.deny.is_empty()
             || policy.exec.allow_only.is_some()
@@ -537,12 +539,16 @@ impl Sandbox {
             let entries = NetEntries::from_policy(policy)?;
             let (v4, v6) = entries.keyed(id);
             for (key, value) in v4 {
-                maps.net_v4
+                sandbox
+                    .maps
+                    .net_v4
                     .insert(&key, value, 0)
                     .context("inserting an IPv4 network rule")?;
             }
             for (key, value) in v6 {
-                maps.net_v6
+                sandbox
+                    .maps
+                    .net_v6
                     .insert(&key, value, 0)
                     .context("inserting an IPv6 network rule")?;
             }
@@ -558,12 +564,14 @@ impl Sandbox {
         // Registering the cgroup is the last step: enforcement starts with every rule in place.
         // The count went up first and the filter bit goes up now, so the programs never skip a
         // registered cgroup.
-        maps.admit_to_cgroup_filter(sandbox.cgroup_id)?;
+        sandbox.maps.admit_to_cgroup_filter(sandbox.cgroup_id)?;
         let mut flags = Sandbox::flags(policy, options, layer.lsm.is_active());
         if sandbox.has_watches {
             flags |= SANDBOX_HAS_WATCHES;
         }
-        maps.sandboxes
+        sandbox
+            .maps
+            .sandboxes
             .insert(
                 sandbox.cgroup_id,
                 SandboxInfo {
@@ -573,207 +581,8 @@ impl Sandbox {
                 0,
             )
             .context("registering the sandbox cgroup")?;
-        maps.publish_count()?;
+        sandbox.maps.publish_count()?;
         Ok(sandbox)
-    }
-
-    /// Bind the file rules; returns the devices that got a marker.
-    fn bind_fs_rules(
-        &mut self,
-        maps: &mut Maps,
-        policy: &Policy,
-        cgroup2: &Path,
-    ) -> Result<HashSet<u32>> {
-        let vars = PathVars::new();
-        let sandbox_id = self.id;
-        let mut devices = HashSet::new();
-        let mut watch_devices = Vec::new();
-        let mut bound = Vec::new();
-        let mut bind = |maps: &mut Maps, rule_id: u32, path: &Path, access: u32| -> Result<bool> {
-            let meta = match fs::metadata(path) {
-                Ok(m) => m,
-                Err(e) if e.kind() == ErrorKind::NotFound => return Ok(false),
-                Err(e) => bail!(
-                    "rule r{rule_id}: can't resolve {} for the kernel layer: {e}",
-                    path.display()
-                ),
-            };
-            let dev = kernel_dev(meta.dev());
-            let key = InodeKey {
-                sandbox_id,
-                dev,
-                ino: meta.ino(),
-            };
-            // Two rules on one object: deny the union, report the first rule.
-            let value = match maps.fs_deny.get(&key, 0) {
-                Ok(existing) => FsDeny {
-                    rule_id: existing.rule_id,
-                    access: existing.access | access,
-                },
-                Err(_) => FsDeny { rule_id, access },
-            };
-            maps.fs_deny.insert(key, value, 0).with_context(|| {
-                format!("rule r{rule_id}: inserting the deny of {}", path.display())
-            })?;
-            if devices.insert(dev) {
-                insert_marker(maps, sandbox_id, dev)?;
-            }
-            bound.push(BoundFsRule {
-                rule_id,
-                path: path.to_path_buf(),
-                dev,
-                ino: meta.ino(),
-                access,
-            });
-            Ok(true)
-        };
-        let mut unbound = Vec::new();
-        let mut plan = WatchPlan::default();
-        // The directories that keep their names start at these, each with its rule.
-        let mut kept_names: Vec<(u32, PathBuf)> = Vec::new();
-        // File denies, and `exec deny` entries, which only `bprm_check_security` reads (an exec
-        // deny takes away running the binary, not reading it).
-        let denies = policy
-            .fs
-            .iter()
-            .filter(|r| r.effect == Effect::Deny)
-            .map(|r| (r.id, &r.path, u32::from(r.access.bits())))
-            .chain(
-                policy
-                    .exec
-                    .deny
-                    .iter()
-                    .map(|r| (r.id, &r.path, access::EXEC_DENY)),
-            );
-        for (id, rule_path, access) in denies {
-            let path = rule_path
-                .expand(&vars)
-                .map_err(|e| anyhow::anyhow!("rule {}: {e} (expand the policy first)", id))?;
-            let not_watched = |why: String| Unbound {
-                rule: Some(id.0),
-                reason: format!(
-                    "{} does not exist, and the kernel layer can't watch for it: {why}",
-                    path.display()
-                ),
-                fails_closed: false,
-            };
-            match watch::resolve(&path) {
-                Ok(Resolved::Exists(canonical)) => {
-                    if !bind(maps, id.0, &path, access)? {
-                        unbound.push(not_watched("it vanished while nono bound it".into()));
-                        continue;
-                    }
-                    // A replacement under the same name (saved by rename) is bound too.
-                    plan.add_existing(id.0, &canonical, access);
-                    if let Some(parent) = canonical.parent() {
-                        kept_names.push((id.0, parent.to_path_buf()));
-                    }
-                    // A hard link made before the sandbox started, outside the denied
-                    // directory, would reach a file without passing the directory: bind such
-                    // files by their own inode.
-                    for linked in multiply_linked_files(&path) {
-                        bind(maps, id.0, &linked, access)?;
-                    }
-                }
-                Ok(Resolved::Missing { dir, names }) => {
-                    match plan.add_missing(id.0, &path, &dir, &names, access) {
-                        Ok(()) => kept_names.push((id.0, dir.clone())),
-                        Err(why) => unbound.push(not_watched(why)),
-                    }
-                }
-                Err(why) => unbound.push(Unbound {
-                    rule: Some(id.0),
-                    reason: format!(
-                        "can't resolve {} for the kernel layer: {why}",
-                        path.display()
-                    ),
-                    fails_closed: false,
-                }),
-            }
-        }
-        if !plan.is_empty() {
-            match watch::claim_slot(maps, sandbox_id, &registered_ids())? {
-                None => {
-                    for (rule, path) in plan.missing_rules() {
-                        unbound.push(Unbound {
-                            rule: Some(rule),
-                            reason: format!(
-                                "{} does not exist, and all {} name-watch slots of the kernel layer are taken by other sandboxes",
-                                path.display(),
-                                nono_common::MAX_WATCHERS
-                            ),
-                            fails_closed: false,
-                        });
-                    }
-                }
-                Some(_) => {
-                    self.has_watches = true;
-                    // The programs bind new objects only on devices the sandbox has a marker
-                    // for (the walk skips the others).
-                    // (Written before any watch exists, so no program has poisoned one yet.)
-                    for dev in plan.devices() {
-                        insert_marker(maps, sandbox_id, dev)?;
-                        watch_devices.push(dev);
-                    }
-                    plan.write(maps, sandbox_id)?;
-                    let (appeared, failed) = plan.settle(maps, sandbox_id);
-                    for (rule, path, access) in appeared {
-                        bind(maps, rule, &path, access)?;
-                    }
-                    for (rule, why) in failed {
-                        unbound.push(Unbound {
-                            rule: Some(rule),
-                            reason: format!("the kernel layer can't watch for it: {why}"),
-                            fails_closed: false,
-                        });
-                    }
-                }
-            }
-        }
-        // The `exec only` allowlist: entries the exec check requires on the binary or above it.
-        // A listed path that does not exist allows nothing (fail closed); it is reported.
-        for rule in policy.exec.allow_only.iter().flatten() {
-            let path = rule
-                .path
-                .expand(&vars)
-                .map_err(|e| anyhow::anyhow!("rule {}: {e} (expand the policy first)", rule.id))?;
-            if !bind(maps, rule.id.0, &path, access::EXEC_ALLOW)? {
-                unbound.push(Unbound {
-                    rule: Some(rule.id.0),
-                    reason: format!(
-                        "{} does not exist, so nothing there may be executed",
-                        path.display()
-                    ),
-                    fails_closed: true,
-                });
-            }
-        }
-        // Path unix sockets the sandbox may connect to (`ipc unix-socket`); every other unix
-        // socket created outside the sandbox is denied.
-        for rule in &policy.ipc.unix_sockets {
-            let path = rule
-                .path
-                .expand(&vars)
-                .map_err(|e| anyhow::anyhow!("rule {}: {e} (expand the policy first)", rule.id))?;
-            if !bind(maps, rule.id.0, &path, access::UNIX_ALLOW)? {
-                unbound.push(Unbound {
-                    rule: Some(rule.id.0),
-                    reason: format!(
-                        "{} does not exist, so connecting to a socket there is denied",
-                        path.display()
-                    ),
-                    fails_closed: true,
-                });
-            }
-        }
-        // No write anywhere in cgroupfs: the agent can't leave its cgroup or make new ones.
-        bind(maps, CGROUPFS_RULE, cgroup2, access::WRITE)?;
-        // Last, so that an entry the rules above share keeps their rule id.
-        keep_names(maps, sandbox_id, &kept_names)?;
-        self.fs_rules.extend(bound);
-        self.unbound.extend(unbound);
-        devices.extend(watch_devices);
-        Ok(devices)
     }
 
     pub fn id(&self) -> u32 {
@@ -847,6 +656,219 @@ impl Drop for Sandbox {
             tracing::warn!("kernel layer: cleaning up sandbox {}: {e:#}", self.id);
         }
     }
+}
+
+/// What binding a sandbox's file rules left in the maps.
+struct FsBinding {
+    /// The devices that got a marker.
+    devices: HashSet<u32>,
+    bound: Vec<BoundFsRule>,
+    /// Rules that could not be bound, with the reason.
+    unbound: Vec<Unbound>,
+    /// A name-watch slot was claimed and watches written.
+    has_watches: bool,
+}
+
+/// Bind the file rules of sandbox `sandbox_id`.
+fn bind_fs_rules(
+    maps: &mut Maps,
+    sandbox_id: u32,
+    policy: &Policy,
+    cgroup2: &Path,
+) -> Result<FsBinding> {
+    let vars = PathVars::new();
+    let mut has_watches = false;
+    let mut devices = HashSet::new();
+    let mut watch_devices = Vec::new();
+    let mut bound = Vec::new();
+    let mut bind = |maps: &mut Maps, rule_id: u32, path: &Path, access: u32| -> Result<bool> {
+        let meta = match fs::metadata(path) {
+            Ok(m) => m,
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(false),
+            Err(e) => bail!(
+                "rule r{rule_id}: can't resolve {} for the kernel layer: {e}",
+                path.display()
+            ),
+        };
+        let dev = kernel_dev(meta.dev());
+        let key = InodeKey {
+            sandbox_id,
+            dev,
+            ino: meta.ino(),
+        };
+        // Two rules on one object: deny the union, report the first rule.
+        let value = match maps.fs_deny.get(&key, 0) {
+            Ok(existing) => FsDeny {
+                rule_id: existing.rule_id,
+                access: existing.access | access,
+            },
+            Err(_) => FsDeny { rule_id, access },
+        };
+        maps.fs_deny.insert(key, value, 0).with_context(|| {
+            format!("rule r{rule_id}: inserting the deny of {}", path.display())
+        })?;
+        if devices.insert(dev) {
+            insert_marker(maps, sandbox_id, dev)?;
+        }
+        bound.push(BoundFsRule {
+            rule_id,
+            path: path.to_path_buf(),
+            dev,
+            ino: meta.ino(),
+            access,
+        });
+        Ok(true)
+    };
+    let mut unbound = Vec::new();
+    let mut plan = WatchPlan::default();
+    // The directories that keep their names start at these, each with its rule.
+    let mut kept_names: Vec<(u32, PathBuf)> = Vec::new();
+    // File denies, and `exec deny` entries, which only `bprm_check_security` reads (an exec
+    // deny takes away running the binary, not reading it).
+    let denies = policy
+        .fs
+        .iter()
+        .filter(|r| r.effect == Effect::Deny)
+        .map(|r| (r.id, &r.path, u32::from(r.access.bits())))
+        .chain(
+            policy
+                .exec
+                .deny
+                .iter()
+                .map(|r| (r.id, &r.path, access::EXEC_DENY)),
+        );
+    for (id, rule_path, access) in denies {
+        let path = rule_path
+            .expand(&vars)
+            .map_err(|e| anyhow::anyhow!("rule {}: {e} (expand the policy first)", id))?;
+        let not_watched = |why: String| Unbound {
+            rule: Some(id.0),
+            reason: format!(
+                "{} does not exist, and the kernel layer can't watch for it: {why}",
+                path.display()
+            ),
+            fails_closed: false,
+        };
+        match watch::resolve(&path) {
+            Ok(Resolved::Exists(canonical)) => {
+                if !bind(maps, id.0, &path, access)? {
+                    unbound.push(not_watched("it vanished while nono bound it".into()));
+                    continue;
+                }
+                // A replacement under the same name (saved by rename) is bound too.
+                plan.add_existing(id.0, &canonical, access);
+                if let Some(parent) = canonical.parent() {
+                    kept_names.push((id.0, parent.to_path_buf()));
+                }
+                // A hard link made before the sandbox started, outside the denied
+                // directory, would reach a file without passing the directory: bind such
+                // files by their own inode.
+                for linked in multiply_linked_files(&path) {
+                    bind(maps, id.0, &linked, access)?;
+                }
+            }
+            Ok(Resolved::Missing { dir, names }) => {
+                match plan.add_missing(id.0, &path, &dir, &names, access) {
+                    Ok(()) => kept_names.push((id.0, dir.clone())),
+                    Err(why) => unbound.push(not_watched(why)),
+                }
+            }
+            Err(why) => unbound.push(Unbound {
+                rule: Some(id.0),
+                reason: format!(
+                    "can't resolve {} for the kernel layer: {why}",
+                    path.display()
+                ),
+                fails_closed: false,
+            }),
+        }
+    }
+    if !plan.is_empty() {
+        match watch::claim_slot(maps, sandbox_id, &registered_ids())? {
+            None => {
+                for (rule, path) in plan.missing_rules() {
+                    unbound.push(Unbound {
+                            rule: Some(rule),
+                            reason: format!(
+                                "{} does not exist, and all {} name-watch slots of the kernel layer are taken by other sandboxes",
+                                path.display(),
+                                nono_common::MAX_WATCHERS
+                            ),
+                            fails_closed: false,
+                        });
+                }
+            }
+            Some(_) => {
+                has_watches = true;
+                // The programs bind new objects only on devices the sandbox has a marker
+                // for (the walk skips the others).
+                // (Written before any watch exists, so no program has poisoned one yet.)
+                for dev in plan.devices() {
+                    insert_marker(maps, sandbox_id, dev)?;
+                    watch_devices.push(dev);
+                }
+                plan.write(maps, sandbox_id)?;
+                let (appeared, failed) = plan.settle(maps, sandbox_id);
+                for (rule, path, access) in appeared {
+                    bind(maps, rule, &path, access)?;
+                }
+                for (rule, why) in failed {
+                    unbound.push(Unbound {
+                        rule: Some(rule),
+                        reason: format!("the kernel layer can't watch for it: {why}"),
+                        fails_closed: false,
+                    });
+                }
+            }
+        }
+    }
+    // The `exec only` allowlist: entries the exec check requires on the binary or above it.
+    // A listed path that does not exist allows nothing (fail closed); it is reported.
+    for rule in policy.exec.allow_only.iter().flatten() {
+        let path = rule
+            .path
+            .expand(&vars)
+            .map_err(|e| anyhow::anyhow!("rule {}: {e} (expand the policy first)", rule.id))?;
+        if !bind(maps, rule.id.0, &path, access::EXEC_ALLOW)? {
+            unbound.push(Unbound {
+                rule: Some(rule.id.0),
+                reason: format!(
+                    "{} does not exist, so nothing there may be executed",
+                    path.display()
+                ),
+                fails_closed: true,
+            });
+        }
+    }
+    // Path unix sockets the sandbox may connect to (`ipc unix-socket`); every other unix
+    // socket created outside the sandbox is denied.
+    for rule in &policy.ipc.unix_sockets {
+        let path = rule
+            .path
+            .expand(&vars)
+            .map_err(|e| anyhow::anyhow!("rule {}: {e} (expand the policy first)", rule.id))?;
+        if !bind(maps, rule.id.0, &path, access::UNIX_ALLOW)? {
+            unbound.push(Unbound {
+                rule: Some(rule.id.0),
+                reason: format!(
+                    "{} does not exist, so connecting to a socket there is denied",
+                    path.display()
+                ),
+                fails_closed: true,
+            });
+        }
+    }
+    // No write anywhere in cgroupfs: the agent can't leave its cgroup or make new ones.
+    bind(maps, CGROUPFS_RULE, cgroup2, access::WRITE)?;
+    // Last, so that an entry the rules above share keeps their rule id.
+    keep_names(maps, sandbox_id, &kept_names)?;
+    devices.extend(watch_devices);
+    Ok(FsBinding {
+        devices,
+        bound,
+        unbound,
+        has_watches,
+    })
 }
 
 /// Mark the directories from each of `starts` up to its filesystem's root `access::KEEP_NAME`
