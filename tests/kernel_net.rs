@@ -543,6 +543,97 @@ attempt("other_addr", lambda: connect("127.0.0.1", P["p"]))
     assert_no_tcp_connection(&other_addr);
 }
 
+/// A load that stopped half-way (here: its `loaded` marker removed, as a crash before the end
+/// of the first load leaves it) is never mixed with. The programs read their fast path from a
+/// global that every load creates anew, so a load that kept the earlier programs would write a
+/// copy they don't read. While a sandbox still uses those pins, a new run gets no kernel layer
+/// (this profile then refuses: Landlock can't filter by address) and the live sandbox keeps
+/// its rules; once it has ended, the next run removes the pins and loads afresh, and its rules
+/// hold.
+#[test]
+fn an_unfinished_load_is_never_mixed_with() {
+    let _serial = serial();
+    let w = World::new(User::Root);
+    let (other_addr, allowed, p) = same_port_listeners();
+    let profile = tcp_rule_profile(&w, "net-unfinished", p);
+    run_true(&w, &profile);
+    let pin_dir = kernel_status()
+        .lines()
+        .find_map(|l| l.strip_prefix("pin_dir=").map(PathBuf::from))
+        .expect("kernel-status names the pin directory");
+    let loaded = pin_dir.join("loaded");
+    assert!(loaded.is_dir(), "no {} after a run", loaded.display());
+
+    let (ready, go) = (w.work.join("a-ready"), w.work.join("a-go"));
+    let code = format!(
+        r#"{CONNECT}
+import time
+open(P["ready"], "w").close()
+deadline = time.time() + 60
+while not os.path.exists(P["go"]) and time.time() < deadline:
+    time.sleep(0.02)
+attempt("allowed", lambda: connect("127.0.0.2", P["p"]))
+attempt("other_addr", lambda: connect("127.0.0.1", P["p"]))
+"#
+    );
+    let probe = |w: &World| {
+        let mut cmd = w.probe_command(
+            &["-v", "--profile", &profile],
+            &serde_json::json!({ "p": p, "ready": ready, "go": go }),
+            &code,
+        );
+        cmd.stdin(Stdio::piped());
+        let mut child = nono_e2e::spawn(&mut cmd);
+        let pid = child.id();
+        let _ = writeln!(child.stdin.take().expect("piped stdin"), "{pid}");
+        child
+    };
+    let a = probe(&w);
+    // A failed assertion below must not leave A running: later tests would find the pins in
+    // use.
+    struct Release<'a>(&'a Path);
+    impl Drop for Release<'_> {
+        fn drop(&mut self) {
+            let _ = std::fs::write(self.0, "");
+        }
+    }
+    let release = Release(&go);
+    assert!(
+        wait_until(Duration::from_secs(30), || ready.exists()),
+        "sandbox A never started"
+    );
+    std::fs::remove_dir(&loaded).expect("removing the loaded marker");
+
+    let b = run(&mut w.sandbox(&["-v", "--profile", &profile], &["/bin/true"]));
+    assert!(
+        b.stderr.contains("incomplete while sandboxes still use it"),
+        "B should run without the half-loaded layer\n{}",
+        b.describe()
+    );
+    assert_ne!(
+        b.code(),
+        Some(0),
+        "B ran without its address rule\n{}",
+        b.describe()
+    );
+
+    drop(release);
+    let out = nono_e2e::wait_with_timeout(a, Duration::from_secs(60));
+    out.expect("allowed", "OK").expect("other_addr", "EPERM");
+    assert_got_connection(&allowed);
+    assert_no_tcp_connection(&other_addr);
+
+    // A has ended: C's start removes the unfinished pins and loads again.
+    std::fs::remove_file(&ready).expect("removing A's ready file");
+    let c = probe(&w);
+    let out = nono_e2e::wait_with_timeout(c, Duration::from_secs(60));
+    assert_net_part_active(&out);
+    out.expect("allowed", "OK").expect("other_addr", "EPERM");
+    assert_got_connection(&allowed);
+    assert_no_tcp_connection(&other_addr);
+    assert!(loaded.is_dir(), "the new load did not finish");
+}
+
 /// After the command exits, the run's cgroup, registry record and map entries are gone.
 #[test]
 fn nothing_is_left_after_exit() {
