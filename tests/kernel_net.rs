@@ -492,6 +492,48 @@ fn a_run_loads_nothing_once_the_layer_is_pinned() {
     );
 }
 
+/// A sandboxed probe under `profile` that creates `ready`, waits (60 s at most) for `go`, then
+/// connects to port `p` of 127.0.0.2 (`allowed`) and of 127.0.0.1 (`other_addr`).
+fn waiting_connect_probe(
+    w: &World,
+    profile: &str,
+    p: u16,
+    ready: &Path,
+    go: &Path,
+) -> std::process::Child {
+    let code = format!(
+        r#"{CONNECT}
+import time
+open(P["ready"], "w").close()
+deadline = time.time() + 60
+while not os.path.exists(P["go"]) and time.time() < deadline:
+    time.sleep(0.02)
+attempt("allowed", lambda: connect("127.0.0.2", P["p"]))
+attempt("other_addr", lambda: connect("127.0.0.1", P["p"]))
+"#
+    );
+    let mut cmd = w.probe_command(
+        &["-v", "--profile", profile],
+        &serde_json::json!({ "p": p, "ready": ready, "go": go }),
+        &code,
+    );
+    cmd.stdin(Stdio::piped());
+    let mut child = nono_e2e::spawn(&mut cmd);
+    let pid = child.id();
+    let _ = writeln!(child.stdin.take().expect("piped stdin"), "{pid}");
+    child
+}
+
+/// Creates the go file of a [`waiting_connect_probe`] when dropped, so that a failed assertion
+/// does not leave its sandbox running (later tests would find it registered).
+struct ReleaseOnDrop<'a>(&'a Path);
+
+impl Drop for ReleaseOnDrop<'_> {
+    fn drop(&mut self) {
+        let _ = std::fs::write(self.0, "");
+    }
+}
+
 /// When a run ends, only its word of the programs' cgroup filter is rewritten, from the cgroups
 /// still registered. A sandbox still running must keep its bit whatever word it is in (sandbox
 /// cgroups made one after the other often share a word): without it the programs would take
@@ -505,26 +547,8 @@ fn a_live_sandbox_stays_enforced_after_another_ends() {
     let (other_addr, allowed, p) = same_port_listeners();
     let profile = tcp_rule_profile(&w, "net-live", p);
     let (ready, go) = (w.work.join("a-ready"), w.work.join("a-go"));
-    let code = format!(
-        r#"{CONNECT}
-import time
-open(P["ready"], "w").close()
-deadline = time.time() + 60
-while not os.path.exists(P["go"]) and time.time() < deadline:
-    time.sleep(0.02)
-attempt("allowed", lambda: connect("127.0.0.2", P["p"]))
-attempt("other_addr", lambda: connect("127.0.0.1", P["p"]))
-"#
-    );
-    let mut cmd = w.probe_command(
-        &["-v", "--profile", &profile],
-        &serde_json::json!({ "p": p, "ready": ready, "go": go }),
-        &code,
-    );
-    cmd.stdin(Stdio::piped());
-    let mut a = nono_e2e::spawn(&mut cmd);
-    let pid = a.id();
-    let _ = writeln!(a.stdin.take().expect("piped stdin"), "{pid}");
+    let a = waiting_connect_probe(&w, &profile, p, &ready, &go);
+    let release = ReleaseOnDrop(&go);
     assert!(
         wait_until(Duration::from_secs(30), || ready.exists()),
         "sandbox A never started"
@@ -535,7 +559,7 @@ attempt("other_addr", lambda: connect("127.0.0.1", P["p"]))
         .unwrap_or_else(|| panic!("-v did not name sandbox B\n{}", b.describe()));
     assert_nothing_left(b_id, &b_cgroup);
 
-    std::fs::write(&go, "").expect("writing the go file");
+    drop(release);
     let out = nono_e2e::wait_with_timeout(a, Duration::from_secs(60));
     assert_net_part_active(&out);
     out.expect("allowed", "OK").expect("other_addr", "EPERM");
@@ -565,39 +589,8 @@ fn an_unfinished_load_is_never_mixed_with() {
     assert!(loaded.is_dir(), "no {} after a run", loaded.display());
 
     let (ready, go) = (w.work.join("a-ready"), w.work.join("a-go"));
-    let code = format!(
-        r#"{CONNECT}
-import time
-open(P["ready"], "w").close()
-deadline = time.time() + 60
-while not os.path.exists(P["go"]) and time.time() < deadline:
-    time.sleep(0.02)
-attempt("allowed", lambda: connect("127.0.0.2", P["p"]))
-attempt("other_addr", lambda: connect("127.0.0.1", P["p"]))
-"#
-    );
-    let probe = |w: &World| {
-        let mut cmd = w.probe_command(
-            &["-v", "--profile", &profile],
-            &serde_json::json!({ "p": p, "ready": ready, "go": go }),
-            &code,
-        );
-        cmd.stdin(Stdio::piped());
-        let mut child = nono_e2e::spawn(&mut cmd);
-        let pid = child.id();
-        let _ = writeln!(child.stdin.take().expect("piped stdin"), "{pid}");
-        child
-    };
-    let a = probe(&w);
-    // A failed assertion below must not leave A running: later tests would find the pins in
-    // use.
-    struct Release<'a>(&'a Path);
-    impl Drop for Release<'_> {
-        fn drop(&mut self) {
-            let _ = std::fs::write(self.0, "");
-        }
-    }
-    let release = Release(&go);
+    let a = waiting_connect_probe(&w, &profile, p, &ready, &go);
+    let release = ReleaseOnDrop(&go);
     assert!(
         wait_until(Duration::from_secs(30), || ready.exists()),
         "sandbox A never started"
@@ -625,7 +618,7 @@ attempt("other_addr", lambda: connect("127.0.0.1", P["p"]))
 
     // A has ended: C's start removes the unfinished pins and loads again.
     std::fs::remove_file(&ready).expect("removing A's ready file");
-    let c = probe(&w);
+    let c = waiting_connect_probe(&w, &profile, p, &ready, &go);
     let out = nono_e2e::wait_with_timeout(c, Duration::from_secs(60));
     assert_net_part_active(&out);
     out.expect("allowed", "OK").expect("other_addr", "EPERM");
