@@ -4,10 +4,10 @@
 //! Every program starts with the same fast path, [`current_sandbox`]: a task outside every
 //! sandbox gets "allow" after one load of a global (no sandbox live), or after its cgroup id
 //! and one more load (its word of the registered-cgroup filter); only a task whose cgroup's
-//! filter bit is set pays the sandbox map lookup. The userspace half (`nono::kernel`) sets the kernel offsets
-//! before loading the programs, registers each sandbox's cgroup, fills the rule maps, and
-//! drains its sandbox's event ring buffer (see `events`). Types shared with it live in
-//! `nono-common`.
+//! filter bit is set pays the sandbox map lookup. The userspace half (`nono::kernel`) sets the
+//! kernel offsets before loading the programs, registers each sandbox's cgroup, fills the rule
+//! maps, and drains its sandbox's event ring buffer (see `events`). Types shared with it live
+//! in `nono-common`.
 //!
 //! Kernel assumptions: BPF LSM (`CONFIG_BPF_LSM`, `bpf` in `lsm=`), BTF, and a verifier that
 //! reads frozen read-only maps as constants and allows constant-offset loads through BTF-typed
