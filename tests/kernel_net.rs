@@ -492,48 +492,6 @@ fn a_run_loads_nothing_once_the_layer_is_pinned() {
     );
 }
 
-/// A sandboxed probe under `profile` that creates `ready`, waits (60 s at most) for `go`, then
-/// connects to port `p` of 127.0.0.2 (`allowed`) and of 127.0.0.1 (`other_addr`).
-fn waiting_connect_probe(
-    w: &World,
-    profile: &str,
-    p: u16,
-    ready: &Path,
-    go: &Path,
-) -> std::process::Child {
-    let code = format!(
-        r#"{CONNECT}
-import time
-open(P["ready"], "w").close()
-deadline = time.time() + 60
-while not os.path.exists(P["go"]) and time.time() < deadline:
-    time.sleep(0.02)
-attempt("allowed", lambda: connect("127.0.0.2", P["p"]))
-attempt("other_addr", lambda: connect("127.0.0.1", P["p"]))
-"#
-    );
-    let mut cmd = w.probe_command(
-        &["-v", "--profile", profile],
-        &serde_json::json!({ "p": p, "ready": ready, "go": go }),
-        &code,
-    );
-    cmd.stdin(Stdio::piped());
-    let mut child = nono_e2e::spawn(&mut cmd);
-    let pid = child.id();
-    let _ = writeln!(child.stdin.take().expect("piped stdin"), "{pid}");
-    child
-}
-
-/// Creates the go file of a [`waiting_connect_probe`] when dropped, so that a failed assertion
-/// does not leave its sandbox running (later tests would find it registered).
-struct ReleaseOnDrop<'a>(&'a Path);
-
-impl Drop for ReleaseOnDrop<'_> {
-    fn drop(&mut self) {
-        let _ = std::fs::write(self.0, "");
-    }
-}
-
 /// When a run ends, only its word of the programs' cgroup filter is rewritten, from the cgroups
 /// still registered. A sandbox still running must keep its bit whatever word it is in (sandbox
 /// cgroups made one after the other often share a word): without it the programs would take
@@ -547,8 +505,26 @@ fn a_live_sandbox_stays_enforced_after_another_ends() {
     let (other_addr, allowed, p) = same_port_listeners();
     let profile = tcp_rule_profile(&w, "net-live", p);
     let (ready, go) = (w.work.join("a-ready"), w.work.join("a-go"));
-    let a = waiting_connect_probe(&w, &profile, p, &ready, &go);
-    let release = ReleaseOnDrop(&go);
+    let code = format!(
+        r#"{CONNECT}
+import time
+open(P["ready"], "w").close()
+deadline = time.time() + 60
+while not os.path.exists(P["go"]) and time.time() < deadline:
+    time.sleep(0.02)
+attempt("allowed", lambda: connect("127.0.0.2", P["p"]))
+attempt("other_addr", lambda: connect("127.0.0.1", P["p"]))
+"#
+    );
+    let mut cmd = w.probe_command(
+        &["-v", "--profile", &profile],
+        &serde_json::json!({ "p": p, "ready": ready, "go": go }),
+        &code,
+    );
+    cmd.stdin(Stdio::piped());
+    let mut a = nono_e2e::spawn(&mut cmd);
+    let pid = a.id();
+    let _ = writeln!(a.stdin.take().expect("piped stdin"), "{pid}");
     assert!(
         wait_until(Duration::from_secs(30), || ready.exists()),
         "sandbox A never started"
@@ -559,72 +535,12 @@ fn a_live_sandbox_stays_enforced_after_another_ends() {
         .unwrap_or_else(|| panic!("-v did not name sandbox B\n{}", b.describe()));
     assert_nothing_left(b_id, &b_cgroup);
 
-    drop(release);
+    std::fs::write(&go, "").expect("writing the go file");
     let out = nono_e2e::wait_with_timeout(a, Duration::from_secs(60));
     assert_net_part_active(&out);
     out.expect("allowed", "OK").expect("other_addr", "EPERM");
     assert_got_connection(&allowed);
     assert_no_tcp_connection(&other_addr);
-}
-
-/// A load that stopped half-way (here: its `loaded` marker removed, as a crash before the end
-/// of the first load leaves it) is never mixed with. The programs read their fast path from a
-/// global that every load creates anew, so a load that kept the earlier programs would write a
-/// copy they don't read. While a sandbox still uses those pins, a new run gets no kernel layer
-/// (this profile then refuses: Landlock can't filter by address) and the live sandbox keeps
-/// its rules; once it has ended, the next run removes the pins and loads afresh, and its rules
-/// hold.
-#[test]
-fn an_unfinished_load_is_never_mixed_with() {
-    let _serial = serial();
-    let w = World::new(User::Root);
-    let (other_addr, allowed, p) = same_port_listeners();
-    let profile = tcp_rule_profile(&w, "net-unfinished", p);
-    run_true(&w, &profile);
-    let pin_dir = kernel_status()
-        .lines()
-        .find_map(|l| l.strip_prefix("pin_dir=").map(PathBuf::from))
-        .expect("kernel-status names the pin directory");
-    let loaded = pin_dir.join("loaded");
-    assert!(loaded.is_dir(), "no {} after a run", loaded.display());
-
-    let (ready, go) = (w.work.join("a-ready"), w.work.join("a-go"));
-    let a = waiting_connect_probe(&w, &profile, p, &ready, &go);
-    let release = ReleaseOnDrop(&go);
-    assert!(
-        wait_until(Duration::from_secs(30), || ready.exists()),
-        "sandbox A never started"
-    );
-    std::fs::remove_dir(&loaded).expect("removing the loaded marker");
-
-    let b = run(&mut w.sandbox(&["-v", "--profile", &profile], &["/bin/true"]));
-    assert!(
-        b.stderr.contains("incomplete while sandboxes still use it"),
-        "B should run without the half-loaded layer\n{}",
-        b.describe()
-    );
-    assert_ne!(
-        b.code(),
-        Some(0),
-        "B ran without its address rule\n{}",
-        b.describe()
-    );
-
-    drop(release);
-    let out = nono_e2e::wait_with_timeout(a, Duration::from_secs(60));
-    out.expect("allowed", "OK").expect("other_addr", "EPERM");
-    assert_got_connection(&allowed);
-    assert_no_tcp_connection(&other_addr);
-
-    // A has ended: C's start removes the unfinished pins and loads again.
-    std::fs::remove_file(&ready).expect("removing A's ready file");
-    let c = waiting_connect_probe(&w, &profile, p, &ready, &go);
-    let out = nono_e2e::wait_with_timeout(c, Duration::from_secs(60));
-    assert_net_part_active(&out);
-    out.expect("allowed", "OK").expect("other_addr", "EPERM");
-    assert_got_connection(&allowed);
-    assert_no_tcp_connection(&other_addr);
-    assert!(loaded.is_dir(), "the new load did not finish");
 }
 
 /// After the command exits, the run's cgroup, registry record and map entries are gone.

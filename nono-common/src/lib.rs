@@ -17,11 +17,8 @@ pub mod names {
     pub const CONFIG: &str = "NONO_CONFIG";
     /// The programs' read-only global holding the [`super::KernelOffsets`], set before load.
     pub const OFFSETS: &str = "NONO_OFFSETS";
-    /// The section of the programs' [`super::FastPath`] global: aya creates a single-entry
-    /// array map of that name for it.
-    pub const FAST_PATH_SECTION: &str = ".data.fast_path";
-    /// Where the loader pins that map (aya pins only the maps declared `pinned`).
-    pub const FAST_PATH: &str = "NONO_FAST_PATH";
+    pub const ACTIVE: &str = "NONO_ACTIVE";
+    pub const CGROUP_FILTER: &str = "NONO_CGROUP_FILTER";
     /// Per event slot, the filesystems its sandbox has file rules on (see
     /// [`super::RuleDevices`]).
     pub const RULE_DEVICES: &str = "NONO_RULE_DEVICES";
@@ -158,46 +155,13 @@ pub mod access {
     pub const POISONED: u32 = 1 << 31;
 }
 
-/// Words of the registered-cgroup filter, a bitmap of [`CGROUP_FILTER_WORDS`] x 64 bits in
-/// [`FastPath::filter`]. The bit of every cgroup id in the sandbox map is set (the loader sets it
-/// before it registers the cgroup and recomputes the words from the map after every change); so
-/// a clear bit proves the id is not registered, and the programs answer "outside every sandbox"
-/// with one load instead of a hash lookup. A bit set for nothing (two ids sharing it, a recount
-/// still to come) only costs the lookup.
+/// Words of the registered-cgroup filter, a bitmap of [`CGROUP_FILTER_WORDS`] x 64 bits (entry
+/// `i` of the `NONO_CGROUP_FILTER` array map is word `i`). The bit of every cgroup id in the
+/// sandbox map is set (the loader sets it before it registers the cgroup and recomputes the
+/// words from the map after every change); so a clear bit proves the id is not registered, and
+/// the programs answer "outside every sandbox" with one array load instead of a hash lookup.
+/// A bit set for nothing (two ids sharing it, a recount still to come) only costs the lookup.
 pub const CGROUP_FILTER_WORDS: u32 = 64;
-
-/// What every program reads first, before it knows whether the current task is sandboxed: a
-/// global of the programs (section [`names::FAST_PATH_SECTION`]), so each field is one direct
-/// load where a map would take a lookup (a key on the stack, a bounds check, a null check), on
-/// a path every process on the machine pays. The loader pins its map and rewrites the whole
-/// value under its lock; the programs never write it.
-///
-/// A program may read the value while the kernel copies a new one in, byte by byte in any
-/// order. Both fields the programs read are laid out so that a torn read is still a correct
-/// one: `any_registered` is only ever 0 or 1 (one byte changes), and a filter word only gains
-/// bits for a cgroup not yet registered or loses bits of a cgroup removed, while the bits of the
-/// cgroups registered throughout are set in the old and the new word alike.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct FastPath {
-    /// 1 while the sandbox map holds any cgroup, else 0: with none, every program returns
-    /// before it looks up the cgroup (the programs stay attached until reboot, and a machine
-    /// where no sandbox runs should not pay for them).
-    pub any_registered: u32,
-    /// How many cgroups the loader last counted in the sandbox map: its own bookkeeping (a
-    /// count off tells it a cleanup could not take the lock), which no program reads.
-    pub registered: u32,
-    /// The registered-cgroup filter (see [`CGROUP_FILTER_WORDS`]).
-    pub filter: [u64; CGROUP_FILTER_WORDS as usize],
-}
-
-impl FastPath {
-    pub const EMPTY: FastPath = FastPath {
-        any_registered: 0,
-        registered: 0,
-        filter: [0; CGROUP_FILTER_WORDS as usize],
-    };
-}
 
 /// The filter word and bit of a cgroup id: its low 12 bits. Cgroup ids are kernfs inode
 /// numbers, handed out in sequence, so the few registered ids rarely share a bit with the
@@ -820,7 +784,6 @@ mod user {
     // SAFETY (all impls): `#[repr(C)]`, only integer fields, no padding bytes (checked by the
     // size assertions below), so every bit pattern is a valid value.
     unsafe impl aya::Pod for super::SandboxInfo {}
-    unsafe impl aya::Pod for super::FastPath {}
     unsafe impl aya::Pod for super::InodeKey {}
     unsafe impl aya::Pod for super::FsDeny {}
     unsafe impl<const N: usize> aya::Pod for super::NetKey<N> {}

@@ -2,12 +2,12 @@
 //! socket-address hooks, and the `sched_process_exec` tracepoint that reports execs (`exec`).
 //!
 //! Every program starts with the same fast path, [`current_sandbox`]: a task outside every
-//! sandbox gets "allow" after one load of a global (no sandbox live), or after its cgroup id
-//! and one more load (its word of the registered-cgroup filter); only a task whose cgroup's
-//! filter bit is set pays the sandbox map lookup. The userspace half (`nono::kernel`) sets the
-//! kernel offsets before loading the programs, registers each sandbox's cgroup, fills the rule
-//! maps, and drains its sandbox's event ring buffer (see `events`). Types shared with it live
-//! in `nono-common`.
+//! sandbox gets "allow" after an array load (no sandbox live), or after its cgroup id and one
+//! more array load (the registered-cgroup filter); only a task whose cgroup's filter bit is set
+//! pays the sandbox map lookup. The userspace half (`nono::kernel`) sets the kernel offsets
+//! before loading the programs, registers each sandbox's cgroup, fills the rule maps, and
+//! drains its sandbox's event ring buffer (see `events`). Types shared with it live in
+//! `nono-common`.
 //!
 //! Kernel assumptions: BPF LSM (`CONFIG_BPF_LSM`, `bpf` in `lsm=`), BTF, and a verifier that
 //! reads frozen read-only maps as constants and allows constant-offset loads through BTF-typed
@@ -36,8 +36,8 @@ use aya_ebpf::{
     maps::{Array, HashMap, LpmTrie, LruHashMap},
 };
 use nono_common::{
-    cgroup_filter_bit, DnsOriginal, DnsRedirect, FastPath, FsDeny, InodeKey, KernelOffsets,
-    LayerConfig, NetAllow, NetKeyV4, NetKeyV6, SandboxInfo,
+    cgroup_filter_bit, DnsOriginal, DnsRedirect, FsDeny, InodeKey, KernelOffsets, LayerConfig,
+    NetAllow, NetKeyV4, NetKeyV6, SandboxInfo, CGROUP_FILTER_WORDS,
 };
 
 /// cgroup v2 id -> sandbox. The sandbox's own cgroup and every cgroup below it.
@@ -91,20 +91,17 @@ pub(crate) fn offset_at(field: *const u32) -> u32 {
     unsafe { core::ptr::read_volatile(field) }
 }
 
-/// Whether any sandbox is registered, and the registered-cgroup filter (see [`FastPath`]).
-/// The loader writes the map aya makes of this section; the programs only read it, with
-/// volatile loads, through [`any_registered`] and [`current_sandbox`].
-#[no_mangle]
-#[link_section = ".data.fast_path"]
-static mut NONO_FAST_PATH: FastPath = FastPath::EMPTY;
+/// Entry 0: how many cgroups are registered in `NONO_SANDBOXES`. Zero lets every program
+/// return before the cgroup lookup: once loaded, the programs stay attached until reboot, and a
+/// machine where no sandbox runs should not pay for them. The loader raises it before it
+/// registers a cgroup and recounts after every change, under its lock.
+#[map]
+static NONO_ACTIVE: Array<u32> = Array::pinned(1, 0);
 
-/// Is any cgroup registered? With none, every program returns at once.
-#[inline(always)]
-pub(crate) fn any_registered() -> bool {
-    // SAFETY: a read of a field of an initialised static the programs never write; volatile,
-    // because the loader changes it.
-    unsafe { core::ptr::read_volatile(core::ptr::addr_of!(NONO_FAST_PATH.any_registered)) != 0 }
-}
+/// A bitmap with the bit of every cgroup id in `NONO_SANDBOXES` set (see
+/// [`nono_common::CGROUP_FILTER_WORDS`] for how the loader keeps it so).
+#[map]
+static NONO_CGROUP_FILTER: Array<u64> = Array::pinned(CGROUP_FILTER_WORDS, 0);
 
 /// The sandbox the current task belongs to, if any: the fast path of every program.
 ///
@@ -115,22 +112,18 @@ pub(crate) fn any_registered() -> bool {
 /// (`bpf_get_current_ancestor_cgroup_id`) could tell them apart from the rest.
 #[inline(always)]
 fn current_sandbox() -> Option<SandboxInfo> {
-    if !any_registered() {
-        return None;
+    // An array lookup is inlined by the verifier: a plain load.
+    if let Some(active) = NONO_ACTIVE.get(0) {
+        if *active == 0 {
+            return None;
+        }
     }
     let cgroup_id = unsafe { bpf_get_current_cgroup_id() };
     let (word, bit) = cgroup_filter_bit(cgroup_id);
-    // SAFETY: `word` is below CGROUP_FILTER_WORDS (`cgroup_filter_bit` masks it), so the load
-    // stays inside the filter; volatile, as above.
-    let registered = unsafe {
-        core::ptr::read_volatile(
-            core::ptr::addr_of!(NONO_FAST_PATH.filter)
-                .cast::<u64>()
-                .add(word as usize),
-        )
-    };
-    if registered & bit == 0 {
-        return None;
+    if let Some(registered) = NONO_CGROUP_FILTER.get(word) {
+        if *registered & bit == 0 {
+            return None;
+        }
     }
     // SAFETY: the value is copied out before any other map operation can change it.
     unsafe { NONO_SANDBOXES.get(&cgroup_id) }.copied()

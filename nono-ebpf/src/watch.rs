@@ -32,7 +32,7 @@
 //! bounds what it can add to the shared maps). The one exception is `mkdir` of a missing
 //! directory above a rule's object: the agent may create `~/.config`, and the chain follows.
 //!
-//! Cost: tasks outside every sandbox leave when no cgroup is registered, as in every program. With a
+//! Cost: tasks outside every sandbox leave on `NONO_ACTIVE == 0`, as in every program. With a
 //! sandbox live, `d_instantiate`, `inode_rename` and `inode_link` (creates, renames, links and
 //! dentry-cache misses, never opens of cached files) scan the [`MAX_WATCHERS`] watcher slots;
 //! with a watcher present they read the name once and make one lookup per watching sandbox.
@@ -57,7 +57,7 @@ use nono_common::{
 use crate::{
     events::{emit, Decision},
     fs::read_at,
-    any_registered, kernel_offset, NONO_FS_DENY,
+    kernel_offset, NONO_ACTIVE, NONO_FS_DENY,
 };
 
 /// (sandbox, device, directory inode, name) -> what to do when that entry appears.
@@ -75,8 +75,9 @@ static NONO_FS_WATCHERS: Array<u32> = Array::pinned(MAX_WATCHERS, 0);
 /// Is any sandbox watching names? The fast path of the binding hooks.
 #[inline(always)]
 fn watching() -> bool {
-    if !any_registered() {
-        return false;
+    match NONO_ACTIVE.get(0) {
+        Some(active) if *active != 0 => {}
+        _ => return false,
     }
     for i in 0..MAX_WATCHERS {
         if let Some(id) = NONO_FS_WATCHERS.get(i) {

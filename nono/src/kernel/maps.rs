@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use aya::maps::{Array, HashMap, LpmTrie, Map, MapData, PerCpuArray, PerCpuValues};
 use nono_common::{
-    cgroup_filter_bit, event_slot, names, FastPath, FsCache, FsDeny, InodeKey, NameKey,
-    NameTemplate, NameWatch, NetAllow, NetKeyV4, NetKeyV6, RuleDevices, SandboxInfo, TemplateKey,
+    cgroup_filter_bit, event_slot, names, FsCache, FsDeny, InodeKey, NameKey, NameTemplate,
+    NameWatch, NetAllow, NetKeyV4, NetKeyV6, RuleDevices, SandboxInfo, TemplateKey,
     CGROUP_FILTER_WORDS, EVENT_SLOTS, LISTED_RULE_DEVICES, RULE_DEVICES_UNLISTED,
 };
 
@@ -21,9 +21,9 @@ pub struct Maps {
     pub net_v4: LpmTrie<MapData, NetKeyV4, NetAllow>,
     pub net_v6: LpmTrie<MapData, NetKeyV6, NetAllow>,
     pub dropped: PerCpuArray<MapData, u64>,
-    /// Whether any cgroup is registered, and the registered-cgroup filter: the programs'
-    /// global (see [`FastPath`]).
-    fast_path: Array<MapData, FastPath>,
+    active: Array<MapData, u32>,
+    /// The programs' registered-cgroup filter (see [`nono_common::CGROUP_FILTER_WORDS`]).
+    cgroup_filter: Array<MapData, u64>,
     /// Per event slot, the devices its sandbox has markers on (see [`RuleDevices`]).
     rule_devices: Array<MapData, RuleDevices>,
     /// Name watches, their templates and the watcher slots (see `super::watch`).
@@ -48,7 +48,8 @@ impl Maps {
             net_v4: LpmTrie::try_from(Map::LpmTrie(pinned(dir, names::NET_RULES_V4)?))?,
             net_v6: LpmTrie::try_from(Map::LpmTrie(pinned(dir, names::NET_RULES_V6)?))?,
             dropped: PerCpuArray::try_from(Map::PerCpuArray(pinned(dir, names::DROPPED)?))?,
-            fast_path: Array::try_from(Map::Array(pinned(dir, names::FAST_PATH)?))?,
+            active: Array::try_from(Map::Array(pinned(dir, names::ACTIVE)?))?,
+            cgroup_filter: Array::try_from(Map::Array(pinned(dir, names::CGROUP_FILTER)?))?,
             rule_devices: Array::try_from(Map::Array(pinned(dir, names::RULE_DEVICES)?))?,
             fs_watch: HashMap::try_from(Map::HashMap(pinned(dir, names::FS_WATCH)?))?,
             fs_watch_next: HashMap::try_from(Map::HashMap(pinned(dir, names::FS_WATCH_NEXT)?))?,
@@ -70,70 +71,65 @@ impl Maps {
         super::events::RingReader::new(pinned(&self.dir, name)?)
     }
 
-    /// Publish that `count` cgroups are registered. Callers hold the load lock.
+    /// Set the programs' count of registered cgroups. Callers hold the load lock.
     pub(crate) fn set_active(&mut self, count: u32) -> Result<()> {
-        let value = self.fast_path()?;
-        self.write_fast_path(with_count(value, count))
+        self.active
+            .set(0, count, 0)
+            .context("writing the active-sandbox count")
     }
 
-    /// Recount the registered cgroups and publish the count and the whole cgroup filter.
-    /// Callers hold the load lock.
+    /// Recount the registered cgroups and publish the count and the cgroup filter. Callers hold
+    /// the load lock.
     pub(crate) fn publish_active(&mut self) -> Result<()> {
         let registered = self.registered_cgroups()?;
-        let mut value = self.fast_path()?;
-        value.filter = cgroup_filter_words(registered.iter().copied());
-        self.write_fast_path(with_count(value, registered.len() as u32))
+        self.publish_cgroup_filter(registered.iter().copied())?;
+        self.set_active(registered.len() as u32)
     }
 
     /// Recount the registered cgroups and publish the count: after registering a cgroup whose
     /// filter bit [`Maps::admit_to_cgroup_filter`] set first, and after a sweep that removed
     /// nothing. The filter already holds every registered cgroup's bit then (a bit left by a run
     /// that died between admitting and registering costs that cgroup's tasks a map lookup, never
-    /// enforcement), so it is recomputed only when the published count was off: a cleanup that
+    /// enforcement), so it is rewritten only when the published count was off: a cleanup that
     /// could not take the lock removed its sandbox without rewriting its word. Callers hold the
     /// load lock.
     pub(crate) fn publish_count(&mut self) -> Result<()> {
         let registered = self.registered_cgroups()?;
-        let mut value = self.fast_path()?;
-        if value.registered != registered.len() as u32 {
-            value.filter = cgroup_filter_words(registered.iter().copied());
+        let published = self
+            .active
+            .get(&0, 0)
+            .context("reading the active-sandbox count")?;
+        if published != registered.len() as u32 {
+            self.publish_cgroup_filter(registered.iter().copied())?;
         }
-        self.write_fast_path(with_count(value, registered.len() as u32))
+        self.set_active(registered.len() as u32)
     }
 
-    /// After `removed` is unregistered: recompute its filter word alone, from the cgroups still
-    /// registered, and publish the count. No other word held its bit, and every registered
-    /// cgroup of this word keeps its bit. Callers hold the load lock.
+    /// After `removed` is unregistered: rewrite its filter word alone, from the cgroups still
+    /// registered, then publish the count. No other word held its bit, and every registered
+    /// cgroup of this word keeps its bit (a program reads the old word or the new one, both
+    /// with it). One map update instead of the whole filter's. Callers hold the load lock.
     pub(crate) fn publish_removal(&mut self, removed: u64) -> Result<()> {
         let registered = self.registered_cgroups()?;
         let (word, _) = cgroup_filter_bit(removed);
-        let mut value = self.fast_path()?;
-        value.filter[word as usize] = cgroup_filter_word(&registered, word);
-        self.write_fast_path(with_count(value, registered.len() as u32))
+        self.cgroup_filter
+            .set(word, cgroup_filter_word(&registered, word), 0)
+            .context("writing the cgroup filter")?;
+        self.set_active(registered.len() as u32)
     }
 
-    /// Set the filter bit of `cgroup_id` before it is registered. The filter already holds
-    /// every registered cgroup's bit (every change recomputes it, under the same lock).
-    /// Callers hold the load lock.
+    /// Set the filter bit of `cgroup_id` before it is registered. Only its word changes: the
+    /// filter already holds every registered cgroup's bit ([`Maps::publish_active`] rewrites
+    /// it after every change, under the same lock). Callers hold the load lock.
     pub(crate) fn admit_to_cgroup_filter(&mut self, cgroup_id: u64) -> Result<()> {
         let (word, bit) = cgroup_filter_bit(cgroup_id);
-        let mut value = self.fast_path()?;
-        value.filter[word as usize] |= bit;
-        self.write_fast_path(value)
-    }
-
-    fn fast_path(&self) -> Result<FastPath> {
-        self.fast_path
-            .get(&0, 0)
-            .context("reading the programs' fast path (registered cgroups)")
-    }
-
-    /// One map update. The kernel copies the value in while programs may read it; see
-    /// [`FastPath`] for why a torn read still answers right.
-    fn write_fast_path(&mut self, value: FastPath) -> Result<()> {
-        self.fast_path
-            .set(0, value, 0)
-            .context("writing the programs' fast path (registered cgroups)")
+        let current = self
+            .cgroup_filter
+            .get(&word, 0)
+            .context("reading the cgroup filter")?;
+        self.cgroup_filter
+            .set(word, current | bit, 0)
+            .context("writing the cgroup filter")
     }
 
     /// Every cgroup id in the sandbox map. A key that can't be read fails the whole call: a
@@ -143,6 +139,19 @@ impl Maps {
             .keys()
             .collect::<Result<Vec<u64>, _>>()
             .context("reading the registered cgroups")
+    }
+
+    /// Rewrite the filter to hold exactly the bits of `cgroup_ids`. Word by word, so a program
+    /// may see old and new words mixed: still sound, because only the lock holder registers
+    /// cgroups, so every cgroup registered during the rewrite has its bit in both.
+    fn publish_cgroup_filter(&mut self, cgroup_ids: impl Iterator<Item = u64>) -> Result<()> {
+        let words = cgroup_filter_words(cgroup_ids);
+        for (index, word) in words.into_iter().enumerate() {
+            self.cgroup_filter
+                .set(index as u32, word, 0)
+                .context("writing the cgroup filter")?;
+        }
+        Ok(())
     }
 
     /// Tell the file hooks which devices `sandbox_id` has markers on. Called before the
@@ -225,15 +234,6 @@ fn cgroup_filter_word(cgroup_ids: &[u64], word: u32) -> u64 {
         .fold(0, |acc, (_, bit)| acc | bit)
 }
 
-/// `value` saying that `count` cgroups are registered. `any_registered` stays 0 or 1, never a
-/// count: a count going from 256 to 255 changes two bytes, and a program reading between the
-/// kernel's two byte stores could see 0 and take every sandboxed task for an outside one.
-fn with_count(mut value: FastPath, count: u32) -> FastPath {
-    value.any_registered = u32::from(count > 0);
-    value.registered = count;
-    value
-}
-
 /// The filter words with the bit of each of `cgroup_ids` set.
 fn cgroup_filter_words(
     cgroup_ids: impl Iterator<Item = u64>,
@@ -284,19 +284,6 @@ mod tests {
             cgroup_filter_words(before.iter().copied())[1],
             cgroup_filter_word(&before, 1)
         );
-    }
-
-    #[test]
-    fn the_programs_flag_is_zero_or_one_whatever_the_count() {
-        for count in [0u32, 1, 2, 255, 256, u32::MAX] {
-            let value = with_count(FastPath::EMPTY, count);
-            assert_eq!(value.any_registered, u32::from(count > 0), "count {count}");
-            assert_eq!(value.registered, count);
-        }
-        // The filter is left as it was.
-        let mut filtered = FastPath::EMPTY;
-        filtered.filter[3] = 0b101;
-        assert_eq!(with_count(filtered, 0).filter, filtered.filter);
     }
 
     #[test]

@@ -443,56 +443,23 @@ fn remove_unused_versions(current: &Path) {
         if dir == current {
             continue;
         }
-        if !any_sandbox_registered(&dir.join("maps")) {
+        let sandboxes = dir.join("maps").join(names::SANDBOXES);
+        let in_use = MapData::from_pin(&sandboxes)
+            .ok()
+            .and_then(|data| {
+                aya::maps::HashMap::<_, u64, nono_common::SandboxInfo>::try_from(
+                    aya::maps::Map::HashMap(data),
+                )
+                .ok()
+            })
+            .is_some_and(|map| map.keys().next().is_some());
+        if !in_use {
             match fs::remove_dir_all(&dir) {
                 Ok(()) => tracing::info!("kernel layer: removed unused pins {}", dir.display()),
                 Err(e) => tracing::warn!("kernel layer: removing {}: {e}", dir.display()),
             }
         }
     }
-}
-
-/// Whether the sandbox map pinned in `maps_dir` holds any cgroup.
-fn any_sandbox_registered(maps_dir: &Path) -> bool {
-    MapData::from_pin(maps_dir.join(names::SANDBOXES))
-        .ok()
-        .and_then(|data| {
-            aya::maps::HashMap::<_, u64, nono_common::SandboxInfo>::try_from(
-                aya::maps::Map::HashMap(data),
-            )
-            .ok()
-        })
-        .is_some_and(|map| map.keys().next().is_some())
-}
-
-/// Remove what an earlier load of this object left if it pinned the fast path and did not
-/// finish (it crashed, or a pin was removed by hand: `reuse_pins` found the set incomplete).
-/// The fast path is the programs' global, a map aya creates afresh at every load, so programs
-/// kept from that load would read another copy than the one the loader writes, and take every
-/// sandboxed task for an outside one. So a load starts from an empty directory; unless a live
-/// sandbox is registered there, which would lose its enforcement with the pins.
-fn discard_unfinished_load(pin_dir: &Path, maps_dir: &Path) -> Result<()> {
-    if !maps_dir.join(names::FAST_PATH).exists() {
-        return Ok(());
-    }
-    // Entries of runs that died would hold the pins forever: the sweep that removes them runs
-    // only after a load.
-    if let Ok(mut maps) = Maps::open(maps_dir) {
-        sandbox::sweep_stale(&mut maps);
-    }
-    if any_sandbox_registered(maps_dir) {
-        bail!(
-            "the kernel layer pinned in {} is incomplete while sandboxes still use it; it is \
-             loaded again once they have ended",
-            pin_dir.display()
-        );
-    }
-    tracing::info!(
-        "kernel layer: removing the pins of an unfinished load ({})",
-        pin_dir.display()
-    );
-    fs::remove_dir_all(pin_dir).with_context(|| format!("removing {}", pin_dir.display()))?;
-    fs::create_dir_all(maps_dir).with_context(|| format!("creating {}", maps_dir.display()))
 }
 
 /// Markers in the pin directory (empty directories: bpffs holds no regular files). The kernel's
@@ -514,18 +481,11 @@ fn load_object(
     // any program is verified), so they are read before the object is loaded. Maps are
     // declared `pinned`: the loader reuses the pins of an earlier run, or creates and pins them.
     let offsets = offsets::read_kernel_offsets()?;
-    discard_unfinished_load(pin_dir, maps_dir)?;
     let mut ebpf = EbpfLoader::new()
         .set_global(names::OFFSETS, &offsets, true)
         .map_pin_path(maps_dir)
         .load(object)
         .context("loading nono's eBPF object (maps)")?;
-    // Pinned before any program is loaded: from here on, a load that stops half-way leaves the
-    // pin that `discard_unfinished_load` looks for.
-    ebpf.map(names::FAST_PATH_SECTION)
-        .context("the eBPF object has no fast path section")?
-        .pin(maps_dir.join(names::FAST_PATH))
-        .context("pinning the programs' fast path map")?;
     let mut layer_config = LayerConfig::default();
     if let Some(address) = offsets::rename_seq_address() {
         layer_config.rename_seq = address;

@@ -2,9 +2,9 @@
 //!
 //! Identity: the sandbox's cgroup id maps to its sandbox id in `NONO_SANDBOXES`; every program
 //! decides by the current task's cgroup id. Tasks outside every sandbox leave before that
-//! lookup, on the registered-cgroup filter (`nono_common::FastPath`): the cgroup's bit is set
-//! before the cgroup is registered, and the filter is recomputed from the map (with the count)
-//! after every change, under the load lock. The agent stays in its cgroup:
+//! lookup, on the registered-cgroup filter (`nono_common::CGROUP_FILTER_WORDS`): the cgroup's
+//! bit is set before the cgroup is registered, and the filter is recomputed from the map (with
+//! the active count) after every change, under the load lock. The agent stays in its cgroup:
 //! the sandbox carries a deny of every write to the cgroup2 filesystem
 //! ([`nono_common::CGROUPFS_RULE`]), so it can neither write another `cgroup.procs` nor create
 //! child cgroups; the network programs deny a task in an unregistered cgroup below the sandbox

@@ -9,11 +9,10 @@
 //! process, before the new name is usable). The last name of every rule whose object exists
 //! is watched too, so an object *replaced* under that name (saved by rename) is bound as well.
 //!
-//! No race: the watch is in place (and the fast path's `any_registered` raised, and this
-//! sandbox in a watcher slot) before the path is resolved again; whatever appeared before that
-//! second look is bound here by inode, whatever appears after it is bound by the programs. The
-//! look is repeated while a deeper directory keeps appearing, watching the new nearest
-//! directory each time.
+//! No race: the watch is in place (and `NONO_ACTIVE` raised, and this sandbox in a watcher slot)
+//! before the path is resolved again; whatever appeared before that second look is bound here
+//! by inode, whatever appears after it is bound by the programs. The look is repeated while a
+//! deeper directory keeps appearing, watching the new nearest directory each time.
 //!
 //! Limits (rules beyond them stay unbound, and the run refuses or warns as before):
 //! - a missing name of [`WATCH_NAME_LEN`] bytes or more, or a missing part with `..` in it
@@ -325,8 +324,8 @@ impl WatchPlan {
     }
 
     /// Write the templates, then the watches. The sandbox must already hold a watcher slot and
-    /// the fast path's `any_registered` must be raised, so the programs act on every entry from
-    /// the moment it is written.
+    /// `NONO_ACTIVE` must be raised, so the programs act on every entry from the moment it is
+    /// written.
     pub(crate) fn write(&self, maps: &mut Maps, sandbox_id: u32) -> Result<()> {
         for (n, node) in self.nodes.iter().enumerate() {
             if self.roots.values().any(|&r| r == n) {
