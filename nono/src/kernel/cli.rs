@@ -115,7 +115,7 @@ fn our_programs() -> impl Iterator<Item = (String, aya::programs::ProgramInfo)> 
         .filter_map(|info| {
             let name = info.name_as_str()?.to_string();
             let ours = super::LSM_HOOKS.iter().any(|h| h.starts_with(&name))
-                || super::SOCK_PROGRAMS.iter().any(|(p, _, _)| *p == name)
+                || super::SOCK_PROGRAMS.iter().any(|(p, _)| *p == name)
                 || nono_common::names::EXEC_TRACEPOINT.starts_with(&name);
             ours.then_some((name, info))
         })

@@ -114,21 +114,18 @@ pub const LSM_HOOKS: &[&str] = &[
 pub const EXEC_TRACEPOINT_PIN: &str = "tp_sched_process_exec";
 
 /// The cgroup socket-address programs of the network part and their attach types.
-pub const SOCK_PROGRAMS: &[(&str, aya::programs::CgroupSockAddrAttachType, u32)] = {
-    use aya::programs::CgroupSockAddrAttachType as T;
+pub const SOCK_PROGRAMS: &[(&str, u32)] = &[
     // The u32 is the kernel's `enum bpf_attach_type` value, for BPF_PROG_ATTACH.
-    &[
-        ("connect4", T::Connect4, 10),
-        ("connect6", T::Connect6, 11),
-        ("sendmsg4", T::UDPSendMsg4, 14),
-        ("sendmsg6", T::UDPSendMsg6, 15),
-        ("bind4", T::Bind4, 8),
-        ("bind6", T::Bind6, 9),
-        // The DNS redirect's reply half (nono-ebpf/src/dns.rs); it never denies.
-        ("recvmsg4", T::UDPRecvMsg4, 19),
-        ("recvmsg6", T::UDPRecvMsg6, 20),
-    ]
-};
+    ("connect4", 10),
+    ("connect6", 11),
+    ("sendmsg4", 14),
+    ("sendmsg6", 15),
+    ("bind4", 8),
+    ("bind6", 9),
+    // The DNS redirect's reply half (nono-ebpf/src/dns.rs); it never denies.
+    ("recvmsg4", 19),
+    ("recvmsg6", 20),
+];
 
 /// What the kernel layer can do here, part by part, without loading anything.
 #[derive(Debug, Clone)]
@@ -406,7 +403,7 @@ fn reuse_pins(pin_dir: &Path) -> Option<(Part, Part, Part)> {
     };
     let net = if SOCK_PROGRAMS
         .iter()
-        .all(|(n, _, _)| pin_dir.join(format!("sock_{n}")).exists())
+        .all(|(n, _)| sock_program_pin(pin_dir, n).exists())
     {
         Part::Active
     } else if pin_dir.join(NET_REFUSED_MARKER).exists() {
@@ -640,15 +637,15 @@ fn load_exec_tracepoint(ebpf: &mut aya::Ebpf, pin_dir: &Path) -> Result<()> {
 
 /// Load and pin the cgroup socket programs; each sandbox attaches them to its own cgroup.
 fn load_sock_programs(ebpf: &mut aya::Ebpf, pin_dir: &Path) -> Result<()> {
-    let prog_pin = |name: &str| pin_dir.join(format!("sock_{name}"));
-    if SOCK_PROGRAMS.iter().all(|(n, _, _)| prog_pin(n).exists()) {
+    let prog_pin = |name: &str| sock_program_pin(pin_dir, name);
+    if SOCK_PROGRAMS.iter().all(|(n, _)| prog_pin(n).exists()) {
         return Ok(());
     }
-    for (name, _, _) in SOCK_PROGRAMS {
+    for (name, _) in SOCK_PROGRAMS {
         let _ = fs::remove_file(prog_pin(name));
     }
     let result = (|| -> Result<()> {
-        for (name, _, _) in SOCK_PROGRAMS {
+        for (name, _) in SOCK_PROGRAMS {
             let program: &mut CgroupSockAddr = ebpf
                 .program_mut(name)
                 .with_context(|| format!("the eBPF object has no program {name}"))?
@@ -663,7 +660,7 @@ fn load_sock_programs(ebpf: &mut aya::Ebpf, pin_dir: &Path) -> Result<()> {
         Ok(())
     })();
     if result.is_err() {
-        for (name, _, _) in SOCK_PROGRAMS {
+        for (name, _) in SOCK_PROGRAMS {
             let _ = fs::remove_file(prog_pin(name));
         }
     }
@@ -676,5 +673,10 @@ fn load_sock_programs(ebpf: &mut aya::Ebpf, pin_dir: &Path) -> Result<()> {
 /// loads, three maps and a link: about 20 `bpf` calls in every root `nono run`), none of which
 /// attaching needs.
 pub(crate) fn pinned_sock_program(pin_dir: &Path, name: &str) -> Result<std::os::fd::OwnedFd> {
-    cgroup::open_pinned(&pin_dir.join(format!("sock_{name}")))
+    cgroup::open_pinned(&sock_program_pin(pin_dir, name))
+}
+
+/// Where the socket program `name` (of [`SOCK_PROGRAMS`]) is pinned.
+fn sock_program_pin(pin_dir: &Path, name: &str) -> PathBuf {
+    pin_dir.join(format!("sock_{name}"))
 }

@@ -552,7 +552,7 @@ impl Sandbox {
                     .insert(&key, value, 0)
                     .context("inserting an IPv6 network rule")?;
             }
-            for (name, _, kernel_type) in SOCK_PROGRAMS {
+            for (name, kernel_type) in SOCK_PROGRAMS {
                 let program = pinned_sock_program(layer.pin_dir(), name)?;
                 cgroup::attach_program(&cgroup_dir, &program, *kernel_type)
                     .with_context(|| format!("attaching cgroup/{name} to the sandbox"))?;
