@@ -271,37 +271,32 @@ fn concrete_text(p: &nono_policy::path::PolicyPath) -> String {
 
 /// The problems, one per line; those sharing an explanation under it, in first-seen order.
 fn list(problems: &[Problem]) -> String {
+    // Each group: the shared explanation (none: a problem alone) and its members.
+    let mut groups: Vec<(Option<&Shared>, Vec<&Problem>)> = Vec::new();
+    for p in problems {
+        let same = p.shared.as_ref().and_then(|s| {
+            groups
+                .iter_mut()
+                .find(|(first, _)| first.is_some_and(|f| f.why == s.why))
+        });
+        match same {
+            Some((_, members)) => members.push(p),
+            None => groups.push((p.shared.as_ref(), vec![p])),
+        }
+    }
     let mut lines = Vec::new();
-    let mut listed = vec![false; problems.len()];
-    for (i, p) in problems.iter().enumerate() {
-        if listed[i] {
-            continue;
-        }
-        let group: Vec<usize> = match &p.shared {
-            Some(first) => (i..problems.len())
-                .filter(|&j| {
-                    problems[j]
-                        .shared
-                        .as_ref()
-                        .is_some_and(|s| s.why == first.why)
-                })
-                .collect(),
-            None => vec![i],
-        };
-        for &j in &group {
-            listed[j] = true;
-        }
-        match (&p.shared, group.len()) {
-            (Some(first), n) if n > 1 => {
-                lines.push(format!("  - {n} rules {}:", first.why));
+    for (shared, members) in groups {
+        match (shared, members.as_slice()) {
+            (Some(first), [_, _, ..]) => {
+                lines.push(format!("  - {} rules {}:", members.len(), first.why));
                 lines.extend(
-                    group
+                    members
                         .iter()
-                        .filter_map(|&j| problems[j].shared.as_ref())
+                        .filter_map(|m| m.shared.as_ref())
                         .map(|s| format!("      {}", s.rule)),
                 );
             }
-            _ => lines.push(format!("  - {}", p.text)),
+            _ => lines.extend(members.iter().map(|m| format!("  - {}", m.text))),
         }
     }
     lines.join("\n")
