@@ -747,22 +747,34 @@ impl Netns {
     /// `cmd`, run inside the namespace (nsenter changes only the network namespace: nono still
     /// sees the host's cgroup and BPF filesystems).
     pub fn command(&self, cmd: &Command) -> Command {
-        let mut c = Command::new("nsenter");
-        c.arg(format!("--net=/run/netns/{}", self.name))
-            .arg("--")
-            .arg(cmd.get_program())
-            .args(cmd.get_args())
-            .env_clear();
-        for (k, v) in cmd.get_envs() {
-            if let Some(v) = v {
-                c.env(k, v);
-            }
-        }
-        if let Some(d) = cmd.get_current_dir() {
-            c.current_dir(d);
-        }
-        c
+        let net = format!("--net=/run/netns/{}", self.name);
+        behind(["nsenter", net.as_str(), "--"], cmd)
     }
+}
+
+/// `cmd` run by `prefix` (`nsenter ... --`, `strace ...`): its program and arguments after the
+/// prefix, with only the environment `cmd` sets (the [`World`] commands clear theirs) and its
+/// directory.
+pub fn behind<I, S>(prefix: I, cmd: &Command) -> Command
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
+    let mut prefix = prefix.into_iter();
+    let mut c = Command::new(prefix.next().expect("a prefix program"));
+    c.args(prefix)
+        .arg(cmd.get_program())
+        .args(cmd.get_args())
+        .env_clear();
+    for (k, v) in cmd.get_envs() {
+        if let Some(v) = v {
+            c.env(k, v);
+        }
+    }
+    if let Some(d) = cmd.get_current_dir() {
+        c.current_dir(d);
+    }
+    c
 }
 
 impl Drop for Netns {

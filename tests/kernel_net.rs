@@ -434,21 +434,19 @@ fn a_run_loads_nothing_once_the_layer_is_pinned() {
 
     let trace = w.root.join("bpf.trace");
     let plain = w.sandbox(&args, &["/bin/true"]);
-    let mut traced = Command::new("strace");
-    traced
-        .args(["-f", "-qq", "-e", "trace=bpf", "-o"])
-        .arg(&trace)
-        .arg(plain.get_program())
-        .args(plain.get_args());
-    for (key, value) in plain.get_envs() {
-        match value {
-            Some(v) => traced.env(key, v),
-            None => traced.env_remove(key),
-        };
-    }
-    if let Some(dir) = plain.get_current_dir() {
-        traced.current_dir(dir);
-    }
+    let trace_arg = trace.display().to_string();
+    let mut traced = nono_e2e::behind(
+        [
+            "strace",
+            "-f",
+            "-qq",
+            "-e",
+            "trace=bpf",
+            "-o",
+            trace_arg.as_str(),
+        ],
+        &plain,
+    );
     let out = run(&mut traced);
     assert_eq!(out.code(), Some(0), "{}", out.describe());
     assert_net_part_active(&out);

@@ -367,8 +367,8 @@ show("done", "yes")
 
 /// Case 16: leaving the cgroup (open `cgroup.procs` of the root cgroup, and of a cgroup
 /// delegated to the user, for writing), changing a sysctl (opened for writing only, never
-/// written), loading a BPF program or a kernel module. The module image is garbage and the BPF program a two-instruction socket filter, so an
-/// unblocked call does no harm.
+/// written), loading a BPF program or a kernel module. The module image is garbage and the BPF
+/// program a two-instruction socket filter, so an unblocked call does no harm.
 fn case16_cgroup_escape_bpf_module_and_sysctl_denied(user: User) {
     let w = World::new(user);
     let cgroup_root = cgroup2_mount().expect("no cgroup2 mount in /proc/self/mountinfo");
