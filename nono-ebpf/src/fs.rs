@@ -112,7 +112,7 @@ fn device_marker(key: &InodeKey) -> Option<Result<(), Verdict>> {
 /// The device of the filesystem `dentry` is on; `Err` (deny) if the dentry has no superblock,
 /// which a live one always has.
 #[inline(always)]
-unsafe fn dentry_dev(dentry: *const u8) -> Result<u32, i64> {
+pub(crate) unsafe fn dentry_dev(dentry: *const u8) -> Result<u32, i64> {
     let super_block: *const u8 = load(dentry, kernel_offset!(dentry_sb));
     if super_block.is_null() {
         return Err(0);
@@ -257,7 +257,7 @@ unsafe fn kept_name(sandbox_id: u32, dentry: *const u8) -> Result<Verdict, i64> 
 /// a cached "clean" must not hide (any deny, `exec deny` too: a rename source check,
 /// `MOVE_WANT`, must still find it).
 #[inline(always)]
-fn rule_verdict(key: &InodeKey, want: u32) -> Option<Result<(), Verdict>> {
+pub(crate) fn rule_verdict(key: &InodeKey, want: u32) -> Option<Result<(), Verdict>> {
     let rule: FsDeny = *unsafe { NONO_FS_DENY.get(key) }?;
     if rule.access & want != 0 {
         return Some(Err(Verdict::Deny {
@@ -849,11 +849,4 @@ fn check_mapping(sandbox: &SandboxInfo, file: *const u8) -> Result<Verdict, i64>
         Ok(Verdict::Allow { .. }) => Ok(Verdict::AllowQuiet),
         other => other,
     }
-}
-
-/// Not attached in production: `nono kernel-bench-noop` attaches it to `file_open` as the
-/// baseline the benchmark compares nono's programs with (the cost of any BPF LSM program).
-#[lsm(hook = "file_open")]
-pub fn bench_noop(_ctx: LsmContext) -> i32 {
-    0
 }

@@ -19,6 +19,7 @@
 #![allow(internal_features)]
 #![feature(core_intrinsics)]
 
+mod bench;
 mod cache;
 mod dns;
 mod events;

@@ -4,9 +4,9 @@
 //!   slots), the number of event slots and how many are claimed, and each program's run time
 //!   and count (with `kernel.bpf_stats_enabled=1`);
 //! - `nono kernel-cache on|off` switches the file hooks' directory verdict cache (benchmark);
-//! - `nono kernel-bench-noop -- CMD..` runs CMD with a no-op LSM program attached to
-//!   `file_open`, the baseline of the overhead benchmark, and prints the no-op's and nono's
-//!   program statistics over the same window.
+//! - `nono kernel-bench-noop -- CMD..` runs CMD with reference LSM programs attached to
+//!   `file_open` (a no-op, the baseline of the overhead benchmark, and the floors of its paths),
+//!   and prints their and nono's program statistics over the same windows.
 //!
 //! Privileges: root.
 
@@ -164,40 +164,54 @@ pub struct KernelBenchNoopArgs {
     command: Vec<OsString>,
 }
 
-/// Attach the no-op LSM program to `file_open`, run CMD, detach. Prints windows: a `window`
-/// line, then the run time and count of the no-op and of each of nono's programs over that
-/// window (from just before CMD starts to just after it exits, or one `--sample-ms` period of
-/// it). Every open in a window ran both the no-op and nono's `file_open`, so their ratio
-/// compares the two on the same opens at the same moment: TCG timing drifts by several times
-/// between windows, and a stall of the host lands in whichever program runs then, so short
-/// windows let the benchmark set the stalled ones aside. The baseline of the overhead
-/// benchmark. Reading the statistics opens no file, so the reads add no runs to any window.
+/// The reference programs `kernel-bench-noop` attaches to `file_open` beside nono's: the no-op
+/// (what any BPF LSM program costs) and the floors of the outside and the sandboxed paths
+/// (`nono-ebpf/src/bench.rs`).
+const BENCH_REFERENCES: [&str; 3] = ["bench_noop", "bench_cgroup_id", "bench_inode_rule"];
+
+/// Attach the reference programs to `file_open` ([`BENCH_REFERENCES`]), run CMD, detach. Prints
+/// windows: a `window` line, then the run time and count of each reference and of each of
+/// nono's programs over that window (from just before CMD starts to just after it exits, or one
+/// `--sample-ms` period of it). Every open in a window ran the references and nono's
+/// `file_open`, so their ratio compares them on the same opens at the same moment: TCG timing
+/// drifts by several times between windows, and a stall of the host lands in whichever program
+/// runs then, so short windows let the benchmark set the stalled ones aside. The baseline of the
+/// overhead benchmark. Reading the statistics opens no file, so the reads add no runs to any
+/// window.
 pub fn kernel_bench_noop(args: KernelBenchNoopArgs) -> CmdResult {
     let inner = || -> Result<i32> {
         let layer = KernelLayer::load()?;
         let object = super::EBPF_OBJECT.context("kernel layer not built in")?;
+        // The floors read kernel structs as nono's programs do, at this kernel's offsets.
+        let offsets = super::offsets::read_kernel_offsets()?;
         let mut ebpf = aya::EbpfLoader::new()
+            .set_global(nono_common::names::OFFSETS, &offsets, true)
             .map_pin_path(layer.pin_dir().join("maps"))
             .load(object)?;
         let btf = aya::Btf::from_sys_fs()?;
-        let program: &mut aya::programs::Lsm = ebpf
-            .program_mut("bench_noop")
-            .context("no bench_noop program")?
-            .try_into()?;
-        program.load("file_open", &btf)?;
-        program.attach()?;
-        // The no-op is read through its own handle: a concurrent benchmark's `bench_noop`
-        // (same name) is not this window's baseline.
-        let snapshot = |program: &aya::programs::Lsm| -> Result<ProgramStats> {
-            let noop = program.info()?;
+        for name in BENCH_REFERENCES {
+            let program: &mut aya::programs::Lsm = ebpf
+                .program_mut(name)
+                .with_context(|| format!("no {name} program"))?
+                .try_into()?;
+            program.load("file_open", &btf)?;
+            program.attach()?;
+        }
+        // The references are read through their own handles: a concurrent benchmark's programs
+        // of the same names are not this window's.
+        let snapshot = |ebpf: &aya::Ebpf| -> Result<ProgramStats> {
             let mut stats = program_stats();
-            stats.insert(
-                "bench_noop".into(),
-                (noop.run_time().as_nanos(), noop.run_count()),
-            );
+            for name in BENCH_REFERENCES {
+                let program: &aya::programs::Lsm = ebpf
+                    .program(name)
+                    .with_context(|| format!("no {name} program"))?
+                    .try_into()?;
+                let info = program.info()?;
+                stats.insert(name.into(), (info.run_time().as_nanos(), info.run_count()));
+            }
             Ok(stats)
         };
-        let mut before = snapshot(program)?;
+        let mut before = snapshot(&ebpf)?;
         let mut child = std::process::Command::new(&args.command[0])
             .args(&args.command[1..])
             .spawn()?;
@@ -208,7 +222,7 @@ pub fn kernel_bench_noop(args: KernelBenchNoopArgs) -> CmdResult {
                 std::thread::sleep(std::time::Duration::from_millis(args.sample_ms));
                 child.try_wait()?
             };
-            let after = snapshot(program)?;
+            let after = snapshot(&ebpf)?;
             print_window(&before, &after);
             if let Some(status) = exited {
                 break status;
