@@ -317,13 +317,21 @@ impl fmt::Display for KernelEvent {
 /// by an earlier run). aya 0.13's `RingBuf` assumes the consumer position starts at zero and
 /// loops over stale memory when it does not, so nono reads the ring itself, following the
 /// kernel's protocol (`kernel/bpf/ringbuf.c`): a consumer page (read-write), then the producer
-/// page and the data pages mapped twice (read-only).
+/// page and the data pages (read-only).
+///
+/// The kernel lays the data pages out twice in a row, so that a reader may see a record that
+/// wraps past the ring's end as one run of bytes, and maps every page of the range when it is
+/// mapped, not when it is first read. nono maps them once and copies the rare wrapping record
+/// instead: mapping both copies would make the ring count twice in the parent's resident set
+/// (2 MiB of a root run's 10, for a 1 MiB ring).
 pub(crate) struct RingReader {
     map: MapData,
     consumer: *mut u8,
     producer: *const u8,
     page: usize,
     size: usize,
+    /// Where a record that wraps past the end of the data pages is put back together.
+    wrapped: Vec<u8>,
 }
 
 // SAFETY: the mappings are owned by the reader and only touched through `&mut self`.
@@ -366,7 +374,7 @@ impl RingReader {
         let producer = unsafe {
             libc::mmap(
                 std::ptr::null_mut(),
-                page + 2 * size,
+                page + size,
                 libc::PROT_READ,
                 libc::MAP_SHARED,
                 fd,
@@ -385,6 +393,7 @@ impl RingReader {
             producer: producer.cast(),
             page,
             size,
+            wrapped: Vec::new(),
         })
     }
 
@@ -407,27 +416,58 @@ impl RingReader {
             cons = prod;
             consumer_pos.store(cons, Ordering::Release);
         }
+        // SAFETY: the data pages follow the producer page in the mapping.
+        let data = unsafe { self.producer.add(self.page) };
         while cons < prod {
-            let offset = self.page + (cons & mask) as usize;
-            // SAFETY: offset + header lies in the first copy of the data pages; a record never
-            // exceeds the ring size, so the record lies in the double mapping.
-            let header = unsafe { &*(self.producer.add(offset) as *const AtomicU32) }
-                .load(Ordering::Acquire);
+            let start = (cons & mask) as usize;
+            // SAFETY: positions are 8-byte aligned and the ring's size a power of two of at
+            // least a page, so the header lies whole before the end of the data pages.
+            let header = unsafe { &*(data.add(start) as *const AtomicU32) }.load(Ordering::Acquire);
             if header & BUSY_BIT != 0 {
                 break; // being written: stop here, it will be read next time
             }
             let len = (header & !(BUSY_BIT | DISCARD_BIT)) as usize;
+            if len + HEADER_LEN > self.size {
+                // No record is longer than the ring: the memory is not a ring this reader
+                // understands. Skip to the present rather than read past the record.
+                cons = prod;
+                consumer_pos.store(cons, Ordering::Release);
+                break;
+            }
             if header & DISCARD_BIT == 0 {
-                // SAFETY: see above.
-                let data = unsafe {
-                    std::slice::from_raw_parts(self.producer.add(offset + HEADER_LEN), len)
-                };
-                f(data);
+                // SAFETY: the kernel cleared the busy bit after writing the record, and does not
+                // write its bytes again until the consumer position passes them.
+                f(unsafe { record_body(data, self.size, start, len, &mut self.wrapped) });
             }
             cons += ((len + HEADER_LEN + 7) & !7) as u64;
             consumer_pos.store(cons, Ordering::Release);
         }
     }
+}
+
+/// The `len` bytes of the record whose header is at `start` in a ring's data pages (`size`
+/// bytes at `data`, mapped once): borrowed where they lie in one run, copied into `wrapped`
+/// where they go past the end of the ring and continue at its start.
+///
+/// # Safety
+/// `data` points to `size` readable bytes, `start + HEADER_LEN <= size`, `len <= size`, and the
+/// record's bytes do not change while the returned slice lives.
+unsafe fn record_body(
+    data: *const u8,
+    size: usize,
+    start: usize,
+    len: usize,
+    wrapped: &mut Vec<u8>,
+) -> &[u8] {
+    let body = (start + HEADER_LEN) % size;
+    if body + len <= size {
+        return std::slice::from_raw_parts(data.add(body), len);
+    }
+    let before_end = size - body;
+    wrapped.clear();
+    wrapped.extend_from_slice(std::slice::from_raw_parts(data.add(body), before_end));
+    wrapped.extend_from_slice(std::slice::from_raw_parts(data, len - before_end));
+    wrapped
 }
 
 impl AsRawFd for RingReader {
@@ -441,10 +481,7 @@ impl Drop for RingReader {
         // SAFETY: unmapping exactly what `new` mapped.
         unsafe {
             libc::munmap(self.consumer.cast(), self.page);
-            libc::munmap(
-                self.producer as *mut libc::c_void,
-                self.page + 2 * self.size,
-            );
+            libc::munmap(self.producer as *mut libc::c_void, self.page + self.size);
         }
     }
 }
@@ -597,6 +634,39 @@ impl Drop for EventPrinter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A 64-byte ring's data pages whose byte `i` is `i`.
+    fn ring_of_64() -> Vec<u8> {
+        (0..64).collect()
+    }
+
+    #[test]
+    fn a_record_before_the_end_of_the_ring_is_read_in_place() {
+        let ring = ring_of_64();
+        let mut wrapped = Vec::new();
+        // Header at 8, body 16..40.
+        let body = unsafe { record_body(ring.as_ptr(), 64, 8, 24, &mut wrapped) };
+        assert_eq!(body, &ring[16..40]);
+        assert_eq!(body.as_ptr(), ring[16..].as_ptr(), "borrowed, not copied");
+        // A body that ends exactly at the end of the ring is still in one piece.
+        let body = unsafe { record_body(ring.as_ptr(), 64, 40, 16, &mut wrapped) };
+        assert_eq!(body, &ring[48..64]);
+        assert!(wrapped.is_empty());
+    }
+
+    #[test]
+    fn a_record_that_wraps_past_the_end_is_put_back_together() {
+        let ring = ring_of_64();
+        let mut wrapped = Vec::new();
+        // Header at 48, body 56..64 then 0..12.
+        let body = unsafe { record_body(ring.as_ptr(), 64, 48, 20, &mut wrapped) };
+        let expected: Vec<u8> = (56..64).chain(0..12).collect();
+        assert_eq!(body, &expected[..]);
+        // A header in the ring's last 8 bytes: the whole body is at the start.
+        let body = unsafe { record_body(ring.as_ptr(), 64, 56, 10, &mut wrapped) };
+        assert_eq!(body, &ring[0..10]);
+        assert_eq!(body.as_ptr(), ring.as_ptr(), "borrowed, not copied");
+    }
 
     fn exec_record(filename: &[u8], argv: &[u8], flags: u32) -> Vec<u8> {
         let mut r = ExecRecord {
