@@ -822,38 +822,37 @@ fn bind_fs_rules(
             }
         }
     }
-    // The `exec only` allowlist: entries the exec check requires on the binary or above it.
-    // A listed path that does not exist allows nothing (fail closed); it is reported.
-    for rule in policy.exec.allow_only.iter().flatten() {
-        let path = rule
-            .path
+    // Allow entries the kernel checks require on the object or above it: the `exec only`
+    // allowlist, and the path unix sockets the sandbox may connect to (`ipc unix-socket`; every
+    // other unix socket created outside the sandbox is denied). A listed path that does not
+    // exist allows nothing (fail closed); it is reported.
+    let exec_only = policy.exec.allow_only.iter().flatten();
+    let exec_only = exec_only.map(|r| {
+        (
+            r.id,
+            &r.path,
+            access::EXEC_ALLOW,
+            "nothing there may be executed",
+        )
+    });
+    let sockets = policy.ipc.unix_sockets.iter();
+    let sockets = sockets.map(|r| {
+        (
+            r.id,
+            &r.path,
+            access::UNIX_ALLOW,
+            "connecting to a socket there is denied",
+        )
+    });
+    let allows = exec_only.chain(sockets);
+    for (id, pattern, allow, consequence) in allows {
+        let path = pattern
             .expand(&vars)
-            .map_err(|e| anyhow::anyhow!("rule {}: {e} (expand the policy first)", rule.id))?;
-        if !bind(maps, rule.id.0, &path, access::EXEC_ALLOW)? {
+            .map_err(|e| anyhow::anyhow!("rule {id}: {e} (expand the policy first)"))?;
+        if !bind(maps, id.0, &path, allow)? {
             unbound.push(Unbound {
-                rule: Some(rule.id.0),
-                reason: format!(
-                    "{} does not exist, so nothing there may be executed",
-                    path.display()
-                ),
-                fails_closed: true,
-            });
-        }
-    }
-    // Path unix sockets the sandbox may connect to (`ipc unix-socket`); every other unix
-    // socket created outside the sandbox is denied.
-    for rule in &policy.ipc.unix_sockets {
-        let path = rule
-            .path
-            .expand(&vars)
-            .map_err(|e| anyhow::anyhow!("rule {}: {e} (expand the policy first)", rule.id))?;
-        if !bind(maps, rule.id.0, &path, access::UNIX_ALLOW)? {
-            unbound.push(Unbound {
-                rule: Some(rule.id.0),
-                reason: format!(
-                    "{} does not exist, so connecting to a socket there is denied",
-                    path.display()
-                ),
+                rule: Some(id.0),
+                reason: format!("{} does not exist, so {consequence}", path.display()),
                 fails_closed: true,
             });
         }
